@@ -1,0 +1,54 @@
+# Hearth developer entry points. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.hearth-setup
+JOBS   := $(shell nproc 2>/dev/null || echo 2)
+
+# llama.cpp's default -march=native build uses AMX / AVX-512 code that crashes
+# (SIGSEGV in ldtilecfg) in VMs that advertise AMX without enabling it. A
+# portable AVX2 build runs everywhere x86-64 and loses little on small models.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: on these machines 2.13.0 is a CPU build on local disk; anything
+	# else would pull a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	# llama-cpp-python compiles from source the first time (~10-20 min on 2 cores).
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) \
+		$(BIN)/python -m pip install 'llama-cpp-python>=0.3.16'
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# A wheel cached from an earlier native build can still crash: probe it, rebuild once.
+	$(BIN)/hearth doctor > $(VENV)/doctor.txt 2>&1 || true
+	if grep -q "llama.cpp crashed" $(VENV)/doctor.txt; then \
+		echo "llama-cpp-python crashes on this CPU: rebuilding it portable"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) \
+		$(BIN)/python -m pip install --force-reinstall --no-deps --no-cache-dir 'llama-cpp-python>=0.3.16'; \
+	fi
+	$(BIN)/hearth doctor
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/hearth demo
+
+test: setup
+	$(BIN)/python -m pytest -ra
+
+test-fast: setup
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check server indexer tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/engine.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,128 @@
+"""The `hearth` command line: serve, doctor, config, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__, logs
+
+log = logging.getLogger("hearth")
+
+
+def _tcp_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    try:
+        number = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}") from None
+    if not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range: {number}")
+    return host or "127.0.0.1", number
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logs.setup_stderr(args.log_level or os.environ.get("HEARTH_LOG_LEVEL", "info"))
+    from .lsp.server import create_server
+
+    if args.tcp:
+        host, port = args.tcp
+        server = create_server()
+        log.info("hearth %s serving LSP on %s:%d", __version__, host, port)
+        server.start_tcp(host, port)
+        return 0
+    # stdout is the LSP channel. Keep a private copy of it for the protocol and
+    # point fd 1 at stderr, so a stray print (or a C library's printf) can never
+    # corrupt the stream.
+    lsp_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    server = create_server()
+    log.info("hearth %s serving LSP on stdio", __version__)
+    server.start_io(stdin=sys.stdin.buffer, stdout=lsp_out)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .settings import SPECS, SettingsSources
+
+    root = Path(args.root).resolve() if args.root else Path.cwd()
+    resolved = SettingsSources(root=root).resolve()
+    rows = []
+    for (section, name), spec in SPECS.items():
+        value = getattr(getattr(resolved.settings, section), name)
+        rows.append({"key": spec.key, "value": value, "source": resolved.sources[spec.key]})
+    if args.json:
+        print(json.dumps({"settings": rows, "problems": resolved.problems}, indent=2))
+    else:
+        width = max(len(r["key"]) for r in rows)
+        for r in rows:
+            print(f"{r['key']:<{width}}  {json.dumps(r['value']):<24} ({r['source']})")
+        for problem in resolved.problems:
+            print(f"problem: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_checks
+
+    root = Path(args.root).resolve() if args.root else Path.cwd()
+    failed = False
+    for check in run_checks(root, probe=not args.no_probe):
+        print(f"{check.status:<5} {check.name}: {check.detail}")
+        failed = failed or check.status == "FAIL"
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(workspace=args.workspace, preset=args.preset, model_path=args.model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hearth", description="Hearth: a local AI language server.")
+    parser.add_argument("--version", action="version", version=f"hearth {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the language server (stdio by default)")
+    mode = serve.add_mutually_exclusive_group()
+    mode.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (default)")
+    mode.add_argument("--tcp", type=_tcp_address, metavar="HOST:PORT",
+                      help="listen on a TCP port (host defaults to 127.0.0.1)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    doctor = sub.add_parser("doctor", help="check the machine, model and settings")
+    doctor.add_argument("--root", help="workspace root (default: current directory)")
+    doctor.add_argument("--no-probe", action="store_true",
+                        help="skip the test generation in a child process")
+    doctor.set_defaults(func=cmd_doctor)
+
+    config = sub.add_parser("config", help="show effective settings and where each came from")
+    config.add_argument("--root", help="workspace root (default: current directory)")
+    config.add_argument("--json", action="store_true")
+    config.set_defaults(func=cmd_config)
+
+    demo = sub.add_parser("demo", help="run Hearth end to end over LSP on the demo workspace")
+    demo.add_argument("--workspace", help="folder to copy and work on "
+                      "(default: examples/demo-workspace)")
+    demo.add_argument("--preset", help="bundled model to use (smollm2, gemma3-270m)")
+    demo.add_argument("--model", help="any GGUF file to use instead")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,195 @@
+"""`hearth demo`: Hearth end to end, over LSP, as an editor would drive it.
+
+It copies the demo workspace into a temporary git repository, starts
+`hearth serve` as a child process, and plays the editor's part: open files,
+ask for code actions on each function, resolve them, apply the edits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from . import __version__
+from .docstring import list_functions
+from .lsp.textedits import apply_text_edits, edits_for
+
+SERVER = [sys.executable, "-m", "hearth_lsp.server", "serve"]
+
+
+def find_demo_workspace() -> Path | None:
+    here = Path(__file__).resolve().parent
+    for base in (Path.cwd(), *Path.cwd().parents, here.parent):
+        candidate = base / "examples" / "demo-workspace"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _copy_to_git(src: Path, dest: Path) -> None:
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".git", "__pycache__", ".venv"))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Hearth Demo", "GIT_AUTHOR_EMAIL": "demo@localhost",
+           "GIT_COMMITTER_NAME": "Hearth Demo", "GIT_COMMITTER_EMAIL": "demo@localhost"}
+    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "commit", "-q", "-m", "demo workspace"]):
+        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
+
+
+class DemoClient(LanguageClient):
+    def __init__(self) -> None:
+        super().__init__("hearth-demo", __version__)
+        self.titles: dict[Any, str] = {}
+        self.messages: list[str] = []
+
+        @self.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+        def _create(params: types.WorkDoneProgressCreateParams) -> None:
+            return None
+
+        @self.feature(types.PROGRESS)
+        def _progress(params: types.ProgressParams) -> None:
+            value = params.value if isinstance(params.value, dict) else {}
+            if value.get("kind") == "begin":
+                self.titles[params.token] = value.get("title", "")
+                print(f"  … {value.get('title')}")
+            elif value.get("kind") == "end":
+                print(f"  ✓ {self.titles.pop(params.token, '')}: {value.get('message', '')}")
+
+        @self.feature(types.WINDOW_SHOW_MESSAGE)
+        def _show(params: types.ShowMessageParams) -> None:
+            self.messages.append(params.message)
+            print(f"  [server] {params.message}")
+
+        @self.feature(types.WINDOW_LOG_MESSAGE)
+        def _log(params: types.LogMessageParams) -> None:
+            if params.message.startswith("hearth: model ready"):
+                print(f"  [log] {params.message}")
+
+
+def _capabilities() -> types.ClientCapabilities:
+    return types.ClientCapabilities(
+        window=types.WindowClientCapabilities(work_done_progress=True),
+        workspace=types.WorkspaceClientCapabilities(apply_edit=True, configuration=False),
+        text_document=types.TextDocumentClientCapabilities(
+            code_action=types.CodeActionClientCapabilities(
+                resolve_support=types.ClientCodeActionResolveOptions(properties=["edit"]),
+                data_support=True)))
+
+
+async def _wait_for_model(client: LanguageClient, timeout: float = 600) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="hearth.status"))
+        if status["model"] in ("ready", "error") or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.1)
+
+
+async def _drain(stream: asyncio.StreamReader | None, log_file: Path) -> None:
+    if stream is None:
+        return
+    with log_file.open("wb") as fh:
+        while chunk := await stream.read(65536):
+            fh.write(chunk)
+            fh.flush()
+
+
+async def _run(workspace: Path, env: dict[str, str], options: dict[str, Any]) -> int:
+    client = DemoClient()
+    await client.start_io(*SERVER, env=env, cwd=str(workspace))
+    server_log = workspace.parent / "hearth-server.log"
+    drain = asyncio.create_task(_drain(client._server.stderr if client._server else None,
+                                       server_log))
+    started = time.perf_counter()
+    await client.initialize_async(types.InitializeParams(
+        capabilities=_capabilities(), root_uri=workspace.as_uri(), process_id=os.getpid(),
+        initialization_options=options or None,
+        workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)]))
+    print(f"initialize answered in {(time.perf_counter() - started) * 1000:.0f} ms "
+          "(the model loads in the background)")
+    client.initialized(types.InitializedParams())
+    status = await _wait_for_model(client)
+    if status["model"] != "ready":
+        print(f"model not ready: {status['error']}")
+    else:
+        info = status["info"]
+        print(f"model: {info['name']} on {info['where']}, context {info['contextLength']}")
+    written = 0
+    for path in sorted(workspace.rglob("*.py")):
+        rel = path.relative_to(workspace)
+        if rel.parts[0] == "tests" or status["model"] != "ready":
+            continue
+        uri, text, version = path.as_uri(), path.read_text(encoding="utf-8"), 1
+        client.text_document_did_open(types.DidOpenTextDocumentParams(
+            types.TextDocumentItem(uri=uri, language_id="python", version=version, text=text)))
+        print(f"\n== {rel}")
+        for fn in list_functions(text):
+            # Recompute: earlier docstrings moved the lines down.
+            fn = next(f for f in list_functions(text) if f.qualname == fn.qualname)
+            here = types.Position(line=fn.def_line, character=0)
+            actions = await client.text_document_code_action_async(types.CodeActionParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                range=types.Range(start=here, end=here),
+                context=types.CodeActionContext(diagnostics=[])))
+            titles = [a.title for a in actions or [] if isinstance(a, types.CodeAction)]
+            print(f"-- {fn.qualname}: {', '.join(titles) or 'no actions'}")
+            action = next((a for a in actions or [] if isinstance(a, types.CodeAction)
+                           and a.title == "Hearth: Generate docstring"), None)
+            if action is None:
+                continue
+            t0 = time.perf_counter()
+            try:
+                resolved = await client.code_action_resolve_async(action)
+            except Exception as exc:  # the server refuses invalid output: say so, go on
+                print(f"   (no docstring: {exc})")
+                continue
+            if resolved.edit is None:
+                continue
+            text = apply_text_edits(text, edits_for(resolved.edit, uri))
+            version += 1
+            client.text_document_did_change(types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+            new_fn = next(f for f in list_functions(text) if f.qualname == fn.qualname)
+            lines = text.splitlines()[new_fn.def_line: new_fn.body_line + 1]
+            print(f"   ({time.perf_counter() - t0:.2f} s)")
+            print("\n".join("   | " + line for line in lines))
+            written += 1
+        path.write_text(text, encoding="utf-8")
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    drain.cancel()
+    if written:
+        diff = subprocess.run(["git", "diff", "--stat"], cwd=workspace, capture_output=True,
+                              text=True).stdout
+        print(f"\n{written} docstrings written through the LSP; git diff --stat:\n{diff}")
+    print(f"workspace: {workspace}\nserver log: {server_log}")
+    return 0 if status["model"] == "ready" and written else 1
+
+
+def run_demo(workspace: str | None = None, preset: str | None = None,
+             model_path: str | None = None) -> int:
+    source = Path(workspace) if workspace else find_demo_workspace()
+    if source is None or not source.is_dir():
+        print("demo workspace not found: pass --workspace PATH", file=sys.stderr)
+        return 2
+    target = Path(tempfile.mkdtemp(prefix="hearth-demo-")) / source.name
+    _copy_to_git(source, target)
+    print(f"hearth demo: working on a git copy of {source} at {target}")
+    options: dict[str, Any] = {}
+    if preset:
+        options.setdefault("model", {})["preset"] = preset
+    if model_path:
+        options.setdefault("model", {})["path"] = str(Path(model_path).resolve())
+    return asyncio.run(_run(target, dict(os.environ), options))

@@ -1,0 +1,309 @@
+"""Python docstrings: find the function, build the prompt, clean, place, validate.
+
+Everything here is pure (text in, text out) so it is tested without an editor
+or a model. Lines are 0-based; columns are Python string indices (the LSP
+layer converts them to UTF-16).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import io
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cleaning
+from .chat_format import ChatTemplateError, Message, merge_system, render_chat
+from .prompts import render
+
+# Characters of file context per token, conservatively (code tokenizes densely).
+CHARS_PER_TOKEN = 3
+INDENT_UNIT = "    "
+
+
+class DocstringError(ValueError):
+    """Nothing valid could be produced; the message says why."""
+
+
+@dataclass(frozen=True)
+class FunctionTarget:
+    name: str
+    qualname: str
+    start_line: int  # first decorator or `def`
+    def_line: int
+    end_line: int  # last line of the body (inclusive)
+    colon: tuple[int, int]  # position of the ':' that ends the signature
+    body_line: int
+    body_col: int
+    body_indent: str  # indentation for new body lines
+    params: tuple[str, ...]
+    docstring: tuple[int, int, int, int] | None  # existing: (line, col, end_line, end_col)
+
+    @property
+    def has_docstring(self) -> bool:
+        return self.docstring is not None
+
+
+@dataclass(frozen=True)
+class Edit:
+    start: tuple[int, int]
+    end: tuple[int, int]
+    new_text: str
+
+
+# --------------------------------------------------------------------- finding
+
+
+def _byte_to_index(line: str, byte_col: int) -> int:
+    return len(line.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+
+
+def _params(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, ...]:
+    a = node.args
+    names = [p.arg for p in (*a.posonlyargs, *a.args)]
+    if a.vararg:
+        names.append("*" + a.vararg.arg)
+    names += [p.arg for p in a.kwonlyargs]
+    if a.kwarg:
+        names.append("**" + a.kwarg.arg)
+    return tuple(names)
+
+
+def _signature_colon(lines: list[str], def_line: int) -> tuple[int, int]:
+    """The ':' closing the signature, found with the tokenizer (strings can hold ':')."""
+    text = "\n".join(lines[def_line:]) + "\n"
+    depth = 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.OP:
+                if tok.string in "([{":
+                    depth += 1
+                elif tok.string in ")]}":
+                    depth -= 1
+                elif tok.string == ":" and depth == 0:
+                    return def_line + tok.start[0] - 1, tok.start[1]
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pass
+    raise DocstringError("cannot find the end of the function signature")
+
+
+def _docstring_node(node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Expr | None:
+    first = node.body[0]
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        return first
+    return None
+
+
+def list_functions(source: str) -> list[FunctionTarget]:
+    """Every function and method, outermost first. Empty if the file does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    lines = source.splitlines()
+    out: list[FunctionTarget] = []
+
+    def visit(node: ast.AST, scope: list[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out.append(_target(child, scope, lines))
+                visit(child, [*scope, child.name])
+            elif isinstance(child, ast.ClassDef):
+                visit(child, [*scope, child.name])
+            else:
+                visit(child, scope)
+
+    visit(tree, [])
+    return out
+
+
+def _target(node: ast.FunctionDef | ast.AsyncFunctionDef, scope: list[str],
+            lines: list[str]) -> FunctionTarget:
+    def_line = node.lineno - 1
+    start = min([def_line] + [d.lineno - 1 for d in node.decorator_list])
+    first = node.body[0]
+    body_line = first.lineno - 1
+    body_col = _byte_to_index(lines[body_line], first.col_offset)
+    colon = _signature_colon(lines, def_line)
+    def_indent = lines[def_line][: len(lines[def_line]) - len(lines[def_line].lstrip())]
+    if body_line > colon[0]:
+        body_indent = lines[body_line][:body_col]
+    else:  # `def f(): return 1` -- the body will move to its own line
+        body_indent = def_indent + INDENT_UNIT
+    doc = _docstring_node(node)
+    doc_range = None
+    if doc is not None:
+        assert doc.end_lineno is not None and doc.end_col_offset is not None
+        doc_range = (doc.lineno - 1, _byte_to_index(lines[doc.lineno - 1], doc.col_offset),
+                     doc.end_lineno - 1,
+                     _byte_to_index(lines[doc.end_lineno - 1], doc.end_col_offset))
+    assert node.end_lineno is not None
+    return FunctionTarget(
+        name=node.name, qualname=".".join([*scope, node.name]), start_line=start,
+        def_line=def_line, end_line=node.end_lineno - 1, colon=colon, body_line=body_line,
+        body_col=body_col, body_indent=body_indent, params=_params(node), docstring=doc_range)
+
+
+def find_function(source: str, line: int) -> FunctionTarget | None:
+    """The innermost function whose lines (decorators included) contain ``line``."""
+    best = None
+    for fn in list_functions(source):
+        if fn.start_line <= line <= fn.end_line and (best is None or fn.start_line >= best.start_line):
+            best = fn
+    return best
+
+
+def function_source(source: str, fn: FunctionTarget) -> str:
+    return "\n".join(source.splitlines()[fn.start_line: fn.end_line + 1])
+
+
+# ---------------------------------------------------------------------- prompts
+
+
+@dataclass(frozen=True)
+class DocstringPrompt:
+    text: str
+    stop: list[str]
+    chat: bool
+
+
+def _fit_file(source: str, budget_chars: int) -> str:
+    if len(source) <= budget_chars:
+        return source
+    # Keep the head (imports, module docs, earlier definitions): it is the part
+    # that stays the same between requests, so the KV prefix cache still hits.
+    return source[:budget_chars].rsplit("\n", 1)[0] + "\n# ... (file truncated)"
+
+
+def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: str | None,
+                 bos_token: str = "", eos_token: str = "", context_tokens: int = 4096,
+                 max_tokens: int = 160, root: Path | None = None) -> DocstringPrompt:
+    """Stable parts first (instructions, the file), then the function that changes."""
+    func = function_source(source, fn)
+    reserve = max_tokens + 200 + len(func) // CHARS_PER_TOKEN
+    budget = max(0, (context_tokens - reserve) * CHARS_PER_TOKEN)
+    if chat_template:
+        messages = [
+            Message("system", render("docstring.system.txt", root).strip()),
+            Message("user", render("docstring.user.txt", root, path=path,
+                                   file_text=_fit_file(source, budget), qualname=fn.qualname,
+                                   function=func).strip()),
+        ]
+        try:
+            text = render_chat(chat_template, messages, bos_token=bos_token, eos_token=eos_token)
+        except ChatTemplateError:  # e.g. templates that refuse a system role
+            text = render_chat(chat_template, merge_system(messages), bos_token=bos_token,
+                               eos_token=eos_token)
+        stop = [s for s in (eos_token, "<|im_end|>", "<end_of_turn>") if s]
+        return DocstringPrompt(text, stop, chat=True)
+    # Base model: continue the file right after the signature, inside `"""`.
+    lines = source.splitlines()
+    prefix = "\n".join(lines[: fn.colon[0] + 1])
+    if fn.body_line == fn.colon[0]:  # one-line function: cut after the colon
+        prefix = "\n".join(lines[: fn.colon[0]] + [lines[fn.colon[0]][: fn.colon[1] + 1]])
+    prefix = _fit_file(prefix, budget) + "\n"
+    text = render("docstring.completion.txt", root, file_prefix=prefix, indent=fn.body_indent)
+    return DocstringPrompt(text, ['"""', "'''", "\ndef ", "\nclass ", "\n\n\n"], chat=False)
+
+
+# ---------------------------------------------------------------------- parsing
+
+
+def clean_output(raw: str, fn: FunctionTarget, stops: tuple[str, ...] | list[str] = ()) -> str:
+    """The docstring text in the model's answer, or '' when there is none."""
+    text = cleaning.cut_at_stops(raw, list(stops))
+    text = cleaning.strip_code_fences(text)
+    # An answer that quotes the docstring: keep what is inside the quotes.
+    for quote in ('"""', "'''"):
+        if quote in text:
+            parts = text.split(quote)
+            inner = parts[1] if len(parts) > 2 or text.strip().startswith(quote) else parts[0]
+            text = inner
+            break
+    text = cleaning.strip_chatter(text)
+    kept = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        # The model echoing the code is not documentation.
+        if stripped.startswith(("def ", "async def ", "class ", "@", "return ", "import ",
+                                "from ")) or stripped.startswith(f"{fn.name}("):
+            break
+        kept.append(line)
+    text = cleaning.dedent_block("\n".join(kept))
+    text = cleaning.drop_repeated_lines(text)
+    text = cleaning.tidy_blank_lines(text)
+    lines = text.splitlines()[:40]  # a docstring, not an essay
+    return "\n".join(lines).strip()
+
+
+# ------------------------------------------------------------------- placement
+
+
+def render_docstring(text: str, indent: str) -> str:
+    """``text`` as a docstring literal at ``indent`` (no trailing newline)."""
+    body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    lines = body.splitlines()
+    if len(lines) == 1:
+        return f'{indent}"""{lines[0]}"""'
+    rest = [f"{indent}{line}" if line.strip() else "" for line in lines[1:]]
+    return "\n".join([f'{indent}"""{lines[0]}', *rest, f'{indent}"""'])
+
+
+def docstring_edit(source: str, fn: FunctionTarget, text: str) -> Edit:
+    """The edit that makes ``text`` the docstring of ``fn`` (inserting or replacing)."""
+    literal = render_docstring(text, fn.body_indent)
+    if fn.docstring is not None:
+        line, col, end_line, end_col = fn.docstring
+        return Edit((line, col), (end_line, end_col), literal.lstrip())
+    if fn.body_line > fn.colon[0]:
+        # Insert right under the signature, before comments and the first statement.
+        return Edit((fn.colon[0] + 1, 0), (fn.colon[0] + 1, 0), literal + "\n")
+    # `def f(): return 1`: move the body to its own line under the docstring.
+    colon_line, colon_col = fn.colon
+    return Edit((colon_line, colon_col + 1), (fn.body_line, fn.body_col),
+                "\n" + literal + "\n" + fn.body_indent)
+
+
+def apply_edit(source: str, edit: Edit) -> str:
+    lines = source.splitlines(keepends=True)
+    if not source.endswith(("\n", "\r")):
+        lines.append("")
+
+    def offset(pos: tuple[int, int]) -> int:
+        line, col = pos
+        if line >= len(lines):
+            return len(source)
+        return sum(len(x) for x in lines[:line]) + col
+
+    start, end = offset(edit.start), offset(edit.end)
+    return source[:start] + edit.new_text + source[end:]
+
+
+def _strip_docstrings(tree: ast.AST) -> str:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+            body = node.body
+            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
+def validate(source: str, new_source: str, fn: FunctionTarget, text: str) -> None:
+    """The new file parses, its code is unchanged, and ``fn`` has exactly ``text``."""
+    try:
+        new_tree = ast.parse(new_source)
+    except SyntaxError as exc:
+        raise DocstringError(f"the edit would break the file: {exc.msg} (line {exc.lineno})") from exc
+    if _strip_docstrings(ast.parse(source)) != _strip_docstrings(ast.parse(new_source)):
+        raise DocstringError("the edit would change code, not only the docstring")
+    for node in ast.walk(new_tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == fn.name \
+                and node.lineno - 1 == fn.def_line:
+            if (ast.get_docstring(node, clean=True) or "") != inspect.cleandoc(text):
+                raise DocstringError("the docstring did not land where expected")
+            return
+    raise DocstringError(f"function {fn.qualname} not found after the edit")

@@ -1,0 +1,127 @@
+"""`hearth doctor`: what this machine, install and configuration can do.
+
+One line per check. FAIL means Hearth cannot work until it is fixed; the
+command then exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .gguf_info import GGUFError, read_gguf
+from .models import ModelNotFound, resolve_model_path
+from .settings import SettingsSources, cache_dir
+
+
+@dataclass
+class Check:
+    status: str  # ok | warn | FAIL
+    name: str
+    detail: str
+
+
+# Runs in a child process: a llama.cpp build that uses CPU instructions this
+# machine cannot execute (AMX in some VMs, AVX-512 elsewhere) dies with a signal,
+# and the doctor must live to say so.
+_PROBE = """
+import json, sys, time, llama_cpp
+t = time.perf_counter()
+llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=256, n_threads=%d, verbose=False)
+loaded = time.perf_counter() - t
+out = llm.create_completion("def add(a, b):", max_tokens=8, temperature=0)
+print(json.dumps({"load_s": loaded, "total_s": time.perf_counter() - t,
+                  "tokens": out["usage"]["completion_tokens"]}))
+"""
+
+
+def _probe(model: Path, threads: int) -> Check:
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE % threads, str(model)],
+                              capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        return Check("FAIL", "generation", "a 8-token test generation took over 180 s")
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        return Check("FAIL", "generation",
+                     f"llama.cpp crashed ({name}) generating 8 tokens: the build uses CPU "
+                     "instructions this machine cannot run. Rebuild it: CMAKE_ARGS="
+                     "'-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF' pip install "
+                     "--force-reinstall --no-cache-dir llama-cpp-python")
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return Check("FAIL", "generation", f"test generation failed: {last}")
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    return Check("ok", "generation", f"{stats['tokens']} tokens in {stats['total_s']:.2f} s "
+                 f"(load {stats['load_s']:.2f} s) in a child process")
+
+
+def run_checks(root: Path, probe: bool = True) -> list[Check]:
+    checks: list[Check] = []
+    py = sys.version_info
+    checks.append(Check("ok" if py >= (3, 10) else "FAIL", "python",
+                        f"{platform.python_version()} at {sys.executable}"))
+    checks.append(Check("ok", "machine", f"{platform.machine()}, {os.cpu_count()} CPUs, "
+                        f"{platform.system()} {platform.release()}"))
+
+    resolved = SettingsSources(root=root).resolve()
+    settings = resolved.settings
+    for problem in resolved.problems:
+        checks.append(Check("warn", "settings", problem))
+
+    llama_ok = False
+    try:
+        import llama_cpp
+
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        where = ("GPU offload supported: all layers go to the GPU unless model.gpuLayers says"
+                 if gpu else "CPU only (this build has no GPU support)")
+        checks.append(Check("ok", "llama-cpp-python", f"{llama_cpp.__version__}; {where}"))
+        info = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+        checks.append(Check("ok", "llama.cpp features", info.replace(" | ", ", ").rstrip("|, ")))
+        llama_ok = True
+    except ImportError as exc:
+        checks.append(Check("FAIL", "llama-cpp-python", f"not importable: {exc}; run `make setup`"))
+
+    cache = cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache):
+            pass
+        checks.append(Check("ok", "cache dir", str(cache)))
+    except OSError as exc:
+        checks.append(Check("FAIL", "cache dir", f"{cache} is not writable: {exc}; "
+                            "set HEARTH_CACHE_DIR"))
+
+    model_path = None
+    try:
+        model_path = resolve_model_path(settings.model, cache)
+        header = read_gguf(model_path)
+        checks.append(Check("ok", "model", (
+            f"{header.name} [{header.architecture}], {header.file_size / 1e6:.0f} MB, "
+            f"trained context {header.context_length}, allocated {settings.model.context_length}, "
+            f"{'chat template' if header.chat_template else 'no chat template'} - {model_path}")))
+    except (ModelNotFound, GGUFError) as exc:
+        checks.append(Check("FAIL", "model", str(exc)))
+        model_path = None
+
+    if probe and llama_ok and model_path is not None:
+        from .engine.llama import default_threads
+
+        checks.append(_probe(model_path, settings.model.threads or default_threads()))
+
+    git = shutil.which("git")
+    if git:
+        version = subprocess.run([git, "--version"], capture_output=True, text=True).stdout.strip()
+        checks.append(Check("ok", "git", version))
+    else:
+        checks.append(Check("warn", "git", "not found: commit messages and the demo need git"))
+    return checks

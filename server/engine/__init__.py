@@ -1,0 +1,1 @@
+"""Model engines and the one generation worker that drives them."""

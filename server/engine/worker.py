@@ -1,0 +1,228 @@
+"""The one generation worker: a thread that owns the engine.
+
+A llama.cpp context is not thread-safe, so every load and every generation
+runs here, one at a time, taken from a priority queue: loading a model first,
+then what the user asked for, then review-on-save, then background work.
+A job is cancelled by setting its event; the engine checks it between tokens.
+The asyncio loop only ever waits on futures, so it is never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from ..settings import SamplingSettings
+from .base import Completion, Engine, EngineError, ModelInfo, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Priority(IntEnum):
+    LOAD = 0
+    USER = 1  # an action the user invoked
+    SAVE = 2  # review-on-save
+    BACKGROUND = 3
+
+
+@dataclass(eq=False)
+class Job:
+    kind: str
+    priority: Priority
+    key: Hashable | None = None
+    prompt: str = ""
+    sampling: SamplingSettings | None = None
+    stop: list[str] = field(default_factory=list)
+    on_piece: Callable[[str], None] | None = None
+    load: Callable[[], Engine] | None = None
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    id: int = 0
+
+    def cancel(self) -> None:
+        """Stop this job: dropped if still queued, stopped at the next token if running."""
+        self.cancel_event.set()
+        self.future.cancel()  # only succeeds while the job is still queued
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+
+StateListener = Callable[[str, "GenerationWorker"], None]
+
+
+class GenerationWorker:
+    def __init__(self) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, Job | None]] = queue.PriorityQueue()
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()  # guards _jobs and _running
+        self._jobs: set[Job] = set()
+        self._running: Job | None = None
+        self._thread: threading.Thread | None = None
+        self._listeners: list[StateListener] = []
+        self.engine: Engine | None = None
+        self.state = "empty"  # empty | loading | ready | error
+        self.error: str | None = None
+        self.load_job: Job | None = None
+        self.idle = threading.Event()
+        self.idle.set()
+
+    # ------------------------------------------------------------------ control
+
+    def add_listener(self, listener: StateListener) -> None:
+        """Called (on the worker thread) whenever the model state changes."""
+        self._listeners.append(listener)
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="hearth-generation",
+                                            daemon=True)
+            self._thread.start()
+
+    def _enqueue(self, job: Job) -> Job:
+        job.id = next(self._seq)
+        with self._lock:
+            self._jobs.add(job)
+        self._start()
+        self._queue.put((int(job.priority), job.id, job))
+        return job
+
+    def load(self, factory: Callable[[], Engine]) -> Job:
+        """Queue a (re)load ahead of everything else; its future gives ModelInfo."""
+        self.state = "loading"
+        self.load_job = self._enqueue(Job(kind="load", priority=Priority.LOAD, load=factory))
+        return self.load_job
+
+    def submit(self, kind: str, prompt: str, sampling: SamplingSettings, *,
+               stop: list[str] | None = None, priority: Priority = Priority.USER,
+               key: Hashable | None = None,
+               on_piece: Callable[[str], None] | None = None) -> Job:
+        """Queue a generation. A newer job with the same key cancels the older one."""
+        if key is not None:
+            self.cancel_where(lambda j: j.key == key)
+        job = Job(kind=kind, priority=priority, key=key, prompt=prompt, sampling=sampling,
+                  stop=list(stop or []), on_piece=on_piece)
+        return self._enqueue(job)
+
+    def cancel_where(self, predicate: Callable[[Job], bool]) -> int:
+        with self._lock:
+            victims = [j for j in self._jobs if j.load is None and predicate(j)]
+        for job in victims:
+            job.cancel()
+        return len(victims)
+
+    def running(self) -> Job | None:
+        return self._running
+
+    def pending(self) -> int:
+        with self._lock:
+            return len([j for j in self._jobs if j is not self._running])
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self.cancel_where(lambda j: True)
+        if self._thread is not None:
+            self._queue.put((-1, 0, None))
+            self._thread.join(timeout)
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+    # ------------------------------------------------------------------- thread
+
+    def _set_state(self, state: str, error: str | None = None) -> None:
+        self.state, self.error = state, error
+        for listener in list(self._listeners):
+            try:
+                listener(state, self)
+            except Exception:  # a listener must never kill the worker
+                log.exception("state listener failed")
+
+    def _run(self) -> None:
+        while True:
+            _, _, job = self._queue.get()
+            if job is None:
+                return
+            try:
+                if not job.future.set_running_or_notify_cancel():
+                    continue  # cancelled while queued
+                with self._lock:
+                    self._running = job
+                self.idle.clear()
+                if job.load is not None:
+                    self._do_load(job)
+                else:
+                    self._do_generate(job)
+            finally:
+                with self._lock:
+                    self._jobs.discard(job)
+                    self._running = None
+                    if not self._jobs:
+                        self.idle.set()
+
+    def _do_load(self, job: Job) -> None:
+        assert job.load is not None
+        self._set_state("loading")
+        old, self.engine = self.engine, None
+        if old is not None:
+            old.close()
+        try:
+            engine = job.load()
+        except Exception as exc:  # any failure leaves the server up, without a model
+            message = str(exc) or type(exc).__name__
+            log.error("model not loaded: %s", message)
+            self._set_state("error", message)
+            job.future.set_exception(ModelUnavailable(message))
+            return
+        self.engine = engine
+        self._set_state("ready")
+        job.future.set_result(engine.info)
+
+    def _do_generate(self, job: Job) -> None:
+        engine = self.engine
+        if engine is None:
+            reason = self.error or "no model is loaded"
+            job.future.set_exception(ModelUnavailable(reason))
+            return
+        assert job.sampling is not None
+        on_piece = job.on_piece or (lambda _piece: None)
+        try:
+            result = engine.generate(job.prompt, job.sampling, job.stop,
+                                     job.cancel_event.is_set, on_piece)
+        except EngineError as exc:
+            job.future.set_exception(exc)
+            return
+        except Exception as exc:  # keep the worker alive whatever the engine does
+            log.exception("generation failed")
+            job.future.set_exception(EngineError(f"generation failed: {exc}"))
+            return
+        log.debug("%s: %d prompt + %d tokens, first token %.0f ms, %.1f tok/s (%s)",
+                  job.kind, result.prompt_tokens, result.completion_tokens,
+                  result.first_token_s * 1000, result.tokens_per_s, result.finish_reason)
+        job.future.set_result(result)
+
+
+async def wait_for(job: Job) -> Any:
+    """Await a job from asyncio; cancelling the awaiting task cancels the job."""
+    try:
+        return await asyncio.wrap_future(job.future)
+    except asyncio.CancelledError:
+        job.cancel()
+        raise
+
+
+def threadsafe(loop: asyncio.AbstractEventLoop,
+               fn: Callable[[str], None]) -> Callable[[str], None]:
+    """Wrap a callback so the worker thread can hand pieces to the event loop."""
+    return lambda piece: loop.call_soon_threadsafe(fn, piece)
+
+
+__all__ = ["Completion", "GenerationWorker", "Job", "ModelInfo", "Priority", "wait_for"]

@@ -1,0 +1,182 @@
+"""Read a GGUF file's header without loading the model.
+
+llama.cpp answers a bad file with a bare "Failed to load model"; reading the
+header ourselves lets Hearth say *what* is wrong (not GGUF, truncated, which
+architecture) and lets ``hearth doctor`` describe a model in milliseconds.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+MAGIC = b"GGUF"
+
+# ggml tensor types: (elements per block, bytes per block). Used to check that
+# the file really holds all the tensor data its header promises.
+GGML_BLOCKS: dict[int, tuple[int, int]] = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24),
+    8: (32, 34), 9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144),
+    13: (256, 176), 14: (256, 210), 15: (256, 292), 16: (256, 66), 17: (256, 74),
+    18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),
+    29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17),
+}
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+            10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+class GGUFError(ValueError):
+    """The file is missing, not GGUF, or damaged. The message names the path."""
+
+
+@dataclass
+class GGUFInfo:
+    path: Path
+    file_size: int
+    version: int
+    tensor_count: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    bos_token: str = ""
+    eos_token: str = ""
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", "unknown"))
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("general.name") or self.path.stem)
+
+    @property
+    def context_length(self) -> int | None:
+        value = self.metadata.get(f"{self.architecture}.context_length")
+        return int(value) if value is not None else None
+
+    @property
+    def block_count(self) -> int | None:
+        value = self.metadata.get(f"{self.architecture}.block_count")
+        return int(value) if value is not None else None
+
+    @property
+    def chat_template(self) -> str | None:
+        value = self.metadata.get("tokenizer.chat_template")
+        return value if isinstance(value, str) and value.strip() else None
+
+
+class _Reader:
+    def __init__(self, fh: BinaryIO, path: Path, size: int):
+        self.fh, self.path, self.size = fh, path, size
+
+    def read(self, n: int) -> bytes:
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise GGUFError(f"{self.path}: file is truncated (header ends early); "
+                            "download or copy it again")
+        return data
+
+    def scalar(self, kind: int) -> Any:
+        fmt = _SCALARS[kind]
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > self.size:
+            raise GGUFError(f"{self.path}: corrupt header (string of {n} bytes)")
+        return self.read(n).decode("utf-8", errors="replace")
+
+    def value(self, kind: int, keep: bool = True, pick: tuple[int, ...] = ()) -> Any:
+        if kind in _SCALARS:
+            return self.scalar(kind)
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            (elem, count) = struct.unpack("<IQ", self.read(12))
+            if elem in _SCALARS and not keep:
+                self.fh.seek(struct.calcsize(_SCALARS[elem]) * count, 1)
+                return None
+            picked: dict[int, Any] = {}
+            items = []
+            for i in range(count):
+                v = self.value(elem)
+                if keep:
+                    items.append(v)
+                elif i in pick:
+                    picked[i] = v
+            return items if keep else picked
+        raise GGUFError(f"{self.path}: corrupt header (unknown value type {kind})")
+
+
+# Large arrays are skipped, not kept: a vocabulary is ~50k strings.
+_KEEP_ARRAYS = 64
+
+
+def read_gguf(path: str | Path) -> GGUFInfo:
+    """Parse the header; raise GGUFError with a fix when the file is not usable."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise GGUFError(f"{p}: no such file; set model.path to an existing .gguf file "
+                        "or model.preset to a bundled model")
+    if not p.is_file():
+        raise GGUFError(f"{p}: not a file; model.path must name a .gguf file")
+    size = p.stat().st_size
+    try:
+        fh = p.open("rb")
+    except OSError as exc:
+        raise GGUFError(f"{p}: cannot open ({exc.strerror})") from exc
+    with fh:
+        r = _Reader(fh, p, size)
+        if fh.read(4) != MAGIC:
+            raise GGUFError(f"{p}: not a GGUF model file (wrong magic bytes); "
+                            "Hearth needs a llama.cpp GGUF file")
+        version = r.scalar(4)
+        if version < 2:
+            raise GGUFError(f"{p}: GGUF version {version} is too old; convert it again")
+        tensor_count, kv_count = struct.unpack("<QQ", r.read(16))
+        info = GGUFInfo(p, size, version, tensor_count)
+        tokens_at = -1
+        for _ in range(kv_count):
+            key = r.string()
+            kind = r.scalar(4)
+            if kind == _ARRAY:
+                pos = fh.tell()
+                (elem, count) = struct.unpack("<IQ", r.read(12))
+                fh.seek(pos)
+                if key == "tokenizer.ggml.tokens":
+                    tokens_at = pos  # come back for BOS/EOS once their ids are known
+                kept = r.value(kind, keep=count <= _KEEP_ARRAYS)
+                info.metadata[key] = kept if count <= _KEEP_ARRAYS else f"<{count} items>"
+            else:
+                info.metadata[key] = r.value(kind)
+        if tokens_at >= 0:
+            ids = {int(info.metadata.get(f"tokenizer.ggml.{k}_token_id", -1)) for k in ("bos", "eos")}
+            resume = fh.tell()
+            fh.seek(tokens_at)
+            picked = r.value(_ARRAY, keep=False, pick=tuple(ids))
+            fh.seek(resume)
+            info.bos_token = str(picked.get(int(info.metadata.get("tokenizer.ggml.bos_token_id", -1)), ""))
+            info.eos_token = str(picked.get(int(info.metadata.get("tokenizer.ggml.eos_token_id", -1)), ""))
+        # Tensor infos: check the data they describe is all there.
+        end = 0
+        for _ in range(tensor_count):
+            r.string()
+            (n_dims,) = struct.unpack("<I", r.read(4))
+            dims = struct.unpack(f"<{n_dims}Q", r.read(8 * n_dims))
+            ggml_type, offset = struct.unpack("<IQ", r.read(12))
+            n = 1
+            for d in dims:
+                n *= d
+            block = GGML_BLOCKS.get(ggml_type)
+            nbytes = (n // block[0]) * block[1] if block else 0
+            end = max(end, offset + nbytes)
+        align = int(info.metadata.get("general.alignment", 32))
+        data_start = -(-fh.tell() // align) * align
+        if data_start + end > size:
+            missing = data_start + end - size
+            raise GGUFError(f"{p}: file is truncated ({missing} bytes of tensor data "
+                            "missing); download or copy it again")
+    return info

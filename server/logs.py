@@ -1,0 +1,55 @@
+"""Logging for a process whose stdout is the LSP channel.
+
+Logs go to stderr and, once a client is connected, to ``window/logMessage``.
+Records from the generation thread are handed to the event loop, which owns
+the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Third-party loggers that would echo every JSON-RPC message at INFO.
+QUIET = ("pygls", "httpx", "urllib3", "filelock")
+
+
+def setup_stderr(level: str = "info") -> None:
+    root = logging.getLogger()
+    if not any(getattr(h, "_hearth_stderr", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(FORMAT))
+        handler._hearth_stderr = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    logging.getLogger().setLevel(level.upper())
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class ClientLogHandler(logging.Handler):
+    """Forwards records to the client as window/logMessage."""
+
+    def __init__(self, send: Callable[[int, str], None]):
+        super().__init__()
+        self._send = send
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.loop is None or record.name.startswith(QUIET):
+            return
+        # LSP MessageType: 1 error, 2 warning, 3 info, 4 log
+        kind = 1 if record.levelno >= logging.ERROR else 2 if record.levelno >= logging.WARNING \
+            else 3 if record.levelno >= logging.INFO else 4
+        try:
+            message = self.format(record)
+            self.loop.call_soon_threadsafe(self._send, kind, message)
+        except RuntimeError:  # loop closed during shutdown
+            pass

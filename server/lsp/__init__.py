@@ -1,0 +1,1 @@
+"""The LSP layer: a thin pygls server over the domain code."""

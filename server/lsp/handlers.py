@@ -1,0 +1,259 @@
+"""LSP handlers: read params, call domain code, convert the result. Nothing more."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import (
+    JsonRpcContentModified,
+    JsonRpcException,
+    JsonRpcInvalidParams,
+)
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
+from pygls.workspace.position_codec import ServerTextPosition
+
+from ...indexer.languages import language_of
+from .. import tasks
+from ..docstring import DocstringError, Edit, find_function
+from ..engine.base import EngineError, ModelUnavailable
+from ..settings import SPECS
+from .server import HearthServer
+
+log = logging.getLogger("hearth")
+
+# LSP 3.17 "RequestFailed": the request was valid but could not be carried out.
+REQUEST_FAILED = -32803
+
+DOCSTRING_KIND = types.CodeActionKind.RefactorRewrite + ".hearth.docstring"
+CMD_DOCSTRING = "hearth.generateDocstring"
+CMD_STATUS = "hearth.status"
+CMD_RELOAD = "hearth.reloadModel"
+COMMANDS = (CMD_DOCSTRING, CMD_STATUS, CMD_RELOAD)
+
+
+class RequestFailed(JsonRpcException):
+    CODE = REQUEST_FAILED
+
+
+def register(ls: HearthServer) -> None:
+    ls.feature(types.INITIALIZE)(initialize)
+    ls.feature(types.INITIALIZED)(initialized)
+    ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(did_change_configuration)
+    ls.feature(types.SHUTDOWN)(shutdown)
+    ls.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+        code_action_kinds=[DOCSTRING_KIND], resolve_provider=True))(code_action)
+    ls.feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
+    ls.command(CMD_DOCSTRING)(command_docstring)
+    ls.command(CMD_STATUS)(command_status)
+    ls.command(CMD_RELOAD)(command_reload)
+
+
+# ------------------------------------------------------------------- lifecycle
+
+
+def initialize(ls: HearthServer, params: types.InitializeParams) -> None:
+    # Answer at once: the model loads in the background after `initialized`.
+    root = params.root_uri or (params.workspace_folders[0].uri if params.workspace_folders
+                               else None)
+    if root is None and params.root_path:
+        ls.sources.root = _path(params.root_path)
+    elif root is not None:
+        fs = to_fs_path(root)
+        ls.sources.root = _path(fs) if fs else None
+    ls.sources.initialization_options = params.initialization_options
+    ls.apply_settings()
+
+
+def _path(text: str):
+    from pathlib import Path
+
+    return Path(text)
+
+
+async def initialized(ls: HearthServer, params: types.InitializedParams) -> None:
+    import asyncio
+
+    ls.client_log.loop = asyncio.get_running_loop()
+    await _pull_configuration(ls)
+    ls.apply_settings()
+    await ls.load_model()
+
+
+async def _pull_configuration(ls: HearthServer) -> None:
+    workspace = ls.client_capabilities.workspace
+    if not (workspace and workspace.configuration):
+        return
+    try:
+        result = await ls.workspace_configuration_async(types.ConfigurationParams(
+            items=[types.ConfigurationItem(section="hearth")]))
+    except Exception as exc:  # a client that fails here must not stop the server
+        log.warning("workspace/configuration failed: %s", exc)
+        return
+    if result and isinstance(result[0], dict):
+        ls.sources.client_configuration = result[0]
+
+
+async def did_change_configuration(ls: HearthServer,
+                                   params: types.DidChangeConfigurationParams) -> None:
+    pushed = params.settings
+    if isinstance(pushed, dict) and pushed:
+        ls.sources.client_configuration = pushed.get("hearth", pushed)
+    else:  # the "pull" model: the notification only says something changed
+        await _pull_configuration(ls)
+    changed = ls.apply_settings()
+    log.info("settings changed: %s", ", ".join(SPECS[k].key for k in sorted(changed)) or "none")
+    if any(SPECS[k].reload for k in changed):
+        await ls.load_model()
+
+
+def shutdown(ls: HearthServer, params: None) -> None:
+    ls.worker.shutdown()
+
+
+# ----------------------------------------------------------------- code actions
+
+
+def _check_position(doc: TextDocument, position: types.Position) -> None:
+    if position.line < 0 or position.character < 0:
+        raise JsonRpcInvalidParams(f"position {position.line}:{position.character} is negative")
+    if position.line > len(doc.lines):
+        raise JsonRpcInvalidParams(
+            f"line {position.line} is outside {doc.uri} ({len(doc.lines)} lines)")
+
+
+def _wants(only: list[str] | None, kind: str) -> bool:
+    return not only or any(kind == k or kind.startswith(k + ".") for k in only)
+
+
+def code_action(ls: HearthServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """Cheap: parse the file and offer actions. The model runs only on resolve."""
+    doc = ls.get_document(params.text_document.uri)
+    _check_position(doc, params.range.start)
+    _check_position(doc, params.range.end)
+    if language_of(doc.uri, doc.language_id) != "python":
+        return []
+    if not _wants(params.context.only, DOCSTRING_KIND):
+        return []
+    fn = find_function(doc.source, params.range.start.line)
+    if fn is None:
+        return []
+    title = ("Hearth: Regenerate docstring" if fn.has_docstring
+             else "Hearth: Generate docstring")
+    data = {"task": "docstring", "uri": doc.uri, "version": doc.version,
+            "line": fn.def_line, "symbol": fn.qualname, "regenerate": fn.has_docstring}
+    action = types.CodeAction(title=title, kind=DOCSTRING_KIND, data=data)
+    if not _client_resolves_edits(ls):
+        # Older clients cannot resolve `edit`: give them a command instead.
+        action.command = types.Command(title, CMD_DOCSTRING, [data])
+    return [action]
+
+
+def _client_resolves_edits(ls: HearthServer) -> bool:
+    text = ls.client_capabilities.text_document
+    action = text.code_action if text else None
+    support = action.resolve_support if action else None
+    return bool(support and "edit" in support.properties)
+
+
+def _action_args(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise JsonRpcInvalidParams("expected an object with uri and line")
+    if not isinstance(data.get("line"), int) or data["line"] < 0:
+        raise JsonRpcInvalidParams("'line' must be a non-negative integer")
+    return data
+
+
+async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeAction:
+    data = _action_args(action.data)
+    doc = ls.get_document(data.get("uri"))
+    if data.get("version") is not None and data["version"] != doc.version:
+        raise JsonRpcContentModified(
+            f"{doc.uri} changed since the action was offered; ask for code actions again")
+    result = await _docstring(ls, doc, data["line"], bool(data.get("regenerate")))
+    action.edit = _workspace_edit(doc, result.edit)
+    return action
+
+
+async def command_docstring(ls: HearthServer, *args: Any) -> dict[str, Any]:
+    """`hearth.generateDocstring` [{uri, line, regenerate?}]: compute, apply, report."""
+    data = _action_args(args[0] if args else None)
+    doc = ls.get_document(data.get("uri"))
+    _check_position(doc, types.Position(line=data["line"], character=0))
+    result = await _docstring(ls, doc, data["line"], bool(data.get("regenerate")))
+    applied = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+        edit=_workspace_edit(doc, result.edit), label=f"Docstring for {result.function.qualname}"))
+    return {"applied": bool(applied and applied.applied), "symbol": result.function.qualname,
+            "docstring": result.text}
+
+
+async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate: bool):
+    source, version = doc.source, doc.version
+    fn = find_function(source, line)
+    label = fn.qualname if fn else f"line {line + 1}"
+    pieces: list[str] = []
+    job_key = ("docstring", doc.uri)
+
+    def cancel() -> None:
+        ls.worker.cancel_where(lambda j: j.key == job_key)
+
+    async with ls.progress(f"Hearth: docstring for {label}", cancel=cancel) as report:
+        def on_piece(piece: str) -> None:
+            pieces.append(piece)
+            report(f"{len(pieces)} tokens")
+
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        try:
+            result = await tasks.generate_docstring(
+                ls.worker, ls.settings, source=source, path=ls.document_path(doc), line=line,
+                key=job_key, chat=ls.chat_mode(), root=ls.root, regenerate=regenerate,
+                on_piece=lambda p: loop.call_soon_threadsafe(on_piece, p))
+        except DocstringError as exc:
+            report.end(str(exc))
+            raise RequestFailed(str(exc)) from exc
+        except (ModelUnavailable, EngineError) as exc:
+            report.end(str(exc))
+            raise RequestFailed(f"model unavailable: {exc}") from exc
+        report.end(f"{result.completion.completion_tokens} tokens, "
+                   f"{result.completion.tokens_per_s:.0f} tok/s")
+    if doc.version != version:
+        raise JsonRpcContentModified(f"{doc.uri} changed while the docstring was written")
+    return result
+
+
+def _workspace_edit(doc: TextDocument, edit: Edit) -> types.WorkspaceEdit:
+    start = doc.position_to_client_units(ServerTextPosition(*edit.start))
+    end = doc.position_to_client_units(ServerTextPosition(*edit.end))
+    return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
+        text_document=types.OptionalVersionedTextDocumentIdentifier(
+            uri=doc.uri, version=doc.version),
+        edits=[types.TextEdit(range=types.Range(start=start, end=end),
+                              new_text=edit.new_text)])])
+
+
+# --------------------------------------------------------------------- commands
+
+
+def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
+    engine = ls.worker.engine
+    running = ls.worker.running()
+    return {
+        "model": ls.worker.state,
+        "error": ls.worker.error,
+        "info": None if engine is None else {
+            "name": engine.info.name, "path": engine.info.path,
+            "contextLength": engine.info.context_length,
+            "chatTemplate": bool(engine.info.chat_template), "where": engine.info.where},
+        "running": running.kind if running else None,
+        "pending": ls.worker.pending(),
+    }
+
+
+async def command_reload(ls: HearthServer, *args: Any) -> dict[str, Any]:
+    ls._loaded_model = None
+    await ls.load_model()
+    return command_status(ls)

@@ -1,0 +1,197 @@
+"""The language server object: state, settings and the model's life cycle.
+
+Handlers live in ``handlers.py`` and stay thin; this class holds what they
+share. There is no module-level server: ``create_server()`` makes one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
+from pygls.uris import to_fs_path
+
+from .. import __version__, logs
+from ..engine.base import Engine
+from ..engine.worker import GenerationWorker, Job
+from ..models import preset_uses_chat, resolve_model_path
+from ..settings import Resolved, Settings, SettingsSources, cache_dir
+
+log = logging.getLogger("hearth")
+
+EngineFactory = Callable[[Settings, Path], Engine]
+
+
+def llama_engine_factory(settings: Settings, cache: Path) -> Engine:
+    from ..engine.llama import LlamaEngine  # imports llama_cpp: only when loading
+
+    return LlamaEngine(resolve_model_path(settings.model, cache), settings.model)
+
+
+class HearthServer(LanguageServer):
+    def __init__(self, engine_factory: EngineFactory = llama_engine_factory,
+                 environ: Mapping[str, str] | None = None):
+        super().__init__("hearth", __version__,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.environ = dict(os.environ if environ is None else environ)
+        self.sources = SettingsSources(environ=self.environ)
+        self.resolved: Resolved = self.sources.resolve()
+        self.cache = cache_dir(self.environ)
+        self.engine_factory = engine_factory
+        self.worker = GenerationWorker()
+        self._reported: set[str] = set()
+        self._loaded_model: tuple[Any, ...] | None = None
+        self._tokens = itertools.count(1)
+        self.client_log = logs.ClientLogHandler(self._send_log)
+        logging.getLogger().addHandler(self.client_log)
+        from .handlers import register
+
+        register(self)
+
+    # ---------------------------------------------------------------- settings
+
+    @property
+    def settings(self) -> Settings:
+        return self.resolved.settings
+
+    @property
+    def root(self) -> Path | None:
+        return self.sources.root
+
+    def apply_settings(self) -> set[tuple[str, str]]:
+        """Recompute settings from every layer; report new problems; return changed keys."""
+        old = self.resolved
+        self.resolved = self.sources.resolve()
+        logs.set_level(self.settings.log.level)
+        for problem in self.resolved.problems:
+            if problem not in self._reported:
+                self._reported.add(problem)
+                log.warning("invalid setting: %s", problem)
+                self.show(f"Hearth settings: {problem}", types.MessageType.Warning)
+        return self.resolved.changed_keys(old)
+
+    def model_key(self) -> tuple[Any, ...]:
+        m = self.settings.model
+        return (m.preset, m.path, m.gpu_layers, m.context_length, m.threads, m.batch_size)
+
+    # ------------------------------------------------------------------- model
+
+    def chat_mode(self) -> bool | None:
+        return preset_uses_chat(self.settings.model)
+
+    async def load_model(self) -> None:
+        """(Re)load the model on the worker thread, with `$/progress` around it."""
+        key = self.model_key()
+        if key == self._loaded_model and self.worker.state in ("ready", "loading"):
+            return
+        self._loaded_model = key
+        settings, cache = self.settings, self.cache
+        job: Job = self.worker.load(lambda: self.engine_factory(settings, cache))
+        async with self.progress("Loading model", "Hearth") as report:
+            report(f"{settings.model.path or settings.model.preset}")
+            try:
+                info = await asyncio.wrap_future(job.future)
+            except Exception as exc:
+                self.show(f"Hearth: model not loaded: {exc}", types.MessageType.Error)
+                report.end(f"failed: {exc}")
+                return
+            load_s = getattr(self.worker.engine, "load_s", 0.0)
+            log.info("model ready: %s (loaded in %.2f s)", info.describe(), load_s)
+            report.end(f"ready: {info.name} on {info.where}")
+
+    # --------------------------------------------------------------- client I/O
+
+    def _send_log(self, kind: int, message: str) -> None:
+        if self.protocol.writer is None:
+            return
+        self.window_log_message(types.LogMessageParams(type=types.MessageType(kind),
+                                                       message=message))
+
+    def show(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        if self.protocol.writer is not None:
+            self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    def supports_progress(self) -> bool:
+        window = self.client_capabilities.window if self.protocol.client_capabilities else None
+        return bool(window and window.work_done_progress)
+
+    def progress(self, title: str, message: str | None = None, *,
+                 cancel: Callable[[], None] | None = None) -> Progress:
+        return Progress(self, title, cancel)
+
+    def get_document(self, uri: Any) -> TextDocument:
+        """An open document, or a clear JSON-RPC error."""
+        if not isinstance(uri, str) or not uri:
+            raise JsonRpcInvalidParams("a document uri (string) is required")
+        doc = self.workspace.text_documents.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"unknown document {uri}: open it (didOpen) first")
+        return doc
+
+    def document_path(self, doc: TextDocument) -> str:
+        path = to_fs_path(doc.uri) or doc.uri
+        if self.root is not None:
+            try:
+                return str(Path(path).relative_to(self.root))
+            except ValueError:
+                pass
+        return path
+
+
+class Progress:
+    """Work-done progress as an async context: begin on enter, end on exit.
+
+    Without client support it does nothing. A cancel from the client calls
+    ``cancel`` (which stops the generation between two tokens).
+    """
+
+    def __init__(self, server: HearthServer, title: str,
+                 cancel: Callable[[], None] | None = None):
+        self.server, self.title, self.cancel = server, title, cancel
+        self.token: str | None = None
+        self._end_message: str | None = None
+
+    async def __aenter__(self) -> Progress:
+        if not self.server.supports_progress():
+            return self
+        token = f"hearth/{next(self.server._tokens)}"
+        try:
+            await self.server.work_done_progress.create_async(token)
+        except Exception as exc:  # the client refused: carry on without progress
+            log.debug("progress not created: %s", exc)
+            return self
+        self.token = token
+        self.server.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+            title=self.title, cancellable=self.cancel is not None))
+        future = self.server.work_done_progress.tokens.get(token)
+        if future is not None and self.cancel is not None:
+            cancel = self.cancel
+            future.add_done_callback(lambda f: cancel() if f.cancelled() else None)
+        return self
+
+    def __call__(self, message: str, percentage: int | None = None) -> None:
+        if self.token is not None:
+            self.server.work_done_progress.report(
+                self.token, types.WorkDoneProgressReport(message=message, percentage=percentage))
+
+    def end(self, message: str) -> None:
+        self._end_message = message
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.token is not None:
+            self.server.work_done_progress.end(
+                self.token, types.WorkDoneProgressEnd(message=self._end_message))
+            self.server.work_done_progress.tokens.pop(self.token, None)
+
+
+def create_server(**kwargs: Any) -> HearthServer:
+    return HearthServer(**kwargs)

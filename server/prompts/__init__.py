@@ -1,0 +1,28 @@
+"""Prompt templates, as files, so a workspace can override them.
+
+A template is plain text with ``${name}`` placeholders (``string.Template``),
+so code braces in a prompt need no escaping. A file of the same name in a
+workspace's ``.hearth/prompts/`` replaces the packaged one.
+"""
+
+from __future__ import annotations
+
+import string
+from importlib import resources
+from pathlib import Path
+
+OVERRIDE_DIR = Path(".hearth") / "prompts"
+
+
+def load_template(name: str, root: Path | None = None) -> string.Template:
+    """The template ``name`` (e.g. ``docstring.system.txt``), overridden per workspace."""
+    if root is not None:
+        override = root / OVERRIDE_DIR / name
+        if override.is_file():
+            return string.Template(override.read_text(encoding="utf-8"))
+    text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+    return string.Template(text)
+
+
+def render(name: str, root: Path | None = None, **values: str) -> str:
+    return load_template(name, root).substitute(values)

@@ -1,0 +1,402 @@
+"""Typed, validated settings and the layers they come from.
+
+Every setting lives in a section (``model``, ``docstring``, ...) and has a
+snake_case name in Python and a camelCase key on the wire (``model.gpuLayers``);
+both spellings, and kebab-case, are accepted everywhere.
+
+Layers, lowest to highest precedence -- the closer a value is to the person at
+the keyboard, the more it wins:
+
+1. built-in defaults
+2. the user config file (``~/.config/hearth/config.toml``, ``HEARTH_CONFIG_FILE``)
+3. ``.hearth.toml`` at the workspace root
+4. ``HEARTH_<SECTION>_<KEY>`` environment variables
+5. the editor's ``initializationOptions``
+6. the editor's ``workspace/configuration`` (section ``hearth``), refreshed on
+   ``workspace/didChangeConfiguration``
+
+A bad value never stops the server: it is reported (naming the key and the
+layer) and the value from the layer below is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+import platformdirs
+
+ENV_PREFIX = "HEARTH_"
+# Environment variables with the prefix that are not settings.
+RESERVED_ENV = {"HEARTH_CACHE_DIR", "HEARTH_CONFIG_FILE", "HEARTH_LOG_FILE"}
+WORKSPACE_FILE = ".hearth.toml"
+
+
+def setting(default: Any, doc: str, *, choices: tuple[str, ...] | None = None,
+            minimum: float | None = None, maximum: float | None = None,
+            reload: bool = False) -> Any:
+    """Declare one setting: its default, documentation and constraints.
+
+    ``reload`` marks settings that need the model to be loaded again.
+    """
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
+            "reload": reload}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+PRESETS = ("smollm2", "gemma3-270m")
+
+
+@dataclass
+class ModelSettings:
+    preset: str = setting(
+        "smollm2",
+        "Bundled model: `smollm2` (SmolLM2-135M-Instruct, chat template) or "
+        "`gemma3-270m` (Gemma 3 270M base, completion-style prompts).",
+        choices=PRESETS, reload=True)
+    path: str | None = setting(
+        None, "Any GGUF file; when set it replaces the preset.", reload=True)
+    gpu_layers: int | None = setting(
+        None, "Layers to offload to the GPU: unset = all when llama.cpp was built "
+        "with GPU support, else 0; -1 = all; 0 = CPU only.", minimum=-1, reload=True)
+    context_length: int = setting(
+        4096, "Context window (tokens) to allocate.", minimum=256, maximum=262144,
+        reload=True)
+    threads: int | None = setting(
+        None, "CPU threads for decoding; unset = number of physical cores.",
+        minimum=1, maximum=512, reload=True)
+    batch_size: int = setting(
+        512, "Prompt-processing batch size (tokens).", minimum=8, maximum=8192,
+        reload=True)
+
+
+@dataclass
+class SamplingSettings:
+    """Sampling for one task. Each task section has its own copy and defaults."""
+
+    temperature: float = setting(0.2, "Sampling temperature; 0 = greedy.", minimum=0.0,
+                                 maximum=5.0)
+    top_k: int = setting(40, "Top-k sampling; 0 disables.", minimum=0, maximum=1000)
+    top_p: float = setting(0.95, "Nucleus sampling threshold.", minimum=0.0, maximum=1.0)
+    min_p: float = setting(0.05, "Min-p sampling threshold.", minimum=0.0, maximum=1.0)
+    repeat_penalty: float = setting(1.1, "Penalty for repeated tokens; 1 disables.",
+                                    minimum=0.5, maximum=3.0)
+    max_tokens: int = setting(256, "Most tokens to generate.", minimum=1, maximum=32768)
+    seed: int = setting(-1, "Random seed; -1 = random each time.", minimum=-1)
+    stop: list[str] = setting([], "Extra stop sequences (added to the task's own).")
+
+
+def _docstring_sampling() -> SamplingSettings:
+    # Docstrings want to be short and literal: low temperature, few tokens.
+    return SamplingSettings(temperature=0.1, max_tokens=160, repeat_penalty=1.15)
+
+
+@dataclass
+class LogSettings:
+    level: str = setting("info", "Log level for stderr and window/logMessage.",
+                         choices=("debug", "info", "warning", "error"))
+
+
+@dataclass
+class Settings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    docstring: SamplingSettings = field(default_factory=_docstring_sampling)
+    log: LogSettings = field(default_factory=LogSettings)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def to_snake(name: str) -> str:
+    name = name.replace("-", "_")
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    section: str
+    name: str
+    type: Any
+    default: Any
+    doc: str
+    choices: tuple[str, ...] | None
+    minimum: float | None
+    maximum: float | None
+    reload: bool
+
+    @property
+    def key(self) -> str:
+        """The dotted camelCase key used on the wire and in docs."""
+        return f"{self.section}.{to_camel(self.name)}"
+
+    @property
+    def env(self) -> str:
+        return f"{ENV_PREFIX}{self.section.upper()}_{self.name.upper()}"
+
+
+def setting_specs() -> dict[tuple[str, str], SettingSpec]:
+    """Every setting, keyed by (section, snake_name), in declaration order."""
+    defaults = Settings()
+    specs: dict[tuple[str, str], SettingSpec] = {}
+    for section_field in dataclasses.fields(Settings):
+        section_obj = getattr(defaults, section_field.name)
+        hints = get_type_hints(type(section_obj))
+        for f in dataclasses.fields(section_obj):
+            specs[(section_field.name, f.name)] = SettingSpec(
+                section=section_field.name, name=f.name, type=hints[f.name],
+                default=getattr(section_obj, f.name), doc=f.metadata["doc"],
+                choices=f.metadata["choices"], minimum=f.metadata["minimum"],
+                maximum=f.metadata["maximum"], reload=f.metadata["reload"])
+    return specs
+
+
+SPECS = setting_specs()
+
+
+# ---------------------------------------------------------------------- validation
+
+
+class SettingError(ValueError):
+    pass
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(the non-None type, whether None is allowed)."""
+    args = get_args(tp)
+    if args and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def coerce(spec: SettingSpec, value: Any, *, from_text: bool = False) -> Any:
+    """Check one value against its spec; returns the value to store.
+
+    ``from_text`` parses strings the way environment variables are written.
+    """
+    tp, nullable = _base_type(spec.type)
+    if from_text and isinstance(value, str):
+        text = value.strip()
+        if nullable and text.lower() in ("", "none", "null"):
+            return None
+        if tp is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                value = True
+            elif text.lower() in ("0", "false", "no", "off"):
+                value = False
+        elif tp is int:
+            try:
+                value = int(text)
+            except ValueError:
+                raise SettingError(f"expected an integer, got {value!r}") from None
+        elif tp is float:
+            try:
+                value = float(text)
+            except ValueError:
+                raise SettingError(f"expected a number, got {value!r}") from None
+        elif get_origin(tp) is list:
+            value = json.loads(text) if text.startswith("[") else [
+                s for s in text.split(",") if s]
+    if value is None:
+        if nullable:
+            return None
+        raise SettingError("must not be empty")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SettingError(f"expected true or false, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise SettingError(f"expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingError(f"expected a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise SettingError(f"expected a string, got {value!r}")
+        if spec.choices and value not in spec.choices:
+            raise SettingError(f"expected one of {', '.join(spec.choices)}; got {value!r}")
+    elif get_origin(tp) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SettingError(f"expected a list of strings, got {value!r}")
+        value = list(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if spec.minimum is not None and value < spec.minimum:
+            raise SettingError(f"must be at least {spec.minimum:g}; got {value!r}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise SettingError(f"must be at most {spec.maximum:g}; got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@dataclass
+class Layer:
+    """One source of raw values: {(section, snake_name): value}."""
+
+    name: str
+    values: dict[tuple[str, str], Any]
+    from_text: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def flatten(raw: Mapping[str, Any], layer_name: str) -> Layer:
+    """Flatten ``{"model": {"gpuLayers": 1}}`` or ``{"model.gpuLayers": 1}``."""
+    layer = Layer(layer_name, {})
+    if not isinstance(raw, Mapping):
+        layer.problems.append(f"{layer_name}: settings must be an object, got {raw!r}")
+        return layer
+    # Editors often wrap everything in the extension's own section.
+    if set(raw) == {"hearth"} and isinstance(raw["hearth"], Mapping):
+        raw = raw["hearth"]
+    sections = {name for name, _ in SPECS}
+    for top, value in raw.items():
+        if "." in top:
+            section, _, key = top.partition(".")
+            items: list[tuple[str, str, Any]] = [(section, key, value)]
+        elif isinstance(value, Mapping):
+            items = [(top, key, v) for key, v in value.items()]
+        else:
+            layer.problems.append(f"{layer_name}: unknown setting {top!r}")
+            continue
+        for section, key, v in items:
+            section = to_snake(section)
+            ident = (section, to_snake(key))
+            if section not in sections:
+                layer.problems.append(f"{layer_name}: unknown section {section!r}")
+            elif ident not in SPECS:
+                layer.problems.append(f"{layer_name}: unknown setting {section}.{key}")
+            else:
+                layer.values[ident] = v
+    return layer
+
+
+def env_layer(environ: Mapping[str, str]) -> Layer:
+    layer = Layer("environment", {}, from_text=True)
+    by_env = {spec.env: ident for ident, spec in SPECS.items()}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+            continue
+        if name in by_env:
+            layer.values[by_env[name]] = value
+        else:
+            layer.problems.append(f"environment: unknown setting variable {name}")
+    return layer
+
+
+def toml_layer(path: Path, name: str) -> Layer:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return Layer(name, {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        layer = Layer(name, {})
+        layer.problems.append(f"{name}: cannot read {path}: {exc}")
+        return layer
+    return flatten(data, name)
+
+
+def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
+    if environ.get("HEARTH_CONFIG_FILE"):
+        return Path(environ["HEARTH_CONFIG_FILE"]).expanduser()
+    return Path(platformdirs.user_config_dir("hearth")) / "config.toml"
+
+
+def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    if environ.get("HEARTH_CACHE_DIR"):
+        return Path(environ["HEARTH_CACHE_DIR"]).expanduser()
+    return Path(platformdirs.user_cache_dir("hearth"))
+
+
+# ------------------------------------------------------------------------- resolve
+
+
+@dataclass
+class Resolved:
+    settings: Settings
+    sources: dict[str, str]  # dotted key -> layer name
+    problems: list[str]
+
+    def changed_keys(self, other: Resolved) -> set[tuple[str, str]]:
+        out = set()
+        for section, name in SPECS:
+            mine = getattr(getattr(self.settings, section), name)
+            theirs = getattr(getattr(other.settings, section), name)
+            if mine != theirs:
+                out.add((section, name))
+        return out
+
+
+def resolve(layers: list[Layer]) -> Resolved:
+    """Apply layers in order (lowest first) over the defaults."""
+    settings = Settings()
+    sources = {spec.key: "default" for spec in SPECS.values()}
+    problems: list[str] = []
+    for layer in layers:
+        problems.extend(layer.problems)
+        for (section, name), raw in layer.values.items():
+            spec = SPECS[(section, name)]
+            try:
+                value = coerce(spec, raw, from_text=layer.from_text)
+            except (SettingError, json.JSONDecodeError) as exc:
+                problems.append(f"{layer.name}: {spec.key}: {exc}; keeping "
+                                f"{getattr(getattr(settings, section), name)!r}")
+                continue
+            setattr(getattr(settings, section), name, value)
+            sources[spec.key] = layer.name
+    return Resolved(settings, sources, problems)
+
+
+@dataclass
+class SettingsSources:
+    """Everything settings are computed from; the server keeps one and updates it."""
+
+    root: Path | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    initialization_options: Any = None
+    client_configuration: Any = None
+
+    def layers(self) -> list[Layer]:
+        layers = [toml_layer(user_config_path(self.environ), "user config")]
+        if self.root is not None:
+            layers.append(toml_layer(self.root / WORKSPACE_FILE, WORKSPACE_FILE))
+        layers.append(env_layer(self.environ))
+        if self.initialization_options:
+            layers.append(flatten(self.initialization_options, "initializationOptions"))
+        if self.client_configuration:
+            layers.append(flatten(self.client_configuration, "workspace/configuration"))
+        return layers
+
+    def resolve(self) -> Resolved:
+        return resolve(self.layers())
+
+
+def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
+    """camelCase nested dict, the shape editors send."""
+    out: dict[str, dict[str, Any]] = {}
+    for section, name in SPECS:
+        out.setdefault(section, {})[to_camel(name)] = getattr(getattr(settings, section), name)
+    return out

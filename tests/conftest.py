@@ -1,0 +1,52 @@
+"""Shared fixtures. Real-model tests are marked `slow`; they still run in `make test`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "examples" / "demo-workspace"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(tmp_path_factory, monkeypatch):
+    """No test reads the developer's own config file, cache or HEARTH_* variables."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("HEARTH_"):
+            monkeypatch.delenv(name)
+    home = tmp_path_factory.getbasetemp() / "hearth-home"
+    monkeypatch.setenv("HEARTH_CONFIG_FILE", str(home / "config.toml"))
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(shared_cache()))
+
+
+def shared_cache() -> Path:
+    # Shared across tests so the Gemma preset is assembled once per machine.
+    path = REPO / ".hearth-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def demo_repo(tmp_path) -> Path:
+    """A git copy of the demo workspace."""
+    dest = tmp_path / "demo-workspace"
+    shutil.copytree(DEMO, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost", "PATH": "/usr/bin:/bin"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    from hearth_lsp.server.models import resolve_model_path
+    from hearth_lsp.server.settings import ModelSettings
+
+    return resolve_model_path(ModelSettings(), shared_cache())

@@ -1,0 +1,175 @@
+"""Docstring domain logic: finding, prompting, cleaning, placing, validating."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from hearth_lsp.server import docstring as ds
+from hearth_lsp.server.chat_format import ChatTemplateError, Message, render_chat
+
+SRC = '''import math
+
+
+class Shape:
+    """A shape."""
+
+    @staticmethod
+    def area(r: float) -> float:
+        # comment right under the signature
+        return math.pi * r ** 2
+
+    async def grow(self, by, *more, scale=1, **opts):
+        """Already documented."""
+        return by
+
+
+def outer(a, b=2, /, c=3, *, d):
+    def inner(x): return x * 2
+    return inner(a)
+'''
+
+
+def names(source):
+    return [f.qualname for f in ds.list_functions(source)]
+
+
+def test_finds_functions_methods_and_nested_functions():
+    assert names(SRC) == ["Shape.area", "Shape.grow", "outer", "outer.inner"]
+    assert ds.find_function(SRC, 6).qualname == "Shape.area"  # on the decorator
+    assert ds.find_function(SRC, 9).qualname == "Shape.area"  # in the body
+    assert ds.find_function(SRC, 17).qualname == "outer.inner"
+    assert ds.find_function(SRC, 0) is None
+    assert ds.find_function("def broken(:\n", 0) is None
+
+
+def test_params_cover_every_kind():
+    grow = ds.find_function(SRC, 11)
+    assert grow.params == ("self", "by", "*more", "scale", "**opts")
+    assert ds.find_function(SRC, 16).params == ("a", "b", "c", "d")
+    assert grow.has_docstring and not ds.find_function(SRC, 7).has_docstring
+
+
+def test_insert_goes_under_the_signature_before_comments():
+    fn = ds.find_function(SRC, 7)
+    edit = ds.docstring_edit(SRC, fn, "Return the area of a circle.")
+    new = ds.apply_edit(SRC, edit)
+    ds.validate(SRC, new, fn, "Return the area of a circle.")
+    lines = new.splitlines()
+    assert lines[8] == '        """Return the area of a circle."""'
+    assert lines[9] == "        # comment right under the signature"
+
+
+def test_multiline_docstring_is_indented_and_parses():
+    fn = ds.find_function(SRC, 16)
+    text = "Add things.\n\nArgs:\n    a: first.\n    d: last."
+    new = ds.apply_edit(SRC, ds.docstring_edit(SRC, fn, text))
+    ds.validate(SRC, new, fn, text)
+    tree = ast.parse(new)
+    outer = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "outer")
+    assert ast.get_docstring(outer) == text
+    assert '    """Add things.\n\n    Args:\n        a: first.\n        d: last.\n    """' in new
+
+
+def test_one_line_function_body_moves_to_its_own_line():
+    fn = ds.find_function(SRC, 17)
+    new = ds.apply_edit(SRC, ds.docstring_edit(SRC, fn, "Double x."))
+    ds.validate(SRC, new, fn, "Double x.")
+    assert '    def inner(x):\n        """Double x."""\n        return x * 2\n' in new
+
+
+def test_regenerate_replaces_the_existing_docstring_only():
+    fn = ds.find_function(SRC, 11)
+    new = ds.apply_edit(SRC, ds.docstring_edit(SRC, fn, "Grow the shape."))
+    ds.validate(SRC, new, fn, "Grow the shape.")
+    assert "Already documented" not in new and new.count('"""Grow the shape."""') == 1
+
+
+def test_quotes_and_backslashes_are_escaped():
+    fn = ds.find_function(SRC, 7)
+    text = 'Match \\d+ and """quotes""".'
+    new = ds.apply_edit(SRC, ds.docstring_edit(SRC, fn, text))
+    ds.validate(SRC, new, fn, text)
+
+
+def test_non_ascii_source_positions():
+    src = 'def café(ñ):\n    return "日本語"\n'
+    fn = ds.find_function(src, 0)
+    new = ds.apply_edit(src, ds.docstring_edit(src, fn, "Serve coffee ☕."))
+    assert new == 'def café(ñ):\n    """Serve coffee ☕."""\n    return "日本語"\n'
+
+
+def test_validation_rejects_code_changes_and_broken_files():
+    fn = ds.find_function(SRC, 7)
+    changed = SRC.replace("math.pi * r ** 2", "0")
+    with pytest.raises(ds.DocstringError, match="change code"):
+        ds.validate(SRC, changed, fn, "x")
+    with pytest.raises(ds.DocstringError, match="break the file"):
+        ds.validate(SRC, SRC + "\ndef (:\n", fn, "x")
+    with pytest.raises(ds.DocstringError, match="did not land"):
+        ds.validate(SRC, SRC, fn, "x")
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Return the area of a circle.", "Return the area of a circle."),
+    ('```python\n"""Return the area."""\n```', "Return the area."),
+    ('Here is the docstring:\n"""\nCompute it.\n\nArgs:\n    r: radius.\n"""\nmore chat',
+     "Compute it.\n\nArgs:\n    r: radius."),
+    ("Sure! Compute it.\ndef area(r):\n    return 1", "Compute it."),
+    ("Compute it.\nCompute it.\nCompute it.", "Compute it."),
+    ("   \n\n", ""),
+    ("Compute it.<|im_end|>garbage", "Compute it."),
+])
+def test_clean_output(raw, expected):
+    fn = ds.find_function(SRC, 7)
+    assert ds.clean_output(raw, fn, ["<|im_end|>"]) == expected
+
+
+TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_chat_prompt_puts_stable_parts_first_for_prefix_reuse():
+    a = ds.build_prompt(SRC, ds.find_function(SRC, 7), path="s.py", chat_template=TEMPLATE)
+    b = ds.build_prompt(SRC, ds.find_function(SRC, 16), path="s.py", chat_template=TEMPLATE)
+    assert a.chat and a.text.endswith("<|im_start|>assistant\n")
+    common = 0
+    while a.text[common] == b.text[common]:
+        common += 1
+    # Everything up to the function that changes is shared: instructions and the whole file.
+    assert a.text[:common].count("class Shape") == 1 and "def outer" in a.text[:common]
+    assert "Write the docstring for the function `Shape.area`" in a.text
+    assert "<|im_end|>" in a.stop
+
+
+def test_completion_prompt_continues_the_file_inside_quotes():
+    p = ds.build_prompt(SRC, ds.find_function(SRC, 16), path="s.py", chat_template=None)
+    assert not p.chat
+    assert p.text.endswith('def outer(a, b=2, /, c=3, *, d):\n    """')
+    assert '"""' in p.stop
+    one_liner = ds.build_prompt(SRC, ds.find_function(SRC, 17), path="s.py", chat_template=None)
+    assert one_liner.text.endswith('    def inner(x):\n        """')
+
+
+def test_long_files_are_cut_to_the_context_budget():
+    big = "X = 1\n" * 20000 + SRC
+    fn = ds.find_function(big, 20016)
+    p = ds.build_prompt(big, fn, path="big.py", chat_template=TEMPLATE, context_tokens=2048)
+    assert len(p.text) < 2048 * ds.CHARS_PER_TOKEN
+    assert "file truncated" in p.text and "def outer" in p.text
+
+
+def test_prompt_templates_can_be_overridden_per_workspace(tmp_path):
+    override = tmp_path / ".hearth" / "prompts" / "docstring.system.txt"
+    override.parent.mkdir(parents=True)
+    override.write_text("CUSTOM INSTRUCTIONS")
+    p = ds.build_prompt(SRC, ds.find_function(SRC, 7), path="s.py", chat_template=TEMPLATE,
+                        root=tmp_path)
+    assert "CUSTOM INSTRUCTIONS" in p.text
+
+
+def test_chat_template_errors_are_clear():
+    bad = "{{ raise_exception('System role not supported') }}"
+    with pytest.raises(ChatTemplateError, match="System role not supported"):
+        render_chat(bad, [Message("user", "hi")])

@@ -1,0 +1,118 @@
+"""Settings: layers, precedence, spelling, validation."""
+
+from __future__ import annotations
+
+from hearth_lsp.server.settings import (
+    SPECS,
+    SettingsSources,
+    as_dict,
+    env_layer,
+    flatten,
+    resolve,
+    to_camel,
+    to_snake,
+)
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_come_from_nowhere(tmp_path):
+    resolved = SettingsSources(root=tmp_path, environ={}).resolve()
+    assert resolved.settings.model.preset == "smollm2"
+    assert resolved.settings.docstring.max_tokens == 160
+    assert set(resolved.sources.values()) == {"default"}
+    assert resolved.problems == []
+
+
+def test_precedence_lowest_to_highest(tmp_path):
+    user = write(tmp_path / "user.toml", "[model]\ncontext_length = 1000\nthreads = 1\n"
+                 "batch_size = 64\ngpu_layers = 0\n[docstring]\ntemperature = 0.5\n")
+    write(tmp_path / "ws" / ".hearth.toml",
+          "[model]\ncontextLength = 2000\nthreads = 2\nbatchSize = 128\n")
+    environ = {"HEARTH_CONFIG_FILE": str(user), "HEARTH_MODEL_THREADS": "3",
+               "HEARTH_MODEL_BATCH_SIZE": "256"}
+    sources = SettingsSources(root=tmp_path / "ws", environ=environ,
+                              initialization_options={"model": {"batchSize": 512}},
+                              client_configuration={"model": {"gpuLayers": 7}})
+    r = sources.resolve()
+    m = r.settings.model
+    assert (m.context_length, m.threads, m.batch_size, m.gpu_layers) == (2000, 3, 512, 7)
+    assert r.settings.docstring.temperature == 0.5
+    assert r.sources["model.contextLength"] == ".hearth.toml"
+    assert r.sources["model.threads"] == "environment"
+    assert r.sources["model.batchSize"] == "initializationOptions"
+    assert r.sources["model.gpuLayers"] == "workspace/configuration"
+    assert r.sources["docstring.temperature"] == "user config"
+
+
+def test_editor_configuration_wins_over_initialization_options():
+    r = resolve([flatten({"docstring": {"maxTokens": 10}}, "initializationOptions"),
+                 flatten({"hearth": {"docstring": {"maxTokens": 20}}}, "workspace/configuration")])
+    assert r.settings.docstring.max_tokens == 20
+
+
+def test_all_spellings_and_dotted_keys():
+    r = resolve([flatten({"model.gpu-layers": 3, "docstring": {"top_k": 5, "topP": 0.5}}, "x")])
+    assert r.settings.model.gpu_layers == 3
+    assert (r.settings.docstring.top_k, r.settings.docstring.top_p) == (5, 0.5)
+
+
+def test_invalid_values_are_reported_by_key_and_layer_and_lower_layer_kept():
+    r = resolve([flatten({"model": {"threads": 4}}, "low"),
+                 flatten({"model": {"threads": 0, "preset": "gpt-9", "contextLength": "big"},
+                          "docstring": {"temperature": True}}, "high")])
+    assert r.settings.model.threads == 4
+    assert r.settings.model.preset == "smollm2"
+    assert r.settings.model.context_length == 4096
+    assert r.settings.docstring.temperature == 0.1
+    text = "\n".join(r.problems)
+    assert "high: model.threads: must be at least 1" in text
+    assert "model.preset: expected one of smollm2, gemma3-270m" in text
+    assert "model.contextLength: expected an integer" in text
+    assert "docstring.temperature: expected a number" in text
+
+
+def test_unknown_keys_and_sections_are_problems_not_crashes():
+    r = resolve([flatten({"model": {"colour": 1}, "nosuch": {"a": 1}, "flat": 2}, "editor")])
+    assert any("unknown setting model.colour" in p for p in r.problems)
+    assert any("unknown section 'nosuch'" in p for p in r.problems)
+    assert any("unknown setting 'flat'" in p for p in r.problems)
+    assert resolve([flatten(["not", "a", "dict"], "editor")]).problems  # type: ignore[arg-type]
+
+
+def test_environment_values_are_parsed():
+    layer = env_layer({"HEARTH_MODEL_GPU_LAYERS": "none", "HEARTH_DOCSTRING_STOP": "a,b",
+                       "HEARTH_DOCSTRING_TEMPERATURE": "0.7", "HEARTH_CACHE_DIR": "/x",
+                       "HEARTH_BOGUS": "1", "PATH": "/bin"})
+    r = resolve([layer])
+    assert r.settings.model.gpu_layers is None
+    assert r.settings.docstring.stop == ["a", "b"]
+    assert r.settings.docstring.temperature == 0.7
+    assert r.problems == ["environment: unknown setting variable HEARTH_BOGUS"]
+    bad = resolve([env_layer({"HEARTH_MODEL_THREADS": "many"})])
+    assert "expected an integer" in bad.problems[0]
+
+
+def test_broken_toml_is_a_problem(tmp_path):
+    write(tmp_path / ".hearth.toml", "[model\npreset=")
+    r = SettingsSources(root=tmp_path, environ={"HEARTH_CONFIG_FILE": str(tmp_path / "none")}).resolve()
+    assert r.problems and "cannot read" in r.problems[0]
+    assert r.settings.model.preset == "smollm2"
+
+
+def test_changed_keys_and_reload_flags():
+    a = resolve([])
+    b = resolve([flatten({"model": {"path": "/m.gguf"}, "docstring": {"seed": 3}}, "x")])
+    changed = b.changed_keys(a)
+    assert changed == {("model", "path"), ("docstring", "seed")}
+    assert SPECS[("model", "path")].reload and not SPECS[("docstring", "seed")].reload
+
+
+def test_key_spelling_helpers_round_trip():
+    for section, name in SPECS:
+        assert to_snake(to_camel(name)) == name
+    assert as_dict(resolve([]).settings)["model"]["gpuLayers"] is None

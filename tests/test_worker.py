@@ -1,0 +1,150 @@
+"""The generation worker: one thread, priorities, cancellation, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from hearth_lsp.server.engine.base import EngineError, ModelUnavailable
+from hearth_lsp.server.engine.fake import FakeEngine
+from hearth_lsp.server.engine.worker import GenerationWorker, Priority, wait_for
+from hearth_lsp.server.settings import SamplingSettings
+
+S = SamplingSettings(max_tokens=1000)
+
+
+@pytest.fixture
+def worker():
+    w = GenerationWorker()
+    yield w
+    w.shutdown()
+
+
+def loaded(worker, engine):
+    worker.load(lambda: engine).future.result(5)
+    return engine
+
+
+def test_generates_and_streams_pieces(worker):
+    loaded(worker, FakeEngine.scripted(["one two three"]))
+    pieces = []
+    result = worker.submit("t", "prompt", S, on_piece=pieces.append).future.result(5)
+    assert result.text == "one two three" and "".join(pieces) == result.text
+    assert result.finish_reason == "stop" and result.completion_tokens == 3
+
+
+def test_stop_sequences_and_max_tokens(worker):
+    loaded(worker, FakeEngine.scripted(["a b STOP c", "a b c d"]))
+    assert worker.submit("t", "p", S, stop=["STOP"]).future.result(5).text == "a b "
+    short = worker.submit("t", "p", SamplingSettings(max_tokens=2)).future.result(5)
+    assert short.text == "a b" and short.finish_reason == "length"
+
+
+def test_everything_runs_on_one_thread(worker):
+    seen = set()
+    engine = FakeEngine(default="x", responses=[])
+    original = engine.generate
+
+    def spy(*args, **kwargs):
+        seen.add(threading.get_ident())
+        return original(*args, **kwargs)
+
+    engine.generate = spy  # type: ignore[method-assign]
+    loaded(worker, engine)
+    jobs = [worker.submit("t", str(i), S) for i in range(5)]
+    for j in jobs:
+        j.future.result(5)
+    assert len(seen) == 1 and threading.get_ident() not in seen
+
+
+def test_user_requests_jump_ahead_of_background_work(worker):
+    engine = loaded(worker, FakeEngine(default="w " * 20, piece_delay_s=0.01))
+    first = worker.submit("bg", "first", S, priority=Priority.BACKGROUND)
+    time.sleep(0.05)  # `first` is running; the rest queue up behind it
+    bg = worker.submit("bg", "background", S, priority=Priority.BACKGROUND)
+    save = worker.submit("review", "save", S, priority=Priority.SAVE)
+    user = worker.submit("doc", "user", S, priority=Priority.USER)
+    for j in (first, bg, save, user):
+        j.future.result(10)
+    assert engine.prompts == ["first", "user", "save", "background"]
+
+
+def test_cancel_stops_a_running_generation_within_a_token(worker):
+    loaded(worker, FakeEngine(default="tok " * 10000, piece_delay_s=0.002))
+    job = worker.submit("t", "p", S)
+    while worker.running() is not job:
+        time.sleep(0.001)
+    time.sleep(0.02)
+    started = time.perf_counter()
+    job.cancel()
+    result = job.future.result(5)
+    assert result.finish_reason == "cancelled"
+    assert worker.idle.wait(1)
+    assert time.perf_counter() - started < 0.5
+    assert result.completion_tokens < 1000
+
+
+def test_a_newer_job_with_the_same_key_cancels_the_older(worker):
+    loaded(worker, FakeEngine(default="tok " * 2000, piece_delay_s=0.002))
+    old = worker.submit("doc", "old", S, key=("doc", "file:///a.py"))
+    queued = worker.submit("doc", "queued", S, key=("doc", "file:///b.py"))
+    new = worker.submit("doc", "new", S, key=("doc", "file:///a.py"))
+    assert old.cancelled and not queued.cancelled
+    assert new.future.result(10).finish_reason == "length"
+    assert old.future.cancelled() or old.future.result().finish_reason == "cancelled"
+
+
+def test_queued_jobs_that_are_cancelled_never_run(worker):
+    engine = loaded(worker, FakeEngine(default="a " * 50, piece_delay_s=0.005))
+    running = worker.submit("t", "running", S)
+    waiting = worker.submit("t", "waiting", S)
+    waiting.cancel()
+    running.future.result(5)
+    assert worker.idle.wait(2)
+    assert waiting.future.cancelled() and "waiting" not in engine.prompts
+
+
+def test_a_failed_load_keeps_the_worker_up_and_explains(worker):
+    def broken():
+        raise FileNotFoundError("/models/missing.gguf: no such file; set model.path")
+
+    load = worker.load(broken)
+    with pytest.raises(ModelUnavailable, match="missing.gguf"):
+        load.future.result(5)
+    assert worker.state == "error"
+    with pytest.raises(ModelUnavailable, match="missing.gguf"):
+        worker.submit("t", "p", S).future.result(5)
+    loaded(worker, FakeEngine.scripted(["ok"]))
+    assert worker.state == "ready" and worker.submit("t", "p", S).future.result(5).text == "ok"
+
+
+def test_engine_exceptions_fail_the_job_not_the_worker(worker):
+    def explode(prompt):
+        raise RuntimeError("boom")
+
+    loaded(worker, FakeEngine(responses=[explode, "fine"]))
+    with pytest.raises(EngineError, match="boom"):
+        worker.submit("t", "p", S).future.result(5)
+    assert worker.submit("t", "p", S).future.result(5).text == "fine"
+
+
+async def test_cancelling_the_awaiting_task_cancels_the_job(worker):
+    loaded(worker, FakeEngine(default="tok " * 10000, piece_delay_s=0.002))
+    job = worker.submit("t", "p", S)
+    task = asyncio.ensure_future(wait_for(job))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert job.cancelled
+    assert await asyncio.to_thread(worker.idle.wait, 2)
+
+
+def test_state_listeners_see_loading_and_ready(worker):
+    states = []
+    worker.add_listener(lambda state, w: states.append(state))
+    loaded(worker, FakeEngine())
+    assert states == ["loading", "ready"]
