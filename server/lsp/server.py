@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.workspace import TextDocument
 from pygls.uris import to_fs_path
 
@@ -37,11 +38,31 @@ def llama_engine_factory(settings: Settings, cache: Path) -> Engine:
     return LlamaEngine(resolve_model_path(settings.model, cache), settings.model)
 
 
+class HearthProtocol(LanguageServerProtocol):
+    """pygls drops a request whose params do not fit its method without answering;
+    an editor would wait forever. Answer it with InvalidParams instead."""
+
+    def structure_message(self, data: dict[str, Any]):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if "id" in data and "method" in data:
+                self._send_response(data["id"], None, JsonRpcInvalidParams(
+                    f"invalid params for {data['method']}").to_response_error())
+            log.warning("dropped a malformed message: %s", exc)
+            return _Ignored()
+
+
+class _Ignored:
+    jsonrpc = "ignored"  # handle_message skips messages that are not JSON-RPC 2.0
+
+
 class HearthServer(LanguageServer):
     def __init__(self, engine_factory: EngineFactory = llama_engine_factory,
                  environ: Mapping[str, str] | None = None):
         super().__init__("hearth", __version__,
-                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+                         protocol_cls=HearthProtocol)
         self.environ = dict(os.environ if environ is None else environ)
         self.sources = SettingsSources(environ=self.environ)
         self.resolved: Resolved = self.sources.resolve()

@@ -1,0 +1,35 @@
+"""`hearth serve` with a scripted FakeEngine, for exact end-to-end handler tests.
+
+FAKE_ENGINE_RESPONSES: JSON list of answers, in order; FAKE_ENGINE_DEFAULT the
+answer after those (FAKE_ENGINE_REPEAT times over); FAKE_ENGINE_DELAY seconds per piece (to test cancellation).
+A `model.path` setting is still checked for real, so bad paths fail as they do
+in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from hearth_lsp.server import logs
+from hearth_lsp.server.engine.fake import FakeEngine
+from hearth_lsp.server.gguf_info import read_gguf
+from hearth_lsp.server.lsp.server import HearthServer
+
+
+def factory(settings, cache):
+    if settings.model.path:
+        read_gguf(settings.model.path)  # raises with the path and the fix
+    engine = FakeEngine(responses=json.loads(os.environ.get("FAKE_ENGINE_RESPONSES", "[]")),
+                        default=os.environ.get("FAKE_ENGINE_DEFAULT", "")
+                        * int(os.environ.get("FAKE_ENGINE_REPEAT", "1")),
+                        piece_delay_s=float(os.environ.get("FAKE_ENGINE_DELAY", "0")))
+    engine.info.path = settings.model.path or "<fake>"
+    return engine
+
+
+if __name__ == "__main__":
+    logs.setup_stderr("debug")
+    server = HearthServer(engine_factory=factory)
+    server.start_io(stdin=sys.stdin.buffer, stdout=sys.stdout.buffer)
