@@ -50,8 +50,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from .settings import SPECS, SettingsSources
+    from .settings import SPECS, SettingsSources, markdown_reference
 
+    if args.reference:
+        print(markdown_reference(), end="")
+        return 0
     root = Path(args.root).resolve() if args.root else Path.cwd()
     resolved = SettingsSources(root=root).resolve()
     rows = []
@@ -109,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="show effective settings and where each came from")
     config.add_argument("--root", help="workspace root (default: current directory)")
     config.add_argument("--json", action="store_true")
+    config.add_argument("--reference", action="store_true",
+                        help="print the settings reference (docs/configuration.md)")
     config.set_defaults(func=cmd_config)
 
     demo = sub.add_parser("demo", help="run Hearth end to end over LSP on the demo workspace")

@@ -21,6 +21,7 @@ from .prompts import render
 # Characters of file context per token, conservatively (code tokenizes densely).
 CHARS_PER_TOKEN = 3
 INDENT_UNIT = "    "
+PREFILL = '"""'  # the answer starts inside the docstring
 
 
 class DocstringError(ValueError):
@@ -163,11 +164,20 @@ def function_source(source: str, fn: FunctionTarget) -> str:
 # ---------------------------------------------------------------------- prompts
 
 
+# What may follow the opening quotes: prose that starts with a capital letter and
+# holds no quotes or backticks, then the closing quotes. Small models otherwise
+# like to answer with the function's code.
+GRAMMAR = r'''
+root ::= "\n"? [ \t]* [A-Z] [^"`]* "\"\"\""
+'''
+
+
 @dataclass(frozen=True)
 class DocstringPrompt:
     text: str
     stop: list[str]
     chat: bool
+    grammar: str = GRAMMAR
 
 
 def _fit_file(source: str, budget_chars: int) -> str:
@@ -186,10 +196,13 @@ def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: s
     reserve = max_tokens + 200 + len(func) // CHARS_PER_TOKEN
     budget = max(0, (context_tokens - reserve) * CHARS_PER_TOKEN)
     if chat_template:
+        # File context goes in the system turn (stable across requests on this file);
+        # the function is the user turn; the answer is primed with the opening quotes,
+        # which keeps small models from echoing the code back.
         messages = [
-            Message("system", render("docstring.system.txt", root).strip()),
-            Message("user", render("docstring.user.txt", root, path=path,
-                                   file_text=_fit_file(source, budget), qualname=fn.qualname,
+            Message("system", render("docstring.system.txt", root, path=path,
+                                     file_text=_fit_file(source, budget)).strip()),
+            Message("user", render("docstring.user.txt", root, qualname=fn.qualname,
                                    function=func).strip()),
         ]
         try:
@@ -197,8 +210,8 @@ def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: s
         except ChatTemplateError:  # e.g. templates that refuse a system role
             text = render_chat(chat_template, merge_system(messages), bos_token=bos_token,
                                eos_token=eos_token)
-        stop = [s for s in (eos_token, "<|im_end|>", "<end_of_turn>") if s]
-        return DocstringPrompt(text, stop, chat=True)
+        stop = ['"""', *(s for s in (eos_token, "<|im_end|>", "<end_of_turn>") if s)]
+        return DocstringPrompt(text + PREFILL, stop, chat=True)
     # Base model: continue the file right after the signature, inside `"""`.
     lines = source.splitlines()
     prefix = "\n".join(lines[: fn.colon[0] + 1])

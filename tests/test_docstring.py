@@ -133,14 +133,14 @@ TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content']
 def test_chat_prompt_puts_stable_parts_first_for_prefix_reuse():
     a = ds.build_prompt(SRC, ds.find_function(SRC, 7), path="s.py", chat_template=TEMPLATE)
     b = ds.build_prompt(SRC, ds.find_function(SRC, 16), path="s.py", chat_template=TEMPLATE)
-    assert a.chat and a.text.endswith("<|im_start|>assistant\n")
+    assert a.chat and a.text.endswith('<|im_start|>assistant\n"""')
     common = 0
     while a.text[common] == b.text[common]:
         common += 1
     # Everything up to the function that changes is shared: instructions and the whole file.
     assert a.text[:common].count("class Shape") == 1 and "def outer" in a.text[:common]
-    assert "Write the docstring for the function `Shape.area`" in a.text
-    assert "<|im_end|>" in a.stop
+    assert "Write the docstring for `Shape.area`" in a.text
+    assert "<|im_end|>" in a.stop and '"""' in a.stop
 
 
 def test_completion_prompt_continues_the_file_inside_quotes():

@@ -75,9 +75,11 @@ class Engine(Protocol):
     info: ModelInfo
 
     def generate(self, prompt: str, sampling: SamplingSettings, stop: list[str],
-                 should_stop: Callable[[], bool],
-                 on_piece: Callable[[str], None]) -> Completion:
+                 should_stop: Callable[[], bool], on_piece: Callable[[str], None],
+                 grammar: str | None = None) -> Completion:
         """Generate for ``prompt``, handing each text piece to ``on_piece``.
+
+        ``grammar`` (GBNF) constrains what may be sampled.
 
         ``should_stop`` is checked between tokens; when it turns true decoding
         ends and the Completion's finish_reason is "cancelled".

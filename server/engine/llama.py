@@ -42,6 +42,7 @@ class LlamaEngine:
             raise ModelUnavailable(f"llama-cpp-python is not importable ({exc}); "
                                    "run `make setup` or `pip install llama-cpp-python`") from exc
         self._llama_cpp = llama_cpp
+        self._grammars: dict[str, object] = {}
         header = read_gguf(path)  # clear errors for missing/truncated/non-GGUF files
         threads = model.threads or default_threads()
         wanted = model.gpu_layers
@@ -81,12 +82,22 @@ class LlamaEngine:
         except Exception as exc:
             raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
 
+    def _grammar(self, text: str):
+        compiled = self._grammars.get(text)
+        if compiled is None:
+            try:
+                compiled = self._llama_cpp.LlamaGrammar.from_string(text, verbose=False)
+            except ValueError as exc:
+                raise EngineError(f"invalid grammar: {exc}") from exc
+            self._grammars[text] = compiled
+        return compiled
+
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def generate(self, prompt: str, sampling: SamplingSettings, stop: list[str],
-                 should_stop: Callable[[], bool],
-                 on_piece: Callable[[str], None]) -> Completion:
+                 should_stop: Callable[[], bool], on_piece: Callable[[str], None],
+                 grammar: str | None = None) -> Completion:
         started = time.perf_counter()
         n_ctx = self.llm.n_ctx()
         prompt_tokens = len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=True,
@@ -110,12 +121,13 @@ class LlamaEngine:
             repeat_penalty=sampling.repeat_penalty,
             seed=None if sampling.seed < 0 else sampling.seed,
             stop=[s for s in [*stop, *sampling.stop] if s] or None, stream=True,
-            stopping_criteria=self._llama_cpp.StoppingCriteriaList([stop_now]))
+            stopping_criteria=self._llama_cpp.StoppingCriteriaList([stop_now]),
+            grammar=self._grammar(grammar) if grammar else None)
         pieces: list[str] = []
         first = 0.0
         finish = "stop"
         n = 0
-        for chunk in stream:
+        for chunk in stream:  # type: ignore[union-attr]
             choice = chunk["choices"][0]
             text = choice.get("text") or ""
             if text:
@@ -131,6 +143,8 @@ class LlamaEngine:
                 break
         if cancelled:
             finish = "cancelled"
+        # Pieces can hold several tokens (text held back while matching stops).
+        n = max(n, self.llm.n_tokens - prompt_tokens)
         return Completion("".join(pieces), prompt_tokens, n, first,
                           time.perf_counter() - started, finish)
 

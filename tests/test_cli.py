@@ -1,0 +1,115 @@
+"""The `hearth` command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from hearth_lsp.server.settings import markdown_reference
+
+REPO = Path(__file__).resolve().parent.parent
+HEARTH = [sys.executable, "-m", "hearth_lsp.server"]
+
+
+def hearth(*args, env=None, cwd=None, timeout=600):
+    return subprocess.run([*HEARTH, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def test_config_shows_values_and_their_layers(tmp_path):
+    (tmp_path / ".hearth.toml").write_text("[model]\ncontext_length = 2048\n")
+    out = hearth("config", "--root", str(tmp_path), env={"HEARTH_DOCSTRING_MAX_TOKENS": "99"})
+    assert out.returncode == 0
+    assert "model.contextLength      2048" in out.stdout and "(.hearth.toml)" in out.stdout
+    data = json.loads(hearth("config", "--json", "--root", str(tmp_path),
+                             env={"HEARTH_DOCSTRING_MAX_TOKENS": "99"}).stdout)
+    rows = {r["key"]: r for r in data["settings"]}
+    assert rows["docstring.maxTokens"] == {"key": "docstring.maxTokens", "value": 99,
+                                           "source": "environment"}
+    bad = hearth("config", env={"HEARTH_MODEL_THREADS": "lots"})
+    assert "problem: environment: model.threads: expected an integer" in bad.stderr
+
+
+def test_configuration_reference_in_docs_is_current():
+    assert (REPO / "docs" / "configuration.md").read_text() == markdown_reference(), \
+        "regenerate: hearth config --reference > docs/configuration.md"
+
+
+def test_doctor_reports_the_model_and_exits_zero():
+    out = hearth("doctor", "--no-probe")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ok    model: Smollm2 135M" in out.stdout and "chat template" in out.stdout
+    assert "llama-cpp-python: " in out.stdout and "git: git version" in out.stdout
+
+
+def test_doctor_fails_with_a_named_path_for_a_broken_model(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF")
+    out = hearth("doctor", "--no-probe", env={"HEARTH_MODEL_PATH": str(bad)})
+    assert out.returncode == 1
+    assert f"FAIL  model: {bad}: file is truncated" in out.stdout
+
+
+@pytest.mark.slow
+def test_doctor_probe_generates_in_a_child_process():
+    out = hearth("doctor")
+    assert out.returncode == 0, out.stdout
+    assert "ok    generation: " in out.stdout and "tokens in" in out.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_serve_over_tcp_on_loopback():
+    port = free_port()
+    proc = subprocess.Popen([*HEARTH, "serve", "--tcp", f"127.0.0.1:{port}"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        client = LanguageClient("t", "0")
+        for _ in range(200):
+            try:
+                await client.start_tcp("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        result = await client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities()))
+        assert result.server_info.name == "hearth"
+        status = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="hearth.status"))
+        assert status["model"] in ("empty", "loading", "ready")
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_serve_rejects_a_bad_tcp_address():
+    out = hearth("serve", "--tcp", "localhost:http")
+    assert out.returncode == 2 and "expected HOST:PORT" in out.stderr
+
+
+@pytest.mark.slow
+def test_demo_writes_docstrings_through_the_lsp(tmp_path):
+    examples = {p: p.read_bytes() for p in (REPO / "examples").rglob("*.py")}
+    out = hearth("demo", cwd=REPO, env={"TMPDIR": str(tmp_path)})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "initialize answered in" in out.stdout
+    assert "Hearth: Generate docstring" in out.stdout
+    assert "docstrings written through the LSP" in out.stdout
+    # The demo worked on a copy: the example workspace itself is untouched.
+    assert {p: p.read_bytes() for p in (REPO / "examples").rglob("*.py")} == examples
