@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,12 +25,12 @@ from pygls.lsp.client import LanguageClient
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from report import machine_description, write_section  # noqa: E402
-
 from hearth_lsp.server import docstring  # noqa: E402
 from hearth_lsp.server.gguf_info import read_gguf  # noqa: E402
 from hearth_lsp.server.models import resolve_model_path  # noqa: E402
 from hearth_lsp.server.settings import Settings, cache_dir  # noqa: E402
+
+from report import machine_description, write_section  # noqa: E402
 
 # A real, longer Python file: enough context that prompt processing matters.
 BENCH_FILE = Path(__import__("textwrap").__file__)
@@ -149,10 +149,8 @@ async def lsp_bench(workspace: Path, source: str, fns, runs: int, options: dict)
     # Cancel to idle.
     t0 = time.perf_counter()
     client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="bench-long"))
-    try:
+    with contextlib.suppress(Exception):  # the cancelled request answers with an error
         await pending
-    except Exception:
-        pass
     cancel_answer_ms = (time.perf_counter() - t0) * 1000
     while (await status(client))["running"] is not None:
         await asyncio.sleep(0.001)

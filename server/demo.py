@@ -89,9 +89,9 @@ async def _wait_for_model(client: LanguageClient, timeout: float = 600) -> dict[
     deadline = time.monotonic() + timeout
     while True:
         status = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams(command="hearth.status"))
-        if status["model"] in ("ready", "error") or time.monotonic() > deadline:
-            return status
+            types.ExecuteCommandParams(command="hearth.status")) or {}
+        if status.get("model") in ("ready", "error") or time.monotonic() > deadline:
+            return dict(status)
         await asyncio.sleep(0.1)
 
 

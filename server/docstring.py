@@ -130,10 +130,9 @@ def _target(node: ast.FunctionDef | ast.AsyncFunctionDef, scope: list[str],
     body_col = _byte_to_index(lines[body_line], first.col_offset)
     colon = _signature_colon(lines, def_line)
     def_indent = lines[def_line][: len(lines[def_line]) - len(lines[def_line].lstrip())]
-    if body_line > colon[0]:
-        body_indent = lines[body_line][:body_col]
-    else:  # `def f(): return 1` -- the body will move to its own line
-        body_indent = def_indent + INDENT_UNIT
+    # `def f(): return 1`: the body will move to its own line, one level in.
+    body_indent = (lines[body_line][:body_col] if body_line > colon[0]
+                   else def_indent + INDENT_UNIT)
     doc = _docstring_node(node)
     doc_range = None
     if doc is not None:

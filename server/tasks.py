@@ -5,6 +5,7 @@ The LSP handlers and the CLI both call these; they know nothing of pygls.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,10 +31,8 @@ async def ready_engine(worker: GenerationWorker) -> ModelInfo:
     """The loaded model's info, waiting for a load in progress."""
     job = worker.load_job
     if worker.state == "loading" and job is not None:
-        try:
+        with contextlib.suppress(ModelUnavailable):  # reported below
             await wait_for(job)
-        except ModelUnavailable:
-            pass
     if worker.engine is None:
         raise ModelUnavailable(worker.error or "no model is loaded")
     return worker.engine.info

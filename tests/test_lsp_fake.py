@@ -15,7 +15,17 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from lsp_helpers import FAKE_SERVER, actions_at, apply, open_doc, progress_titles, start, stop, wait_model, wait_until
+from lsp_helpers import (
+    FAKE_SERVER,
+    actions_at,
+    apply,
+    open_doc,
+    progress_titles,
+    start,
+    stop,
+    wait_model,
+    wait_until,
+)
 
 DOC = "Convert a price to cents.\n\nArgs:\n    text: the price, e.g. '€12.50'."
 

@@ -13,7 +13,17 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from lsp_helpers import REAL_SERVER, actions_at, apply, open_doc, progress_titles, start, stop, wait_model, wait_until
+from lsp_helpers import (
+    REAL_SERVER,
+    actions_at,
+    apply,
+    open_doc,
+    progress_titles,
+    start,
+    stop,
+    wait_model,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +57,7 @@ async def test_docstring_action_edits_the_version_it_was_computed_for(real):
     text = path.read_text()
     uri = open_doc(client, path)
     await wait_model(client)
-    line = next(i for i, l in enumerate(text.splitlines()) if "def total_value" in l)
+    line = next(i for i, row in enumerate(text.splitlines()) if "def total_value" in row)
     actions = await actions_at(client, uri, line)
     assert [a.title for a in actions] == ["Hearth: Generate docstring"]
     resolved = await client.code_action_resolve_async(actions[0])

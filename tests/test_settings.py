@@ -113,6 +113,6 @@ def test_changed_keys_and_reload_flags():
 
 
 def test_key_spelling_helpers_round_trip():
-    for section, name in SPECS:
+    for _section, name in SPECS:
         assert to_snake(to_camel(name)) == name
     assert as_dict(resolve([]).settings)["model"]["gpuLayers"] is None

@@ -220,10 +220,4 @@ async def wait_for(job: Job) -> Any:
         raise
 
 
-def threadsafe(loop: asyncio.AbstractEventLoop,
-               fn: Callable[[str], None]) -> Callable[[str], None]:
-    """Wrap a callback so the worker thread can hand pieces to the event loop."""
-    return lambda piece: loop.call_soon_threadsafe(fn, piece)
-
-
 __all__ = ["Completion", "GenerationWorker", "Job", "ModelInfo", "Priority", "wait_for"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from lsprotocol import types
@@ -74,8 +76,6 @@ def _path(text: str):
 
 
 async def initialized(ls: HearthServer, params: types.InitializedParams) -> None:
-    import asyncio
-
     ls.client_log.loop = asyncio.get_running_loop()
     await _pull_configuration(ls)
     ls.apply_settings()
@@ -124,7 +124,7 @@ def _check_position(doc: TextDocument, position: types.Position) -> None:
             f"line {position.line} is outside {doc.uri} ({len(doc.lines)} lines)")
 
 
-def _wants(only: list[str] | None, kind: str) -> bool:
+def _wants(only: Sequence[str] | None, kind: str) -> bool:
     return not only or any(kind == k or kind.startswith(k + ".") for k in only)
 
 
@@ -147,7 +147,7 @@ def code_action(ls: HearthServer, params: types.CodeActionParams) -> list[types.
     action = types.CodeAction(title=title, kind=DOCSTRING_KIND, data=data)
     if not _client_resolves_edits(ls):
         # Older clients cannot resolve `edit`: give them a command instead.
-        action.command = types.Command(title, CMD_DOCSTRING, [data])
+        action.command = types.Command(title=title, command=CMD_DOCSTRING, arguments=[data])
     return [action]
 
 
@@ -199,19 +199,17 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
     def cancel() -> None:
         ls.worker.cancel_where(lambda j: j.key == job_key)
 
-    async with ls.progress(f"Hearth: docstring for {label}", cancel=cancel) as report:
+    async with ls.work_progress(f"Hearth: docstring for {label}", cancel=cancel) as report:
         def on_piece(piece: str) -> None:
             pieces.append(piece)
             report(f"{len(pieces)} tokens")
-
-        import asyncio
 
         loop = asyncio.get_running_loop()
         try:
             result = await tasks.generate_docstring(
                 ls.worker, ls.settings, source=source, path=ls.document_path(doc), line=line,
                 key=job_key, chat=ls.chat_mode(), root=ls.root, regenerate=regenerate,
-                on_piece=lambda p: loop.call_soon_threadsafe(on_piece, p))
+                on_piece=lambda p: _call_soon(loop, on_piece, p))
         except DocstringError as exc:
             report.end(str(exc))
             raise RequestFailed(str(exc)) from exc
@@ -223,6 +221,11 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
     if doc.version != version:
         raise JsonRpcContentModified(f"{doc.uri} changed while the docstring was written")
     return result
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+    """Hand a call from the generation thread to the event loop."""
+    loop.call_soon_threadsafe(fn, *args)
 
 
 def _workspace_edit(doc: TextDocument, edit: Edit) -> types.WorkspaceEdit:

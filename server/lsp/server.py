@@ -18,8 +18,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
-from pygls.workspace import TextDocument
 from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
 
 from .. import __version__, logs
 from ..engine.base import Engine
@@ -117,7 +117,7 @@ class HearthServer(LanguageServer):
         self._loaded_model = key
         settings, cache = self.settings, self.cache
         job: Job = self.worker.load(lambda: self.engine_factory(settings, cache))
-        async with self.progress("Loading model", "Hearth") as report:
+        async with self.work_progress("Loading model") as report:
             report(f"{settings.model.path or settings.model.preset}")
             try:
                 info = await asyncio.wrap_future(job.future)
@@ -145,8 +145,8 @@ class HearthServer(LanguageServer):
         window = self.client_capabilities.window if self.protocol.client_capabilities else None
         return bool(window and window.work_done_progress)
 
-    def progress(self, title: str, message: str | None = None, *,
-                 cancel: Callable[[], None] | None = None) -> Progress:
+    def work_progress(self, title: str, *,
+                      cancel: Callable[[], None] | None = None) -> Progress:
         return Progress(self, title, cancel)
 
     def get_document(self, uri: Any) -> TextDocument:
