@@ -189,7 +189,6 @@ def raw_bench(model: Path, settings: Settings, source: str, fns, runs: int) -> d
                           n_threads_batch=threads, n_gpu_layers=0, verbose=False)
     info = read_gguf(model)
     sampling = settings.docstring
-    grammar = llama_cpp.LlamaGrammar.from_string(docstring.GRAMMAR, verbose=False)
 
     def prompt_for(fn):
         return docstring.build_prompt(source, fn, path="bench_target.py",
@@ -206,7 +205,7 @@ def raw_bench(model: Path, settings: Settings, source: str, fns, runs: int) -> d
                 p.text, max_tokens=sampling.max_tokens, temperature=sampling.temperature,
                 top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
                 repeat_penalty=sampling.repeat_penalty, seed=sampling.seed, stop=p.stop,
-                stream=True, grammar=grammar):
+                stream=True):
             if chunk["choices"][0]["text"]:
                 first = first or time.perf_counter() - started
                 n += 1
@@ -270,7 +269,7 @@ def main() -> int:
     ]
     lines = [f"Model: `{model.name}` (preset `{args.preset}`), prompt: a docstring for a function "
              f"of `{BENCH_FILE.name}` ({len(source)} chars, the file as context), greedy, "
-             f"at most {SAMPLING['maxTokens']} tokens, GBNF docstring grammar on both sides, "
+             f"at most {SAMPLING['maxTokens']} tokens, "
              f"median of {args.runs} runs.", "",
              "| measure | result | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]

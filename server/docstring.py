@@ -163,12 +163,11 @@ def function_source(source: str, fn: FunctionTarget) -> str:
 # ---------------------------------------------------------------------- prompts
 
 
-# What may follow the opening quotes: prose that starts with a capital letter and
-# holds no quotes or backticks, then the closing quotes. Small models otherwise
-# like to answer with the function's code.
-GRAMMAR = r'''
-root ::= "\n"? [ \t]* [A-Z] [^"`]* "\"\"\""
-'''
+# The answer starts inside `"""`: its first token must begin the summary (a
+# capital letter), not a newline and the function's code, which small models
+# otherwise like to echo. Enforced on the first token only, so decoding keeps
+# its full speed; the cleaner handles the rest.
+START = r"[ \t]*[A-Z]"
 
 
 @dataclass(frozen=True)
@@ -176,7 +175,7 @@ class DocstringPrompt:
     text: str
     stop: list[str]
     chat: bool
-    grammar: str = GRAMMAR
+    start: str = START
 
 
 def _fit_file(source: str, budget_chars: int) -> str:

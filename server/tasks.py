@@ -62,7 +62,7 @@ async def generate_docstring(
         bos_token=info.bos_token, eos_token=info.eos_token,
         context_tokens=info.context_length, max_tokens=sampling.max_tokens, root=root)
     job = worker.submit("docstring", prompt.text, sampling, stop=prompt.stop,
-                        grammar=prompt.grammar, priority=Priority.USER, key=key,
+                        start=prompt.start, priority=Priority.USER, key=key,
                         on_piece=on_piece)
     completion: Completion = await wait_for(job)
     if completion.finish_reason == "cancelled":

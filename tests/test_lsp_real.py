@@ -28,6 +28,10 @@ from lsp_helpers import (
 pytestmark = pytest.mark.slow
 
 
+def line_of(path, needle: str) -> int:
+    return next(i for i, row in enumerate(path.read_text().splitlines()) if needle in row)
+
+
 @pytest.fixture
 async def real(demo_repo):
     client, result, init_s = await start(REAL_SERVER, demo_repo)
@@ -57,7 +61,7 @@ async def test_docstring_action_edits_the_version_it_was_computed_for(real):
     text = path.read_text()
     uri = open_doc(client, path)
     await wait_model(client)
-    line = next(i for i, row in enumerate(text.splitlines()) if "def total_value" in row)
+    line = line_of(path, "def total_value")
     actions = await actions_at(client, uri, line)
     assert [a.title for a in actions] == ["Hearth: Generate docstring"]
     resolved = await client.code_action_resolve_async(actions[0])
@@ -98,7 +102,7 @@ async def test_cancelling_a_long_generation_returns_promptly_and_the_next_works(
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
             settings={"docstring": {"maxTokens": 60}}))
         await asyncio.sleep(0.2)
-        again = (await actions_at(client, uri, 16))[0]
+        again = (await actions_at(client, uri, line_of(path, "def format_price")))[0]
         resolved = await client.code_action_resolve_async(again)
         assert resolved.edit is not None
     finally:
@@ -147,7 +151,7 @@ async def test_gemma_preset_prompts_completion_style(demo_repo):
         assert "gemma" in status["info"]["name"].lower()
         path = demo_repo / "inventory" / "pricing.py"
         uri = open_doc(client, path)
-        action = (await actions_at(client, uri, 16))[0]
+        action = (await actions_at(client, uri, line_of(path, "def format_price")))[0]
         try:
             resolved = await client.code_action_resolve_async(action)
         except JsonRpcException as exc:

@@ -76,10 +76,11 @@ class Engine(Protocol):
 
     def generate(self, prompt: str, sampling: SamplingSettings, stop: list[str],
                  should_stop: Callable[[], bool], on_piece: Callable[[str], None],
-                 grammar: str | None = None) -> Completion:
+                 grammar: str | None = None, start: str | None = None) -> Completion:
         """Generate for ``prompt``, handing each text piece to ``on_piece``.
 
-        ``grammar`` (GBNF) constrains what may be sampled.
+        ``grammar`` (GBNF) constrains every sampled token; ``start`` is a regex the
+        first token must match, a cheap nudge that costs nothing after it.
 
         ``should_stop`` is checked between tokens; when it turns true decoding
         ends and the Completion's finish_reason is "cancelled".

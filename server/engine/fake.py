@@ -24,6 +24,7 @@ class FakeEngine:
     chat_template: str | None = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}<|assistant|>"
     prompts: list[str] = field(default_factory=list)
     grammars: list[str | None] = field(default_factory=list)
+    starts: list[str | None] = field(default_factory=list)
     info: ModelInfo = field(init=False)
 
     def __post_init__(self) -> None:
@@ -38,10 +39,11 @@ class FakeEngine:
 
     def generate(self, prompt: str, sampling: SamplingSettings, stop: list[str],
                  should_stop: Callable[[], bool], on_piece: Callable[[str], None],
-                 grammar: str | None = None) -> Completion:
+                 grammar: str | None = None, start: str | None = None) -> Completion:
         started = time.perf_counter()
         self.prompts.append(prompt)
         self.grammars.append(grammar)
+        self.starts.append(start)
         answer = self.responses.pop(0) if self.responses else self.default
         text = answer(prompt) if callable(answer) else answer
         # Honour stop sequences the way llama.cpp does: cut before the first one.

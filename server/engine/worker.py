@@ -42,6 +42,7 @@ class Job:
     sampling: SamplingSettings | None = None
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None
+    start: str | None = None
     on_piece: Callable[[str], None] | None = None
     load: Callable[[], Engine] | None = None
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
@@ -106,12 +107,13 @@ class GenerationWorker:
     def submit(self, kind: str, prompt: str, sampling: SamplingSettings, *,
                stop: list[str] | None = None, priority: Priority = Priority.USER,
                key: Hashable | None = None, grammar: str | None = None,
-               on_piece: Callable[[str], None] | None = None) -> Job:
+               start: str | None = None, on_piece: Callable[[str], None] | None = None) -> Job:
         """Queue a generation. A newer job with the same key cancels the older one."""
         if key is not None:
             self.cancel_where(lambda j: j.key == key)
         job = Job(kind=kind, priority=priority, key=key, prompt=prompt, sampling=sampling,
-                  stop=list(stop or []), grammar=grammar, on_piece=on_piece)
+                  stop=list(stop or []), grammar=grammar, start=start,
+                  on_piece=on_piece)
         return self._enqueue(job)
 
     def cancel_where(self, predicate: Callable[[Job], bool]) -> int:
@@ -197,7 +199,7 @@ class GenerationWorker:
         on_piece = job.on_piece or (lambda _piece: None)
         try:
             result = engine.generate(job.prompt, job.sampling, job.stop,
-                                     job.cancel_event.is_set, on_piece, job.grammar)
+                                     job.cancel_event.is_set, on_piece, job.grammar, job.start)
         except EngineError as exc:
             job.future.set_exception(exc)
             return
