@@ -68,6 +68,13 @@ class LlamaEngine:
         for w in warnings:
             log.warning("%s", w)
         self.load_s = time.perf_counter() - started
+        # Prompt processing runs a whole batch (up to n_batch tokens, seconds on a
+        # CPU) inside one llama_decode call, where no between-token check can stop
+        # it. llama.cpp's abort callback is polled between graph nodes: armed while
+        # the prompt is evaluated, disarmed once tokens are sampled.
+        self._should_stop: Callable[[], bool] = lambda: False
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: bool(self._should_stop()))
+        self._no_abort = llama_cpp.ggml_abort_callback()  # NULL: nothing polled per node
         self.info = ModelInfo(
             name=header.name, path=str(path), file_size=header.file_size,
             architecture=header.architecture, context_length=self.llm.n_ctx(),
@@ -84,6 +91,11 @@ class LlamaEngine:
                 verbose=False)
         except Exception as exc:
             raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
+
+    def _arm_abort(self, on: bool) -> bool:
+        ctx = self.llm._ctx.ctx
+        self._llama_cpp.llama_set_abort_callback(ctx, self._abort_cb if on else self._no_abort, None)
+        return on
 
     def _grammar(self, text: str):
         compiled = self._grammars.get(text)
@@ -138,9 +150,14 @@ class LlamaEngine:
         cancelled = False
 
         def stop_now(_ids, _logits) -> bool:
-            nonlocal cancelled
+            nonlocal cancelled, armed
+            if armed:
+                armed = self._arm_abort(False)
             cancelled = cancelled or should_stop()
             return cancelled
+
+        self._should_stop = should_stop
+        armed = self._arm_abort(True)
 
         stream = self.llm.create_completion(
             prompt, max_tokens=max_tokens, temperature=sampling.temperature,
@@ -156,20 +173,27 @@ class LlamaEngine:
         first = 0.0
         finish = "stop"
         n = 0
-        for chunk in stream:  # type: ignore[union-attr]
-            choice = chunk["choices"][0]
-            text = choice.get("text") or ""
-            if text:
-                if not pieces:
-                    first = time.perf_counter() - started
-                pieces.append(text)
-                n += 1
-                on_piece(text)
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-            if should_stop():
-                cancelled = True
-                break
+        try:
+            for chunk in stream:  # type: ignore[union-attr]
+                choice = chunk["choices"][0]
+                text = choice.get("text") or ""
+                if text:
+                    if not pieces:
+                        first = time.perf_counter() - started
+                    pieces.append(text)
+                    n += 1
+                    on_piece(text)
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+                if should_stop():
+                    cancelled = True
+                    break
+        except RuntimeError as exc:  # llama_decode aborted by the callback, or failed
+            if not should_stop():
+                raise EngineError(f"llama.cpp failed: {exc}") from exc
+            cancelled = True
+        finally:
+            self._arm_abort(False)
         if cancelled:
             finish = "cancelled"
         # Pieces can hold several tokens (text held back while matching stops).

@@ -28,6 +28,7 @@ log = logging.getLogger("hearth")
 
 # LSP 3.17 "RequestFailed": the request was valid but could not be carried out.
 REQUEST_FAILED = -32803
+PROGRESS_INTERVAL_S = 0.1
 
 DOCSTRING_KIND = types.CodeActionKind.RefactorRewrite + ".hearth.docstring"
 CMD_DOCSTRING = "hearth.generateDocstring"
@@ -195,16 +196,24 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
     label = fn.qualname if fn else f"line {line + 1}"
     pieces: list[str] = []
     job_key = ("docstring", doc.uri)
+    loop = asyncio.get_running_loop()
 
     def cancel() -> None:
         ls.worker.cancel_where(lambda j: j.key == job_key)
 
     async with ls.work_progress(f"Hearth: docstring for {label}", cancel=cancel) as report:
-        def on_piece(piece: str) -> None:
-            pieces.append(piece)
-            report(f"{len(pieces)} tokens")
+        last = 0.0
 
-        loop = asyncio.get_running_loop()
+        def on_piece(piece: str) -> None:
+            # At most ~10 reports a second: a notification per token costs the
+            # decoding threads CPU on small machines.
+            nonlocal last
+            pieces.append(piece)
+            now = loop.time()
+            if len(pieces) == 1 or now - last >= PROGRESS_INTERVAL_S:
+                last = now
+                report(f"{len(pieces)} tokens")
+
         try:
             result = await tasks.generate_docstring(
                 ls.worker, ls.settings, source=source, path=ls.document_path(doc), line=line,
