@@ -49,6 +49,10 @@ class BenchClient(LanguageClient):
         def _create(params):
             return None
 
+        @self.feature(types.WINDOW_LOG_MESSAGE)
+        def _log(params):
+            return None
+
         @self.feature(types.PROGRESS)
         def _progress(params: types.ProgressParams):
             value = params.value if isinstance(params.value, dict) else {}
