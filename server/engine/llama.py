@@ -148,6 +148,7 @@ class LlamaEngine:
         max_tokens = min(sampling.max_tokens, room)
         # Checked by llama.cpp after every sampled token: the cancellation point.
         cancelled = False
+        armed = False
 
         def stop_now(_ids, _logits) -> bool:
             nonlocal cancelled, armed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -59,21 +60,12 @@ def register(ls: HearthServer) -> None:
 
 def initialize(ls: HearthServer, params: types.InitializeParams) -> None:
     # Answer at once: the model loads in the background after `initialized`.
-    root = params.root_uri or (params.workspace_folders[0].uri if params.workspace_folders
-                               else None)
-    if root is None and params.root_path:
-        ls.sources.root = _path(params.root_path)
-    elif root is not None:
-        fs = to_fs_path(root)
-        ls.sources.root = _path(fs) if fs else None
+    root_uri = params.root_uri or (params.workspace_folders[0].uri if params.workspace_folders
+                                   else None)
+    root = to_fs_path(root_uri) if root_uri else params.root_path
+    ls.sources.root = Path(root) if root else None
     ls.sources.initialization_options = params.initialization_options
     ls.apply_settings()
-
-
-def _path(text: str):
-    from pathlib import Path
-
-    return Path(text)
 
 
 async def initialized(ls: HearthServer, params: types.InitializedParams) -> None:
