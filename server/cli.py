@@ -83,6 +83,92 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _open_index(root: Path, readonly: bool = False):
+    from ..indexer.workspace import WorkspaceIndex
+    from .settings import SettingsSources, cache_dir
+
+    settings = SettingsSources(root=root).resolve().settings
+    return WorkspaceIndex(root, cache_dir(), max_file_kb=settings.index.max_file_kb,
+                          exclude=settings.index.exclude, readonly=readonly)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    root = Path(args.path or ".").resolve()
+    if not root.is_dir():
+        print(f"hearth index: {root} is not a folder", file=sys.stderr)
+        return 2
+    index = _open_index(root, readonly=args.status)
+    try:
+        if args.status:
+            counts = index.store.counts()
+            print(f"{root}: {counts['files']} files, {counts['chunks']} chunks, "
+                  f"{counts['symbols']} symbols; store {index.dir}")
+            return 0
+        if index.readonly:
+            print(f"hearth index: another Hearth process is writing the index of {root}",
+                  file=sys.stderr)
+            return 1
+
+        def bar(done: int, total: int, current: str) -> None:
+            if sys.stderr.isatty():
+                width = 30
+                filled = width * done // max(total, 1)
+                sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+                sys.stderr.flush()
+
+        stats = index.update(bar, rebuild=args.rebuild)
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        counts = index.store.counts()
+        skipped = ", ".join(f"{n} {reason}" for reason, n in stats.skipped.most_common()) or "none"
+        print(f"indexed {stats.files} files ({stats.changed} parsed, {stats.removed} removed) "
+              f"into {counts['chunks']} chunks and {counts['symbols']} symbols "
+              f"in {stats.seconds:.2f} s")
+        print(f"skipped: {skipped}")
+        print(f"store: {index.dir}")
+        return 0
+    finally:
+        index.close()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    root = Path(args.root or ".").resolve()
+    index = _open_index(root)
+    try:
+        if not index.readonly:
+            index.update()  # cheap when nothing changed: size + mtime per file
+        queries: list[dict] = []
+        if args.batch:
+            with open(args.batch, encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            item = json.loads(line)
+                            queries.append({"query": str(item["query"]), "k": item.get("k")})
+                        except (json.JSONDecodeError, KeyError, TypeError):
+                            print(f"{args.batch}:{n}: expected a JSON object with a 'query'",
+                                  file=sys.stderr)
+                            return 2
+        elif args.query:
+            queries.append({"query": args.query, "k": None})
+        else:
+            print("hearth search: give a QUERY or --batch FILE", file=sys.stderr)
+            return 2
+        for q in queries:
+            results = index.search(q["query"], q["k"] or args.k, path_glob=args.path,
+                                   language=args.language)
+            if args.json:
+                print(json.dumps([r.as_dict() for r in results]))
+            else:
+                for r in results:
+                    name = r.symbol or "(statements)"
+                    print(f"{r.path}:{r.start_line}-{r.end_line}  {name}  [{r.kind}, "
+                          f"{r.language}]  {r.score:.3f}")
+        return 0
+    finally:
+        index.close()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -115,6 +201,23 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--reference", action="store_true",
                         help="print the settings reference (docs/configuration.md)")
     config.set_defaults(func=cmd_config)
+
+    index = sub.add_parser("index", help="index a workspace for search and retrieval")
+    index.add_argument("path", nargs="?", help="workspace root (default: current directory)")
+    index.add_argument("--rebuild", action="store_true", help="start from an empty index")
+    index.add_argument("--status", action="store_true", help="show what is indexed, change nothing")
+    index.set_defaults(func=cmd_index)
+
+    search = sub.add_parser("search", help="search the workspace index")
+    search.add_argument("query", nargs="?")
+    search.add_argument("--root", help="workspace root (default: current directory)")
+    search.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    search.add_argument("--json", action="store_true", help="one JSON list per query")
+    search.add_argument("--batch", metavar="FILE",
+                        help="JSON lines, each with a 'query' (and optional 'k')")
+    search.add_argument("--path", help="only paths matching this glob")
+    search.add_argument("--language", help="only this language (e.g. python)")
+    search.set_defaults(func=cmd_search)
 
     demo = sub.add_parser("demo", help="run Hearth end to end over LSP on the demo workspace")
     demo.add_argument("--workspace", help="folder to copy and work on "

@@ -105,6 +105,14 @@ def _docstring_sampling() -> SamplingSettings:
 
 
 @dataclass
+class IndexSettings:
+    max_file_kb: int = setting(512, "Files larger than this are not indexed (KiB).", minimum=1,
+                               maximum=1048576)
+    exclude: list[str] = setting([], "Extra glob patterns (relative to the workspace root) to "
+                                 "leave out, on top of .gitignore.")
+
+
+@dataclass
 class LogSettings:
     level: str = setting("info", "Log level for stderr and window/logMessage.",
                          choices=("debug", "info", "warning", "error"))
@@ -114,6 +122,7 @@ class LogSettings:
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     docstring: SamplingSettings = field(default_factory=_docstring_sampling)
+    index: IndexSettings = field(default_factory=IndexSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 

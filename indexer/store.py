@@ -1,0 +1,232 @@
+"""The index's own SQLite database: files, chunks, symbols, lexical index, embeddings.
+
+Chunk text, metadata and filtering live here (WAL mode), not in the vector
+store: chromadb answers a plain top-k in milliseconds but a metadata-filtered
+query in hundreds (measured with chromadb 1.5.9 at 100k vectors), and storing
+documents there doubles the disk. The vector store holds ids and vectors only.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chunker import Chunk, Symbol
+
+SCHEMA_VERSION = "1"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS files(
+    path TEXT PRIMARY KEY, language TEXT, size INTEGER, mtime_ns INTEGER, hash TEXT,
+    parse_errors INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS chunks(
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL, language TEXT, symbol TEXT, kind TEXT,
+    start_line INTEGER, end_line INTEGER, part INTEGER, hash TEXT, text TEXT,
+    signature TEXT, doc TEXT, embedded INTEGER DEFAULT 0);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(hash);
+CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(embedded) WHERE embedded = 0;
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    symbol, terms, tokenize = 'unicode61 remove_diacritics 2');
+CREATE TABLE IF NOT EXISTS symbols(
+    name TEXT, kind TEXT, path TEXT, line INTEGER, col INTEGER, end_col INTEGER,
+    is_def INTEGER);
+CREATE INDEX IF NOT EXISTS symbols_name ON symbols(name);
+CREATE INDEX IF NOT EXISTS symbols_path ON symbols(path);
+CREATE TABLE IF NOT EXISTS embeddings(model TEXT, hash TEXT, vector BLOB,
+    PRIMARY KEY(model, hash));
+"""
+
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def split_identifier(word: str) -> list[str]:
+    """``parsePrice`` -> [parse, price]; ``HTTPServer_v2`` -> [http, server, v, 2]."""
+    parts = []
+    for piece in word.split("_"):
+        parts.extend(m.group(0).lower() for m in _CAMEL.finditer(piece))
+    return parts
+
+
+def lexical_terms(text: str) -> str:
+    """Text for FTS5: identifiers whole and split, so `price` finds `parsePrice`."""
+    out = []
+    for m in _IDENT.finditer(text):
+        word = m.group(0)
+        parts = split_identifier(word)
+        out.append(word.lower())
+        if len(parts) > 1:
+            out.extend(parts)
+    return " ".join(out)
+
+
+def fts_query(query: str) -> str:
+    """An FTS5 OR-query of the query's words and identifier parts, safely quoted."""
+    terms: list[str] = []
+    for word in _IDENT.findall(query):
+        for term in [word.lower(), *split_identifier(word)]:
+            if term not in terms and len(term) > 1:
+                terms.append(term)
+    return " OR ".join(f'"{t}"' for t in terms)
+
+
+@dataclass
+class FileRecord:
+    path: str
+    language: str | None
+    size: int
+    mtime_ns: int
+    hash: str
+
+
+@dataclass
+class StoredChunk:
+    id: int
+    path: str
+    language: str
+    symbol: str
+    kind: str
+    start_line: int  # 0-based
+    end_line: int
+    part: int
+    hash: str
+    text: str
+    signature: str
+    doc: str
+
+
+class CorruptIndex(RuntimeError):
+    pass
+
+
+class Store:
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        try:
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            if not readonly:
+                self.db.executescript(SCHEMA)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                                (SCHEMA_VERSION,))
+                self.db.commit()
+            self.db.execute("SELECT count(*) FROM chunks").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptIndex(f"{path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self.db
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    # -------------------------------------------------------------- files
+
+    def files(self) -> dict[str, FileRecord]:
+        rows = self.db.execute("SELECT path, language, size, mtime_ns, hash FROM files")
+        return {r[0]: FileRecord(*r) for r in rows}
+
+    def replace_file(self, record: FileRecord, chunks: list[Chunk], symbols: list[Symbol],
+                     parse_errors: bool = False) -> tuple[int, int]:
+        """Store a file's chunks; chunks whose hash is unchanged keep their embeddings.
+
+        Returns (chunks added, chunks removed). Runs in the caller's transaction.
+        """
+        old = {h: (cid, emb) for cid, h, emb in self.db.execute(
+            "SELECT id, hash, embedded FROM chunks WHERE path = ?", (record.path,))}
+        keep = {c.hash for c in chunks} & set(old)
+        gone = [cid for h, (cid, _) in old.items() if h not in keep]
+        self.db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in gone])
+        self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in gone])
+        added = 0
+        for c in chunks:
+            if c.hash in keep:  # same text: update position only
+                self.db.execute("UPDATE chunks SET start_line=?, end_line=?, part=? WHERE id=?",
+                                (c.start_line, c.end_line, c.part, old[c.hash][0]))
+                continue
+            cur = self.db.execute(
+                "INSERT INTO chunks(path, language, symbol, kind, start_line, end_line, part, "
+                "hash, text, signature, doc, embedded) VALUES (?,?,?,?,?,?,?,?,?,?,?,"
+                "EXISTS(SELECT 1 FROM chunks WHERE hash = ? AND embedded = 1))",
+                (c.path, c.language, c.symbol, c.kind, c.start_line, c.end_line, c.part, c.hash,
+                 c.text, c.signature, c.doc, c.hash))
+            self.db.execute("INSERT INTO chunks_fts(rowid, symbol, terms) VALUES (?, ?, ?)",
+                            (cur.lastrowid, lexical_terms(c.symbol),
+                             lexical_terms(f"{c.path}\n{c.text}")))
+            added += 1
+        self.db.execute("DELETE FROM symbols WHERE path = ?", (record.path,))
+        self.db.executemany(
+            "INSERT INTO symbols VALUES (?,?,?,?,?,?,?)",
+            [(s.name, s.kind, record.path, s.line, s.col, s.end_col, int(s.is_definition))
+             for s in symbols])
+        self.db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
+                        (record.path, record.language, record.size, record.mtime_ns,
+                         record.hash, int(parse_errors)))
+        return added, len(gone)
+
+    def remove_file(self, path: str) -> list[int]:
+        ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
+        self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        self.db.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        self.db.execute("DELETE FROM symbols WHERE path = ?", (path,))
+        self.db.execute("DELETE FROM files WHERE path = ?", (path,))
+        return ids
+
+    # ------------------------------------------------------------- chunks
+
+    _COLS = "id, path, language, symbol, kind, start_line, end_line, part, hash, text, " \
+            "signature, doc"
+
+    def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
+        ids = list(ids)
+        out: dict[int, StoredChunk] = {}
+        for i in range(0, len(ids), 500):
+            batch = ids[i: i + 500]
+            marks = ",".join("?" * len(batch))
+            for row in self.db.execute(f"SELECT {self._COLS} FROM chunks WHERE id IN ({marks})",
+                                       batch):
+                out[row[0]] = StoredChunk(*row)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        q = self.db.execute
+        return {"files": q("SELECT count(*) FROM files").fetchone()[0],
+                "chunks": q("SELECT count(*) FROM chunks").fetchone()[0],
+                "embedded": q("SELECT count(*) FROM chunks WHERE embedded = 1").fetchone()[0],
+                "symbols": q("SELECT count(*) FROM symbols WHERE is_def = 1").fetchone()[0]}
+
+    def lexical(self, query: str, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, bm25 score; higher is better) for a free-text or identifier query."""
+        match = fts_query(query)
+        if not match:
+            return []
+        rows = self.db.execute(
+            "SELECT rowid, bm25(chunks_fts, 4.0, 1.0) AS rank FROM chunks_fts "
+            "WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?", (match, limit))
+        return [(rowid, -rank) for rowid, rank in rows]
+
+    def definitions(self, query: str, limit: int = 200) -> list[tuple]:
+        """Definitions whose name contains ``query`` (case-insensitive), exact first."""
+        rows = self.db.execute(
+            "SELECT name, kind, path, line, col, end_col FROM symbols WHERE is_def = 1 "
+            "AND name LIKE ? ESCAPE '\\' ORDER BY (lower(name) = lower(?)) DESC, length(name), "
+            "path LIMIT ?", (f"%{_like(query)}%", query, limit))
+        return list(rows)
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,251 @@
+"""One workspace's index: where it lives, who may write it, how it is kept up to date.
+
+Phase 1 (seconds): discover, parse, chunk, fill the lexical index and the
+symbol table. Search answers from then on. Phase 2 (embeddings) builds on
+the same store and only touches chunks not yet embedded.
+
+Only one process writes a workspace's index: it holds an exclusive lock on
+`write.lock`; a second process opens the store read-only and says so.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .chunker import chunk_file
+from .discovery import discover, skip_reason
+from .languages import language_of
+from .store import CorruptIndex, FileRecord, Store, StoredChunk
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]  # (done, total, message)
+
+
+class ReadOnlyIndex(RuntimeError):
+    pass
+
+
+def index_dir(cache: Path, root: Path) -> Path:
+    """Per-workspace folder under the cache dir (never inside the repository)."""
+    root = root.resolve()
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:12]
+    return cache / "index" / f"{root.name or 'root'}-{digest}"
+
+
+@dataclass
+class IndexStats:
+    files: int = 0
+    changed: int = 0
+    removed: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+@dataclass
+class SearchResult:
+    path: str
+    start_line: int  # 1-based, inclusive
+    end_line: int
+    symbol: str
+    kind: str
+    language: str
+    score: float
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "start_line": self.start_line, "end_line": self.end_line,
+                "symbol": self.symbol, "kind": self.kind, "language": self.language,
+                "score": round(self.score, 6)}
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+class WorkspaceIndex:
+    def __init__(self, root: Path, cache: Path, *, max_file_kb: int = 512,
+                 exclude: list[str] | None = None, readonly: bool = False):
+        self.root = root.resolve()
+        self.dir = index_dir(cache, self.root)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_file_kb = max_file_kb
+        self.exclude = list(exclude or [])
+        self.readonly = readonly or not self._lock()
+        if self.readonly and not readonly:
+            log.warning("another Hearth process is indexing %s; this one only reads the index",
+                        self.root)
+        self.store = self._open_store()
+
+    def _lock(self) -> bool:
+        self._lock_fh = open(self.dir / "write.lock", "a+")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+    def _open_store(self) -> Store:
+        path = self.dir / "index.sqlite"
+        try:
+            return Store(path, readonly=self.readonly and path.exists())
+        except CorruptIndex as exc:
+            if self.readonly:
+                raise
+            log.warning("index store is damaged (%s); rebuilding it", exc)
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            shutil.rmtree(self.dir / "chroma", ignore_errors=True)
+            return Store(path)
+
+    def close(self) -> None:
+        self.store.close()
+        if not self.readonly:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+        self._lock_fh.close()
+
+    def _require_writer(self) -> None:
+        if self.readonly:
+            raise ReadOnlyIndex(f"the index of {self.root} is being written by another Hearth "
+                                "process; this one can search but not update it")
+
+    # ------------------------------------------------------------- phase 1
+
+    def update(self, progress: Progress | None = None, *, rebuild: bool = False) -> IndexStats:
+        """Bring the index in line with the disk: only changed files are parsed again."""
+        self._require_writer()
+        started = time.perf_counter()
+        found = discover(self.root, max_file_kb=self.max_file_kb, exclude=self.exclude)
+        stats = IndexStats(files=len(found.files), skipped=found.skipped)
+        known = {} if rebuild else self.store.files()
+        if rebuild:
+            with self.store.transaction():
+                for path in self.store.files():
+                    self.store.remove_file(path)
+        wanted = {p.as_posix() for p in found.files}
+        with self.store.transaction():
+            for gone in sorted(set(known) - wanted):
+                self.store.remove_file(gone)
+                stats.removed += 1
+        total = len(found.files)
+        batch = 0
+        self.store.db.execute("BEGIN")
+        try:
+            for done, rel_path in enumerate(found.files, 1):
+                rel = rel_path.as_posix()
+                if self._index_file(rel, known.get(rel), stats):
+                    batch += 1
+                if batch >= 200:  # commit in batches: a crash loses at most one batch
+                    self.store.db.commit()
+                    self.store.db.execute("BEGIN")
+                    batch = 0
+                if progress and (done % 50 == 0 or done == total):
+                    progress(done, total, rel)
+            self.store.db.commit()
+        except BaseException:
+            self.store.db.rollback()
+            raise
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def _index_file(self, rel: str, known: FileRecord | None, stats: IndexStats) -> bool:
+        path = self.root / rel
+        try:
+            st = path.stat()
+            if known and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns:
+                return False
+            data = path.read_bytes()
+        except OSError as exc:
+            log.debug("cannot read %s: %s", rel, exc)
+            stats.skipped["unreadable"] += 1
+            return False
+        digest = file_hash(data)
+        lang = language_of(rel)
+        record = FileRecord(rel, lang, st.st_size, st.st_mtime_ns, digest)
+        if known and known.hash == digest:  # touched, not changed
+            self.store.db.execute("UPDATE files SET size=?, mtime_ns=? WHERE path=?",
+                                  (st.st_size, st.st_mtime_ns, rel))
+            return True
+        result = chunk_file(rel, lang, data)
+        added, removed = self.store.replace_file(record, result.chunks, result.symbols,
+                                                 result.parse_errors)
+        stats.changed += 1
+        stats.chunks_added += added
+        stats.chunks_removed += removed
+        return True
+
+    def update_paths(self, paths: list[str]) -> IndexStats:
+        """Re-index some files (saved, changed on disk, created or deleted)."""
+        self._require_writer()
+        stats = IndexStats()
+        known = self.store.files()
+        with self.store.transaction():
+            for rel in paths:
+                full = self.root / rel
+                if not full.exists() or skip_reason(self.root, rel, max_file_kb=self.max_file_kb,
+                                                    exclude=self.exclude):
+                    if rel in known:
+                        self.store.remove_file(rel)
+                        stats.removed += 1
+                    continue
+                self._index_file(rel, known.get(rel), stats)
+        return stats
+
+    # -------------------------------------------------------------- search
+
+    def search(self, query: str, k: int = 10, *, path_glob: str | None = None,
+               language: str | None = None) -> list[SearchResult]:
+        pool = max(50, k * 10)
+        ranked = self.store.lexical(query, pool)
+        return self._results(ranked, k, path_glob, language)
+
+    def _results(self, ranked: list[tuple[int, float]], k: int, path_glob: str | None,
+                 language: str | None) -> list[SearchResult]:
+        chunks = self.store.chunks(i for i, _ in ranked)
+        out: list[SearchResult] = []
+        taken: dict[str, list[tuple[int, int]]] = {}
+        for cid, score in ranked:
+            c = chunks.get(cid)
+            if c is None or not _matches(c, path_glob, language):
+                continue
+            spans = taken.setdefault(c.path, [])
+            if any(a <= c.end_line and c.start_line <= b for a, b in spans):
+                continue  # overlaps a better-ranked chunk of the same file
+            spans.append((c.start_line, c.end_line))
+            out.append(SearchResult(c.path, c.start_line + 1, c.end_line + 1, c.symbol, c.kind,
+                                    c.language, score))
+            if len(out) >= k:
+                break
+        return out
+
+    def chunk_text(self, result: SearchResult) -> str:
+        row = self.store.db.execute(
+            "SELECT text FROM chunks WHERE path = ? AND start_line = ?",
+            (result.path, result.start_line - 1)).fetchone()
+        return row[0] if row else ""
+
+
+def _matches(c: StoredChunk, path_glob: str | None, language: str | None) -> bool:
+    if language and c.language != language:
+        return False
+    return not path_glob or fnmatch.fnmatch(c.path, path_glob)
+
+
+def default_cache() -> Path:
+    env = os.environ.get("HEARTH_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("hearth"))

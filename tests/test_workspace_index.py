@@ -1,0 +1,147 @@
+"""Index freshness, locking, damaged stores and the search result format."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hearth_lsp.indexer.workspace import WorkspaceIndex
+
+
+@pytest.fixture
+def ws(tmp_path):
+    root = tmp_path / "ws"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "prices.py").write_text(
+        "def parse_price(text):\n    return int(text)\n\n\ndef format_price(cents):\n"
+        "    return str(cents)\n")
+    (root / "pkg" / "stock.ts").write_text(
+        "export function totalStockValue(items: number[]): number {\n"
+        "  return items.reduce((a, b) => a + b, 0);\n}\n")
+    return root
+
+
+@pytest.fixture
+def index(ws, tmp_path):
+    idx = WorkspaceIndex(ws, tmp_path / "cache")
+    idx.update()
+    yield idx
+    idx.close()
+
+
+def chunk_rows(idx):
+    return {(r[0], r[1]): r[2] for r in idx.store.db.execute("SELECT path, symbol, id FROM chunks")}
+
+
+def test_search_finds_identifiers_by_their_parts(index):
+    results = index.search("stock value", k=3)
+    assert results[0].as_dict() | {"score": 0} == {
+        "path": "pkg/stock.ts", "start_line": 1, "end_line": 3, "symbol": "totalStockValue",
+        "kind": "function", "language": "typescript", "score": 0}
+    assert index.search("parse_price")[0].symbol == "parse_price"
+    assert [r.symbol for r in index.search("price", language="typescript")] == []
+    assert {r.path for r in index.search("price", path_glob="pkg/*.py")} == {"pkg/prices.py"}
+
+
+def test_editing_one_function_replaces_only_its_chunk(index, ws):
+    before = chunk_rows(index)
+    path = ws / "pkg" / "prices.py"
+    path.write_text(path.read_text().replace("return str(cents)", "return f'{cents / 100:.2f}'"))
+    stats = index.update()
+    after = chunk_rows(index)
+    assert (stats.changed, stats.chunks_added, stats.chunks_removed) == (1, 1, 1)
+    assert after[("pkg/prices.py", "parse_price")] == before[("pkg/prices.py", "parse_price")]
+    assert after[("pkg/prices.py", "format_price")] != before[("pkg/prices.py", "format_price")]
+
+
+def test_unchanged_files_are_not_parsed_again(index, ws):
+    assert index.update().changed == 0
+    os.utime(ws / "pkg" / "prices.py")  # touched, same content
+    assert index.update().changed == 0
+
+
+def test_deletes_and_renames(index, ws):
+    (ws / "pkg" / "stock.ts").rename(ws / "pkg" / "inventory.ts")
+    stats = index.update()
+    assert stats.removed == 1
+    assert index.search("stock value")[0].path == "pkg/inventory.ts"
+    (ws / "pkg" / "inventory.ts").unlink()
+    index.update_paths(["pkg/inventory.ts"])
+    assert index.search("stock value") == []
+
+
+def test_a_second_process_reads_but_does_not_write(index, ws, tmp_path):
+    other = WorkspaceIndex(ws, tmp_path / "cache")
+    try:
+        assert other.readonly
+        assert other.search("parse price")[0].symbol == "parse_price"
+        with pytest.raises(Exception, match="another Hearth process"):
+            other.update()
+    finally:
+        other.close()
+
+
+def test_a_damaged_store_is_rebuilt(ws, tmp_path):
+    idx = WorkspaceIndex(ws, tmp_path / "cache")
+    idx.update()
+    store = idx.dir / "index.sqlite"
+    idx.close()
+    store.write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (idx.dir / f"index.sqlite{suffix}").unlink(missing_ok=True)
+    again = WorkspaceIndex(ws, tmp_path / "cache")
+    try:
+        assert again.store.counts()["chunks"] == 0
+        again.update()
+        assert again.search("parse price")
+    finally:
+        again.close()
+
+
+def test_a_killed_indexer_leaves_a_store_the_next_run_completes(ws, tmp_path):
+    for i in range(600):
+        (ws / "pkg" / f"gen_{i}.py").write_text(f"def f_{i}(x):\n    return x + {i}\n")
+    cache = tmp_path / "cache"
+    script = ("import sys; from pathlib import Path; from hearth_lsp.indexer.workspace import "
+              "WorkspaceIndex as W; import os, signal\n"
+              "w = W(Path(sys.argv[1]), Path(sys.argv[2]))\n"
+              "w.update(lambda done, total, cur: os.kill(os.getpid(), signal.SIGKILL) "
+              "if done >= 300 else None)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(ws), str(cache)])
+    assert proc.returncode == -9
+    idx = WorkspaceIndex(ws, cache)
+    try:
+        partial = idx.store.counts()["files"]
+        assert 0 < partial < 602
+        idx.update()
+        assert idx.store.counts()["files"] == 602
+        assert idx.search("f_599")[0].symbol == "f_599"
+    finally:
+        idx.close()
+
+
+def hearth(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "hearth_lsp.server", *args], cwd=cwd,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def test_cli_index_and_search(ws, tmp_path):
+    env = {"HEARTH_CACHE_DIR": str(tmp_path / "cli-cache")}
+    out = hearth("index", str(ws), env=env)
+    assert out.returncode == 0 and "indexed 2 files" in out.stdout and "store:" in out.stdout
+    out = hearth("search", "stock value", "--root", str(ws), "--json", "-k", "1", env=env)
+    [results] = [json.loads(line) for line in out.stdout.splitlines()]
+    assert results[0]["symbol"] == "totalStockValue" and results[0]["start_line"] == 1
+    batch = tmp_path / "queries.jsonl"
+    batch.write_text('{"query": "parse price", "k": 1}\n{"query": "stock"}\n')
+    out = hearth("search", "--batch", str(batch), "--root", str(ws), "--json", env=env)
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(lines) == 2 and lines[0][0]["symbol"] == "parse_price" and len(lines[0]) == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    out = hearth("search", "--batch", str(bad), "--root", str(ws), env=env)
+    assert out.returncode == 2 and "bad.jsonl:1: expected a JSON object" in out.stderr
