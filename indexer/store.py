@@ -47,7 +47,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def split_identifier(word: str) -> list[str]:
     """``parsePrice`` -> [parse, price]; ``HTTPServer_v2`` -> [http, server, v, 2]."""
-    parts = []
+    parts: list[str] = []
     for piece in word.split("_"):
         parts.extend(m.group(0).lower() for m in _CAMEL.finditer(piece))
     return parts
