@@ -39,6 +39,9 @@ CREATE INDEX IF NOT EXISTS symbols_name ON symbols(name);
 CREATE INDEX IF NOT EXISTS symbols_path ON symbols(path);
 CREATE TABLE IF NOT EXISTS embeddings(model TEXT, hash TEXT, vector BLOB,
     PRIMARY KEY(model, hash));
+-- Chunk ids whose vectors must leave the vector store (phase 2 does it), so
+-- phase 1 never needs the vector store and a crash loses no deletion.
+CREATE TABLE IF NOT EXISTS vector_deletes(id INTEGER PRIMARY KEY);
 """
 
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -150,8 +153,7 @@ class Store:
             "SELECT id, hash, embedded FROM chunks WHERE path = ?", (record.path,))}
         keep = {c.hash for c in chunks} & set(old)
         gone = [cid for h, (cid, _) in old.items() if h not in keep]
-        self.db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in gone])
-        self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in gone])
+        self._delete_chunks(gone)
         added = 0
         for c in chunks:
             if c.hash in keep:  # same text: update position only
@@ -160,10 +162,9 @@ class Store:
                 continue
             cur = self.db.execute(
                 "INSERT INTO chunks(path, language, symbol, kind, start_line, end_line, part, "
-                "hash, text, signature, doc, embedded) VALUES (?,?,?,?,?,?,?,?,?,?,?,"
-                "EXISTS(SELECT 1 FROM chunks WHERE hash = ? AND embedded = 1))",
+                "hash, text, signature, doc, embedded) VALUES (?,?,?,?,?,?,?,?,?,?,?,0)",
                 (c.path, c.language, c.symbol, c.kind, c.start_line, c.end_line, c.part, c.hash,
-                 c.text, c.signature, c.doc, c.hash))
+                 c.text, c.signature, c.doc))
             self.db.execute("INSERT INTO chunks_fts(rowid, symbol, terms) VALUES (?, ?, ?)",
                             (cur.lastrowid, lexical_terms(c.symbol),
                              lexical_terms(f"{c.path}\n{c.text}")))
@@ -180,11 +181,16 @@ class Store:
 
     def remove_file(self, path: str) -> list[int]:
         ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
-        self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
-        self.db.execute("DELETE FROM chunks WHERE path = ?", (path,))
+        self._delete_chunks(ids)
         self.db.execute("DELETE FROM symbols WHERE path = ?", (path,))
         self.db.execute("DELETE FROM files WHERE path = ?", (path,))
         return ids
+
+    def _delete_chunks(self, ids: list[int]) -> None:
+        rows = [(i,) for i in ids]
+        self.db.executemany("DELETE FROM chunks WHERE id = ?", rows)
+        self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", rows)
+        self.db.executemany("INSERT OR IGNORE INTO vector_deletes VALUES (?)", rows)
 
     # ------------------------------------------------------------- chunks
 

@@ -18,14 +18,22 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .chunker import chunk_file
 from .discovery import discover, skip_reason
+from .embeddings import embedding_text
 from .languages import language_of
 from .store import CorruptIndex, FileRecord, Store, StoredChunk
+
+if TYPE_CHECKING:
+    from .embeddings import Embedder
+    from .vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,14 @@ class IndexStats:
     chunks_added: int = 0
     chunks_removed: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+@dataclass
+class EmbedStats:
+    embedded: int = 0  # texts run through the model
+    reused: int = 0  # chunks whose vector came from the cache
+    tokens: int = 0
     seconds: float = 0.0
 
 
@@ -229,11 +245,98 @@ class WorkspaceIndex:
                 break
         return out
 
+    # ------------------------------------------------------------- phase 2
+
+    def embed_pending(self, embedder: Embedder, vectors: VectorStore,
+                      progress: Progress | None = None, *, first: Sequence[str] = (),
+                      batch: int = 256) -> EmbedStats:
+        """Embed chunks not embedded yet: files in ``first`` (open in the editor),
+        then the most recently changed. Identical texts are embedded once, and
+        vectors are cached by (model, chunk hash) across re-indexing."""
+        self._require_writer()
+        stats = EmbedStats()
+        started = time.perf_counter()
+        db = self.store.db
+        deletes = [r[0] for r in db.execute("SELECT id FROM vector_deletes")]
+        for i in range(0, len(deletes), 1000):
+            part = deletes[i: i + 1000]
+            vectors.delete(part)
+            with self.store.transaction():
+                db.executemany("DELETE FROM vector_deletes WHERE id = ?", [(x,) for x in part])
+        first_set = list(first)
+        marks = ",".join("?" * len(first_set)) or "''"
+        pending = db.execute(
+            "SELECT c.id, c.hash, c.path, c.symbol, c.kind, c.signature, c.doc, c.text "
+            "FROM chunks c LEFT JOIN files f ON f.path = c.path WHERE c.embedded = 0 "
+            f"ORDER BY c.path IN ({marks}) DESC, f.mtime_ns DESC, c.id", first_set).fetchall()
+        total = len(pending)
+        model = embedder.name
+        for start in range(0, total, batch):
+            rows = pending[start: start + batch]
+            hashes = list({r[1] for r in rows})
+            cached = {h: np.frombuffer(v, dtype=np.float32) for h, v in db.execute(
+                f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN "
+                f"({','.join('?' * len(hashes))})", [model, *hashes])}
+            todo = {r[1]: r for r in rows if r[1] not in cached}
+            if todo:
+                texts = embedder.fit([embedding_text(r[2], r[3], r[4], r[5], r[6], r[7])
+                                      for r in todo.values()])
+                fresh = embedder.encode(texts).astype(np.float32)
+                stats.embedded += len(todo)
+                stats.tokens += sum(embedder.token_counts(texts))
+                for h, vec in zip(todo, fresh, strict=True):
+                    cached[h] = vec
+            stats.reused += len(rows) - len(todo)
+            vectors.upsert([r[0] for r in rows], [cached[r[1]] for r in rows])
+            with self.store.transaction():
+                db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?,?,?)",
+                               [(model, h, cached[h].tobytes()) for h in todo])
+                db.executemany("UPDATE chunks SET embedded = 1 WHERE id = ?",
+                               [(r[0],) for r in rows])
+            if progress:
+                progress(min(start + batch, total), total, rows[-1][2])
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def hybrid_search(self, query: str, k: int, embedder: Embedder | None,
+                      vectors: VectorStore | None, *, path_glob: str | None = None,
+                      language: str | None = None, mode: str = "hybrid") -> list[SearchResult]:
+        """Dense and lexical rankings fused by reciprocal rank; filters applied here."""
+        pool = max(50, k * 10)
+        rankings: list[list[tuple[int, float]]] = []
+        if mode in ("hybrid", "lexical"):
+            rankings.append(self.store.lexical(query, pool))
+        if mode in ("hybrid", "dense") and embedder is not None and vectors is not None:
+            vector = embedder.encode([query])[0]
+            rankings.append(vectors.query(vector, pool))
+        if len(rankings) == 1:
+            return self._results(rankings[0], k, path_glob, language)
+        return self._results(reciprocal_rank_fusion(rankings), k, path_glob, language)
+
+    def open_vectors(self, embedder: Embedder, chroma_url: str | None = None) -> VectorStore:
+        """The vector collection for this workspace and embedding model."""
+        from .vectors import VectorStore
+
+        name = f"hearth-{self.dir.name}-{embedder.name}"[:120].strip("-_.")
+        return VectorStore(name, folder=None if chroma_url else self.dir / "chroma",
+                           url=chroma_url)
+
     def chunk_text(self, result: SearchResult) -> str:
         row = self.store.db.execute(
             "SELECT text FROM chunks WHERE path = ? AND start_line = ?",
             (result.path, result.start_line - 1)).fetchone()
         return row[0] if row else ""
+
+
+RRF_K = 60
+
+
+def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (cid, _) in enumerate(ranking):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
 
 
 def _matches(c: StoredChunk, path_glob: str | None, language: str | None) -> bool:

@@ -92,6 +92,16 @@ def _open_index(root: Path, readonly: bool = False):
                           exclude=settings.index.exclude, readonly=readonly)
 
 
+def _vectors(index, root: Path):
+    from ..indexer.embeddings import Embedder
+    from .settings import SettingsSources
+
+    settings = SettingsSources(root=root).resolve().settings.index
+    model = Path(settings.embedding_model) if settings.embedding_model else None
+    embedder = Embedder(model)
+    return embedder, index.open_vectors(embedder, settings.chroma_url)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     root = Path(args.path or ".").resolve()
     if not root.is_dir():
@@ -119,12 +129,21 @@ def cmd_index(args: argparse.Namespace) -> int:
         stats = index.update(bar, rebuild=args.rebuild)
         if sys.stderr.isatty():
             sys.stderr.write("\n")
+        embedded = ""
+        if not args.no_embed:
+            embedder, vectors = _vectors(index, root)
+            estats = index.embed_pending(embedder, vectors, bar)
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+            rate = estats.tokens / estats.seconds if estats.seconds else 0.0
+            embedded = (f"; embedded {estats.embedded} chunks ({estats.reused} reused) in "
+                        f"{estats.seconds:.1f} s, {rate:.0f} tokens/s, vectors in {vectors.where}")
         counts = index.store.counts()
         skipped = ", ".join(f"{n} {reason}" for reason, n in stats.skipped.most_common()) or "none"
         print(f"indexed {stats.files} files ({stats.changed} parsed, {stats.removed} removed) "
               f"into {counts['chunks']} chunks and {counts['symbols']} symbols "
               f"in {stats.seconds:.2f} s")
-        print(f"skipped: {skipped}")
+        print(f"skipped: {skipped}{embedded}")
         print(f"store: {index.dir}")
         return 0
     finally:
@@ -154,9 +173,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         else:
             print("hearth search: give a QUERY or --batch FILE", file=sys.stderr)
             return 2
+        embedder = vectors = None
+        mode = args.mode
+        if mode != "lexical" and index.store.counts()["embedded"]:
+            embedder, vectors = _vectors(index, root)
+        elif mode == "dense":
+            print("hearth search: no embeddings yet; run `hearth index` first", file=sys.stderr)
+            return 1
         for q in queries:
-            results = index.search(q["query"], q["k"] or args.k, path_glob=args.path,
-                                   language=args.language)
+            results = index.hybrid_search(q["query"], q["k"] or args.k, embedder, vectors,
+                                          path_glob=args.path, language=args.language, mode=mode)
             if args.json:
                 print(json.dumps([r.as_dict() for r in results]))
             else:
@@ -206,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("path", nargs="?", help="workspace root (default: current directory)")
     index.add_argument("--rebuild", action="store_true", help="start from an empty index")
     index.add_argument("--status", action="store_true", help="show what is indexed, change nothing")
+    index.add_argument("--no-embed", action="store_true",
+                       help="phase 1 only: lexical index and symbols, no embeddings")
     index.set_defaults(func=cmd_index)
 
     search = sub.add_parser("search", help="search the workspace index")
@@ -217,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JSON lines, each with a 'query' (and optional 'k')")
     search.add_argument("--path", help="only paths matching this glob")
     search.add_argument("--language", help="only this language (e.g. python)")
+    search.add_argument("--mode", choices=["hybrid", "lexical", "dense"], default="hybrid",
+                        help="ranking: dense + lexical fused (default), or one of them")
     search.set_defaults(func=cmd_search)
 
     demo = sub.add_parser("demo", help="run Hearth end to end over LSP on the demo workspace")

