@@ -127,9 +127,11 @@ class WorkspaceIndex:
 
     def close(self) -> None:
         self.store.close()
-        if not self.readonly:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-        self._lock_fh.close()
+        lock = getattr(self, "_lock_fh", None)
+        if lock is not None:
+            if not self.readonly:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
 
     def _require_writer(self) -> None:
         if self.readonly:

@@ -95,6 +95,30 @@ async def _wait_for_model(client: LanguageClient, timeout: float = 600) -> dict[
         await asyncio.sleep(0.1)
 
 
+async def _search(client: LanguageClient, timeout: float = 180) -> None:
+    """Workspace search over the index the server built in the background."""
+    deadline = time.monotonic() + timeout
+    index: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="hearth.status")) or {}
+        index = status.get("index") or {}
+        if index.get("state") in ("ready", "readonly", "error", "off"):
+            break
+        await asyncio.sleep(0.2)
+    print(f"\n== workspace index: {index.get('state')}, {index.get('files', 0)} files, "
+          f"{index.get('chunks', 0)} chunks, {index.get('embedded', 0)} embedded")
+    if index.get("state") in ("error", "off", None):
+        return
+    for query in ("convert a price string to cents", "which items are running low"):
+        results = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="hearth.search", arguments=[{"query": query, "k": 3}]))
+        print(f"-- hearth.search {query!r}")
+        for r in results or []:
+            print(f"   {r['path']}:{r['start_line']}-{r['end_line']}  {r['symbol'] or '(module)'}"
+                  f"  [{r['kind']}]  {r['score']:.4f}")
+
+
 async def _drain(stream: asyncio.StreamReader | None, log_file: Path) -> None:
     if stream is None:
         return
@@ -166,6 +190,7 @@ async def _run(workspace: Path, env: dict[str, str], options: dict[str, Any]) ->
             print("\n".join("   | " + line for line in lines))
             written += 1
         path.write_text(text, encoding="utf-8")
+    await _search(client)
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()

@@ -106,6 +106,10 @@ def _docstring_sampling() -> SamplingSettings:
 
 @dataclass
 class IndexSettings:
+    enabled: bool = setting(True, "Index the workspace in the background (search, retrieval, "
+                            "workspace symbols).")
+    embeddings: bool = setting(True, "Embed chunks for semantic search (phase 2); off = "
+                               "lexical search only.")
     max_file_kb: int = setting(512, "Files larger than this are not indexed (KiB).", minimum=1,
                                maximum=1048576)
     exclude: list[str] = setting([], "Extra glob patterns (relative to the workspace root) to "

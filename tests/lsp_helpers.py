@@ -36,8 +36,9 @@ async def start(command: list[str], root: Path, *, env: dict[str, str] | None = 
                 init_options: Any = None, configuration: dict[str, Any] | None = None,
                 resolve: bool = True) -> tuple[LanguageClient, types.InitializeResult, float]:
     """Start, initialize; returns the client, the result and the initialize round trip (s)."""
-    config = ClientServerConfig(server_command=command,
-                                server_env={**os.environ, **(env or {})})
+    # The workspace index (and its embedding model) only where a test asks for it.
+    config = ClientServerConfig(server_command=command, server_env={
+        **os.environ, "HEARTH_INDEX_ENABLED": "false", **(env or {})})
     client = await config.start()
     assert isinstance(client, LanguageClient)
     client.applied_edits: list[types.ApplyWorkspaceEditParams] = []  # type: ignore[misc]

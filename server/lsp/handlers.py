@@ -22,6 +22,7 @@ from ...indexer.languages import language_of
 from .. import tasks
 from ..docstring import DocstringError, Edit, find_function
 from ..engine.base import EngineError, ModelUnavailable
+from ..index_service import IndexNotReady
 from ..settings import SPECS
 from .server import HearthServer
 
@@ -35,7 +36,9 @@ DOCSTRING_KIND = types.CodeActionKind.RefactorRewrite + ".hearth.docstring"
 CMD_DOCSTRING = "hearth.generateDocstring"
 CMD_STATUS = "hearth.status"
 CMD_RELOAD = "hearth.reloadModel"
-COMMANDS = (CMD_DOCSTRING, CMD_STATUS, CMD_RELOAD)
+CMD_SEARCH = "hearth.search"
+CMD_REINDEX = "hearth.reindex"
+COMMANDS = (CMD_DOCSTRING, CMD_STATUS, CMD_RELOAD, CMD_SEARCH, CMD_REINDEX)
 
 
 class RequestFailed(JsonRpcException):
@@ -53,6 +56,11 @@ def register(ls: HearthServer) -> None:
     ls.command(CMD_DOCSTRING)(command_docstring)
     ls.command(CMD_STATUS)(command_status)
     ls.command(CMD_RELOAD)(command_reload)
+    ls.command(CMD_SEARCH)(command_search)
+    ls.command(CMD_REINDEX)(command_reindex)
+    ls.feature(types.WORKSPACE_SYMBOL)(workspace_symbol)
+    ls.feature(types.TEXT_DOCUMENT_DID_SAVE)(did_save)
+    ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
 
 
 # ------------------------------------------------------------------- lifecycle
@@ -72,6 +80,7 @@ async def initialized(ls: HearthServer, params: types.InitializedParams) -> None
     ls.client_log.loop = asyncio.get_running_loop()
     await _pull_configuration(ls)
     ls.apply_settings()
+    ls.start_index()
     await ls.load_model()
 
 
@@ -104,6 +113,7 @@ async def did_change_configuration(ls: HearthServer,
 
 def shutdown(ls: HearthServer, params: None) -> None:
     ls.worker.shutdown()
+    ls.stop_index()
 
 
 # ----------------------------------------------------------------- code actions
@@ -246,6 +256,7 @@ def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
     engine = ls.worker.engine
     running = ls.worker.running()
     return {
+        "index": ls.index.status() if ls.index is not None else {"state": "off"},
         "model": ls.worker.state,
         "error": ls.worker.error,
         "info": None if engine is None else {
@@ -261,3 +272,76 @@ async def command_reload(ls: HearthServer, *args: Any) -> dict[str, Any]:
     ls._loaded_model = None
     await ls.load_model()
     return command_status(ls)
+
+
+# ------------------------------------------------------------------------ index
+
+
+def _index(ls: HearthServer):
+    if ls.index is None:
+        raise RequestFailed("the workspace index is off (index.enabled) or there is no "
+                            "workspace folder")
+    return ls.index
+
+
+async def command_search(ls: HearthServer, *args: Any) -> list[dict[str, Any]]:
+    """`hearth.search` [{query, k?, path?, language?}] -> results as `hearth search --json`."""
+    params = args[0] if args else None
+    if not isinstance(params, dict) or not isinstance(params.get("query"), str):
+        raise JsonRpcInvalidParams("expected [{\"query\": string, \"k\"?: int}]")
+    k = params.get("k", 10)
+    if not isinstance(k, int) or not 1 <= k <= 200:
+        raise JsonRpcInvalidParams("'k' must be an integer from 1 to 200")
+    index = _index(ls)
+    try:
+        results = await asyncio.to_thread(index.search, params["query"], k, params.get("path"),
+                                          params.get("language"))
+    except IndexNotReady as exc:
+        raise RequestFailed(str(exc)) from exc
+    return [r.as_dict() for r in results]
+
+
+def command_reindex(ls: HearthServer, *args: Any) -> dict[str, Any]:
+    params = args[0] if args and isinstance(args[0], dict) else {}
+    index = _index(ls)
+    index.reindex(rebuild=bool(params.get("rebuild")))
+    return index.status()
+
+
+async def workspace_symbol(ls: HearthServer,
+                           params: types.WorkspaceSymbolParams) -> list[types.WorkspaceSymbol]:
+    if ls.index is None or ls.root is None:
+        return []
+    rows = await asyncio.to_thread(ls.index.symbols, params.query)
+    root = ls.root
+    return [types.WorkspaceSymbol(
+        name=name, kind=SYMBOL_KINDS.get(kind, types.SymbolKind.Variable),
+        location=types.Location(uri=(root / path).as_uri(), range=types.Range(
+            start=types.Position(line=line, character=col),
+            end=types.Position(line=line, character=end_col))))
+        for name, kind, path, line, col, end_col in rows]
+
+
+SYMBOL_KINDS = {
+    "function": types.SymbolKind.Function, "method": types.SymbolKind.Method,
+    "class": types.SymbolKind.Class, "interface": types.SymbolKind.Interface,
+    "module": types.SymbolKind.Module, "constant": types.SymbolKind.Constant,
+    "type": types.SymbolKind.TypeParameter, "macro": types.SymbolKind.Function,
+}
+
+
+def _uri_path(uri: str) -> Path | None:
+    fs = to_fs_path(uri)
+    return Path(fs) if fs else None
+
+
+def did_save(ls: HearthServer, params: types.DidSaveTextDocumentParams) -> None:
+    path = _uri_path(params.text_document.uri)
+    if ls.index is not None and path is not None:
+        ls.index.files_changed([path])
+
+
+def did_change_watched_files(ls: HearthServer, params: types.DidChangeWatchedFilesParams) -> None:
+    paths = [p for p in (_uri_path(c.uri) for c in params.changes) if p is not None]
+    if ls.index is not None and paths:
+        ls.index.files_changed(paths)

@@ -23,7 +23,8 @@ from pygls.workspace import TextDocument
 
 from .. import __version__, logs
 from ..engine.base import Engine
-from ..engine.worker import GenerationWorker, Job
+from ..engine.worker import GenerationWorker, Job, Priority
+from ..index_service import IndexService
 from ..models import preset_uses_chat, resolve_model_path
 from ..settings import Resolved, Settings, SettingsSources, cache_dir
 
@@ -72,6 +73,8 @@ class HearthServer(LanguageServer):
         self._reported: set[str] = set()
         self._loaded_model: tuple[Any, ...] | None = None
         self._tokens = itertools.count(1)
+        self.index: IndexService | None = None
+        self._index_progress: dict[str, str] = {}  # phase title -> progress token
         self.client_log = logs.ClientLogHandler(self._send_log)
         logging.getLogger().addHandler(self.client_log)
         from .handlers import register
@@ -128,6 +131,69 @@ class HearthServer(LanguageServer):
             load_s = getattr(self.worker.engine, "load_s", 0.0)
             log.info("model ready: %s (loaded in %.2f s)", info.describe(), load_s)
             report.end(f"ready: {info.name} on {info.where}")
+
+    # ------------------------------------------------------------------- index
+
+    def start_index(self) -> None:
+        """Index the workspace in the background (phase 1, then embeddings)."""
+        if self.index is not None or self.root is None or not self.settings.index.enabled:
+            return
+        loop = asyncio.get_running_loop()
+        running = self.worker.running
+
+        def busy() -> bool:
+            job = running()
+            return job is not None and job.priority <= Priority.USER
+
+        def report(phase: str, message: str, pct: int | None) -> None:
+            loop.call_soon_threadsafe(self._index_report, phase, message, pct)
+
+        self.index = IndexService(self.root, self.cache, self.settings.index,
+                                  embed=self.settings.index.embeddings, report=report, busy=busy)
+        self.index.start()
+        if self.settings.index.enabled:
+            self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        assert self.index is not None and self.root is not None
+        try:
+            from ...indexer.watch import Watcher
+
+            self.watcher = Watcher(self.root, self.index.files_changed, ignore=(self.cache,))
+            self.watcher.start()
+        except Exception as exc:  # e.g. inotify limits: editor events still work
+            log.warning("not watching %s for outside changes: %s", self.root, exc)
+
+    def _index_report(self, phase: str, message: str, percentage: int | None) -> None:
+        """Index progress from the index thread, as `$/progress` (on the loop)."""
+        if not self.supports_progress():
+            return
+        wp = self.work_done_progress
+        if phase == "":  # the current phase ended
+            for title, token in list(self._index_progress.items()):
+                wp.end(token, types.WorkDoneProgressEnd(message=message))
+                self._index_progress.pop(title)
+            return
+        for title, token in list(self._index_progress.items()):
+            if title != phase:  # a new phase ends the previous one
+                wp.end(token, types.WorkDoneProgressEnd())
+                self._index_progress.pop(title)
+        if phase not in self._index_progress:
+            token = self._index_progress[phase] = f"hearth/{next(self._tokens)}"
+            wp.create(token)
+            wp.begin(token, types.WorkDoneProgressBegin(title=f"Hearth: {phase}",
+                                                        message=message, percentage=0))
+        else:
+            wp.report(self._index_progress[phase], types.WorkDoneProgressReport(
+                message=message, percentage=percentage))
+
+    def stop_index(self) -> None:
+        watcher = getattr(self, "watcher", None)
+        if watcher is not None:
+            watcher.stop()
+        if self.index is not None:
+            self.index.stop()
+            self.index = None
 
     # --------------------------------------------------------------- client I/O
 
