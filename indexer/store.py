@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from functools import lru_cache
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,19 +49,23 @@ _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def split_identifier(word: str) -> list[str]:
-    """``parsePrice`` -> [parse, price]; ``HTTPServer_v2`` -> [http, server, v, 2]."""
+@lru_cache(maxsize=65536)
+def split_identifier(word: str) -> tuple[str, ...]:
+    """``parsePrice`` -> (parse, price); ``HTTPServer_v2`` -> (http, server, v, 2)."""
     parts: list[str] = []
     for piece in word.split("_"):
         parts.extend(m.group(0).lower() for m in _CAMEL.finditer(piece))
-    return parts
+    return tuple(parts)
 
 
 def lexical_terms(text: str) -> str:
-    """Text for FTS5: identifiers whole and split, so `price` finds `parsePrice`."""
-    out = []
-    for m in _IDENT.finditer(text):
-        word = m.group(0)
+    """Text for FTS5: each identifier once, whole and split, so `price` finds `parsePrice`.
+
+    Identifiers repeat a lot in code; listing each once per chunk keeps indexing
+    fast (this was half of phase 1) and the lexical index small.
+    """
+    out: list[str] = []
+    for word in dict.fromkeys(_IDENT.findall(text)):
         parts = split_identifier(word)
         out.append(word.lower())
         if len(parts) > 1:

@@ -1,0 +1,190 @@
+"""Index benchmark: phase 1, phase 2 against raw SentenceTransformer.encode, freshness, queries.
+
+    .venv/bin/python bench/index.py [--embed-sample 2000] [--chunks 100000]
+
+Corpus: a copy of several packages from this venv's site-packages plus torch's
+C/C++ headers (a real multi-language tree, not in a git repository). Prints the
+figures and rewrites the "index" section of docs/benchmarks.md. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from hearth_lsp.indexer.embeddings import Embedder, embedding_text  # noqa: E402
+from hearth_lsp.indexer.workspace import WorkspaceIndex  # noqa: E402
+
+from report import machine_description, write_section  # noqa: E402
+
+SITE = Path(np.__file__).resolve().parent.parent
+PACKAGES = ["numpy", "chromadb", "transformers/models/bert", "sympy/core", "pygls",
+            "lsprotocol", "tree_sitter", "jinja2", "llama_cpp", "sentence_transformers"]
+HEADERS = "torch/include/ATen"
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def build_corpus(dest: Path) -> None:
+    for name in PACKAGES:
+        src = SITE / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.so", "*.pyc"))
+    headers = SITE / HEADERS
+    if headers.is_dir():
+        shutil.copytree(headers, dest / "aten", ignore=shutil.ignore_patterns("*.so"))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--embed-sample", type=int, default=2000,
+                        help="chunks embedded for the phase-2 ratio (all would take hours)")
+    parser.add_argument("--chunks", type=int, default=100_000,
+                        help="vectors in the store for the query-latency figure")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
+    corpus, cache = tmp / "corpus", tmp / "cache"
+    build_corpus(corpus)
+    files_on_disk = sum(1 for p in corpus.rglob("*") if p.is_file())
+    print(f"corpus: {files_on_disk} files in {corpus}", flush=True)
+
+    # Phase 1: discover, parse, chunk, lexical index, symbols.
+    idx = WorkspaceIndex(corpus, cache)
+    stats = idx.update()
+    counts = idx.store.counts()
+    p1_rate = stats.files / stats.seconds
+    langs = dict(idx.store.db.execute(
+        "SELECT language, count(*) FROM files GROUP BY language ORDER BY 2 DESC").fetchall())
+    print(f"phase 1: {stats.files} files, {counts['chunks']} chunks in {stats.seconds:.2f} s "
+          f"= {p1_rate:.0f} files/s; {langs}", flush=True)
+
+    # Phase 2 on a sample: Hearth's pipeline vs raw encode of the very same texts.
+    embedder = Embedder(batch_size=64)
+    vectors = idx.open_vectors(embedder)
+    sample_ids = [r[0] for r in idx.store.db.execute(
+        "SELECT id FROM chunks ORDER BY id LIMIT ?", (args.embed_sample,))]
+    idx.store.db.execute(f"UPDATE chunks SET embedded = 1 WHERE id NOT IN "
+                         f"({','.join(map(str, sample_ids))})")
+    idx.store.db.commit()
+    rows = idx.store.db.execute(
+        "SELECT path, symbol, kind, signature, doc, text, hash FROM chunks WHERE embedded = 0"
+    ).fetchall()
+    unique = {r[6]: r for r in rows}
+    texts = embedder.fit([embedding_text(*r[:6]) for r in unique.values()])
+    tokens = sum(embedder.token_counts(texts))
+    embedder.encode(texts[:64])  # warm up both paths equally
+    t0 = time.perf_counter()
+    raw = embedder.model.encode(texts, batch_size=64, normalize_embeddings=True,
+                                convert_to_numpy=True, show_progress_bar=False)
+    raw_s = time.perf_counter() - t0
+    est = idx.embed_pending(embedder, vectors, batch=64)
+    ratio = raw_s / est.seconds
+    print(f"phase 2: hearth {est.seconds:.1f} s vs raw encode {raw_s:.1f} s for {len(texts)} "
+          f"texts ({tokens} tokens): ratio {ratio:.2f}, {tokens / est.seconds:.0f} tokens/s",
+          flush=True)
+    del raw
+
+    # Re-index after editing one function, including its embedding.
+    sampled = ",".join(map(str, sample_ids))
+    py_files = [r[0] for r in idx.store.db.execute(
+        "SELECT DISTINCT path FROM chunks WHERE language = 'python' AND kind = 'function' "
+        f"AND id IN ({sampled}) LIMIT 20")]
+    reindex_ms = []
+    for i, rel in enumerate(py_files):
+        path = corpus / rel
+        text = path.read_text()
+        path.write_text(text.replace("def ", f"def _bench_{i}_", 1))
+        t0 = time.perf_counter()
+        idx.update_paths([rel])
+        idx.embed_pending(embedder, vectors)
+        reindex_ms.append((time.perf_counter() - t0) * 1000)
+    print(f"re-index one edit: p50 {pct(reindex_ms, .5):.0f} ms, p95 {pct(reindex_ms, .95):.0f} ms",
+          flush=True)
+
+    # Scale the store to --chunks vectors (sample vectors plus noise: the store and
+    # query cost does not depend on where the vectors came from) and time queries.
+    have = vectors.count()
+    base = np.stack([np.frombuffer(v, dtype=np.float32) for (v,) in idx.store.db.execute(
+        "SELECT vector FROM embeddings LIMIT 2000")])
+    rng = np.random.default_rng(0)
+    next_id = 10_000_000
+    while have < args.chunks:
+        n = min(5000, args.chunks - have)
+        vecs = base[rng.integers(0, len(base), n)] + rng.normal(0, 0.05, (n, base.shape[1]))
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        vectors.upsert(list(range(next_id, next_id + n)), vecs.astype(np.float32))
+        next_id += n
+        have += n
+    queries = ["parse a configuration file", "matrix multiplication", "send a JSON-RPC request",
+               "tokenize text into words", "compute the gradient", "open a database connection",
+               "render a template", "convert degrees to radians", "hash a password",
+               "read a file line by line"]
+    query_ms = []
+    for _ in range(3):
+        for q in queries:
+            t0 = time.perf_counter()
+            idx.hybrid_search(q, 10, embedder, vectors)
+            query_ms.append((time.perf_counter() - t0) * 1000)
+    n_vectors = vectors.count()
+    print(f"query at {n_vectors} vectors: p50 {pct(query_ms, .5):.1f} ms, "
+          f"p95 {pct(query_ms, .95):.1f} ms", flush=True)
+    disk_mb = sum(p.stat().st_size for p in idx.dir.rglob("*") if p.is_file()) / 1e6
+    chroma_mb = sum(p.stat().st_size for p in (idx.dir / "chroma").rglob("*") if p.is_file()) / 1e6
+    per_100k = disk_mb * 100_000 / max(vectors.count(), 1)
+    rss = peak_rss_mb()
+    idx.close()
+
+    lines = [
+        f"Corpus: {stats.files} indexable files ({files_on_disk} on disk) copied from site-packages "
+        f"({', '.join(PACKAGES)}) and torch's ATen C++ headers; languages: "
+        + ", ".join(f"{k} {v}" for k, v in langs.items()) + ".", "",
+        "| measure | result | target |", "|---|---|---|",
+        f"| phase 1 (discover, parse, chunk, lexical index, symbols) | {stats.files} files, "
+        f"{counts['chunks']} chunks in {stats.seconds:.1f} s = **{p1_rate:.0f} files/s** | ≥ 400 files/s |",
+        f"| phase 2 throughput ÷ raw `SentenceTransformer.encode` (same {len(texts)} texts, "
+        f"batch 64) | {raw_s:.1f} s / {est.seconds:.1f} s = **{ratio:.2f}** | ≥ 0.9 |",
+        f"| embedded tokens/s | {tokens / est.seconds:.0f} | (model ceiling ~7–8k on this CPU) |",
+        f"| re-index after editing one function (parse + embed + store), p50 / p95 | "
+        f"{pct(reindex_ms, .5):.0f} ms / **{pct(reindex_ms, .95):.0f} ms** ({len(reindex_ms)} edits) "
+        f"| p95 ≤ 300 ms |",
+        f"| hybrid query incl. query embedding at {n_vectors} vectors, p50 / p95 | "
+        f"{pct(query_ms, .5):.1f} ms / **{pct(query_ms, .95):.1f} ms** | p95 ≤ 100 ms |",
+        f"| index folder (SQLite + chroma), scaled to 100k vectors | **{per_100k:.0f} MB** "
+        f"(measured {disk_mb:.0f} MB, chroma {chroma_mb:.0f} MB, at {n_vectors} vectors) "
+        f"| ≤ 400 MB |",
+        f"| peak RSS of the indexing process | {rss:.0f} MB | |",
+        "",
+        f"Phase 2 embedded a sample of {len(texts)} chunks (all of them would take hours on 2 "
+        f"cores); the store was then filled to {n_vectors} vectors with copies of real "
+        "embeddings plus noise, which costs the vector store the same as real ones.",
+    ]
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section("index", "## Index: `bench/index.py`\n\n" + machine_description()
+                      + "\n\n" + "\n".join(lines))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
