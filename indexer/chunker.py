@@ -306,6 +306,8 @@ class _Builder:
 
 
 def _utf16(line: str, byte_col: int) -> int:
+    if line.isascii():  # the common case: bytes, code points and UTF-16 units agree
+        return byte_col
     prefix = line.encode("utf-8")[:byte_col].decode("utf-8", "ignore")
     return len(prefix.encode("utf-16-le")) // 2
 

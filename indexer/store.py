@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from functools import lru_cache
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .chunker import Chunk, Symbol
