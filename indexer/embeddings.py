@@ -70,13 +70,18 @@ class Embedder:
 
     def fit(self, texts: Sequence[str]) -> list[str]:
         """Cut each text where the model would stop reading."""
+        return self.fit_counted(texts)[0]
+
+    def fit_counted(self, texts: Sequence[str]) -> tuple[list[str], list[int]]:
+        """``fit`` plus each fitted text's token count, from one tokenizer pass."""
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens,
                              return_offsets_mapping=True, add_special_tokens=True)
-        out = []
+        out, counts = [], []
         for text, offsets in zip(texts, enc["offset_mapping"], strict=True):
             end = max((b for _, b in offsets), default=len(text))
             out.append(text[:end])
-        return out
+            counts.append(len(offsets))
+        return out, counts
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         enc = self.tokenizer(list(texts), truncation=False, add_special_tokens=True, verbose=False)

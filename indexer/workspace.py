@@ -281,11 +281,11 @@ class WorkspaceIndex:
                 f"({','.join('?' * len(hashes))})", [model, *hashes])}
             todo = {r[1]: r for r in rows if r[1] not in cached}
             if todo:
-                texts = embedder.fit([embedding_text(r[2], r[3], r[4], r[5], r[6], r[7])
-                                      for r in todo.values()])
+                texts, counts = embedder.fit_counted(
+                    [embedding_text(r[2], r[3], r[4], r[5], r[6], r[7]) for r in todo.values()])
                 fresh = embedder.encode(texts).astype(np.float32)
                 stats.embedded += len(todo)
-                stats.tokens += sum(embedder.token_counts(texts))
+                stats.tokens += sum(counts)
                 for h, vec in zip(todo, fresh, strict=True):
                     cached[h] = vec
             stats.reused += len(rows) - len(todo)
