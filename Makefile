@@ -49,6 +49,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/index.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
