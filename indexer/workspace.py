@@ -14,7 +14,6 @@ import fcntl
 import fnmatch
 import hashlib
 import logging
-import os
 import shutil
 import time
 from collections import Counter
@@ -224,9 +223,9 @@ class WorkspaceIndex:
 
     def search(self, query: str, k: int = 10, *, path_glob: str | None = None,
                language: str | None = None) -> list[SearchResult]:
-        pool = max(50, k * 10)
-        ranked = self.store.lexical(query, pool)
-        return self._results(ranked, k, path_glob, language)
+        """Lexical search only (no embedding model needed)."""
+        return self.hybrid_search(query, k, None, None, path_glob=path_glob, language=language,
+                                  mode="lexical")
 
     def _results(self, ranked: list[tuple[int, float]], k: int, path_glob: str | None,
                  language: str | None) -> list[SearchResult]:
@@ -345,12 +344,3 @@ def _matches(c: StoredChunk, path_glob: str | None, language: str | None) -> boo
     if language and c.language != language:
         return False
     return not path_glob or fnmatch.fnmatch(c.path, path_glob)
-
-
-def default_cache() -> Path:
-    env = os.environ.get("HEARTH_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("hearth"))
