@@ -220,6 +220,11 @@ class Store:
                 "embedded": q("SELECT count(*) FROM chunks WHERE embedded = 1").fetchone()[0],
                 "symbols": q("SELECT count(*) FROM symbols WHERE is_def = 1").fetchone()[0]}
 
+    def has_embeddings(self) -> bool:
+        """Cheap (unlike counts()): whether dense search has anything to search."""
+        return self.db.execute("SELECT EXISTS(SELECT 1 FROM chunks WHERE embedded = 1)"
+                               ).fetchone()[0] == 1
+
     def lexical(self, query: str, limit: int) -> list[tuple[int, float]]:
         """(chunk id, bm25 score; higher is better) for a free-text or identifier query."""
         match = fts_query(query)

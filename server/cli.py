@@ -175,7 +175,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             return 2
         embedder = vectors = None
         mode = args.mode
-        if mode != "lexical" and index.store.counts()["embedded"]:
+        if mode != "lexical" and index.store.has_embeddings():
             embedder, vectors = _vectors(index, root)
         elif mode == "dense":
             print("hearth search: no embeddings yet; run `hearth index` first", file=sys.stderr)

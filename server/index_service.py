@@ -75,9 +75,9 @@ class IndexService:
         if not self.ready.is_set() or self.reader is None:
             raise IndexNotReady(self.error or "the workspace index is still being built")
         embedder = vectors = None
-        if self._vectors is not None and self.reader.store.counts()["embedded"]:
-            embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
         with self._read_lock:
+            if self._vectors is not None and self.reader.store.has_embeddings():
+                embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
             return self.reader.hybrid_search(query, k, embedder, vectors, path_glob=path_glob,
                                              language=language)
 

@@ -151,8 +151,7 @@ class HearthServer(LanguageServer):
         self.index = IndexService(self.root, self.cache, self.settings.index,
                                   embed=self.settings.index.embeddings, report=report, busy=busy)
         self.index.start()
-        if self.settings.index.enabled:
-            self._start_watcher()
+        self._start_watcher()
 
     def _start_watcher(self) -> None:
         assert self.index is not None and self.root is not None
