@@ -18,7 +18,9 @@ from pathlib import Path
 
 from .chunker import Chunk, Symbol
 
-SCHEMA_VERSION = "1"
+# Bump when the schema or lexical_terms() changes: a store of another version is
+# rebuilt (the contentless FTS table is deleted from by recomputing terms).
+SCHEMA_VERSION = "2"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS files(
@@ -31,13 +33,18 @@ CREATE TABLE IF NOT EXISTS chunks(
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(hash);
 CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(embedded) WHERE embedded = 0;
+-- Contentless: the terms are derived from chunks.text, so storing them again
+-- would only cost disk (about a seventh of the database).
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    symbol, terms, tokenize = 'unicode61 remove_diacritics 2');
+    symbol, terms, content = '', tokenize = 'unicode61 remove_diacritics 2');
+-- Clustered by path (WITHOUT ROWID): a file's symbols are replaced together,
+-- and a separate path index would repeat every path once more.
 CREATE TABLE IF NOT EXISTS symbols(
-    name TEXT, kind TEXT, path TEXT, line INTEGER, col INTEGER, end_col INTEGER,
-    is_def INTEGER);
+    path TEXT, line INTEGER, col INTEGER, is_def INTEGER, name TEXT, kind TEXT,
+    end_col INTEGER, PRIMARY KEY(path, line, col, is_def, name)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS symbols_name ON symbols(name);
-CREATE INDEX IF NOT EXISTS symbols_path ON symbols(path);
+-- Vectors cached by (model, chunk hash) as float16: half the disk, and the
+-- cosine similarities they give differ from float32 by under 1e-3.
 CREATE TABLE IF NOT EXISTS embeddings(model TEXT, hash TEXT, vector BLOB,
     PRIMARY KEY(model, hash));
 -- Chunk ids whose vectors must leave the vector store (phase 2 does it), so
@@ -126,9 +133,15 @@ class Store:
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                                 (SCHEMA_VERSION,))
                 self.db.commit()
+            version = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             self.db.execute("SELECT count(*) FROM chunks").fetchone()
         except sqlite3.DatabaseError as exc:
             raise CorruptIndex(f"{path}: {exc}") from exc
+        if version is None or version[0] != SCHEMA_VERSION:
+            self.db.close()
+            raise CorruptIndex(f"{path}: written by another Hearth version "
+                               f"(schema {version[0] if version else '?'}, "
+                               f"this one reads {SCHEMA_VERSION})")
 
     def close(self) -> None:
         self.db.close()
@@ -149,10 +162,13 @@ class Store:
         return {r[0]: FileRecord(*r) for r in rows}
 
     def replace_file(self, record: FileRecord, chunks: list[Chunk], symbols: list[Symbol],
-                     parse_errors: bool = False) -> tuple[int, int]:
+                     parse_errors: bool = False,
+                     terms: list[tuple[str, str]] | None = None) -> tuple[int, int]:
         """Store a file's chunks; chunks whose hash is unchanged keep their embeddings.
 
-        Returns (chunks added, chunks removed). Runs in the caller's transaction.
+        ``terms`` are the chunks' lexical terms when already computed (by a
+        parsing worker). Returns (chunks added, chunks removed). Runs in the
+        caller's transaction.
         """
         old = {h: (cid, emb) for cid, h, emb in self.db.execute(
             "SELECT id, hash, embedded FROM chunks WHERE path = ?", (record.path,))}
@@ -160,7 +176,7 @@ class Store:
         gone = [cid for h, (cid, _) in old.items() if h not in keep]
         self._delete_chunks(gone)
         added = 0
-        for c in chunks:
+        for i, c in enumerate(chunks):
             if c.hash in keep:  # same text: update position only
                 self.db.execute("UPDATE chunks SET start_line=?, end_line=?, part=? WHERE id=?",
                                 (c.start_line, c.end_line, c.part, old[c.hash][0]))
@@ -170,14 +186,16 @@ class Store:
                 "hash, text, signature, doc, embedded) VALUES (?,?,?,?,?,?,?,?,?,?,?,0)",
                 (c.path, c.language, c.symbol, c.kind, c.start_line, c.end_line, c.part, c.hash,
                  c.text, c.signature, c.doc))
+            sym_terms, body_terms = terms[i] if terms else (
+                lexical_terms(c.symbol), lexical_terms(f"{c.path}\n{c.text}"))
             self.db.execute("INSERT INTO chunks_fts(rowid, symbol, terms) VALUES (?, ?, ?)",
-                            (cur.lastrowid, lexical_terms(c.symbol),
-                             lexical_terms(f"{c.path}\n{c.text}")))
+                            (cur.lastrowid, sym_terms, body_terms))
             added += 1
         self.db.execute("DELETE FROM symbols WHERE path = ?", (record.path,))
         self.db.executemany(
-            "INSERT INTO symbols VALUES (?,?,?,?,?,?,?)",
-            [(s.name, s.kind, record.path, s.line, s.col, s.end_col, int(s.is_definition))
+            "INSERT OR IGNORE INTO symbols(path, line, col, is_def, name, kind, end_col) "
+            "VALUES (?,?,?,?,?,?,?)",
+            [(record.path, s.line, s.col, int(s.is_definition), s.name, s.kind, s.end_col)
              for s in symbols])
         self.db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
                         (record.path, record.language, record.size, record.mtime_ns,
@@ -192,10 +210,29 @@ class Store:
         return ids
 
     def _delete_chunks(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        # A contentless FTS row is deleted by giving back the terms it was indexed with.
+        gone = []
+        for i in range(0, len(ids), 500):
+            batch = ids[i: i + 500]
+            gone.extend(self.db.execute(
+                f"SELECT id, symbol, path, text FROM chunks WHERE id IN ({','.join('?' * len(batch))})",
+                batch))
+        self.db.executemany(
+            "INSERT INTO chunks_fts(chunks_fts, rowid, symbol, terms) VALUES ('delete', ?, ?, ?)",
+            [(cid, lexical_terms(sym), lexical_terms(f"{path}\n{text}"))
+             for cid, sym, path, text in gone])
         rows = [(i,) for i in ids]
         self.db.executemany("DELETE FROM chunks WHERE id = ?", rows)
-        self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", rows)
         self.db.executemany("INSERT OR IGNORE INTO vector_deletes VALUES (?)", rows)
+
+    def clear(self) -> None:
+        """Forget every file (for a rebuild); vectors are queued for deletion."""
+        self.db.execute("INSERT OR IGNORE INTO vector_deletes SELECT id FROM chunks")
+        self.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all')")
+        for table in ("chunks", "symbols", "files"):
+            self.db.execute(f"DELETE FROM {table}")
 
     # ------------------------------------------------------------- chunks
 

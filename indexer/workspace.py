@@ -14,21 +14,25 @@ import fcntl
 import fnmatch
 import hashlib
 import logging
+import multiprocessing
+import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .chunker import chunk_file
+from .chunker import FileChunks, chunk_file
 from .discovery import discover, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
-from .store import CorruptIndex, FileRecord, Store, StoredChunk
+from .store import CorruptIndex, FileRecord, Store, StoredChunk, lexical_terms
 
 if TYPE_CHECKING:
     from .embeddings import Embedder
@@ -89,6 +93,67 @@ def file_hash(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
+@dataclass
+class ParsedFile:
+    """One file read, hashed and chunked, ready to be written (picklable for the pool)."""
+
+    rel: str
+    record: FileRecord | None = None
+    result: FileChunks | None = None  # None: content unchanged (only touched)
+    terms: list[tuple[str, str]] | None = None  # lexical terms per chunk
+    error: str | None = None
+
+
+def parse_file(root: str, rel: str, known_hash: str | None) -> ParsedFile:
+    """Read, hash and chunk one file; never raises for bad content."""
+    path = Path(root) / rel
+    try:
+        st = path.stat()
+        data = path.read_bytes()
+    except OSError as exc:
+        return ParsedFile(rel, error=str(exc))
+    digest = file_hash(data)
+    record = FileRecord(rel, language_of(rel), st.st_size, st.st_mtime_ns, digest)
+    if digest == known_hash:
+        return ParsedFile(rel, record)
+    result = chunk_file(rel, record.language, data)
+    terms = [(lexical_terms(c.symbol), lexical_terms(f"{c.path}\n{c.text}"))
+             for c in result.chunks]
+    return ParsedFile(rel, record, result, terms)
+
+
+# Below this many files to parse, a pool costs more (process start, imports) than it saves.
+POOL_MIN_FILES = 64
+
+
+def _parse_all(root: Path, todo: list[tuple[str, str | None]],
+               workers: int | None) -> Iterator[ParsedFile]:
+    """Parsed files in ``todo`` order, from a process pool when that pays."""
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(todo) < POOL_MIN_FILES:
+        for rel, known_hash in todo:
+            yield parse_file(str(root), rel, known_hash)
+        return
+    # spawn, not fork: the server process has threads (the model, pygls), and
+    # forking a process with threads can deadlock the child.
+    ctx = multiprocessing.get_context("spawn")
+    done = 0
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            rels = [rel for rel, _ in todo]
+            hashes = [h for _, h in todo]
+            for parsed in pool.map(parse_file, [str(root)] * len(todo), rels, hashes,
+                                   chunksize=max(1, min(32, len(todo) // (workers * 8)))):
+                yield parsed
+                done += 1
+    except (BrokenProcessPool, OSError) as exc:
+        # A pool that cannot start (no /dev/shm, an unguarded __main__, a killed
+        # worker) only costs speed: the rest is parsed here.
+        log.warning("parsing in one process (the worker pool failed: %s)", exc)
+        for rel, known_hash in todo[done:]:
+            yield parse_file(str(root), rel, known_hash)
+
+
 class WorkspaceIndex:
     def __init__(self, root: Path, cache: Path, *, max_file_kb: int = 512,
                  exclude: list[str] | None = None, readonly: bool = False):
@@ -127,7 +192,7 @@ class WorkspaceIndex:
     def close(self) -> None:
         self.store.close()
         lock = getattr(self, "_lock_fh", None)
-        if lock is not None:
+        if lock is not None and not lock.closed:  # closing twice is harmless
             if not self.readonly:
                 fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
@@ -139,8 +204,14 @@ class WorkspaceIndex:
 
     # ------------------------------------------------------------- phase 1
 
-    def update(self, progress: Progress | None = None, *, rebuild: bool = False) -> IndexStats:
-        """Bring the index in line with the disk: only changed files are parsed again."""
+    def update(self, progress: Progress | None = None, *, rebuild: bool = False,
+               workers: int | None = None) -> IndexStats:
+        """Bring the index in line with the disk: only changed files are parsed again.
+
+        Parsing and chunking run in a pool of processes when many files changed
+        (tree-sitter parsing is most of phase 1 and holds the GIL for pure-Python
+        chunking around it); this process only writes SQLite, in file order.
+        """
         self._require_writer()
         started = time.perf_counter()
         found = discover(self.root, max_file_kb=self.max_file_kb, exclude=self.exclude)
@@ -148,27 +219,39 @@ class WorkspaceIndex:
         known = {} if rebuild else self.store.files()
         if rebuild:
             with self.store.transaction():
-                for path in self.store.files():
-                    self.store.remove_file(path)
+                self.store.clear()
         wanted = {p.as_posix() for p in found.files}
         with self.store.transaction():
             for gone in sorted(set(known) - wanted):
                 self.store.remove_file(gone)
                 stats.removed += 1
         total = len(found.files)
-        batch = 0
+        todo: list[tuple[str, str | None]] = []
+        for rel_path in found.files:  # size + mtime first: unchanged files cost one stat
+            rel = rel_path.as_posix()
+            rec = known.get(rel)
+            try:
+                st = (self.root / rel).stat()
+            except OSError:
+                stats.skipped["unreadable"] += 1
+                continue
+            if rec is None or rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
+                todo.append((rel, rec.hash if rec else None))
+        if progress and total:
+            progress(total - len(todo), total, "")
+        done, batch = total - len(todo), 0
         self.store.db.execute("BEGIN")
         try:
-            for done, rel_path in enumerate(found.files, 1):
-                rel = rel_path.as_posix()
-                if self._index_file(rel, known.get(rel), stats):
+            for parsed in _parse_all(self.root, todo, workers):
+                if self._store_parsed(parsed, stats):
                     batch += 1
                 if batch >= 200:  # commit in batches: a crash loses at most one batch
                     self.store.db.commit()
                     self.store.db.execute("BEGIN")
                     batch = 0
+                done += 1
                 if progress and (done % 50 == 0 or done == total):
-                    progress(done, total, rel)
+                    progress(done, total, parsed.rel)
             self.store.db.commit()
         except BaseException:
             self.store.db.rollback()
@@ -176,31 +259,34 @@ class WorkspaceIndex:
         stats.seconds = time.perf_counter() - started
         return stats
 
-    def _index_file(self, rel: str, known: FileRecord | None, stats: IndexStats) -> bool:
-        path = self.root / rel
-        try:
-            st = path.stat()
-            if known and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns:
-                return False
-            data = path.read_bytes()
-        except OSError as exc:
-            log.debug("cannot read %s: %s", rel, exc)
+    def _store_parsed(self, parsed: ParsedFile, stats: IndexStats) -> bool:
+        if parsed.error is not None:
+            log.debug("cannot read %s: %s", parsed.rel, parsed.error)
             stats.skipped["unreadable"] += 1
             return False
-        digest = file_hash(data)
-        lang = language_of(rel)
-        record = FileRecord(rel, lang, st.st_size, st.st_mtime_ns, digest)
-        if known and known.hash == digest:  # touched, not changed
+        record = parsed.record
+        assert record is not None
+        if parsed.result is None:  # touched, not changed
             self.store.db.execute("UPDATE files SET size=?, mtime_ns=? WHERE path=?",
-                                  (st.st_size, st.st_mtime_ns, rel))
+                                  (record.size, record.mtime_ns, record.path))
             return True
-        result = chunk_file(rel, lang, data)
-        added, removed = self.store.replace_file(record, result.chunks, result.symbols,
-                                                 result.parse_errors)
+        added, removed = self.store.replace_file(record, parsed.result.chunks,
+                                                 parsed.result.symbols,
+                                                 parsed.result.parse_errors, parsed.terms)
         stats.changed += 1
         stats.chunks_added += added
         stats.chunks_removed += removed
         return True
+
+    def _index_file(self, rel: str, known: FileRecord | None, stats: IndexStats) -> bool:
+        try:
+            st = (self.root / rel).stat()
+        except OSError as exc:
+            return self._store_parsed(ParsedFile(rel, error=str(exc)), stats)
+        if known and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns:
+            return False
+        return self._store_parsed(parse_file(str(self.root), rel, known.hash if known else None),
+                                  stats)
 
     def update_paths(self, paths: list[str]) -> IndexStats:
         """Re-index some files (saved, changed on disk, created or deleted)."""
@@ -275,7 +361,7 @@ class WorkspaceIndex:
         for start in range(0, total, batch):
             rows = pending[start: start + batch]
             hashes = list({r[1] for r in rows})
-            cached = {h: np.frombuffer(v, dtype=np.float32) for h, v in db.execute(
+            cached = {h: np.frombuffer(v, dtype=np.float16).astype(np.float32) for h, v in db.execute(
                 f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN "
                 f"({','.join('?' * len(hashes))})", [model, *hashes])}
             todo = {r[1]: r for r in rows if r[1] not in cached}
@@ -291,7 +377,7 @@ class WorkspaceIndex:
             vectors.upsert([r[0] for r in rows], [cached[r[1]] for r in rows])
             with self.store.transaction():
                 db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?,?,?)",
-                               [(model, h, cached[h].tobytes()) for h in todo])
+                               [(model, h, cached[h].astype(np.float16).tobytes()) for h in todo])
                 db.executemany("UPDATE chunks SET embedded = 1 WHERE id = ?",
                                [(r[0],) for r in rows])
             if progress:

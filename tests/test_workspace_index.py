@@ -58,6 +58,50 @@ def test_editing_one_function_replaces_only_its_chunk(index, ws):
     assert after[("pkg/prices.py", "format_price")] != before[("pkg/prices.py", "format_price")]
 
 
+def test_an_edit_takes_the_old_words_out_of_the_lexical_index(index, ws):
+    path = ws / "pkg" / "prices.py"
+    path.write_text(path.read_text().replace("format_price", "render_amount"))
+    index.update()
+    assert index.search("format") == []
+    assert index.search("render amount")[0].symbol == "render_amount"
+    index.update(rebuild=True)
+    assert index.search("render amount")[0].symbol == "render_amount"
+    assert index.search("format") == []
+
+
+def test_a_worker_pool_indexes_exactly_what_one_process_does(tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(80):  # above POOL_MIN_FILES
+        (root / f"m{i}.py").write_text(f"def handler_{i}(event):\n    return event + {i}\n")
+    (root / "bad.py").write_bytes(b"def broken(:\n  \xff\xfe pass\n")
+    tables = []
+    for workers in (1, 2):
+        idx = WorkspaceIndex(root, tmp_path / f"cache{workers}")
+        try:
+            stats = idx.update(workers=workers)
+            assert stats.changed == 81
+            tables.append(sorted(idx.store.db.execute(
+                "SELECT path, symbol, kind, start_line, end_line, hash FROM chunks")))
+            assert idx.search("handler_42")[0].symbol == "handler_42"
+        finally:
+            idx.close()
+    assert tables[0] == tables[1]
+
+
+def test_a_store_from_another_version_is_rebuilt(index, ws, tmp_path):
+    index.store.db.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")
+    index.store.db.commit()
+    index.close()
+    again = WorkspaceIndex(ws, tmp_path / "cache")
+    try:
+        assert again.store.counts()["chunks"] == 0
+        again.update()
+        assert again.search("parse price")[0].symbol == "parse_price"
+    finally:
+        again.close()
+
+
 def test_unchanged_files_are_not_parsed_again(index, ws):
     assert index.update().changed == 0
     os.utime(ws / "pkg" / "prices.py")  # touched, same content
