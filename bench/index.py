@@ -124,7 +124,7 @@ def main() -> int:
     # Scale the store to --chunks vectors (sample vectors plus noise: the store and
     # query cost does not depend on where the vectors came from) and time queries.
     have = vectors.count()
-    base = np.stack([np.frombuffer(v, dtype=np.float32) for (v,) in idx.store.db.execute(
+    base = np.stack([np.frombuffer(v, dtype=np.float16).astype(np.float32) for (v,) in idx.store.db.execute(
         "SELECT vector FROM embeddings LIMIT 2000")])
     rng = np.random.default_rng(0)
     next_id = 10_000_000

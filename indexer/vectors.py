@@ -51,23 +51,43 @@ class VectorStore:
                 time.sleep(0.2 * 2 ** attempt)
         raise VectorStoreUnavailable(f"chroma at {self.where} is unavailable: {last}")
 
+    def _call(self, what: str, fn: Any, retries: int = 3) -> Any:
+        """Run one chroma call, retried with backoff; a server that stays down is
+        VectorStoreUnavailable (the caller falls back to lexical search)."""
+        for attempt in range(retries):
+            try:
+                return fn()
+            except Exception as exc:
+                if attempt == retries - 1:
+                    raise VectorStoreUnavailable(
+                        f"chroma at {self.where} failed to {what}: {exc}") from exc
+                time.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
     def upsert(self, ids: Sequence[int], vectors: Any) -> None:
         if len(ids):
-            self.col.upsert(ids=[str(i) for i in ids], embeddings=[list(map(float, v)) for v in vectors])
+            self._call("store vectors", lambda: self.col.upsert(
+                ids=[str(i) for i in ids], embeddings=[list(map(float, v)) for v in vectors]))
 
     def delete(self, ids: Sequence[int]) -> None:
         if len(ids):
-            self.col.delete(ids=[str(i) for i in ids])
+            self._call("delete vectors", lambda: self.col.delete(ids=[str(i) for i in ids]))
 
     def query(self, vector: Any, k: int) -> list[tuple[int, float]]:
         """(chunk id, similarity in [-1, 1]) best first."""
-        count = self.col.count()
-        if count == 0:
+        def run() -> Any:
+            count = self.col.count()
+            if count == 0:
+                return None
+            return self.col.query(query_embeddings=[list(map(float, vector))],
+                                  n_results=min(k, count), include=["distances"])
+
+        # One try: a query is interactive, and lexical search answers meanwhile.
+        res = self._call("query", run, retries=1)
+        if res is None:
             return []
-        res = self.col.query(query_embeddings=[list(map(float, vector))], n_results=min(k, count),
-                             include=["distances"])
         ids, dists = res["ids"][0], res["distances"][0]
         return [(int(i), 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
 
     def count(self) -> int:
-        return int(self.col.count())
+        return int(self._call("count", self.col.count))

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -29,10 +30,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .chunker import FileChunks, chunk_file
+from .context import ContextPiece, assemble, chunk_at
 from .discovery import discover, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
 from .store import CorruptIndex, FileRecord, Store, StoredChunk, lexical_terms
+from .vectors import VectorStoreUnavailable
 
 if TYPE_CHECKING:
     from .embeddings import Embedder
@@ -183,7 +186,7 @@ class WorkspaceIndex:
         except CorruptIndex as exc:
             if self.readonly:
                 raise
-            log.warning("index store is damaged (%s); rebuilding it", exc)
+            log.warning("rebuilding the index store: %s", exc)
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             shutil.rmtree(self.dir / "chroma", ignore_errors=True)
@@ -385,20 +388,48 @@ class WorkspaceIndex:
         stats.seconds = time.perf_counter() - started
         return stats
 
-    def hybrid_search(self, query: str, k: int, embedder: Embedder | None,
-                      vectors: VectorStore | None, *, path_glob: str | None = None,
-                      language: str | None = None, mode: str = "hybrid") -> list[SearchResult]:
-        """Dense and lexical rankings fused by reciprocal rank; filters applied here."""
-        pool = max(50, k * 10)
+    def ranked(self, query: str, pool: int, embedder: Embedder | None,
+               vectors: VectorStore | None, mode: str = "hybrid",
+               lexical_weight_: float | None = None) -> list[tuple[int, float]]:
+        """(chunk id, score), best first: dense and lexical fused by weighted
+        reciprocal rank (the lexical weight depends on whether the query names code)."""
         rankings: list[list[tuple[int, float]]] = []
         if mode in ("hybrid", "lexical"):
             rankings.append(self.store.lexical(query, pool))
         if mode in ("hybrid", "dense") and embedder is not None and vectors is not None:
             vector = embedder.encode([query])[0]
-            rankings.append(vectors.query(vector, pool))
+            try:
+                rankings.append(vectors.query(vector, pool))
+            except VectorStoreUnavailable as exc:
+                if mode == "dense":
+                    raise
+                log.warning("%s; answering from the lexical index only", exc)
+        if not rankings:
+            return []
         if len(rankings) == 1:
-            return self._results(rankings[0], k, path_glob, language)
-        return self._results(reciprocal_rank_fusion(rankings), k, path_glob, language)
+            return rankings[0]
+        weight = lexical_weight(query) if lexical_weight_ is None else lexical_weight_
+        return reciprocal_rank_fusion(rankings, [weight, 1.0])
+
+    def hybrid_search(self, query: str, k: int, embedder: Embedder | None,
+                      vectors: VectorStore | None, *, path_glob: str | None = None,
+                      language: str | None = None, mode: str = "hybrid") -> list[SearchResult]:
+        """Dense and lexical rankings fused by reciprocal rank; filters applied here."""
+        ranked = self.ranked(query, max(50, k * 10), embedder, vectors, mode)
+        return self._results(ranked, k, path_glob, language)
+
+    def context(self, budget: int, count_tokens: Callable[[str], int], *,
+                path: str | None = None, line: int | None = None, query: str = "",
+                embedder: Embedder | None = None,
+                vectors: VectorStore | None = None) -> list[ContextPiece]:
+        """Chunks for a prompt about ``path``:``line`` (0-based) and/or ``query``,
+        within ``budget`` tokens: neighbours of the chunk there, fused with search."""
+        anchor = chunk_at(self.store, path, line) if path is not None and line is not None \
+            else None
+        ranked = [cid for cid, _ in self.ranked(query, 50, embedder, vectors)] if query else []
+        exclude = (path, line, line) if anchor is None and path and line is not None else None
+        return assemble(self.store, budget, count_tokens, anchor=anchor, ranked=ranked,
+                        exclude=exclude)
 
     def open_vectors(self, embedder: Embedder, chroma_url: str | None = None) -> VectorStore:
         """The vector collection for this workspace and embedding model."""
@@ -418,12 +449,26 @@ class WorkspaceIndex:
 RRF_K = 60
 
 
-def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]],
+                           weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for n, ranking in enumerate(rankings):
+        weight = weights[n] if weights else 1.0
         for rank, (cid, _) in enumerate(ranking):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+            scores[cid] = scores.get(cid, 0.0) + weight / (RRF_K + rank + 1)
     return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+
+
+# Weight of the lexical ranking for a plain-English query, tuned with
+# bench/retrieval.py (docstring sentences as queries): equal weights made hybrid
+# worse than dense alone; identifiers in a query keep the full weight, since
+# exact names are what the lexical index is for.
+PROSE_LEXICAL_WEIGHT = 0.3
+_CODE_LIKE = re.compile(r"[a-z][A-Z]|_|\.\w|\(|::|->")
+
+
+def lexical_weight(query: str) -> float:
+    return 1.0 if _CODE_LIKE.search(query) else PROSE_LEXICAL_WEIGHT
 
 
 def _matches(c: StoredChunk, path_glob: str | None, language: str | None) -> bool:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..indexer.context import ContextPiece
+from ..indexer.vectors import VectorStoreUnavailable
 from ..indexer.workspace import SearchResult, WorkspaceIndex
 from .settings import IndexSettings
 
@@ -27,8 +29,9 @@ Report = Callable[[str, str, int | None], None]  # (phase, message, percentage);
 class IndexService:
     def __init__(self, root: Path, cache: Path, settings: IndexSettings, *,
                  report: Report | None = None, busy: Callable[[], bool] = lambda: False,
-                 embed: bool = True):
+                 embed: bool = True, open_paths: Callable[[], list[Path]] = list):
         self.root, self.cache, self.settings = root, cache, settings
+        self.open_paths = open_paths
         self.report = report or (lambda phase, message, pct: None)
         self.busy = busy
         self.embed = embed
@@ -43,6 +46,7 @@ class IndexService:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="hearth-index", daemon=True)
         self.ready = threading.Event()  # phase 1 done: search answers
+        self._retry_in = 0.0  # backoff while the vector store is unavailable
 
     def start(self) -> None:
         self._thread.start()
@@ -80,6 +84,26 @@ class IndexService:
                 embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
             return self.reader.hybrid_search(query, k, embedder, vectors, path_glob=path_glob,
                                              language=language)
+
+    def context(self, budget: int, count_tokens: Callable[[str], int], *,
+                path: str | None = None, line: int | None = None,
+                query: str = "") -> list[ContextPiece]:
+        """Token-budgeted context for a prompt (blocking); [] while the index is not ready,
+        so a task never waits for indexing."""
+        if not self.ready.is_set() or self.reader is None or budget <= 0:
+            return []
+        with self._read_lock:
+            embedder = vectors = None
+            if query and self._vectors is not None and self.reader.store.has_embeddings():
+                embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
+            return self.reader.context(budget, count_tokens, path=path, line=line, query=query,
+                                       embedder=embedder, vectors=vectors)
+
+    def relative(self, path: Path) -> str | None:
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return None
 
     def symbols(self, query: str, limit: int = 200) -> list[tuple]:
         if not self.ready.is_set() or self.reader is None:
@@ -121,6 +145,8 @@ class IndexService:
             try:
                 if kind == "reindex":
                     self._phase1(rebuild=bool(arg))
+                elif kind == "embed":
+                    self._phase2()
                 elif kind == "files":
                     stats = self.writer.update_paths(arg)
                     log.info("index: %d files updated, %d removed", stats.changed, stats.removed)
@@ -163,8 +189,12 @@ class IndexService:
 
                 model = Path(self.settings.embedding_model) if self.settings.embedding_model \
                     else None
-                self._embedder = Embedder(model)
+                if self._embedder is None:  # a retry keeps the loaded model
+                    self._embedder = Embedder(model)
                 self._vectors = self.writer.open_vectors(self._embedder, self.settings.chroma_url)
+            except VectorStoreUnavailable as exc:
+                self._retry_later(str(exc))
+                return
             except Exception as exc:  # lexical search keeps working
                 self.state = "ready"
                 self.error = f"embeddings unavailable, lexical search only: {exc}"
@@ -181,11 +211,29 @@ class IndexService:
             while self.busy():  # the user's generation comes first
                 time.sleep(0.05)
 
-        stats = self.writer.embed_pending(_Locked(self._embedder, self._embed_lock),
-                                          self._vectors, progress, batch=64)
+        first = [rel for rel in map(self.relative, self.open_paths()) if rel is not None]
+        try:
+            stats = self.writer.embed_pending(_Locked(self._embedder, self._embed_lock),
+                                              self._vectors, progress, first=first, batch=64)
+        except VectorStoreUnavailable as exc:
+            self._retry_later(str(exc))
+            return
+        self._retry_in = 0.0
+        self.error = None
         if pending:
             self.report("", f"{stats.embedded} embedded, {stats.reused} reused", None)
         self.state = "ready"
+
+    def _retry_later(self, message: str) -> None:
+        """The vector store is down: chunks stay pending, search answers lexically,
+        and phase 2 is tried again with a doubling delay (5 s up to 5 min)."""
+        self._retry_in = min(300.0, self._retry_in * 2) if self._retry_in else 5.0
+        self.state, self.error = "ready", f"{message}; retrying in {self._retry_in:.0f} s"
+        log.warning("%s", self.error)
+        self.report("", self.error, None)
+        timer = threading.Timer(self._retry_in, self._queue.put, (("embed", None),))
+        timer.daemon = True
+        timer.start()
 
     def _fail(self, message: str) -> None:
         self.state, self.error = "error", message

@@ -24,7 +24,9 @@ def capabilities(*, configuration: bool = True, resolve: bool = True) -> types.C
         window=types.WindowClientCapabilities(work_done_progress=True),
         workspace=types.WorkspaceClientCapabilities(
             configuration=configuration, apply_edit=True,
-            did_change_configuration=types.DidChangeConfigurationClientCapabilities()),
+            did_change_configuration=types.DidChangeConfigurationClientCapabilities(),
+            did_change_watched_files=types.DidChangeWatchedFilesClientCapabilities(
+                dynamic_registration=True)),
         text_document=types.TextDocumentClientCapabilities(
             code_action=types.CodeActionClientCapabilities(
                 data_support=True,
@@ -42,6 +44,11 @@ async def start(command: list[str], root: Path, *, env: dict[str, str] | None = 
     client = await config.start()
     assert isinstance(client, LanguageClient)
     client.applied_edits: list[types.ApplyWorkspaceEditParams] = []  # type: ignore[misc]
+    client.registrations: list[types.Registration] = []  # type: ignore[misc]
+
+    @client.feature(types.CLIENT_REGISTER_CAPABILITY)
+    def _register(params: types.RegistrationParams):
+        client.registrations.extend(params.registrations)  # type: ignore[attr-defined]
 
     @client.feature(types.WORKSPACE_APPLY_EDIT)
     def _apply(params: types.ApplyWorkspaceEditParams):

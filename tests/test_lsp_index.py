@@ -70,6 +70,9 @@ async def test_edits_on_disk_show_up_in_search(indexed):
     client, root = indexed
     path = root / "inventory" / "shipping.py"
     path.write_text("def shipping_cost_for_parcel(weight_kg):\n    return 4.99 + weight_kg\n")
+    # The client was asked to watch the workspace (this test client does not, so
+    # the server's own watcher has to notice the next change).
+    assert [r.method for r in client.registrations] == ["workspace/didChangeWatchedFiles"]
     # Outside the editor: the file watcher picks it up.
     await wait_until_found(client, "shipping cost parcel", "shipping_cost_for_parcel")
     # Saved in the editor: didSave.

@@ -109,24 +109,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def chroma_server(tmp_path):
+def start_chroma(folder: Path, port: int) -> subprocess.Popen:
     exe = shutil.which("chroma", path=str(Path(sys.executable).parent))
     assert exe, "the chroma CLI ships with chromadb"
-    port = free_port()
-    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "chroma-server"),
-                             "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([exe, "run", "--path", str(folder), "--host", "127.0.0.1",
+                             "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+                return proc
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, "chroma run did not start"
             time.sleep(0.2)
-    yield url
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    port = free_port()
+    proc = start_chroma(tmp_path / "chroma-server", port)
+    yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)
 
@@ -147,3 +150,27 @@ def test_a_chroma_server_that_is_down_is_a_clear_error_and_lexical_still_works(w
 def test_reciprocal_rank_fusion_rewards_agreement():
     fused = reciprocal_rank_fusion([[(1, 9.0), (2, 8.0), (3, 7.0)], [(3, 0.9), (1, 0.8)]])
     assert [cid for cid, _ in fused] == [1, 3, 2]
+
+
+def test_a_chroma_server_that_goes_down_and_comes_back(ws, tmp_path, embedder):
+    port = free_port()
+    proc = start_chroma(tmp_path / "chroma-server", port)
+    idx, vectors, _ = run_index(ws, tmp_path / "cache", embedder, f"http://127.0.0.1:{port}")
+    try:
+        proc.terminate()
+        proc.wait(10)
+        # Search answers from the lexical index; new chunks wait for the store.
+        assert idx.hybrid_search("parse price", 1, embedder, vectors)[0].symbol == "parse_price"
+        (ws / "money" / "tax.py").write_text("def add_sales_tax(cents):\n    return cents * 2\n")
+        idx.update()
+        with pytest.raises(VectorStoreUnavailable, match="failed to"):
+            idx.embed_pending(embedder, vectors)
+        assert idx.store.db.execute("SELECT count(*) FROM chunks WHERE embedded = 0"
+                                    ).fetchone()[0] == 1
+        proc = start_chroma(tmp_path / "chroma-server", port)  # same data, back up
+        assert idx.embed_pending(embedder, vectors).embedded == 1
+        assert vectors.count() == 6
+    finally:
+        idx.close()
+        proc.terminate()
+        proc.wait(10)

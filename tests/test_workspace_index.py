@@ -189,3 +189,47 @@ def test_cli_index_and_search(ws, tmp_path):
     bad.write_text("not json\n")
     out = hearth("search", "--batch", str(bad), "--root", str(ws), env=env)
     assert out.returncode == 2 and "bad.jsonl:1: expected a JSON object" in out.stderr
+
+
+class RecordingEmbedder:
+    """Enough of Embedder for embed_pending: records the order texts arrive in."""
+
+    name, max_tokens = "recording", 256
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def fit_counted(self, texts):
+        return list(texts), [len(t.split()) for t in texts]
+
+    def encode(self, texts):
+        import numpy as np
+
+        self.seen.extend(texts)
+        return np.ones((len(texts), 4), dtype=np.float32)
+
+
+class MemoryVectors:
+    def __init__(self):
+        self.vectors: dict[int, object] = {}
+
+    def upsert(self, ids, vectors):
+        self.vectors.update(zip(ids, vectors, strict=True))
+
+    def delete(self, ids):
+        for i in ids:
+            self.vectors.pop(i, None)
+
+
+def test_open_files_are_embedded_first(index, ws):
+    embedder, vectors = RecordingEmbedder(), MemoryVectors()
+    stats = index.embed_pending(embedder, vectors, first=["pkg/stock.ts"], batch=1)
+    assert stats.embedded == 3 and len(vectors.vectors) == 3
+    assert embedder.seen[0].startswith("pkg/stock.ts")
+    # Nothing left to do; an edit re-embeds only the changed chunk.
+    assert index.embed_pending(embedder, vectors).embedded == 0
+    path = ws / "pkg" / "prices.py"
+    path.write_text(path.read_text().replace("int(text)", "int(text.strip())"))
+    index.update()
+    again = index.embed_pending(embedder, vectors)
+    assert (again.embedded, len(vectors.vectors)) == (1, 3)

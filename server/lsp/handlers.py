@@ -11,7 +11,6 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import (
     JsonRpcContentModified,
-    JsonRpcException,
     JsonRpcInvalidParams,
 )
 from pygls.uris import to_fs_path
@@ -24,13 +23,11 @@ from ..docstring import DocstringError, Edit, find_function
 from ..engine.base import EngineError, ModelUnavailable
 from ..index_service import IndexNotReady
 from ..settings import SPECS
+from .commit import CMD_COMMIT_MESSAGE, command_commit_message
+from .common import PROGRESS_INTERVAL_S, RequestFailed, call_soon
 from .server import HearthServer
 
 log = logging.getLogger("hearth")
-
-# LSP 3.17 "RequestFailed": the request was valid but could not be carried out.
-REQUEST_FAILED = -32803
-PROGRESS_INTERVAL_S = 0.1
 
 DOCSTRING_KIND = types.CodeActionKind.RefactorRewrite + ".hearth.docstring"
 CMD_DOCSTRING = "hearth.generateDocstring"
@@ -38,11 +35,6 @@ CMD_STATUS = "hearth.status"
 CMD_RELOAD = "hearth.reloadModel"
 CMD_SEARCH = "hearth.search"
 CMD_REINDEX = "hearth.reindex"
-COMMANDS = (CMD_DOCSTRING, CMD_STATUS, CMD_RELOAD, CMD_SEARCH, CMD_REINDEX)
-
-
-class RequestFailed(JsonRpcException):
-    CODE = REQUEST_FAILED
 
 
 def register(ls: HearthServer) -> None:
@@ -58,6 +50,7 @@ def register(ls: HearthServer) -> None:
     ls.command(CMD_RELOAD)(command_reload)
     ls.command(CMD_SEARCH)(command_search)
     ls.command(CMD_REINDEX)(command_reindex)
+    ls.command(CMD_COMMIT_MESSAGE)(command_commit_message)
     ls.feature(types.WORKSPACE_SYMBOL)(workspace_symbol)
     ls.feature(types.TEXT_DOCUMENT_DID_SAVE)(did_save)
     ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
@@ -81,7 +74,29 @@ async def initialized(ls: HearthServer, params: types.InitializedParams) -> None
     await _pull_configuration(ls)
     ls.apply_settings()
     ls.start_index()
+    await _watch_files(ls)
     await ls.load_model()
+
+
+async def _watch_files(ls: HearthServer) -> None:
+    """Ask the client to report file changes (it sees edits outside the editor too).
+
+    The server's own watchdog observer covers clients that cannot do this;
+    a change reported twice costs one hash comparison.
+    """
+    workspace = ls.client_capabilities.workspace
+    watched = workspace.did_change_watched_files if workspace else None
+    if ls.index is None or not (watched and watched.dynamic_registration):
+        return
+    options = types.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[types.FileSystemWatcher(glob_pattern="**/*")])
+    try:
+        await ls.client_register_capability_async(types.RegistrationParams(registrations=[
+            types.Registration(id="hearth-watched-files",
+                               method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                               register_options=options)]))
+    except Exception as exc:  # the index still has its own watcher
+        log.info("client did not register file watchers: %s", exc)
 
 
 async def _pull_configuration(ls: HearthServer) -> None:
@@ -220,7 +235,7 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
             result = await tasks.generate_docstring(
                 ls.worker, ls.settings, source=source, path=ls.document_path(doc), line=line,
                 key=job_key, chat=ls.chat_mode(), root=ls.root, regenerate=regenerate,
-                on_piece=lambda p: _call_soon(loop, on_piece, p))
+                on_piece=lambda p: call_soon(loop, on_piece, p))
         except DocstringError as exc:
             report.end(str(exc))
             raise RequestFailed(str(exc)) from exc
@@ -232,11 +247,6 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
     if doc.version != version:
         raise JsonRpcContentModified(f"{doc.uri} changed while the docstring was written")
     return result
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
-    """Hand a call from the generation thread to the event loop."""
-    loop.call_soon_threadsafe(fn, *args)
 
 
 def _workspace_edit(doc: TextDocument, edit: Edit) -> types.WorkspaceEdit:

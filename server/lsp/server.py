@@ -22,21 +22,14 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from .. import __version__, logs
-from ..engine.base import Engine
 from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
-from ..models import preset_uses_chat, resolve_model_path
+from ..local import EngineFactory, llama_engine_factory
+from ..models import preset_uses_chat
 from ..settings import Resolved, Settings, SettingsSources, cache_dir
 
 log = logging.getLogger("hearth")
 
-EngineFactory = Callable[[Settings, Path], Engine]
-
-
-def llama_engine_factory(settings: Settings, cache: Path) -> Engine:
-    from ..engine.llama import LlamaEngine  # imports llama_cpp: only when loading
-
-    return LlamaEngine(resolve_model_path(settings.model, cache), settings.model)
 
 
 class HearthProtocol(LanguageServerProtocol):
@@ -148,8 +141,12 @@ class HearthServer(LanguageServer):
         def report(phase: str, message: str, pct: int | None) -> None:
             loop.call_soon_threadsafe(self._index_report, phase, message, pct)
 
+        def open_paths() -> list[Path]:  # embedded first: what the user is looking at
+            return [Path(doc.path) for doc in list(self.workspace.text_documents.values())]
+
         self.index = IndexService(self.root, self.cache, self.settings.index,
-                                  embed=self.settings.index.embeddings, report=report, busy=busy)
+                                  embed=self.settings.index.embeddings, report=report, busy=busy,
+                                  open_paths=open_paths)
         self.index.start()
         self._start_watcher()
 
