@@ -195,6 +195,111 @@ def cmd_search(args: argparse.Namespace) -> int:
         index.close()
 
 
+def cmd_context(args: argparse.Namespace) -> int:
+    from ..indexer.context import estimate_tokens, render_context
+
+    root = Path(args.root or ".").resolve()
+    target, _, line_text = args.target.partition(":")
+    path = Path(target) if Path(target).is_absolute() else Path.cwd() / target
+    try:
+        rel = path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        print(f"hearth context: {target} is not inside {root}", file=sys.stderr)
+        return 2
+    if line_text and not line_text.isdigit():
+        print(f"hearth context: expected FILE or FILE:LINE, got {args.target}", file=sys.stderr)
+        return 2
+    index = _open_index(root)
+    try:
+        if not index.readonly:
+            index.update()
+        embedder = vectors = None
+        if args.query and index.store.has_embeddings():
+            embedder, vectors = _vectors(index, root)
+        line = int(line_text) - 1 if line_text else None
+        pieces = index.context(args.budget, estimate_tokens, path=rel if line is not None else None,
+                               line=line, query=args.query or "", embedder=embedder,
+                               vectors=vectors)
+        if args.json:
+            print(json.dumps([p.as_dict() | {"text": p.text} for p in pieces]))
+        else:
+            for p in pieces:
+                print(f"{p.header()}  [{p.reason}, ~{p.tokens} tokens]", file=sys.stderr)
+            print(render_context(pieces))
+        return 0
+    finally:
+        index.close()
+
+
+def _task_settings(root: Path):
+    from .settings import SettingsSources, cache_dir
+
+    resolved = SettingsSources(root=root).resolve()
+    for problem in resolved.problems:
+        print(f"hearth: invalid setting: {problem}", file=sys.stderr)
+    return resolved.settings, cache_dir()
+
+
+def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
+    """Print (or, from the hook, fill in) a commit message for the staged changes."""
+    import asyncio
+
+    from .commit_message import CommitMessageError
+    from .engine.base import EngineError
+    from .gitdiff import GitStateError, read_changes
+    from .hook import fill_message_file
+    from .local import local_worker
+    from .tasks import generate_commit_message
+
+    logs.setup_stderr("warning")
+    repo = Path(args.repo or ".").resolve()
+    settings, cache = _task_settings(repo)
+    if args.style:
+        settings.commit.style = args.style
+
+    async def run():
+        async with local_worker(settings, cache, factory) as worker:
+            return await generate_commit_message(
+                worker, settings, repo, root=repo,
+                progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
+                else None)
+
+    try:
+        read_changes(repo)  # a clear error before the model loads
+        result = asyncio.run(run())
+    except (GitStateError, CommitMessageError, EngineError) as exc:
+        print(f"hearth commit-msg: {exc}", file=sys.stderr)
+        return 1
+    for notice in result.notices:
+        print(f"hearth: {notice}", file=sys.stderr)
+    if args.hook:
+        fill_message_file(Path(args.hook), result.message)
+    elif args.json:
+        print(json.dumps({"message": result.message, "notices": result.notices,
+                          "staged": result.changes.staged, "summarised": result.summarised,
+                          "seconds": round(result.seconds, 2)}))
+    else:
+        print(result.message)
+    return 0
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from .gitdiff import GitStateError
+    from .hook import install, uninstall
+
+    repo = Path(args.repo or ".").resolve()
+    try:
+        if args.action == "install":
+            print(f"installed {install(repo)}")
+        else:
+            removed = uninstall(repo)
+            print(f"removed {removed}" if removed else "no Hearth hook installed")
+    except GitStateError as exc:
+        print(f"hearth hook: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -248,6 +353,31 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mode", choices=["hybrid", "lexical", "dense"], default="hybrid",
                         help="ranking: dense + lexical fused (default), or one of them")
     search.set_defaults(func=cmd_search)
+
+    context = sub.add_parser("context", help="the retrieved context a prompt about "
+                             "FILE:LINE (and/or a query) would get")
+    context.add_argument("target", metavar="FILE[:LINE]")
+    context.add_argument("--query", help="also rank chunks by this search")
+    context.add_argument("--budget", type=int, default=1000,
+                         help="token budget (estimated at 3 characters a token; default 1000)")
+    context.add_argument("--root", help="workspace root (default: current directory)")
+    context.add_argument("--json", action="store_true")
+    context.set_defaults(func=cmd_context)
+
+    commit = sub.add_parser("commit-msg", help="a commit message for the staged changes "
+                            "(never commits)")
+    commit.add_argument("--repo", help="repository (default: current directory)")
+    commit.add_argument("--style", choices=["conventional", "plain"],
+                        help="override commit.style")
+    commit.add_argument("--json", action="store_true")
+    commit.add_argument("--hook", metavar="FILE", help=argparse.SUPPRESS)  # prepare-commit-msg
+    commit.add_argument("-v", "--verbose", action="store_true", help="say what it is doing")
+    commit.set_defaults(func=cmd_commit_msg)
+
+    hook = sub.add_parser("hook", help="install or remove the prepare-commit-msg hook")
+    hook.add_argument("action", choices=["install", "uninstall"])
+    hook.add_argument("--repo", help="repository (default: current directory)")
+    hook.set_defaults(func=cmd_hook)
 
     demo = sub.add_parser("demo", help="run Hearth end to end over LSP on the demo workspace")
     demo.add_argument("--workspace", help="folder to copy and work on "

@@ -105,6 +105,19 @@ def _docstring_sampling() -> SamplingSettings:
 
 
 @dataclass
+class CommitSettings(SamplingSettings):
+    """Commit messages: the format, and sampling like every task."""
+
+    style: str = setting("conventional", "`conventional` (`type(scope): subject`, enforced by "
+                         "a grammar) or `plain` (a capitalized imperative subject).",
+                         choices=("conventional", "plain"))
+
+
+def _commit_settings() -> CommitSettings:
+    return CommitSettings(temperature=0.2, max_tokens=120, repeat_penalty=1.1)
+
+
+@dataclass
 class IndexSettings:
     enabled: bool = setting(True, "Index the workspace in the background (search, retrieval, "
                             "workspace symbols).")
@@ -132,6 +145,7 @@ class LogSettings:
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     docstring: SamplingSettings = field(default_factory=_docstring_sampling)
+    commit: CommitSettings = field(default_factory=_commit_settings)
     index: IndexSettings = field(default_factory=IndexSettings)
     log: LogSettings = field(default_factory=LogSettings)
 

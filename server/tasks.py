@@ -5,16 +5,19 @@ The LSP handlers and the CLI both call these; they know nothing of pygls.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import docstring
+from . import commit_message, docstring, gitdiff
+from .chat_format import ChatTemplateError, Message, merge_system, render_chat
 from .engine.base import Completion, ModelInfo, ModelUnavailable
 from .engine.worker import GenerationWorker, Priority, wait_for
-from .settings import Settings
+from .settings import SamplingSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +80,129 @@ async def generate_docstring(
     edit = docstring.docstring_edit(source, fn, text)
     docstring.validate(source, docstring.apply_edit(source, edit), fn, text)
     return DocstringResult(fn, text, edit, completion)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def prompt_text(info: ModelInfo, messages: list[Message] | None, completion: str) -> str:
+    """Chat messages through the model's template, or the completion-style text."""
+    if messages is None or not info.chat_template:
+        return completion or "\n\n".join(m.content for m in messages or [])
+    try:
+        return render_chat(info.chat_template, messages, bos_token=info.bos_token,
+                           eos_token=info.eos_token)
+    except ChatTemplateError:  # e.g. templates that refuse a system role
+        return render_chat(info.chat_template, merge_system(messages),
+                           bos_token=info.bos_token, eos_token=info.eos_token)
+
+
+def _stops(info: ModelInfo, *extra: str) -> list[str]:
+    return [*extra, *(s for s in (info.eos_token, "<|im_end|>", "<end_of_turn>") if s)]
+
+
+async def _generate(worker: GenerationWorker, kind: str, prompt: str, sampling: SamplingSettings,
+                    *, stop: list[str], grammar: str | None, key: object,
+                    on_piece: Callable[[str], None] | None = None) -> Completion:
+    job = worker.submit(kind, prompt, sampling, stop=[*stop, *sampling.stop], grammar=grammar,
+                        priority=Priority.USER, key=key, on_piece=on_piece)
+    completion: Completion = await wait_for(job)
+    if completion.finish_reason == "cancelled":
+        raise TaskCancelled(f"{kind} was cancelled")
+    return completion
+
+
+class TaskCancelled(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------ commit messages
+
+# Characters of diff per token, conservatively (diffs tokenize densely).
+DIFF_CHARS_PER_TOKEN = 3
+MAX_SUMMARISED_FILES = 12  # map step of a large diff: the largest files; the rest are listed
+
+
+@dataclass
+class CommitResult:
+    message: str
+    changes: gitdiff.Changes
+    notices: list[str]
+    summarised: bool  # the diff was too large and went through per-file summaries
+    seconds: float
+
+
+async def generate_commit_message(
+    worker: GenerationWorker, settings: Settings, repo: Path, *, key: object = "commit",
+    root: Path | None = None, progress: Callable[[str], None] | None = None,
+) -> CommitResult:
+    """A validated commit message for the staged changes of the repository at ``repo``.
+
+    Raises GitStateError (not a repository, a merge in progress, nothing to
+    describe, ...) or CommitMessageError (the model gave nothing valid).
+    """
+    import time
+
+    started = time.perf_counter()
+    changes = await asyncio.to_thread(gitdiff.read_changes, repo)
+    info = await ready_engine(worker)
+    chat = bool(info.chat_template)
+    sampling = settings.commit
+    style = settings.commit.style
+    notices = list(changes.notices)
+    budget = max(400, (info.context_length - sampling.max_tokens - 350) * DIFF_CHARS_PER_TOKEN)
+    files = changes.described
+    if changes.listed_only:
+        notices.append("left out of the prompt (listed only): " + ", ".join(
+            f"{f.path} ({f.left_out})" for f in changes.listed_only))
+    full = "".join(f.patch for f in files)
+    summarised = False
+    if len(full) <= budget:
+        diff_text = full
+    else:
+        # Map: one line per file (largest first), then reduce: the message from those.
+        summarised = True
+        ranked = sorted(files, key=lambda f: f.added + f.removed, reverse=True)
+        chosen = ranked[:MAX_SUMMARISED_FILES]
+        if len(ranked) > len(chosen):
+            notices.append(f"{len(ranked) - len(chosen)} smaller files are only listed")
+        notices.append(f"the diff ({len(full)} characters) is larger than the model's context: "
+                       f"summarised per file first")
+        summaries = []
+        for n, f in enumerate(chosen, 1):
+            if progress:
+                progress(f"summarising {f.path} ({n}/{len(chosen)})")
+            messages, text = commit_message.summary_prompt(
+                f, gitdiff.trim_patch(f.patch, budget), chat=chat, root=root)
+            done = await _generate(worker, "commit-summary", prompt_text(info, messages, text),
+                                   SamplingSettings(temperature=0.1, max_tokens=48),
+                                   stop=_stops(info, "\n"), grammar=commit_message.SUMMARY_GRAMMAR,
+                                   key=key)
+            summaries.append((f, done.text.strip()))
+        diff_text = commit_message.summary_diff(summaries)
+    if progress:
+        progress("writing the message")
+    messages, text = commit_message.build_prompt(changes, diff_text, style=style, chat=chat,
+                                                 root=root)
+    prompt = prompt_text(info, messages, text)
+    grammar = (commit_message.CONVENTIONAL_GRAMMAR if style == "conventional"
+               else commit_message.PLAIN_GRAMMAR)
+    errors = []
+    for attempt in range(2):  # one retry, warmer, when the first answer fails the checks
+        run = sampling if attempt == 0 else dataclasses.replace(
+            sampling, temperature=max(0.7, sampling.temperature), seed=-1)
+        done = await _generate(worker, "commit", prompt, run, stop=_stops(info, "\n\n\n"),
+                               grammar=grammar, key=key)
+        try:
+            message = commit_message.validate(done.text, changes, style)
+        except commit_message.CommitMessageError as exc:
+            log.info("commit message rejected (attempt %d): %s", attempt + 1, exc)
+            errors.append(str(exc))
+            continue
+        log.info("commit message in %.1f s (%d prompt tokens)", time.perf_counter() - started,
+                 done.prompt_tokens)
+        return CommitResult(message, changes, notices, summarised,
+                            time.perf_counter() - started)
+    raise commit_message.CommitMessageError(
+        "the model gave no valid commit message (" + "; ".join(errors) + "); "
+        "write it yourself or configure a larger model")

@@ -1,7 +1,8 @@
 """`hearth serve` with a scripted FakeEngine, for exact end-to-end handler tests.
 
 FAKE_ENGINE_RESPONSES: JSON list of answers, in order; FAKE_ENGINE_DEFAULT the
-answer after those (FAKE_ENGINE_REPEAT times over); FAKE_ENGINE_DELAY seconds per piece (to test cancellation).
+answer after those (FAKE_ENGINE_REPEAT times over); FAKE_ENGINE_DELAY seconds per piece (to test cancellation);
+FAKE_ENGINE_CONTEXT the context length the model reports.
 A `model.path` setting is still checked for real, so bad paths fail as they do
 in production.
 """
@@ -26,6 +27,7 @@ def factory(settings, cache):
                         * int(os.environ.get("FAKE_ENGINE_REPEAT", "1")),
                         piece_delay_s=float(os.environ.get("FAKE_ENGINE_DELAY", "0")))
     engine.info.path = settings.model.path or "<fake>"
+    engine.info.context_length = int(os.environ.get("FAKE_ENGINE_CONTEXT", "4096"))
     return engine
 
 

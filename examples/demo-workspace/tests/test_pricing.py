@@ -1,5 +1,4 @@
 import pytest
-
 from inventory.pricing import apply_discount, format_price, parse_price
 
 

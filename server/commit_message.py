@@ -1,0 +1,254 @@
+"""Commit messages: prompts, the output grammar, and the checks a message must pass.
+
+Pure functions (text in, text out). The grammar makes the model's output have
+the right shape; ``validate`` checks what a grammar cannot: the subject's length
+and mood, and that the model did not just echo a line of the diff (tiny models
+do). A message that fails is repaired when the fix is mechanical and refused
+otherwise: no message beats a wrong one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chat_format import Message
+from .gitdiff import Changes, FileDiff, stat_line, trim_patch
+from .prompts import render
+
+TYPES = ("feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "ci", "chore",
+         "revert")
+MAX_HEADER = 72
+MAX_BULLETS = 5
+STYLES = ("conventional", "plain")
+
+# GBNF. The subject starts with a lowercase letter (the Conventional Commits
+# habit) and is bounded so the header fits in 72 characters; the body is a few
+# bullets. A full grammar slows decoding, but a commit message is short.
+_BODY = r'''
+body ::= "\n\n" bullet bullet? bullet? bullet? bullet?
+bullet ::= "- " [a-zA-Z`] [a-z]* " " [^\n]{6,90} "\n"
+'''
+CONVENTIONAL_GRAMMAR = (
+    'root ::= type scope? ": " subject body?\n'
+    "type ::= " + " | ".join(f'"{t}"' for t in TYPES) + "\n"
+    'scope ::= "(" [a-z0-9_./-]{1,20} ")"\n'
+    r'subject ::= [a-z]{2,14} " " [a-z`] [^\n]{4,50}' + "\n" + _BODY)
+PLAIN_GRAMMAR = r'root ::= [A-Z] [a-z]{1,13} " " [a-z`] [^\n]{4,55} body?' + "\n" + _BODY
+
+_HEADER = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^()\s]+)\))?(?P<bang>!)?: (?P<subject>.+)$")
+
+# Verbs a commit subject starts with, to put a subject in the imperative mood
+# ("added x" -> "add x") without guessing at words we do not know.
+_VERBS = frozenset(["add", "adjust", "allow", "avoid", "bump", "change", "check", "clean", "clarify", "cleanup", "correct", "create", "delete", "deprecate", "disable", "document", "drop", "enable", "ensure", "expose", "extract", "fix", "format", "handle", "implement", "improve", "include", "initialize", "introduce", "log", "make", "merge", "migrate", "move", "optimize", "parse", "prevent", "raise", "read", "record", "reduce", "refactor", "reject", "release", "remove", "rename", "reorder", "replace", "report", "require", "reset", "resolve", "restore", "restructure", "return", "revert", "rewrite", "run", "separate", "set", "show", "simplify", "skip", "sort", "speed", "split", "store", "support", "switch", "test", "tidy", "track", "trim", "tweak", "unify", "update", "upgrade", "use", "validate", "write"])
+
+
+class CommitMessageError(ValueError):
+    """No valid message could be made; says why."""
+
+
+@dataclass(frozen=True)
+class CommitPrompt:
+    text: str
+    stop: list[str]
+    grammar: str
+
+
+def _imperative(word: str) -> str | None:
+    """The imperative form of a known verb in another form, else None."""
+    w = word.lower()
+    if w in _VERBS:
+        return w
+    candidates = []
+    for suffix, repl in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ing", "e"), ("ed", ""),
+                         ("ed", "e"), ("es", ""), ("s", "")):
+        if w.endswith(suffix):
+            stem = w[: -len(suffix)]
+            candidates.append(stem + repl)
+            if suffix in ("ed", "ing") and len(stem) > 2 and stem[-1] == stem[-2]:
+                candidates.append(stem[:-1])  # skipped -> skip, dropping -> drop
+    return next((c for c in candidates if c in _VERBS), None)
+
+
+def type_hint(files: list[FileDiff]) -> str | None:
+    """The type a message must have when the files leave no doubt (all docs, all tests)."""
+    paths = [f.path for f in files]
+    if not paths:
+        return None
+    if all(p.lower().endswith((".md", ".rst", ".txt", ".adoc")) or p.startswith("docs/")
+           for p in paths):
+        return "docs"
+    if all(re.search(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.\w+$|[^/]*\.(test|spec)\.\w+$)", p)
+           for p in paths):
+        return "test"
+    return None
+
+
+def _diff_lines(files: list[FileDiff]) -> set[str]:
+    out = set()
+    for f in files:
+        for line in f.patch.splitlines():
+            if line[:1] in "+- " and not line.startswith(("+++", "---")):
+                text = line[1:].strip().lower()
+                if len(text) >= 12:
+                    out.add(text)
+    return out
+
+
+_WORD = re.compile(r"[A-Za-z]{2,}")
+_STOPWORDS = frozenset(["the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "from", "by", "at", "as", "is", "are", "be", "it", "its", "this", "that", "into", "when", "than", "then", "not", "no", "new", "old", "all", "any", "some", "more", "less", "only", "also", "now", "use", "using"])
+
+
+def _content_words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)
+            if len(w) >= 4 and w.lower() not in _STOPWORDS and w.lower() not in _VERBS]
+
+
+def _grounded(text: str, vocabulary: set[str]) -> bool:
+    """Whether some content word of ``text`` shares a 4-letter stem with the changes
+    (identifiers are split, so `parse_price` grounds "prices")."""
+    words = _content_words(text)
+    return not words or not vocabulary or any(w[:4] in vocabulary for w in words)
+
+
+def _vocabulary(files: list[FileDiff]) -> set[str]:
+    text = " ".join(f"{f.path} {f.old_path} {f.patch}" for f in files)
+    words = set()
+    for token in re.findall(r"[A-Za-z][A-Za-z0-9]*", text.replace("_", " ")):
+        for part in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", token):
+            if len(part) >= 4:
+                words.add(part.lower()[:4])
+    return words
+
+
+def _echoes(text: str, diff_lines: set[str]) -> bool:
+    t = text.strip().lower().rstrip(".")
+    if re.search(r"^(diff --git|index [0-9a-f]|@@|\+\+\+|---)|[{};]|\bdef \b|\breturn\b", t):
+        return True
+    return len(t) >= 12 and any(t in line or line in t for line in diff_lines)
+
+
+def validate(raw: str, changes: Changes | None = None, style: str = "conventional") -> str:
+    """The message, repaired where the fix is mechanical; CommitMessageError otherwise."""
+    files = changes.described if changes else []
+    diff_lines = _diff_lines(files)
+    lines = [line.rstrip() for line in raw.strip().splitlines()]
+    if not lines or not lines[0].strip():
+        raise CommitMessageError("the model gave an empty message")
+    header = lines[0].strip()
+    if style == "conventional":
+        m = _HEADER.match(header)
+        if m is None:
+            raise CommitMessageError(f"not a Conventional Commits header: {header!r}")
+        ctype, scope, subject = m["type"], m["scope"], m["subject"].strip()
+        if ctype not in TYPES:
+            raise CommitMessageError(f"unknown commit type {ctype!r} (one of {', '.join(TYPES)})")
+        hint = type_hint(files)
+        if hint and ctype != hint:
+            ctype = hint  # every file is documentation (or a test): the type says so
+    else:
+        ctype, scope, subject = "", None, header
+    subject = subject.rstrip(" .")
+    words = subject.split()
+    if not words:
+        raise CommitMessageError("the subject is empty")
+    verb = _imperative(words[0])
+    if verb is not None:
+        words[0] = verb
+    elif re.fullmatch(r"[A-Za-z]+(ed|ing|[^s]s)", words[0]):
+        raise CommitMessageError(f"the subject is not in the imperative mood: {subject!r}")
+    subject = " ".join(words)
+    if _echoes(subject, diff_lines):
+        raise CommitMessageError(f"the subject repeats the diff instead of describing it: "
+                                 f"{subject!r}")
+    if len([w for w in subject.split() if _WORD.fullmatch(w.strip(",:;`'\"()"))]) < 2:
+        raise CommitMessageError(f"the subject does not say anything: {subject!r}")
+    vocabulary = _vocabulary(files)
+    if not _grounded(subject, vocabulary):
+        raise CommitMessageError(f"the subject is about nothing in the diff: {subject!r}")
+    if scope and files and not any(scope.lower() in f"{f.path}\n{f.patch}".lower()
+                                   for f in files):
+        scope = None  # a scope named after nothing that changed is dropped
+    if style == "conventional":
+        subject = subject[0].lower() + subject[1:]
+        header = f"{ctype}({scope}): {subject}" if scope else f"{ctype}: {subject}"
+    else:
+        header = subject[0].upper() + subject[1:]
+    if len(header) > MAX_HEADER:
+        raise CommitMessageError(f"the subject line is {len(header)} characters "
+                                 f"(at most {MAX_HEADER})")
+    bullets = []
+    for line in lines[1:]:
+        text = line.strip()
+        if not text:
+            continue
+        text = re.sub(r"^[-*]\s*", "", text)
+        if (len([w for w in _WORD.findall(text) if len(w) >= 3]) < 3
+                or _echoes(text, diff_lines) or text.lower() == subject.lower()
+                or not _grounded(text, vocabulary)):
+            continue  # too short to say anything, repeats the diff or the subject, or
+            # is about something that did not change
+        bullets.append(f"- {text}")
+        if len(bullets) == MAX_BULLETS:
+            break
+    return header + ("\n\n" + "\n".join(bullets) if bullets else "")
+
+
+# ------------------------------------------------------------------ prompts
+
+
+def files_block(changes: Changes) -> str:
+    return "\n".join(stat_line(f) for f in changes.files)
+
+
+def diff_block(files: list[FileDiff], max_chars: int) -> tuple[str, list[str]]:
+    """The patches within ``max_chars``; files whose patch was cut are named."""
+    out, cut = [], []
+    left = max_chars
+    for f in files:
+        patch = f.patch
+        if len(patch) > left:
+            patch = trim_patch(patch, max(200, left))
+            cut.append(f.path)
+        out.append(patch)
+        left -= len(patch)
+    return "".join(out), cut
+
+
+def _style_rules(style: str) -> str:
+    if style == "plain":
+        return ("A subject line of at most 72 characters: capitalized, imperative mood "
+                "(\"Add\", \"Fix\"), no period.")
+    return ("A subject line `type(scope): subject` of at most 72 characters. type is one of: "
+            + ", ".join(TYPES) + ". scope (optional) is the area changed, one lowercase word. "
+            "subject is lowercase, imperative mood (\"add\", \"fix\"), no period.")
+
+
+def build_prompt(changes: Changes, diff_text: str, *, style: str, chat: bool,
+                 root: Path | None = None) -> tuple[list[Message] | None, str]:
+    """(chat messages, completion-style text): one of them is used, per the model."""
+    values = {"rules": _style_rules(style), "files": files_block(changes),
+              "branch": changes.branch or "(detached HEAD)", "diff": diff_text.rstrip()}
+    if chat:
+        return [Message("system", render("commit.system.txt", root, **values).strip()),
+                Message("user", render("commit.user.txt", root, **values).strip())], ""
+    return None, render("commit.completion.txt", root, **values)
+
+
+def summary_prompt(f: FileDiff, patch: str, *, chat: bool,
+                   root: Path | None = None) -> tuple[list[Message] | None, str]:
+    """Map step for a large diff: one file's change in one line."""
+    values = {"path": f.path, "stat": stat_line(f), "diff": patch.rstrip()}
+    if chat:
+        return [Message("system", render("commit.summary.system.txt", root, **values).strip()),
+                Message("user", render("commit.summary.user.txt", root, **values).strip())], ""
+    return None, render("commit.summary.completion.txt", root, **values)
+
+
+SUMMARY_GRAMMAR = r'root ::= [A-Za-z] [^\n]{4,100}'
+
+
+def summary_diff(summaries: list[tuple[FileDiff, str]]) -> str:
+    """The reduce step's stand-in for the diff: one line per file."""
+    return "\n".join(f"{stat_line(f)}: {text.strip()}" for f, text in summaries)

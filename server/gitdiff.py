@@ -1,0 +1,214 @@
+"""The changes a commit message describes: the staged diff, read with gitpython.
+
+Reading (``read_changes``) talks to git; everything after it is pure: which
+files go into a prompt (lockfiles, binaries, minified and generated files are
+only listed), and how a diff too large for the context is split per file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..indexer.discovery import GENERATED_GLOBS, LOCKFILES, MINIFIED_LINE_CHARS
+
+
+class GitStateError(ValueError):
+    """The repository is in a state where no message should be written; says why."""
+
+
+@dataclass
+class FileDiff:
+    path: str
+    status: str  # A M D R C T
+    patch: str  # the file's unified diff (headers included); "" when left out
+    added: int = 0
+    removed: int = 0
+    left_out: str = ""  # why the patch is not in the prompt ("lockfile", "binary", ...)
+    old_path: str = ""  # renames
+
+
+@dataclass
+class Changes:
+    repo: Path
+    staged: bool  # False: nothing was staged, these are the unstaged changes
+    files: list[FileDiff]
+    branch: str | None  # None: detached HEAD
+    initial: bool = False  # no commit yet
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def described(self) -> list[FileDiff]:
+        return [f for f in self.files if not f.left_out]
+
+    @property
+    def listed_only(self) -> list[FileDiff]:
+        return [f for f in self.files if f.left_out]
+
+
+def _open_repo(path: Path):
+    import git
+
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except git.NoSuchPathError as exc:
+        raise GitStateError(f"{path} does not exist") from exc
+    except git.InvalidGitRepositoryError as exc:
+        raise GitStateError(f"{path} is not inside a git repository") from exc
+
+
+def read_changes(path: Path) -> Changes:
+    """The staged changes of the repository containing ``path`` (or, when nothing is
+    staged, the unstaged ones, with a notice). Raises GitStateError with a clear
+    message for states where a message makes no sense."""
+    import git
+
+    repo = _open_repo(path)
+    if repo.bare:
+        raise GitStateError(f"{repo.git_dir} is a bare repository: there is nothing to commit")
+    git_dir = Path(repo.git_dir)
+    if (git_dir / "MERGE_HEAD").exists():
+        raise GitStateError("a merge is in progress: git has prepared its message "
+                            "(.git/MERGE_MSG); finish or abort the merge first")
+    if (git_dir / "rebase-merge").exists() or (git_dir / "rebase-apply").exists():
+        raise GitStateError("a rebase is in progress: the commits being replayed keep their "
+                            "messages; finish or abort the rebase first")
+    if (git_dir / "CHERRY_PICK_HEAD").exists() or (git_dir / "REVERT_HEAD").exists():
+        raise GitStateError("a cherry-pick or revert is in progress: git has prepared its "
+                            "message; finish or abort it first")
+    try:
+        repo.head.commit  # noqa: B018 - raises without any commit
+        initial = False
+    except ValueError:
+        initial = True
+    branch = None if repo.head.is_detached else repo.head.ref.name
+    notices: list[str] = []
+    if branch is None:
+        notices.append("HEAD is detached: the commit will not be on any branch")
+    if initial:
+        notices.append("this will be the repository's first commit")
+    root = Path(repo.working_tree_dir or path)
+    try:
+        files = _diff(repo, cached=True)
+        staged = True
+        if not files:
+            files = _diff(repo, cached=False)
+            staged = False
+            if files:
+                notices.append("nothing is staged: describing the unstaged changes "
+                               "(stage them with `git add` before committing)")
+    except git.GitCommandError as exc:
+        raise GitStateError(f"git failed: {exc.stderr.strip() or exc}") from exc
+    if not files:
+        untracked = repo.untracked_files
+        hint = f" ({len(untracked)} untracked files: `git add` them first)" if untracked else ""
+        raise GitStateError(f"nothing to describe: no staged or unstaged changes{hint}")
+    return Changes(root, staged, files, branch, initial, notices)
+
+
+def _diff(repo, *, cached: bool) -> list[FileDiff]:
+    args = ["--cached"] if cached else []
+    # -M: renames as renames; --no-color/--no-ext-diff: the user's config must not
+    # change what we parse.
+    common = [*args, "-M", "--no-color", "--no-ext-diff"]
+    numstat = repo.git.diff(*common, "--numstat", "-z")
+    status = repo.git.diff(*common, "--name-status", "-z")
+    patch = repo.git.diff(*common, "--unified=3")
+    return parse_diff(numstat, status, patch)
+
+
+def parse_diff(numstat_z: str, name_status_z: str, patch: str) -> list[FileDiff]:
+    """Join `git diff --numstat -z`, `--name-status -z` and the patch, per file."""
+    files: dict[str, FileDiff] = {}
+    fields = name_status_z.split("\0")
+    i = 0
+    while i < len(fields) and fields[i]:
+        code = fields[i]
+        if code[0] in "RC":
+            old, new = fields[i + 1], fields[i + 2]
+            files[new] = FileDiff(new, code[0], "", old_path=old)
+            i += 3
+        else:
+            files[fields[i + 1]] = FileDiff(fields[i + 1], code[0], "")
+            i += 2
+    parts = numstat_z.split("\0")
+    i = 0
+    while i < len(parts) and parts[i]:
+        added, removed, name = parts[i].split("\t", 2)
+        if name == "":  # a rename: the two paths follow
+            name = parts[i + 2]
+            i += 3
+        else:
+            i += 1
+        f = files.get(name)
+        if f is None:
+            continue
+        if added == "-":
+            f.left_out = "binary"
+        else:
+            f.added, f.removed = int(added), int(removed)
+    for chunk in _split_patch(patch):
+        f = files.get(chunk[0])
+        if f is not None:
+            f.patch = chunk[1]
+    for f in files.values():
+        f.left_out = f.left_out or leave_out_reason(f.path, f.patch)
+        if f.left_out:
+            f.patch = ""
+    return list(files.values())
+
+
+_DIFF_HEADER = re.compile(r'^diff --git "?a/(.*?)"? "?b/(.*?)"?$', re.M)
+
+
+def _split_patch(patch: str) -> list[tuple[str, str]]:
+    heads = list(_DIFF_HEADER.finditer(patch))
+    out = []
+    for n, m in enumerate(heads):
+        end = heads[n + 1].start() if n + 1 < len(heads) else len(patch)
+        out.append((m.group(2), patch[m.start(): end].rstrip("\n") + "\n"))
+    return out
+
+
+def leave_out_reason(path: str, patch: str) -> str:
+    """Why a file's diff stays out of the prompt ('' to keep it)."""
+    name = path.rsplit("/", 1)[-1]
+    if name in LOCKFILES:
+        return "lockfile"
+    if any(fnmatch.fnmatch(name, g) for g in GENERATED_GLOBS):
+        return "generated"
+    if "Binary files" in patch and "differ" in patch and "@@" not in patch:
+        return "binary"
+    added = [line for line in patch.splitlines() if line.startswith("+")
+             and not line.startswith("+++")]
+    if added and sum(map(len, added)) / len(added) > MINIFIED_LINE_CHARS:
+        return "minified"
+    head = "\n".join(added[:40])
+    if any(marker in head for marker in ("@generated", "DO NOT EDIT", "Code generated by")):
+        return "generated"
+    return ""
+
+
+def stat_line(f: FileDiff) -> str:
+    """`M src/app.py (+3 -1)`, or with the reason it was left out."""
+    name = f"{f.old_path} -> {f.path}" if f.old_path else f.path
+    if f.left_out:
+        return f"{f.status} {name} ({f.left_out}, not shown)"
+    return f"{f.status} {name} (+{f.added} -{f.removed})"
+
+
+def trim_patch(patch: str, max_chars: int) -> str:
+    """A file's patch cut at a hunk boundary to at most ``max_chars`` (marked when cut)."""
+    if len(patch) <= max_chars:
+        return patch
+    hunks = re.split(r"(?m)^(?=@@ )", patch)
+    out = hunks[0]
+    for hunk in hunks[1:]:
+        if len(out) + len(hunk) > max_chars:
+            break
+        out += hunk
+    if len(out) > max_chars:
+        out = out[:max_chars]
+    return out.rstrip("\n") + f"\n[... {len(patch) - len(out)} more characters of this diff]\n"

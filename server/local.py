@@ -1,0 +1,33 @@
+"""The model in this process, for the command line (the server has its own life cycle)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from .engine.base import Engine
+from .engine.worker import GenerationWorker, wait_for
+from .models import resolve_model_path
+from .settings import Settings
+
+EngineFactory = Callable[[Settings, Path], Engine]
+
+
+def llama_engine_factory(settings: Settings, cache: Path) -> Engine:
+    from .engine.llama import LlamaEngine  # imports llama_cpp: only when loading
+
+    return LlamaEngine(resolve_model_path(settings.model, cache), settings.model)
+
+
+@asynccontextmanager
+async def local_worker(settings: Settings, cache: Path,
+                       factory: EngineFactory | None = None) -> AsyncIterator[GenerationWorker]:
+    """A generation worker with the configured model loaded (ModelUnavailable if it cannot)."""
+    worker = GenerationWorker()
+    make = factory or llama_engine_factory
+    try:
+        await wait_for(worker.load(lambda: make(settings, cache)))
+        yield worker
+    finally:
+        worker.shutdown()

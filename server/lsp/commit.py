@@ -1,0 +1,65 @@
+"""`hearth.generateCommitMessage`: a validated message for the staged changes.
+
+The server never commits: it returns the message and the client puts it where
+the user writes one (VS Code's Source Control box, a `gitcommit` buffer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.uris import to_fs_path
+
+from .. import tasks
+from ..commit_message import CommitMessageError
+from ..engine.base import EngineError, ModelUnavailable
+from ..gitdiff import GitStateError
+from .common import RequestFailed, call_soon
+from .server import HearthServer
+
+CMD_COMMIT_MESSAGE = "hearth.generateCommitMessage"
+
+
+async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]:
+    """[{repo?: path or file URI}] -> {message, notices, staged, summarised, files}."""
+    params = args[0] if args else {}
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise JsonRpcInvalidParams('expected [{"repo"?: string}]')
+    repo_arg = params.get("repo")
+    if repo_arg is not None and not isinstance(repo_arg, str):
+        raise JsonRpcInvalidParams("'repo' must be a path or a file URI")
+    if repo_arg:
+        repo = Path(to_fs_path(repo_arg) or repo_arg) if repo_arg.startswith("file:") \
+            else Path(repo_arg)
+    elif ls.root is not None:
+        repo = ls.root
+    else:
+        raise JsonRpcInvalidParams("no workspace folder: pass {\"repo\": path}")
+    key = ("commit", str(repo))
+    loop = asyncio.get_running_loop()
+
+    def cancel() -> None:
+        ls.worker.cancel_where(lambda j: j.key == key)
+
+    async with ls.work_progress("Hearth: commit message", cancel=cancel) as report:
+        try:
+            result = await tasks.generate_commit_message(
+                ls.worker, ls.settings, repo, key=key, root=ls.root,
+                progress=lambda message: call_soon(loop, report, message))
+        except (GitStateError, CommitMessageError, tasks.TaskCancelled) as exc:
+            report.end(str(exc))
+            raise RequestFailed(str(exc)) from exc
+        except (ModelUnavailable, EngineError) as exc:
+            report.end(str(exc))
+            raise RequestFailed(f"model unavailable: {exc}") from exc
+        report.end(f"done in {result.seconds:.1f} s")
+    return {"message": result.message, "notices": result.notices,
+            "staged": result.changes.staged, "summarised": result.summarised,
+            "repo": str(result.changes.repo),
+            "files": [{"path": f.path, "status": f.status, "leftOut": f.left_out or None}
+                      for f in result.changes.files]}

@@ -1,0 +1,190 @@
+"""Commit messages: reading git state, filtering the diff, validating the model's output."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hearth_lsp.server import commit_message as cm
+from hearth_lsp.server.gitdiff import Changes, FileDiff, GitStateError, read_changes, trim_patch
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "T")
+    (root / "app.py").write_text("def total(xs):\n    return sum(xs)\n")
+    git(root, "add", "app.py")
+    git(root, "commit", "-qm", "init")
+    return root
+
+
+# ----------------------------------------------------------------- git state
+
+
+def test_staged_changes_with_lockfiles_and_binaries_listed_only(repo):
+    (repo / "app.py").write_text("def total(xs):\n    return sum(x for x in xs if x)\n")
+    (repo / "package-lock.json").write_text('{"lockfileVersion": 3}\n')
+    (repo / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0binary")
+    (repo / "bundle.min.js").write_text("var a=1;" * 200 + "\n")
+    git(repo, "add", ".")
+    changes = read_changes(repo / "app.py")  # any path inside the repository
+    assert changes.staged and changes.branch == "main" and not changes.initial
+    assert [f.path for f in changes.described] == ["app.py"]
+    assert "+    return sum(x for x in xs if x)" in changes.described[0].patch
+    assert {f.path: f.left_out for f in changes.listed_only} == {
+        "bundle.min.js": "generated", "logo.png": "binary", "package-lock.json": "lockfile"}
+    assert all(f.patch == "" for f in changes.listed_only)
+
+
+def test_unstaged_changes_are_used_with_a_notice(repo):
+    (repo / "app.py").write_text("def total(xs):\n    return 0\n")
+    changes = read_changes(repo)
+    assert not changes.staged
+    assert any("nothing is staged" in n for n in changes.notices)
+
+
+def test_renames_are_renames(repo):
+    git(repo, "mv", "app.py", "totals.py")
+    [f] = read_changes(repo).files
+    assert (f.status, f.old_path, f.path) == ("R", "app.py", "totals.py")
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("none", "nothing to describe"),
+    ("untracked", "1 untracked files"),
+    ("merge", "a merge is in progress"),
+    ("rebase", "a rebase is in progress"),
+])
+def test_states_without_a_message_are_clear_errors(repo, setup, message):
+    if setup == "untracked":
+        (repo / "new.py").write_text("x = 1\n")
+    elif setup == "merge":
+        (Path(repo) / ".git" / "MERGE_HEAD").write_text(git(repo, "rev-parse", "HEAD"))
+    elif setup == "rebase":
+        (Path(repo) / ".git" / "rebase-merge").mkdir()
+    with pytest.raises(GitStateError, match=message):
+        read_changes(repo)
+
+
+def test_not_a_repository(tmp_path):
+    with pytest.raises(GitStateError, match="not inside a git repository"):
+        read_changes(tmp_path)
+
+
+def test_first_commit_and_detached_head(tmp_path, repo):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    git(fresh, "init", "-q")
+    (fresh / "main.go").write_text("package main\n")
+    git(fresh, "add", ".")
+    changes = read_changes(fresh)
+    assert changes.initial and [f.path for f in changes.files] == ["main.go"]
+    assert any("first commit" in n for n in changes.notices)
+    git(repo, "checkout", "-q", "--detach")
+    (repo / "app.py").write_text("x = 2\n")
+    git(repo, "add", ".")
+    detached = read_changes(repo)
+    assert detached.branch is None and any("detached" in n for n in detached.notices)
+
+
+def test_a_long_patch_is_cut_at_a_hunk_and_says_so():
+    hunk = "@@ -1,2 +1,2 @@\n-a\n+b\n"
+    patch = "diff --git a/x b/x\n--- a/x\n+++ b/x\n" + hunk * 50
+    cut = trim_patch(patch, 200)
+    assert len(cut) < 260 and cut.count("@@ -1,2") >= 1
+    assert "more characters of this diff]" in cut
+    assert trim_patch(patch, 10_000) == patch
+
+
+# ---------------------------------------------------------------- validation
+
+
+def changes_of(*files: FileDiff) -> Changes:
+    return Changes(Path("."), True, list(files), "main")
+
+
+APP = FileDiff("src/app.py", "M", "diff --git a/src/app.py b/src/app.py\n"
+               "@@ -1,2 +1,2 @@ def total(xs):\n"
+               "-    return sum(xs)\n+    return sum(x for x in xs if x is not None)\n", 1, 1)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("fix(app): skip missing values in total", "fix(app): skip missing values in total"),
+    ("fix: Skipped missing values in total.\n\n- totals ignore None now\n",
+     "fix: skip missing values in total\n\n- totals ignore None now"),
+    ("feat: adds a total that ignores gaps", "feat: add a total that ignores gaps"),
+    ("fix(auth): skip missing values in total", "fix: skip missing values in total"),
+    ("fix: handle None\n\n- return sum(x for x in xs if x is not None)\n"
+     "- keep the total of plain lists\n- also update the login page",
+     "fix: handle None\n\n- keep the total of plain lists"),  # echoed and unrelated bullets go
+])
+def test_messages_are_checked_and_mechanically_repaired(raw, expected):
+    assert cm.validate(raw, changes_of(APP)) == expected
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("", "empty"),
+    ("Update the app", "not a Conventional Commits header"),
+    ("feature: add x", "unknown commit type"),
+    ("fix: return sum(x for x in xs if x is not None)", "repeats the diff"),
+    ("fix: diff --git a/src/app.py", "repeats the diff"),
+    ("fix: fixing the total", None),  # known verb: repaired, not refused
+    ("fix: wandered around the code", "imperative"),
+    ("feat(app): " + "make the total much better " * 3, "at most 72"),
+    ("fix: add-1\n\n- add-2\n- refactor -3", "does not say anything"),
+    ("feat: add user login with passwords", "about nothing in the diff"),
+    ("fix: totals the values", "imperative"),
+])
+def test_bad_messages_are_refused(raw, reason):
+    if reason is None:
+        assert cm.validate(raw, changes_of(APP)) == "fix: fix the total"
+        return
+    with pytest.raises(cm.CommitMessageError, match=reason):
+        cm.validate(raw, changes_of(APP))
+
+
+def test_the_type_follows_files_that_leave_no_doubt():
+    docs = FileDiff("docs/usage.md", "M", "@@ -1 +1 @@\n-Options\n+Options and defaults\n", 1, 1)
+    tests = FileDiff("tests/test_app.py", "A", "@@ -0,0 +1 @@\n+def test_total_of_empty_lists(): ...\n", 1, 0)
+    assert cm.validate("feat: explain the options", changes_of(docs)) == \
+        "docs: explain the options"
+    assert cm.validate("fix(app): cover empty lists", changes_of(tests)) == \
+        "test(app): cover empty lists"
+    assert cm.validate("fix: cover empty lists", changes_of(tests, APP)) == \
+        "fix: cover empty lists"
+
+
+def test_plain_style():
+    assert cm.validate("add totals that skip gaps.", changes_of(APP), "plain") == \
+        "Add totals that skip gaps"
+
+
+def test_grammars_compile_in_llama_cpp():
+    llama_cpp = pytest.importorskip("llama_cpp")
+    for grammar in (cm.CONVENTIONAL_GRAMMAR, cm.PLAIN_GRAMMAR, cm.SUMMARY_GRAMMAR):
+        assert llama_cpp.LlamaGrammar.from_string(grammar, verbose=False) is not None
+
+
+def test_prompt_lists_every_file_and_shows_only_the_described_ones():
+    lock = FileDiff("yarn.lock", "M", "", 10, 10, left_out="lockfile")
+    changes = changes_of(APP, lock)
+    diff, cut = cm.diff_block(changes.described, 10_000)
+    messages, _ = cm.build_prompt(changes, diff, style="conventional", chat=True)
+    assert messages is not None
+    user = messages[1].content
+    assert "M yarn.lock (lockfile, not shown)" in user and "M src/app.py (+1 -1)" in user
+    assert "+    return sum(x for x in xs if x is not None)" in user and cut == []
+    assert "feat, fix, docs" in messages[0].content
+    _, completion = cm.build_prompt(changes, diff, style="plain", chat=False)
+    assert completion.rstrip().endswith("Commit message:") and "capitalized" in completion
