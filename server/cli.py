@@ -283,6 +283,100 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     return 0
 
 
+def _split_target(target: str) -> tuple[Path, str | None]:
+    """`FILE` or `FILE::SYMBOL`."""
+    path, _, symbol = target.partition("::")
+    return Path(path), symbol or None
+
+
+def cmd_review(args: argparse.Namespace, factory=None) -> int:
+    """Review files (each function, up to review.maxSymbols) and print the findings."""
+    import asyncio
+
+    from ..indexer.context import estimate_tokens, render_context
+    from ..indexer.languages import language_of
+    from . import review
+    from .engine.base import EngineError
+    from .local import local_worker
+    from .tasks import review_code, review_spans_for
+
+    logs.setup_stderr("warning")
+    root = Path(args.root or ".").resolve()
+    settings, cache = _task_settings(root)
+    jobs = []
+    for target in args.files:
+        path, symbol = _split_target(target)
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"hearth review: cannot read {path}: {exc}", file=sys.stderr)
+            return 2
+        lang = language_of(path)
+        spans = review_spans_for(source, str(path), lang, limit=10_000)
+        if symbol:
+            spans = [s for s in spans if s.label.split(" ", 1)[-1] in (symbol,)
+                     or s.label.endswith("." + symbol)]
+            if not spans:
+                print(f"hearth review: no symbol {symbol} in {path}", file=sys.stderr)
+                return 2
+        jobs.append((path, source, lang, spans[: args.max or settings.review.max_symbols]))
+    index = None
+    try:
+        index = _open_index(root)
+        if not index.readonly:
+            index.update()
+    except Exception as exc:  # review works without retrieved context
+        print(f"hearth review: no workspace context ({exc})", file=sys.stderr)
+        index = None
+
+    def context(rel: str, line: int, budget: int) -> str:
+        if index is None:
+            return ""
+        return render_context(index.context(budget, estimate_tokens, path=rel, line=line))
+
+    def rel_path(path: Path) -> str:
+        try:
+            return path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            return str(path)
+
+    async def run():
+        out = {}
+        async with local_worker(settings, cache, factory) as worker:
+            for path, source, lang, spans in jobs:
+                results = await review_code(worker, settings, source=source, path=rel_path(path),
+                                            language=lang, spans=spans, root=root,
+                                            context=context)
+                out[rel_path(path)] = [f for r in results for f in r.findings]
+        return out
+
+    try:
+        found = asyncio.run(run())
+    except EngineError as exc:
+        print(f"hearth review: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if index is not None:
+            index.close()
+    if args.format == "sarif":
+        print(json.dumps(review.sarif(found, __version__), indent=1))
+    elif args.json or args.format == "json":
+        print(json.dumps([f.as_dict(path) for path, fs in found.items() for f in fs]))
+    else:
+        for path, findings in found.items():
+            for f in findings:
+                print(f"{path}:{f.line + 1}:{f.start_col + 1}: {f.severity} [{f.category}] "
+                      f"{f.message}")
+        total = sum(map(len, found.values()))
+        print(f"{total} finding{'s' if total != 1 else ''} in {len(found)} file"
+              f"{'s' if len(found) != 1 else ''}", file=sys.stderr)
+    rank = {"info": 0, "warning": 1, "error": 2}
+    if args.fail_on and any(rank[f.severity] >= rank[args.fail_on]
+                            for fs in found.values() for f in fs):
+        return 1
+    return 0
+
+
 def cmd_hook(args: argparse.Namespace) -> int:
     from .gitdiff import GitStateError
     from .hook import install, uninstall
@@ -373,6 +467,18 @@ def build_parser() -> argparse.ArgumentParser:
     commit.add_argument("--hook", metavar="FILE", help=argparse.SUPPRESS)  # prepare-commit-msg
     commit.add_argument("-v", "--verbose", action="store_true", help="say what it is doing")
     commit.set_defaults(func=cmd_commit_msg)
+
+    rev = sub.add_parser("review", help="review files with the model; only findings "
+                         "anchored in the code are printed")
+    rev.add_argument("files", nargs="+", metavar="FILE[::SYMBOL]")
+    rev.add_argument("--root", help="workspace root for retrieved context (default: .)")
+    rev.add_argument("--json", action="store_true", help="a JSON list of findings")
+    rev.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    rev.add_argument("--max", type=int, help="most functions per file "
+                     "(default: review.maxSymbols)")
+    rev.add_argument("--fail-on", choices=["info", "warning", "error"],
+                     help="exit 1 when a finding of this severity or worse is found")
+    rev.set_defaults(func=cmd_review)
 
     hook = sub.add_parser("hook", help="install or remove the prepare-commit-msg hook")
     hook.add_argument("action", choices=["install", "uninstall"])

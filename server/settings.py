@@ -118,6 +118,24 @@ def _commit_settings() -> CommitSettings:
 
 
 @dataclass
+class ReviewSettings(SamplingSettings):
+    """Code review: when it runs on save, how much it looks at, and sampling."""
+
+    on_save: str = setting("changed", "Review on save: `off`; `changed` = only the functions "
+                           "whose lines changed since the last review (or since HEAD); `file` = "
+                           "every function of the file.", choices=("off", "changed", "file"))
+    max_symbols: int = setting(4, "Most functions reviewed per save or per file review "
+                               "(each is one generation).", minimum=1, maximum=100)
+    context_tokens: int = setting(300, "Token budget for related code from the index "
+                                  "(definitions the code uses, callers); 0 = none.",
+                                  minimum=0, maximum=32768)
+
+
+def _review_settings() -> ReviewSettings:
+    return ReviewSettings(temperature=0.1, max_tokens=320, repeat_penalty=1.05)
+
+
+@dataclass
 class IndexSettings:
     enabled: bool = setting(True, "Index the workspace in the background (search, retrieval, "
                             "workspace symbols).")
@@ -146,6 +164,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     docstring: SamplingSettings = field(default_factory=_docstring_sampling)
     commit: CommitSettings = field(default_factory=_commit_settings)
+    review: ReviewSettings = field(default_factory=_review_settings)
     index: IndexSettings = field(default_factory=IndexSettings)
     log: LogSettings = field(default_factory=LogSettings)
 

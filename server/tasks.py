@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import commit_message, docstring, gitdiff
+from . import commit_message, docstring, gitdiff, review
 from .chat_format import ChatTemplateError, Message, merge_system, render_chat
 from .engine.base import Completion, ModelInfo, ModelUnavailable
 from .engine.worker import GenerationWorker, Priority, wait_for
@@ -206,3 +206,73 @@ async def generate_commit_message(
     raise commit_message.CommitMessageError(
         "the model gave no valid commit message (" + "; ".join(errors) + "); "
         "write it yourself or configure a larger model")
+
+
+# -------------------------------------------------------------------- review
+
+ContextFn = Callable[[str, int, int], str]  # (path, first line, budget tokens) -> prompt text
+
+
+def review_spans_for(source: str, path: str, language: str | None, *,
+                     lines: set[int] | None = None, limit: int = 4) -> list[review.Span]:
+    """The symbols to review: functions, methods and other definitions touching ``lines``
+    (all of them when None), at most ``limit``, in file order. A file without symbols
+    is reviewed whole (in windows, when long)."""
+    from ..indexer.chunker import chunk_file
+
+    chunks = chunk_file(path, language, source.encode("utf-8", "surrogatepass")).chunks
+    merged: dict[tuple[str, str], list[int]] = {}
+    for c in chunks:
+        if c.kind in ("statements", "window") or not c.symbol:
+            continue
+        span = merged.setdefault((c.symbol, c.kind), [c.start_line, c.end_line])
+        span[0], span[1] = min(span[0], c.start_line), max(span[1], c.end_line)
+    spans = [review.Span(a, b, f"{kind} {name}") for (name, kind), (a, b) in merged.items()]
+    if not spans:  # no symbols: the statement runs / windows themselves
+        spans = [review.Span(c.start_line, c.end_line,
+                             f"lines {c.start_line + 1}-{c.end_line + 1}") for c in chunks]
+    if lines is not None:
+        spans = [s for s in spans if any(s.start <= n <= s.end for n in lines)]
+    # Innermost first when nested (a class header chunk and its methods do not
+    # overlap, but a long function split in parts was merged above).
+    spans.sort(key=lambda s: (s.start, -s.end))
+    return spans[:limit]
+
+
+@dataclass
+class ReviewResult:
+    span: review.Span
+    findings: list[review.Finding]
+    dropped: int  # findings the model gave that failed the checks
+    completion: Completion | None
+
+
+async def review_code(
+    worker: GenerationWorker, settings: Settings, *, source: str, path: str,
+    language: str | None, spans: list[review.Span], key: object = None,
+    root: Path | None = None, context: ContextFn | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[ReviewResult]:
+    """Review each span (one generation each); only anchored findings come back."""
+    info = await ready_engine(worker)
+    chat = bool(info.chat_template)
+    sampling = settings.review
+    lang = language or "text"
+    out: list[ReviewResult] = []
+    for n, span in enumerate(spans, 1):
+        if progress:
+            progress(f"{span.label} ({n}/{len(spans)})")
+        related = ""
+        if context is not None and sampling.context_tokens > 0:
+            related = await asyncio.to_thread(context, path, span.start, sampling.context_tokens)
+        messages, text = review.build_prompt(source, span, path=path, language=lang,
+                                             context=related, chat=chat, root=root)
+        done = await _generate(worker, "review", prompt_text(info, messages, text), sampling,
+                               stop=_stops(info), grammar=review.FINDINGS_GRAMMAR, key=key)
+        raw_items = review.parse_findings(done.text)
+        findings = review.check_findings(done.text, source, span, language=lang)
+        dropped = min(len(raw_items), review.MAX_FINDINGS) - len(findings)
+        log.info("review of %s in %s: %d findings kept, %d dropped (%.1f s)", span.label, path,
+                 len(findings), dropped, done.total_s)
+        out.append(ReviewResult(span, findings, dropped, done))
+    return out

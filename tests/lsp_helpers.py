@@ -31,7 +31,7 @@ def capabilities(*, configuration: bool = True, resolve: bool = True) -> types.C
             code_action=types.CodeActionClientCapabilities(
                 data_support=True,
                 resolve_support=types.ClientCodeActionResolveOptions(
-                    properties=["edit"] if resolve else []))))
+                    properties=["edit", "command"] if resolve else []))))
 
 
 async def start(command: list[str], root: Path, *, env: dict[str, str] | None = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pygls.exceptions import JsonRpcException
@@ -20,3 +20,16 @@ class RequestFailed(JsonRpcException):
 def call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
     """Hand a call from the generation thread to the event loop."""
     loop.call_soon_threadsafe(fn, *args)
+
+
+def wants_kind(only: Sequence[str] | None, kind: str) -> bool:
+    """Whether a code action of ``kind`` passes the client's `context.only` filter."""
+    return not only or any(kind == k or kind.startswith(k + ".") for k in only)
+
+
+def client_resolves(ls: Any, prop: str) -> bool:
+    """Whether the client resolves code action property ``prop`` (e.g. "edit") lazily."""
+    text = ls.client_capabilities.text_document
+    action = text.code_action if text else None
+    support = action.resolve_support if action else None
+    return bool(support and prop in support.properties)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,9 @@ from ..docstring import DocstringError, Edit, find_function
 from ..engine.base import EngineError, ModelUnavailable
 from ..index_service import IndexNotReady
 from ..settings import SPECS
+from . import review
 from .commit import CMD_COMMIT_MESSAGE, command_commit_message
-from .common import PROGRESS_INTERVAL_S, RequestFailed, call_soon
+from .common import PROGRESS_INTERVAL_S, RequestFailed, call_soon, client_resolves, wants_kind
 from .server import HearthServer
 
 log = logging.getLogger("hearth")
@@ -43,7 +43,9 @@ def register(ls: HearthServer) -> None:
     ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(did_change_configuration)
     ls.feature(types.SHUTDOWN)(shutdown)
     ls.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
-        code_action_kinds=[DOCSTRING_KIND], resolve_provider=True))(code_action)
+        code_action_kinds=[DOCSTRING_KIND, review.REVIEW_KIND, review.SYMBOL_REVIEW_KIND,
+                           types.CodeActionKind.QuickFix],
+        resolve_provider=True))(code_action)
     ls.feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
     ls.command(CMD_DOCSTRING)(command_docstring)
     ls.command(CMD_STATUS)(command_status)
@@ -51,6 +53,9 @@ def register(ls: HearthServer) -> None:
     ls.command(CMD_SEARCH)(command_search)
     ls.command(CMD_REINDEX)(command_reindex)
     ls.command(CMD_COMMIT_MESSAGE)(command_commit_message)
+    ls.command(review.CMD_REVIEW)(review.command_review)
+    ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)(did_change)
+    ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(did_close)
     ls.feature(types.WORKSPACE_SYMBOL)(workspace_symbol)
     ls.feature(types.TEXT_DOCUMENT_DID_SAVE)(did_save)
     ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
@@ -142,18 +147,21 @@ def _check_position(doc: TextDocument, position: types.Position) -> None:
             f"line {position.line} is outside {doc.uri} ({len(doc.lines)} lines)")
 
 
-def _wants(only: Sequence[str] | None, kind: str) -> bool:
-    return not only or any(kind == k or kind.startswith(k + ".") for k in only)
-
 
 def code_action(ls: HearthServer, params: types.CodeActionParams) -> list[types.CodeAction]:
-    """Cheap: parse the file and offer actions. The model runs only on resolve."""
+    """Cheap: parse the file and offer actions. The model runs only on resolve/command."""
     doc = ls.get_document(params.text_document.uri)
     _check_position(doc, params.range.start)
     _check_position(doc, params.range.end)
+    return [*review.quick_fixes(ls, doc, params), *_docstring_actions(ls, doc, params),
+            *review.review_actions(ls, doc, params)]
+
+
+def _docstring_actions(ls: HearthServer, doc: TextDocument,
+                       params: types.CodeActionParams) -> list[types.CodeAction]:
     if language_of(doc.uri, doc.language_id) != "python":
         return []
-    if not _wants(params.context.only, DOCSTRING_KIND):
+    if not wants_kind(params.context.only, DOCSTRING_KIND):
         return []
     fn = find_function(doc.source, params.range.start.line)
     if fn is None:
@@ -163,17 +171,10 @@ def code_action(ls: HearthServer, params: types.CodeActionParams) -> list[types.
     data = {"task": "docstring", "uri": doc.uri, "version": doc.version,
             "line": fn.def_line, "symbol": fn.qualname, "regenerate": fn.has_docstring}
     action = types.CodeAction(title=title, kind=DOCSTRING_KIND, data=data)
-    if not _client_resolves_edits(ls):
+    if not client_resolves(ls, "edit"):
         # Older clients cannot resolve `edit`: give them a command instead.
         action.command = types.Command(title=title, command=CMD_DOCSTRING, arguments=[data])
     return [action]
-
-
-def _client_resolves_edits(ls: HearthServer) -> bool:
-    text = ls.client_capabilities.text_document
-    action = text.code_action if text else None
-    support = action.resolve_support if action else None
-    return bool(support and "edit" in support.properties)
 
 
 def _action_args(data: Any) -> dict[str, Any]:
@@ -185,6 +186,10 @@ def _action_args(data: Any) -> dict[str, Any]:
 
 
 async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeAction:
+    if isinstance(action.data, dict) and action.data.get("task") == "review":
+        args = {k: v for k, v in action.data.items() if k != "task"}
+        action.command = review.review_command(action.title, args)
+        return action
     data = _action_args(action.data)
     doc = ls.get_document(data.get("uri"))
     if data.get("version") is not None and data["version"] != doc.version:
@@ -349,6 +354,20 @@ def did_save(ls: HearthServer, params: types.DidSaveTextDocumentParams) -> None:
     path = _uri_path(params.text_document.uri)
     if ls.index is not None and path is not None:
         ls.index.files_changed([path])
+    review.review_on_save(ls, params.text_document.uri)
+
+
+def did_change(ls: HearthServer, params: types.DidChangeTextDocumentParams) -> None:
+    review.document_changed(ls, params)
+
+
+def did_close(ls: HearthServer, params: types.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    ls.worker.cancel_where(lambda j: j.key == ("review", uri))
+    if ls.reviews.findings(uri):
+        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri,
+                                                                           diagnostics=[]))
+    ls.reviews.close(uri)
 
 
 def did_change_watched_files(ls: HearthServer, params: types.DidChangeWatchedFilesParams) -> None:

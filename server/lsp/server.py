@@ -26,6 +26,7 @@ from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
 from ..local import EngineFactory, llama_engine_factory
 from ..models import preset_uses_chat
+from ..review_state import ReviewState
 from ..settings import Resolved, Settings, SettingsSources, cache_dir
 
 log = logging.getLogger("hearth")
@@ -67,6 +68,8 @@ class HearthServer(LanguageServer):
         self._loaded_model: tuple[Any, ...] | None = None
         self._tokens = itertools.count(1)
         self.index: IndexService | None = None
+        self.reviews = ReviewState()  # findings per document, for diagnostics
+        self.background: set[asyncio.Future] = set()  # reviews on save, kept referenced
         self._index_progress: dict[str, str] = {}  # phase title -> progress token
         self.client_log = logs.ClientLogHandler(self._send_log)
         logging.getLogger().addHandler(self.client_log)

@@ -1,0 +1,288 @@
+"""Review through LSP: code actions, `hearth.review`, review on save, diagnostics, quick fixes.
+
+Findings arrive as `textDocument/publishDiagnostics` (source `hearth`, the
+category as code), tied to the document version they were computed for. A
+newer save cancels the running review of that document; an edit removes the
+diagnostics on the lines it touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcContentModified, JsonRpcInvalidParams
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
+from pygls.workspace.position_codec import ServerTextPosition
+
+from ...indexer.context import estimate_tokens, render_context
+from ...indexer.languages import language_of
+from .. import review, tasks
+from ..engine.base import EngineError, ModelUnavailable
+from .common import RequestFailed, call_soon, client_resolves, wants_kind
+from .server import HearthServer
+
+log = logging.getLogger("hearth")
+
+CMD_REVIEW = "hearth.review"
+REVIEW_KIND = types.CodeActionKind.Source + ".hearth.review"
+SYMBOL_REVIEW_KIND = types.CodeActionKind.Refactor + ".hearth.review"
+SOURCE = "hearth"
+_SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning,
+             "info": types.DiagnosticSeverity.Information}
+
+
+# ----------------------------------------------------------------- actions
+
+
+def review_actions(ls: HearthServer, doc: TextDocument,
+                   params: types.CodeActionParams) -> list[types.CodeAction]:
+    """Cheap: "Review <symbol>" / "Review selection" / "Review file" (run as a command)."""
+    lang = language_of(to_fs_path(doc.uri) or doc.uri, doc.language_id)
+    if lang is None:
+        return []
+    out = []
+    rng = params.range
+    line = rng.start.line
+    if wants_kind(params.context.only, SYMBOL_REVIEW_KIND):
+        spans = tasks.review_spans_for(doc.source, doc.uri, lang, lines={line}, limit=50)
+        inner = min(spans, key=lambda s: s.end - s.start) if spans else None
+        if rng.end.line > rng.start.line:  # a selection of whole lines
+            args = {"uri": doc.uri, "scope": "selection", "start": rng.start.line,
+                    "end": rng.end.line - (1 if rng.end.character == 0 else 0)}
+            out.append(_action(ls, "Hearth: Review selection", SYMBOL_REVIEW_KIND, args))
+        elif inner is not None:
+            args = {"uri": doc.uri, "scope": "symbol", "line": line}
+            out.append(_action(ls, f"Hearth: Review {inner.label}", SYMBOL_REVIEW_KIND, args))
+    if wants_kind(params.context.only, REVIEW_KIND):
+        out.append(_action(ls, "Hearth: Review file", REVIEW_KIND, {"uri": doc.uri, "scope": "file"}))
+    return out
+
+
+def quick_fixes(ls: HearthServer, doc: TextDocument,
+                params: types.CodeActionParams) -> list[types.CodeAction]:
+    """A finding with an exact replacement becomes a quick fix, if the code is unchanged."""
+    if not wants_kind(params.context.only, types.CodeActionKind.QuickFix):
+        return []
+    out = []
+    lines = doc.lines
+    for diag in params.context.diagnostics:
+        data = diag.data if isinstance(diag.data, dict) else None
+        if diag.source != SOURCE or not data or not isinstance(data.get("replacement"), str):
+            continue
+        start = doc.position_codec.position_from_client_units(lines, diag.range.start)
+        end = doc.position_codec.position_from_client_units(lines, diag.range.end)
+        if start.line >= len(lines) or lines[start.line][start.character:end.character] != \
+                data.get("quote"):
+            continue  # the code moved on since the review
+        edit = types.TextEdit(range=diag.range, new_text=data["replacement"])
+        out.append(types.CodeAction(
+            title=f"Hearth: replace with `{data['replacement'][:60]}`",
+            kind=types.CodeActionKind.QuickFix, diagnostics=[diag], is_preferred=True,
+            edit=types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
+                text_document=types.OptionalVersionedTextDocumentIdentifier(
+                    uri=doc.uri, version=doc.version), edits=[edit])])))
+    return out
+
+
+def _action(ls: HearthServer, title: str, kind: str, args: dict) -> types.CodeAction:
+    """A command action. Clients that can resolve `command` get it on resolve: some
+    client libraries read any action carrying a `command` as a bare Command."""
+    action = types.CodeAction(title=title, kind=kind, data={"task": "review", **args})
+    if not client_resolves(ls, "command"):
+        action.command = review_command(title, args)
+    return action
+
+
+def review_command(title: str, args: dict) -> types.Command:
+    return types.Command(title=title, command=CMD_REVIEW, arguments=[args])
+
+
+
+# ----------------------------------------------------------------- command
+
+
+async def command_review(ls: HearthServer, *args: Any) -> dict[str, Any]:
+    """`hearth.review` [{uri, scope: symbol|selection|file, line?, start?, end?}]."""
+    data = args[0] if args else None
+    if not isinstance(data, dict):
+        raise JsonRpcInvalidParams('expected [{"uri": ..., "scope": "symbol"|"selection"|"file"}]')
+    doc = ls.get_document(data.get("uri"))
+    lang = language_of(to_fs_path(doc.uri) or doc.uri, doc.language_id)
+    scope = data.get("scope", "file")
+    n_lines = max(1, len(doc.lines))
+    if scope == "file":
+        spans = tasks.review_spans_for(doc.source, doc.uri, lang, limit=ls.settings.review.max_symbols)
+    elif scope == "symbol":
+        line = data.get("line")
+        if not isinstance(line, int) or not 0 <= line < n_lines:
+            raise JsonRpcInvalidParams(f"'line' must be an integer from 0 to {n_lines - 1}")
+        found = tasks.review_spans_for(doc.source, doc.uri, lang, lines={line}, limit=50)
+        if not found:
+            raise RequestFailed(f"no function or definition at line {line + 1}")
+        spans = [min(found, key=lambda s: s.end - s.start)]
+    elif scope == "selection":
+        start, end = data.get("start"), data.get("end")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end < n_lines):
+            raise JsonRpcInvalidParams(f"'start' and 'end' must be lines from 0 to {n_lines - 1}")
+        spans = [review.Span(start, end, f"lines {start + 1}-{end + 1}")]
+    else:
+        raise JsonRpcInvalidParams("'scope' must be symbol, selection or file")
+    if not spans:
+        return {"findings": 0, "reviewed": []}
+    findings = await run_review(ls, doc, spans, interactive=True)
+    return {"findings": findings, "reviewed": [s.label for s in spans]}
+
+
+async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Span], *,
+                     interactive: bool) -> int:
+    """Review ``spans`` of ``doc`` and publish; a newer review of the doc cancels this one."""
+    source, version, uri = doc.source, doc.version, doc.uri
+    key = ("review", uri)
+    lang = language_of(to_fs_path(uri) or uri, doc.language_id)
+    loop = asyncio.get_running_loop()
+
+    def cancel() -> None:
+        ls.worker.cancel_where(lambda j: j.key == key)
+
+    def context(path: str, line: int, budget: int) -> str:
+        if ls.index is None:
+            return ""
+        pieces = ls.index.context(budget, estimate_tokens, path=path, line=line)
+        if pieces:
+            log.info("review context for %s:%d: %s", path, line + 1,
+                     ", ".join(p.header() for p in pieces))
+        return render_context(pieces)
+
+    path = ls.document_path(doc)
+    async with ls.work_progress("Hearth: review", cancel=cancel) as report:
+        try:
+            results = await tasks.review_code(
+                ls.worker, ls.settings, source=source, path=path, language=lang, spans=spans,
+                key=key, root=ls.root, context=context,
+                progress=lambda m: call_soon(loop, report, m))
+        except tasks.TaskCancelled:
+            report.end("cancelled")
+            if interactive:
+                raise RequestFailed("the review was cancelled") from None
+            return 0
+        except (ModelUnavailable, EngineError) as exc:
+            report.end(str(exc))
+            if interactive:
+                raise RequestFailed(f"model unavailable: {exc}") from exc
+            log.warning("review on save skipped: %s", exc)
+            return 0
+        findings = [f for r in results for f in r.findings]
+        dropped = sum(r.dropped for r in results)
+        report.end(f"{len(findings)} findings" + (f" ({dropped} unanchored dropped)"
+                                                  if dropped else ""))
+    current = ls.workspace.text_documents.get(uri)
+    if current is None or current.version != version:
+        if interactive:
+            raise JsonRpcContentModified(f"{uri} changed during the review; review it again")
+        return 0
+    ls.reviews.replace(uri, spans, findings, reviewed_text=source)
+    publish(ls, uri)
+    return len(findings)
+
+
+# ------------------------------------------------------------- diagnostics
+
+
+def publish(ls: HearthServer, uri: str) -> None:
+    doc = ls.workspace.text_documents.get(uri)
+    if doc is None:
+        return
+    diagnostics = [to_diagnostic(doc, f) for f in ls.reviews.findings(uri)
+                   if f.line < len(doc.lines)]
+    ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+        uri=uri, version=doc.version, diagnostics=diagnostics))
+
+
+def to_diagnostic(doc: TextDocument, f: review.Finding) -> types.Diagnostic:
+    start = doc.position_codec.position_to_client_units(doc.lines,
+                                                        ServerTextPosition(f.line, f.start_col))
+    end = doc.position_codec.position_to_client_units(doc.lines,
+                                                      ServerTextPosition(f.line, f.end_col))
+    data: dict[str, Any] = {"quote": f.quote}
+    if f.replacement is not None:
+        data["replacement"] = f.replacement
+    return types.Diagnostic(range=types.Range(start=start, end=end), message=f.message,
+                            severity=_SEVERITY[f.severity], source=SOURCE, code=f.category,
+                            data=data)
+
+
+def document_changed(ls: HearthServer, params: types.DidChangeTextDocumentParams) -> None:
+    """Drop findings on edited lines, move the ones below, then check every quote."""
+    uri = params.text_document.uri
+    if not ls.reviews.findings(uri):
+        return
+    changed = False
+    for change in params.content_changes:
+        rng = getattr(change, "range", None)
+        if rng is not None:
+            changed |= ls.reviews.edit(uri, rng.start.line, rng.end.line,
+                                       change.text.count("\n") + 1)
+    doc = ls.workspace.text_documents.get(uri)
+    if doc is not None:  # whole-document changes, or anything the above missed
+        lines = doc.lines
+        state = ls.reviews.get(uri)
+        still = [f for f in state.findings
+                 if f.line < len(lines) and lines[f.line][f.start_col:f.end_col] == f.quote]
+        changed |= len(still) != len(state.findings)
+        state.findings = still
+    if changed:
+        publish(ls, uri)
+
+
+# ------------------------------------------------------------------ on save
+
+
+def review_on_save(ls: HearthServer, uri: str) -> None:
+    """Start a background review per `review.onSave`; the save itself returns at once."""
+    mode = ls.settings.review.on_save
+    doc = ls.workspace.text_documents.get(uri)
+    if mode == "off" or doc is None:
+        return
+    lang = language_of(to_fs_path(uri) or uri, doc.language_id)
+    if lang is None:
+        return
+    limit = ls.settings.review.max_symbols
+    if mode == "file":
+        spans = tasks.review_spans_for(doc.source, uri, lang, limit=limit)
+    else:
+        before = ls.reviews.get(uri).reviewed_text
+        if before is None:
+            before = _head_text(to_fs_path(uri))
+        lines = review.changed_lines(before, doc.source) if before is not None else None
+        if lines is not None and not lines:
+            return  # nothing changed since the last review
+        spans = tasks.review_spans_for(doc.source, uri, lang, lines=lines, limit=limit)
+    if not spans:
+        return
+    # A newer save replaces the review still running for this document.
+    ls.worker.cancel_where(lambda j: j.key == ("review", uri))
+    task = asyncio.ensure_future(run_review(ls, doc, spans, interactive=False))
+    ls.background.add(task)
+    task.add_done_callback(ls.background.discard)
+
+
+def _head_text(path: str | None) -> str | None:
+    """The file as committed at HEAD; None when not in git (then review it all)."""
+    if not path:
+        return None
+    p = Path(path)
+    try:
+        top = subprocess.run(["git", "-C", str(p.parent), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        rel = p.resolve().relative_to(Path(top).resolve()).as_posix()
+        out = subprocess.run(["git", "-C", top, "show", f"HEAD:{rel}"], capture_output=True,
+                             timeout=10, check=True)
+        return out.stdout.decode("utf-8", "replace")
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,258 @@
+"""Code review: the prompt, the findings grammar, and the checks findings must pass.
+
+Pure functions. The model sees the code with line numbers and answers JSON
+under a grammar (the same shape is described in the prompt). A finding is
+kept only when its ``quote`` is really in the code at or near its ``line``;
+the quote, not the line number, decides where the diagnostic goes. Anything
+else is a hallucination and is dropped. Lines are 0-based here; columns are
+Python string indices (the LSP layer converts them to UTF-16).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chat_format import Message
+from .prompts import render
+
+CATEGORIES = ("bug", "security", "performance", "error-handling", "maintainability")
+SEVERITIES = ("error", "warning", "info")
+MAX_FINDINGS = 5
+ANCHOR_WINDOW = 3  # lines either side of the stated line where the quote may be
+
+FINDINGS_GRAMMAR = r'''
+root ::= "{" ws "\"findings\":" ws "[" ws (finding ("," ws finding){0,4})? ws "]" ws "}"
+finding ::= "{" ws "\"line\":" ws line "," ws "\"quote\":" ws str "," ws "\"severity\":" ws severity "," ws "\"category\":" ws category "," ws "\"message\":" ws str ("," ws "\"replacement\":" ws str)? ws "}"
+line ::= [1-9] [0-9]{0,4}
+severity ::= "\"error\"" | "\"warning\"" | "\"info\""
+category ::= "\"bug\"" | "\"security\"" | "\"performance\"" | "\"error-handling\"" | "\"maintainability\""
+str ::= "\"" char{1,200} "\""
+char ::= [^"\\\n] | "\\" ["\\/nt]
+ws ::= [ \n]{0,3}
+'''
+
+SCHEMA = {
+    "type": "object", "required": ["findings"],
+    "properties": {"findings": {"type": "array", "maxItems": MAX_FINDINGS, "items": {
+        "type": "object", "required": ["line", "quote", "severity", "category", "message"],
+        "properties": {
+            "line": {"type": "integer", "description": "line number as shown in the listing"},
+            "quote": {"type": "string", "description": "the exact code the finding is about, "
+                                                       "copied from that line"},
+            "severity": {"enum": list(SEVERITIES)},
+            "category": {"enum": list(CATEGORIES)},
+            "message": {"type": "string", "description": "what is wrong and why"},
+            "replacement": {"type": "string", "description": "optional: code to replace the "
+                                                             "quote with"}}}}}}
+
+
+class ReviewError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Span:
+    """The code under review: lines ``start``..``end`` (0-based, inclusive) of a file."""
+
+    start: int
+    end: int
+    label: str  # e.g. "function parse_price", "lines 10-20", "the file"
+
+
+@dataclass(frozen=True)
+class Finding:
+    line: int  # 0-based, where the quote was found
+    start_col: int
+    end_col: int
+    quote: str
+    severity: str
+    category: str
+    message: str
+    replacement: str | None = None  # only when it can be applied as a quick fix
+
+    def as_dict(self, path: str = "") -> dict:
+        out = {"line": self.line + 1, "column": self.start_col + 1,
+               "end_column": self.end_col + 1, "severity": self.severity,
+               "category": self.category, "message": self.message, "quote": self.quote}
+        if path:
+            out = {"path": path, **out}
+        if self.replacement is not None:
+            out["replacement"] = self.replacement
+        return out
+
+
+# ------------------------------------------------------------------ prompt
+
+
+def numbered(lines: list[str], span: Span) -> str:
+    width = len(str(span.end + 1))
+    return "\n".join(f"{n + 1:>{width}} | {lines[n]}" for n in range(span.start, span.end + 1))
+
+
+def build_prompt(source: str, span: Span, *, path: str, language: str, context: str = "",
+                 chat: bool = True, root: Path | None = None
+                 ) -> tuple[list[Message] | None, str]:
+    """(chat messages, completion-style text); the stable part (rules, schema) first."""
+    values = {"path": path, "language": language, "label": span.label,
+              "code": numbered(source.splitlines(), span),
+              "schema": json.dumps(SCHEMA["properties"]["findings"]["items"], indent=1),
+              "categories": ", ".join(CATEGORIES), "max_findings": str(MAX_FINDINGS),
+              "context": (f"Related code from the workspace (for reference, not under review):\n"
+                          f"{context}\n\n" if context else "")}
+    if chat:
+        return [Message("system", render("review.system.txt", root, **values).strip()),
+                Message("user", render("review.user.txt", root, **values).strip())], ""
+    return None, render("review.completion.txt", root, **values)
+
+
+# ----------------------------------------------------------------- parsing
+
+
+def parse_findings(raw: str) -> list[dict]:
+    """The finding objects in the model's JSON; a cut-off answer keeps its complete ones."""
+    text = raw.strip()
+    start = text.find("{")
+    if start < 0:
+        return []
+    try:
+        data = json.loads(text[start:])
+        items = data.get("findings", []) if isinstance(data, dict) else []
+        return [i for i in items if isinstance(i, dict)]
+    except json.JSONDecodeError:
+        pass
+    out = []  # truncated: decode object by object inside the array
+    decoder = json.JSONDecoder()
+    pos = text.find("[", start)
+    while pos >= 0:
+        nxt = text.find("{", pos + 1)
+        if nxt < 0:
+            break
+        try:
+            obj, end = decoder.raw_decode(text, nxt)
+        except json.JSONDecodeError:
+            break
+        if isinstance(obj, dict):
+            out.append(obj)
+        pos = end
+    return out
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def anchor(item: dict, lines: list[str], span: Span) -> Finding | None:
+    """A checked Finding, or None when the item is malformed or its quote is not there."""
+    try:
+        stated = int(item["line"]) - 1
+        quote = str(item["quote"])
+        severity = str(item.get("severity", "warning"))
+        category = str(item["category"])
+        message = str(item["message"]).strip()
+    except (KeyError, TypeError, ValueError):
+        return None
+    if category not in CATEGORIES or severity not in SEVERITIES:
+        return None
+    first = quote.strip().splitlines()[0].strip() if quote.strip() else ""
+    if len(first) < 3 or not message or _norm(message) == _norm(quote):
+        return None
+    lo = max(span.start, stated - ANCHOR_WINDOW)
+    hi = min(span.end, stated + ANCHOR_WINDOW)
+    # Nearest line to the stated one that holds the quote.
+    for n in sorted(range(lo, hi + 1), key=lambda n: abs(n - stated)):
+        col = lines[n].find(first)
+        if col < 0:
+            squeezed = _norm(lines[n])
+            if _norm(first) not in squeezed:
+                continue
+            col = lines[n].find(first.split()[0])
+            end = len(lines[n].rstrip())
+        else:
+            end = col + len(first)
+        replacement = item.get("replacement")
+        exact = isinstance(replacement, str) and quote.strip() == first and \
+            lines[n][col:end] == first and replacement.strip() != first
+        return Finding(n, max(col, 0), end, first, severity, category, message,
+                       replacement if exact else None)
+    return None
+
+
+def check_findings(raw: str, source: str, span: Span, *, language: str = "") -> list[Finding]:
+    """Anchored, de-duplicated findings; quick fixes only where the result still parses."""
+    lines = source.splitlines()
+    out: list[Finding] = []
+    seen = set()
+    for item in parse_findings(raw)[:MAX_FINDINGS]:
+        finding = anchor(item, lines, span)
+        if finding is None:
+            continue
+        key = (finding.line, finding.category)
+        if key in seen:
+            continue
+        seen.add(key)
+        if finding.replacement is not None and not _fix_parses(source, finding, language):
+            finding = Finding(**{**finding.__dict__, "replacement": None})
+        out.append(finding)
+    return out
+
+
+def apply_fix(source: str, finding: Finding) -> str:
+    lines = source.splitlines(keepends=True)
+    line = lines[finding.line]
+    lines[finding.line] = line[: finding.start_col] + (finding.replacement or "") + \
+        line[finding.end_col:]
+    return "".join(lines)
+
+
+def _fix_parses(source: str, finding: Finding, language: str) -> bool:
+    if language != "python":
+        return True  # only Python can be checked here without a toolchain
+    import ast
+
+    try:
+        ast.parse(apply_fix(source, finding))
+        return True
+    except SyntaxError:
+        return False
+
+
+# ------------------------------------------------------------------ spans
+
+
+def changed_lines(old: str, new: str) -> set[int]:
+    """0-based lines of ``new`` that differ from ``old`` (added or modified)."""
+    import difflib
+
+    a, b = old.splitlines(), new.splitlines()
+    out: set[int] = set()
+    for tag, _, _, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag in ("replace", "insert"):
+            out.update(range(j1, j2))
+        elif tag == "delete" and j1 < len(b):
+            out.add(j1)  # the line after a deletion is where it shows
+    return out
+
+
+_SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def sarif(results: dict[str, list[Finding]], tool_version: str) -> dict:
+    """SARIF 2.1.0 for CI pipelines (GitHub code scanning and friends)."""
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "hearth", "version": tool_version,
+                "rules": [{"id": c, "name": re.sub(r"(^|-)(\w)", lambda m: m[2].upper(), c),
+                           "shortDescription": {"text": f"{c} finding"}} for c in CATEGORIES]}},
+            "results": [{
+                "ruleId": f.category, "level": _SARIF_LEVEL[f.severity],
+                "message": {"text": f.message},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": path},
+                    "region": {"startLine": f.line + 1, "startColumn": f.start_col + 1,
+                               "endColumn": f.end_col + 1, "snippet": {"text": f.quote}}}}],
+            } for path, findings in results.items() for f in findings]}]}

@@ -1,0 +1,144 @@
+"""Review over LSP with a scripted engine: actions, diagnostics, quick fixes, review on save."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from lsp_helpers import (
+    FAKE_SERVER,
+    actions_at,
+    apply,
+    open_doc,
+    start,
+    stop,
+    wait_model,
+    wait_until,
+)
+
+CODE = '''def label(name):
+    greeting = "🙂 hello " + nme
+    return greeting
+
+
+def ratio(a, b):
+    return a / b
+'''
+
+
+def finding(line, quote, category="bug", message="`nme` is not defined", **extra):
+    return {"line": line, "quote": quote, "severity": "error", "category": category,
+            "message": message, **extra}
+
+
+def answer(*items):
+    return json.dumps({"findings": list(items)})
+
+
+@pytest.fixture
+async def session(demo_repo, request):
+    answers = getattr(request, "param", [])
+    path = demo_repo / "labels.py"
+    path.write_text(CODE)
+    subprocess.run(["git", "add", "-A"], cwd=demo_repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@l", "commit", "-qm", "l"],
+                   cwd=demo_repo, check=True)
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_RESPONSES": json.dumps(answers),
+        "FAKE_ENGINE_DEFAULT": answer()})
+    await wait_model(client)
+    uri = open_doc(client, path)
+    yield client, uri, path
+    await stop(client)
+
+
+async def review(client, **args):
+    return await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="hearth.review", arguments=[args]))
+
+
+async def test_review_actions_are_offered_for_a_function_and_the_file(session):
+    client, uri, _ = session
+    actions = {a.title: a for a in await actions_at(client, uri, 1)}
+    assert "Hearth: Review file" in actions
+    action = actions["Hearth: Review function label"]
+    assert action.command is None  # this client resolves commands lazily
+    resolved = await client.code_action_resolve_async(action)
+    assert resolved.command.command == "hearth.review"
+    assert list(resolved.command.arguments) == [{"uri": uri, "scope": "symbol", "line": 1}]
+    only_source = await actions_at(client, uri, 1, only=[types.CodeActionKind.Source])
+    assert [a.title for a in only_source] == ["Hearth: Review file"]
+
+
+@pytest.mark.parametrize("session", [[answer(
+    finding(2, "nme"),
+    finding(2, "greeting.upper()", message="invented code"),  # not there: dropped
+)]], indirect=True)
+async def test_findings_become_diagnostics_at_utf16_columns(session):
+    client, uri, _ = session
+    result = await review(client, uri=uri, scope="symbol", line=0)
+    assert result == {"findings": 1, "reviewed": ["function label"]}
+    await wait_until(lambda: client.diagnostics.get(uri))
+    [diag] = client.diagnostics[uri]
+    # "🙂" is two UTF-16 units: the column is one more than the Python index (28).
+    assert (diag.range.start.line, diag.range.start.character, diag.range.end.character) == \
+        (1, 29, 32)
+    assert (diag.source, diag.code, diag.severity) == (
+        "hearth", "bug", types.DiagnosticSeverity.Error)
+
+
+@pytest.mark.parametrize("session", [[answer(), answer(  # one answer per function
+    finding(7, "a / b", "error-handling", "b may be zero", replacement="a / b if b else 0.0"),
+)]], indirect=True)
+async def test_a_replacement_is_a_quick_fix_and_editing_the_line_clears_it(session):
+    client, uri, path = session
+    await review(client, uri=uri, scope="file")
+    await wait_until(lambda: client.diagnostics.get(uri))
+    [diag] = client.diagnostics[uri]
+    fixes = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=diag.range,
+        context=types.CodeActionContext(diagnostics=[diag],
+                                        only=[types.CodeActionKind.QuickFix])))
+    [fix] = fixes
+    assert fix.kind == types.CodeActionKind.QuickFix
+    assert "return a / b if b else 0.0" in apply(CODE, fix.edit, uri)
+    # The user edits that line: the diagnostic goes.
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(start=types.Position(line=6, character=4),
+                              end=types.Position(line=6, character=16)),
+            text="return a / b if b else 0.0")]))
+    await wait_until(lambda: len(client.diagnostics[uri]) == 0)
+
+
+@pytest.mark.parametrize("session", [[answer(finding(7, "a / b", message="b may be zero"))]],
+                         indirect=True)
+async def test_review_on_save_looks_at_the_changed_function_only(session):
+    client, uri, path = session
+    text = CODE.replace("return a / b", "return a / b  # ratio")
+    path.write_text(text)
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+    client.text_document_did_save(types.DidSaveTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    await wait_until(lambda: client.diagnostics.get(uri))
+    [diag] = client.diagnostics[uri]
+    assert diag.range.start.line == 6 and diag.message == "b may be zero"
+    titles = [t for t, _ in __import__("lsp_helpers").progress_titles(client)]
+    assert titles.count("Hearth: review") == 1  # one symbol changed: one review
+
+
+async def test_bad_review_requests_are_errors(session):
+    client, uri, _ = session
+    with pytest.raises(JsonRpcException, match="'scope' must be"):
+        await review(client, uri=uri, scope="everything")
+    with pytest.raises(JsonRpcException, match="'line' must be"):
+        await review(client, uri=uri, scope="symbol", line=99)
+    with pytest.raises(JsonRpcException, match="unknown document"):
+        await review(client, uri="file:///nope.py", scope="file")

@@ -1,0 +1,138 @@
+"""Review, pure parts: prompt, parsing, quote anchoring, quick fixes, bookkeeping, SARIF."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hearth_lsp.server import review as rv
+from hearth_lsp.server.review_state import ReviewState
+from hearth_lsp.server.tasks import review_spans_for
+
+SOURCE = '''def average(values):
+    total = 0
+    for v in values:
+        total += v
+    return total / len(values)
+
+
+def load(path):
+    data = open(path).read()
+    return eval(data)
+'''
+AVERAGE = rv.Span(0, 4, "function average")
+LOAD = rv.Span(7, 9, "function load")
+
+
+def answer(*findings) -> str:
+    return json.dumps({"findings": list(findings)})
+
+
+def item(line, quote, category="bug", message="divides by zero on an empty list", **extra):
+    return {"line": line, "quote": quote, "severity": "warning", "category": category,
+            "message": message, **extra}
+
+
+def test_the_prompt_numbers_lines_and_describes_the_schema():
+    messages, _ = rv.build_prompt(SOURCE, LOAD, path="io.py", language="python",
+                                  context="# util.py:1-2 (helper)\ndef helper(): ...")
+    assert messages is not None
+    system, user = messages[0].content, messages[1].content
+    assert '"quote"' in system and "error-handling" in system
+    assert " 8 | def load(path):\n 9 |     data = open(path).read()\n10 |     return eval(data)" \
+        in user
+    assert "def average" not in user and "util.py:1-2 (helper)" in user
+    _, completion = rv.build_prompt(SOURCE, LOAD, path="io.py", language="python", chat=False)
+    assert completion.rstrip().endswith("Review as JSON:")
+
+
+def test_a_finding_is_placed_where_its_quote_is():
+    [f] = rv.check_findings(answer(item(5, "total / len(values)")), SOURCE, AVERAGE)
+    assert (f.line, f.start_col, f.end_col) == (4, 11, 30) and f.category == "bug"
+    # The model's line number is off by two: the quote still decides.
+    [g] = rv.check_findings(answer(item(3, "total / len(values)")), SOURCE, AVERAGE)
+    assert g.line == 4
+
+
+@pytest.mark.parametrize("bad", [
+    item(5, "return total / count(values)"),  # not in the code: hallucinated
+    item(1, "return eval(data)"),  # in the file, but far from its line and outside the span
+    item(5, "total / len(values)", category="style"),  # not a category
+    item(5, "/"),  # too short to anchor anything
+    item(5, "total / len(values)", message="total / len(values)"),  # says nothing
+    {"line": "five", "quote": "total", "category": "bug", "message": "x"},
+])
+def test_findings_that_do_not_anchor_are_dropped(bad):
+    assert rv.check_findings(answer(bad), SOURCE, AVERAGE) == []
+
+
+def test_duplicates_and_a_cut_off_answer():
+    raw = answer(item(5, "total / len(values)"), item(5, "len(values)"))
+    assert len(rv.check_findings(raw, SOURCE, AVERAGE)) == 1
+    cut = '{"findings": [' + json.dumps(item(10, "eval(data)", "security", "runs code")) + \
+        ', {"line": 9, "quote": "open(pa'
+    [f] = rv.check_findings(cut, SOURCE, LOAD)
+    assert f.category == "security" and f.line == 9
+    assert rv.check_findings("not json at all", SOURCE, LOAD) == []
+
+
+def test_a_replacement_is_a_quick_fix_only_when_exact_and_still_parsing():
+    good = item(10, "eval(data)", "security", "eval runs arbitrary code",
+                replacement="json.loads(data)")
+    [f] = rv.check_findings(answer(good), SOURCE, LOAD, language="python")
+    assert f.replacement == "json.loads(data)"
+    assert "return json.loads(data)" in rv.apply_fix(SOURCE, f)
+    broken = {**good, "replacement": "json.loads(data"}
+    [g] = rv.check_findings(answer(broken), SOURCE, LOAD, language="python")
+    assert g.replacement is None  # the finding stays, the fix goes
+
+
+def test_non_ascii_lines_keep_string_columns():
+    source = 'def greet(name):\n    return "héllo " + nme\n'
+    [f] = rv.check_findings(answer(item(2, "nme", message="undefined name")), source,
+                            rv.Span(0, 1, "function greet"))
+    assert source.splitlines()[1][f.start_col:f.end_col] == "nme"
+
+
+def test_grammar_compiles_in_llama_cpp():
+    llama_cpp = pytest.importorskip("llama_cpp")
+    assert llama_cpp.LlamaGrammar.from_string(rv.FINDINGS_GRAMMAR, verbose=False)
+
+
+def test_spans_are_the_symbols_touching_changed_lines():
+    spans = review_spans_for(SOURCE, "m.py", "python")
+    assert [(s.start, s.end, s.label) for s in spans] == [
+        (0, 4, "function average"), (7, 9, "function load")]
+    changed = rv.changed_lines(SOURCE, SOURCE.replace("eval(data)", "json.loads(data)"))
+    assert changed == {9}
+    assert [s.label for s in review_spans_for(SOURCE, "m.py", "python", lines=changed)] == [
+        "function load"]
+
+
+def test_state_replaces_drops_and_moves_findings():
+    state = ReviewState()
+    [a] = rv.check_findings(answer(item(5, "total / len(values)")), SOURCE, AVERAGE)
+    [b] = rv.check_findings(answer(item(10, "eval(data)", "security", "runs code")), SOURCE,
+                            LOAD)
+    state.replace("u", [AVERAGE], [a])
+    state.replace("u", [LOAD], [b])
+    assert [f.line for f in state.findings("u")] == [4, 9]
+    state.replace("u", [AVERAGE], [])  # a fresh review found nothing there
+    assert [f.line for f in state.findings("u")] == [9]
+    assert state.edit("u", 0, 0, 3)  # two lines inserted at the top
+    assert [f.line for f in state.findings("u")] == [11]
+    assert state.edit("u", 11, 11, 1)  # the line itself edited
+    assert state.findings("u") == []
+
+
+def test_sarif_output():
+    [f] = rv.check_findings(answer(item(10, "eval(data)", "security", "runs code")), SOURCE,
+                            LOAD)
+    doc = rv.sarif({"io.py": [f]}, "0.1")
+    run = doc["runs"][0]
+    assert doc["version"] == "2.1.0" and run["tool"]["driver"]["name"] == "hearth"
+    [result] = run["results"]
+    assert result["ruleId"] == "security" and result["level"] == "warning"
+    region = result["locations"][0]["physicalLocation"]["region"]
+    assert (region["startLine"], region["startColumn"]) == (10, 12)
