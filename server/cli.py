@@ -377,6 +377,87 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
     return 0
 
 
+def _symbol_line(source: str, path: Path, language: str | None, symbol: str) -> int | None:
+    """The 0-based line of ``symbol`` (a qualified name, a plain name, or a line number)."""
+    if symbol.isdigit():
+        return int(symbol) - 1
+    if language == "python":
+        from .docstring import list_functions
+
+        for fn in list_functions(source):
+            if symbol in (fn.qualname, fn.name):
+                return fn.def_line
+        return None
+    from ..indexer.chunker import chunk_file
+
+    for c in chunk_file(str(path), language, source.encode()).chunks:
+        if symbol in (c.symbol, c.name):
+            return c.start_line + next((i for i, ln in enumerate(c.text.splitlines())
+                                        if symbol.rsplit(".", 1)[-1] in ln), 0)
+    return None
+
+
+def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
+    """Document FILE::SYMBOL (docstring for Python, doc comment for the others)."""
+    import asyncio
+
+    from ..indexer.languages import language_of
+    from . import doccomment, docstring
+    from .engine.base import EngineError
+    from .local import local_worker
+    from .tasks import TaskCancelled, generate_doc_comment, generate_docstring
+
+    logs.setup_stderr("warning")
+    path, symbol = _split_target(args.target)
+    if symbol is None:
+        print("hearth docstring: expected FILE::SYMBOL (or FILE::LINE)", file=sys.stderr)
+        return 2
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"hearth docstring: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    lang = language_of(path)
+    if lang != "python" and not doccomment.supported(lang):
+        print(f"hearth docstring: cannot document {lang or path.suffix} files", file=sys.stderr)
+        return 2
+    line = _symbol_line(source, path, lang, symbol)
+    if line is None:
+        print(f"hearth docstring: no {symbol} in {path}", file=sys.stderr)
+        return 2
+    root = Path(args.root or ".").resolve()
+    settings, cache = _task_settings(root)
+
+    async def run():
+        async with local_worker(settings, cache, factory) as worker:
+            if lang == "python":
+                return await generate_docstring(worker, settings, source=source, path=str(path),
+                                                line=line, root=root,
+                                                regenerate=args.regenerate)
+            return await generate_doc_comment(worker, settings, source=source, path=str(path),
+                                              language=lang, line=line, root=root,
+                                              regenerate=args.regenerate)
+
+    try:
+        result = asyncio.run(run())
+    except (docstring.DocstringError, doccomment.DocCommentError, TaskCancelled,
+            EngineError) as exc:
+        print(f"hearth docstring: {exc}", file=sys.stderr)
+        return 1
+    new_source = docstring.apply_edit(source, result.edit)
+    if args.write:
+        path.write_text(new_source, encoding="utf-8")
+    if args.json:
+        print(json.dumps({"path": str(path), "symbol": result.function.qualname,
+                          "language": lang, "text": result.text,
+                          "edit": {"start": list(result.edit.start), "end": list(result.edit.end),
+                                   "new_text": result.edit.new_text},
+                          "written": bool(args.write)}))
+    else:
+        print(result.text)
+    return 0
+
+
 def cmd_hook(args: argparse.Namespace) -> int:
     from .gitdiff import GitStateError
     from .hook import install, uninstall
@@ -479,6 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument("--fail-on", choices=["info", "warning", "error"],
                      help="exit 1 when a finding of this severity or worse is found")
     rev.set_defaults(func=cmd_review)
+
+    doc = sub.add_parser("docstring", help="document a function: a docstring (Python) or "
+                         "a doc comment (JS/TS, Go, Rust, Java, C/C++), validated")
+    doc.add_argument("target", metavar="FILE::SYMBOL", help="SYMBOL: a (qualified) name or a "
+                     "line number")
+    doc.add_argument("--regenerate", action="store_true", help="replace an existing one")
+    doc.add_argument("--write", action="store_true", help="apply it to the file")
+    doc.add_argument("--json", action="store_true")
+    doc.add_argument("--root", help="workspace root (prompt overrides; default: .)")
+    doc.set_defaults(func=cmd_docstring)
 
     hook = sub.add_parser("hook", help="install or remove the prepare-commit-msg hook")
     hook.add_argument("action", choices=["install", "uninstall"])

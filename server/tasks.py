@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import commit_message, docstring, gitdiff, review
+from . import commit_message, doccomment, docstring, gitdiff, review
 from .chat_format import ChatTemplateError, Message, merge_system, render_chat
 from .engine.base import Completion, ModelInfo, ModelUnavailable
 from .engine.worker import GenerationWorker, Priority, wait_for
@@ -276,3 +276,43 @@ async def review_code(
                  len(findings), dropped, done.total_s)
         out.append(ReviewResult(span, findings, dropped, done))
     return out
+
+
+# ------------------------------------------------- doc comments (not Python)
+
+
+@dataclass
+class DocCommentResult:
+    function: doccomment.DocTarget
+    text: str  # the rendered comment
+    edit: docstring.Edit
+    completion: Completion
+
+
+async def generate_doc_comment(
+    worker: GenerationWorker, settings: Settings, *, source: str, path: str, language: str,
+    line: int, key: object = None, root: Path | None = None, regenerate: bool = False,
+    on_piece: Callable[[str], None] | None = None,
+) -> DocCommentResult:
+    """A validated doc comment for the declaration at ``line`` (JS/TS, Go, Rust, Java, C/C++)."""
+    target = doccomment.find_target(source, language, line)
+    if target is None:
+        raise doccomment.DocCommentError(f"nothing to document at line {line + 1} of {path}")
+    if target.existing is not None and not regenerate:
+        raise doccomment.DocCommentError(
+            f"{target.qualname} already has a doc comment; use 'Regenerate' to replace it")
+    info = await ready_engine(worker)
+    messages, text = doccomment.build_prompt(source, target, path=path,
+                                             chat=bool(info.chat_template), root=root)
+    sampling = dataclasses.replace(settings.docstring,
+                                   max_tokens=max(settings.docstring.max_tokens,
+                                                  60 + 40 * len(target.params)))
+    done = await _generate(worker, "doccomment", prompt_text(info, messages, text), sampling,
+                           stop=_stops(info), grammar=doccomment.grammar(target), key=key,
+                           on_piece=on_piece)
+    content = doccomment.parse_answer(done.text, target, path)
+    comment = doccomment.render_comment(content, target)
+    edit = doccomment.comment_edit(target, comment)
+    doccomment.validate(source, doccomment.apply_edit(source, edit), target, comment)
+    return DocCommentResult(target, comment, docstring.Edit((edit.start, 0), (edit.end, 0),
+                                                            comment), done)

@@ -17,7 +17,7 @@ from pygls.workspace import TextDocument
 from pygls.workspace.position_codec import ServerTextPosition
 
 from ...indexer.languages import language_of
-from .. import tasks
+from .. import doccomment, tasks
 from ..docstring import DocstringError, Edit, find_function
 from ..engine.base import EngineError, ModelUnavailable
 from ..index_service import IndexNotReady
@@ -159,15 +159,21 @@ def code_action(ls: HearthServer, params: types.CodeActionParams) -> list[types.
 
 def _docstring_actions(ls: HearthServer, doc: TextDocument,
                        params: types.CodeActionParams) -> list[types.CodeAction]:
-    if language_of(doc.uri, doc.language_id) != "python":
-        return []
+    lang = language_of(doc.uri, doc.language_id)
     if not wants_kind(params.context.only, DOCSTRING_KIND):
         return []
-    fn = find_function(doc.source, params.range.start.line)
+    if lang == "python":
+        fn: Any = find_function(doc.source, params.range.start.line)
+        noun = "docstring"
+    elif doccomment.supported(lang):
+        fn = doccomment.find_target(doc.source, lang, params.range.start.line)
+        noun = "doc comment"
+    else:
+        return []
     if fn is None:
         return []
-    title = ("Hearth: Regenerate docstring" if fn.has_docstring
-             else "Hearth: Generate docstring")
+    title = (f"Hearth: Regenerate {noun}" if fn.has_docstring
+             else f"Hearth: Generate {noun}")
     data = {"task": "docstring", "uri": doc.uri, "version": doc.version,
             "line": fn.def_line, "symbol": fn.qualname, "regenerate": fn.has_docstring}
     action = types.CodeAction(title=title, kind=DOCSTRING_KIND, data=data)
@@ -214,7 +220,13 @@ async def command_docstring(ls: HearthServer, *args: Any) -> dict[str, Any]:
 
 async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate: bool):
     source, version = doc.source, doc.version
-    fn = find_function(source, line)
+    lang = language_of(doc.uri, doc.language_id)
+    python = lang == "python"
+    try:
+        fn: Any = find_function(source, line) if python else (
+            doccomment.find_target(source, lang, line) if doccomment.supported(lang) else None)
+    except doccomment.DocCommentError:
+        fn = None
     label = fn.qualname if fn else f"line {line + 1}"
     pieces: list[str] = []
     job_key = ("docstring", doc.uri)
@@ -237,11 +249,19 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
                 report(f"{len(pieces)} tokens")
 
         try:
-            result = await tasks.generate_docstring(
-                ls.worker, ls.settings, source=source, path=ls.document_path(doc), line=line,
-                key=job_key, chat=ls.chat_mode(), root=ls.root, regenerate=regenerate,
-                on_piece=lambda p: call_soon(loop, on_piece, p))
-        except DocstringError as exc:
+            if python:
+                result = await tasks.generate_docstring(
+                    ls.worker, ls.settings, source=source, path=ls.document_path(doc),
+                    line=line, key=job_key, chat=ls.chat_mode(), root=ls.root,
+                    regenerate=regenerate, on_piece=lambda p: call_soon(loop, on_piece, p))
+            elif lang is not None and doccomment.supported(lang):
+                result = await tasks.generate_doc_comment(
+                    ls.worker, ls.settings, source=source, path=ls.document_path(doc),
+                    language=lang, line=line, key=job_key, root=ls.root, regenerate=regenerate,
+                    on_piece=lambda p: call_soon(loop, on_piece, p))
+            else:
+                raise DocstringError(f"Hearth cannot document {lang or 'this'} files")
+        except (DocstringError, doccomment.DocCommentError, tasks.TaskCancelled) as exc:
             report.end(str(exc))
             raise RequestFailed(str(exc)) from exc
         except (ModelUnavailable, EngineError) as exc:

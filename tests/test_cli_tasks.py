@@ -1,0 +1,76 @@
+"""`hearth review` and `hearth docstring` from the command line, with a scripted engine."""
+
+from __future__ import annotations
+
+import json
+
+from hearth_lsp.server import cli
+from hearth_lsp.server.engine.fake import FakeEngine
+
+PY = '''def ratio(a, b):
+    return a / b
+
+
+def shout(text):
+    return text.upper() + "!"
+'''
+GO = "package m\n\nfunc Sum(a int, b int) int {\n\treturn a + b\n}\n"
+
+
+def run(command, argv, answers):
+    engine = FakeEngine(responses=list(answers))
+    args = cli.build_parser().parse_args(argv)
+    return command(args, factory=lambda settings, cache: engine), engine
+
+
+def finding(line, quote, **extra):
+    return {"line": line, "quote": quote, "severity": "warning", "category": "bug",
+            "message": "b may be zero", **extra}
+
+
+def test_review_prints_anchored_findings_as_text_json_and_sarif(tmp_path, capsys,
+                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(PY)
+    answers = [json.dumps({"findings": [finding(2, "a / b"), finding(2, "a // c")]}),
+               json.dumps({"findings": []})]
+    code, engine = run(cli.cmd_review, ["review", "m.py"], answers)
+    out = capsys.readouterr()
+    assert code == 0 and out.out == "m.py:2:12: warning [bug] b may be zero\n"
+    assert "1 finding in 1 file" in out.err
+    assert len(engine.prompts) == 2 and engine.grammars[0] is not None
+    code, _ = run(cli.cmd_review, ["review", "m.py::ratio", "--json", "--fail-on", "warning"],
+                  answers[:1])
+    assert code == 1  # --fail-on
+    [item] = json.loads(capsys.readouterr().out)
+    assert (item["path"], item["line"], item["column"], item["category"]) == ("m.py", 2, 12,
+                                                                              "bug")
+    code, _ = run(cli.cmd_review, ["review", "m.py::ratio", "--format", "sarif"], answers[:1])
+    sarif = json.loads(capsys.readouterr().out)
+    assert sarif["runs"][0]["results"][0]["ruleId"] == "bug"
+
+
+def test_review_of_a_missing_symbol_or_file_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(PY)
+    assert run(cli.cmd_review, ["review", "m.py::nothing"], [])[0] == 2
+    assert "no symbol nothing" in capsys.readouterr().err
+    assert run(cli.cmd_review, ["review", "gone.py"], [])[0] == 2
+    assert "cannot read gone.py" in capsys.readouterr().err
+
+
+def test_docstring_for_python_and_a_go_doc_comment(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(PY)
+    code, _ = run(cli.cmd_docstring, ["docstring", "m.py::shout", "--write"],
+                  ["Shout the text back in capitals."])
+    assert code == 0
+    assert '    """Shout the text back in capitals."""' in (tmp_path / "m.py").read_text()
+    (tmp_path / "add.go").write_text(GO)
+    answer = {"summary": "Add two numbers", "params": {"a": "the first", "b": "the second"},
+              "returns": "their sum"}
+    code, _ = run(cli.cmd_docstring, ["docstring", "add.go::Sum", "--json"], [json.dumps(answer)])
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert code == 0 and out["text"] == "// Sum adds two numbers.\n" and not out["written"]
+    code, _ = run(cli.cmd_docstring, ["docstring", "add.go::Sub"], [])
+    assert code == 2 and "no Sub in add.go" in capsys.readouterr().err
