@@ -458,6 +458,72 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     return 0
 
 
+def cmd_tests(args: argparse.Namespace, factory=None) -> int:
+    """pytest tests for FILE::SYMBOL that pass in the sandbox; --write inserts them."""
+    import asyncio
+
+    from .engine.base import EngineError
+    from .local import local_worker
+    from .sandbox import SandboxError
+    from .tasks import TaskCancelled, generate_tests
+    from .testgen import TestGenError
+
+    logs.setup_stderr("warning")
+    path, symbol = _split_target(args.target)
+    root = Path(args.root or ".").resolve()
+    if symbol is None or path.suffix != ".py":
+        print("hearth tests: expected FILE.py::FUNCTION (or FILE.py::LINE)", file=sys.stderr)
+        return 2
+    try:
+        source = path.read_text(encoding="utf-8")
+        rel = path.resolve().relative_to(root).as_posix()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"hearth tests: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError:
+        print(f"hearth tests: {path} is not inside {root} (use --root)", file=sys.stderr)
+        return 2
+    line = _symbol_line(source, path, "python", symbol)
+    if line is None:
+        print(f"hearth tests: no {symbol} in {path}", file=sys.stderr)
+        return 2
+    settings, cache = _task_settings(root)
+
+    async def run():
+        async with local_worker(settings, cache, factory) as worker:
+            return await generate_tests(
+                worker, settings, root=root, rel=rel, source=source, line=line,
+                progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
+                else None)
+
+    try:
+        result = asyncio.run(run())
+    except (TestGenError, SandboxError, TaskCancelled, EngineError) as exc:
+        print(f"hearth tests: {exc}", file=sys.stderr)
+        return 1
+    target = root / result.layout.test_path
+    if args.write and result.new_text is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(result.new_text, encoding="utf-8")
+    if args.json:
+        print(json.dumps({"test_file": result.layout.test_path, "written": bool(
+            args.write and result.new_text is not None),
+            "passing": [{"name": c.name, "source": c.source} for c in result.passing],
+            "failing": [{"name": c.name, "source": c.source, "message": m}
+                        for c, m in result.failing]}))
+    else:
+        for c in result.passing:
+            print(c.source)
+        for c, message in result.failing:
+            last = message.strip().splitlines()[-1] if message.strip() else "failed"
+            print(f"hearth: {c.name} failed and was left out (a bug, or a wrong "
+                  f"expectation?): {last}", file=sys.stderr)
+        where = "written to" if args.write and result.new_text else "for"
+        print(f"hearth: {len(result.passing)} passing tests {where} {result.layout.test_path}",
+              file=sys.stderr)
+    return 0 if result.passing else 1
+
+
 def cmd_hook(args: argparse.Namespace) -> int:
     from .gitdiff import GitStateError
     from .hook import install, uninstall
@@ -570,6 +636,16 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--json", action="store_true")
     doc.add_argument("--root", help="workspace root (prompt overrides; default: .)")
     doc.set_defaults(func=cmd_docstring)
+
+    tst = sub.add_parser("tests", help="pytest tests for a Python function; only tests "
+                         "that pass in a sandbox are kept")
+    tst.add_argument("target", metavar="FILE::FUNCTION", help="FUNCTION: a (qualified) name "
+                     "or a line number")
+    tst.add_argument("--write", action="store_true", help="insert them into the test file")
+    tst.add_argument("--json", action="store_true")
+    tst.add_argument("--root", help="project root (default: .)")
+    tst.add_argument("-v", "--verbose", action="store_true", help="say what it is doing")
+    tst.set_defaults(func=cmd_tests)
 
     hook = sub.add_parser("hook", help="install or remove the prepare-commit-msg hook")
     hook.add_argument("action", choices=["install", "uninstall"])

@@ -136,6 +136,22 @@ def _review_settings() -> ReviewSettings:
 
 
 @dataclass
+class TestsSettings(SamplingSettings):
+    """Test generation: the interpreter that runs the tests, limits, and sampling."""
+
+    python: str | None = setting(
+        None, "Python that runs generated tests (needs pytest); unset = the workspace's "
+        "`.venv`/`venv` if there is one, else `python3` on PATH.")
+    timeout_s: int = setting(10, "Time limit per generated test (seconds).", minimum=1,
+                             maximum=600)
+    repair: bool = setting(True, "Feed failures back to the model once, to fix its tests.")
+
+
+def _tests_settings() -> TestsSettings:
+    return TestsSettings(temperature=0.2, max_tokens=400, repeat_penalty=1.05)
+
+
+@dataclass
 class IndexSettings:
     enabled: bool = setting(True, "Index the workspace in the background (search, retrieval, "
                             "workspace symbols).")
@@ -165,6 +181,7 @@ class Settings:
     docstring: SamplingSettings = field(default_factory=_docstring_sampling)
     commit: CommitSettings = field(default_factory=_commit_settings)
     review: ReviewSettings = field(default_factory=_review_settings)
+    tests: TestsSettings = field(default_factory=_tests_settings)
     index: IndexSettings = field(default_factory=IndexSettings)
     log: LogSettings = field(default_factory=LogSettings)
 

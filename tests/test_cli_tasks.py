@@ -74,3 +74,19 @@ def test_docstring_for_python_and_a_go_doc_comment(tmp_path, capsys, monkeypatch
     assert code == 0 and out["text"] == "// Sum adds two numbers.\n" and not out["written"]
     code, _ = run(cli.cmd_docstring, ["docstring", "add.go::Sub"], [])
     assert code == 2 and "no Sub in add.go" in capsys.readouterr().err
+
+
+def test_tests_command_writes_only_passing_tests(tmp_path, capsys, monkeypatch):
+    (tmp_path / "calc.py").write_text(PY)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEARTH_TESTS_PYTHON", __import__("sys").executable)
+    answer = ("ratio_half():\n    assert ratio(1, 2) == 0.5\n\n\n"
+              "def test_ratio_wrong():\n    assert ratio(1, 4) == 2\n")
+    code, _ = run(cli.cmd_tests, ["tests", "calc.py::ratio", "--write", "--json"],
+                  [answer, "ratio_none():\n    assert ratio(2, 1) == 3\n"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["test_file"] == "tests/test_calc.py" and out["written"]
+    assert [t["name"] for t in out["passing"]] == ["test_ratio_half"]
+    assert [t["name"] for t in out["failing"]] == ["test_ratio_none"]
+    written = (tmp_path / "tests" / "test_calc.py").read_text()
+    assert written.startswith("from calc import ratio\n") and "test_ratio_wrong" not in written

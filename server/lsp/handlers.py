@@ -22,7 +22,7 @@ from ..docstring import DocstringError, Edit, find_function
 from ..engine.base import EngineError, ModelUnavailable
 from ..index_service import IndexNotReady
 from ..settings import SPECS
-from . import review
+from . import review, testgen
 from .commit import CMD_COMMIT_MESSAGE, command_commit_message
 from .common import PROGRESS_INTERVAL_S, RequestFailed, call_soon, client_resolves, wants_kind
 from .server import HearthServer
@@ -44,7 +44,7 @@ def register(ls: HearthServer) -> None:
     ls.feature(types.SHUTDOWN)(shutdown)
     ls.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
         code_action_kinds=[DOCSTRING_KIND, review.REVIEW_KIND, review.SYMBOL_REVIEW_KIND,
-                           types.CodeActionKind.QuickFix],
+                           testgen.TESTS_KIND, types.CodeActionKind.QuickFix],
         resolve_provider=True))(code_action)
     ls.feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
     ls.command(CMD_DOCSTRING)(command_docstring)
@@ -54,6 +54,7 @@ def register(ls: HearthServer) -> None:
     ls.command(CMD_REINDEX)(command_reindex)
     ls.command(CMD_COMMIT_MESSAGE)(command_commit_message)
     ls.command(review.CMD_REVIEW)(review.command_review)
+    ls.command(testgen.CMD_TESTS)(testgen.command_tests)
     ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)(did_change)
     ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(did_close)
     ls.feature(types.WORKSPACE_SYMBOL)(workspace_symbol)
@@ -154,7 +155,7 @@ def code_action(ls: HearthServer, params: types.CodeActionParams) -> list[types.
     _check_position(doc, params.range.start)
     _check_position(doc, params.range.end)
     return [*review.quick_fixes(ls, doc, params), *_docstring_actions(ls, doc, params),
-            *review.review_actions(ls, doc, params)]
+            *testgen.tests_actions(ls, doc, params), *review.review_actions(ls, doc, params)]
 
 
 def _docstring_actions(ls: HearthServer, doc: TextDocument,
@@ -192,9 +193,11 @@ def _action_args(data: Any) -> dict[str, Any]:
 
 
 async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeAction:
-    if isinstance(action.data, dict) and action.data.get("task") == "review":
+    task = action.data.get("task") if isinstance(action.data, dict) else None
+    if task in ("review", "tests"):  # command actions: the command runs the model
         args = {k: v for k, v in action.data.items() if k != "task"}
-        action.command = review.review_command(action.title, args)
+        make = review.review_command if task == "review" else testgen.tests_command
+        action.command = make(action.title, args)
         return action
     data = _action_args(action.data)
     doc = ls.get_document(data.get("uri"))

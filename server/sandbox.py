@@ -1,0 +1,220 @@
+"""Run generated tests where they cannot hurt: a copy of the project, limits, no network.
+
+Generated code is untrusted. Each run gets:
+- a temporary copy of the project's indexable files (so relative writes land in
+  the copy), with HOME and TMPDIR pointing inside it;
+- a per-test time limit (SIGALRM) and a timeout for the whole run (the process
+  group is killed);
+- memory, CPU-time, file-size and process-count limits (setrlimit);
+- no network: a fresh network namespace (`unshare -rn`) where the OS allows it,
+  and in any case an audit hook that refuses sockets, subprocesses and writes
+  outside the copy;
+- results written test by test by a small pytest plugin, so a test that kills
+  the interpreter (`os._exit`) still leaves the others' results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEST_TIMEOUT_S = 10
+RUN_TIMEOUT_S = 120
+MEMORY_BYTES = 2 << 30
+MAX_COPY_BYTES = 200 << 20
+
+# Loaded into the test process through `-p hearth_sandbox_plugin`.
+PLUGIN = textwrap.dedent('''
+    import json, os, signal, sys
+
+    _SANDBOX = os.path.realpath(os.environ["HEARTH_SANDBOX_DIR"])
+    _RESULTS = os.environ["HEARTH_SANDBOX_RESULTS"]
+    _LIMIT = int(os.environ.get("HEARTH_SANDBOX_TEST_TIMEOUT", "10"))
+    _WRITE = ("w", "a", "x", "+")
+    _PY = os.path.realpath(sys.prefix)
+
+    def _inside(path):
+        try:
+            real = os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError):
+            return True  # a file descriptor
+        return real == _SANDBOX or real.startswith(_SANDBOX + os.sep) or real == os.devnull
+
+    def _audit(event, args):
+        if event == "open":
+            path, mode = args[0], args[1]
+            flags = args[2] if len(args) > 2 else 0
+            writing = (isinstance(mode, str) and any(c in mode for c in _WRITE)) or (
+                isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            if writing and path is not None and not _inside(path):
+                raise PermissionError(f"hearth sandbox: writing outside the sandbox: {path}")
+        elif event in ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree",
+                       "os.chmod", "os.truncate"):
+            if args and not _inside(args[0]):
+                raise PermissionError(f"hearth sandbox: {event} outside the sandbox: {args[0]}")
+        elif event in ("socket.connect", "socket.bind", "socket.getaddrinfo",
+                       "socket.sendto"):
+            raise PermissionError("hearth sandbox: no network for generated tests")
+        elif event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn",
+                       "os.spawn", "os.fork"):
+            raise PermissionError(f"hearth sandbox: {event} is not allowed in generated tests")
+
+    def _alarm(signum, frame):
+        raise TimeoutError(f"hearth sandbox: the test ran longer than {_LIMIT} s")
+
+    _OUT = None
+
+    def pytest_configure(config):
+        global _OUT
+        _OUT = open(_RESULTS, "a", encoding="utf-8")  # opened before the hook forbids it
+        sys.addaudithook(_audit)
+
+    def pytest_runtest_setup(item):
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(_LIMIT)
+
+    def pytest_runtest_teardown(item):
+        signal.alarm(0)
+
+    def pytest_runtest_logreport(report):
+        if report.when == "call" or report.outcome != "passed":
+            _OUT.write(json.dumps({"test": report.nodeid.split("::")[-1], "when": report.when,
+                                   "outcome": report.outcome,
+                                   "message": report.longreprtext[-2000:]}) + "\\n")
+            _OUT.flush()
+''')
+
+
+@dataclass
+class TestOutcome:
+    name: str
+    passed: bool
+    message: str = ""
+
+
+@dataclass
+class RunResult:
+    outcomes: dict[str, TestOutcome] = field(default_factory=dict)
+    error: str = ""  # the run itself failed (collection error, timeout, crash)
+    output: str = ""
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def copy_project(root: Path, dest: Path, files: list[str]) -> None:
+    total = 0
+    for rel in files:
+        src = root / rel
+        try:
+            size = src.stat().st_size
+        except OSError:
+            continue
+        total += size
+        if total > MAX_COPY_BYTES:
+            raise SandboxError(f"the project is larger than {MAX_COPY_BYTES >> 20} MB to copy "
+                               "for a test run")
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out)
+
+
+def _limits() -> None:  # runs in the child before exec
+    import resource
+
+    os.setsid()
+    for limit, value in ((resource.RLIMIT_AS, MEMORY_BYTES), (resource.RLIMIT_CPU, RUN_TIMEOUT_S),
+                         (resource.RLIMIT_FSIZE, 64 << 20)):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(limit, (value, value))
+
+
+def _network_isolation() -> list[str]:
+    """`unshare -rn` when unprivileged user namespaces work here (Linux)."""
+    exe = shutil.which("unshare")
+    if exe is None or sys.platform != "linux":
+        return []
+    try:
+        ok = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [exe, "-rn"] if ok else []
+
+
+def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
+              python: str, overrides: dict[str, str] | None = None,
+              test_timeout: int = TEST_TIMEOUT_S, run_timeout: int = RUN_TIMEOUT_S) -> RunResult:
+    """Copy the project, write ``test_source`` at ``test_rel`` in the copy, run pytest there.
+
+    ``overrides`` maps relative paths to the text to use instead of the disk's
+    (the editor's unsaved buffer of the code under test).
+    """
+    if shutil.which(python) is None:
+        raise SandboxError(f"cannot run {python}: not found (set tests.python)")
+    with tempfile.TemporaryDirectory(prefix="hearth-tests-") as tmp:
+        work = Path(tmp) / "project"
+        work.mkdir()
+        copy_project(root, work, files)
+        for rel, text in (overrides or {}).items():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).write_text(text, encoding="utf-8")
+        target = work / test_rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(test_source, encoding="utf-8")
+        plugin_dir = Path(tmp) / "plugin"
+        plugin_dir.mkdir()
+        (plugin_dir / "hearth_sandbox_plugin.py").write_text(PLUGIN)
+        results = Path(tmp) / "results.jsonl"
+        home = work / ".home"
+        home.mkdir()
+        paths = [str(plugin_dir), str(work)] + ([str(work / "src")] if (work / "src").is_dir()
+                                                else [])
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+               "TMPDIR": str(work / ".tmp"), "PYTHONPATH": os.pathsep.join(paths),
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+               "HEARTH_SANDBOX_DIR": str(work), "HEARTH_SANDBOX_RESULTS": str(results),
+               "HEARTH_SANDBOX_TEST_TIMEOUT": str(test_timeout), "LANG": "C.UTF-8"}
+        (work / ".tmp").mkdir()
+        cmd = [*_network_isolation(), python, "-m", "pytest", "-p", "hearth_sandbox_plugin",
+               "-q", "-p", "no:cacheprovider", "--no-header", "-rN", "--rootdir", str(work),
+               "-o", "addopts=", test_rel]
+        try:
+            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, preexec_fn=_limits)
+        except OSError as exc:
+            raise SandboxError(f"cannot run {python}: {exc}") from exc
+        try:
+            out, _ = proc.communicate(timeout=run_timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            timed_out = True
+        output = out.decode("utf-8", "replace")
+        result = RunResult(output=output[-4000:])
+        if results.exists():
+            for line in results.read_text(encoding="utf-8").splitlines():
+                item = json.loads(line)
+                name = item["test"]
+                passed = item["outcome"] == "passed"
+                old = result.outcomes.get(name)
+                if old is None or old.passed:  # a failing phase wins
+                    result.outcomes[name] = TestOutcome(name, passed, item["message"])
+        if timed_out:
+            result.error = f"the test run took longer than {run_timeout} s and was stopped"
+        elif "No module named pytest" in output:
+            raise SandboxError(f"pytest is not installed for {python}; install it there or set "
+                               "tests.python")
+        elif proc.returncode not in (0, 1) and not result.outcomes:
+            result.error = f"the test run failed (exit {proc.returncode}): {output[-800:]}"
+        return result

@@ -1,0 +1,115 @@
+"""The test sandbox: generated tests cannot hang, write outside, reach the network or
+take the run down with them."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from hearth_lsp.server.sandbox import SandboxError, run_tests
+
+CODE = "def double(x):\n    return x * 2\n"
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "proj"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "calc.py").write_text(CODE)
+    return root
+
+
+FILES = ["pkg/__init__.py", "pkg/calc.py"]
+
+
+def run(project, tests: str, **kwargs):
+    source = "from pkg.calc import double\n\n" + textwrap.dedent(tests)
+    return run_tests(project, FILES, "tests/test_calc.py", source, python=sys.executable,
+                     **kwargs)
+
+
+def test_passing_and_failing_tests_are_told_apart(project):
+    result = run(project, """
+        def test_double():
+            assert double(2) == 4
+
+        def test_wrong():
+            assert double(2) == 5
+    """)
+    assert result.outcomes["test_double"].passed
+    assert not result.outcomes["test_wrong"].passed
+    assert "assert 4 == 5" in result.outcomes["test_wrong"].message
+
+
+def test_the_code_under_test_can_be_the_unsaved_buffer(project):
+    result = run(project, "def test_triple():\n    assert double(2) == 6\n",
+                 overrides={"pkg/calc.py": "def double(x):\n    return x * 3\n"})
+    assert result.outcomes["test_triple"].passed
+    assert (project / "pkg" / "calc.py").read_text() == CODE
+
+
+def test_a_test_that_sleeps_forever_is_stopped(project):
+    result = run(project, """
+        import time
+
+        def test_sleeps():
+            time.sleep(3600)
+
+        def test_fine():
+            assert double(1) == 2
+    """, test_timeout=2)
+    assert not result.outcomes["test_sleeps"].passed
+    assert "longer than 2 s" in result.outcomes["test_sleeps"].message
+    assert result.outcomes["test_fine"].passed
+
+
+def test_writing_outside_the_copy_is_refused(project, tmp_path):
+    outside = tmp_path / "outside.txt"
+    result = run(project, f"""
+        def test_writes_outside():
+            open({str(outside)!r}, "w").write("x")
+
+        def test_writes_inside(tmp_path):
+            (tmp_path / "ok.txt").write_text("fine")
+            open("relative.txt", "w").write("lands in the copy")
+    """)
+    assert not outside.exists()
+    assert "writing outside the sandbox" in result.outcomes["test_writes_outside"].message
+    assert result.outcomes["test_writes_inside"].passed
+    assert not (project / "relative.txt").exists()
+
+
+def test_no_network_and_no_subprocesses(project):
+    result = run(project, """
+        import socket, subprocess
+
+        def test_socket():
+            socket.create_connection(("127.0.0.1", 9), timeout=1)
+
+        def test_subprocess():
+            subprocess.run(["true"])
+    """)
+    assert "no network" in result.outcomes["test_socket"].message
+    assert "not allowed" in result.outcomes["test_subprocess"].message
+
+
+def test_a_test_that_exits_the_interpreter_keeps_the_earlier_results(project):
+    result = run(project, """
+        import os
+
+        def test_first():
+            assert double(3) == 6
+
+        def test_exits():
+            os._exit(0)
+    """)
+    assert result.outcomes["test_first"].passed
+    assert "test_exits" not in result.outcomes or not result.outcomes["test_exits"].passed
+
+
+def test_a_python_without_pytest_is_a_clear_error(project, tmp_path):
+    with pytest.raises(SandboxError, match="cannot run|pytest is not installed"):
+        run_tests(project, FILES, "tests/test_x.py", "", python=str(tmp_path / "no-python"))
