@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import re
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +189,8 @@ def _fit_file(source: str, budget_chars: int) -> str:
 
 def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: str | None,
                  bos_token: str = "", eos_token: str = "", context_tokens: int = 4096,
-                 max_tokens: int = 160, root: Path | None = None) -> DocstringPrompt:
+                 max_tokens: int = 160, root: Path | None = None,
+                 style: str = "google") -> DocstringPrompt:
     """Stable parts first (instructions, the file), then the function that changes."""
     func = function_source(source, fn)
     reserve = max_tokens + 200 + len(func) // CHARS_PER_TOKEN
@@ -199,6 +201,7 @@ def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: s
         # which keeps small models from echoing the code back.
         messages = [
             Message("system", render("docstring.system.txt", root, path=path,
+                                     style_rules=STYLE_RULES.get(style, STYLE_RULES["google"]),
                                      file_text=_fit_file(source, budget)).strip()),
             Message("user", render("docstring.user.txt", root, qualname=fn.qualname,
                                    function=func).strip()),
@@ -218,6 +221,96 @@ def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: s
     prefix = _fit_file(prefix, budget) + "\n"
     text = render("docstring.completion.txt", root, file_prefix=prefix, indent=fn.body_indent)
     return DocstringPrompt(text, ['"""', "'''", "\ndef ", "\nclass ", "\n\n\n"], chat=False)
+
+
+# ----------------------------------------------------------------------- styles
+
+STYLES = ("google", "numpy", "sphinx")
+STYLE_RULES = {
+    "google": ('If the function takes arguments, add a blank line and an "Args:" section with '
+               'one line per argument ("name: what it is").\nIf it returns a value, add a '
+               '"Returns:" line.'),
+    "numpy": ('If the function takes arguments, add a blank line, then "Parameters", then '
+              '"----------", then for each argument a line "name : type" and an indented '
+              'description.\nIf it returns a value, add "Returns" and "-------" the same way.'),
+    "sphinx": ('If the function takes arguments, add a blank line and one ":param name: what '
+               'it is" line per argument.\nIf it returns a value, add a ":returns: ..." line.'),
+}
+
+
+def detect_style(source: str) -> str:
+    """The docstring convention the file already uses (Google when it shows none)."""
+    if re.search(r"^\s*:param\b", source, re.M):
+        return "sphinx"
+    if re.search(r"^\s*Parameters\s*\n\s*-{3,}", source, re.M):
+        return "numpy"
+    return "google"
+
+
+_GOOGLE_SECTION = re.compile(r"^(Args|Arguments|Parameters|Keyword Args|Keyword Arguments):\s*$")
+_GOOGLE_ITEM = re.compile(r"^(\*{0,2}[A-Za-z_]\w*)\s*(\([^)]*\))?\s*:")
+
+
+def documented_params(text: str) -> list[str] | None:
+    """Parameter names a docstring documents, or None when it has no parameter section."""
+    lines = text.splitlines()
+    sphinx = re.findall(r"^\s*:param\s+(?:[^:]*\s)?(\*{0,2}\w+)\s*:", text, re.M)
+    if sphinx:
+        return sphinx
+    for n, line in enumerate(lines):
+        if line.strip() == "Parameters" and n + 1 < len(lines) and \
+                set(lines[n + 1].strip()) == {"-"}:
+            base = len(line) - len(line.lstrip())
+            out = []
+            rest = lines[n + 2:]
+            for k, item in enumerate(rest):
+                if not item.strip() or len(item) - len(item.lstrip()) > base:
+                    continue  # blank, or a description under an item
+                if k + 1 < len(rest) and rest[k + 1].strip() and set(rest[k + 1].strip()) == {"-"}:
+                    break  # the next section's title
+                m = re.match(r"^(\*{0,2}\w+)\s*(:|$)", item.strip())
+                if m:
+                    out.append(m.group(1))
+            return out
+    for n, line in enumerate(lines):
+        if _GOOGLE_SECTION.match(line.strip()):
+            indent = None
+            out = []
+            for item in lines[n + 1:]:
+                if not item.strip():
+                    continue
+                width = len(item) - len(item.lstrip())
+                if width == 0:
+                    break
+                indent = width if indent is None else indent
+                if width == indent:
+                    m = _GOOGLE_ITEM.match(item.strip())
+                    if m:
+                        out.append(m.group(1))
+            return out
+    return None
+
+
+def check_params(text: str, fn: FunctionTarget) -> None:
+    """No invented parameter, none missing (self/cls aside; `*args` may be `args`)."""
+    real = [p for p in fn.params if p not in ("self", "cls")]
+    documented = documented_params(text)
+    if documented is None:
+        if real:
+            raise DocstringError(f"the docstring documents none of the parameters "
+                                 f"({', '.join(real)})")
+        return
+    bare = {p.lstrip("*") for p in real}
+    got = {d.lstrip("*") for d in documented}
+    invented, missing = got - bare, bare - got
+    if invented or missing:
+        parts = []
+        if invented:
+            parts.append(f"invented: {', '.join(sorted(invented))}")
+        if missing:
+            parts.append(f"missing: {', '.join(sorted(missing))}")
+        raise DocstringError("the documented parameters are not the real ones ("
+                             + "; ".join(parts) + ")")
 
 
 # ---------------------------------------------------------------------- parsing

@@ -99,9 +99,18 @@ class SamplingSettings:
     stop: list[str] = setting([], "Extra stop sequences (added to the task's own).")
 
 
-def _docstring_sampling() -> SamplingSettings:
+@dataclass
+class DocstringSettings(SamplingSettings):
+    """Docstrings and doc comments: the Python convention, and sampling."""
+
+    style: str = setting("auto", "Python docstring convention: `auto` (the one the file "
+                         "already uses, else Google), `google`, `numpy` or `sphinx`.",
+                         choices=("auto", "google", "numpy", "sphinx"))
+
+
+def _docstring_sampling() -> DocstringSettings:
     # Docstrings want to be short and literal: low temperature, few tokens.
-    return SamplingSettings(temperature=0.1, max_tokens=160, repeat_penalty=1.15)
+    return DocstringSettings(temperature=0.1, max_tokens=160, repeat_penalty=1.15)
 
 
 @dataclass
@@ -178,7 +187,7 @@ class LogSettings:
 @dataclass
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
-    docstring: SamplingSettings = field(default_factory=_docstring_sampling)
+    docstring: DocstringSettings = field(default_factory=_docstring_sampling)
     commit: CommitSettings = field(default_factory=_commit_settings)
     review: ReviewSettings = field(default_factory=_review_settings)
     tests: TestsSettings = field(default_factory=_tests_settings)

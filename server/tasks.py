@@ -63,7 +63,8 @@ async def generate_docstring(
     prompt = docstring.build_prompt(
         source, fn, path=path, chat_template=info.chat_template if use_chat else None,
         bos_token=info.bos_token, eos_token=info.eos_token,
-        context_tokens=info.context_length, max_tokens=sampling.max_tokens, root=root)
+        context_tokens=info.context_length, max_tokens=sampling.max_tokens, root=root,
+        style=docstring.detect_style(source) if sampling.style == "auto" else sampling.style)
     job = worker.submit("docstring", prompt.text, sampling, stop=prompt.stop,
                         start=prompt.start, priority=Priority.USER, key=key,
                         on_piece=on_piece)
@@ -77,6 +78,7 @@ async def generate_docstring(
         raise docstring.DocstringError(
             f"the model gave no usable docstring for {fn.qualname} "
             f"(raw output: {completion.text[:80]!r}); try again or configure a larger model")
+    docstring.check_params(text, fn)
     edit = docstring.docstring_edit(source, fn, text)
     docstring.validate(source, docstring.apply_edit(source, edit), fn, text)
     return DocstringResult(fn, text, edit, completion)

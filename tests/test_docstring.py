@@ -173,3 +173,30 @@ def test_chat_template_errors_are_clear():
     bad = "{{ raise_exception('System role not supported') }}"
     with pytest.raises(ChatTemplateError, match="System role not supported"):
         render_chat(bad, [Message("user", "hi")])
+
+
+@pytest.mark.parametrize("source, style", [
+    ('def f(a):\n    """Do.\n\n    Args:\n        a: x\n    """\n', "google"),
+    ('def f(a):\n    """Do.\n\n    Parameters\n    ----------\n    a : int\n    """\n', "numpy"),
+    ('def f(a):\n    """Do.\n\n    :param a: x\n    """\n', "sphinx"),
+    ("def f(a):\n    return a\n", "google"),
+])
+def test_the_files_docstring_style_is_detected(source, style):
+    assert ds.detect_style(source) == style
+
+
+@pytest.mark.parametrize("text, error", [
+    ("Add them.\n\nArgs:\n    a: first\n    b: second", None),
+    ("Add them.\n\nParameters\n----------\na : int\n    first\nb : int\n\nReturns\n-------\nint",
+     None),
+    ("Add them.\n\n:param a: first\n:param int b: second\n:returns: sum", None),
+    ("Add them.\n\nArgs:\n    a: first\n    c: invented", "invented: c; missing: b"),
+    ("Add them.", "documents none of the parameters"),
+])
+def test_documented_parameters_must_be_the_real_ones(text, error):
+    fn = ds.find_function("def add(self, a, b):\n    return a + b\n", 0)
+    if error is None:
+        ds.check_params(text, fn)
+    else:
+        with pytest.raises(ds.DocstringError, match=error):
+            ds.check_params(text, fn)

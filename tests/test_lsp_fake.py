@@ -59,7 +59,9 @@ async def test_docstring_action_is_cheap_then_resolves_to_a_versioned_edit(fake)
     path = root / "inventory" / "pricing.py"
     uri = open_doc(client, path)
     actions = await actions_at(client, uri, 9)  # inside `parse_price`
-    assert [a.title for a in actions] == ["Hearth: Generate docstring"]
+    assert [a.title for a in actions] == [
+        "Hearth: Generate docstring", "Hearth: Generate tests for parse_price",
+        "Hearth: Review function parse_price", "Hearth: Review file"]
     assert actions[0].edit is None and actions[0].command is None  # nothing computed yet
     resolved = await client.code_action_resolve_async(actions[0])
     change = resolved.edit.document_changes[0]
@@ -71,24 +73,31 @@ async def test_docstring_action_is_cheap_then_resolves_to_a_versioned_edit(fake)
 
 async def test_documented_functions_offer_regenerate(fake):
     client, _, root = fake
-    uri = open_doc(client, root / "x.py", text='def f(a):\n    """Old."""\n    return a\n')
-    actions = await actions_at(client, uri, 0)
+    uri = open_doc(client, root / "x.py", text='def f(text):\n    """Old."""\n    return text\n')
+    actions = await actions_at(client, uri, 0, only=["refactor.rewrite.hearth.docstring"])
     assert [a.title for a in actions] == ["Hearth: Regenerate docstring"]
     resolved = await client.code_action_resolve_async(actions[0])
     edit = resolved.edit.document_changes[0].edits[0]
     assert edit.new_text == '"""Convert a price to cents.\n\n    Args:\n        text: the price, e.g. \'€12.50\'.\n    """'
 
 
-async def test_no_actions_off_functions_other_languages_or_other_kinds(fake):
+async def test_actions_follow_the_code_and_the_requested_kinds(fake):
     client, _, root = fake
     uri = open_doc(client, root / "inventory" / "pricing.py")
-    assert await actions_at(client, uri, 0) == []  # module docstring line
-    assert await actions_at(client, uri, 9, only=["quickfix"]) == []
-    assert len(await actions_at(client, uri, 9, only=["refactor"])) == 1
+
+    async def titles(uri, line, only=None):
+        return [a.title for a in await actions_at(client, uri, line, only=only)]
+
+    assert await titles(uri, 0) == ["Hearth: Review file"]  # module docstring: no function
+    assert await titles(uri, 9, only=["quickfix"]) == []
+    assert await titles(uri, 9, only=["refactor.rewrite"]) == ["Hearth: Generate docstring"]
     js = open_doc(client, root / "a.js", language="javascript", text="function f() {}\n")
-    assert await actions_at(client, js, 0) == []
+    assert await titles(js, 0) == ["Hearth: Generate doc comment", "Hearth: Review function f",
+                                   "Hearth: Review file"]
+    text = open_doc(client, root / "notes.txt", language="plaintext", text="hello\n")
+    assert await titles(text, 0) == []
     broken = open_doc(client, root / "broken.py", text="def f(:\n")
-    assert await actions_at(client, broken, 0) == []
+    assert "Hearth: Generate docstring" not in await titles(broken, 0)
 
 
 async def test_command_applies_the_edit_through_the_client(fake):
