@@ -524,6 +524,23 @@ def cmd_tests(args: argparse.Namespace, factory=None) -> int:
     return 0 if result.passing else 1
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .result_cache import ResultCache
+    from .settings import cache_dir
+
+    cache = ResultCache(cache_dir() / "results.sqlite")
+    try:
+        if args.action == "clear":
+            print(f"removed {cache.clear()} cached answers from {cache.path}")
+        else:
+            stats = cache.stats()
+            print(f"{stats['entries']} cached answers, {stats['bytes'] / 1e6:.1f} MB in "
+                  f"{cache.path}")
+    finally:
+        cache.close()
+    return 0
+
+
 def cmd_hook(args: argparse.Namespace) -> int:
     from .gitdiff import GitStateError
     from .hook import install, uninstall
@@ -646,6 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     tst.add_argument("--root", help="project root (default: .)")
     tst.add_argument("-v", "--verbose", action="store_true", help="say what it is doing")
     tst.set_defaults(func=cmd_tests)
+
+    cache = sub.add_parser("cache", help="the on-disk cache of finished answers")
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.set_defaults(func=cmd_cache)
 
     hook = sub.add_parser("hook", help="install or remove the prepare-commit-msg hook")
     hook.add_argument("action", choices=["install", "uninstall"])

@@ -9,6 +9,7 @@ from pathlib import Path
 from .engine.base import Engine
 from .engine.worker import GenerationWorker, wait_for
 from .models import resolve_model_path
+from .result_cache import ResultCache
 from .settings import Settings
 
 EngineFactory = Callable[[Settings, Path], Engine]
@@ -20,14 +21,23 @@ def llama_engine_factory(settings: Settings, cache: Path) -> Engine:
     return LlamaEngine(resolve_model_path(settings.model, cache), settings.model)
 
 
+def open_result_cache(settings: Settings, cache: Path) -> ResultCache | None:
+    if not settings.cache.enabled:
+        return None
+    return ResultCache(cache / "results.sqlite", max_bytes=settings.cache.max_mb << 20)
+
+
 @asynccontextmanager
 async def local_worker(settings: Settings, cache: Path,
                        factory: EngineFactory | None = None) -> AsyncIterator[GenerationWorker]:
     """A generation worker with the configured model loaded (ModelUnavailable if it cannot)."""
     worker = GenerationWorker()
+    worker.results = open_result_cache(settings, cache)
     make = factory or llama_engine_factory
     try:
         await wait_for(worker.load(lambda: make(settings, cache)))
         yield worker
     finally:
         worker.shutdown()
+        if worker.results is not None:
+            worker.results.close()

@@ -179,6 +179,14 @@ class IndexSettings:
 
 
 @dataclass
+class CacheSettings:
+    enabled: bool = setting(True, "Keep finished answers on disk (keyed by task, prompt, "
+                            "model and settings) so a repeated request is instant.")
+    max_mb: int = setting(50, "Size bound of the answer cache; the least recently used go "
+                          "first.", minimum=1, maximum=10240)
+
+
+@dataclass
 class LogSettings:
     level: str = setting("info", "Log level for stderr and window/logMessage.",
                          choices=("debug", "info", "warning", "error"))
@@ -192,6 +200,7 @@ class Settings:
     review: ReviewSettings = field(default_factory=_review_settings)
     tests: TestsSettings = field(default_factory=_tests_settings)
     index: IndexSettings = field(default_factory=IndexSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 

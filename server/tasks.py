@@ -65,12 +65,9 @@ async def generate_docstring(
         bos_token=info.bos_token, eos_token=info.eos_token,
         context_tokens=info.context_length, max_tokens=sampling.max_tokens, root=root,
         style=docstring.detect_style(source) if sampling.style == "auto" else sampling.style)
-    job = worker.submit("docstring", prompt.text, sampling, stop=prompt.stop,
-                        start=prompt.start, priority=Priority.USER, key=key,
-                        on_piece=on_piece)
-    completion: Completion = await wait_for(job)
-    if completion.finish_reason == "cancelled":
-        raise docstring.DocstringError("cancelled")
+    completion = await _generate(worker, "docstring", prompt.text, sampling,
+                                 stop=list(prompt.stop), grammar=None, key=key,
+                                 on_piece=on_piece, start=prompt.start)
     text = docstring.clean_output(completion.text, fn, prompt.stop)
     log.info("docstring for %s: %d tokens in %.2f s (%.1f tok/s)", fn.qualname,
              completion.completion_tokens, completion.total_s, completion.tokens_per_s)
@@ -105,12 +102,29 @@ def _stops(info: ModelInfo, *extra: str) -> list[str]:
 
 async def _generate(worker: GenerationWorker, kind: str, prompt: str, sampling: SamplingSettings,
                     *, stop: list[str], grammar: str | None, key: object,
-                    on_piece: Callable[[str], None] | None = None) -> Completion:
+                    on_piece: Callable[[str], None] | None = None,
+                    start: str | None = None) -> Completion:
+    """One generation, answered from the result cache when this exact request ran before."""
+    cache = worker.results
+    cache_key = None
+    if cache is not None and worker.engine is not None:
+        info = worker.engine.info
+        cache_key = cache.key(kind, prompt=prompt, grammar=grammar, stop=stop, start=start,
+                              sampling=dataclasses.asdict(sampling),
+                              model=[info.path, info.file_size, info.context_length])
+        hit = await asyncio.to_thread(cache.get, cache_key)
+        if hit is not None:
+            log.info("%s: answered from the result cache", kind)
+            if on_piece is not None:
+                on_piece(hit)
+            return Completion(hit, 0, 0, 0.0, 0.0, "cached")
     job = worker.submit(kind, prompt, sampling, stop=[*stop, *sampling.stop], grammar=grammar,
-                        priority=Priority.USER, key=key, on_piece=on_piece)
+                        start=start, priority=Priority.USER, key=key, on_piece=on_piece)
     completion: Completion = await wait_for(job)
     if completion.finish_reason == "cancelled":
         raise TaskCancelled(f"{kind} was cancelled")
+    if cache_key is not None:
+        await asyncio.to_thread(cache.put, cache_key, kind, completion.text)
     return completion
 
 

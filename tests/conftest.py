@@ -23,6 +23,9 @@ def _isolated_config(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.getbasetemp() / "hearth-home"
     monkeypatch.setenv("HEARTH_CONFIG_FILE", str(home / "config.toml"))
     monkeypatch.setenv("HEARTH_CACHE_DIR", str(shared_cache()))
+    # Scripted engines answer the same prompts differently from test to test: the
+    # answer cache is off unless a test turns it on.
+    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "false")
 
 
 def shared_cache() -> Path:

@@ -75,6 +75,9 @@ class GenerationWorker:
         self.state = "empty"  # empty | loading | ready | error
         self.error: str | None = None
         self.load_job: Job | None = None
+        # Finished answers by prompt (a result_cache.ResultCache), set by the owner;
+        # the tasks consult it so a repeated request does not run the model again.
+        self.results: Any = None
         self.idle = threading.Event()
         self.idle.set()
 

@@ -24,7 +24,7 @@ from pygls.workspace import TextDocument
 from .. import __version__, logs
 from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
-from ..local import EngineFactory, llama_engine_factory
+from ..local import EngineFactory, llama_engine_factory, open_result_cache
 from ..models import preset_uses_chat
 from ..review_state import ReviewState
 from ..settings import Resolved, Settings, SettingsSources, cache_dir
@@ -91,6 +91,8 @@ class HearthServer(LanguageServer):
         """Recompute settings from every layer; report new problems; return changed keys."""
         old = self.resolved
         self.resolved = self.sources.resolve()
+        if self.settings.cache.enabled != (self.worker.results is not None):
+            self.worker.results = open_result_cache(self.settings, self.cache)
         logs.set_level(self.settings.log.level)
         for problem in self.resolved.problems:
             if problem not in self._reported:
