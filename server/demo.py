@@ -2,7 +2,10 @@
 
 It copies the demo workspace into a temporary git repository, starts
 `hearth serve` as a child process, and plays the editor's part: open files,
-ask for code actions on each function, resolve them, apply the edits.
+ask for code actions on each function and resolve them (docstrings), review a
+file (diagnostics), generate tests for a function (run in the sandbox, only
+passing ones applied), and write a commit message for the staged changes.
+Whatever the model says that fails validation is shown as refused.
 """
 
 from __future__ import annotations
@@ -50,6 +53,24 @@ class DemoClient(LanguageClient):
         super().__init__("hearth-demo", __version__)
         self.titles: dict[Any, str] = {}
         self.messages: list[str] = []
+        self.diagnostics: dict[str, list[types.Diagnostic]] = {}
+
+        @self.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def _diagnostics(params: types.PublishDiagnosticsParams) -> None:
+            self.diagnostics[params.uri] = list(params.diagnostics)
+
+        @self.feature(types.WORKSPACE_APPLY_EDIT)
+        def _apply(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+            for change in params.edit.document_changes or []:
+                if isinstance(change, types.CreateFile):
+                    path = Path(_fs_path(change.uri))
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.touch()
+                elif isinstance(change, types.TextDocumentEdit):
+                    path = Path(_fs_path(change.text_document.uri))
+                    text = path.read_text(encoding="utf-8") if path.exists() else ""
+                    path.write_text(apply_text_edits(text, list(change.edits)), encoding="utf-8")
+            return types.ApplyWorkspaceEditResult(applied=True)
 
         @self.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
         def _create(params: types.WorkDoneProgressCreateParams) -> None:
@@ -81,7 +102,8 @@ def _capabilities() -> types.ClientCapabilities:
         workspace=types.WorkspaceClientCapabilities(apply_edit=True, configuration=False),
         text_document=types.TextDocumentClientCapabilities(
             code_action=types.CodeActionClientCapabilities(
-                resolve_support=types.ClientCodeActionResolveOptions(properties=["edit"]),
+                resolve_support=types.ClientCodeActionResolveOptions(
+                    properties=["edit", "command"]),
                 data_support=True)))
 
 
@@ -117,6 +139,86 @@ async def _search(client: LanguageClient, timeout: float = 180) -> None:
         for r in results or []:
             print(f"   {r['path']}:{r['start_line']}-{r['end_line']}  {r['symbol'] or '(module)'}"
                   f"  [{r['kind']}]  {r['score']:.4f}")
+
+
+def _fs_path(uri: str) -> str:
+    from pygls.uris import to_fs_path
+
+    return to_fs_path(uri) or uri
+
+
+async def _command(client: LanguageClient, command: str, args: dict[str, Any]) -> Any:
+    """Run a Hearth command; a refusal (validation, git state) is printed, not raised."""
+    try:
+        return await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=command, arguments=[args]))
+    except Exception as exc:
+        print(f"   refused: {getattr(exc, 'message', None) or exc}")
+        return None
+
+
+def _reopen(client: LanguageClient, path: Path) -> str:
+    """Tell the server the file's current text (the demo edits files on disk too)."""
+    uri = path.as_uri()
+    client.text_document_did_close(types.DidCloseTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
+        uri=uri, language_id="python", version=100, text=path.read_text(encoding="utf-8"))))
+    return uri
+
+
+async def _review(client: DemoClient, workspace: Path) -> None:
+    path = workspace / "inventory" / "models.py"
+    print("\n== review: inventory/models.py (hearth.review, whole file; only findings whose "
+          "quote is really in the code are kept)")
+    uri = _reopen(client, path)
+    t0 = time.perf_counter()
+    result = await _command(client, "hearth.review", {"uri": uri, "scope": "file"})
+    if result is None:
+        return
+    await asyncio.sleep(0.2)  # publishDiagnostics follows the answer
+    print(f"   reviewed {', '.join(result['reviewed'])} in {time.perf_counter() - t0:.1f} s: "
+          f"{result['findings']} findings")
+    for d in client.diagnostics.get(uri, []):
+        print(f"   {path.name}:{d.range.start.line + 1}:{d.range.start.character + 1} "
+              f"[{d.code}] {d.message}")
+
+
+async def _tests(client: DemoClient, workspace: Path) -> None:
+    path = workspace / "inventory" / "pricing.py"
+    fn = next((f for f in list_functions(path.read_text(encoding="utf-8"))
+               if f.name == "apply_discount"), None)
+    if fn is None:
+        return
+    print("\n== tests: inventory/pricing.py::apply_discount (hearth.generateTests; run in the "
+          "sandbox, only passing tests are inserted)")
+    uri = _reopen(client, path)
+    t0 = time.perf_counter()
+    result = await _command(client, "hearth.generateTests", {"uri": uri, "line": fn.def_line})
+    if result is None:
+        return
+    print(f"   {len(result['passing'])} passing (inserted into {result['testFile']}: "
+          f"{result['applied']}), {len(result['failing'])} failing, "
+          f"{time.perf_counter() - t0:.1f} s")
+    for t in result["passing"]:
+        print("\n".join("   | " + line for line in t["source"].splitlines()))
+    for t in result["failing"]:
+        last = t["message"].strip().splitlines()[-1] if t["message"].strip() else ""
+        print(f"   left out {t['name']}: {last[:120]}")
+
+
+async def _commit_message(client: DemoClient, workspace: Path) -> None:
+    subprocess.run(["git", "add", "-A"], cwd=workspace, check=True, capture_output=True)
+    print("\n== commit message for the staged changes (hearth.generateCommitMessage; the "
+          "server never commits)")
+    t0 = time.perf_counter()
+    result = await _command(client, "hearth.generateCommitMessage", {"repo": str(workspace)})
+    if result is None:
+        return
+    print(f"   ({time.perf_counter() - t0:.1f} s)")
+    print("\n".join("   | " + line for line in result["message"].splitlines()))
+    for notice in result["notices"]:
+        print(f"   note: {notice}")
 
 
 async def _drain(stream: asyncio.StreamReader | None, log_file: Path) -> None:
@@ -165,7 +267,7 @@ async def _run(workspace: Path, env: dict[str, str], options: dict[str, Any]) ->
                 text_document=types.TextDocumentIdentifier(uri=uri),
                 range=types.Range(start=here, end=here),
                 context=types.CodeActionContext(diagnostics=[])))
-            titles = [a.title for a in actions or [] if isinstance(a, types.CodeAction)]
+            titles = [a.title for a in actions or []]
             print(f"-- {fn.qualname}: {', '.join(titles) or 'no actions'}")
             action = next((a for a in actions or [] if isinstance(a, types.CodeAction)
                            and a.title == "Hearth: Generate docstring"), None)
@@ -190,17 +292,23 @@ async def _run(workspace: Path, env: dict[str, str], options: dict[str, Any]) ->
             print("\n".join("   | " + line for line in lines))
             written += 1
         path.write_text(text, encoding="utf-8")
+    if status["model"] == "ready":
+        await _review(client, workspace)
+        await _tests(client, workspace)
+        await _commit_message(client, workspace)
     await _search(client)
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
     drain.cancel()
     if written:
-        diff = subprocess.run(["git", "diff", "--stat"], cwd=workspace, capture_output=True,
-                              text=True).stdout
-        print(f"\n{written} docstrings written through the LSP; git diff --stat:\n{diff}")
+        diff = subprocess.run(["git", "diff", "HEAD", "--stat"], cwd=workspace,
+                              capture_output=True, text=True).stdout
+        print(f"\n{written} docstrings written through the LSP; git diff HEAD --stat:\n{diff}")
+    else:
+        print("\nno docstring passed validation this time (the refusals are above)")
     print(f"workspace: {workspace}\nserver log: {server_log}")
-    return 0 if status["model"] == "ready" and written else 1
+    return 0 if status["model"] == "ready" else 1
 
 
 def run_demo(workspace: str | None = None, preset: str | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -104,12 +105,19 @@ def test_serve_rejects_a_bad_tcp_address():
 
 
 @pytest.mark.slow
-def test_demo_writes_docstrings_through_the_lsp(tmp_path):
+def test_demo_runs_all_four_tasks_through_the_lsp(tmp_path):
     examples = {p: p.read_bytes() for p in (REPO / "examples").rglob("*.py")}
     out = hearth("demo", cwd=REPO, env={"TMPDIR": str(tmp_path)})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "initialize answered in" in out.stdout
     assert "Hearth: Generate docstring" in out.stdout
-    assert "docstrings written through the LSP" in out.stdout
+    # Each task ran and either produced a validated result or said why not.
+    for section, done in [("== review: inventory/models.py", r"reviewed .* findings|refused: "),
+                          ("== tests: inventory/pricing.py", r"passing \(inserted|refused: "),
+                          ("== commit message", r"   \| \w+|refused: ")]:
+        assert section in out.stdout
+        assert re.search(done, out.stdout.split(section, 1)[1]), section
+    assert re.search(r"docstrings written through the LSP|no docstring passed validation",
+                     out.stdout)
     # The demo worked on a copy: the example workspace itself is untouched.
     assert {p: p.read_bytes() for p in (REPO / "examples").rglob("*.py")} == examples
