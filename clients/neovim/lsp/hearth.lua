@@ -1,0 +1,26 @@
+-- Hearth, a local AI language server: review, tests, docstrings, commit messages.
+--
+-- Neovim >= 0.11:  vim.lsp.enable('hearth')  (this folder on 'runtimepath').
+-- Settings are Hearth's own (see docs/configuration.md), camelCase, under `hearth`.
+-- Buffer-local commands (:HearthReview, :HearthTests, :HearthDocstring,
+-- :HearthCommitMessage) come from lua/hearth/init.lua on attach.
+
+---@type vim.lsp.Config
+return {
+  cmd = { 'hearth', 'serve' },
+  filetypes = {
+    'python', 'javascript', 'javascriptreact', 'typescript', 'typescriptreact',
+    'go', 'rust', 'java', 'c', 'cpp', 'gitcommit',
+  },
+  root_markers = { '.hearth.toml', 'pyproject.toml', 'package.json', 'go.mod', 'Cargo.toml', '.git' },
+  settings = {
+    hearth = {
+      model = { preset = 'smollm2' },
+      review = { onSave = 'changed' },
+      commit = { style = 'conventional' },
+    },
+  },
+  on_attach = function(client, bufnr)
+    require('hearth').on_attach(client, bufnr)
+  end,
+}

@@ -1,0 +1,95 @@
+-- Buffer-local commands for the Hearth language server. All behaviour lives in
+-- the server: each command is one `workspace/executeCommand`.
+local M = {}
+
+local function notify(msg, level)
+  vim.notify('Hearth: ' .. msg, level or vim.log.levels.INFO)
+end
+
+local function exec(client, bufnr, command, args, on_result)
+  client:request('workspace/executeCommand', { command = command, arguments = { args } },
+    function(err, result)
+      if err then
+        notify(err.message or tostring(err), vim.log.levels.WARN)
+        return
+      end
+      if on_result then on_result(result) end
+    end, bufnr)
+end
+
+local function cursor_line()
+  return vim.api.nvim_win_get_cursor(0)[1] - 1
+end
+
+--- :HearthReview [range]: the file, or the selected lines; findings arrive as diagnostics.
+function M.review(client, bufnr, opts)
+  local args = { uri = vim.uri_from_bufnr(bufnr), scope = 'file' }
+  if opts and opts.range and opts.range > 0 then
+    args = { uri = args.uri, scope = 'selection', start = opts.line1 - 1, ['end'] = opts.line2 - 1 }
+  end
+  exec(client, bufnr, 'hearth.review', args, function(result)
+    notify(('%d findings (%s)'):format(result.findings, table.concat(result.reviewed, ', ')))
+  end)
+end
+
+--- :HearthTests: tests for the function under the cursor; passing ones are inserted.
+function M.tests(client, bufnr)
+  exec(client, bufnr, 'hearth.generateTests', { uri = vim.uri_from_bufnr(bufnr), line = cursor_line() },
+    function(result)
+      notify(('%d passing tests added to %s, %d failing left out'):format(
+        #result.passing, result.testFile, #result.failing))
+    end)
+end
+
+--- :HearthDocstring[!]: document the function under the cursor (! regenerates).
+function M.docstring(client, bufnr, opts)
+  exec(client, bufnr, 'hearth.generateDocstring', {
+    uri = vim.uri_from_bufnr(bufnr), line = cursor_line(), regenerate = opts and opts.bang or false,
+  })
+end
+
+--- :HearthCommitMessage: in a `gitcommit` buffer, fill the message above git's comments;
+--- elsewhere, show it.
+function M.commit_message(client, bufnr)
+  local repo = vim.fs.root(bufnr, '.git') or client.root_dir
+  exec(client, bufnr, 'hearth.generateCommitMessage', { repo = repo }, function(result)
+    local lines = vim.split(result.message, '\n', { plain = true })
+    if vim.bo[bufnr].filetype == 'gitcommit' then
+      local first = vim.api.nvim_buf_get_lines(bufnr, 0, 1, false)[1] or ''
+      local replace = first == '' and 1 or 0 -- an empty first line is the message slot
+      vim.api.nvim_buf_set_lines(bufnr, 0, replace, false, lines)
+    else
+      notify(result.message)
+    end
+    for _, n in ipairs(result.notices or {}) do notify(n) end
+  end)
+end
+
+local function progress_handler(ev)
+  local value = ev.data and ev.data.params and ev.data.params.value
+  if type(value) ~= 'table' then return end
+  local client = vim.lsp.get_client_by_id(ev.data.client_id)
+  if not client or client.name ~= 'hearth' then return end
+  if value.kind == 'end' then
+    vim.api.nvim_echo({ { ('Hearth: %s'):format(value.message or 'done') } }, false, {})
+  elseif value.title or value.message then
+    local pct = value.percentage and (' %d%%'):format(value.percentage) or ''
+    vim.api.nvim_echo({ { ('Hearth: %s%s %s'):format(value.title or '', pct, value.message or '') } },
+      false, {})
+  end
+end
+
+function M.on_attach(client, bufnr)
+  local function cmd(name, fn, opts)
+    vim.api.nvim_buf_create_user_command(bufnr, name, function(o) fn(client, bufnr, o) end, opts or {})
+  end
+  cmd('HearthReview', M.review, { range = true, desc = 'Hearth: review the file or selection' })
+  cmd('HearthTests', M.tests, { desc = 'Hearth: tests for the function under the cursor' })
+  cmd('HearthDocstring', M.docstring, { bang = true, desc = 'Hearth: document the function' })
+  cmd('HearthCommitMessage', M.commit_message, { desc = 'Hearth: write the commit message' })
+  if not M._progress then
+    M._progress = vim.api.nvim_create_autocmd('LspProgress', { callback = progress_handler })
+  end
+end
+
+return M
