@@ -10,7 +10,7 @@ JOBS   := $(shell nproc 2>/dev/null || echo 2)
 # portable AVX2 build runs everywhere x86-64 and loses little on small models.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast test-vscode vsix lint bench clean
 
 setup: $(STAMP)
 
@@ -37,8 +37,17 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/hearth demo
 
-test: setup
+test: setup test-vscode
 	$(BIN)/python -m pytest -ra
+
+# The VS Code extension's own logic (node's test runner); skipped without npm.
+test-vscode:
+	@if command -v npm >/dev/null 2>&1; then \
+		cd clients/vscode && npm ci --no-audit --no-fund --loglevel=error && npm test; \
+	else echo "npm not found: skipping the VS Code extension's tests"; fi
+
+vsix:
+	cd clients/vscode && npm ci --no-audit --no-fund --loglevel=error && npm run package
 
 test-fast: setup
 	$(BIN)/python -m pytest -ra -m "not slow"
@@ -50,6 +59,8 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/index.py
+	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/tasks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

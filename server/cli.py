@@ -55,6 +55,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.reference:
         print(markdown_reference(), end="")
         return 0
+    if args.vscode_schema:
+        from .settings import vscode_properties
+
+        print(json.dumps(vscode_properties(), indent=2, ensure_ascii=False))
+        return 0
     root = Path(args.root).resolve() if args.root else Path.cwd()
     resolved = SettingsSources(root=root).resolve()
     rows = []
@@ -589,6 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--json", action="store_true")
     config.add_argument("--reference", action="store_true",
                         help="print the settings reference (docs/configuration.md)")
+    config.add_argument("--vscode-schema", action="store_true",
+                        help="print the VS Code settings schema (clients/vscode/package.json)")
     config.set_defaults(func=cmd_config)
 
     index = sub.add_parser("index", help="index a workspace for search and retrieval")

@@ -540,3 +540,28 @@ def markdown_reference() -> str:
         if line.startswith("| `") and (nxt is None or nxt.startswith("## ")):
             out.append("")
     return "\n".join(out)
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def vscode_properties() -> dict[str, dict[str, Any]]:
+    """`contributes.configuration.properties` of the VS Code extension, generated from the
+    settings model (a test keeps clients/vscode/package.json in sync)."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in SPECS.values():
+        tp, nullable = _base_type(spec.type)
+        if get_origin(tp) is list:
+            prop: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+        else:
+            prop = {"type": [_JSON_TYPES[tp], "null"] if nullable else _JSON_TYPES[tp]}
+        if spec.choices:
+            prop["enum"] = list(spec.choices)
+        if spec.minimum is not None:
+            prop["minimum"] = spec.minimum
+        if spec.maximum is not None:
+            prop["maximum"] = spec.maximum
+        prop["default"] = spec.default
+        prop["markdownDescription"] = spec.doc + (" Reloads the model." if spec.reload else "")
+        out[f"hearth.{spec.key}"] = prop
+    return out

@@ -1,0 +1,192 @@
+// Hearth for VS Code: starts `hearth serve`, passes settings, shows the server's
+// state, and offers palette commands. All behaviour lives in the server.
+import * as vscode from 'vscode';
+import {
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+  State,
+  TransportKind,
+} from 'vscode-languageclient/node';
+import { Inspected, needsRestart, serverCommand, Status, statusView, userSettings } from './logic';
+
+const LANGUAGES = ['python', 'javascript', 'javascriptreact', 'typescript', 'typescriptreact',
+  'go', 'rust', 'java', 'c', 'cpp'];
+
+let client: LanguageClient | undefined;
+let output: vscode.OutputChannel;
+let statusItem: vscode.StatusBarItem;
+let statusTimer: NodeJS.Timeout | undefined;
+let startError: string | undefined;
+
+function inspectAll(): Inspected[] {
+  const config = vscode.workspace.getConfiguration();
+  const keys = Object.keys(
+    vscode.extensions.getExtension('hearth.hearth')?.packageJSON?.contributes?.configuration?.properties ?? {});
+  return keys.map((key) => ({ key, ...(config.inspect(key) ?? {}) }));
+}
+
+function makeClient(): LanguageClient {
+  const config = vscode.workspace.getConfiguration('hearth');
+  const { command, args } = serverCommand({
+    serverPath: config.get<string | null>('serverPath'),
+    pythonPath: config.get<string | null>('pythonPath'),
+  });
+  output.appendLine(`starting: ${command} ${args.join(' ')}`);
+  const serverOptions: ServerOptions = { command, args, transport: TransportKind.stdio };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [...LANGUAGES.map((language) => ({ scheme: 'file', language })),
+      { scheme: 'file', pattern: '**/*' }],
+    outputChannel: output,
+    initializationOptions: userSettings(inspectAll()),
+    synchronize: { configurationSection: 'hearth' },
+    middleware: {
+      workspace: {
+        // Send only what the user set: defaults would override .hearth.toml.
+        configuration: (params, token, next) =>
+          params.items.map((item) => (item.section === 'hearth' ? userSettings(inspectAll()) : null)),
+      },
+    },
+  };
+  return new LanguageClient('hearth', 'Hearth', serverOptions, clientOptions);
+}
+
+async function start(): Promise<void> {
+  startError = undefined;
+  client = makeClient();
+  client.onDidChangeState((e) => {
+    if (e.newState === State.Stopped && !startError) startError = 'the server stopped';
+    void refreshStatus();
+  });
+  try {
+    await client.start();
+  } catch (err) {
+    startError = err instanceof Error ? err.message : String(err);
+    output.appendLine(`Hearth could not start: ${startError}`);
+    void refreshStatus();
+    const choice = await vscode.window.showErrorMessage(
+      `Hearth could not start: ${startError}`, 'Show output', 'Open settings');
+    if (choice === 'Show output') output.show();
+    if (choice === 'Open settings') {
+      await vscode.commands.executeCommand('workbench.action.openSettings', 'hearth.serverPath');
+    }
+  }
+}
+
+async function execute<T>(command: string, args: object): Promise<T | undefined> {
+  if (!client || client.state !== State.Running) {
+    void vscode.window.showWarningMessage('Hearth is not running', 'Show output')
+      .then((c) => c && output.show());
+    return undefined;
+  }
+  try {
+    return await client.sendRequest<T>('workspace/executeCommand', { command, arguments: [args] });
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    void vscode.window.showWarningMessage(`Hearth: ${message}`);
+    return undefined;
+  }
+}
+
+async function refreshStatus(): Promise<void> {
+  let status: Status | undefined;
+  if (client && client.state === State.Running) {
+    try {
+      status = await client.sendRequest<Status>('workspace/executeCommand', { command: 'hearth.status' });
+    } catch {
+      status = undefined;
+    }
+  }
+  const view = statusView(status, client?.state === State.Running ? undefined : startError);
+  statusItem.text = view.text;
+  statusItem.tooltip = view.tooltip;
+  statusItem.backgroundColor = view.error
+    ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
+  statusItem.show();
+}
+
+function editorArgs(): { uri: string; line: number } | undefined {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor) {
+    void vscode.window.showInformationMessage('Hearth: open a file first');
+    return undefined;
+  }
+  return { uri: editor.document.uri.toString(), line: editor.selection.active.line };
+}
+
+interface GitRepository { rootUri: vscode.Uri; inputBox: { value: string } }
+interface GitAPI { repositories: GitRepository[]; getRepository(uri: vscode.Uri): GitRepository | null }
+
+async function writeCommitMessage(arg?: { rootUri?: vscode.Uri }): Promise<void> {
+  const gitExtension = vscode.extensions.getExtension<{ getAPI(v: 1): GitAPI }>('vscode.git');
+  const git = gitExtension && (gitExtension.isActive ? gitExtension.exports : await gitExtension.activate()).getAPI(1);
+  if (!git || git.repositories.length === 0) {
+    void vscode.window.showWarningMessage('Hearth: no git repository is open');
+    return;
+  }
+  const active = vscode.window.activeTextEditor?.document.uri;
+  const repo = (arg?.rootUri && git.getRepository(arg.rootUri))
+    || (active && git.getRepository(active)) || git.repositories[0];
+  const result = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.SourceControl, title: 'Hearth: commit message' },
+    () => execute<{ message: string; notices: string[] }>('hearth.generateCommitMessage',
+      { repo: repo.rootUri.fsPath }));
+  if (!result) return;
+  repo.inputBox.value = result.message;
+  for (const notice of result.notices) output.appendLine(`commit message: ${notice}`);
+}
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  output = vscode.window.createOutputChannel('Hearth');
+  statusItem = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
+  statusItem.command = 'hearth.showOutput';
+  statusItem.name = 'Hearth';
+  context.subscriptions.push(output, statusItem);
+  const register = (name: string, fn: (...args: any[]) => unknown) =>
+    context.subscriptions.push(vscode.commands.registerCommand(name, fn));
+  register('hearth.showOutput', () => output.show());
+  register('hearth.restartServer', async () => {
+    if (client) await client.stop().catch(() => undefined);
+    await start();
+  });
+  register('hearth.reviewFile', async () => {
+    const args = editorArgs();
+    if (!args) return;
+    const result = await execute<{ findings: number; reviewed: string[] }>('hearth.review',
+      { uri: args.uri, scope: 'file' });
+    if (result) {
+      void vscode.window.showInformationMessage(
+        `Hearth: ${result.findings} findings (${result.reviewed.join(', ') || 'nothing to review'})`);
+    }
+  });
+  register('hearth.generateTestsHere', async () => {
+    const args = editorArgs();
+    if (!args) return;
+    const result = await execute<{ passing: unknown[]; failing: { name: string }[]; testFile: string }>(
+      'hearth.generateTests', args);
+    if (result) {
+      void vscode.window.showInformationMessage(`Hearth: ${result.passing.length} passing tests added to `
+        + `${result.testFile}; ${result.failing.length} failing left out`);
+    }
+  });
+  register('hearth.generateDocstringHere', async () => {
+    const args = editorArgs();
+    if (args) await execute('hearth.generateDocstring', args);
+  });
+  register('hearth.writeCommitMessage', writeCommitMessage);
+  register('hearth.reindexWorkspace', () => execute('hearth.reindex', {}));
+  context.subscriptions.push(vscode.workspace.onDidChangeConfiguration(async (e) => {
+    if (needsRestart(['hearth.serverPath', 'hearth.pythonPath'].filter((k) => e.affectsConfiguration(k)))) {
+      await vscode.commands.executeCommand('hearth.restartServer');
+    }
+  }));
+  statusTimer = setInterval(() => void refreshStatus(), 2000);
+  context.subscriptions.push({ dispose: () => statusTimer && clearInterval(statusTimer) });
+  await start();
+  await refreshStatus();
+}
+
+export async function deactivate(): Promise<void> {
+  if (statusTimer) clearInterval(statusTimer);
+  if (client) await client.stop();
+}

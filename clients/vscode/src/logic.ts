@@ -1,0 +1,105 @@
+// The extension's own decisions, kept free of the `vscode` module so they are
+// unit-tested with node's test runner. Everything else lives in the server.
+
+export interface ClientPaths {
+  serverPath?: string | null;
+  pythonPath?: string | null;
+}
+
+export interface ServerCommand {
+  command: string;
+  args: string[];
+}
+
+/** How to start `hearth serve`: an explicit executable, a Python with Hearth, or `hearth` on PATH. */
+export function serverCommand(paths: ClientPaths): ServerCommand {
+  if (paths.serverPath && paths.serverPath.trim()) {
+    return { command: paths.serverPath.trim(), args: ['serve'] };
+  }
+  if (paths.pythonPath && paths.pythonPath.trim()) {
+    return { command: paths.pythonPath.trim(), args: ['-m', 'hearth_lsp.server', 'serve'] };
+  }
+  return { command: 'hearth', args: ['serve'] };
+}
+
+/** What VS Code's `inspect()` says about one setting. */
+export interface Inspected {
+  key: string; // e.g. "hearth.review.onSave"
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+}
+
+/**
+ * The settings the user actually set, nested ({review: {onSave: ...}}) without the
+ * `hearth.` prefix and without the client-only keys. Defaults are left out on
+ * purpose: sending them would override the server's other layers (.hearth.toml,
+ * environment variables) with values nobody chose.
+ */
+export function userSettings(items: Inspected[]): Record<string, unknown> {
+  const out: Record<string, any> = {};
+  for (const item of items) {
+    const value = item.workspaceFolderValue ?? item.workspaceValue ?? item.globalValue;
+    if (value === undefined || value === null) continue;
+    const parts = item.key.replace(/^hearth\./, '').split('.');
+    if (parts.length < 2) continue; // serverPath, pythonPath: the client's own
+    let node = out;
+    for (const part of parts.slice(0, -1)) node = node[part] ??= {};
+    node[parts[parts.length - 1]] = value;
+  }
+  return out;
+}
+
+/** Settings whose change needs a new server process (the others are sent live). */
+export function needsRestart(changedKeys: string[]): boolean {
+  return changedKeys.some((k) => k === 'hearth.serverPath' || k === 'hearth.pythonPath');
+}
+
+export interface Status {
+  model?: string; // loading | ready | error | empty
+  error?: string | null;
+  info?: { name?: string; where?: string } | null;
+  index?: { state?: string; files?: number; chunks?: number; embedded?: number; error?: string | null } | null;
+}
+
+export interface StatusView {
+  text: string;
+  tooltip: string;
+  error: boolean;
+}
+
+/** The status bar item for a `hearth.status` answer (or a server that is not running). */
+export function statusView(status: Status | undefined, serverError?: string): StatusView {
+  if (serverError) {
+    return { text: '$(error) Hearth', tooltip: `Hearth is not running: ${serverError}`, error: true };
+  }
+  if (!status) return { text: '$(loading~spin) Hearth', tooltip: 'Hearth is starting', error: false };
+  const where = status.info?.where ?? '';
+  const device = where.startsWith('GPU') ? 'GPU' : where.startsWith('CPU') ? 'CPU' : '';
+  let text: string;
+  let error = false;
+  switch (status.model) {
+    case 'ready':
+      text = `$(flame) Hearth${device ? ` (${device})` : ''}`;
+      break;
+    case 'error':
+      text = '$(error) Hearth: no model';
+      error = true;
+      break;
+    default:
+      text = '$(loading~spin) Hearth: loading model';
+  }
+  const index = status.index;
+  if (index && (index.state === 'indexing' || index.state === 'embedding')) {
+    const pct = index.chunks ? Math.floor((100 * (index.embedded ?? 0)) / index.chunks) : 0;
+    text += index.state === 'indexing' ? ' · indexing' : ` · embedding ${pct}%`;
+  }
+  const lines = [
+    `Model: ${status.model ?? 'unknown'}${status.info?.name ? ` — ${status.info.name}` : ''}${where ? ` on ${where}` : ''}`,
+  ];
+  if (status.error) lines.push(`Error: ${status.error}`);
+  if (index) lines.push(`Index: ${index.state ?? 'off'}${index.files !== undefined ? `, ${index.files} files, ${index.chunks} chunks` : ''}`);
+  if (index?.error) lines.push(`Index error: ${index.error}`);
+  lines.push('Click to show the output.');
+  return { text, tooltip: lines.join('\n'), error };
+}

@@ -1,0 +1,42 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { needsRestart, serverCommand, statusView, userSettings } from '../src/logic';
+
+test('the server command prefers an explicit path, then a Python, then PATH', () => {
+  assert.deepEqual(serverCommand({ serverPath: '/opt/hearth/bin/hearth ' }),
+    { command: '/opt/hearth/bin/hearth', args: ['serve'] });
+  assert.deepEqual(serverCommand({ pythonPath: '/venv/bin/python' }),
+    { command: '/venv/bin/python', args: ['-m', 'hearth_lsp.server', 'serve'] });
+  assert.deepEqual(serverCommand({ serverPath: '  ', pythonPath: null }),
+    { command: 'hearth', args: ['serve'] });
+});
+
+test('only settings the user set are sent, nested, the most specific scope winning', () => {
+  const sent = userSettings([
+    { key: 'hearth.review.onSave', globalValue: 'file', workspaceValue: 'off' },
+    { key: 'hearth.model.preset' }, // default only: not sent
+    { key: 'hearth.model.contextLength', globalValue: 8192 },
+    { key: 'hearth.index.exclude', workspaceFolderValue: ['vendor/**'] },
+    { key: 'hearth.serverPath', globalValue: '/x' }, // the client's own
+  ]);
+  assert.deepEqual(sent, {
+    review: { onSave: 'off' }, model: { contextLength: 8192 }, index: { exclude: ['vendor/**'] },
+  });
+});
+
+test('only the server location needs a restart', () => {
+  assert.equal(needsRestart(['hearth.review.onSave']), false);
+  assert.equal(needsRestart(['hearth.pythonPath', 'hearth.model.preset']), true);
+});
+
+test('the status bar shows the model state, the device and indexing', () => {
+  assert.match(statusView(undefined).text, /Hearth/);
+  const ready = statusView({ model: 'ready', info: { name: 'smollm2', where: 'CPU (2 threads)' },
+    index: { state: 'embedding', files: 6, chunks: 20, embedded: 5 } });
+  assert.equal(ready.text, '$(flame) Hearth (CPU) · embedding 25%');
+  assert.match(ready.tooltip, /smollm2 on CPU/);
+  const broken = statusView({ model: 'error', error: 'model file not found: /m.gguf' });
+  assert.equal(broken.error, true);
+  assert.match(broken.tooltip, /model file not found/);
+  assert.equal(statusView(undefined, 'spawn hearth ENOENT').error, true);
+});
