@@ -313,6 +313,120 @@ def check_params(text: str, fn: FunctionTarget) -> None:
                              + "; ".join(parts) + ")")
 
 
+# ------------------------------------------------- completing the parameters
+#
+# Small models often write a good summary and no parameter section. Rather
+# than refuse, a second, grammar-constrained request asks for one description
+# per real parameter (the grammar admits exactly those names), and Hearth
+# writes the section in the file's convention.
+
+_SECTION_START = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Returns|Return|Yields|Raises|Keyword Args|Examples?|"
+    r"Notes?)\s*:?\s*$|^\s*:(param|returns?|rtype|raises)\b", re.M)
+
+
+def summary_part(text: str) -> str:
+    """The docstring without its parameter/returns sections."""
+    m = _SECTION_START.search(text)
+    return (text[: m.start()] if m else text).strip()
+
+
+def copies_another_docstring(source: str, text: str) -> bool:
+    """Whether ``text`` starts like a docstring the file already has (small models copy
+    the module docstring)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    first = summary_part(text).splitlines()[0].strip().lower() if text.strip() else ""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node)
+            if doc and first and doc.strip().splitlines()[0].strip().lower() == first:
+                return True
+    return False
+
+
+def real_params(fn: FunctionTarget) -> tuple[str, ...]:
+    return tuple(p for p in fn.params if p not in ("self", "cls"))
+
+
+def returns_value(source: str, fn: FunctionTarget) -> bool:
+    """Whether the function returns a value (a `return x` of its own, not a nested one's)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                node.lineno - 1 == fn.def_line:
+            stack = list(node.body)
+            while stack:
+                child = stack.pop()
+                if isinstance(child, ast.Return) and child.value is not None and not (
+                        isinstance(child.value, ast.Constant) and child.value.value is None):
+                    return True
+                if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda,
+                                          ast.ClassDef)):
+                    stack.extend(ast.iter_child_nodes(child))
+    return False
+
+
+def params_grammar(params: tuple[str, ...], returns: bool) -> str:
+    entries = ' "," ws '.join(f'"\\"{p.lstrip("*")}\\":" ws desc' for p in params)
+    parts = [f'"{{" ws "\\"params\\":" ws "{{" ws {entries} ws "}}"']
+    if returns:
+        parts.append(r'"," ws "\"returns\":" ws desc')
+    return "\n".join([
+        "root ::= " + " ".join(parts) + ' ws "}"',
+        r'desc ::= "\"" [a-zA-Z`] char{2,100} "\""',
+        r'char ::= [^"\\\n] | "\\" ["\\/]',
+        r"ws ::= [ \n]{0,2}",
+    ])
+
+
+def parse_params_answer(raw: str, params: tuple[str, ...]) -> tuple[dict[str, str], str]:
+    import json
+
+    try:
+        data = json.loads(raw[raw.find("{"):])
+    except ValueError as exc:
+        raise DocstringError(f"the parameter descriptions are not JSON: {raw[:60]!r}") from exc
+    got = {str(k): " ".join(str(v).split()).rstrip(".") for k, v in
+           (data.get("params") or {}).items()}
+    if tuple(got) != tuple(p.lstrip("*") for p in params):
+        raise DocstringError(f"described parameters {list(got)} are not {list(params)}")
+    if any(v.lower() in ("what it is", "what it does", "") for v in got.values()):
+        raise DocstringError("the parameter descriptions copy the example")
+    for v in [*got.values(), str(data.get("returns", ""))]:
+        if re.search(r"[{};]|\w\(.*\)|\[\]", v):
+            raise DocstringError(f"a parameter description is code, not prose: {v[:60]!r}")
+    return {p: got[p.lstrip("*")] for p in params}, " ".join(
+        str(data.get("returns", "")).split()).rstrip(".")
+
+
+def render_sections(style: str, params: dict[str, str], returns: str) -> str:
+    """The parameter and returns sections in ``style`` (unindented docstring text)."""
+    out: list[str] = []
+    if style == "numpy":
+        if params:
+            out += ["Parameters", "----------"]
+            for name, desc in params.items():
+                out += [name, f"    {desc}."]
+        if returns:
+            out += ([""] if out else []) + ["Returns", "-------", f"    {returns}."]
+    elif style == "sphinx":
+        out += [f":param {name}: {desc}." for name, desc in params.items()]
+        if returns:
+            out.append(f":returns: {returns}.")
+    else:
+        if params:
+            out += ["Args:", *(f"    {name}: {desc}." for name, desc in params.items())]
+        if returns:
+            out += ([""] if out else []) + ["Returns:", f"    {returns[:1].upper()}{returns[1:]}."]
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------------- parsing
 
 

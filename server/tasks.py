@@ -17,6 +17,7 @@ from . import commit_message, doccomment, docstring, gitdiff, review, sandbox, t
 from .chat_format import ChatTemplateError, Message, merge_system, render_chat
 from .engine.base import Completion, ModelInfo, ModelUnavailable
 from .engine.worker import GenerationWorker, Priority, wait_for
+from .prompts import render
 from .settings import SamplingSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,53 @@ async def generate_docstring(
         raise docstring.DocstringError(
             f"the model gave no usable docstring for {fn.qualname} "
             f"(raw output: {completion.text[:80]!r}); try again or configure a larger model")
-    docstring.check_params(text, fn)
+    if not regenerate and docstring.copies_another_docstring(source, text):
+        raise docstring.DocstringError(
+            f"the model copied another docstring of the file for {fn.qualname}: "
+            f"{text.splitlines()[0][:80]!r}")
+    try:
+        docstring.check_params(text, fn)
+    except docstring.DocstringError as exc:
+        log.info("docstring for %s: %s; asking for the parameters", fn.qualname, exc)
+        text = await _complete_params(worker, info, sampling, source, fn, text, path, key,
+                                      use_chat, root)
     edit = docstring.docstring_edit(source, fn, text)
     docstring.validate(source, docstring.apply_edit(source, edit), fn, text)
     return DocstringResult(fn, text, edit, completion)
+
+
+async def _complete_params(worker: GenerationWorker, info: ModelInfo, sampling: SamplingSettings,
+                           source: str, fn: docstring.FunctionTarget, text: str, path: str,
+                           key: object, chat: bool, root: Path | None) -> str:
+    """Keep the model's summary; write the parameter section from a constrained answer."""
+    import json
+
+    params = docstring.real_params(fn)
+    returns = docstring.returns_value(source, fn)
+    summary = docstring.summary_part(text)
+    if not summary:
+        raise docstring.DocstringError(f"the model gave no summary for {fn.qualname}")
+    shape: dict = {"params": {p.lstrip("*"): "..." for p in params}}
+    if returns:
+        shape["returns"] = "..."
+    values = {"qualname": fn.qualname, "path": path, "summary": summary,
+              "function": docstring.function_source(source, fn), "shape": json.dumps(shape)}
+    if chat and info.chat_template:
+        messages = [Message("system", render("docstring.params.system.txt", root, **values).strip()),
+                    Message("user", render("docstring.params.user.txt", root, **values).strip())]
+        prompt = prompt_text(info, messages, "")
+    else:
+        prompt = render("docstring.params.completion.txt", root, **values)
+    done = await _generate(worker, "docstring-params", prompt,
+                           dataclasses.replace(sampling, max_tokens=40 + 40 * len(params)),
+                           stop=_stops(info), grammar=docstring.params_grammar(params, returns),
+                           key=key)
+    described, returned = docstring.parse_params_answer(done.text, params)
+    style = docstring.detect_style(source) if getattr(sampling, "style", "auto") == "auto" \
+        else sampling.style
+    full = summary + "\n\n" + docstring.render_sections(style, described, returned)
+    docstring.check_params(full, fn)
+    return full
 
 
 # ------------------------------------------------------------------ helpers

@@ -62,10 +62,16 @@ def test_review_of_a_missing_symbol_or_file_is_a_clear_error(tmp_path, capsys, m
 def test_docstring_for_python_and_a_go_doc_comment(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.py").write_text(PY)
-    code, _ = run(cli.cmd_docstring, ["docstring", "m.py::shout", "--write"],
-                  ["Shout the text back in capitals."])
+    # A summary without the parameters: a second, constrained answer describes them.
+    code, engine = run(cli.cmd_docstring, ["docstring", "m.py::shout", "--write"],
+                       ["Shout the text back in capitals.",
+                        json.dumps({"params": {"text": "the words to shout"},
+                                    "returns": "the words in capitals"})])
     assert code == 0
-    assert '    """Shout the text back in capitals."""' in (tmp_path / "m.py").read_text()
+    assert '    """Shout the text back in capitals.\n\n    Args:\n        text: the words to ' \
+        'shout.\n\n    Returns:\n        The words in capitals.\n    """' in \
+        (tmp_path / "m.py").read_text()
+    assert '\\"text\\":' in engine.grammars[1]
     (tmp_path / "add.go").write_text(GO)
     answer = {"summary": "Add two numbers", "params": {"a": "the first", "b": "the second"},
               "returns": "their sum"}

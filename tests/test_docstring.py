@@ -200,3 +200,33 @@ def test_documented_parameters_must_be_the_real_ones(text, error):
     else:
         with pytest.raises(ds.DocstringError, match=error):
             ds.check_params(text, fn)
+
+
+def test_missing_parameters_are_written_from_a_constrained_answer():
+    src = "def add(self, a, *rest):\n    def inner():\n        return 1\n    return a\n"
+    fn = ds.find_function(src, 0)
+    assert ds.real_params(fn) == ("a", "*rest") and ds.returns_value(src, fn)
+    assert not ds.returns_value("def f(x):\n    def g():\n        return 1\n    print(x)\n",
+                                ds.find_function("def f(x):\n    pass\n", 0))
+    grammar = ds.params_grammar(("a", "*rest"), True)
+    assert '\\"a\\":' in grammar and '\\"rest\\":' in grammar
+    described, returned = ds.parse_params_answer(
+        '{"params": {"a": "the first value.", "rest": "more values"}, "returns": "a"}',
+        ("a", "*rest"))
+    assert described == {"a": "the first value", "*rest": "more values"} and returned == "a"
+    with pytest.raises(ds.DocstringError, match="code, not prose"):
+        ds.parse_params_answer('{"params": {"a": "int32(10)", "rest": "x y"}}', ("a", "*rest"))
+    with pytest.raises(ds.DocstringError, match="are not"):
+        ds.parse_params_answer('{"params": {"b": "a thing"}}', ("a", "*rest"))
+    assert ds.render_sections("numpy", {"a": "the first"}, "the sum") == (
+        "Parameters\n----------\na\n    the first.\n\nReturns\n-------\n    the sum.")
+    assert ds.render_sections("sphinx", {"a": "the first"}, "") == ":param a: the first."
+    full = "Add them.\n\n" + ds.render_sections("google", described, returned)
+    ds.check_params(full, fn)
+    assert ds.summary_part(full) == "Add them."
+
+
+def test_a_copied_module_docstring_is_recognised():
+    src = '"""Prices in cents."""\n\n\ndef f(x):\n    return x\n'
+    assert ds.copies_another_docstring(src, "Prices in cents.\n\nArgs:\n    x: y")
+    assert not ds.copies_another_docstring(src, "Return x unchanged.")
