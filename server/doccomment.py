@@ -223,12 +223,23 @@ _PLACEHOLDERS = {x.lower().strip(".") for x in (SHAPE_SUMMARY, SHAPE_PARAM, SHAP
 
 def grammar(target: DocTarget) -> str:
     """GBNF for this target's JSON: exactly its parameters, in order."""
-    parts = [r'"{" ws "\"summary\":" ws sentence']
-    if target.params:
-        entries = ' "," ws '.join(f'"\\"{p}\\":" ws desc' for p in target.params)
-        parts.append(f'"," ws "\\"params\\":" ws "{{" ws {entries} ws "}}"')
-    if target.returns:
-        parts.append(r'"," ws "\"returns\":" ws desc')
+    return fields_grammar(target.params, target.returns, summary=True)
+
+
+def fields_grammar(params: tuple[str, ...], returns: bool, *, summary: bool) -> str:
+    """GBNF for `{"summary"?, "params": {exactly these names}, "returns"?}`.
+
+    Descriptions cannot contain a newline or `*/` (they go inside comments)."""
+    parts = [r'"{" ws']
+    if summary:
+        parts.append(r'"\"summary\":" ws sentence')
+    if params:
+        entries = ' "," ws '.join(f'"\\"{p.lstrip("*")}\\":" ws desc' for p in params)
+        parts.append(('"," ws ' if summary else "")
+                     + f'"\\"params\\":" ws "{{" ws {entries} ws "}}"')
+    if returns:
+        parts.append(r'"," ws "\"returns\":" ws desc' if len(parts) > 1 else
+                     r'"\"returns\":" ws desc')
     return "\n".join([
         "root ::= " + " ".join(parts) + ' ws "}"',
         r'sentence ::= "\"" [A-Z] char{8,160} "\""',

@@ -373,16 +373,9 @@ def returns_value(source: str, fn: FunctionTarget) -> bool:
 
 
 def params_grammar(params: tuple[str, ...], returns: bool) -> str:
-    entries = ' "," ws '.join(f'"\\"{p.lstrip("*")}\\":" ws desc' for p in params)
-    parts = [f'"{{" ws "\\"params\\":" ws "{{" ws {entries} ws "}}"']
-    if returns:
-        parts.append(r'"," ws "\"returns\":" ws desc')
-    return "\n".join([
-        "root ::= " + " ".join(parts) + ' ws "}"',
-        r'desc ::= "\"" [a-zA-Z`] char{2,100} "\""',
-        r'char ::= [^"\\\n] | "\\" ["\\/]',
-        r"ws ::= [ \n]{0,2}",
-    ])
+    from .doccomment import fields_grammar  # one grammar builder for every language
+
+    return fields_grammar(params, returns, summary=False)
 
 
 def parse_params_answer(raw: str, params: tuple[str, ...]) -> tuple[dict[str, str], str]:

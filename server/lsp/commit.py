@@ -15,9 +15,8 @@ from pygls.uris import to_fs_path
 
 from .. import tasks
 from ..commit_message import CommitMessageError
-from ..engine.base import EngineError, ModelUnavailable
 from ..gitdiff import GitStateError
-from .common import RequestFailed, call_soon
+from .common import call_soon, failures_reported
 from .server import HearthServer
 
 CMD_COMMIT_MESSAGE = "hearth.generateCommitMessage"
@@ -47,16 +46,10 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
         ls.worker.cancel_where(lambda j: j.key == key)
 
     async with ls.work_progress("Hearth: commit message", cancel=cancel) as report:
-        try:
+        with failures_reported(report, (GitStateError, CommitMessageError, tasks.TaskCancelled)):
             result = await tasks.generate_commit_message(
                 ls.worker, ls.settings, repo, key=key, root=ls.root,
                 progress=lambda message: call_soon(loop, report, message))
-        except (GitStateError, CommitMessageError, tasks.TaskCancelled) as exc:
-            report.end(str(exc))
-            raise RequestFailed(str(exc)) from exc
-        except (ModelUnavailable, EngineError) as exc:
-            report.end(str(exc))
-            raise RequestFailed(f"model unavailable: {exc}") from exc
         report.end(f"done in {result.seconds:.1f} s")
     return {"message": result.message, "notices": result.notices,
             "staged": result.changes.staged, "summarised": result.summarised,

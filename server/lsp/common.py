@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pygls.exceptions import JsonRpcException
@@ -33,3 +34,19 @@ def client_resolves(ls: Any, prop: str) -> bool:
     action = text.code_action if text else None
     support = action.resolve_support if action else None
     return bool(support and prop in support.properties)
+
+
+@contextmanager
+def failures_reported(report: Any, refusals: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """A task's refusal (validation, git state, cancellation) or a missing model ends
+    its progress with the reason and answers the request with RequestFailed."""
+    from ..engine.base import EngineError, ModelUnavailable
+
+    try:
+        yield
+    except refusals as exc:
+        report.end(str(exc))
+        raise RequestFailed(str(exc)) from exc
+    except (ModelUnavailable, EngineError) as exc:
+        report.end(str(exc))
+        raise RequestFailed(f"model unavailable: {exc}") from exc

@@ -19,12 +19,18 @@ from pygls.workspace.position_codec import ServerTextPosition
 from ...indexer.languages import language_of
 from .. import doccomment, tasks
 from ..docstring import DocstringError, Edit, find_function
-from ..engine.base import EngineError, ModelUnavailable
 from ..index_service import IndexNotReady
 from ..settings import SPECS
 from . import review, testgen
 from .commit import CMD_COMMIT_MESSAGE, command_commit_message
-from .common import PROGRESS_INTERVAL_S, RequestFailed, call_soon, client_resolves, wants_kind
+from .common import (
+    PROGRESS_INTERVAL_S,
+    RequestFailed,
+    call_soon,
+    client_resolves,
+    failures_reported,
+    wants_kind,
+)
 from .server import HearthServer
 
 log = logging.getLogger("hearth")
@@ -251,7 +257,8 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
                 last = now
                 report(f"{len(pieces)} tokens")
 
-        try:
+        with failures_reported(report, (DocstringError, doccomment.DocCommentError,
+                                        tasks.TaskCancelled)):
             if python:
                 result = await tasks.generate_docstring(
                     ls.worker, ls.settings, source=source, path=ls.document_path(doc),
@@ -264,12 +271,6 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
                     on_piece=lambda p: call_soon(loop, on_piece, p))
             else:
                 raise DocstringError(f"Hearth cannot document {lang or 'this'} files")
-        except (DocstringError, doccomment.DocCommentError, tasks.TaskCancelled) as exc:
-            report.end(str(exc))
-            raise RequestFailed(str(exc)) from exc
-        except (ModelUnavailable, EngineError) as exc:
-            report.end(str(exc))
-            raise RequestFailed(f"model unavailable: {exc}") from exc
         report.end(f"{result.completion.completion_tokens} tokens, "
                    f"{result.completion.tokens_per_s:.0f} tok/s")
     if doc.version != version:

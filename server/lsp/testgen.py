@@ -19,10 +19,9 @@ from ...indexer.context import estimate_tokens, render_context
 from ...indexer.languages import language_of
 from .. import tasks
 from ..docstring import find_function
-from ..engine.base import EngineError, ModelUnavailable
 from ..sandbox import SandboxError
 from ..testgen import TestGenError
-from .common import RequestFailed, call_soon, client_resolves, wants_kind
+from .common import RequestFailed, call_soon, client_resolves, failures_reported, wants_kind
 from .server import HearthServer
 
 CMD_TESTS = "hearth.generateTests"
@@ -75,17 +74,11 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
         return render_context(ls.index.context(budget, estimate_tokens, path=rel_path, line=line))
 
     async with ls.work_progress("Hearth: tests", cancel=cancel) as report:
-        try:
+        with failures_reported(report, (TestGenError, SandboxError, tasks.TaskCancelled)):
             result = await tasks.generate_tests(
                 ls.worker, ls.settings, root=ls.root, rel=rel, source=doc.source,
                 line=data["line"], key=key, context=context,
                 progress=lambda m: call_soon(loop, report, m))
-        except (TestGenError, SandboxError, tasks.TaskCancelled) as exc:
-            report.end(str(exc))
-            raise RequestFailed(str(exc)) from exc
-        except (ModelUnavailable, EngineError) as exc:
-            report.end(str(exc))
-            raise RequestFailed(f"model unavailable: {exc}") from exc
         report.end(f"{len(result.passing)} passing, {len(result.failing)} failing")
     failing = [{"name": c.name, "source": c.source, "message": m[-1500:]}
                for c, m in result.failing]
