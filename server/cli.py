@@ -414,9 +414,6 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
 
     logs.setup_stderr("warning")
     path, symbol = _split_target(args.target)
-    if symbol is None:
-        print("hearth docstring: expected FILE::SYMBOL (or FILE::LINE)", file=sys.stderr)
-        return 2
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -426,6 +423,8 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     if lang != "python" and not doccomment.supported(lang):
         print(f"hearth docstring: cannot document {lang or path.suffix} files", file=sys.stderr)
         return 2
+    if symbol is None:
+        return _document_file(args, path, source, lang, factory)
     line = _symbol_line(source, path, lang, symbol)
     if line is None:
         print(f"hearth docstring: no {symbol} in {path}", file=sys.stderr)
@@ -546,6 +545,39 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _document_file(args: argparse.Namespace, path: Path, source: str, lang: str,
+                   factory=None) -> int:
+    """`hearth docstring FILE`: a summary of the whole file at its top."""
+    import asyncio
+
+    from . import filedoc
+    from .engine.base import EngineError
+    from .local import local_worker
+    from .tasks import TaskCancelled, document_file
+
+    root = Path(args.root or ".").resolve()
+    settings, cache = _task_settings(root)
+
+    async def run():
+        async with local_worker(settings, cache, factory) as worker:
+            return await document_file(worker, settings, source=source, path=str(path),
+                                       language=lang, root=root, regenerate=args.regenerate)
+
+    try:
+        result = asyncio.run(run())
+    except (filedoc.FileDocError, TaskCancelled, EngineError) as exc:
+        print(f"hearth docstring: {exc}", file=sys.stderr)
+        return 1
+    if args.write:
+        path.write_text(result.new_source, encoding="utf-8")
+    if args.json:
+        print(json.dumps({"path": str(path), "summary": result.summary, "text": result.comment,
+                          "written": bool(args.write)}))
+    else:
+        print(result.comment, end="")
+    return 0
+
+
 def cmd_hook(args: argparse.Namespace) -> int:
     from .gitdiff import GitStateError
     from .hook import install, uninstall
@@ -651,10 +683,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit 1 when a finding of this severity or worse is found")
     rev.set_defaults(func=cmd_review)
 
-    doc = sub.add_parser("docstring", help="document a function: a docstring (Python) or "
-                         "a doc comment (JS/TS, Go, Rust, Java, C/C++), validated")
-    doc.add_argument("target", metavar="FILE::SYMBOL", help="SYMBOL: a (qualified) name or a "
-                     "line number")
+    doc = sub.add_parser("docstring", help="document a function (a docstring for Python, a "
+                         "doc comment for JS/TS, Go, Rust, Java, C/C++) or a whole file")
+    doc.add_argument("target", metavar="FILE[::SYMBOL]", help="SYMBOL: a (qualified) name or "
+                     "a line number; without it, a summary of the whole file")
     doc.add_argument("--regenerate", action="store_true", help="replace an existing one")
     doc.add_argument("--write", action="store_true", help="apply it to the file")
     doc.add_argument("--json", action="store_true")

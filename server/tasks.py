@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import commit_message, doccomment, docstring, gitdiff, review, sandbox, testgen
+from . import commit_message, doccomment, docstring, filedoc, gitdiff, review, sandbox, testgen
 from .chat_format import ChatTemplateError, Message, merge_system, render_chat
 from .engine.base import Completion, ModelInfo, ModelUnavailable
 from .engine.worker import GenerationWorker, Priority, wait_for
@@ -476,3 +476,35 @@ async def generate_tests(
                                "\n# ".join(m.strip().splitlines()[-6:]) for c, m in failed_now)
     new_text = testgen.merge(old_text, passing, import_line) if passing else None
     return TestsResult(fn, layout, passing, list(failing.values()), old_text, new_text, rounds)
+
+
+# --------------------------------------------------------------- document file
+
+
+@dataclass
+class FileDocResult:
+    summary: str
+    comment: str
+    new_source: str
+    completion: Completion
+
+
+async def document_file(worker: GenerationWorker, settings: Settings, *, source: str,
+                        path: str, language: str, key: object = None, root: Path | None = None,
+                        regenerate: bool = False) -> FileDocResult:
+    """A validated summary of the whole file, placed at its top."""
+    target = filedoc.find_target(source, path, language)
+    if target.existing is not None and not regenerate:
+        raise filedoc.FileDocError(f"{path} already has file documentation; use 'Regenerate' "
+                                   "to replace it")
+    info = await ready_engine(worker)
+    messages, text = filedoc.build_prompt(source, target, path=path,
+                                          chat=bool(info.chat_template), root=root)
+    done = await _generate(worker, "filedoc", prompt_text(info, messages, text),
+                           dataclasses.replace(settings.docstring, max_tokens=90),
+                           stop=_stops(info, "\n"), grammar=filedoc.GRAMMAR, key=key)
+    summary = filedoc.check_summary(done.text, target, path)
+    comment = filedoc.render_summary(summary, target)
+    new_source = filedoc.apply(source, target, comment)
+    filedoc.validate(source, new_source, target)
+    return FileDocResult(summary, comment, new_source, done)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from lsp_helpers import FAKE_SERVER, actions_at, apply, open_doc, start, stop, wait_model
@@ -40,3 +41,25 @@ async def test_a_jsdoc_comment_is_generated_validated_and_placed(ts_session):
     # The second scripted answer invents a parameter: refused, nothing offered as right.
     with pytest.raises(JsonRpcException, match="not the real ones"):
         await client.code_action_resolve_async(action)
+
+
+async def test_document_file_puts_a_summary_at_the_top(demo_repo):
+    path = demo_repo / "total.ts"
+    path.write_text(TS)
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_RESPONSES": json.dumps(["Computes the total of the items with tax"])})
+    try:
+        await wait_model(client)
+        uri = open_doc(client, path, language="typescript")
+        [action] = [a for a in await actions_at(client, uri, 0, only=["source"])
+                    if a.title == "Hearth: Document file"]
+        resolved = await client.code_action_resolve_async(action)
+        result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command=resolved.command.command, arguments=list(resolved.command.arguments)))
+        assert result == {"applied": True,
+                          "summary": "Computes the total of the items with tax."}
+        [edit] = client.applied_edits
+        assert apply(TS, edit.edit, uri).startswith(
+            "/**\n * @file Computes the total of the items with tax.\n */\n\nexport function")
+    finally:
+        await stop(client)

@@ -61,7 +61,8 @@ async def test_docstring_action_is_cheap_then_resolves_to_a_versioned_edit(fake)
     actions = await actions_at(client, uri, 9)  # inside `parse_price`
     assert [a.title for a in actions] == [
         "Hearth: Generate docstring", "Hearth: Generate tests for parse_price",
-        "Hearth: Review function parse_price", "Hearth: Review file"]
+        "Hearth: Review function parse_price", "Hearth: Review file",
+        "Hearth: Regenerate file documentation"]
     assert actions[0].edit is None and actions[0].command is None  # nothing computed yet
     resolved = await client.code_action_resolve_async(actions[0])
     change = resolved.edit.document_changes[0]
@@ -88,16 +89,18 @@ async def test_actions_follow_the_code_and_the_requested_kinds(fake):
     async def titles(uri, line, only=None):
         return [a.title for a in await actions_at(client, uri, line, only=only)]
 
-    assert await titles(uri, 0) == ["Hearth: Review file"]  # module docstring: no function
+    assert await titles(uri, 0) == [  # the module docstring: no function here
+        "Hearth: Review file", "Hearth: Regenerate file documentation"]
     assert await titles(uri, 9, only=["quickfix"]) == []
     assert await titles(uri, 9, only=["refactor.rewrite"]) == ["Hearth: Generate docstring"]
     js = open_doc(client, root / "a.js", language="javascript", text="function f() {}\n")
     assert await titles(js, 0) == ["Hearth: Generate doc comment", "Hearth: Review function f",
-                                   "Hearth: Review file"]
+                                   "Hearth: Review file", "Hearth: Document file"]
     text = open_doc(client, root / "notes.txt", language="plaintext", text="hello\n")
     assert await titles(text, 0) == []
     broken = open_doc(client, root / "broken.py", text="def f(:\n")
-    assert "Hearth: Generate docstring" not in await titles(broken, 0)
+    assert not {"Hearth: Generate docstring", "Hearth: Document file"} & set(
+        await titles(broken, 0))
 
 
 async def test_command_applies_the_edit_through_the_client(fake):

@@ -21,7 +21,7 @@ from .. import doccomment, tasks
 from ..docstring import DocstringError, Edit, find_function
 from ..index_service import IndexNotReady
 from ..settings import SPECS
-from . import review, testgen
+from . import filedoc, review, testgen
 from .commit import CMD_COMMIT_MESSAGE, command_commit_message
 from .common import (
     PROGRESS_INTERVAL_S,
@@ -50,7 +50,8 @@ def register(ls: HearthServer) -> None:
     ls.feature(types.SHUTDOWN)(shutdown)
     ls.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
         code_action_kinds=[DOCSTRING_KIND, review.REVIEW_KIND, review.SYMBOL_REVIEW_KIND,
-                           testgen.TESTS_KIND, types.CodeActionKind.QuickFix],
+                           testgen.TESTS_KIND, filedoc.DOCUMENT_FILE_KIND,
+                           types.CodeActionKind.QuickFix],
         resolve_provider=True))(code_action)
     ls.feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
     ls.command(CMD_DOCSTRING)(command_docstring)
@@ -61,6 +62,7 @@ def register(ls: HearthServer) -> None:
     ls.command(CMD_COMMIT_MESSAGE)(command_commit_message)
     ls.command(review.CMD_REVIEW)(review.command_review)
     ls.command(testgen.CMD_TESTS)(testgen.command_tests)
+    ls.command(filedoc.CMD_DOCUMENT_FILE)(filedoc.command_document_file)
     ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)(did_change)
     ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(did_close)
     ls.feature(types.WORKSPACE_SYMBOL)(workspace_symbol)
@@ -161,7 +163,8 @@ def code_action(ls: HearthServer, params: types.CodeActionParams) -> list[types.
     _check_position(doc, params.range.start)
     _check_position(doc, params.range.end)
     return [*review.quick_fixes(ls, doc, params), *_docstring_actions(ls, doc, params),
-            *testgen.tests_actions(ls, doc, params), *review.review_actions(ls, doc, params)]
+            *testgen.tests_actions(ls, doc, params), *review.review_actions(ls, doc, params),
+            *filedoc.document_file_actions(ls, doc, params)]
 
 
 def _docstring_actions(ls: HearthServer, doc: TextDocument,
@@ -200,10 +203,11 @@ def _action_args(data: Any) -> dict[str, Any]:
 
 async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeAction:
     task = action.data.get("task") if isinstance(action.data, dict) else None
-    if task in ("review", "tests"):  # command actions: the command runs the model
+    commands = {"review": review.review_command, "tests": testgen.tests_command,
+                "documentFile": filedoc.document_file_command}
+    if task in commands:  # command actions: the command runs the model
         args = {k: v for k, v in action.data.items() if k != "task"}
-        make = review.review_command if task == "review" else testgen.tests_command
-        action.command = make(action.title, args)
+        action.command = commands[task](action.title, args)
         return action
     data = _action_args(action.data)
     doc = ls.get_document(data.get("uri"))
