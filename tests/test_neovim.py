@@ -51,7 +51,8 @@ def test_neovim_client_end_to_end(demo_repo, tmp_path):
     assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
     seen = json.loads(out.read_text())
     assert seen["ok"], seen.get("error")
-    assert {"HearthReview", "HearthTests", "HearthDocstring", "HearthCommitMessage"} <= set(
+    assert {"HearthReview", "HearthTests", "HearthDocstring", "HearthDocumentFile",
+            "HearthCommitMessage"} <= set(
         seen["commands"])
     assert "Hearth: Generate docstring" in seen["actions"]
     assert "Hearth: Review function parse_price" in seen["actions"]

@@ -173,6 +173,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     const args = editorArgs();
     if (args) await execute('hearth.generateDocstring', args);
   });
+  register('hearth.documentFileHere', async () => {
+    const args = editorArgs();
+    if (args) await execute('hearth.documentFile', { uri: args.uri });
+  });
   register('hearth.writeCommitMessage', writeCommitMessage);
   register('hearth.reindexWorkspace', () => execute('hearth.reindex', {}));
   context.subscriptions.push(vscode.workspace.onDidChangeConfiguration(async (e) => {

@@ -48,6 +48,13 @@ function M.docstring(client, bufnr, opts)
   })
 end
 
+--- :HearthDocumentFile[!]: a summary of the whole file at its top (! regenerates).
+function M.document_file(client, bufnr, opts)
+  exec(client, bufnr, 'hearth.documentFile', {
+    uri = vim.uri_from_bufnr(bufnr), regenerate = opts and opts.bang or false,
+  })
+end
+
 --- :HearthCommitMessage: in a `gitcommit` buffer, fill the message above git's comments;
 --- elsewhere, show it.
 function M.commit_message(client, bufnr)
@@ -86,6 +93,7 @@ function M.on_attach(client, bufnr)
   cmd('HearthReview', M.review, { range = true, desc = 'Hearth: review the file or selection' })
   cmd('HearthTests', M.tests, { desc = 'Hearth: tests for the function under the cursor' })
   cmd('HearthDocstring', M.docstring, { bang = true, desc = 'Hearth: document the function' })
+  cmd('HearthDocumentFile', M.document_file, { bang = true, desc = 'Hearth: summarise the file' })
   cmd('HearthCommitMessage', M.commit_message, { desc = 'Hearth: write the commit message' })
   if not M._progress then
     M._progress = vim.api.nvim_create_autocmd('LspProgress', { callback = progress_handler })
