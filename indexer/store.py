@@ -213,7 +213,7 @@ class Store:
         if not ids:
             return
         # A contentless FTS row is deleted by giving back the terms it was indexed with.
-        gone = []
+        gone: list[tuple[int, str, str, str]] = []
         for i in range(0, len(ids), 500):
             batch = ids[i: i + 500]
             gone.extend(self.db.execute(

@@ -69,7 +69,8 @@ class DemoClient(LanguageClient):
                 elif isinstance(change, types.TextDocumentEdit):
                     path = Path(_fs_path(change.text_document.uri))
                     text = path.read_text(encoding="utf-8") if path.exists() else ""
-                    path.write_text(apply_text_edits(text, list(change.edits)), encoding="utf-8")
+                    edits = [e for e in change.edits if isinstance(e, types.TextEdit)]
+                    path.write_text(apply_text_edits(text, edits), encoding="utf-8")
             return types.ApplyWorkspaceEditResult(applied=True)
 
         @self.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)

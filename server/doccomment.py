@@ -189,7 +189,7 @@ def find_target(source: str, language: str, line: int) -> DocTarget | None:
     if doc_start < insert:
         existing = (doc_start, insert - 1)
     row = lines[insert] if insert < len(lines) else ""
-    scope = []
+    scope: list[str] = []
     parent = node.parent
     while parent is not None:
         if parent.type in spec.containers:
@@ -254,7 +254,7 @@ def build_prompt(source: str, target: DocTarget, *, path: str, chat: bool,
     lines = source.splitlines()
     end = min(len(lines), target.def_line + 40)
     code = "\n".join(lines[target.insert_line: end])
-    shape = {"summary": SHAPE_SUMMARY}
+    shape: dict[str, object] = {"summary": SHAPE_SUMMARY}
     if target.params:
         shape["params"] = {p: SHAPE_PARAM for p in target.params}
     if target.returns:

@@ -360,7 +360,7 @@ def returns_value(source: str, fn: FunctionTarget) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
                 node.lineno - 1 == fn.def_line:
-            stack = list(node.body)
+            stack: list[ast.AST] = list(node.body)
             while stack:
                 child = stack.pop()
                 if isinstance(child, ast.Return) and child.value is not None and not (

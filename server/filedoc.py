@@ -51,7 +51,7 @@ def _python_target(source: str) -> FileDocTarget:
         start += 1
     existing = None
     first = tree.body[0] if tree.body else None
-    if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
             and isinstance(first.value.value, str):
         existing = (first.lineno - 1, (first.end_lineno or first.lineno) - 1)
     return FileDocTarget("python", existing[0] if existing else start, existing, "", frozenset())

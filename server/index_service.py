@@ -96,8 +96,12 @@ class IndexService:
             embedder = vectors = None
             if query and self._vectors is not None and self.reader.store.has_embeddings():
                 embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
-            return self.reader.context(budget, count_tokens, path=path, line=line, query=query,
-                                       embedder=embedder, vectors=vectors)
+            pieces = self.reader.context(budget, count_tokens, path=path, line=line,
+                                         query=query, embedder=embedder, vectors=vectors)
+        if pieces:  # what a prompt was given, and from where
+            log.info("context for %s:%s: %s", path, (line or 0) + 1,
+                     ", ".join(f"{p.header()} [{p.reason}]" for p in pieces))
+        return pieces
 
     def relative(self, path: Path) -> str | None:
         try:

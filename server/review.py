@@ -34,9 +34,7 @@ char ::= [^"\\\n] | "\\" ["\\/nt]
 ws ::= [ \n]{0,3}
 '''
 
-SCHEMA = {
-    "type": "object", "required": ["findings"],
-    "properties": {"findings": {"type": "array", "maxItems": MAX_FINDINGS, "items": {
+FINDING_SCHEMA: dict = {
         "type": "object", "required": ["line", "quote", "severity", "category", "message"],
         "properties": {
             "line": {"type": "integer", "description": "line number as shown in the listing"},
@@ -46,7 +44,10 @@ SCHEMA = {
             "category": {"enum": list(CATEGORIES)},
             "message": {"type": "string", "description": "what is wrong and why"},
             "replacement": {"type": "string", "description": "optional: code to replace the "
-                                                             "quote with"}}}}}}
+                                                             "quote with"}}}
+# The answer's shape: what FINDINGS_GRAMMAR enforces, and what the prompt describes.
+SCHEMA = {"type": "object", "required": ["findings"], "properties": {"findings": {
+    "type": "array", "maxItems": MAX_FINDINGS, "items": FINDING_SCHEMA}}}
 
 
 class ReviewError(ValueError):
@@ -98,7 +99,7 @@ def build_prompt(source: str, span: Span, *, path: str, language: str, context: 
     """(chat messages, completion-style text); the stable part (rules, schema) first."""
     values = {"path": path, "language": language, "label": span.label,
               "code": numbered(source.splitlines(), span),
-              "schema": json.dumps(SCHEMA["properties"]["findings"]["items"], indent=1),
+              "schema": json.dumps(FINDING_SCHEMA, indent=1),
               "categories": ", ".join(CATEGORIES), "max_findings": str(MAX_FINDINGS),
               "context": (f"Related code from the workspace (for reference, not under review):\n"
                           f"{context}\n\n" if context else "")}

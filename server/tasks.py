@@ -118,8 +118,8 @@ async def _complete_params(worker: GenerationWorker, info: ModelInfo, sampling: 
                            stop=_stops(info), grammar=docstring.params_grammar(params, returns),
                            key=key)
     described, returned = docstring.parse_params_answer(done.text, params)
-    style = docstring.detect_style(source) if getattr(sampling, "style", "auto") == "auto" \
-        else sampling.style
+    chosen = getattr(sampling, "style", "auto")
+    style = docstring.detect_style(source) if chosen == "auto" else chosen
     full = summary + "\n\n" + docstring.render_sections(style, described, returned)
     docstring.check_params(full, fn)
     return full

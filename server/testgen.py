@@ -105,7 +105,7 @@ def test_bodies(source: str) -> set[str]:
     return {_body_key(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
 
 
-def parse_tests(raw: str, *, taken: set[str] = frozenset(), calls: str = "",
+def parse_tests(raw: str, *, taken: set[str] | frozenset[str] = frozenset(), calls: str = "",
                 existing: str = "") -> list[TestCase]:
     """Top-level `test_*` functions in the answer (which starts after the prefill) that
     assert something, call ``calls`` (the function under test) and are not copies of

@@ -202,11 +202,12 @@ def _action_args(data: Any) -> dict[str, Any]:
 
 
 async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeAction:
-    task = action.data.get("task") if isinstance(action.data, dict) else None
+    data = action.data if isinstance(action.data, dict) else {}
+    task = data.get("task")
     commands = {"review": review.review_command, "tests": testgen.tests_command,
                 "documentFile": filedoc.document_file_command}
     if task in commands:  # command actions: the command runs the model
-        args = {k: v for k, v in action.data.items() if k != "task"}
+        args = {k: v for k, v in data.items() if k != "task"}
         action.command = commands[task](action.title, args)
         return action
     data = _action_args(action.data)
@@ -261,6 +262,7 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
                 last = now
                 report(f"{len(pieces)} tokens")
 
+        result: tasks.DocstringResult | tasks.DocCommentResult
         with failures_reported(report, (DocstringError, doccomment.DocCommentError,
                                         tasks.TaskCancelled)):
             if python:

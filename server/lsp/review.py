@@ -153,11 +153,7 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
     def context(path: str, line: int, budget: int) -> str:
         if ls.index is None:
             return ""
-        pieces = ls.index.context(budget, estimate_tokens, path=path, line=line)
-        if pieces:
-            log.info("review context for %s:%d: %s", path, line + 1,
-                     ", ".join(p.header() for p in pieces))
-        return render_context(pieces)
+        return render_context(ls.index.context(budget, estimate_tokens, path=path, line=line))
 
     path = ls.document_path(doc)
     async with ls.work_progress("Hearth: review", cancel=cancel) as report:
