@@ -71,7 +71,7 @@ async def test_review_actions_are_offered_for_a_function_and_the_file(session):
     assert resolved.command.command == "hearth.review"
     assert list(resolved.command.arguments) == [{"uri": uri, "scope": "symbol", "line": 1}]
     only_source = await actions_at(client, uri, 1, only=[types.CodeActionKind.Source])
-    assert [a.title for a in only_source] == ["Hearth: Review file"]
+    assert [a.title for a in only_source] == ["Hearth: Review file", "Hearth: Document file"]
 
 
 @pytest.mark.parametrize("session", [[answer(
