@@ -50,3 +50,27 @@ def failures_reported(report: Any, refusals: tuple[type[BaseException], ...]) ->
     except (ModelUnavailable, EngineError) as exc:
         report.end(str(exc))
         raise RequestFailed(f"model unavailable: {exc}") from exc
+
+
+def command_action(ls: Any, title: str, kind: str, command: str, args: dict) -> Any:
+    """A code action that runs ``command`` with ``args``. Clients that resolve `command`
+    lazily get it on `codeAction/resolve` (some client libraries read any action
+    carrying a `command` as a bare Command); the others get it up front."""
+    from lsprotocol import types
+
+    action = types.CodeAction(title=title, kind=kind, data={"command": command, **args})
+    if not client_resolves(ls, "command"):
+        action.command = types.Command(title=title, command=command, arguments=[args])
+    return action
+
+
+def resolve_command_action(action: Any) -> bool:
+    """Fill in the command of an action made by command_action; False for other actions."""
+    from lsprotocol import types
+
+    data = action.data if isinstance(action.data, dict) else {}
+    if not isinstance(data.get("command"), str):
+        return False
+    args = {k: v for k, v in data.items() if k != "command"}
+    action.command = types.Command(title=action.title, command=data["command"], arguments=[args])
+    return True

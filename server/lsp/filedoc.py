@@ -10,7 +10,7 @@ from pygls.workspace import TextDocument
 
 from ...indexer.languages import language_of
 from .. import doccomment, filedoc, tasks
-from .common import client_resolves, failures_reported, wants_kind
+from .common import command_action, failures_reported, wants_kind
 from .server import HearthServer
 
 CMD_DOCUMENT_FILE = "hearth.documentFile"
@@ -30,16 +30,8 @@ def document_file_actions(ls: HearthServer, doc: TextDocument,
         return []
     regenerate = target.existing is not None
     title = "Hearth: Regenerate file documentation" if regenerate else "Hearth: Document file"
-    args = {"uri": doc.uri, "regenerate": regenerate}
-    action = types.CodeAction(title=title, kind=DOCUMENT_FILE_KIND,
-                              data={"task": "documentFile", **args})
-    if not client_resolves(ls, "command"):
-        action.command = document_file_command(title, args)
-    return [action]
-
-
-def document_file_command(title: str, args: dict) -> types.Command:
-    return types.Command(title=title, command=CMD_DOCUMENT_FILE, arguments=[args])
+    return [command_action(ls, title, DOCUMENT_FILE_KIND, CMD_DOCUMENT_FILE,
+                           {"uri": doc.uri, "regenerate": regenerate})]
 
 
 async def command_document_file(ls: HearthServer, *args: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from .common import (
     call_soon,
     client_resolves,
     failures_reported,
+    resolve_command_action,
     wants_kind,
 )
 from .server import HearthServer
@@ -202,13 +203,7 @@ def _action_args(data: Any) -> dict[str, Any]:
 
 
 async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeAction:
-    data = action.data if isinstance(action.data, dict) else {}
-    task = data.get("task")
-    commands = {"review": review.review_command, "tests": testgen.tests_command,
-                "documentFile": filedoc.document_file_command}
-    if task in commands:  # command actions: the command runs the model
-        args = {k: v for k, v in data.items() if k != "task"}
-        action.command = commands[task](action.title, args)
+    if resolve_command_action(action):  # the command runs the model, not the resolve
         return action
     data = _action_args(action.data)
     doc = ls.get_document(data.get("uri"))

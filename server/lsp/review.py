@@ -24,7 +24,7 @@ from ...indexer.context import estimate_tokens, render_context
 from ...indexer.languages import language_of
 from .. import review, tasks
 from ..engine.base import EngineError, ModelUnavailable
-from .common import RequestFailed, call_soon, client_resolves, wants_kind
+from .common import RequestFailed, call_soon, command_action, wants_kind
 from .server import HearthServer
 
 log = logging.getLogger("hearth")
@@ -91,16 +91,7 @@ def quick_fixes(ls: HearthServer, doc: TextDocument,
 
 
 def _action(ls: HearthServer, title: str, kind: str, args: dict) -> types.CodeAction:
-    """A command action. Clients that can resolve `command` get it on resolve: some
-    client libraries read any action carrying a `command` as a bare Command."""
-    action = types.CodeAction(title=title, kind=kind, data={"task": "review", **args})
-    if not client_resolves(ls, "command"):
-        action.command = review_command(title, args)
-    return action
-
-
-def review_command(title: str, args: dict) -> types.Command:
-    return types.Command(title=title, command=CMD_REVIEW, arguments=[args])
+    return command_action(ls, title, kind, CMD_REVIEW, args)
 
 
 

@@ -21,7 +21,7 @@ from .. import tasks
 from ..docstring import find_function
 from ..sandbox import SandboxError
 from ..testgen import TestGenError
-from .common import RequestFailed, call_soon, client_resolves, failures_reported, wants_kind
+from .common import RequestFailed, call_soon, command_action, failures_reported, wants_kind
 from .server import HearthServer
 
 CMD_TESTS = "hearth.generateTests"
@@ -38,15 +38,8 @@ def tests_actions(ls: HearthServer, doc: TextDocument,
     if fn is None or fn.name.startswith("test"):
         return []
     title = f"Hearth: Generate tests for {fn.qualname}"
-    args = {"uri": doc.uri, "line": fn.def_line}
-    action = types.CodeAction(title=title, kind=TESTS_KIND, data={"task": "tests", **args})
-    if not client_resolves(ls, "command"):
-        action.command = tests_command(title, args)
-    return [action]
-
-
-def tests_command(title: str, args: dict) -> types.Command:
-    return types.Command(title=title, command=CMD_TESTS, arguments=[args])
+    return [command_action(ls, title, TESTS_KIND, CMD_TESTS,
+                           {"uri": doc.uri, "line": fn.def_line})]
 
 
 async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
