@@ -69,31 +69,31 @@ class FileChunks:
 # ------------------------------------------------------------------ helpers
 
 
-def _text(node: ts.Node | None) -> str:
+def node_text(node: ts.Node | None) -> str:
     return node.text.decode("utf-8", "replace") if node is not None and node.text else ""
 
 
-def _name(node: ts.Node) -> str:
+def definition_name(node: ts.Node) -> str:
     """A definition's name across grammars (C declarators, Rust impls, Go types...)."""
     named = node.child_by_field_name("name")
     if named is not None:
-        return _text(named)
+        return node_text(named)
     if node.type == "impl_item":  # impl Trait for Type
         trait, typ = node.child_by_field_name("trait"), node.child_by_field_name("type")
-        return f"{_text(trait)} for {_text(typ)}" if trait is not None else _text(typ)
+        return f"{node_text(trait)} for {node_text(typ)}" if trait is not None else node_text(typ)
     if node.type == "type_declaration":
         spec = next((c for c in node.named_children if c.type in ("type_spec", "type_alias")), None)
-        return _name(spec) if spec is not None else ""
+        return definition_name(spec) if spec is not None else ""
     declarator = node.child_by_field_name("declarator")
     while declarator is not None:
         if declarator.type in ("identifier", "field_identifier", "qualified_identifier",
                                "destructor_name", "operator_name", "type_identifier"):
-            return _text(declarator)
+            return node_text(declarator)
         declarator = declarator.child_by_field_name("declarator") or next(
             (c for c in declarator.named_children if "identifier" in c.type), None)
     if node.type in ("lexical_declaration", "variable_declaration"):
         decl = next((c for c in node.named_children if c.type == "variable_declarator"), None)
-        return _name(decl) if decl is not None else ""
+        return definition_name(decl) if decl is not None else ""
     return ""
 
 
@@ -151,7 +151,7 @@ def _doc_and_start(node: ts.Node, spec: LangSpec, lines: list[str]) -> tuple[int
     docs: list[str] = []
     prev = node.prev_named_sibling
     while prev is not None and prev.type in spec.comments and prev.end_point.row >= start - 1:
-        docs.insert(0, _text(prev))
+        docs.insert(0, node_text(prev))
         start = prev.start_point.row
         prev = prev.prev_named_sibling
     doc = "\n".join(docs)
@@ -160,7 +160,7 @@ def _doc_and_start(node: ts.Node, spec: LangSpec, lines: list[str]) -> tuple[int
         first = body.named_children[0]
         if first.type == "expression_statement" and first.named_children and \
                 first.named_children[0].type == "string":
-            doc = _text(first.named_children[0])
+            doc = node_text(first.named_children[0])
     return start, _clean_doc(doc)
 
 
@@ -176,7 +176,7 @@ def _signature(node: ts.Node, lines: list[str]) -> str:
     """The definition's text up to its body (at most 5 lines)."""
     body = _body(node)
     if body is None:  # a declaration without a body: its own text
-        return _text(node).split("\n", 1)[0].rstrip("{;: ").strip()
+        return node_text(node).split("\n", 1)[0].rstrip("{;: ").strip()
     first = node.start_point.row
     last = min(body.start_point.row if body is not None else first, first + 4)
     rows = [line.encode("utf-8") for line in lines[first: last + 1]]
@@ -260,7 +260,7 @@ class _Builder:
                 continue
             flush()
             inner = _unwrap(child, self.spec)
-            name = (_name(inner) or "<anonymous>").replace("::", ".")
+            name = (definition_name(inner) or "<anonymous>").replace("::", ".")
             start, doc = _doc_and_start(child, self.spec, self.lines)
             end = _end_row(child)
             qual = ".".join([*scope, name])
@@ -269,7 +269,7 @@ class _Builder:
                 if "." in name:  # C++ `int A::n()` defined outside its class
                     fkind = "method"
                 if self.lang == "go" and inner.type == "method_declaration":
-                    receiver = _text(inner.child_by_field_name("receiver"))
+                    receiver = node_text(inner.child_by_field_name("receiver"))
                     rtype = re.sub(r"[()*\s]", " ", receiver).split()
                     qual = f"{rtype[-1]}.{name}" if rtype else qual
                 self.emit(qual, fkind, start, end, _signature(inner, self.lines), doc, child)
@@ -329,7 +329,7 @@ def _symbols(lang: str, tree: ts.Tree, lines: list[str]) -> list[Symbol]:
         row = node.start_point.row
         line = lines[row] if row < len(lines) else ""
         end_col = node.end_point.column if node.end_point.row == row else len(line.encode())
-        sym = Symbol(_text(node), role.split(".", 1)[1], row, _utf16(line, node.start_point.column),
+        sym = Symbol(node_text(node), role.split(".", 1)[1], row, _utf16(line, node.start_point.column),
                      _utf16(line, end_col), role.startswith("definition."))
         key = (sym.name, sym.line, sym.col, sym.is_definition)
         if key not in seen:

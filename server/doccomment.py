@@ -19,6 +19,7 @@ from pathlib import Path
 
 import tree_sitter as ts
 
+from ..indexer.chunker import definition_name, node_text
 from ..indexer.grammars import language as ts_language
 from ..indexer.grammars import spec_for
 from .chat_format import Message
@@ -64,39 +65,22 @@ def _parse(source: str, language: str) -> ts.Tree:
     return ts.Parser(lang).parse(source.encode("utf-8"))
 
 
-def _text(node: ts.Node | None) -> str:
-    return node.text.decode("utf-8", "replace") if node is not None and node.text else ""
-
-
-def _name(node: ts.Node) -> str:
-    found = node.child_by_field_name("name")
-    if found is not None:
-        return _text(found)
-    decl = node.child_by_field_name("declarator")
-    while decl is not None:  # C/C++: int *name(args)
-        inner = decl.child_by_field_name("declarator")
-        if inner is None:
-            return _text(decl)
-        decl = inner
-    return ""
-
-
 def _param_name(param: ts.Node) -> str | None:
     if param.type in ("self_parameter", "comment", "variadic_parameter"):
         return None
     if param.type in ("identifier", "shorthand_property_identifier_pattern"):
-        return _text(param)
+        return node_text(param)
     for field in ("name", "pattern", "left", "declarator"):
         child = param.child_by_field_name(field)
         if child is not None:
             if child.type in ("identifier", "field_identifier", "shorthand_property_identifier"):
-                return _text(child)
+                return node_text(child)
             return _param_name(child)
     if param.type in ("rest_pattern", "spread_parameter", "variadic_parameter_declaration",
                       "pointer_declarator", "reference_declarator", "array_declarator"):
         ident = next((c for c in param.named_children if c.type == "identifier"), None)
         if ident is not None:
-            return _text(ident)
+            return node_text(ident)
         return next((n for c in param.named_children if (n := _param_name(c))), None)
     return None
 
@@ -114,7 +98,7 @@ def _params(node: ts.Node, language: str) -> tuple[str, ...]:
     for p in params.named_children:
         if language == "go" and p.type in ("parameter_declaration",
                                            "variadic_parameter_declaration"):
-            names += [_text(c) for c in p.children_by_field_name("name")]
+            names += [node_text(c) for c in p.children_by_field_name("name")]
             continue
         name = _param_name(p)
         if name and name not in ("void",):
@@ -129,17 +113,17 @@ def _returns(node: ts.Node, language: str, kind: str) -> bool:
         return node.child_by_field_name("result") is not None
     if language == "rust":
         rt = node.child_by_field_name("return_type")
-        return rt is not None and _text(rt).strip() != "()"
+        return rt is not None and node_text(rt).strip() != "()"
     if language in ("java", "c", "cpp"):
         if node.type == "constructor_declaration":
             return False
         rtype = node.child_by_field_name("type")
-        return rtype is not None and _text(rtype).strip() != "void"
+        return rtype is not None and node_text(rtype).strip() != "void"
     rtype = node.child_by_field_name("return_type")
     if rtype is not None:
-        return _text(rtype).lstrip(": ").strip() not in ("void", "Promise<void>", "never")
+        return node_text(rtype).lstrip(": ").strip() not in ("void", "Promise<void>", "never")
     body = node.child_by_field_name("body")
-    return bool(body is not None and re.search(r"\breturn\s+[^;\s}]", _text(body)))
+    return bool(body is not None and re.search(r"\breturn\s+[^;\s}]", node_text(body)))
 
 
 def _kind(node: ts.Node, spec) -> str | None:
@@ -183,7 +167,7 @@ def find_target(source: str, language: str, line: int) -> DocTarget | None:
     doc_start = insert
     prev = outer.prev_named_sibling
     while prev is not None and prev.type in spec.comments and prev.end_point.row == doc_start - 1 \
-            and _is_doc_comment(_text(prev), language):
+            and _is_doc_comment(node_text(prev), language):
         doc_start = prev.start_point.row
         prev = prev.prev_named_sibling
     if doc_start < insert:
@@ -193,9 +177,9 @@ def find_target(source: str, language: str, line: int) -> DocTarget | None:
     parent = node.parent
     while parent is not None:
         if parent.type in spec.containers:
-            scope.insert(0, _name(parent))
+            scope.insert(0, definition_name(parent))
         parent = parent.parent
-    name = _name(node) or "(anonymous)"
+    name = definition_name(node) or "(anonymous)"
     return DocTarget(name, ".".join([*filter(None, scope), name]), kind, language, insert,
                      node.start_point.row, row[: len(row) - len(row.lstrip())],
                      _params(node, language) if kind in ("function", "method") else (),
@@ -383,7 +367,7 @@ def _code_tokens(source: str, language: str) -> tuple[list[str], bool]:
         if node.type in comments:
             continue
         if node.child_count == 0:
-            out.append(_text(node))
+            out.append(node_text(node))
         stack.extend(reversed(node.children))
     return out, tree.root_node.has_error
 
