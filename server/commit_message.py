@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .chat_format import Message
 from .gitdiff import Changes, FileDiff, stat_line, trim_patch
-from .prompts import render
+from .prompts import task_prompt
 
 TYPES = ("feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "ci", "chore",
          "revert")
@@ -230,20 +230,14 @@ def build_prompt(changes: Changes, diff_text: str, *, style: str, chat: bool,
     """(chat messages, completion-style text): one of them is used, per the model."""
     values = {"rules": _style_rules(style), "files": files_block(changes),
               "branch": changes.branch or "(detached HEAD)", "diff": diff_text.rstrip()}
-    if chat:
-        return [Message("system", render("commit.system.txt", root, **values).strip()),
-                Message("user", render("commit.user.txt", root, **values).strip())], ""
-    return None, render("commit.completion.txt", root, **values)
+    return task_prompt("commit", root, chat=chat, **values)
 
 
 def summary_prompt(f: FileDiff, patch: str, *, chat: bool,
                    root: Path | None = None) -> tuple[list[Message] | None, str]:
     """Map step for a large diff: one file's change in one line."""
     values = {"path": f.path, "stat": stat_line(f), "diff": patch.rstrip()}
-    if chat:
-        return [Message("system", render("commit.summary.system.txt", root, **values).strip()),
-                Message("user", render("commit.summary.user.txt", root, **values).strip())], ""
-    return None, render("commit.summary.completion.txt", root, **values)
+    return task_prompt("commit.summary", root, chat=chat, **values)
 
 
 SUMMARY_GRAMMAR = r'root ::= [A-Za-z] [^\n]{4,100}'

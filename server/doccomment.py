@@ -23,7 +23,7 @@ from ..indexer.chunker import definition_name, node_text
 from ..indexer.grammars import language as ts_language
 from ..indexer.grammars import spec_for
 from .chat_format import Message
-from .prompts import render
+from .prompts import task_prompt
 
 STYLES = {"javascript": "jsdoc", "javascriptreact": "jsdoc", "typescript": "jsdoc",
           "typescriptreact": "jsdoc", "tsx": "jsdoc", "java": "javadoc", "c": "doxygen",
@@ -245,10 +245,7 @@ def build_prompt(source: str, target: DocTarget, *, path: str, chat: bool,
         shape["returns"] = SHAPE_RETURNS
     values = {"path": path, "language": target.language, "kind": target.kind,
               "symbol": target.qualname, "code": code, "shape": json.dumps(shape)}
-    if chat:
-        return [Message("system", render("doccomment.system.txt", root, **values).strip()),
-                Message("user", render("doccomment.user.txt", root, **values).strip())], ""
-    return None, render("doccomment.completion.txt", root, **values)
+    return task_prompt("doccomment", root, chat=chat, **values)
 
 
 # ----------------------------------------------------------------- parsing

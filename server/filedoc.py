@@ -18,7 +18,7 @@ from pathlib import Path
 from ..indexer.chunker import chunk_file
 from . import doccomment
 from .chat_format import Message
-from .prompts import render
+from .prompts import task_prompt
 
 GRAMMAR = "\n".join([
     r'root ::= [A-Z] [^\n*/"]{15,240} "."',
@@ -111,10 +111,7 @@ def build_prompt(source: str, target: FileDocTarget, *, path: str, chat: bool,
     head = "\n".join(source.splitlines()[:30])
     values = {"path": path, "language": target.language, "outline": target.outline or "(none)",
               "head": head}
-    if chat:
-        return [Message("system", render("filedoc.system.txt", root, **values).strip()),
-                Message("user", render("filedoc.user.txt", root, **values).strip())], ""
-    return None, render("filedoc.completion.txt", root, **values)
+    return task_prompt("filedoc", root, chat=chat, **values)
 
 
 def check_summary(raw: str, target: FileDocTarget, path: str) -> str:

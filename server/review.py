@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .chat_format import Message
-from .prompts import render
+from .prompts import task_prompt
 
 CATEGORIES = ("bug", "security", "performance", "error-handling", "maintainability")
 SEVERITIES = ("error", "warning", "info")
@@ -103,10 +103,7 @@ def build_prompt(source: str, span: Span, *, path: str, language: str, context: 
               "categories": ", ".join(CATEGORIES), "max_findings": str(MAX_FINDINGS),
               "context": (f"Related code from the workspace (for reference, not under review):\n"
                           f"{context}\n\n" if context else "")}
-    if chat:
-        return [Message("system", render("review.system.txt", root, **values).strip()),
-                Message("user", render("review.user.txt", root, **values).strip())], ""
-    return None, render("review.completion.txt", root, **values)
+    return task_prompt("review", root, chat=chat, **values)
 
 
 # ----------------------------------------------------------------- parsing

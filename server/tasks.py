@@ -17,7 +17,7 @@ from . import commit_message, doccomment, docstring, filedoc, gitdiff, review, s
 from .chat_format import ChatTemplateError, Message, merge_system, render_chat
 from .engine.base import Completion, ModelInfo, ModelUnavailable
 from .engine.worker import GenerationWorker, Priority, wait_for
-from .prompts import render
+from .prompts import task_prompt
 from .settings import SamplingSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,9 @@ async def _complete_params(worker: GenerationWorker, info: ModelInfo, sampling: 
         shape["returns"] = "..."
     values = {"qualname": fn.qualname, "path": path, "summary": summary,
               "function": docstring.function_source(source, fn), "shape": json.dumps(shape)}
-    if chat and info.chat_template:
-        messages = [Message("system", render("docstring.params.system.txt", root, **values).strip()),
-                    Message("user", render("docstring.params.user.txt", root, **values).strip())]
-        prompt = prompt_text(info, messages, "")
-    else:
-        prompt = render("docstring.params.completion.txt", root, **values)
+    messages, text = task_prompt("docstring.params", root,
+                                 chat=chat and bool(info.chat_template), **values)
+    prompt = prompt_text(info, messages, text)
     done = await _generate(worker, "docstring-params", prompt,
                            dataclasses.replace(sampling, max_tokens=40 + 40 * len(params)),
                            stop=_stops(info), grammar=docstring.params_grammar(params, returns),

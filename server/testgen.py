@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 
 from . import cleaning
 from .chat_format import Message
-from .prompts import render
+from .prompts import task_prompt
 
 _ALLOWED_IMPORTS = {"pytest", "math", "re", "json", "datetime", "decimal", "fractions",
                     "collections", "itertools", "functools", "dataclasses", "typing", "enum",
@@ -77,10 +77,7 @@ def build_prompt(function_source: str, *, qualname: str, layout: Layout,
               "context": (f"Related code:\n{context}\n\n" if context else ""),
               "feedback": (f"These tests failed last time; fix them (the code is right):\n"
                            f"{feedback}\n\n" if feedback else "")}
-    if chat:
-        return [Message("system", render("tests.system.txt", root, **values).strip()),
-                Message("user", render("tests.user.txt", root, **values).strip())], ""
-    return None, render("tests.completion.txt", root, **values)
+    return task_prompt("tests", root, chat=chat, **values)
 
 
 PREFILL = "def test_"

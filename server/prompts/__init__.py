@@ -11,6 +11,8 @@ import string
 from importlib import resources
 from pathlib import Path
 
+from ..chat_format import Message
+
 OVERRIDE_DIR = Path(".hearth") / "prompts"
 
 
@@ -26,3 +28,13 @@ def load_template(name: str, root: Path | None = None) -> string.Template:
 
 def render(name: str, root: Path | None = None, **values: str) -> str:
     return load_template(name, root).substitute(values)
+
+
+def task_prompt(task: str, root: Path | None, *, chat: bool,
+                **values: str) -> tuple[list[Message] | None, str]:
+    """(chat messages, "") from `<task>.system.txt` and `<task>.user.txt` for a model with
+    a chat template, else (None, text) from `<task>.completion.txt`."""
+    if chat:
+        return [Message("system", render(f"{task}.system.txt", root, **values).strip()),
+                Message("user", render(f"{task}.user.txt", root, **values).strip())], ""
+    return None, render(f"{task}.completion.txt", root, **values)
