@@ -16,6 +16,7 @@ from .review import Finding, Span
 class DocumentReview:
     findings: list[Finding] = field(default_factory=list)
     reviewed_text: str | None = None  # the text the last review saw ("changed" on save)
+    saves: int = 0  # counts saves, so only the newest save's review starts
 
 
 class ReviewState:

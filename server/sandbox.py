@@ -16,6 +16,7 @@ Generated code is untrusted. Each run gets:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -139,6 +140,7 @@ def _limits() -> None:  # runs in the child before exec
             resource.setrlimit(limit, (value, value))
 
 
+@functools.cache
 def _network_isolation() -> list[str]:
     """`unshare -rn` when unprivileged user namespaces work here (Linux)."""
     exe = shutil.which("unshare")

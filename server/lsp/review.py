@@ -232,31 +232,36 @@ def document_changed(ls: HearthServer, params: types.DidChangeTextDocumentParams
 
 def review_on_save(ls: HearthServer, uri: str) -> None:
     """Start a background review per `review.onSave`; the save itself returns at once."""
-    mode = ls.settings.review.on_save
     doc = ls.workspace.text_documents.get(uri)
-    if mode == "off" or doc is None:
+    if ls.settings.review.on_save == "off" or doc is None:
         return
+    # A newer save replaces the review still running for this document.
+    ls.worker.cancel_where(lambda j: j.key == ("review", uri))
+    state = ls.reviews.get(uri)
+    state.saves += 1
+    task = asyncio.ensure_future(_review_saved(ls, doc, state.saves))
+    ls.background.add(task)
+    task.add_done_callback(ls.background.discard)
+
+
+async def _review_saved(ls: HearthServer, doc: TextDocument, save: int) -> None:
+    uri, source = doc.uri, doc.source
     lang = language_of(to_fs_path(uri) or uri, doc.language_id)
     if lang is None:
         return
     limit = ls.settings.review.max_symbols
-    if mode == "file":
-        spans = tasks.review_spans_for(doc.source, uri, lang, limit=limit)
+    if ls.settings.review.on_save == "file":
+        spans = tasks.review_spans_for(source, uri, lang, limit=limit)
     else:
         before = ls.reviews.get(uri).reviewed_text
-        if before is None:
-            before = _head_text(to_fs_path(uri))
-        lines = review.changed_lines(before, doc.source) if before is not None else None
+        if before is None:  # git runs off the event loop
+            before = await asyncio.to_thread(_head_text, to_fs_path(uri))
+        lines = review.changed_lines(before, source) if before is not None else None
         if lines is not None and not lines:
             return  # nothing changed since the last review
-        spans = tasks.review_spans_for(doc.source, uri, lang, lines=lines, limit=limit)
-    if not spans:
-        return
-    # A newer save replaces the review still running for this document.
-    ls.worker.cancel_where(lambda j: j.key == ("review", uri))
-    task = asyncio.ensure_future(run_review(ls, doc, spans, interactive=False))
-    ls.background.add(task)
-    task.add_done_callback(ls.background.discard)
+        spans = tasks.review_spans_for(source, uri, lang, lines=lines, limit=limit)
+    if spans and ls.reviews.get(uri).saves == save:  # a newer save has its own review
+        await run_review(ls, doc, spans, interactive=False)
 
 
 def _head_text(path: str | None) -> str | None:
