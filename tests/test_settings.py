@@ -84,6 +84,14 @@ def test_unknown_keys_and_sections_are_problems_not_crashes():
     assert resolve([flatten(["not", "a", "dict"], "editor")]).problems  # type: ignore[arg-type]
 
 
+def test_the_clients_own_keys_in_the_hearth_section_are_not_problems():
+    # VS Code's whole `hearth` section also holds how to start the server.
+    r = resolve([flatten({"hearth": {"serverPath": "/bin/hearth", "pythonPath": None,
+                                     "review": {"onSave": "off"}}}, "editor")])
+    assert r.problems == []
+    assert r.settings.review.on_save == "off"
+
+
 def test_environment_values_are_parsed():
     layer = env_layer({"HEARTH_MODEL_GPU_LAYERS": "none", "HEARTH_DOCSTRING_STOP": "a,b",
                        "HEARTH_DOCSTRING_TEMPERATURE": "0.7", "HEARTH_CACHE_DIR": "/x",

@@ -166,8 +166,8 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
             return 0
         findings = [f for r in results for f in r.findings]
         dropped = sum(r.dropped for r in results)
-        report.end(f"{len(findings)} findings" + (f" ({dropped} unanchored dropped)"
-                                                  if dropped else ""))
+        count = f"{len(findings)} finding{'' if len(findings) == 1 else 's'}"
+        report.end(count + (f" ({dropped} unanchored dropped)" if dropped else ""))
     current = ls.workspace.text_documents.get(uri)
     if current is None or current.version != version:
         if interactive:

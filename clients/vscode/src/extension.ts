@@ -2,13 +2,14 @@
 // state, and offers palette commands. All behaviour lives in the server.
 import * as vscode from 'vscode';
 import {
+  DidChangeConfigurationNotification,
   LanguageClient,
   LanguageClientOptions,
   ServerOptions,
   State,
   TransportKind,
 } from 'vscode-languageclient/node';
-import { Inspected, needsRestart, serverCommand, Status, statusView, userSettings } from './logic';
+import { count, Inspected, needsRestart, serverCommand, Status, statusView, userSettings } from './logic';
 
 const LANGUAGES = ['python', 'javascript', 'javascriptreact', 'typescript', 'typescriptreact',
   'go', 'rust', 'java', 'c', 'cpp'];
@@ -39,7 +40,6 @@ function makeClient(): LanguageClient {
       { scheme: 'file', pattern: '**/*' }],
     outputChannel: output,
     initializationOptions: userSettings(inspectAll()),
-    synchronize: { configurationSection: 'hearth' },
     middleware: {
       workspace: {
         // Send only what the user set: defaults would override .hearth.toml.
@@ -156,7 +156,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       { uri: args.uri, scope: 'file' });
     if (result) {
       void vscode.window.showInformationMessage(
-        `Hearth: ${result.findings} findings (${result.reviewed.join(', ') || 'nothing to review'})`);
+        `Hearth: ${count(result.findings, 'finding')} (${result.reviewed.join(', ') || 'nothing to review'})`);
     }
   });
   register('hearth.generateTestsHere', async () => {
@@ -165,7 +165,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     const result = await execute<{ passing: unknown[]; failing: { name: string }[]; testFile: string }>(
       'hearth.generateTests', args);
     if (result) {
-      void vscode.window.showInformationMessage(`Hearth: ${result.passing.length} passing tests added to `
+      void vscode.window.showInformationMessage(`Hearth: ${count(result.passing.length, 'passing test')} added to `
         + `${result.testFile}; ${result.failing.length} failing left out`);
     }
   });
@@ -182,6 +182,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(vscode.workspace.onDidChangeConfiguration(async (e) => {
     if (needsRestart(['hearth.serverPath', 'hearth.pythonPath'].filter((k) => e.affectsConfiguration(k)))) {
       await vscode.commands.executeCommand('hearth.restartServer');
+    } else if (e.affectsConfiguration('hearth') && client?.state === State.Running) {
+      // Not `synchronize.configurationSection`: that pushes the whole section,
+      // defaults included, which would override .hearth.toml and the environment.
+      await client.sendNotification(DidChangeConfigurationNotification.type,
+        { settings: { hearth: userSettings(inspectAll()) } });
     }
   }));
   statusTimer = setInterval(() => void refreshStatus(), 2000);

@@ -103,3 +103,8 @@ export function statusView(status: Status | undefined, serverError?: string): St
   lines.push('Click to show the output.');
   return { text, tooltip: lines.join('\n'), error };
 }
+
+/** "1 finding", "2 findings". */
+export function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}

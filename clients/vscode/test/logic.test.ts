@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { needsRestart, serverCommand, statusView, userSettings } from '../src/logic';
+import { count, needsRestart, serverCommand, statusView, userSettings } from '../src/logic';
 
 test('the server command prefers an explicit path, then a Python, then PATH', () => {
   assert.deepEqual(serverCommand({ serverPath: '/opt/hearth/bin/hearth ' }),
@@ -39,4 +39,10 @@ test('the status bar shows the model state, the device and indexing', () => {
   assert.equal(broken.error, true);
   assert.match(broken.tooltip, /model file not found/);
   assert.equal(statusView(undefined, 'spawn hearth ENOENT').error, true);
+});
+
+test('counts read as English', () => {
+  assert.equal(count(1, 'finding'), '1 finding');
+  assert.equal(count(0, 'finding'), '0 findings');
+  assert.equal(count(3, 'passing test'), '3 passing tests');
 });

@@ -17,6 +17,11 @@ local function exec(client, bufnr, command, args, on_result)
     end, bufnr)
 end
 
+-- "1 finding", "2 findings"
+local function count(n, noun)
+  return ('%d %s%s'):format(n, noun, n == 1 and '' or 's')
+end
+
 local function cursor_line()
   return vim.api.nvim_win_get_cursor(0)[1] - 1
 end
@@ -28,7 +33,7 @@ function M.review(client, bufnr, opts)
     args = { uri = args.uri, scope = 'selection', start = opts.line1 - 1, ['end'] = opts.line2 - 1 }
   end
   exec(client, bufnr, 'hearth.review', args, function(result)
-    notify(('%d findings (%s)'):format(result.findings, table.concat(result.reviewed, ', ')))
+    notify(('%s (%s)'):format(count(result.findings, 'finding'), table.concat(result.reviewed, ', ')))
   end)
 end
 
@@ -36,8 +41,8 @@ end
 function M.tests(client, bufnr)
   exec(client, bufnr, 'hearth.generateTests', { uri = vim.uri_from_bufnr(bufnr), line = cursor_line() },
     function(result)
-      notify(('%d passing tests added to %s, %d failing left out'):format(
-        #result.passing, result.testFile, #result.failing))
+      notify(('%s added to %s, %d failing left out'):format(
+        count(#result.passing, 'passing test'), result.testFile, #result.failing))
     end)
 end
 

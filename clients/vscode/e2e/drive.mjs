@@ -1,0 +1,128 @@
+// Drives a real VS Code (code-server) in Debian's Chromium through Playwright:
+// the Hearth extension is already installed; this script only clicks and reads.
+// Input: a JSON file (argv[2]); output: result.json plus screenshots in `out`.
+// Every step records what it saw, so a failure says how far the editor got.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const result = { ok: false, steps: [] };
+const save = () => writeFileSync(join(cfg.out, 'result.json'), JSON.stringify(result, null, 2));
+const step = (name, data = {}) => { result.steps.push({ name, ...data }); save(); };
+
+const browser = await chromium.launch({
+  executablePath: cfg.chromium,
+  headless: true,
+  // Without the background-networking flags Chromium keeps dialing Google on a closed network.
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--disable-quic', '--no-first-run'],
+});
+const page = await browser.newPage({ viewport: { width: 1400, height: 850 } });
+const shot = (name) => page.screenshot({ path: join(cfg.out, `${name}.png`) });
+const hearthItem = page.locator('[id="hearth.hearth"]');
+const notifications = () => page.$$eval('.notification-toast .notification-list-item-message',
+  (els) => els.map((e) => e.textContent));
+
+async function palette(title) {
+  await page.keyboard.press('F1');
+  await page.locator('.quick-input-widget').waitFor({ state: 'visible' });
+  await page.keyboard.type(title);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor();
+  await page.keyboard.press('Enter');
+}
+
+async function openFile(path, line) {
+  await page.keyboard.press('Control+P');
+  await page.locator('.quick-input-widget').waitFor({ state: 'visible' });
+  await page.keyboard.type(path);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: path.split('/').pop() }).first().waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.quick-input-widget').waitFor({ state: 'hidden' });
+  await page.locator('.tab.active', { hasText: path.split('/').pop() }).waitFor();
+  await page.keyboard.press('Control+G');
+  await page.keyboard.type(String(line));
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: `go to line ${line}` }).waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.quick-input-widget').waitFor({ state: 'hidden' });
+  await page.locator('.statusbar-item', { hasText: `Ln ${line},` }).waitFor();
+}
+
+async function waitForStatus(predicate, timeout) {
+  await page.waitForFunction(([source]) => {
+    const label = document.getElementById('hearth.hearth')?.getAttribute('aria-label') ?? '';
+    return new Function('label', source)(label);
+  }, [predicate], { timeout });
+  return { label: await hearthItem.getAttribute('aria-label'), text: (await hearthItem.textContent()).trim() };
+}
+
+async function workspace() {
+  await page.goto(`${cfg.url}/?folder=${encodeURIComponent(cfg.folder)}`);
+  await page.locator('.part.statusbar').waitFor({ timeout: 90_000 });
+  step('workbench');
+  await hearthItem.waitFor({ timeout: 60_000 });
+  step('extension activated', { label: await hearthItem.getAttribute('aria-label') });
+  const ready = await waitForStatus("return label.includes('Model: ready')", 120_000);
+  step('model ready', ready);
+  await shot('status-bar');
+
+  await openFile(cfg.file, cfg.line);
+  await page.keyboard.press('Control+.');
+  const rows = page.locator('.action-widget .monaco-list-row');
+  await rows.filter({ hasText: 'Hearth:' }).first().waitFor({ timeout: 30_000 });
+  const actions = await rows.allTextContents();
+  step('code actions', { actions });
+  await shot('code-actions');
+
+  await rows.filter({ hasText: cfg.action }).first().click();
+  await page.locator('.monaco-editor .view-lines', { hasText: cfg.expectText }).first().waitFor({ timeout: 60_000 });
+  await page.keyboard.press('Control+S');
+  await page.locator('.tab.active.dirty').waitFor({ state: 'detached' });
+  step('code action applied and saved');
+  await shot('docstring');
+
+  // Review on save: the finding becomes a diagnostic (the Problems count in the status bar).
+  await page.waitForFunction(() =>
+    !/No Problems/.test(document.getElementById('status.problems')?.getAttribute('aria-label') ?? 'No Problems'),
+  null, { timeout: 60_000 });
+  await page.keyboard.press('Control+Shift+M');
+  const problem = page.locator('.markers-panel .monaco-list-row', { hasText: 'hearth' }).first();
+  await problem.waitFor({ timeout: 15_000 });
+  step('review diagnostics', { problems: await page.locator('.markers-panel .monaco-list-row').allTextContents() });
+  await shot('review-on-save');
+
+  await palette('Hearth: Generate commit message');
+  await page.keyboard.press('Control+Shift+G');
+  const input = page.locator('.scm-editor .view-lines').first();
+  await input.waitFor();
+  await page.waitForFunction(() =>
+    (document.querySelector('.scm-editor .view-lines')?.textContent ?? '').trim().length > 0,
+  null, { timeout: 60_000 });
+  const message = await page.$$eval('.scm-editor .view-line',
+    (els) => els.map((e) => e.textContent.replace(/\u00a0/g, ' ')).join('\n'));
+  step('commit message', { message: message.trim() });
+  await shot('commit-message');
+}
+
+async function brokenServer() {
+  await page.goto(`${cfg.url}/?folder=${encodeURIComponent(cfg.folder)}`);
+  await hearthItem.waitFor({ timeout: 90_000 });
+  const status = await waitForStatus("return label.includes('not running')", 60_000);
+  await page.locator('.notification-toast', { hasText: 'Hearth could not start' }).waitFor({ timeout: 30_000 });
+  step('start failure', { ...status, notifications: await notifications(),
+    buttons: await page.locator('.notification-toast .monaco-button').allTextContents() });
+  await shot('start-failure');
+}
+
+try {
+  await (cfg.scenario === 'broken-server' ? brokenServer() : workspace());
+  result.ok = true;
+} catch (err) {
+  result.error = String(err?.stack ?? err);
+  result.notifications = await notifications().catch(() => []);
+  await shot('failure').catch(() => undefined);
+} finally {
+  save();
+  await browser.close();
+}

