@@ -64,14 +64,16 @@ $(E2E_STAMP): $(E2E)/package.json $(E2E)/package-lock.json
 		npm rebuild --loglevel=error
 	touch $@
 
-# Debian's chromium, and libkrb5-dev for code-server's kerberos module; needs root.
+# Debian's chromium, libkrb5-dev for code-server's kerberos module, and tmux for
+# Neovim's terminal UI test; needs root.
 system-editors:
-	@if command -v chromium >/dev/null 2>&1 && dpkg -s libkrb5-dev >/dev/null 2>&1; then :; \
+	@if command -v chromium >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1 \
+		&& dpkg -s libkrb5-dev >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium and libkrb5-dev for the VS Code end-to-end test"; \
+		echo "installing chromium, libkrb5-dev and tmux for the real-editor tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			chromium libkrb5-dev >/dev/null; \
-	else echo "chromium/libkrb5-dev missing and not root: the VS Code end-to-end test will be skipped"; fi
+			chromium libkrb5-dev tmux >/dev/null; \
+	else echo "chromium, libkrb5-dev or tmux missing and not root: some real-editor tests will be skipped"; fi
 
 vsix:
 	cd clients/vscode && npm ci --no-audit --no-fund --loglevel=error && npm run package

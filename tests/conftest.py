@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,20 +13,27 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo-workspace"
 
 
+def isolated_environ(home: Path) -> dict[str, str]:
+    """os.environ without the developer's HEARTH_* variables, config file and cache.
+
+    Scripted engines answer the same prompts differently from test to test: the
+    answer cache is off unless a test turns it on.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    env.update(HEARTH_CONFIG_FILE=str(home / "config.toml"), HEARTH_CACHE_DIR=str(shared_cache()),
+               HEARTH_CACHE_ENABLED="false")
+    return env
+
+
 @pytest.fixture(autouse=True)
 def _isolated_config(tmp_path_factory, monkeypatch):
     """No test reads the developer's own config file, cache or HEARTH_* variables."""
-    import os
-
+    wanted = isolated_environ(tmp_path_factory.getbasetemp() / "hearth-home")
     for name in list(os.environ):
-        if name.startswith("HEARTH_"):
+        if name not in wanted:
             monkeypatch.delenv(name)
-    home = tmp_path_factory.getbasetemp() / "hearth-home"
-    monkeypatch.setenv("HEARTH_CONFIG_FILE", str(home / "config.toml"))
-    monkeypatch.setenv("HEARTH_CACHE_DIR", str(shared_cache()))
-    # Scripted engines answer the same prompts differently from test to test: the
-    # answer cache is off unless a test turns it on.
-    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "false")
+    for name, value in wanted.items():
+        monkeypatch.setenv(name, value)
 
 
 def shared_cache() -> Path:

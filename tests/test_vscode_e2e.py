@@ -15,11 +15,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import isolated_environ
 from editors import require
 from lsp_helpers import FAKE_SERVER
 
@@ -36,6 +38,9 @@ FINDING = {"findings": [{"line": 18, "quote": 'raise ValueError(f"not a price: {
                          "severity": "info", "category": "maintainability",
                          "message": "say which formats are accepted"}]}
 COMMIT = "docs(pricing): explain the accepted price formats"
+# Continues the prompt's "def test_": one test passes, one fails (999 * 0.5 rounds to 500).
+TESTS = ("apply_discount_quarter():\n    assert apply_discount(1000, 25) == 750\n\n\n"
+         "def test_apply_discount_rounding():\n    assert apply_discount(999, 50) == 1\n")
 
 
 def _missing() -> list[str]:
@@ -99,24 +104,34 @@ def code_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("code-server")
     (home / "config.yaml").write_text("auth: none\n")
     launcher = home / "hearth-fake"  # `hearth.serverPath`: Hearth with the scripted engine
-    launcher.write_text("#!/bin/sh\nexec " + " ".join(f"'{a}'" for a in FAKE_SERVER) + ' "$@"\n')
+    # Its stderr also goes to a file, for the failure message.
+    launcher.write_text("#!/bin/bash\nexec " + " ".join(f"'{a}'" for a in FAKE_SERVER)
+                        + f' "$@" 2> >(tee -a \'{home / "server.log"}\' >&2)\n')
     launcher.chmod(0o755)
+    # Where the server is: a machine setting (read by code-server's own extension host).
+    # As a user setting it can reach the extension host after activation, when the
+    # extension was installed just before the first start.
+    machine = home / "user-data" / "Machine"
+    machine.mkdir(parents=True)
+    (machine / "settings.json").write_text(json.dumps({"hearth.serverPath": str(launcher)}))
     user = home / "user-data" / "User"
     user.mkdir(parents=True)
     (user / "settings.json").write_text(json.dumps({
-        "hearth.serverPath": str(launcher),
         "security.workspace.trust.enabled": False, "workbench.startupEditor": "none",
-        "telemetry.telemetryLevel": "off", "extensions.autoUpdate": False,
+        "telemetry.telemetryLevel": "off", "extensions.autoUpdate": "off",
         "extensions.autoCheckUpdates": False, "workbench.tips.enabled": False,
-        "chat.disableAIFeatures": True,
+        "chat.disableAIFeatures": True, "git.autofetch": False,
+        "git.openRepositoryInParentFolders": "never",
         "workbench.secondarySideBar.defaultVisibility": "hidden",
         # Unwrapped, so the test reads the commit message's lines as they are.
-        "[scminput]": {"editor.wordWrap": "off"}, "git.autofetch": False, "git.openRepositoryInParentFolders": "never",
+        "[scminput]": {"editor.wordWrap": "off"},
     }))
-    env = {**os.environ, "PATH": f"{NODE.parent}:{os.environ['PATH']}",
+    # Module-scoped: the per-test isolation in conftest is not in place yet.
+    env = {**isolated_environ(home), "PATH": f"{NODE.parent}:{os.environ['PATH']}",
            "XDG_CONFIG_HOME": str(home / "xdg-config"), "XDG_DATA_HOME": str(home / "xdg-data"),
-           "HEARTH_INDEX_ENABLED": "false",
-           "FAKE_ENGINE_RESPONSES": json.dumps([DOC, json.dumps(FINDING), COMMIT])}
+           "HEARTH_INDEX_ENABLED": "false", "HEARTH_TESTS_PYTHON": sys.executable,
+           "HEARTH_TESTS_REPAIR": "false",
+           "FAKE_ENGINE_RESPONSES": json.dumps([DOC, json.dumps(FINDING), COMMIT, TESTS])}
     server = CodeServer(home, env)
     server.install(VSCODE / "hearth.vsix")
     server.start()
@@ -137,10 +152,20 @@ def drive(code_server: CodeServer, scenario: str, out: Path, **cfg) -> dict:
     result_file = out / "result.json"
     assert result_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(result_file.read_text())
-    log = (code_server.home / "code-server.log").read_text()[-3000:]
+    logs = "\n".join(f"{name}:\n{(code_server.home / name).read_text()[-3000:]}"
+                     for name in ("code-server.log", "server.log")
+                     if (code_server.home / name).exists())
     assert result["ok"], f"{result.get('error')}\nsteps: {result['steps']}\n" \
-                         f"notifications: {result.get('notifications')}\ncode-server: {log}"
+                         f"notifications: {result.get('notifications')}\n{logs}"
     return result
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 15) -> str:
+    """The file's text once it contains `text` (VS Code saves asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while text not in (content := path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return content
 
 
 @pytest.mark.slow
@@ -148,9 +173,11 @@ def test_vscode_extension_end_to_end(code_server, demo_repo, tmp_path):
     source = demo_repo / "inventory" / "pricing.py"
     lines = source.read_text().splitlines()
     line = next(i for i, text in enumerate(lines, 1) if text.startswith("def parse_price"))
+    discount = next(i for i, text in enumerate(lines, 1) if text.startswith("def apply_discount"))
     result = drive(code_server, "workspace", tmp_path / "shots", folder=str(demo_repo),
                    file="inventory/pricing.py", line=line, action="Hearth: Generate docstring",
-                   expectText="into cents.")
+                   expectText="into cents.", testsLine=discount + 5,  # 5 docstring lines above
+                   testFile="tests/test_pricing.py", expectTest="def test_apply_discount_quarter")
     steps = {s["name"]: s for s in result["steps"]}
 
     # The extension started the server and shows the model's state.
@@ -169,6 +196,12 @@ def test_vscode_extension_end_to_end(code_server, demo_repo, tmp_path):
     assert "say which formats are accepted" in problem
     # The commit message went into the Source Control input box.
     assert steps["commit message"]["message"] == COMMIT
+    # Generated tests: the passing one is in the test file, the failing one reported.
+    assert any("1 passing test added to tests/test_pricing.py; 1 failing left out" in n
+               for n in steps["tests"]["notifications"])
+    test_file = wait_for_text(demo_repo / "tests" / "test_pricing.py", "test_apply_discount_quarter")
+    assert "def test_apply_discount_quarter():" in test_file
+    assert "test_apply_discount_rounding" not in test_file
 
 
 @pytest.mark.slow

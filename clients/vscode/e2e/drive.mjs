@@ -103,6 +103,21 @@ async function workspace() {
     (els) => els.map((e) => e.textContent.replace(/\u00a0/g, ' ')).join('\n'));
   step('commit message', { message: message.trim() });
   await shot('commit-message');
+
+  // Tests for another function: only passing ones are inserted into the test file.
+  await openFile(cfg.file, cfg.testsLine);
+  await palette('Hearth: Generate tests');
+  const toast = page.locator('.notification-toast', { hasText: 'passing test' });
+  await toast.waitFor({ timeout: 120_000 });
+  step('tests', { notifications: await notifications() });
+  await shot('tests');
+  // The edit went into the test file's buffer (not open until now): show it, save it.
+  await openFile(cfg.testFile, 1);
+  await page.keyboard.press('Control+End');
+  await page.locator('.monaco-editor .view-lines', { hasText: cfg.expectTest }).first().waitFor();
+  await shot('tests-inserted');
+  await page.keyboard.press('Control+S');
+  await page.locator('.tab.active.dirty').waitFor({ state: 'detached' });
 }
 
 async function brokenServer() {

@@ -9,7 +9,9 @@ import {
   State,
   TransportKind,
 } from 'vscode-languageclient/node';
-import { count, Inspected, needsRestart, serverCommand, Status, statusView, userSettings } from './logic';
+import {
+  count, Inspected, needsRestart, serverCommand, Status, statusView, TestsResult, testsSummary, userSettings,
+} from './logic';
 
 const LANGUAGES = ['python', 'javascript', 'javascriptreact', 'typescript', 'typescriptreact',
   'go', 'rust', 'java', 'c', 'cpp'];
@@ -162,12 +164,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   register('hearth.generateTestsHere', async () => {
     const args = editorArgs();
     if (!args) return;
-    const result = await execute<{ passing: unknown[]; failing: { name: string }[]; testFile: string }>(
-      'hearth.generateTests', args);
-    if (result) {
-      void vscode.window.showInformationMessage(`Hearth: ${count(result.passing.length, 'passing test')} added to `
-        + `${result.testFile}; ${result.failing.length} failing left out`);
-    }
+    const result = await execute<TestsResult>('hearth.generateTests', args);
+    if (result) void vscode.window.showInformationMessage(testsSummary(result));
   });
   register('hearth.generateDocstringHere', async () => {
     const args = editorArgs();

@@ -108,3 +108,18 @@ export function statusView(status: Status | undefined, serverError?: string): St
 export function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
+
+export interface TestsResult {
+  applied: boolean;
+  testFile: string;
+  passing: unknown[];
+  failing: unknown[];
+}
+
+/** What "Generate tests" tells the user: what went into which file, what was left out. */
+export function testsSummary(r: TestsResult): string {
+  const passing = count(r.passing.length, 'passing test');
+  const where = r.applied ? `added to ${r.testFile}`
+    : r.passing.length ? `not added: the editor did not apply the edit to ${r.testFile}` : 'added';
+  return `Hearth: ${passing} ${where}; ${r.failing.length} failing left out`;
+}

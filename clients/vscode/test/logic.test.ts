@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { count, needsRestart, serverCommand, statusView, userSettings } from '../src/logic';
+import { count, needsRestart, testsSummary, serverCommand, statusView, userSettings } from '../src/logic';
 
 test('the server command prefers an explicit path, then a Python, then PATH', () => {
   assert.deepEqual(serverCommand({ serverPath: '/opt/hearth/bin/hearth ' }),
@@ -45,4 +45,11 @@ test('counts read as English', () => {
   assert.equal(count(1, 'finding'), '1 finding');
   assert.equal(count(0, 'finding'), '0 findings');
   assert.equal(count(3, 'passing test'), '3 passing tests');
+});
+
+test('the tests summary says where passing tests went, or that the edit was refused', () => {
+  assert.equal(testsSummary({ applied: true, testFile: 'tests/test_a.py', passing: [1], failing: [1, 2] }),
+    'Hearth: 1 passing test added to tests/test_a.py; 2 failing left out');
+  assert.equal(testsSummary({ applied: false, testFile: 'tests/test_a.py', passing: [1, 2], failing: [] }),
+    'Hearth: 2 passing tests not added: the editor did not apply the edit to tests/test_a.py; 0 failing left out');
 });

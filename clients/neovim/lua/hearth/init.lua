@@ -41,8 +41,11 @@ end
 function M.tests(client, bufnr)
   exec(client, bufnr, 'hearth.generateTests', { uri = vim.uri_from_bufnr(bufnr), line = cursor_line() },
     function(result)
-      notify(('%s added to %s, %d failing left out'):format(
-        count(#result.passing, 'passing test'), result.testFile, #result.failing))
+      local where = result.applied and ('added to ' .. result.testFile)
+        or (#result.passing > 0 and ('not added: the edit to ' .. result.testFile .. ' was not applied')
+        or 'added')
+      notify(('%s %s; %d failing left out'):format(
+        count(#result.passing, 'passing test'), where, #result.failing))
     end)
 end
 
