@@ -10,7 +10,7 @@ JOBS   := $(shell nproc 2>/dev/null || echo 2)
 # portable AVX2 build runs everywhere x86-64 and loses little on small models.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
-.PHONY: setup demo test test-fast test-vscode editors system-editors vsix lint bench clean
+.PHONY: setup demo test test-fast test-vscode editors system-editors docs-images vsix lint bench clean
 
 setup: $(STAMP)
 
@@ -74,6 +74,13 @@ system-editors:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			chromium libkrb5-dev tmux >/dev/null; \
 	else echo "chromium, libkrb5-dev or tmux missing and not root: some real-editor tests will be skipped"; fi
+
+# The screenshots in docs/editors.md, from the last run of the VS Code end-to-end test.
+docs-images:
+	mkdir -p docs/images
+	for f in status-bar code-actions docstring review-on-save commit-message tests-inserted; do \
+		cp tests/artifacts/vscode/workspace/$$f.png docs/images/vscode-$$f.png; done
+	cp tests/artifacts/vscode/broken-server/start-failure.png docs/images/vscode-start-failure.png
 
 vsix:
 	cd clients/vscode && npm ci --no-audit --no-fund --loglevel=error && npm run package
