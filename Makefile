@@ -78,7 +78,7 @@ system-editors:
 # The screenshots in docs/editors.md, from the last run of the VS Code end-to-end test.
 docs-images:
 	mkdir -p docs/images
-	for f in status-bar code-actions docstring review-on-save commit-message tests-inserted; do \
+	for f in status-bar settings code-actions docstring review-on-save commit-message tests-inserted; do \
 		cp tests/artifacts/vscode/workspace/$$f.png docs/images/vscode-$$f.png; done
 	cp tests/artifacts/vscode/broken-server/start-failure.png docs/images/vscode-start-failure.png
 

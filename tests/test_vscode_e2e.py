@@ -108,9 +108,9 @@ def code_server(tmp_path_factory):
     launcher.write_text("#!/bin/bash\nexec " + " ".join(f"'{a}'" for a in FAKE_SERVER)
                         + f' "$@" 2> >(tee -a \'{home / "server.log"}\' >&2)\n')
     launcher.chmod(0o755)
-    # Where the server is: a machine setting (read by code-server's own extension host).
-    # As a user setting it can reach the extension host after activation, when the
-    # extension was installed just before the first start.
+    # Where the server is: a machine setting, read by code-server's own extension host.
+    # Written into User/settings.json from outside, it sometimes never reached the
+    # extension host (edits made in the Settings editor do: the test makes one).
     machine = home / "user-data" / "Machine"
     machine.mkdir(parents=True)
     (machine / "settings.json").write_text(json.dumps({"hearth.serverPath": str(launcher)}))
@@ -177,12 +177,17 @@ def test_vscode_extension_end_to_end(code_server, demo_repo, tmp_path):
     result = drive(code_server, "workspace", tmp_path / "shots", folder=str(demo_repo),
                    file="inventory/pricing.py", line=line, action="Hearth: Generate docstring",
                    expectText="into cents.", testsLine=discount + 5,  # 5 docstring lines above
-                   testFile="tests/test_pricing.py", expectTest="def test_apply_discount_quarter")
+                   testFile="tests/test_pricing.py", expectTest="def test_apply_discount_quarter",
+                   setting={"query": "hearth.log.level", "title": "Log: Level", "value": "debug",
+                            "file": str(code_server.home / "user-data" / "User" / "settings.json")})
     steps = {s["name"]: s for s in result["steps"]}
 
     # The extension started the server and shows the model's state.
     assert "Model: ready" in steps["model ready"]["label"]
     assert steps["model ready"]["text"] == "Hearth (CPU)"
+    # A setting changed in VS Code's Settings editor reached the running server.
+    assert "settings changed: log.level" in wait_for_text(code_server.home / "server.log",
+                                                          "settings changed: log.level")
     # Hearth's actions on a function, next to VS Code's own.
     actions = steps["code actions"]["actions"]
     assert {"Hearth: Generate docstring", "Hearth: Review function parse_price",

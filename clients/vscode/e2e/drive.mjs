@@ -2,9 +2,8 @@
 // the Hearth extension is already installed; this script only clicks and reads.
 // Input: a JSON file (argv[2]); output: result.json plus screenshots in `out`.
 // Every step records what it saw, so a failure says how far the editor got.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
@@ -66,6 +65,25 @@ async function workspace() {
   const ready = await waitForStatus("return label.includes('Model: ready')", 120_000);
   step('model ready', ready);
   await shot('status-bar');
+
+  // A setting changed in the Settings editor while running (the server logs it).
+  if (cfg.setting) {
+    await palette('Preferences: Open User Settings');
+    await page.locator('.settings-editor').waitFor();
+    await page.keyboard.type(cfg.setting.query);
+    const item = page.locator('.setting-item-contents', { hasText: cfg.setting.title });
+    await item.locator('select').selectOption(cfg.setting.value);
+    // The editor writes settings.json debounced; closing it earlier loses the change.
+    const deadline = Date.now() + 30_000;
+    while (!readFileSync(cfg.setting.file, 'utf8').includes(`"${cfg.setting.query}"`)) {
+      if (Date.now() > deadline) throw new Error(`${cfg.setting.query} never reached ${cfg.setting.file}`);
+      await page.waitForTimeout(100);
+    }
+    await shot('settings');
+    step('setting changed', cfg.setting);
+    await page.keyboard.press('Control+W');
+    await page.locator('.settings-editor').waitFor({ state: 'hidden' });
+  }
 
   await openFile(cfg.file, cfg.line);
   await page.keyboard.press('Control+.');
