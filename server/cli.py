@@ -262,16 +262,17 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     if args.style:
         settings.commit.style = args.style
 
-    async def run():
+    async def run(changes):
         async with local_worker(settings, cache, factory) as worker:
             return await generate_commit_message(
-                worker, settings, repo, root=repo,
+                worker, settings, repo, root=repo, changes=changes,
                 progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
                 else None)
 
     try:
-        read_changes(repo)  # a clear error before the model loads
-        result = asyncio.run(run())
+        # Read before the model loads: a clear error at once, and the diff described
+        # is the one staged when the command ran.
+        result = asyncio.run(run(read_changes(repo)))
     except (GitStateError, CommitMessageError, EngineError) as exc:
         print(f"hearth commit-msg: {exc}", file=sys.stderr)
         return 1

@@ -192,16 +192,19 @@ class CommitResult:
 async def generate_commit_message(
     worker: GenerationWorker, settings: Settings, repo: Path, *, key: object = "commit",
     root: Path | None = None, progress: Callable[[str], None] | None = None,
+    changes: gitdiff.Changes | None = None,
 ) -> CommitResult:
     """A validated commit message for the staged changes of the repository at ``repo``.
 
-    Raises GitStateError (not a repository, a merge in progress, nothing to
-    describe, ...) or CommitMessageError (the model gave nothing valid).
+    ``changes``: the diff if the caller already read it (to fail fast before the
+    model loads). Raises GitStateError (not a repository, a merge in progress,
+    nothing to describe, ...) or CommitMessageError (the model gave nothing valid).
     """
     import time
 
     started = time.perf_counter()
-    changes = await asyncio.to_thread(gitdiff.read_changes, repo)
+    if changes is None:
+        changes = await asyncio.to_thread(gitdiff.read_changes, repo)
     info = await ready_engine(worker)
     chat = bool(info.chat_template)
     sampling = settings.commit
