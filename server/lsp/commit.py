@@ -42,10 +42,7 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
     key = ("commit", str(repo))
     loop = asyncio.get_running_loop()
 
-    def cancel() -> None:
-        ls.worker.cancel_where(lambda j: j.key == key)
-
-    async with ls.work_progress("Hearth: commit message", cancel=cancel) as report:
+    async with ls.work_progress("Hearth: commit message", cancel_key=key) as report:
         with failures_reported(report, (GitStateError, CommitMessageError, tasks.TaskCancelled)):
             result = await tasks.generate_commit_message(
                 ls.worker, ls.settings, repo, key=key, root=ls.root,

@@ -43,10 +43,7 @@ async def command_document_file(ls: HearthServer, *args: Any) -> dict[str, Any]:
     lang = language_of(doc.uri, doc.language_id) or "text"
     source, version = doc.source, doc.version
     key = ("filedoc", doc.uri)
-    def cancel() -> None:
-        ls.worker.cancel_where(lambda j: j.key == key)
-
-    async with ls.work_progress("Hearth: document file", cancel=cancel) as report:
+    async with ls.work_progress("Hearth: document file", cancel_key=key) as report:
         with failures_reported(report, (filedoc.FileDocError, tasks.TaskCancelled)):
             result = await tasks.document_file(
                 ls.worker, ls.settings, source=source, path=ls.document_path(doc),

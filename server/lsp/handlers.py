@@ -241,10 +241,7 @@ async def _docstring(ls: HearthServer, doc: TextDocument, line: int, regenerate:
     job_key = ("docstring", doc.uri)
     loop = asyncio.get_running_loop()
 
-    def cancel() -> None:
-        ls.worker.cancel_where(lambda j: j.key == job_key)
-
-    async with ls.work_progress(f"Hearth: docstring for {label}", cancel=cancel) as report:
+    async with ls.work_progress(f"Hearth: docstring for {label}", cancel_key=job_key) as report:
         last = 0.0
 
         def on_piece(piece: str) -> None:

@@ -138,16 +138,13 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
     lang = language_of(to_fs_path(uri) or uri, doc.language_id)
     loop = asyncio.get_running_loop()
 
-    def cancel() -> None:
-        ls.worker.cancel_where(lambda j: j.key == key)
-
     def context(path: str, line: int, budget: int) -> str:
         if ls.index is None:
             return ""
         return render_context(ls.index.context(budget, estimate_tokens, path=path, line=line))
 
     path = ls.document_path(doc)
-    async with ls.work_progress("Hearth: review", cancel=cancel) as report:
+    async with ls.work_progress("Hearth: review", cancel_key=key) as report:
         try:
             results = await tasks.review_code(
                 ls.worker, ls.settings, source=source, path=path, language=lang, spans=spans,

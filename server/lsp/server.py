@@ -212,9 +212,12 @@ class HearthServer(LanguageServer):
         window = self.client_capabilities.window if self.protocol.client_capabilities else None
         return bool(window and window.work_done_progress)
 
-    def work_progress(self, title: str, *,
-                      cancel: Callable[[], None] | None = None) -> Progress:
-        return Progress(self, title, cancel)
+    def work_progress(self, title: str, *, cancel_key: object = None) -> Progress:
+        """Progress for a task; the client's cancel stops the worker's jobs with `cancel_key`."""
+        def cancel() -> None:
+            self.worker.cancel_where(lambda job: job.key == cancel_key)
+
+        return Progress(self, title, None if cancel_key is None else cancel)
 
     def get_document(self, uri: Any) -> TextDocument:
         """An open document, or a clear JSON-RPC error."""

@@ -58,15 +58,12 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
     key = ("tests", doc.uri)
     loop = asyncio.get_running_loop()
 
-    def cancel() -> None:
-        ls.worker.cancel_where(lambda j: j.key == key)
-
     def context(rel_path: str, line: int, budget: int) -> str:
         if ls.index is None:
             return ""
         return render_context(ls.index.context(budget, estimate_tokens, path=rel_path, line=line))
 
-    async with ls.work_progress("Hearth: tests", cancel=cancel) as report:
+    async with ls.work_progress("Hearth: tests", cancel_key=key) as report:
         with failures_reported(report, (TestGenError, SandboxError, tasks.TaskCancelled)):
             result = await tasks.generate_tests(
                 ls.worker, ls.settings, root=ls.root, rel=rel, source=doc.source,
