@@ -207,6 +207,13 @@ def test_vscode_extension_end_to_end(code_server, demo_repo, tmp_path):
     test_file = wait_for_text(demo_repo / "tests" / "test_pricing.py", "test_apply_discount_quarter")
     assert "def test_apply_discount_quarter():" in test_file
     assert "test_apply_discount_rounding" not in test_file
+    # "Restart server" started a second server process, which loaded the model again.
+    server_log = code_server.home / "server.log"
+    deadline = time.monotonic() + 30
+    while server_log.read_text().count("model ready") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server_log.read_text().count("model ready") == 2
+    assert "Model: ready" in steps["restarted"]["label"]
 
 
 @pytest.mark.slow

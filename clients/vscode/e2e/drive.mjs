@@ -136,6 +136,12 @@ async function workspace() {
   await shot('tests-inserted');
   await page.keyboard.press('Control+S');
   await page.locator('.tab.active.dirty').waitFor({ state: 'detached' });
+  step('tests saved');
+
+  // A new server process, and the status bar follows it back to ready.
+  await palette('Hearth: Restart server');
+  await page.waitForTimeout(500);
+  step('restarted', await waitForStatus("return label.includes('Model: ready')", 60_000));
 }
 
 async function brokenServer() {
