@@ -228,6 +228,9 @@ def test_vscode_shows_a_server_that_cannot_start(code_server, tmp_path):
     [failure] = [s for s in result["steps"] if s["name"] == "start failure"]
     assert failure["text"] == "Hearth"
     assert "Hearth is not running" in failure["label"]
-    assert any("Hearth could not start" in n for n in failure["notifications"])
-    assert {"Show output", "Open settings"} <= set(failure["buttons"])
+    # One notification that names the path and the setting, with the ways out.
+    assert failure["notifications"] == [
+        f"Hearth could not start: {tmp_path / 'no-such-hearth'} does not exist or is not "
+        "executable: check hearth.serverPath / hearth.pythonPath"]
+    assert failure["buttons"] == ["Show output", "Open settings"]
 

@@ -1,5 +1,6 @@
 // Hearth for VS Code: starts `hearth serve`, passes settings, shows the server's
 // state, and offers palette commands. All behaviour lives in the server.
+import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import {
   DidChangeConfigurationNotification,
@@ -10,7 +11,8 @@ import {
   TransportKind,
 } from 'vscode-languageclient/node';
 import {
-  count, Inspected, needsRestart, serverCommand, Status, statusView, TestsResult, testsSummary, userSettings,
+  count, Inspected, missingServer, needsRestart, serverCommand, Status, statusView, TestsResult,
+  testsSummary, userSettings,
 } from './logic';
 
 const LANGUAGES = ['python', 'javascript', 'javascriptreact', 'typescript', 'typescriptreact',
@@ -29,12 +31,24 @@ function inspectAll(): Inspected[] {
   return keys.map((key) => ({ key, ...(config.inspect(key) ?? {}) }));
 }
 
-function makeClient(): LanguageClient {
+function serverCommandFromSettings(): { command: string; args: string[] } {
   const config = vscode.workspace.getConfiguration('hearth');
-  const { command, args } = serverCommand({
+  return serverCommand({
     serverPath: config.get<string | null>('serverPath'),
     pythonPath: config.get<string | null>('pythonPath'),
   });
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function makeClient(command: string, args: string[]): LanguageClient {
   output.appendLine(`starting: ${command} ${args.join(' ')}`);
   const serverOptions: ServerOptions = { command, args, transport: TransportKind.stdio };
   const clientOptions: LanguageClientOptions = {
@@ -53,9 +67,28 @@ function makeClient(): LanguageClient {
   return new LanguageClient('hearth', 'Hearth', serverOptions, clientOptions);
 }
 
+async function reportStartFailure(message: string): Promise<void> {
+  startError = message;
+  output.appendLine(`Hearth could not start: ${message}`);
+  void refreshStatus();
+  const choice = await vscode.window.showErrorMessage(
+    `Hearth could not start: ${message}`, 'Show output', 'Open settings');
+  if (choice === 'Show output') output.show();
+  if (choice === 'Open settings') {
+    await vscode.commands.executeCommand('workbench.action.openSettings', 'hearth.serverPath');
+  }
+}
+
 async function start(): Promise<void> {
   startError = undefined;
-  client = makeClient();
+  const { command, args } = serverCommandFromSettings();
+  const missing = missingServer(command, process.env.PATH ?? '', isExecutable);
+  if (missing) {
+    client = undefined;
+    await reportStartFailure(missing);
+    return;
+  }
+  client = makeClient(command, args);
   client.onDidChangeState((e) => {
     if (e.newState === State.Stopped && !startError) startError = 'the server stopped';
     void refreshStatus();
@@ -63,15 +96,7 @@ async function start(): Promise<void> {
   try {
     await client.start();
   } catch (err) {
-    startError = err instanceof Error ? err.message : String(err);
-    output.appendLine(`Hearth could not start: ${startError}`);
-    void refreshStatus();
-    const choice = await vscode.window.showErrorMessage(
-      `Hearth could not start: ${startError}`, 'Show output', 'Open settings');
-    if (choice === 'Show output') output.show();
-    if (choice === 'Open settings') {
-      await vscode.commands.executeCommand('workbench.action.openSettings', 'hearth.serverPath');
-    }
+    await reportStartFailure(err instanceof Error ? err.message : String(err));
   }
 }
 

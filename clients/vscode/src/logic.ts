@@ -22,6 +22,24 @@ export function serverCommand(paths: ClientPaths): ServerCommand {
   return { command: 'hearth', args: ['serve'] };
 }
 
+/**
+ * Why `command` cannot be started, or undefined when it can: checked before the
+ * language client tries, so a wrong path is one clear message naming the setting
+ * (instead of the client's generic "couldn't create connection").
+ */
+export function missingServer(
+  command: string, pathEnv: string, isExecutable: (file: string) => boolean,
+): string | undefined {
+  if (command.includes('/') || command.includes('\\')) {
+    return isExecutable(command) ? undefined
+      : `${command} does not exist or is not executable: check hearth.serverPath / hearth.pythonPath`;
+  }
+  const dirs = pathEnv.split(process.platform === 'win32' ? ';' : ':').filter(Boolean);
+  const exts = process.platform === 'win32' ? ['.exe', '.cmd', ''] : [''];
+  if (dirs.some((dir) => exts.some((ext) => isExecutable(`${dir}/${command}${ext}`)))) return undefined;
+  return `\`${command}\` is not on PATH: set hearth.serverPath to Hearth's executable (e.g. /path/to/hearth/.venv/bin/hearth)`;
+}
+
 /** What VS Code's `inspect()` says about one setting. */
 export interface Inspected {
   key: string; // e.g. "hearth.review.onSave"

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { count, needsRestart, testsSummary, serverCommand, statusView, userSettings } from '../src/logic';
+import { count, missingServer, needsRestart, testsSummary, serverCommand, statusView, userSettings } from '../src/logic';
 
 test('the server command prefers an explicit path, then a Python, then PATH', () => {
   assert.deepEqual(serverCommand({ serverPath: '/opt/hearth/bin/hearth ' }),
@@ -52,4 +52,13 @@ test('the tests summary says where passing tests went, or that the edit was refu
     'Hearth: 1 passing test added to tests/test_a.py; 2 failing left out');
   assert.equal(testsSummary({ applied: false, testFile: 'tests/test_a.py', passing: [1, 2], failing: [] }),
     'Hearth: 2 passing tests not added: the editor did not apply the edit to tests/test_a.py; 0 failing left out');
+});
+
+test('a server that cannot start is named before the client tries', () => {
+  const exists = (file: string) => file === '/usr/local/bin/hearth' || file === '/opt/venv/bin/hearth';
+  assert.equal(missingServer('hearth', '/usr/bin:/usr/local/bin', exists), undefined);
+  assert.match(missingServer('hearth', '/usr/bin', exists) ?? '', /`hearth` is not on PATH: set hearth.serverPath/);
+  assert.equal(missingServer('/opt/venv/bin/hearth', '', exists), undefined);
+  assert.match(missingServer('/opt/nope/hearth', '/usr/local/bin', exists) ?? '',
+    /\/opt\/nope\/hearth does not exist or is not executable/);
 });
