@@ -234,3 +234,22 @@ def test_vscode_shows_a_server_that_cannot_start(code_server, tmp_path):
         "executable: check hearth.serverPath / hearth.pythonPath"]
     assert failure["buttons"] == ["Show output", "Open settings"]
 
+
+
+@pytest.mark.slow
+def test_vscode_with_the_real_model_through_python_path(code_server, demo_repo, tmp_path):
+    # This folder overrides the machine's fake server: the real `python -m hearth_lsp.server`.
+    (demo_repo / ".vscode").mkdir()
+    (demo_repo / ".vscode" / "settings.json").write_text(json.dumps(
+        {"hearth.serverPath": "", "hearth.pythonPath": sys.executable}))
+    result = drive(code_server, "real-model", tmp_path / "shots", folder=str(demo_repo),
+                   file="inventory/pricing.py", line=10)
+    steps = {s["name"]: s for s in result["steps"]}
+    label = steps["model ready"]["label"]
+    assert "smollm2" in label.lower() and "on CPU" in label  # the bundled default model
+    assert {"Hearth: Generate docstring", "Hearth: Generate tests for parse_price",
+            "Hearth: Review function parse_price"} <= set(steps["code actions"]["actions"])
+    # The real model's docstring: inserted, or refused with a reason shown to the user.
+    docstring = steps["docstring"]
+    assert docstring["inserted"] or any(n.startswith("Hearth: no docstring: ")
+                                        for n in docstring["notifications"])

@@ -210,7 +210,16 @@ async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> typ
     if data.get("version") is not None and data["version"] != doc.version:
         raise JsonRpcContentModified(
             f"{doc.uri} changed since the action was offered; ask for code actions again")
-    result = await _docstring(ls, doc, data["line"], bool(data.get("regenerate")))
+    try:
+        result = await _docstring(ls, doc, data["line"], bool(data.get("regenerate")))
+    except RequestFailed as exc:
+        if isinstance(exc.__cause__, tasks.TaskCancelled):
+            raise
+        # A refusal (or no model) is news for the user, not a protocol failure: say
+        # why, and resolve to an action without an edit. An error response would
+        # reach them as the editor's generic "Request codeAction/resolve failed".
+        ls.show(f"Hearth: no docstring: {exc}", types.MessageType.Warning)
+        return action
     action.edit = _workspace_edit(doc, result.edit)
     return action
 

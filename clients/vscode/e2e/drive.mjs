@@ -154,8 +154,29 @@ async function brokenServer() {
   await shot('start-failure');
 }
 
+// The real model, started through hearth.pythonPath: ready, and actions on a function.
+async function realModel() {
+  await page.goto(`${cfg.url}/?folder=${encodeURIComponent(cfg.folder)}`);
+  await hearthItem.waitFor({ timeout: 90_000 });
+  step('model ready', await waitForStatus("return label.includes('Model: ready')", 240_000));
+  await openFile(cfg.file, cfg.line);
+  await page.keyboard.press('Control+.');
+  const rows = page.locator('.action-widget .monaco-list-row');
+  await rows.filter({ hasText: 'Hearth:' }).first().waitFor({ timeout: 30_000 });
+  step('code actions', { actions: await rows.allTextContents() });
+  await shot('real-model');
+  // What the small model writes varies; either the docstring goes in or Hearth says why not.
+  await rows.filter({ hasText: 'Hearth: Generate docstring' }).first().click();
+  const inserted = page.locator('.monaco-editor .view-line', { hasText: '"""' }).nth(1);
+  const refused = page.locator('.notification-toast', { hasText: 'Hearth' });
+  await inserted.or(refused).first().waitFor({ timeout: 240_000 });
+  step('docstring', { inserted: await inserted.isVisible(), notifications: await notifications() });
+  await shot('real-model-docstring');
+}
+
+const scenarios = { workspace, 'broken-server': brokenServer, 'real-model': realModel };
 try {
-  await (cfg.scenario === 'broken-server' ? brokenServer() : workspace());
+  await scenarios[cfg.scenario]();
   result.ok = true;
 } catch (err) {
   result.error = String(err?.stack ?? err);
