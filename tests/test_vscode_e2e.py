@@ -178,6 +178,12 @@ def test_vscode_extension_end_to_end(code_server, demo_repo, tmp_path):
                    file="inventory/pricing.py", line=line, action="Hearth: Generate docstring",
                    expectText="into cents.", testsLine=discount + 5,  # 5 docstring lines above
                    testFile="tests/test_pricing.py", expectTest="def test_apply_discount_quarter",
+                   # After the restart the scripted model starts over: its first answer
+                   # (the docstring) is no test at all.
+                   refusedLine=next(i for i, t in enumerate(lines, 1)
+                                    if t.startswith("def format_price")) + 5,
+                   refusedAction="Hearth: Generate tests for format_price",
+                   refusedText="no usable test",
                    setting={"query": "hearth.log.level", "title": "Log: Level", "value": "debug",
                             "file": str(code_server.home / "user-data" / "User" / "settings.json")})
     steps = {s["name"]: s for s in result["steps"]}
@@ -214,6 +220,11 @@ def test_vscode_extension_end_to_end(code_server, demo_repo, tmp_path):
         time.sleep(0.2)
     assert server_log.read_text().count("model ready") == 2
     assert "Model: ready" in steps["restarted"]["label"]
+    # The code action's command failed: the server's reason, not the client's generic one.
+    assert "Hearth: the model wrote no usable test for format_price" in \
+        steps["refused"]["notifications"]
+    assert not any("Request workspace/executeCommand failed" in n
+                   for n in steps["refused"]["notifications"])
 
 
 @pytest.mark.slow

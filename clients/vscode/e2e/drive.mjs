@@ -33,13 +33,15 @@ async function palette(title) {
 }
 
 async function openFile(path, line) {
+  // Click the row whose label is the file's name: Enter would take the first match,
+  // and "pricing.py" also matches a recently opened "test_pricing.py".
+  const name = new RegExp(`^${path.split('/').pop().replace(/[.]/g, '\\.')}`);
   await page.keyboard.press('Control+P');
   await page.locator('.quick-input-widget').waitFor({ state: 'visible' });
   await page.keyboard.type(path);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: path.split('/').pop() }).first().waitFor();
-  await page.keyboard.press('Enter');
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().click();
   await page.locator('.quick-input-widget').waitFor({ state: 'hidden' });
-  await page.locator('.tab.active', { hasText: path.split('/').pop() }).waitFor();
+  await page.locator('.tab.active', { hasText: name }).waitFor();
   await page.keyboard.press('Control+G');
   await page.keyboard.type(String(line));
   await page.locator('.quick-input-list .monaco-list-row', { hasText: `go to line ${line}` }).waitFor();
@@ -142,6 +144,14 @@ async function workspace() {
   await palette('Hearth: Restart server');
   await page.waitForTimeout(500);
   step('restarted', await waitForStatus("return label.includes('Model: ready')", 60_000));
+
+  // A command from a code action that the server refuses: its reason, not a generic error.
+  await openFile(cfg.file, cfg.refusedLine);
+  await page.keyboard.press('Control+.');
+  await page.locator('.action-widget .monaco-list-row', { hasText: cfg.refusedAction }).first().click();
+  await page.locator('.notification-toast', { hasText: cfg.refusedText }).waitFor({ timeout: 60_000 });
+  step('refused', { notifications: await notifications() });
+  await shot('refused');
 }
 
 async function brokenServer() {

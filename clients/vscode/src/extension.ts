@@ -11,8 +11,8 @@ import {
   TransportKind,
 } from 'vscode-languageclient/node';
 import {
-  count, Inspected, missingServer, needsRestart, serverCommand, Status, statusView, TestsResult,
-  testsSummary, userSettings,
+  commandSummary, Inspected, missingServer, needsRestart, serverCommand, Status, statusView,
+  userSettings,
 } from './logic';
 
 const LANGUAGES = ['python', 'javascript', 'javascriptreact', 'typescript', 'typescriptreact',
@@ -57,6 +57,10 @@ function makeClient(command: string, args: string[]): LanguageClient {
     outputChannel: output,
     initializationOptions: userSettings(inspectAll()),
     middleware: {
+      // Commands run from code actions: the server's reason when one fails (the
+      // client's default is a generic "Request workspace/executeCommand failed"),
+      // and the same summary as from the palette.
+      executeCommand: (command, args) => execute(command, args),
       workspace: {
         // Send only what the user set: defaults would override .hearth.toml.
         configuration: (params, token, next) =>
@@ -100,14 +104,18 @@ async function start(): Promise<void> {
   }
 }
 
-async function execute<T>(command: string, args: object): Promise<T | undefined> {
+/** Run a server command; failures and summaries become notifications. */
+async function execute<T>(command: string, args: unknown[]): Promise<T | undefined> {
   if (!client || client.state !== State.Running) {
     void vscode.window.showWarningMessage('Hearth is not running', 'Show output')
       .then((c) => c && output.show());
     return undefined;
   }
   try {
-    return await client.sendRequest<T>('workspace/executeCommand', { command, arguments: [args] });
+    const result = await client.sendRequest<T>('workspace/executeCommand', { command, arguments: args });
+    const summary = commandSummary(command, result);
+    if (summary) void vscode.window.showInformationMessage(summary);
+    return result;
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     void vscode.window.showWarningMessage(`Hearth: ${message}`);
@@ -157,7 +165,7 @@ async function writeCommitMessage(arg?: { rootUri?: vscode.Uri }): Promise<void>
   const result = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.SourceControl, title: 'Hearth: commit message' },
     () => execute<{ message: string; notices: string[] }>('hearth.generateCommitMessage',
-      { repo: repo.rootUri.fsPath }));
+      [{ repo: repo.rootUri.fsPath }]));
   if (!result) return;
   repo.inputBox.value = result.message;
   for (const notice of result.notices) output.appendLine(`commit message: ${notice}`);
@@ -178,30 +186,22 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   register('hearth.reviewFile', async () => {
     const args = editorArgs();
-    if (!args) return;
-    const result = await execute<{ findings: number; reviewed: string[] }>('hearth.review',
-      { uri: args.uri, scope: 'file' });
-    if (result) {
-      void vscode.window.showInformationMessage(
-        `Hearth: ${count(result.findings, 'finding')} (${result.reviewed.join(', ') || 'nothing to review'})`);
-    }
+    if (args) await execute('hearth.review', [{ uri: args.uri, scope: 'file' }]);
   });
   register('hearth.generateTestsHere', async () => {
     const args = editorArgs();
-    if (!args) return;
-    const result = await execute<TestsResult>('hearth.generateTests', args);
-    if (result) void vscode.window.showInformationMessage(testsSummary(result));
+    if (args) await execute('hearth.generateTests', [args]);
   });
   register('hearth.generateDocstringHere', async () => {
     const args = editorArgs();
-    if (args) await execute('hearth.generateDocstring', args);
+    if (args) await execute('hearth.generateDocstring', [args]);
   });
   register('hearth.documentFileHere', async () => {
     const args = editorArgs();
-    if (args) await execute('hearth.documentFile', { uri: args.uri });
+    if (args) await execute('hearth.documentFile', [{ uri: args.uri }]);
   });
   register('hearth.writeCommitMessage', writeCommitMessage);
-  register('hearth.reindexWorkspace', () => execute('hearth.reindex', {}));
+  register('hearth.reindexWorkspace', () => execute('hearth.reindex', [{}]));
   context.subscriptions.push(vscode.workspace.onDidChangeConfiguration(async (e) => {
     if (needsRestart(['hearth.serverPath', 'hearth.pythonPath'].filter((k) => e.affectsConfiguration(k)))) {
       await vscode.commands.executeCommand('hearth.restartServer');

@@ -141,3 +141,14 @@ export function testsSummary(r: TestsResult): string {
     : r.passing.length ? `not added: the editor did not apply the edit to ${r.testFile}` : 'added';
   return `Hearth: ${passing} ${where}; ${r.failing.length} failing left out`;
 }
+
+/** The line to show after a server command finished, for the commands that report one. */
+export function commandSummary(command: string, result: unknown): string | undefined {
+  if (!result || typeof result !== 'object') return undefined;
+  if (command === 'hearth.generateTests') return testsSummary(result as TestsResult);
+  if (command === 'hearth.review') {
+    const r = result as { findings: number; reviewed: string[] };
+    return `Hearth: ${count(r.findings, 'finding')} (${r.reviewed.join(', ') || 'nothing to review'})`;
+  }
+  return undefined;
+}

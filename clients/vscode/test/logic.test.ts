@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { count, missingServer, needsRestart, testsSummary, serverCommand, statusView, userSettings } from '../src/logic';
+import { commandSummary, count, missingServer, needsRestart, testsSummary, serverCommand, statusView, userSettings } from '../src/logic';
 
 test('the server command prefers an explicit path, then a Python, then PATH', () => {
   assert.deepEqual(serverCommand({ serverPath: '/opt/hearth/bin/hearth ' }),
@@ -61,4 +61,13 @@ test('a server that cannot start is named before the client tries', () => {
   assert.equal(missingServer('/opt/venv/bin/hearth', '', exists), undefined);
   assert.match(missingServer('/opt/nope/hearth', '/usr/local/bin', exists) ?? '',
     /\/opt\/nope\/hearth does not exist or is not executable/);
+});
+
+test('commands from code actions get the same summary as from the palette', () => {
+  assert.equal(commandSummary('hearth.review', { findings: 1, reviewed: ['function parse_price'] }),
+    'Hearth: 1 finding (function parse_price)');
+  assert.match(commandSummary('hearth.generateTests',
+    { applied: true, testFile: 't.py', passing: [], failing: [1] }) ?? '', /0 passing tests added/);
+  assert.equal(commandSummary('hearth.generateDocstring', { applied: true }), undefined);
+  assert.equal(commandSummary('hearth.review', null), undefined);
 });
