@@ -81,7 +81,8 @@ async def test_review_actions_are_offered_for_a_function_and_the_file(session):
 async def test_findings_become_diagnostics_at_utf16_columns(session):
     client, uri, _ = session
     result = await review(client, uri=uri, scope="symbol", line=0)
-    assert result == {"findings": 1, "reviewed": ["function label"]}
+    assert result == {"findings": 1, "reviewed": ["function label"],
+                      "summary": "Hearth: 1 finding (function label)"}
     await wait_until(lambda: client.diagnostics.get(uri))
     [diag] = client.diagnostics[uri]
     # "🙂" is two UTF-16 units: the column is one more than the Python index (28).

@@ -42,6 +42,8 @@ async def test_passing_tests_are_inserted_and_failing_ones_reported(demo_repo):
         assert [t["name"] for t in result["passing"]] == [
             "test_apply_discount_quarter", "test_apply_discount_rounding_fixed"]
         assert result["failing"] == [] and result["applied"] is True
+        assert result["summary"] == ("Hearth: 2 passing tests added to tests/test_pricing.py; "
+                                     "0 failing left out")
         assert result["testFile"] == "tests/test_pricing.py"
         [edit] = client.applied_edits
         [change] = edit.edit.document_changes

@@ -24,6 +24,7 @@ from ...indexer.context import estimate_tokens, render_context
 from ...indexer.languages import language_of
 from .. import review, tasks
 from ..engine.base import EngineError, ModelUnavailable
+from ..summaries import count, review_summary
 from .common import RequestFailed, call_soon, command_action, wants_kind
 from .server import HearthServer
 
@@ -124,10 +125,10 @@ async def command_review(ls: HearthServer, *args: Any) -> dict[str, Any]:
         spans = [review.Span(start, end, f"lines {start + 1}-{end + 1}")]
     else:
         raise JsonRpcInvalidParams("'scope' must be symbol, selection or file")
-    if not spans:
-        return {"findings": 0, "reviewed": []}
-    findings = await run_review(ls, doc, spans, interactive=True)
-    return {"findings": findings, "reviewed": [s.label for s in spans]}
+    findings = await run_review(ls, doc, spans, interactive=True) if spans else 0
+    reviewed = [s.label for s in spans]
+    return {"findings": findings, "reviewed": reviewed,
+            "summary": review_summary(findings, reviewed)}
 
 
 async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Span], *,
@@ -163,8 +164,8 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
             return 0
         findings = [f for r in results for f in r.findings]
         dropped = sum(r.dropped for r in results)
-        count = f"{len(findings)} finding{'' if len(findings) == 1 else 's'}"
-        report.end(count + (f" ({dropped} unanchored dropped)" if dropped else ""))
+        report.end(count(len(findings), "finding")
+                   + (f" ({dropped} unanchored dropped)" if dropped else ""))
     current = ls.workspace.text_documents.get(uri)
     if current is None or current.version != version:
         if interactive:

@@ -20,6 +20,7 @@ from ...indexer.languages import language_of
 from .. import tasks
 from ..docstring import find_function
 from ..sandbox import SandboxError
+from ..summaries import tests_summary
 from ..testgen import TestGenError
 from .common import RequestFailed, call_soon, command_action, failures_reported, wants_kind
 from .server import HearthServer
@@ -89,7 +90,9 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
         raise RequestFailed(f"the model wrote no usable test for {result.function.qualname}")
     return {"applied": applied, "testFile": result.layout.test_path,
             "passing": [{"name": c.name, "source": c.source} for c in result.passing],
-            "failing": failing}
+            "failing": failing,
+            "summary": tests_summary(applied=applied, test_file=result.layout.test_path,
+                                     passing=len(result.passing), failing=len(failing))}
 
 
 def _file_edit(ls: HearthServer, path: Path, old: str | None, new: str) -> types.WorkspaceEdit:

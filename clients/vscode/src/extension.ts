@@ -59,7 +59,7 @@ function makeClient(command: string, args: string[]): LanguageClient {
     middleware: {
       // Commands run from code actions: the server's reason when one fails (the
       // client's default is a generic "Request workspace/executeCommand failed"),
-      // and the same summary as from the palette.
+      // and the server's summary, as from the palette.
       executeCommand: (command, args) => execute(command, args),
       workspace: {
         // Send only what the user set: defaults would override .hearth.toml.
@@ -113,7 +113,7 @@ async function execute<T>(command: string, args: unknown[]): Promise<T | undefin
   }
   try {
     const result = await client.sendRequest<T>('workspace/executeCommand', { command, arguments: args });
-    const summary = commandSummary(command, result);
+    const summary = commandSummary(result);
     if (summary) void vscode.window.showInformationMessage(summary);
     return result;
   } catch (err) {

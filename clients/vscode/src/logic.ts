@@ -122,33 +122,8 @@ export function statusView(status: Status | undefined, serverError?: string): St
   return { text, tooltip: lines.join('\n'), error };
 }
 
-/** "1 finding", "2 findings". */
-export function count(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
-}
-
-export interface TestsResult {
-  applied: boolean;
-  testFile: string;
-  passing: unknown[];
-  failing: unknown[];
-}
-
-/** What "Generate tests" tells the user: what went into which file, what was left out. */
-export function testsSummary(r: TestsResult): string {
-  const passing = count(r.passing.length, 'passing test');
-  const where = r.applied ? `added to ${r.testFile}`
-    : r.passing.length ? `not added: the editor did not apply the edit to ${r.testFile}` : 'added';
-  return `Hearth: ${passing} ${where}; ${r.failing.length} failing left out`;
-}
-
-/** The line to show after a server command finished, for the commands that report one. */
-export function commandSummary(command: string, result: unknown): string | undefined {
-  if (!result || typeof result !== 'object') return undefined;
-  if (command === 'hearth.generateTests') return testsSummary(result as TestsResult);
-  if (command === 'hearth.review') {
-    const r = result as { findings: number; reviewed: string[] };
-    return `Hearth: ${count(r.findings, 'finding')} (${r.reviewed.join(', ') || 'nothing to review'})`;
-  }
-  return undefined;
+/** The line the server wrote for a finished command (`summary` in its result), if any. */
+export function commandSummary(result: unknown): string | undefined {
+  const summary = result && typeof result === 'object' ? (result as { summary?: unknown }).summary : undefined;
+  return typeof summary === 'string' && summary ? summary : undefined;
 }

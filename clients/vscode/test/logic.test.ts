@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { commandSummary, count, missingServer, needsRestart, testsSummary, serverCommand, statusView, userSettings } from '../src/logic';
+import { commandSummary, missingServer, needsRestart, serverCommand, statusView, userSettings } from '../src/logic';
 
 test('the server command prefers an explicit path, then a Python, then PATH', () => {
   assert.deepEqual(serverCommand({ serverPath: '/opt/hearth/bin/hearth ' }),
@@ -41,19 +41,6 @@ test('the status bar shows the model state, the device and indexing', () => {
   assert.equal(statusView(undefined, 'spawn hearth ENOENT').error, true);
 });
 
-test('counts read as English', () => {
-  assert.equal(count(1, 'finding'), '1 finding');
-  assert.equal(count(0, 'finding'), '0 findings');
-  assert.equal(count(3, 'passing test'), '3 passing tests');
-});
-
-test('the tests summary says where passing tests went, or that the edit was refused', () => {
-  assert.equal(testsSummary({ applied: true, testFile: 'tests/test_a.py', passing: [1], failing: [1, 2] }),
-    'Hearth: 1 passing test added to tests/test_a.py; 2 failing left out');
-  assert.equal(testsSummary({ applied: false, testFile: 'tests/test_a.py', passing: [1, 2], failing: [] }),
-    'Hearth: 2 passing tests not added: the editor did not apply the edit to tests/test_a.py; 0 failing left out');
-});
-
 test('a server that cannot start is named before the client tries', () => {
   const exists = (file: string) => file === '/usr/local/bin/hearth' || file === '/opt/venv/bin/hearth';
   assert.equal(missingServer('hearth', '/usr/bin:/usr/local/bin', exists), undefined);
@@ -63,11 +50,10 @@ test('a server that cannot start is named before the client tries', () => {
     /\/opt\/nope\/hearth does not exist or is not executable/);
 });
 
-test('commands from code actions get the same summary as from the palette', () => {
-  assert.equal(commandSummary('hearth.review', { findings: 1, reviewed: ['function parse_price'] }),
-    'Hearth: 1 finding (function parse_price)');
-  assert.match(commandSummary('hearth.generateTests',
-    { applied: true, testFile: 't.py', passing: [], failing: [1] }) ?? '', /0 passing tests added/);
-  assert.equal(commandSummary('hearth.generateDocstring', { applied: true }), undefined);
-  assert.equal(commandSummary('hearth.review', null), undefined);
+test('a finished command shows the summary the server wrote, and nothing else', () => {
+  assert.equal(commandSummary({ findings: 1, summary: 'Hearth: 1 finding (function f)' }),
+    'Hearth: 1 finding (function f)');
+  assert.equal(commandSummary({ applied: true }), undefined);
+  assert.equal(commandSummary({ summary: '' }), undefined);
+  assert.equal(commandSummary(null), undefined);
 });

@@ -17,11 +17,6 @@ local function exec(client, bufnr, command, args, on_result)
     end, bufnr)
 end
 
--- "1 finding", "2 findings"
-local function count(n, noun)
-  return ('%d %s%s'):format(n, noun, n == 1 and '' or 's')
-end
-
 local function cursor_line()
   return vim.api.nvim_win_get_cursor(0)[1] - 1
 end
@@ -33,7 +28,7 @@ function M.review(client, bufnr, opts)
     args = { uri = args.uri, scope = 'selection', start = opts.line1 - 1, ['end'] = opts.line2 - 1 }
   end
   exec(client, bufnr, 'hearth.review', args, function(result)
-    notify(('%s (%s)'):format(count(result.findings, 'finding'), table.concat(result.reviewed, ', ')))
+    vim.notify(result.summary)
   end)
 end
 
@@ -41,11 +36,7 @@ end
 function M.tests(client, bufnr)
   exec(client, bufnr, 'hearth.generateTests', { uri = vim.uri_from_bufnr(bufnr), line = cursor_line() },
     function(result)
-      local where = result.applied and ('added to ' .. result.testFile)
-        or (#result.passing > 0 and ('not added: the edit to ' .. result.testFile .. ' was not applied')
-        or 'added')
-      notify(('%s %s; %d failing left out'):format(
-        count(#result.passing, 'passing test'), where, #result.failing))
+      vim.notify(result.summary)
     end)
 end
 
