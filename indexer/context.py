@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .store import Store, StoredChunk
 
@@ -145,3 +146,9 @@ def assemble(store: Store, budget: int, count_tokens: Callable[[str], int], *,
 def render_context(pieces: Sequence[ContextPiece]) -> str:
     """The pieces as prompt text, each under a `# path:lines (symbol)` header."""
     return "\n\n".join(f"# {p.header()}\n{p.text}" for p in pieces)
+
+
+def prompt_context(index: Any, path: str, line: int, budget: int) -> str:
+    """The retrieved context of a prompt about ``path``:``line`` as prompt text, within
+    ``budget`` tokens; ``index`` is anything with WorkspaceIndex.context's signature."""
+    return render_context(index.context(budget, estimate_tokens, path=path, line=line))

@@ -29,7 +29,7 @@ def _tcp_address(text: str) -> tuple[str, int]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     logs.setup_stderr(args.log_level or os.environ.get("HEARTH_LOG_LEVEL", "info"))
-    from .lsp.server import create_server
+    from .lsp.app import create_server
 
     if args.tcp:
         host, port = args.tcp
@@ -245,36 +245,55 @@ def _task_settings(root: Path):
     return resolved.settings, cache_dir()
 
 
-def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
-    """Print (or, from the hook, fill in) a commit message for the staged changes."""
+FAILED = object()  # what _run_task gives back when the task was refused
+
+
+def _run_task(name: str, settings, cache: Path, work, factory=None, priority=None):
+    """What every task command shares: the model loaded in this process, one TaskRun,
+    and a refusal or a missing model printed as `hearth NAME: reason` (FAILED)."""
     import asyncio
 
-    from .commit_message import CommitMessageError
     from .engine.base import EngineError
-    from .gitdiff import GitStateError, read_changes
-    from .hook import fill_message_file
+    from .engine.worker import Priority
     from .local import local_worker
-    from .tasks import generate_commit_message
+    from .tasks.runner import Refusal, TaskRun
+
+    async def main():
+        async with local_worker(settings, cache, factory) as worker:
+            return await work(TaskRun(worker, priority=priority or Priority.USER))
+
+    try:
+        return asyncio.run(main())
+    except (Refusal, EngineError) as exc:
+        print(f"hearth {name}: {exc}", file=sys.stderr)
+        return FAILED
+
+
+def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
+    """Print (or, from the hook, fill in) a commit message for the staged changes."""
+    from .engine.worker import Priority
+    from .tasks.commit.gitdiff import GitStateError, read_changes
+    from .tasks.commit.hook import fill_message_file
+    from .tasks.commit.run import generate_commit_message
 
     logs.setup_stderr("warning")
     repo = Path(args.repo or ".").resolve()
     settings, cache = _task_settings(repo)
     if args.style:
         settings.commit.style = args.style
-
-    async def run(changes):
-        async with local_worker(settings, cache, factory) as worker:
-            return await generate_commit_message(
-                worker, settings, repo, root=repo, changes=changes,
-                progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
-                else None)
-
     try:
         # Read before the model loads: a clear error at once, and the diff described
         # is the one staged when the command ran.
-        result = asyncio.run(run(read_changes(repo)))
-    except (GitStateError, CommitMessageError, EngineError) as exc:
+        changes = read_changes(repo)
+    except GitStateError as exc:
         print(f"hearth commit-msg: {exc}", file=sys.stderr)
+        return 1
+    result = _run_task(
+        "commit-msg", settings, cache, lambda run: generate_commit_message(
+            run, settings, repo, root=repo, changes=changes,
+            progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
+            else None), factory, Priority.BACKGROUND if args.hook else Priority.USER)
+    if result is FAILED:
         return 1
     for notice in result.notices:
         print(f"hearth: {notice}", file=sys.stderr)
@@ -297,14 +316,12 @@ def _split_target(target: str) -> tuple[Path, str | None]:
 
 def cmd_review(args: argparse.Namespace, factory=None) -> int:
     """Review files (each function, up to review.maxSymbols) and print the findings."""
-    import asyncio
+    import functools
 
-    from ..indexer.context import estimate_tokens, render_context
+    from ..indexer.context import prompt_context
     from ..indexer.languages import language_of
-    from . import review
-    from .engine.base import EngineError
-    from .local import local_worker
-    from .tasks import review_code, review_spans_for
+    from .tasks.review import findings as review
+    from .tasks.review.run import review_code, review_spans_for
 
     logs.setup_stderr("warning")
     root = Path(args.root or ".").resolve()
@@ -335,35 +352,28 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
         print(f"hearth review: no workspace context ({exc})", file=sys.stderr)
         index = None
 
-    def context(rel: str, line: int, budget: int) -> str:
-        if index is None:
-            return ""
-        return render_context(index.context(budget, estimate_tokens, path=rel, line=line))
-
     def rel_path(path: Path) -> str:
         try:
             return path.resolve().relative_to(root).as_posix()
         except ValueError:
             return str(path)
 
-    async def run():
+    async def work(run):
         out = {}
-        async with local_worker(settings, cache, factory) as worker:
-            for path, source, lang, spans in jobs:
-                results = await review_code(worker, settings, source=source, path=rel_path(path),
-                                            language=lang, spans=spans, root=root,
-                                            context=context)
-                out[rel_path(path)] = [f for r in results for f in r.findings]
+        for path, source, lang, spans in jobs:
+            results = await review_code(
+                run, settings, source=source, path=rel_path(path), language=lang, spans=spans,
+                root=root, context=functools.partial(prompt_context, index) if index else None)
+            out[rel_path(path)] = [f for r in results for f in r.findings]
         return out
 
     try:
-        found = asyncio.run(run())
-    except EngineError as exc:
-        print(f"hearth review: {exc}", file=sys.stderr)
-        return 2
+        found = _run_task("review", settings, cache, work, factory)
     finally:
         if index is not None:
             index.close()
+    if found is FAILED:
+        return 2
     if args.format == "sarif":
         print(json.dumps(review.sarif(found, __version__), indent=1))
     elif args.json or args.format == "json":
@@ -388,7 +398,7 @@ def _symbol_line(source: str, path: Path, language: str | None, symbol: str) -> 
     if symbol.isdigit():
         return int(symbol) - 1
     if language == "python":
-        from .docstring import list_functions
+        from .tasks.docs.python import list_functions
 
         for fn in list_functions(source):
             if symbol in (fn.qualname, fn.name):
@@ -405,13 +415,9 @@ def _symbol_line(source: str, path: Path, language: str | None, symbol: str) -> 
 
 def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     """Document FILE::SYMBOL (docstring for Python, doc comment for the others)."""
-    import asyncio
-
     from ..indexer.languages import language_of
-    from . import doccomment, docstring
-    from .engine.base import EngineError
-    from .local import local_worker
-    from .tasks import TaskCancelled, generate_doc_comment, generate_docstring
+    from .tasks.docs import python as docstring
+    from .tasks.docs.run import document_symbol, supported
 
     logs.setup_stderr("warning")
     path, symbol = _split_target(args.target)
@@ -421,7 +427,7 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
         print(f"hearth docstring: cannot read {path}: {exc}", file=sys.stderr)
         return 2
     lang = language_of(path)
-    if lang != "python" and not doccomment.supported(lang):
+    if not supported(lang):
         print(f"hearth docstring: cannot document {lang or path.suffix} files", file=sys.stderr)
         return 2
     if symbol is None:
@@ -433,21 +439,10 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     root = Path(args.root or ".").resolve()
     settings, cache = _task_settings(root)
 
-    async def run():
-        async with local_worker(settings, cache, factory) as worker:
-            if lang == "python":
-                return await generate_docstring(worker, settings, source=source, path=str(path),
-                                                line=line, root=root,
-                                                regenerate=args.regenerate)
-            return await generate_doc_comment(worker, settings, source=source, path=str(path),
-                                              language=lang, line=line, root=root,
-                                              regenerate=args.regenerate)
-
-    try:
-        result = asyncio.run(run())
-    except (docstring.DocstringError, doccomment.DocCommentError, TaskCancelled,
-            EngineError) as exc:
-        print(f"hearth docstring: {exc}", file=sys.stderr)
+    result = _run_task("docstring", settings, cache, lambda run: document_symbol(
+        run, settings, source=source, path=str(path), language=lang, line=line, root=root,
+        regenerate=args.regenerate), factory)
+    if result is FAILED:
         return 1
     new_source = docstring.apply_edit(source, result.edit)
     if args.write:
@@ -465,13 +460,7 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
 
 def cmd_tests(args: argparse.Namespace, factory=None) -> int:
     """pytest tests for FILE::SYMBOL that pass in the sandbox; --write inserts them."""
-    import asyncio
-
-    from .engine.base import EngineError
-    from .local import local_worker
-    from .sandbox import SandboxError
-    from .tasks import TaskCancelled, generate_tests
-    from .testgen import TestGenError
+    from .tasks.testgen.run import generate_tests
 
     logs.setup_stderr("warning")
     path, symbol = _split_target(args.target)
@@ -494,17 +483,11 @@ def cmd_tests(args: argparse.Namespace, factory=None) -> int:
         return 2
     settings, cache = _task_settings(root)
 
-    async def run():
-        async with local_worker(settings, cache, factory) as worker:
-            return await generate_tests(
-                worker, settings, root=root, rel=rel, source=source, line=line,
-                progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
-                else None)
-
-    try:
-        result = asyncio.run(run())
-    except (TestGenError, SandboxError, TaskCancelled, EngineError) as exc:
-        print(f"hearth tests: {exc}", file=sys.stderr)
+    result = _run_task("tests", settings, cache, lambda run: generate_tests(
+        run, settings, root=root, rel=rel, source=source, line=line,
+        progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
+        else None), factory)
+    if result is FAILED:
         return 1
     target = root / result.layout.test_path
     if args.write and result.new_text is not None:
@@ -549,25 +532,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def _document_file(args: argparse.Namespace, path: Path, source: str, lang: str,
                    factory=None) -> int:
     """`hearth docstring FILE`: a summary of the whole file at its top."""
-    import asyncio
-
-    from . import filedoc
-    from .engine.base import EngineError
-    from .local import local_worker
-    from .tasks import TaskCancelled, document_file
+    from .tasks.docs.run import document_file
 
     root = Path(args.root or ".").resolve()
     settings, cache = _task_settings(root)
 
-    async def run():
-        async with local_worker(settings, cache, factory) as worker:
-            return await document_file(worker, settings, source=source, path=str(path),
-                                       language=lang, root=root, regenerate=args.regenerate)
-
-    try:
-        result = asyncio.run(run())
-    except (filedoc.FileDocError, TaskCancelled, EngineError) as exc:
-        print(f"hearth docstring: {exc}", file=sys.stderr)
+    result = _run_task("docstring", settings, cache, lambda run: document_file(
+        run, settings, source=source, path=str(path), language=lang, root=root,
+        regenerate=args.regenerate), factory)
+    if result is FAILED:
         return 1
     if args.write:
         path.write_text(result.new_source, encoding="utf-8")
@@ -580,8 +553,8 @@ def _document_file(args: argparse.Namespace, path: Path, source: str, lang: str,
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
-    from .gitdiff import GitStateError
-    from .hook import install, uninstall
+    from .tasks.commit.gitdiff import GitStateError
+    from .tasks.commit.hook import install, uninstall
 
     repo = Path(args.repo or ".").resolve()
     try:

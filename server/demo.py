@@ -24,8 +24,8 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from . import __version__
-from .docstring import list_functions
-from .lsp.textedits import apply_text_edits, edits_for
+from .lsp.edits import apply_text_edits, edits_for
+from .tasks.docs.python import list_functions
 
 SERVER = [sys.executable, "-m", "hearth_lsp.server", "serve"]
 

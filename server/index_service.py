@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..indexer.context import ContextPiece
+from ..indexer.context import ContextPiece, prompt_context
 from ..indexer.vectors import VectorStoreUnavailable
 from ..indexer.workspace import SearchResult, WorkspaceIndex
 from .settings import IndexSettings
@@ -102,6 +102,10 @@ class IndexService:
             log.info("context for %s:%s: %s", path, (line or 0) + 1,
                      ", ".join(f"{p.header()} [{p.reason}]" for p in pieces))
         return pieces
+
+    def context_text(self, path: str, line: int, budget: int) -> str:
+        """Retrieved context as prompt text (a task's ContextFn)."""
+        return prompt_context(self, path, line, budget)
 
     def relative(self, path: Path) -> str | None:
         try:

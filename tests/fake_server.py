@@ -16,7 +16,7 @@ import sys
 from hearth_lsp.server import logs
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.gguf_info import read_gguf
-from hearth_lsp.server.lsp.server import HearthServer
+from hearth_lsp.server.lsp.app import create_server
 
 
 def factory(settings, cache):
@@ -33,5 +33,5 @@ def factory(settings, cache):
 
 if __name__ == "__main__":
     logs.setup_stderr("debug")
-    server = HearthServer(engine_factory=factory)
+    server = create_server(engine_factory=factory)
     server.start_io(stdin=sys.stdin.buffer, stdout=sys.stdout.buffer)

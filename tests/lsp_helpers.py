@@ -12,7 +12,7 @@ from typing import Any
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from hearth_lsp.server.lsp.textedits import apply_text_edits, edits_for
+from hearth_lsp.server.lsp.edits import apply_text_edits, edits_for
 
 HERE = Path(__file__).resolve().parent
 REAL_SERVER = [sys.executable, "-m", "hearth_lsp.server", "serve"]

@@ -11,7 +11,7 @@ import pytest
 
 from hearth_lsp.server import cli
 from hearth_lsp.server.engine.fake import FakeEngine
-from hearth_lsp.server.hook import MARKER
+from hearth_lsp.server.tasks.commit.hook import MARKER
 
 HEADER = re.compile(r"^(feat|fix|docs|style|refactor|perf|test|build|ci|chore|revert)"
                     r"(\([^()\s]+\))?: [a-z].{2,}$")

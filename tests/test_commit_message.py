@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from hearth_lsp.server import commit_message as cm
-from hearth_lsp.server.gitdiff import Changes, FileDiff, GitStateError, read_changes, trim_patch
+from hearth_lsp.server.tasks.commit import message as cm
+from hearth_lsp.server.tasks.commit.gitdiff import (
+    Changes,
+    FileDiff,
+    GitStateError,
+    read_changes,
+    trim_patch,
+)
 
 
 def git(root: Path, *args: str) -> str:

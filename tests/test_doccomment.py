@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hearth_lsp.server import doccomment as dc
+from hearth_lsp.server.tasks.docs import comments as dc
 
 TS = """import x from 'y';
 

@@ -6,8 +6,8 @@ import ast
 
 import pytest
 
-from hearth_lsp.server import docstring as ds
 from hearth_lsp.server.chat_format import ChatTemplateError, Message, render_chat
+from hearth_lsp.server.tasks.docs import python as ds
 
 SRC = '''import math
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from hearth_lsp.server import cli, filedoc
+from hearth_lsp.server import cli
 from hearth_lsp.server.engine.fake import FakeEngine
+from hearth_lsp.server.tasks.docs import file_summary as filedoc
 
 PY = "#!/usr/bin/env python3\nimport os\n\n\ndef list_prices(folder):\n    return os.listdir(folder)\n"
 GO = "package prices\n\nfunc ListPrices() []int {\n\treturn nil\n}\n"

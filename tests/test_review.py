@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from hearth_lsp.server import review as rv
-from hearth_lsp.server.review_state import ReviewState
-from hearth_lsp.server.tasks import review_spans_for
+from hearth_lsp.server.tasks.review import findings as rv
+from hearth_lsp.server.tasks.review.run import review_spans_for
+from hearth_lsp.server.tasks.review.state import ReviewState
 
 SOURCE = '''def average(values):
     total = 0

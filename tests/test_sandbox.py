@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from hearth_lsp.server.sandbox import SandboxError, run_tests
+from hearth_lsp.server.tasks.testgen.sandbox import SandboxError, run_tests
 
 CODE = "def double(x):\n    return x * 2\n"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hearth_lsp.server import testgen as tg
+from hearth_lsp.server.tasks.testgen import cases as tg
 
 
 def test_module_names_follow_packages_and_src_layouts():

@@ -1,4 +1,4 @@
-"""What the handler modules share: the RequestFailed error and thread hand-off."""
+"""What the feature modules share: RequestFailed, thread hand-off, action helpers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from pygls.exceptions import JsonRpcException
+
+from ..engine.base import EngineError
+from ..tasks.runner import Refusal
 
 # LSP 3.17 "RequestFailed": the request was valid but could not be carried out.
 REQUEST_FAILED = -32803
@@ -37,17 +40,15 @@ def client_resolves(ls: Any, prop: str) -> bool:
 
 
 @contextmanager
-def failures_reported(report: Any, refusals: tuple[type[BaseException], ...]) -> Iterator[None]:
+def failures_reported(report: Any) -> Iterator[None]:
     """A task's refusal (validation, git state, cancellation) or a missing model ends
     its progress with the reason and answers the request with RequestFailed."""
-    from ..engine.base import EngineError, ModelUnavailable
-
     try:
         yield
-    except refusals as exc:
+    except Refusal as exc:
         report.end(str(exc))
         raise RequestFailed(str(exc)) from exc
-    except (ModelUnavailable, EngineError) as exc:
+    except EngineError as exc:
         report.end(str(exc))
         raise RequestFailed(f"model unavailable: {exc}") from exc
 

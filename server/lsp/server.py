@@ -1,7 +1,6 @@
-"""The language server object: state, settings and the model's life cycle.
-
-Handlers live in ``handlers.py`` and stay thin; this class holds what they
-share. There is no module-level server: ``create_server()`` makes one.
+"""The language server object: state, settings, the model's life cycle, progress and
+cancellation. It imports no feature: ``app.create_server()`` makes a server and
+registers every feature on it (there is no module-level server).
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ import asyncio
 import itertools
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,28 @@ from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
 from ..local import EngineFactory, llama_engine_factory, open_result_cache
 from ..models import preset_uses_chat
-from ..review_state import ReviewState
 from ..settings import Resolved, Settings, SettingsSources, cache_dir
+from ..tasks.review.state import ReviewState
+from ..tasks.runner import CancelToken, TaskRun
 
 log = logging.getLogger("hearth")
 
 
-
 class HearthProtocol(LanguageServerProtocol):
     """pygls drops a request whose params do not fit its method without answering;
-    an editor would wait forever. Answer it with InvalidParams instead."""
+    an editor would wait forever. Answer it with InvalidParams instead.
+
+    `$/cancelRequest` also reaches the task: pygls runs a command's handler as a
+    task of its own and only cancels the outer future, so the request would be
+    answered "cancelled" while the model kept working.
+    """
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        server = self._server
+        token = server.request_tokens.get(msg_id) if isinstance(server, HearthServer) else None
+        if token is not None:
+            token.cancel()
+        super()._handle_cancel_notification(msg_id)
 
     def structure_message(self, data: dict[str, Any]):
         try:
@@ -71,11 +82,14 @@ class HearthServer(LanguageServer):
         self.reviews = ReviewState()  # findings per document, for diagnostics
         self.background: set[asyncio.Future] = set()  # reviews on save, kept referenced
         self._index_progress: dict[str, str] = {}  # phase title -> progress token
+        # Cancellation: request id -> the task's token ($/cancelRequest), progress token
+        # -> the task's token (the progress bar's cancel), task key -> the running task's
+        # token (a newer request for the same thing replaces it).
+        self.request_tokens: dict[Any, CancelToken] = {}
+        self.progress_tokens: dict[str, CancelToken] = {}
+        self.task_tokens: dict[Hashable, CancelToken] = {}
         self.client_log = logs.ClientLogHandler(self._send_log)
         logging.getLogger().addHandler(self.client_log)
-        from .handlers import register
-
-        register(self)
 
     # ---------------------------------------------------------------- settings
 
@@ -212,12 +226,50 @@ class HearthServer(LanguageServer):
         window = self.client_capabilities.window if self.protocol.client_capabilities else None
         return bool(window and window.work_done_progress)
 
-    def work_progress(self, title: str, *, cancel_key: object = None) -> Progress:
-        """Progress for a task; the client's cancel stops the worker's jobs with `cancel_key`."""
-        def cancel() -> None:
-            self.worker.cancel_where(lambda job: job.key == cancel_key)
+    def work_progress(self, title: str) -> Progress:
+        """Progress for work that cannot be cancelled (loading the model)."""
+        return Progress(self, title)
 
-        return Progress(self, title, None if cancel_key is None else cancel)
+    def task(self, title: str, key: Hashable, *, priority: Priority = Priority.USER,
+             fresh: bool = False) -> Progress:
+        """Progress and a TaskRun for one task. Its CancelToken is fed by
+        `$/cancelRequest` for the request being handled, the progress bar's cancel,
+        and a newer task with the same ``key`` (which replaces this one)."""
+        return Progress(self, title, TaskRun(self.worker, key, priority, fresh))
+
+    def progress_cancelled(self, token: Any) -> None:
+        """`window/workDoneProgress/cancel` for one of our tasks."""
+        cancel = self.progress_tokens.get(str(token))
+        if cancel is not None:
+            cancel.cancel()
+
+    def cancel_task(self, key: Hashable) -> None:
+        """Cancel the running task with ``key`` (e.g. a review on save, when the
+        document is saved again or closed)."""
+        token = self.task_tokens.get(key)
+        if token is not None:
+            token.cancel()
+
+    @staticmethod
+    def check_position(doc: TextDocument, position: types.Position) -> None:
+        if position.line < 0 or position.character < 0:
+            raise JsonRpcInvalidParams(
+                f"position {position.line}:{position.character} is negative")
+        if position.line > len(doc.lines):
+            raise JsonRpcInvalidParams(
+                f"line {position.line} is outside {doc.uri} ({len(doc.lines)} lines)")
+
+    # Where a document belongs: its workspace root, settings and index.
+    def root_of(self, uri: str) -> Path | None:
+        return self.root
+
+    def settings_of(self, uri: str) -> Settings:
+        return self.settings
+
+    def context_fn(self, uri: str) -> Callable[[str, int, int], str] | None:
+        """Retrieved context for prompts about ``uri`` (None without an index)."""
+        index = self.index
+        return None if index is None else index.context_text
 
     def get_document(self, uri: Any) -> TextDocument:
         """An open document, or a clear JSON-RPC error."""
@@ -239,34 +291,41 @@ class HearthServer(LanguageServer):
 
 
 class Progress:
-    """Work-done progress as an async context: begin on enter, end on exit.
+    """Work-done progress as an async context: begin on enter, end on exit; for a
+    task, also its TaskRun and the ways to cancel it (see HearthServer.task).
 
-    Without client support it does nothing. A cancel from the client calls
-    ``cancel`` (which stops the generation between two tokens).
+    Without client support for progress it reports nothing, but the task still
+    runs and can still be cancelled.
     """
 
-    def __init__(self, server: HearthServer, title: str,
-                 cancel: Callable[[], None] | None = None):
-        self.server, self.title, self.cancel = server, title, cancel
+    def __init__(self, server: HearthServer, title: str, run: TaskRun | None = None):
+        self.server, self.title = server, title
+        self.run: TaskRun | None = run
         self.token: str | None = None
         self._end_message: str | None = None
+        self._request: Any = None
 
     async def __aenter__(self) -> Progress:
-        if not self.server.supports_progress():
+        server, run = self.server, self.run
+        if run is not None:
+            server.cancel_task(run.key)  # a newer request for the same thing wins
+            server.task_tokens[run.key] = run.token
+            self._request = server.protocol.msg_id
+            if self._request is not None:
+                server.request_tokens[self._request] = run.token
+        if not server.supports_progress():
             return self
-        token = f"hearth/{next(self.server._tokens)}"
+        token = f"hearth/{next(server._tokens)}"
         try:
-            await self.server.work_done_progress.create_async(token)
+            await server.work_done_progress.create_async(token)
         except Exception as exc:  # the client refused: carry on without progress
             log.debug("progress not created: %s", exc)
             return self
         self.token = token
-        self.server.work_done_progress.begin(token, types.WorkDoneProgressBegin(
-            title=self.title, cancellable=self.cancel is not None))
-        future = self.server.work_done_progress.tokens.get(token)
-        if future is not None and self.cancel is not None:
-            cancel = self.cancel
-            future.add_done_callback(lambda f: cancel() if f.cancelled() else None)
+        if run is not None:
+            server.progress_tokens[token] = run.token
+        server.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+            title=self.title, cancellable=run is not None))
         return self
 
     def __call__(self, message: str, percentage: int | None = None) -> None:
@@ -278,11 +337,14 @@ class Progress:
         self._end_message = message
 
     async def __aexit__(self, *exc: object) -> None:
+        server, run = self.server, self.run
+        if run is not None:
+            if server.task_tokens.get(run.key) is run.token:
+                del server.task_tokens[run.key]
+            if self._request is not None:
+                server.request_tokens.pop(self._request, None)
         if self.token is not None:
-            self.server.work_done_progress.end(
+            server.progress_tokens.pop(self.token, None)
+            server.work_done_progress.end(
                 self.token, types.WorkDoneProgressEnd(message=self._end_message))
-            self.server.work_done_progress.tokens.pop(self.token, None)
-
-
-def create_server(**kwargs: Any) -> HearthServer:
-    return HearthServer(**kwargs)
+            server.work_done_progress.tokens.pop(self.token, None)

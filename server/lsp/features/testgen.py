@@ -1,7 +1,9 @@
 """`hearth.generateTests`: pytest tests that passed in the sandbox, inserted as one edit.
 
 Tests that fail are not inserted: they are reported (they may reveal a bug, or
-a wrong expectation of the model), with the failure.
+a wrong expectation of the model), with the failure. The tests are merged into
+the test file as the editor has it (unsaved edits included) and applied as a
+versioned edit of that buffer, or of the file when it is not open.
 """
 
 from __future__ import annotations
@@ -15,23 +17,21 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 
-from ...indexer.context import estimate_tokens, render_context
-from ...indexer.languages import language_of
-from .. import tasks
-from ..docstring import find_function
-from ..sandbox import SandboxError
-from ..summaries import tests_summary
-from ..testgen import TestGenError
-from .common import RequestFailed, call_soon, command_action, failures_reported, wants_kind
-from .server import HearthServer
+from ....indexer.languages import language_of
+from ...tasks.docs.python import find_function
+from ...tasks.testgen.run import generate_tests, tests_summary
+from ..common import RequestFailed, call_soon, command_action, failures_reported, wants_kind
+from ..edits import file_edit
+from ..server import HearthServer
 
 CMD_TESTS = "hearth.generateTests"
 TESTS_KIND = types.CodeActionKind.Refactor + ".hearth.tests"
+KINDS = [TESTS_KIND]
 
 
-def tests_actions(ls: HearthServer, doc: TextDocument,
-                  params: types.CodeActionParams) -> list[types.CodeAction]:
-    if language_of(doc.uri, doc.language_id) != "python" or ls.root is None:
+def actions(ls: HearthServer, doc: TextDocument,
+            params: types.CodeActionParams) -> list[types.CodeAction]:
+    if language_of(doc.uri, doc.language_id) != "python" or ls.root_of(doc.uri) is None:
         return []
     if not wants_kind(params.context.only, TESTS_KIND):
         return []
@@ -49,26 +49,29 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("line"), int):
         raise JsonRpcInvalidParams('expected [{"uri": ..., "line": int}]')
     doc = ls.get_document(data.get("uri"))
-    if ls.root is None:
+    root = ls.root_of(doc.uri)
+    if root is None:
         raise RequestFailed("test generation needs a workspace folder")
     path = Path(to_fs_path(doc.uri) or "")
     try:
-        rel = path.resolve().relative_to(ls.root.resolve()).as_posix()
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
-        raise RequestFailed(f"{path} is not inside the workspace {ls.root}") from None
-    key = ("tests", doc.uri)
+        raise RequestFailed(f"{path} is not inside the workspace {root}") from None
     loop = asyncio.get_running_loop()
 
-    def context(rel_path: str, line: int, budget: int) -> str:
-        if ls.index is None:
-            return ""
-        return render_context(ls.index.context(budget, estimate_tokens, path=rel_path, line=line))
+    def open_doc(file: Path) -> TextDocument | None:
+        return ls.workspace.text_documents.get(from_fs_path(str(file)) or file.as_uri())
 
-    async with ls.work_progress("Hearth: tests", cancel_key=key) as report:
-        with failures_reported(report, (TestGenError, SandboxError, tasks.TaskCancelled)):
-            result = await tasks.generate_tests(
-                ls.worker, ls.settings, root=ls.root, rel=rel, source=doc.source,
-                line=data["line"], key=key, context=context,
+    def open_text(file: Path) -> str | None:
+        found = open_doc(file)
+        return found.source if found is not None else None
+
+    async with ls.task("Hearth: tests", ("tests", doc.uri)) as report:
+        assert report.run is not None
+        with failures_reported(report):
+            result = await generate_tests(
+                report.run, ls.settings_of(doc.uri), root=root, rel=rel, source=doc.source,
+                line=data["line"], context=ls.context_fn(doc.uri), open_text=open_text,
                 progress=lambda m: call_soon(loop, report, m))
         report.end(f"{len(result.passing)} passing, {len(result.failing)} failing")
     failing = [{"name": c.name, "source": c.source, "message": m[-1500:]}
@@ -81,8 +84,12 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
                 types.MessageType.Warning)
     applied = False
     if result.new_text is not None:
-        edit = _file_edit(ls, ls.root / result.layout.test_path, result.old_text,
-                          result.new_text)
+        test_file = root / result.layout.test_path
+        buffer = open_doc(test_file)
+        if buffer is not None and buffer.source != result.old_text:
+            raise RequestFailed(f"{result.layout.test_path} changed while the tests were "
+                                "written; generate them again")
+        edit = file_edit(test_file, result.old_text, result.new_text, buffer)
         response = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
             edit=edit, label=f"Tests for {result.function.qualname}"))
         applied = bool(response and response.applied)
@@ -95,20 +102,4 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
                                      passing=len(result.passing), failing=len(failing))}
 
 
-def _file_edit(ls: HearthServer, path: Path, old: str | None, new: str) -> types.WorkspaceEdit:
-    uri = from_fs_path(str(path)) or path.as_uri()
-    open_doc = ls.workspace.text_documents.get(uri)
-    changes: list[Any] = []
-    if old is None and open_doc is None:
-        changes.append(types.CreateFile(uri=uri, options=types.CreateFileOptions(
-            ignore_if_exists=True)))
-        old = ""
-    current = open_doc.source if open_doc is not None else (old or "")
-    lines = current.splitlines()
-    end = types.Position(line=len(lines), character=0)
-    changes.append(types.TextDocumentEdit(
-        text_document=types.OptionalVersionedTextDocumentIdentifier(
-            uri=uri, version=open_doc.version if open_doc is not None else None),
-        edits=[types.TextEdit(range=types.Range(start=types.Position(line=0, character=0),
-                                                end=end), new_text=new)]))
-    return types.WorkspaceEdit(document_changes=changes)
+COMMANDS = {CMD_TESTS: command_tests}

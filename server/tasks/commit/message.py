@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chat_format import Message
+from ...chat_format import Message
+from ...prompts import task_prompt
+from ..runner import Refusal
 from .gitdiff import Changes, FileDiff, stat_line, trim_patch
-from .prompts import task_prompt
 
 TYPES = ("feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "ci", "chore",
          "revert")
@@ -44,7 +45,7 @@ _HEADER = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^()\s]+)\))?(?P<bang>!)?
 _VERBS = frozenset(["add", "adjust", "allow", "avoid", "bump", "change", "check", "clean", "clarify", "cleanup", "correct", "create", "delete", "deprecate", "disable", "document", "drop", "enable", "ensure", "expose", "extract", "fix", "format", "handle", "implement", "improve", "include", "initialize", "introduce", "log", "make", "merge", "migrate", "move", "optimize", "parse", "prevent", "raise", "read", "record", "reduce", "refactor", "reject", "release", "remove", "rename", "reorder", "replace", "report", "require", "reset", "resolve", "restore", "restructure", "return", "revert", "rewrite", "run", "separate", "set", "show", "simplify", "skip", "sort", "speed", "split", "store", "support", "switch", "test", "tidy", "track", "trim", "tweak", "unify", "update", "upgrade", "use", "validate", "write"])
 
 
-class CommitMessageError(ValueError):
+class CommitMessageError(Refusal):
     """No valid message could be made; says why."""
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import tree_sitter as ts
 
-from ..indexer.chunker import definition_name, node_text
-from ..indexer.grammars import language as ts_language
-from ..indexer.grammars import spec_for
-from .chat_format import Message
-from .prompts import task_prompt
+from ....indexer.chunker import definition_name, node_text
+from ....indexer.grammars import language as ts_language
+from ....indexer.grammars import spec_for
+from ...chat_format import Message
+from ...prompts import task_prompt
+from ..runner import Refusal
 
 STYLES = {"javascript": "jsdoc", "javascriptreact": "jsdoc", "typescript": "jsdoc",
           "typescriptreact": "jsdoc", "tsx": "jsdoc", "java": "javadoc", "c": "doxygen",
@@ -32,7 +33,7 @@ STYLES = {"javascript": "jsdoc", "javascriptreact": "jsdoc", "typescript": "jsdo
 _ATTACHED = {"decorator", "attribute_item", "annotation", "marker_annotation"}
 
 
-class DocCommentError(ValueError):
+class DocCommentError(Refusal):
     pass
 
 

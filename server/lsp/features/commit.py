@@ -13,13 +13,12 @@ from typing import Any
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
-from .. import tasks
-from ..commit_message import CommitMessageError
-from ..gitdiff import GitStateError
-from .common import call_soon, failures_reported
-from .server import HearthServer
+from ...tasks.commit.run import generate_commit_message
+from ..common import call_soon, failures_reported
+from ..server import HearthServer
 
 CMD_COMMIT_MESSAGE = "hearth.generateCommitMessage"
+KINDS: list[str] = []
 
 
 async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]:
@@ -39,13 +38,14 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
         repo = ls.root
     else:
         raise JsonRpcInvalidParams("no workspace folder: pass {\"repo\": path}")
-    key = ("commit", str(repo))
+    repo = repo.resolve()
     loop = asyncio.get_running_loop()
 
-    async with ls.work_progress("Hearth: commit message", cancel_key=key) as report:
-        with failures_reported(report, (GitStateError, CommitMessageError, tasks.TaskCancelled)):
-            result = await tasks.generate_commit_message(
-                ls.worker, ls.settings, repo, key=key, root=ls.root,
+    async with ls.task("Hearth: commit message", ("commit", str(repo))) as report:
+        assert report.run is not None
+        with failures_reported(report):
+            result = await generate_commit_message(
+                report.run, ls.settings_of(repo.as_uri()), repo, root=ls.root_of(repo.as_uri()),
                 progress=lambda message: call_soon(loop, report, message))
         report.end(f"done in {result.seconds:.1f} s")
     return {"message": result.message, "notices": result.notices,
@@ -53,3 +53,10 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
             "repo": str(result.changes.repo),
             "files": [{"path": f.path, "status": f.status, "leftOut": f.left_out or None}
                       for f in result.changes.files]}
+
+
+def actions(ls: HearthServer, doc: Any, params: Any) -> list:
+    return []  # a commit message is asked for from the Source Control view, not the code
+
+
+COMMANDS = {CMD_COMMIT_MESSAGE: command_commit_message}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +19,35 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 from pygls.workspace.position_codec import ServerTextPosition
 
-from ...indexer.context import estimate_tokens, render_context
-from ...indexer.languages import language_of
-from .. import review, tasks
-from ..engine.base import EngineError, ModelUnavailable
-from ..summaries import count, review_summary
-from .common import RequestFailed, call_soon, command_action, wants_kind
-from .server import HearthServer
+from ....indexer.languages import language_of
+from ...engine.base import EngineError
+from ...engine.worker import Priority
+from ...tasks.commit.gitdiff import head_text
+from ...tasks.review import findings as review
+from ...tasks.review.run import review_code, review_spans_for, review_summary
+from ...tasks.review.state import spans_to_review
+from ...tasks.runner import TaskCancelled, count
+from ..common import RequestFailed, call_soon, command_action, wants_kind
+from ..edits import versioned_edit
+from ..server import HearthServer
 
 log = logging.getLogger("hearth")
 
 CMD_REVIEW = "hearth.review"
 REVIEW_KIND = types.CodeActionKind.Source + ".hearth.review"
 SYMBOL_REVIEW_KIND = types.CodeActionKind.Refactor + ".hearth.review"
+KINDS = [REVIEW_KIND, SYMBOL_REVIEW_KIND, types.CodeActionKind.QuickFix]
 SOURCE = "hearth"
 _SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning,
              "info": types.DiagnosticSeverity.Information}
 
 
 # ----------------------------------------------------------------- actions
+
+
+def actions(ls: HearthServer, doc: TextDocument,
+            params: types.CodeActionParams) -> list[types.CodeAction]:
+    return [*quick_fixes(ls, doc, params), *review_actions(ls, doc, params)]
 
 
 def review_actions(ls: HearthServer, doc: TextDocument,
@@ -51,7 +60,7 @@ def review_actions(ls: HearthServer, doc: TextDocument,
     rng = params.range
     line = rng.start.line
     if wants_kind(params.context.only, SYMBOL_REVIEW_KIND):
-        spans = tasks.review_spans_for(doc.source, doc.uri, lang, lines={line}, limit=50)
+        spans = review_spans_for(doc.source, doc.uri, lang, lines={line}, limit=50)
         inner = min(spans, key=lambda s: s.end - s.start) if spans else None
         if rng.end.line > rng.start.line:  # a selection of whole lines
             args = {"uri": doc.uri, "scope": "selection", "start": rng.start.line,
@@ -81,13 +90,10 @@ def quick_fixes(ls: HearthServer, doc: TextDocument,
         if start.line >= len(lines) or lines[start.line][start.character:end.character] != \
                 data.get("quote"):
             continue  # the code moved on since the review
-        edit = types.TextEdit(range=diag.range, new_text=data["replacement"])
         out.append(types.CodeAction(
             title=f"Hearth: replace with `{data['replacement'][:60]}`",
             kind=types.CodeActionKind.QuickFix, diagnostics=[diag], is_preferred=True,
-            edit=types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-                text_document=types.OptionalVersionedTextDocumentIdentifier(
-                    uri=doc.uri, version=doc.version), edits=[edit])])))
+            edit=versioned_edit(doc, diag.range.start, diag.range.end, data["replacement"])))
     return out
 
 
@@ -109,12 +115,13 @@ async def command_review(ls: HearthServer, *args: Any) -> dict[str, Any]:
     scope = data.get("scope", "file")
     n_lines = max(1, len(doc.lines))
     if scope == "file":
-        spans = tasks.review_spans_for(doc.source, doc.uri, lang, limit=ls.settings.review.max_symbols)
+        spans = review_spans_for(doc.source, doc.uri, lang,
+                                 limit=ls.settings_of(doc.uri).review.max_symbols)
     elif scope == "symbol":
         line = data.get("line")
         if not isinstance(line, int) or not 0 <= line < n_lines:
             raise JsonRpcInvalidParams(f"'line' must be an integer from 0 to {n_lines - 1}")
-        found = tasks.review_spans_for(doc.source, doc.uri, lang, lines={line}, limit=50)
+        found = review_spans_for(doc.source, doc.uri, lang, lines={line}, limit=50)
         if not found:
             raise RequestFailed(f"no function or definition at line {line + 1}")
         spans = [min(found, key=lambda s: s.end - s.start)]
@@ -133,30 +140,26 @@ async def command_review(ls: HearthServer, *args: Any) -> dict[str, Any]:
 
 async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Span], *,
                      interactive: bool) -> int:
-    """Review ``spans`` of ``doc`` and publish; a newer review of the doc cancels this one."""
+    """Review ``spans`` of ``doc`` and publish; a newer review of the doc cancels this one.
+    A review on save (not ``interactive``) runs below the user's own actions."""
     source, version, uri = doc.source, doc.version, doc.uri
-    key = ("review", uri)
     lang = language_of(to_fs_path(uri) or uri, doc.language_id)
     loop = asyncio.get_running_loop()
-
-    def context(path: str, line: int, budget: int) -> str:
-        if ls.index is None:
-            return ""
-        return render_context(ls.index.context(budget, estimate_tokens, path=path, line=line))
-
     path = ls.document_path(doc)
-    async with ls.work_progress("Hearth: review", cancel_key=key) as report:
+    priority = Priority.USER if interactive else Priority.SAVE
+    async with ls.task("Hearth: review", ("review", uri), priority=priority) as report:
+        assert report.run is not None
         try:
-            results = await tasks.review_code(
-                ls.worker, ls.settings, source=source, path=path, language=lang, spans=spans,
-                key=key, root=ls.root, context=context,
+            results = await review_code(
+                report.run, ls.settings_of(uri), source=source, path=path, language=lang,
+                spans=spans, root=ls.root_of(uri), context=ls.context_fn(uri),
                 progress=lambda m: call_soon(loop, report, m))
-        except tasks.TaskCancelled:
+        except TaskCancelled:
             report.end("cancelled")
             if interactive:
                 raise RequestFailed("the review was cancelled") from None
             return 0
-        except (ModelUnavailable, EngineError) as exc:
+        except EngineError as exc:
             report.end(str(exc))
             if interactive:
                 raise RequestFailed(f"model unavailable: {exc}") from exc
@@ -171,7 +174,7 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
         if interactive:
             raise JsonRpcContentModified(f"{uri} changed during the review; review it again")
         return 0
-    ls.reviews.replace(uri, spans, findings, reviewed_text=source)
+    ls.reviews.replace(uri, spans, findings, source=source)
     publish(ls, uri)
     return len(findings)
 
@@ -228,13 +231,13 @@ def document_changed(ls: HearthServer, params: types.DidChangeTextDocumentParams
 # ------------------------------------------------------------------ on save
 
 
-def review_on_save(ls: HearthServer, uri: str) -> None:
+def on_save(ls: HearthServer, uri: str) -> None:
     """Start a background review per `review.onSave`; the save itself returns at once."""
     doc = ls.workspace.text_documents.get(uri)
-    if ls.settings.review.on_save == "off" or doc is None:
+    if ls.settings_of(uri).review.on_save == "off" or doc is None:
         return
     # A newer save replaces the review still running for this document.
-    ls.worker.cancel_where(lambda j: j.key == ("review", uri))
+    ls.cancel_task(("review", uri))
     state = ls.reviews.get(uri)
     state.saves += 1
     task = asyncio.ensure_future(_review_saved(ls, doc, state.saves))
@@ -247,32 +250,31 @@ async def _review_saved(ls: HearthServer, doc: TextDocument, save: int) -> None:
     lang = language_of(to_fs_path(uri) or uri, doc.language_id)
     if lang is None:
         return
-    limit = ls.settings.review.max_symbols
-    if ls.settings.review.on_save == "file":
-        spans = tasks.review_spans_for(source, uri, lang, limit=limit)
+    settings = ls.settings_of(uri).review
+    if settings.on_save == "file":
+        spans = review_spans_for(source, uri, lang, limit=settings.max_symbols)
     else:
-        before = ls.reviews.get(uri).reviewed_text
-        if before is None:  # git runs off the event loop
-            before = await asyncio.to_thread(_head_text, to_fs_path(uri))
-        lines = review.changed_lines(before, source) if before is not None else None
-        if lines is not None and not lines:
-            return  # nothing changed since the last review
-        spans = tasks.review_spans_for(source, uri, lang, lines=lines, limit=limit)
+        state = ls.reviews.get(uri)
+        every = review_spans_for(source, uri, lang, limit=10_000)
+        head = None
+        if any(s.label not in state.reviewed for s in every):  # git runs off the event loop
+            path = to_fs_path(uri)
+            head = await asyncio.to_thread(head_text, Path(path)) if path else None
+        spans = spans_to_review(source, every, state.reviewed, head)[:settings.max_symbols]
     if spans and ls.reviews.get(uri).saves == save:  # a newer save has its own review
         await run_review(ls, doc, spans, interactive=False)
 
 
-def _head_text(path: str | None) -> str | None:
-    """The file as committed at HEAD; None when not in git (then review it all)."""
-    if not path:
-        return None
-    p = Path(path)
-    try:
-        top = subprocess.run(["git", "-C", str(p.parent), "rev-parse", "--show-toplevel"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        rel = p.resolve().relative_to(Path(top).resolve()).as_posix()
-        out = subprocess.run(["git", "-C", top, "show", f"HEAD:{rel}"], capture_output=True,
-                             timeout=10, check=True)
-        return out.stdout.decode("utf-8", "replace")
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None
+def on_change(ls: HearthServer, params: types.DidChangeTextDocumentParams) -> None:
+    document_changed(ls, params)
+
+
+def on_close(ls: HearthServer, uri: str) -> None:
+    ls.cancel_task(("review", uri))
+    if ls.reviews.findings(uri):
+        ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri,
+                                                                           diagnostics=[]))
+    ls.reviews.close(uri)
+
+
+COMMANDS = {CMD_REVIEW: command_review}

@@ -15,17 +15,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..indexer.chunker import chunk_file
-from . import doccomment
-from .chat_format import Message
-from .prompts import task_prompt
+from ....indexer.chunker import chunk_file
+from ...chat_format import Message
+from ...prompts import task_prompt
+from ..runner import Refusal
+from . import comments as doccomment
 
 GRAMMAR = "\n".join([
     r'root ::= [A-Z] [^\n*/"]{15,240} "."',
 ])
 
 
-class FileDocError(ValueError):
+class FileDocError(Refusal):
     pass
 
 
@@ -158,7 +159,7 @@ def apply(source: str, target: FileDocTarget, comment: str) -> str:
 
 def validate(before: str, after: str, target: FileDocTarget) -> None:
     if target.language == "python":
-        from .docstring import _strip_docstrings
+        from .python import _strip_docstrings
 
         try:
             new_tree = ast.parse(after)

@@ -15,9 +15,10 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cleaning
-from .chat_format import ChatTemplateError, Message, merge_system, render_chat
-from .prompts import render
+from ... import cleaning
+from ...chat_format import ChatTemplateError, Message, merge_system, render_chat
+from ...prompts import render
+from ..runner import Refusal
 
 # Characters of file context per token, conservatively (code tokenizes densely).
 CHARS_PER_TOKEN = 3
@@ -25,7 +26,7 @@ INDENT_UNIT = "    "
 PREFILL = '"""'  # the answer starts inside the docstring
 
 
-class DocstringError(ValueError):
+class DocstringError(Refusal):
     """Nothing valid could be produced; the message says why."""
 
 
@@ -373,7 +374,7 @@ def returns_value(source: str, fn: FunctionTarget) -> bool:
 
 
 def params_grammar(params: tuple[str, ...], returns: bool) -> str:
-    from .doccomment import fields_grammar  # one grammar builder for every language
+    from .comments import fields_grammar  # one grammar builder for every language
 
     return fields_grammar(params, returns, summary=False)
 

@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..indexer.discovery import GENERATED_GLOBS, LOCKFILES, MINIFIED_LINE_CHARS
+from ....indexer.discovery import GENERATED_GLOBS, LOCKFILES, MINIFIED_LINE_CHARS
+from ..runner import Refusal
 
 
-class GitStateError(ValueError):
+class GitStateError(Refusal):
     """The repository is in a state where no message should be written; says why."""
 
 
@@ -57,6 +58,20 @@ def _open_repo(path: Path):
         raise GitStateError(f"{path} does not exist") from exc
     except git.InvalidGitRepositoryError as exc:
         raise GitStateError(f"{path} is not inside a git repository") from exc
+
+
+def head_text(path: Path) -> str | None:
+    """The file at ``path`` as committed at HEAD; None when it is not in git (no
+    repository, no commit yet, a new file)."""
+    import git
+
+    try:
+        repo = _open_repo(path.parent)
+        rel = path.resolve().relative_to(Path(repo.working_tree_dir or "").resolve())
+        blob = repo.head.commit.tree / rel.as_posix()
+        return blob.data_stream.read().decode("utf-8", "replace")
+    except (GitStateError, ValueError, KeyError, OSError, git.GitError):
+        return None
 
 
 def read_changes(path: Path) -> Changes:

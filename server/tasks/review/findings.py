@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chat_format import Message
-from .prompts import task_prompt
+from ...chat_format import Message
+from ...prompts import task_prompt
+from ..runner import Refusal
 
 CATEGORIES = ("bug", "security", "performance", "error-handling", "maintainability")
 SEVERITIES = ("error", "warning", "info")
@@ -50,7 +51,7 @@ SCHEMA = {"type": "object", "required": ["findings"], "properties": {"findings":
     "type": "array", "maxItems": MAX_FINDINGS, "items": FINDING_SCHEMA}}}
 
 
-class ReviewError(ValueError):
+class ReviewError(Refusal):
     pass
 
 

@@ -25,8 +25,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..runner import Refusal
 
 TEST_TIMEOUT_S = 10
 RUN_TIMEOUT_S = 120
@@ -109,7 +112,7 @@ class RunResult:
     output: str = ""
 
 
-class SandboxError(RuntimeError):
+class SandboxError(Refusal):
     pass
 
 
@@ -155,11 +158,15 @@ def _network_isolation() -> list[str]:
 
 def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
               python: str, overrides: dict[str, str] | None = None,
-              test_timeout: int = TEST_TIMEOUT_S, run_timeout: int = RUN_TIMEOUT_S) -> RunResult:
+              test_timeout: int = TEST_TIMEOUT_S, run_timeout: int = RUN_TIMEOUT_S,
+              on_cancel: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
+              ) -> RunResult:
     """Copy the project, write ``test_source`` at ``test_rel`` in the copy, run pytest there.
 
     ``overrides`` maps relative paths to the text to use instead of the disk's
-    (the editor's unsaved buffer of the code under test).
+    (the editor's unsaved buffer of the code under test). ``on_cancel`` registers
+    a callback that kills the run's process group (a task's CancelToken.on_cancel)
+    and returns its unregister.
     """
     if shutil.which(python) is None:
         raise SandboxError(f"cannot run {python}: not found (set tests.python)")
@@ -195,13 +202,20 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
                                     stderr=subprocess.STDOUT, preexec_fn=_limits)
         except OSError as exc:
             raise SandboxError(f"cannot run {python}: {exc}") from exc
+        def kill() -> None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        unregister = on_cancel(kill) if on_cancel is not None else (lambda: None)
         try:
             out, _ = proc.communicate(timeout=run_timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill()
             out, _ = proc.communicate()
             timed_out = True
+        finally:
+            unregister()
         output = out.decode("utf-8", "replace")
         result = RunResult(output=output[-4000:])
         if results.exists():

@@ -14,16 +14,17 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from . import cleaning
-from .chat_format import Message
-from .prompts import task_prompt
+from ... import cleaning
+from ...chat_format import Message
+from ...prompts import task_prompt
+from ..runner import Refusal
 
 _ALLOWED_IMPORTS = {"pytest", "math", "re", "json", "datetime", "decimal", "fractions",
                     "collections", "itertools", "functools", "dataclasses", "typing", "enum",
                     "string", "random", "statistics", "pathlib", "io", "textwrap", "unittest"}
 
 
-class TestGenError(ValueError):
+class TestGenError(Refusal):
     pass
 
 

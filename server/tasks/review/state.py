@@ -1,21 +1,26 @@
-"""What review remembers per document: its findings, and the text it last reviewed.
+"""What review remembers per document: its findings, and the text of each function
+as it was last reviewed.
 
 Pure bookkeeping, no LSP: a new review of some symbols replaces the findings
 inside those symbols; an edit drops the findings on the lines it touched and
 moves the ones below it, so a diagnostic never points at code it was not about.
+The reviewed text is kept per function, not per file: a review capped at
+`review.maxSymbols` (or of one symbol) leaves the other functions unreviewed,
+so the next save still reviews them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .review import Finding, Span
+from .findings import Finding, Span, changed_lines
 
 
 @dataclass
 class DocumentReview:
     findings: list[Finding] = field(default_factory=list)
-    reviewed_text: str | None = None  # the text the last review saw ("changed" on save)
+    # span label ("function f") -> that span's text when it was last reviewed
+    reviewed: dict[str, str] = field(default_factory=dict)
     saves: int = 0  # counts saves, so only the newest save's review starts
 
 
@@ -30,13 +35,16 @@ class ReviewState:
         return list(self._docs[uri].findings) if uri in self._docs else []
 
     def replace(self, uri: str, spans: list[Span], findings: list[Finding],
-                reviewed_text: str | None = None) -> None:
-        """The findings of a fresh review of ``spans`` replace the older ones there."""
+                source: str | None = None) -> None:
+        """The findings of a fresh review of ``spans`` replace the older ones there;
+        with ``source`` (the text reviewed), each span is recorded as reviewed."""
         doc = self.get(uri)
         kept = [f for f in doc.findings if not any(s.start <= f.line <= s.end for s in spans)]
         doc.findings = sorted(kept + findings, key=lambda f: (f.line, f.start_col))
-        if reviewed_text is not None:
-            doc.reviewed_text = reviewed_text
+        if source is not None:
+            lines = source.splitlines()
+            for span in spans:
+                doc.reviewed[span.label] = span_text(lines, span)
 
     def edit(self, uri: str, start: int, end: int, new_lines: int) -> bool:
         """Lines ``start``..``end`` (0-based, inclusive) were replaced by ``new_lines``
@@ -59,3 +67,24 @@ class ReviewState:
 
     def close(self, uri: str) -> None:
         self._docs.pop(uri, None)
+
+
+def span_text(lines: list[str], span: Span) -> str:
+    return "\n".join(lines[span.start:span.end + 1])
+
+
+def spans_to_review(source: str, spans: list[Span], reviewed: dict[str, str],
+                    head_text: str | None) -> list[Span]:
+    """`review.onSave = changed`: the spans whose text differs from when they were last
+    reviewed; a span never reviewed counts as changed when it differs from HEAD
+    (``head_text``; None: not in git, so every never-reviewed span)."""
+    lines = source.splitlines()
+    head_changed = changed_lines(head_text, source) if head_text is not None else None
+    out = []
+    for span in spans:
+        if span.label in reviewed:
+            if reviewed[span.label] != span_text(lines, span):
+                out.append(span)
+        elif head_changed is None or any(span.start <= n <= span.end for n in head_changed):
+            out.append(span)
+    return out

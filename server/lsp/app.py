@@ -1,0 +1,195 @@
+"""The one module that knows every feature: it makes the server and registers them.
+
+A feature module (``features/*.py``) offers ``KINDS`` (its code action kinds),
+``actions(ls, doc, params)`` (cheap: no model), ``COMMANDS`` (name -> handler) and,
+where it cares, ``resolve``, ``on_save``, ``on_change`` and ``on_close``. Adding a
+task is a folder under ``server/tasks/``, a module here in ``features/`` and one
+line in ``FEATURES``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from lsprotocol import types
+from pygls.uris import to_fs_path
+
+from ..settings import SPECS
+from .common import resolve_command_action
+from .features import commit, docs, review, testgen, workspace
+from .server import HearthServer
+
+log = logging.getLogger("hearth")
+
+FEATURES: tuple[ModuleType, ...] = (docs, testgen, review, commit, workspace)
+
+# The code action list in this order: quick fixes, then the symbol's own actions
+# (Neovim numbers the menu: the docstring is 1), then the file's. Kinds not named
+# here come last.
+ACTION_ORDER = [types.CodeActionKind.QuickFix, docs.DOCSTRING_KIND, testgen.TESTS_KIND,
+                review.SYMBOL_REVIEW_KIND, review.REVIEW_KIND, docs.DOCUMENT_FILE_KIND]
+
+
+def create_server(**kwargs: Any) -> HearthServer:
+    server = HearthServer(**kwargs)
+    register(server)
+    return server
+
+
+def register(ls: HearthServer) -> None:
+    ls.feature(types.INITIALIZE)(initialize)
+    ls.feature(types.INITIALIZED)(initialized)
+    ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(did_change_configuration)
+    ls.feature(types.SHUTDOWN)(shutdown)
+    ls.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+        code_action_kinds=[k for f in FEATURES for k in f.KINDS],
+        resolve_provider=True))(code_action)
+    ls.feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
+    for feature in FEATURES:
+        for name, handler in feature.COMMANDS.items():
+            ls.command(name)(handler)
+    ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)(progress_cancel)
+    ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)(did_change)
+    ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(did_close)
+    ls.feature(types.TEXT_DOCUMENT_DID_SAVE)(did_save)
+    ls.feature(types.WORKSPACE_SYMBOL)(workspace.workspace_symbol)
+    ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
+
+
+def _hooks(name: str) -> list[Any]:
+    return [getattr(f, name) for f in FEATURES if hasattr(f, name)]
+
+
+# ------------------------------------------------------------------- lifecycle
+
+
+def initialize(ls: HearthServer, params: types.InitializeParams) -> None:
+    # Answer at once: the model loads in the background after `initialized`.
+    root_uri = params.root_uri or (params.workspace_folders[0].uri if params.workspace_folders
+                                   else None)
+    root = to_fs_path(root_uri) if root_uri else params.root_path
+    ls.sources.root = Path(root) if root else None
+    ls.sources.initialization_options = params.initialization_options
+    ls.apply_settings()
+
+
+async def initialized(ls: HearthServer, params: types.InitializedParams) -> None:
+    ls.client_log.loop = asyncio.get_running_loop()
+    await _pull_configuration(ls)
+    ls.apply_settings()
+    ls.start_index()
+    await _watch_files(ls)
+    await ls.load_model()
+
+
+async def _watch_files(ls: HearthServer) -> None:
+    """Ask the client to report file changes (it sees edits outside the editor too).
+
+    The server's own watchdog observer covers clients that cannot do this;
+    a change reported twice costs one hash comparison.
+    """
+    caps = ls.client_capabilities.workspace
+    watched = caps.did_change_watched_files if caps else None
+    if ls.index is None or not (watched and watched.dynamic_registration):
+        return
+    options = types.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[types.FileSystemWatcher(glob_pattern="**/*")])
+    try:
+        await ls.client_register_capability_async(types.RegistrationParams(registrations=[
+            types.Registration(id="hearth-watched-files",
+                               method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                               register_options=options)]))
+    except Exception as exc:  # the index still has its own watcher
+        log.info("client did not register file watchers: %s", exc)
+
+
+async def _pull_configuration(ls: HearthServer) -> None:
+    caps = ls.client_capabilities.workspace
+    if not (caps and caps.configuration):
+        return
+    try:
+        result = await ls.workspace_configuration_async(types.ConfigurationParams(
+            items=[types.ConfigurationItem(section="hearth")]))
+    except Exception as exc:  # a client that fails here must not stop the server
+        log.warning("workspace/configuration failed: %s", exc)
+        return
+    if result and isinstance(result[0], dict):
+        ls.sources.client_configuration = result[0]
+
+
+async def did_change_configuration(ls: HearthServer,
+                                   params: types.DidChangeConfigurationParams) -> None:
+    pushed = params.settings
+    if isinstance(pushed, dict) and pushed:
+        ls.sources.client_configuration = pushed.get("hearth", pushed)
+    else:  # the "pull" model: the notification only says something changed
+        await _pull_configuration(ls)
+    changed = ls.apply_settings()
+    log.info("settings changed: %s", ", ".join(SPECS[k].key for k in sorted(changed)) or "none")
+    if any(SPECS[k].reload for k in changed):
+        await ls.load_model()
+
+
+def shutdown(ls: HearthServer, params: None) -> None:
+    ls.worker.shutdown()
+    ls.stop_index()
+
+
+def progress_cancel(ls: HearthServer, params: types.WorkDoneProgressCancelParams) -> None:
+    ls.progress_cancelled(params.token)
+
+
+# ----------------------------------------------------------------- code actions
+
+
+def code_action(ls: HearthServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """Cheap: parse the file and offer actions. The model runs only on resolve/command."""
+    doc = ls.get_document(params.text_document.uri)
+    ls.check_position(doc, params.range.start)
+    ls.check_position(doc, params.range.end)
+    found = [a for feature in FEATURES for a in feature.actions(ls, doc, params)]
+    rank = {kind: n for n, kind in enumerate(ACTION_ORDER)}
+    return sorted(found, key=lambda a: rank.get(a.kind or "", len(rank)))
+
+
+async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeAction:
+    if resolve_command_action(action):  # the command runs the model, not the resolve
+        return action
+    return await docs.resolve(ls, action)
+
+
+# ------------------------------------------------------------- document events
+
+
+def _uri_path(uri: str) -> Path | None:
+    fs = to_fs_path(uri)
+    return Path(fs) if fs else None
+
+
+def did_save(ls: HearthServer, params: types.DidSaveTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    path = _uri_path(uri)
+    if ls.index is not None and path is not None:
+        ls.index.files_changed([path])
+    for hook in _hooks("on_save"):
+        hook(ls, uri)
+
+
+def did_change(ls: HearthServer, params: types.DidChangeTextDocumentParams) -> None:
+    for hook in _hooks("on_change"):
+        hook(ls, params)
+
+
+def did_close(ls: HearthServer, params: types.DidCloseTextDocumentParams) -> None:
+    for hook in _hooks("on_close"):
+        hook(ls, params.text_document.uri)
+
+
+def did_change_watched_files(ls: HearthServer, params: types.DidChangeWatchedFilesParams) -> None:
+    paths = [p for p in (_uri_path(c.uri) for c in params.changes) if p is not None]
+    if ls.index is not None and paths:
+        ls.index.files_changed(paths)

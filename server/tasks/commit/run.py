@@ -1,0 +1,108 @@
+"""Commit messages: the staged diff (summarised per file when it is too large), one
+validated message, one warmer retry."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...settings import SamplingSettings, Settings
+from ..runner import TaskRun, prompt_text, ready_engine, stops
+from . import gitdiff
+from . import message as msg
+
+log = logging.getLogger(__name__)
+
+
+# Characters of diff per token, conservatively (diffs tokenize densely).
+DIFF_CHARS_PER_TOKEN = 3
+MAX_SUMMARISED_FILES = 12  # map step of a large diff: the largest files; the rest are listed
+
+
+@dataclass
+class CommitResult:
+    message: str
+    changes: gitdiff.Changes
+    notices: list[str]
+    summarised: bool  # the diff was too large and went through per-file summaries
+    seconds: float
+
+
+async def generate_commit_message(
+    run: TaskRun, settings: Settings, repo: Path, *,
+    root: Path | None = None, progress: Callable[[str], None] | None = None,
+    changes: gitdiff.Changes | None = None,
+) -> CommitResult:
+    """A validated commit message for the staged changes of the repository at ``repo``.
+
+    ``changes``: the diff if the caller already read it (to fail fast before the
+    model loads). Raises GitStateError (not a repository, a merge in progress,
+    nothing to describe, ...) or CommitMessageError (the model gave nothing valid).
+    """
+    started = time.perf_counter()
+    if changes is None:
+        changes = await asyncio.to_thread(gitdiff.read_changes, repo)
+    info = await ready_engine(run.worker)
+    chat = bool(info.chat_template)
+    sampling = settings.commit
+    style = settings.commit.style
+    notices = list(changes.notices)
+    budget = max(400, (info.context_length - sampling.max_tokens - 350) * DIFF_CHARS_PER_TOKEN)
+    files = changes.described
+    if changes.listed_only:
+        notices.append("left out of the prompt (listed only): " + ", ".join(
+            f"{f.path} ({f.left_out})" for f in changes.listed_only))
+    full = "".join(f.patch for f in files)
+    summarised = False
+    if len(full) <= budget:
+        diff_text = full
+    else:
+        # Map: one line per file (largest first), then reduce: the message from those.
+        summarised = True
+        ranked = sorted(files, key=lambda f: f.added + f.removed, reverse=True)
+        chosen = ranked[:MAX_SUMMARISED_FILES]
+        if len(ranked) > len(chosen):
+            notices.append(f"{len(ranked) - len(chosen)} smaller files are only listed")
+        notices.append(f"the diff ({len(full)} characters) is larger than the model's context: "
+                       f"summarised per file first")
+        summaries = []
+        for n, f in enumerate(chosen, 1):
+            if progress:
+                progress(f"summarising {f.path} ({n}/{len(chosen)})")
+            messages, text = msg.summary_prompt(
+                f, gitdiff.trim_patch(f.patch, budget), chat=chat, root=root)
+            done = await run.generate("commit-summary", prompt_text(info, messages, text),
+                                   SamplingSettings(temperature=0.1, max_tokens=48),
+                                   stop=stops(info, "\n"), grammar=msg.SUMMARY_GRAMMAR)
+            summaries.append((f, done.text.strip()))
+        diff_text = msg.summary_diff(summaries)
+    if progress:
+        progress("writing the message")
+    messages, text = msg.build_prompt(changes, diff_text, style=style, chat=chat, root=root)
+    prompt = prompt_text(info, messages, text)
+    grammar = msg.CONVENTIONAL_GRAMMAR if style == "conventional" else msg.PLAIN_GRAMMAR
+    errors = []
+    for attempt in range(2):  # one retry, warmer, when the first answer fails the checks
+        tuned = sampling if attempt == 0 else dataclasses.replace(
+            sampling, temperature=max(0.7, sampling.temperature), seed=-1)
+        done = await run.generate("commit", prompt, tuned, stop=stops(info, "\n\n\n"),
+                                  grammar=grammar)
+        try:
+            message = msg.validate(done.text, changes, style)
+        except msg.CommitMessageError as exc:
+            log.info("commit message rejected (attempt %d): %s", attempt + 1, exc)
+            errors.append(str(exc))
+            continue
+        log.info("commit message in %.1f s (%d prompt tokens)", time.perf_counter() - started,
+                 done.prompt_tokens)
+        await run.keep()
+        return CommitResult(message, changes, notices, summarised,
+                            time.perf_counter() - started)
+    raise msg.CommitMessageError(
+        "the model gave no valid commit message (" + "; ".join(errors) + "); "
+        "write it yourself or configure a larger model")

@@ -1,0 +1,218 @@
+"""Docstrings, doc comments and file summaries: the model's part of each, validated.
+
+``document_symbol`` is the one entry for a symbol, from the CLI and the LSP alike:
+a Python docstring or another language's doc comment, chosen by language.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...engine.base import Completion, ModelInfo
+from ...prompts import task_prompt
+from ...settings import SamplingSettings, Settings
+from ..runner import TaskRun, prompt_text, ready_engine, stops
+from . import comments as doccomment
+from . import file_summary as filedoc
+from . import python as docstring
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DocstringResult:
+    function: docstring.FunctionTarget
+    text: str
+    edit: docstring.Edit
+    completion: Completion
+
+
+async def generate_docstring(
+    run: TaskRun, settings: Settings, *, source: str, path: str, line: int,
+    chat: bool | None = None, root: Path | None = None,
+    regenerate: bool = False, on_piece: Callable[[str], None] | None = None,
+) -> DocstringResult:
+    """Write a docstring for the Python function at ``line`` (0-based) of ``source``.
+
+    ``chat`` forces chat or completion prompting; None follows the model's template.
+    Raises DocstringError when nothing valid comes out: an empty result beats a wrong one.
+    """
+    fn = docstring.find_function(source, line)
+    if fn is None:
+        raise docstring.DocstringError(f"no Python function at line {line + 1} of {path}")
+    if fn.has_docstring and not regenerate:
+        raise docstring.DocstringError(
+            f"{fn.qualname} already has a docstring; use 'Regenerate docstring' to replace it")
+    run.fresh = run.fresh or regenerate  # "Regenerate" samples anew, never the cache
+    info = await ready_engine(run.worker)
+    use_chat = bool(info.chat_template) if chat is None else chat
+    sampling = settings.docstring
+    prompt = docstring.build_prompt(
+        source, fn, path=path, chat_template=info.chat_template if use_chat else None,
+        bos_token=info.bos_token, eos_token=info.eos_token,
+        context_tokens=info.context_length, max_tokens=sampling.max_tokens, root=root,
+        style=docstring.detect_style(source) if sampling.style == "auto" else sampling.style)
+    completion = await run.generate("docstring", prompt.text, sampling,
+                                 stop=list(prompt.stop), grammar=None,
+                                 on_piece=on_piece, start=prompt.start)
+    text = docstring.clean_output(completion.text, fn, prompt.stop)
+    log.info("docstring for %s: %d tokens in %.2f s (%.1f tok/s)", fn.qualname,
+             completion.completion_tokens, completion.total_s, completion.tokens_per_s)
+    if not text:
+        raise docstring.DocstringError(
+            f"the model gave no usable docstring for {fn.qualname} "
+            f"(raw output: {completion.text[:80]!r}); try again or configure a larger model")
+    if not regenerate and docstring.copies_another_docstring(source, text):
+        raise docstring.DocstringError(
+            f"the model copied another docstring of the file for {fn.qualname}: "
+            f"{text.splitlines()[0][:80]!r}")
+    try:
+        docstring.check_params(text, fn)
+    except docstring.DocstringError as exc:
+        log.info("docstring for %s: %s; asking for the parameters", fn.qualname, exc)
+        text = await _complete_params(run, info, sampling, source, fn, text, path,
+                                      use_chat, root)
+    edit = docstring.docstring_edit(source, fn, text)
+    docstring.validate(source, docstring.apply_edit(source, edit), fn, text)
+    await run.keep()
+    return DocstringResult(fn, text, edit, completion)
+
+
+async def _complete_params(run: TaskRun, info: ModelInfo, sampling: SamplingSettings,
+                           source: str, fn: docstring.FunctionTarget, text: str, path: str,
+                           chat: bool, root: Path | None) -> str:
+    """Keep the model's summary; write the parameter section from a constrained answer."""
+    params = docstring.real_params(fn)
+    returns = docstring.returns_value(source, fn)
+    summary = docstring.summary_part(text)
+    if not summary:
+        raise docstring.DocstringError(f"the model gave no summary for {fn.qualname}")
+    shape: dict = {"params": {p.lstrip("*"): "..." for p in params}}
+    if returns:
+        shape["returns"] = "..."
+    values = {"qualname": fn.qualname, "path": path, "summary": summary,
+              "function": docstring.function_source(source, fn), "shape": json.dumps(shape)}
+    messages, text = task_prompt("docstring.params", root,
+                                 chat=chat and bool(info.chat_template), **values)
+    prompt = prompt_text(info, messages, text)
+    done = await run.generate("docstring-params", prompt,
+                           dataclasses.replace(sampling, max_tokens=40 + 40 * len(params)),
+                           stop=stops(info), grammar=docstring.params_grammar(params, returns))
+    described, returned = docstring.parse_params_answer(done.text, params)
+    chosen = getattr(sampling, "style", "auto")
+    style = docstring.detect_style(source) if chosen == "auto" else chosen
+    full = summary + "\n\n" + docstring.render_sections(style, described, returned)
+    docstring.check_params(full, fn)
+    return full
+
+
+
+@dataclass
+class DocCommentResult:
+    function: doccomment.DocTarget
+    text: str  # the rendered comment
+    edit: docstring.Edit
+    completion: Completion
+
+
+async def generate_doc_comment(
+    run: TaskRun, settings: Settings, *, source: str, path: str, language: str,
+    line: int, root: Path | None = None, regenerate: bool = False,
+    on_piece: Callable[[str], None] | None = None,
+) -> DocCommentResult:
+    """A validated doc comment for the declaration at ``line`` (JS/TS, Go, Rust, Java, C/C++)."""
+    target = doccomment.find_target(source, language, line)
+    if target is None:
+        raise doccomment.DocCommentError(f"nothing to document at line {line + 1} of {path}")
+    if target.existing is not None and not regenerate:
+        raise doccomment.DocCommentError(
+            f"{target.qualname} already has a doc comment; use 'Regenerate' to replace it")
+    run.fresh = run.fresh or regenerate
+    info = await ready_engine(run.worker)
+    messages, text = doccomment.build_prompt(source, target, path=path,
+                                             chat=bool(info.chat_template), root=root)
+    sampling = dataclasses.replace(settings.docstring,
+                                   max_tokens=max(settings.docstring.max_tokens,
+                                                  60 + 40 * len(target.params)))
+    done = await run.generate("doccomment", prompt_text(info, messages, text), sampling,
+                           stop=stops(info), grammar=doccomment.grammar(target),
+                           on_piece=on_piece)
+    content = doccomment.parse_answer(done.text, target, path)
+    comment = doccomment.render_comment(content, target)
+    edit = doccomment.comment_edit(target, comment)
+    doccomment.validate(source, doccomment.apply_edit(source, edit), target, comment)
+    await run.keep()
+    return DocCommentResult(target, comment, docstring.Edit((edit.start, 0), (edit.end, 0),
+                                                            comment), done)
+
+
+
+@dataclass
+class FileDocResult:
+    summary: str
+    comment: str
+    new_source: str
+    completion: Completion
+
+
+async def document_file(run: TaskRun, settings: Settings, *, source: str,
+                        path: str, language: str, root: Path | None = None,
+                        regenerate: bool = False) -> FileDocResult:
+    """A validated summary of the whole file, placed at its top."""
+    target = filedoc.find_target(source, path, language)
+    if target.existing is not None and not regenerate:
+        raise filedoc.FileDocError(f"{path} already has file documentation; use 'Regenerate' "
+                                   "to replace it")
+    run.fresh = run.fresh or regenerate
+    info = await ready_engine(run.worker)
+    messages, text = filedoc.build_prompt(source, target, path=path,
+                                          chat=bool(info.chat_template), root=root)
+    done = await run.generate("filedoc", prompt_text(info, messages, text),
+                           dataclasses.replace(settings.docstring, max_tokens=90),
+                           stop=stops(info, "\n"), grammar=filedoc.GRAMMAR)
+    summary = filedoc.check_summary(done.text, target, path)
+    comment = filedoc.render_summary(summary, target)
+    new_source = filedoc.apply(source, target, comment)
+    filedoc.validate(source, new_source, target)
+    await run.keep()
+    return FileDocResult(summary, comment, new_source, done)
+
+
+def supported(language: str | None) -> bool:
+    """Whether Hearth documents symbols of ``language``."""
+    return language == "python" or doccomment.supported(language)
+
+
+def find_symbol(source: str, language: str | None, line: int):
+    """The function (Python) or declaration (others) at ``line``, or None."""
+    if language == "python":
+        return docstring.find_function(source, line)
+    if language is not None and doccomment.supported(language):
+        try:
+            return doccomment.find_target(source, language, line)
+        except doccomment.DocCommentError:
+            return None
+    return None
+
+
+async def document_symbol(
+    run: TaskRun, settings: Settings, *, source: str, path: str, language: str | None,
+    line: int, root: Path | None = None, regenerate: bool = False, chat: bool | None = None,
+    on_piece: Callable[[str], None] | None = None,
+) -> DocstringResult | DocCommentResult:
+    """A docstring (Python) or doc comment (JS/TS, Go, Rust, Java, C/C++) for the
+    symbol at ``line``; raises a Refusal when nothing valid comes out."""
+    if language == "python":
+        return await generate_docstring(run, settings, source=source, path=path, line=line,
+                                        chat=chat, root=root, regenerate=regenerate,
+                                        on_piece=on_piece)
+    if language is not None and doccomment.supported(language):
+        return await generate_doc_comment(run, settings, source=source, path=path,
+                                          language=language, line=line, root=root,
+                                          regenerate=regenerate, on_piece=on_piece)
+    raise docstring.DocstringError(f"Hearth cannot document {language or 'these'} files")

@@ -1,0 +1,187 @@
+"""What every task shares: the model, one generation at a time, the answer cache,
+cancellation and refusals. No LSP, no task-specific code.
+
+A task (``tasks/<name>/run.py``) builds prompts with its pure modules, calls
+``TaskRun.generate`` for each answer, validates, and calls ``TaskRun.keep`` once
+the result passed every check: only then do its answers enter the cache, so a
+refused answer is never replayed and "try again" really tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Hashable
+
+from ..chat_format import ChatTemplateError, Message, merge_system, render_chat
+from ..engine.base import Completion, ModelInfo, ModelUnavailable
+from ..engine.worker import GenerationWorker, Priority, wait_for
+from ..settings import SamplingSettings
+
+log = logging.getLogger(__name__)
+
+ContextFn = Callable[[str, int, int], str]  # (path, first line, budget tokens) -> prompt text
+
+
+class Refusal(ValueError):
+    """A task declined to answer; the message says why, in words for the user.
+
+    Every task's own error (a docstring that failed validation, a git state,
+    a sandbox that cannot run, ...) derives from this, so the LSP layer and the
+    CLI handle all of them in one place.
+    """
+
+
+class TaskCancelled(Refusal):
+    """The user (or a newer request) cancelled the task."""
+
+
+class CancelToken:
+    """One per task: fed by `$/cancelRequest`, the progress bar's cancel and newer
+    requests. Cancelling stops the running generation at the next token, drops
+    queued ones and runs the registered callbacks (e.g. killing the sandbox's
+    process group); ``check()`` between steps turns it into TaskCancelled."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a failing callback must not stop the others
+                log.exception("cancel callback failed")
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run ``callback`` when cancelled (at once if already); returns an unregister."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return lambda: self._discard(callback)
+        callback()
+        return lambda: None
+
+    def _discard(self, callback: Callable[[], None]) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+    def check(self, what: str = "the task") -> None:
+        if self.cancelled:
+            raise TaskCancelled(f"{what} was cancelled")
+
+
+@dataclasses.dataclass
+class TaskRun:
+    """One task's use of the model: its priority, its cancel token, and the answers
+    it will keep in the cache if (and only if) its result is valid."""
+
+    worker: GenerationWorker
+    key: Hashable | None = None  # a newer task with the same key cancels this one
+    priority: Priority = Priority.USER
+    fresh: bool = False  # "Regenerate": neither read the cache nor replay; sample anew
+    token: CancelToken = dataclasses.field(default_factory=CancelToken)
+    _answers: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+    async def generate(self, kind: str, prompt: str, sampling: SamplingSettings, *,
+                       stop: list[str], grammar: str | None,
+                       on_piece: Callable[[str], None] | None = None,
+                       start: str | None = None) -> Completion:
+        """One generation (or a cached answer that once passed validation)."""
+        self.token.check(kind)
+        cache = self.worker.results
+        cache_key = None
+        if cache is not None and self.worker.engine is not None:
+            info = self.worker.engine.info
+            cache_key = cache.key(kind, prompt=prompt, grammar=grammar, stop=stop, start=start,
+                                  sampling=dataclasses.asdict(sampling),
+                                  model=[info.path, info.file_size, info.context_length])
+            hit = None if self.fresh else await asyncio.to_thread(cache.get, cache_key)
+            if hit is not None:
+                log.info("%s: answered from the result cache", kind)
+                if on_piece is not None:
+                    on_piece(hit)
+                return Completion(hit, 0, 0, 0.0, 0.0, "cached")
+        if self.fresh:  # a fixed seed or a near-greedy sample would give the same text
+            sampling = dataclasses.replace(sampling, seed=-1,
+                                           temperature=max(sampling.temperature, 0.5))
+        job = self.worker.submit(kind, prompt, sampling, stop=[*stop, *sampling.stop],
+                                 grammar=grammar, start=start, priority=self.priority,
+                                 key=self.key, on_piece=on_piece)
+        unregister = self.token.on_cancel(job.cancel)
+        try:
+            completion: Completion = await wait_for(job)
+        except asyncio.CancelledError:  # `$/cancelRequest`: the whole task stops
+            self.token.cancel()
+            raise
+        finally:
+            unregister()
+        if completion.finish_reason == "cancelled" or self.token.cancelled:
+            self.token.cancel()
+            raise TaskCancelled(f"{kind} was cancelled")
+        if cache_key is not None:
+            self._answers.append((cache_key, kind, completion.text))
+        return completion
+
+    async def keep(self) -> None:
+        """The result passed validation: its answers may now be replayed from the cache."""
+        cache = self.worker.results
+        answers, self._answers = self._answers, []
+        if cache is None:
+            return
+        for cache_key, kind, text in answers:
+            await asyncio.to_thread(cache.put, cache_key, kind, text)
+
+    async def forget(self) -> None:
+        """The answers so far failed validation: never replay them."""
+        self._answers = []
+
+
+async def ready_engine(worker: GenerationWorker) -> ModelInfo:
+    """The loaded model's info, waiting for a load in progress."""
+    job = worker.load_job
+    if worker.state == "loading" and job is not None:
+        with contextlib.suppress(ModelUnavailable):  # reported below
+            await wait_for(job)
+    if worker.engine is None:
+        raise ModelUnavailable(worker.error or "no model is loaded")
+    return worker.engine.info
+
+
+def prompt_text(info: ModelInfo, messages: list[Message] | None, completion: str) -> str:
+    """Chat messages through the model's template, or the completion-style text."""
+    if messages is None or not info.chat_template:
+        return completion or "\n\n".join(m.content for m in messages or [])
+    try:
+        return render_chat(info.chat_template, messages, bos_token=info.bos_token,
+                           eos_token=info.eos_token)
+    except ChatTemplateError:  # e.g. templates that refuse a system role
+        return render_chat(info.chat_template, merge_system(messages),
+                           bos_token=info.bos_token, eos_token=info.eos_token)
+
+
+def stops(info: ModelInfo, *extra: str) -> list[str]:
+    """Stop strings: the task's own, then the model's end-of-turn markers."""
+    return [*extra, *(s for s in (info.eos_token, "<|im_end|>", "<end_of_turn>") if s)]
+
+
+def count(n: int, noun: str) -> str:
+    """'1 finding', '2 findings'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+__all__ = ["CancelToken", "ContextFn", "Refusal", "TaskCancelled", "TaskRun",
+           "count", "prompt_text", "ready_engine", "stops"]

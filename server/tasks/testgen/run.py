@@ -1,0 +1,134 @@
+"""Test generation: pytest tests for one function, kept only when they pass in the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ....indexer.discovery import discover
+from ...settings import Settings
+from ..docs import python as docstring
+from ..runner import ContextFn, TaskRun, count, prompt_text, ready_engine, stops
+from . import cases as testgen
+from . import sandbox
+
+log = logging.getLogger(__name__)
+
+
+def tests_python(settings: Settings, root: Path) -> str:
+    """The interpreter for generated tests: the setting, the workspace's venv, python3."""
+    if settings.tests.python:
+        return settings.tests.python
+    for venv in (".venv", "venv", "env"):
+        candidate = root / venv / "bin" / "python"
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("python3") or sys.executable
+
+
+@dataclass
+class TestsResult:
+    function: docstring.FunctionTarget
+    layout: testgen.Layout
+    passing: list[testgen.TestCase]
+    failing: list[tuple[testgen.TestCase, str]]  # never passed, with the failure
+    old_text: str | None  # the test file before (None: it does not exist)
+    new_text: str | None  # after inserting the passing tests (None: nothing to insert)
+    rounds: int
+
+
+async def generate_tests(
+    run: TaskRun, settings: Settings, *, root: Path, rel: str, source: str,
+    line: int, context: ContextFn | None = None,
+    progress: Callable[[str], None] | None = None,
+    open_text: Callable[[Path], str | None] | None = None,
+) -> TestsResult:
+    """pytest tests for the function at ``line`` of ``rel`` that pass when run in the
+    sandbox against ``source`` (the editor's text). Failing ones are reported, not kept.
+
+    ``open_text(path)`` gives the editor's text of a file open there (None when it is
+    not open): the tests are merged into the test file as the user sees it, unsaved
+    edits included, never into an older copy from the disk."""
+    fn = docstring.find_function(source, line)
+    if fn is None:
+        raise testgen.TestGenError(f"no Python function at line {line + 1} of {rel}")
+    files = [p.as_posix() for p in (await asyncio.to_thread(discover, root)).files]
+    if rel not in files:
+        files.append(rel)
+    layout = testgen.find_layout(rel, set(files))
+    test_file = root / layout.test_path
+    old_text = open_text(test_file) if open_text is not None else None
+    if old_text is None and test_file.exists():
+        old_text = test_file.read_text(encoding="utf-8")
+    info = await ready_engine(run.worker)
+    chat = bool(info.chat_template)
+    related = ""
+    if context is not None:
+        related = await asyncio.to_thread(context, rel, line, 300)
+    python = tests_python(settings, root)
+    import_line = f"from {layout.module} import {fn.qualname.split('.')[0]}"
+    passing: list[testgen.TestCase] = []
+    failing: dict[str, tuple[testgen.TestCase, str]] = {}
+    feedback = ""
+    rounds = 0
+    for rounds in range(1, 3 if settings.tests.repair else 2):
+        if progress:
+            progress("writing tests" if rounds == 1 else "fixing the failing tests")
+        messages, text = testgen.build_prompt(
+            docstring.function_source(source, fn), qualname=fn.qualname, layout=layout,
+            existing_tests=old_text or "", context=related, chat=chat, feedback=feedback,
+            root=root)
+        prompt = prompt_text(info, messages, text) + testgen.PREFILL
+        done = await run.generate("tests", prompt, settings.tests,
+                                  stop=stops(info, "\nclass ", "\nif __name__", "```"),
+                                  grammar=None)
+        taken = testgen.test_names(old_text or "") | {t.name for t in passing}
+        cases = testgen.parse_tests(
+            testgen.PREFILL + done.text, taken=taken, calls=fn.qualname.split(".")[-1],
+            existing="\n".join([old_text or "", *(t.source for t in passing)]))
+        if not cases:
+            feedback = "No test function with an assert was written."
+            continue
+        if progress:
+            progress(f"running {len(cases)} tests")
+        candidate = testgen.merge(old_text, passing + cases, import_line)
+        ran = await asyncio.to_thread(
+            sandbox.run_tests, root, files, layout.test_path, candidate, python=python,
+            overrides={rel: source}, test_timeout=settings.tests.timeout_s,
+            on_cancel=run.token.on_cancel)
+        run.token.check("the test run")
+        failed_now = []
+        for case in cases:
+            outcome = ran.outcomes.get(case.name)
+            if outcome is not None and outcome.passed:
+                passing.append(case)
+            else:
+                message = outcome.message if outcome else (ran.error or "the test did not run")
+                failed_now.append((case, message))
+        log.info("tests for %s, round %d: %d passed, %d failed", fn.qualname, rounds,
+                 len(cases) - len(failed_now), len(failed_now))
+        failing = {c.name: (c, m) for c, m in failed_now}  # a later round's fix replaces
+        if not failed_now:
+            break
+        feedback = "\n\n".join(f"{c.source.rstrip()}\n# failed with:\n# " +
+                               "\n# ".join(m.strip().splitlines()[-6:]) for c, m in failed_now)
+    new_text = testgen.merge(old_text, passing, import_line) if passing else None
+    if passing:
+        await run.keep()
+    return TestsResult(fn, layout, passing, list(failing.values()), old_text, new_text, rounds)
+
+
+def tests_summary(*, applied: bool, test_file: str, passing: int, failing: int) -> str:
+    """What went into which file, and what was left out (the line editors show)."""
+    if applied:
+        where = f"added to {test_file}"
+    elif passing:
+        where = f"not added: the editor did not apply the edit to {test_file}"
+    else:
+        where = "added"
+    return f"Hearth: {count(passing, 'passing test')} {where}; {failing} failing left out"
