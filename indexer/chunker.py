@@ -312,7 +312,11 @@ def _utf16(line: str, byte_col: int) -> int:
     return len(prefix.encode("utf-16-le")) // 2
 
 
-def _symbols(lang: str, tree: ts.Tree, lines: list[str]) -> list[Symbol]:
+def _symbols(lang: str, tree: ts.Tree, lines: list[str],
+             spec: LangSpec | None = None) -> list[Symbol]:
+    """Definitions and references from the grammar's tags query. A definition's kind
+    is the chunker's own where it knows the node (struct, enum, impl, trait, union,
+    ...): the tags queries call all of those "class" or "type"."""
     query = tags_query(lang)
     if query is None:
         return []
@@ -329,13 +333,40 @@ def _symbols(lang: str, tree: ts.Tree, lines: list[str]) -> list[Symbol]:
         row = node.start_point.row
         line = lines[row] if row < len(lines) else ""
         end_col = node.end_point.column if node.end_point.row == row else len(line.encode())
-        sym = Symbol(node_text(node), role.split(".", 1)[1], row, _utf16(line, node.start_point.column),
+        kind = role.split(".", 1)[1]
+        if spec is not None and role.startswith("definition.") and captures[role]:
+            kind = _definition_kind(captures[role][0], kind, spec)
+        sym = Symbol(node_text(node), kind, row, _utf16(line, node.start_point.column),
                      _utf16(line, end_col), role.startswith("definition."))
         key = (sym.name, sym.line, sym.col, sym.is_definition)
         if key not in seen:
             seen.add(key)
             out.append(sym)
     return out
+
+
+_GO_TYPES = {"struct_type": "struct", "interface_type": "interface"}
+
+
+def _definition_kind(node: ts.Node, tagged: str, spec: LangSpec) -> str:
+    """The kind of a definition node: the chunker's name for its node type; a Go
+    `type X struct` / `interface`; a function inside a class is a method."""
+    kind = spec.containers.get(node.type) or spec.definitions.get(node.type) or tagged
+    if node.type in ("type_declaration", "type_spec"):
+        spec_node = node if node.type == "type_spec" else next(
+            (c for c in node.named_children if c.type == "type_spec"), None)
+        body = spec_node.child_by_field_name("type") if spec_node is not None else None
+        kind = _GO_TYPES.get(body.type, kind) if body is not None else kind
+    if kind in ("function", "method"):  # the tags queries disagree on which is which
+        if node.type.startswith("method"):  # Go's method_declaration, JS/TS/Java methods
+            return "method"
+        parent = node.parent
+        while parent is not None:
+            if spec.containers.get(parent.type, "module") not in ("module", "namespace"):
+                return "method"
+            parent = parent.parent
+        return "function"
+    return kind
 
 
 def windows(path: str, lang: str, text: str) -> list[Chunk]:
@@ -367,5 +398,5 @@ def chunk_file(path: str, lang: str | None, source: bytes) -> FileChunks:
     chunks = [c for c in builder.chunks if c.text.strip()]
     if not chunks and text.strip():
         chunks = windows(path, lang or "text", text)
-    return FileChunks(chunks, _symbols(lang or "", tree, builder.lines),
+    return FileChunks(chunks, _symbols(lang or "", tree, builder.lines, spec),
                       parse_errors=tree.root_node.has_error)

@@ -145,5 +145,5 @@ def test_content_hash_changes_with_the_text_only():
 def test_references_and_definitions_from_tags_queries():
     result = chunk_file("a.py", "python", PYTHON.encode())
     defs = {(s.name, s.kind) for s in result.symbols if s.is_definition}
-    assert {("Item", "class"), ("price", "function"), ("fetch", "function")} <= defs
+    assert {("Item", "class"), ("price", "method"), ("fetch", "function")} <= defs
     assert any(s.name == "helper" and not s.is_definition for s in result.symbols)

@@ -19,13 +19,21 @@ CMD_SEARCH = "hearth.search"
 CMD_REINDEX = "hearth.reindex"
 KINDS: list[str] = []
 
-# The index's definition kinds (indexer/chunker.py's tags) as LSP symbol kinds.
+# The index's definition kinds (indexer/chunker.py) as LSP symbol kinds; like
+# rust-analyzer: an impl block is an Object, a type alias a TypeParameter.
+SK = types.SymbolKind
 SYMBOL_KINDS = {
-    "function": types.SymbolKind.Function, "method": types.SymbolKind.Method,
-    "class": types.SymbolKind.Class, "interface": types.SymbolKind.Interface,
-    "module": types.SymbolKind.Module, "constant": types.SymbolKind.Constant,
-    "type": types.SymbolKind.TypeParameter, "macro": types.SymbolKind.Function,
+    "function": SK.Function, "method": SK.Method, "class": SK.Class, "struct": SK.Struct,
+    "enum": SK.Enum, "union": SK.Struct, "record": SK.Struct, "interface": SK.Interface,
+    "trait": SK.Interface, "impl": SK.Object, "implementation": SK.Object,
+    "module": SK.Module, "namespace": SK.Namespace, "constant": SK.Constant,
+    "type": SK.TypeParameter, "macro": SK.Function, "field": SK.Field,
+    "property": SK.Property, "constructor": SK.Constructor,
 }
+
+
+def symbol_kind(kind: str) -> types.SymbolKind:
+    return SYMBOL_KINDS.get(kind, SK.Variable)
 
 
 def actions(ls: HearthServer, doc: Any, params: Any) -> list:
@@ -94,7 +102,7 @@ async def workspace_symbol(ls: HearthServer,
     rows = await asyncio.to_thread(ls.index.symbols, params.query)
     root = ls.root
     return [types.WorkspaceSymbol(
-        name=name, kind=SYMBOL_KINDS.get(kind, types.SymbolKind.Variable),
+        name=name, kind=symbol_kind(kind),
         location=types.Location(uri=(root / path).as_uri(), range=types.Range(
             start=types.Position(line=line, character=col),
             end=types.Position(line=line, character=end_col))))
