@@ -3,8 +3,8 @@
 The key is a hash of everything that decides the model's answer: the task,
 the exact prompt (which holds the code and the retrieved context), the
 grammar, the sampling settings and the model file. The value is the raw
-answer; validation runs again on it, so a cached answer is checked like a
-fresh one. Bounded (least recently used entries go first); `hearth cache
+answer, stored only once the task's result passed validation (see
+tasks/runner.py); validation runs again on a replayed one. Bounded (least recently used entries go first); `hearth cache
 clear` empties it.
 """
 
@@ -61,13 +61,26 @@ class ResultCache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO results VALUES (?,?,?,?)",
                              (key, kind, value, time.time()))
+            self._evict()
+            self._db.commit()
+
+    def resize(self, max_bytes: int) -> None:
+        """A new size limit (`cache.maxMb` changed): evict down to it now."""
+        with self._lock:
+            self.max_bytes = max_bytes
+            self._evict()
+            self._db.commit()
+
+    def _evict(self) -> None:
+        """Least recently used entries go until both limits hold (called under the lock)."""
+        count, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(value)), 0) FROM results").fetchone()
+        while count > self.max_entries or size > self.max_bytes:
+            keep = max(0, min(self.max_entries, count) * 3 // 4)  # evict in one go
+            self._db.execute("DELETE FROM results WHERE key NOT IN (SELECT key FROM results "
+                             "ORDER BY used DESC LIMIT ?)", (keep,))
             count, size = self._db.execute(
                 "SELECT count(*), coalesce(sum(length(value)), 0) FROM results").fetchone()
-            if count > self.max_entries or size > self.max_bytes:
-                keep = max(1, min(self.max_entries, count) * 3 // 4)  # evict in one go
-                self._db.execute("DELETE FROM results WHERE key NOT IN (SELECT key FROM results "
-                                 "ORDER BY used DESC LIMIT ?)", (keep,))
-            self._db.commit()
 
     def stats(self) -> dict[str, int]:
         with self._lock:

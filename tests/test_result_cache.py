@@ -47,3 +47,75 @@ def test_a_repeated_cli_request_does_not_run_the_model(tmp_path, capsys, monkeyp
     assert len(engines[0].prompts) == 1 and engines[1].prompts == []  # answered from the cache
     assert cli.main(["cache", "info"]) == 0 and "1 cached answers" in capsys.readouterr().out
     assert cli.main(["cache", "clear"]) == 0 and "removed 1" in capsys.readouterr().out
+
+
+def _docstring(tmp_path, capsys, factory, *extra):
+    args = cli.build_parser().parse_args(["docstring", "m.py::shout", *extra])
+    code = cli.cmd_docstring(args, factory=factory)
+    return code, capsys.readouterr()
+
+
+def test_a_refused_answer_is_not_replayed(tmp_path, capsys, monkeypatch):
+    """A docstring that failed validation must not come back from the cache: asking
+    again really asks the model again (and can succeed)."""
+    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text("def shout(text):\n    return text.upper()\n")
+    answers = iter([
+        # Invents a parameter, then its parameter section (the second answer) does too.
+        ["Shout it.\n\nArgs:\n    text: what to shout\n    loud: how loud", '{"params": {}}'],
+        ["Shout it.\n\nArgs:\n    text: what to shout"],
+    ])
+    engines = []
+
+    def factory(settings, cache):
+        engines.append(FakeEngine(responses=next(answers)))
+        return engines[-1]
+
+    code, out = _docstring(tmp_path, capsys, factory)
+    assert code == 1 and "hearth docstring:" in out.err
+    code, out = _docstring(tmp_path, capsys, factory)
+    assert code == 0 and "Shout it." in out.out
+    assert engines[1].prompts, "the second request was answered from the cache"
+
+
+def test_regenerate_samples_anew_instead_of_replaying(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(
+        'def shout(text):\n    """Old.\n\n    Args:\n        text: old words\n    """\n'
+        "    return text.upper()\n")
+    engines = []
+
+    def factory(settings, cache):
+        engines.append(FakeEngine(responses=["Shout the text.\n\nArgs:\n    text: what to shout"]))
+        return engines[-1]
+
+    for _ in range(2):
+        code, out = _docstring(tmp_path, capsys, factory, "--regenerate")
+        assert code == 0 and "Shout the text." in out.out
+    assert engines[1].prompts, "Regenerate was answered from the cache"
+
+
+def test_a_smaller_cache_limit_takes_effect_without_a_restart(tmp_path):
+    cache = ResultCache(tmp_path / "r.sqlite", max_bytes=1 << 20)
+    for i in range(10):
+        cache.put(cache.key("x", prompt=str(i)), "x", "v" * 1000)
+    assert cache.stats()["entries"] == 10
+    cache.resize(3000)
+    assert cache.stats()["bytes"] <= 3000 and cache.stats()["entries"] >= 1
+
+
+def test_the_server_applies_a_new_cache_limit_at_once(tmp_path, monkeypatch):
+    from hearth_lsp.server.lsp.app import create_server
+
+    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
+    server = create_server(engine_factory=lambda settings, cache: FakeEngine())
+    server.apply_settings()
+    assert server.worker.results.max_bytes == 50 << 20
+    server.sources.client_configuration = {"cache": {"maxMb": 2}}
+    server.apply_settings()
+    assert server.worker.results.max_bytes == 2 << 20

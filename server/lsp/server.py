@@ -107,6 +107,8 @@ class HearthServer(LanguageServer):
         self.resolved = self.sources.resolve()
         if self.settings.cache.enabled != (self.worker.results is not None):
             self.worker.results = open_result_cache(self.settings, self.cache)
+        elif self.worker.results is not None:  # cache.maxMb takes effect at once
+            self.worker.results.resize(self.settings.cache.max_mb << 20)
         logs.set_level(self.settings.log.level)
         for problem in self.resolved.problems:
             if problem not in self._reported:
