@@ -131,7 +131,7 @@ async def _document_symbol(ls: HearthServer, doc: TextDocument, line: int,
     pieces = 0
     loop = asyncio.get_running_loop()
 
-    async with ls.task(f"Hearth: docstring for {label}", ("docstring", doc.uri),
+    async with ls.task(f"Hearth: docstring for {label}", ("docstring", doc.uri, line),
                        fresh=regenerate) as report:
         last = 0.0
 
