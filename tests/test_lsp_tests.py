@@ -77,3 +77,23 @@ async def test_no_function_there_is_an_error(demo_repo):
             await generate(client, uri, line=1)
     finally:
         await stop(client)
+
+
+async def test_tests_are_merged_into_the_unsaved_test_file_open_in_the_editor(demo_repo):
+    client, uri = await session(demo_repo, [ANSWER, FIXED])
+    try:
+        test_path = demo_repo / "tests" / "test_pricing.py"
+        on_disk = test_path.read_text()
+        unsaved = on_disk.rstrip() + "\n\n\ndef test_written_but_not_saved():\n    assert True\n"
+        test_uri = open_doc(client, test_path, text=unsaved, version=7)
+        result = await generate(client, uri)
+        assert result["applied"] is True and result["passing"]
+        [edit] = client.applied_edits
+        [change] = edit.edit.document_changes
+        assert change.text_document.uri == test_uri and change.text_document.version == 7
+        new_text = change.edits[0].new_text
+        assert "def test_written_but_not_saved():" in new_text  # the user's edit survives
+        assert "def test_apply_discount_quarter():" in new_text
+        assert test_path.read_text() == on_disk  # nothing written behind the editor's back
+    finally:
+        await stop(client)
