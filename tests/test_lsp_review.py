@@ -143,3 +143,53 @@ async def test_bad_review_requests_are_errors(session):
         await review(client, uri=uri, scope="symbol", line=99)
     with pytest.raises(JsonRpcException, match="unknown document"):
         await review(client, uri="file:///nope.py", scope="file")
+
+
+THREE = '''def one(a):
+    return a + 1
+
+
+def two(b):
+    return b * 2
+
+
+def three(c):
+    return c - 3
+'''
+
+
+async def test_functions_left_out_by_the_cap_are_reviewed_on_the_next_save(demo_repo):
+    """`changed` on save with review.maxSymbols = 1: the first save reviews one of the
+    two changed functions; the next save (no edit) reviews the other, not nothing."""
+    path = demo_repo / "three.py"
+    path.write_text(THREE)
+    subprocess.run(["git", "add", "-A"], cwd=demo_repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@l", "commit", "-qm", "3"],
+                   cwd=demo_repo, check=True)
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_DEFAULT": answer(), "HEARTH_REVIEW_MAX_SYMBOLS": "1"})
+    try:
+        await wait_model(client)
+        uri = open_doc(client, path)
+        text = THREE.replace("a + 1", "a + 10").replace("c - 3", "c - 30")
+        path.write_text(text)
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+
+        def reviewed() -> list[str]:  # "function one (1/1)" reported by each review
+            return [r.message.split(" (")[0] for reports in client.progress_reports.values()
+                    for r in reports if isinstance(r, types.WorkDoneProgressReport)
+                    and (r.message or "").startswith("function ")]
+
+        def finished() -> int:
+            return len([m for t, m in __import__("lsp_helpers").progress_titles(client)
+                        if t == "Hearth: review" and m])
+
+        for saves in (1, 2):
+            client.text_document_did_save(types.DidSaveTextDocumentParams(
+                text_document=types.TextDocumentIdentifier(uri=uri)))
+            await wait_until(lambda n=saves: finished() == n)
+        assert reviewed() == ["function one", "function three"]
+    finally:
+        await stop(client)
