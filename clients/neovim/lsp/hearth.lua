@@ -2,6 +2,10 @@
 --
 -- Neovim >= 0.11:  vim.lsp.enable('hearth')  (this folder on 'runtimepath').
 -- Settings are Hearth's own (see docs/configuration.md), camelCase, under `hearth`.
+-- This config sends none: what the editor sends is the highest layer, so a default
+-- here would override `.hearth.toml` and `HEARTH_*` variables. Set only what you
+-- mean to force, e.g.
+--   vim.lsp.config('hearth', { settings = { hearth = { review = { onSave = 'off' } } } })
 -- Buffer-local commands (:HearthReview, :HearthTests, :HearthDocstring,
 -- :HearthCommitMessage) come from lua/hearth/init.lua on attach.
 
@@ -13,13 +17,6 @@ return {
     'go', 'rust', 'java', 'c', 'cpp', 'gitcommit',
   },
   root_markers = { '.hearth.toml', 'pyproject.toml', 'package.json', 'go.mod', 'Cargo.toml', '.git' },
-  settings = {
-    hearth = {
-      model = { preset = 'smollm2' },
-      review = { onSave = 'changed' },
-      commit = { style = 'conventional' },
-    },
-  },
   on_attach = function(client, bufnr)
     require('hearth').on_attach(client, bufnr)
   end,
