@@ -58,6 +58,7 @@ def register(ls: HearthServer) -> None:
     ls.feature(types.TEXT_DOCUMENT_DID_SAVE)(did_save)
     ls.feature(types.WORKSPACE_SYMBOL)(workspace.workspace_symbol)
     ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
+    ls.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)(did_change_workspace_folders)
 
 
 def _hooks(name: str) -> list[Any]:
@@ -69,11 +70,13 @@ def _hooks(name: str) -> list[Any]:
 
 def initialize(ls: HearthServer, params: types.InitializeParams) -> None:
     # Answer at once: the model loads in the background after `initialized`.
-    root_uri = params.root_uri or (params.workspace_folders[0].uri if params.workspace_folders
-                                   else None)
-    root = to_fs_path(root_uri) if root_uri else params.root_path
-    ls.sources.root = Path(root) if root else None
+    uris = [f.uri for f in params.workspace_folders or []] or (
+        [params.root_uri] if params.root_uri else [])
+    roots = [Path(p) for p in map(to_fs_path, uris) if p]
+    if not roots and params.root_path:
+        roots = [Path(params.root_path)]
     ls.sources.initialization_options = params.initialization_options
+    ls.set_folders(list(dict.fromkeys(roots)))
     ls.apply_settings()
 
 
@@ -94,7 +97,8 @@ async def _watch_files(ls: HearthServer) -> None:
     """
     caps = ls.client_capabilities.workspace
     watched = caps.did_change_watched_files if caps else None
-    if ls.index is None or not (watched and watched.dynamic_registration):
+    indexed = any(f.index is not None for f in ls.folders.values())
+    if not indexed or not (watched and watched.dynamic_registration):
         return
     options = types.DidChangeWatchedFilesRegistrationOptions(
         watchers=[types.FileSystemWatcher(glob_pattern="**/*")])
@@ -173,8 +177,8 @@ def _uri_path(uri: str) -> Path | None:
 def did_save(ls: HearthServer, params: types.DidSaveTextDocumentParams) -> None:
     uri = params.text_document.uri
     path = _uri_path(uri)
-    if ls.index is not None and path is not None:
-        ls.index.files_changed([path])
+    if path is not None:
+        ls.files_changed([path])
     for hook in _hooks("on_save"):
         hook(ls, uri)
 
@@ -190,6 +194,17 @@ def did_close(ls: HearthServer, params: types.DidCloseTextDocumentParams) -> Non
 
 
 def did_change_watched_files(ls: HearthServer, params: types.DidChangeWatchedFilesParams) -> None:
-    paths = [p for p in (_uri_path(c.uri) for c in params.changes) if p is not None]
-    if ls.index is not None and paths:
-        ls.index.files_changed(paths)
+    ls.files_changed([p for p in (_uri_path(c.uri) for c in params.changes) if p is not None])
+
+
+def did_change_workspace_folders(ls: HearthServer,
+                                 params: types.DidChangeWorkspaceFoldersParams) -> None:
+    """Each folder has its own root, index and `.hearth.toml`."""
+    for removed in params.event.removed:
+        path = _uri_path(removed.uri)
+        if path is not None:
+            ls.remove_folder(path)
+    for added in params.event.added:
+        path = _uri_path(added.uri)
+        if path is not None:
+            ls.add_folder(path)

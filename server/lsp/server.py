@@ -6,10 +6,12 @@ registers every feature on it (there is no module-level server).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
 from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,24 @@ class _Ignored:
     jsonrpc = "ignored"  # handle_message skips messages that are not JSON-RPC 2.0
 
 
+@dataclass
+class Folder:
+    """One workspace folder: its own root, `.hearth.toml` (settings), index and watcher."""
+
+    root: Path
+    sources: SettingsSources
+    resolved: Resolved
+    index: IndexService | None = None
+    watcher: Any = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.resolved.settings
+
+    def contains(self, path: Path) -> bool:
+        return path == self.root or self.root in path.parents
+
+
 class HearthServer(LanguageServer):
     def __init__(self, engine_factory: EngineFactory = llama_engine_factory,
                  environ: Mapping[str, str] | None = None):
@@ -78,10 +98,11 @@ class HearthServer(LanguageServer):
         self._reported: set[str] = set()
         self._loaded_model: tuple[Any, ...] | None = None
         self._tokens = itertools.count(1)
-        self.index: IndexService | None = None
+        # Workspace folders by root; the first one's settings also choose the model.
+        self.folders: dict[Path, Folder] = {}
         self.reviews = ReviewState()  # findings per document, for diagnostics
         self.background: set[asyncio.Future] = set()  # reviews on save, kept referenced
-        self._index_progress: dict[str, str] = {}  # phase title -> progress token
+        self._index_progress: dict[str, str] = {}  # progress title -> progress token
         # Cancellation: request id -> the task's token ($/cancelRequest), progress token
         # -> the task's token (the progress bar's cancel), task key -> the running task's
         # token (a newer request for the same thing replaces it).
@@ -99,18 +120,77 @@ class HearthServer(LanguageServer):
 
     @property
     def root(self) -> Path | None:
+        """The first workspace folder (None: no folder)."""
         return self.sources.root
+
+    @property
+    def index(self) -> IndexService | None:
+        """The first folder's index (see folder_of for a document's own)."""
+        folder = self.folders.get(self.root) if self.root is not None else None
+        return folder.index if folder is not None else None
+
+    def set_folders(self, roots: list[Path]) -> None:
+        """The workspace folders at `initialize`; the first is the primary one."""
+        self.sources.root = roots[0] if roots else None
+        self.folders = {}
+        for root in roots:
+            self._add_folder(root)
+
+    def _add_folder(self, root: Path) -> Folder:
+        sources = self.sources if root == self.sources.root else dataclasses.replace(
+            self.sources, root=root)
+        folder = self.folders[root] = Folder(root, sources, sources.resolve())
+        return folder
+
+    def add_folder(self, root: Path) -> None:
+        """`workspace/didChangeWorkspaceFolders`: a folder joined the workspace."""
+        if root in self.folders:
+            return
+        if self.sources.root is None:
+            self.sources.root = root
+        self._add_folder(root)
+        self.apply_settings()
+        self.start_index()
+
+    def remove_folder(self, root: Path) -> None:
+        folder = self.folders.pop(root, None)
+        if folder is None:
+            return
+        self._stop_folder_index(folder)
+        if root == self.sources.root:  # the next folder becomes the primary one
+            self.sources.root = next(iter(self.folders), None)
+            if self.sources.root is not None:
+                self.folders[self.sources.root].sources = self.sources
+        self.apply_settings()
+
+    def folder_of(self, uri: str) -> Folder | None:
+        """The workspace folder holding ``uri`` (the innermost, when nested)."""
+        path = to_fs_path(uri) if uri.startswith("file:") else uri
+        if not path:
+            return None
+        p = Path(path)
+        holding = [f for f in self.folders.values() if f.contains(p)]
+        return max(holding, key=lambda f: len(f.root.parts)) if holding else None
 
     def apply_settings(self) -> set[tuple[str, str]]:
         """Recompute settings from every layer; report new problems; return changed keys."""
         old = self.resolved
         self.resolved = self.sources.resolve()
+        for folder in self.folders.values():
+            if folder.sources is not self.sources:  # the client's layers are shared
+                folder.sources.initialization_options = self.sources.initialization_options
+                folder.sources.client_configuration = self.sources.client_configuration
+            folder.resolved = self.resolved if folder.sources is self.sources \
+                else folder.sources.resolve()
         if self.settings.cache.enabled != (self.worker.results is not None):
             self.worker.results = open_result_cache(self.settings, self.cache)
         elif self.worker.results is not None:  # cache.maxMb takes effect at once
             self.worker.results.resize(self.settings.cache.max_mb << 20)
         logs.set_level(self.settings.log.level)
-        for problem in self.resolved.problems:
+        problems = [*self.resolved.problems, *(p for f in self.folders.values()
+                                               if f.sources is not self.sources
+                                               for p in f.resolved.problems)]
+        for problem in problems:
             if problem not in self._reported:
                 self._reported.add(problem)
                 log.warning("invalid setting: %s", problem)
@@ -149,52 +229,67 @@ class HearthServer(LanguageServer):
     # ------------------------------------------------------------------- index
 
     def start_index(self) -> None:
-        """Index the workspace in the background (phase 1, then embeddings)."""
-        if self.index is not None or self.root is None or not self.settings.index.enabled:
-            return
+        """Index every workspace folder in the background (phase 1, then embeddings)."""
+        for folder in list(self.folders.values()):
+            if folder.index is None and folder.settings.index.enabled:
+                self._start_folder_index(folder)
+
+    def _start_folder_index(self, folder: Folder) -> None:
         loop = asyncio.get_running_loop()
         running = self.worker.running
+        # With several folders, each one's progress says which it is.
+        label = f" ({folder.root.name})" if len(self.folders) > 1 else ""
 
         def busy() -> bool:
             job = running()
             return job is not None and job.priority <= Priority.USER
 
         def report(phase: str, message: str, pct: int | None) -> None:
-            loop.call_soon_threadsafe(self._index_report, phase, message, pct)
+            loop.call_soon_threadsafe(self._index_report, phase and phase + label, message, pct,
+                                      label)
 
         def open_paths() -> list[Path]:  # embedded first: what the user is looking at
-            return [Path(doc.path) for doc in list(self.workspace.text_documents.values())]
+            return [p for p in (Path(doc.path) for doc in
+                                list(self.workspace.text_documents.values()))
+                    if folder.contains(p)]
 
-        self.index = IndexService(self.root, self.cache, self.settings.index,
-                                  embed=self.settings.index.embeddings, report=report, busy=busy,
-                                  open_paths=open_paths)
-        self.index.start()
-        self._start_watcher()
-
-    def _start_watcher(self) -> None:
-        assert self.index is not None and self.root is not None
+        settings = folder.settings.index
+        folder.index = IndexService(folder.root, self.cache, settings, embed=settings.embeddings,
+                                    report=report, busy=busy, open_paths=open_paths)
+        folder.index.start()
         try:
             from ...indexer.watch import Watcher
 
-            self.watcher = Watcher(self.root, self.index.files_changed, ignore=(self.cache,))
-            self.watcher.start()
+            folder.watcher = Watcher(folder.root, folder.index.files_changed,
+                                     ignore=(self.cache,))
+            folder.watcher.start()
         except Exception as exc:  # e.g. inotify limits: editor events still work
-            log.warning("not watching %s for outside changes: %s", self.root, exc)
+            log.warning("not watching %s for outside changes: %s", folder.root, exc)
 
-    def _index_report(self, phase: str, message: str, percentage: int | None) -> None:
-        """Index progress from the index thread, as `$/progress` (on the loop)."""
+    def files_changed(self, paths: list[Path]) -> None:
+        """Saves and file events: each folder's index re-reads its own files."""
+        for folder in self.folders.values():
+            mine = [p for p in paths if folder.contains(p)]
+            if folder.index is not None and mine:
+                folder.index.files_changed(mine)
+
+    def _index_report(self, phase: str, message: str, percentage: int | None,
+                      folder: str = "") -> None:
+        """Index progress from an index thread, as `$/progress` (on the loop). ``folder``
+        ends each phase title of that folder's index ("" with one folder)."""
         if not self.supports_progress():
             return
         wp = self.work_done_progress
+        mine = [t for t in self._index_progress if t.endswith(folder)] if folder \
+            else list(self._index_progress)
         if phase == "":  # the current phase ended
-            for title, token in list(self._index_progress.items()):
-                wp.end(token, types.WorkDoneProgressEnd(message=message))
-                self._index_progress.pop(title)
+            for title in mine:
+                wp.end(self._index_progress.pop(title), types.WorkDoneProgressEnd(
+                    message=message))
             return
-        for title, token in list(self._index_progress.items()):
+        for title in mine:
             if title != phase:  # a new phase ends the previous one
-                wp.end(token, types.WorkDoneProgressEnd())
-                self._index_progress.pop(title)
+                wp.end(self._index_progress.pop(title), types.WorkDoneProgressEnd())
         if phase not in self._index_progress:
             token = self._index_progress[phase] = f"hearth/{next(self._tokens)}"
             wp.create(token)
@@ -205,12 +300,17 @@ class HearthServer(LanguageServer):
                 message=message, percentage=percentage))
 
     def stop_index(self) -> None:
-        watcher = getattr(self, "watcher", None)
-        if watcher is not None:
-            watcher.stop()
-        if self.index is not None:
-            self.index.stop()
-            self.index = None
+        for folder in self.folders.values():
+            self._stop_folder_index(folder)
+
+    @staticmethod
+    def _stop_folder_index(folder: Folder) -> None:
+        if folder.watcher is not None:
+            folder.watcher.stop()
+            folder.watcher = None
+        if folder.index is not None:
+            folder.index.stop()
+            folder.index = None
 
     # --------------------------------------------------------------- client I/O
 
@@ -261,16 +361,19 @@ class HearthServer(LanguageServer):
             raise JsonRpcInvalidParams(
                 f"line {position.line} is outside {doc.uri} ({len(doc.lines)} lines)")
 
-    # Where a document belongs: its workspace root, settings and index.
+    # Where a document belongs: its workspace folder's root, settings and index.
     def root_of(self, uri: str) -> Path | None:
-        return self.root
+        folder = self.folder_of(uri)
+        return folder.root if folder is not None else None
 
     def settings_of(self, uri: str) -> Settings:
-        return self.settings
+        folder = self.folder_of(uri)
+        return folder.settings if folder is not None else self.settings
 
     def context_fn(self, uri: str) -> Callable[[str, int, int], str] | None:
         """Retrieved context for prompts about ``uri`` (None without an index)."""
-        index = self.index
+        folder = self.folder_of(uri)
+        index = folder.index if folder is not None else None
         return None if index is None else index.context_text
 
     def get_document(self, uri: Any) -> TextDocument:
@@ -283,13 +386,10 @@ class HearthServer(LanguageServer):
         return doc
 
     def document_path(self, doc: TextDocument) -> str:
+        """The document's path relative to its workspace folder (else absolute)."""
         path = to_fs_path(doc.uri) or doc.uri
-        if self.root is not None:
-            try:
-                return str(Path(path).relative_to(self.root))
-            except ValueError:
-                pass
-        return path
+        root = self.root_of(doc.uri)
+        return str(Path(path).relative_to(root)) if root is not None else path
 
 
 class Progress:

@@ -4,6 +4,7 @@ status and reload. No code actions."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -40,12 +41,17 @@ def actions(ls: HearthServer, doc: Any, params: Any) -> list:
     return []
 
 
+def _index_status(index: IndexService | None) -> dict[str, Any]:
+    return index.status() if index is not None else {"state": "off"}
+
+
 def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
     engine = ls.worker.engine
     running = ls.worker.running()
-    index = ls.index
     return {
-        "index": index.status() if index is not None else {"state": "off"},
+        "index": _index_status(ls.index),  # the first folder's
+        "folders": [{"root": str(f.root), "index": _index_status(f.index)}
+                    for f in ls.folders.values()],
         "model": ls.worker.state,
         "error": ls.worker.error,
         "info": None if engine is None else {
@@ -63,12 +69,12 @@ async def command_reload(ls: HearthServer, *args: Any) -> dict[str, Any]:
     return command_status(ls)
 
 
-def _index(ls: HearthServer, path: Any = None) -> IndexService:
-    index = ls.index
-    if index is None:
+def _indexes(ls: HearthServer) -> list[tuple[Path, IndexService]]:
+    found = [(f.root, f.index) for f in ls.folders.values() if f.index is not None]
+    if not found:
         raise RequestFailed("the workspace index is off (index.enabled) or there is no "
                             "workspace folder")
-    return index
+    return found
 
 
 async def command_search(ls: HearthServer, *args: Any) -> list[dict[str, Any]]:
@@ -79,34 +85,43 @@ async def command_search(ls: HearthServer, *args: Any) -> list[dict[str, Any]]:
     k = params.get("k", 10)
     if not isinstance(k, int) or not 1 <= k <= 200:
         raise JsonRpcInvalidParams("'k' must be an integer from 1 to 200")
-    index = _index(ls)
-    try:
-        results = await asyncio.to_thread(index.search, params["query"], k, params.get("path"),
-                                          params.get("language"))
-    except IndexNotReady as exc:
-        raise RequestFailed(str(exc)) from exc
-    return [r.as_dict() for r in results]
+    indexes = _indexes(ls)
+    found: list[tuple[float, dict[str, Any]]] = []
+    for root, index in indexes:
+        try:
+            results = await asyncio.to_thread(index.search, params["query"], k,
+                                              params.get("path"), params.get("language"))
+        except IndexNotReady as exc:
+            raise RequestFailed(str(exc)) from exc
+        for r in results:  # several folders: each result says whose it is
+            item = r.as_dict() if len(indexes) == 1 else {**r.as_dict(), "root": str(root)}
+            found.append((r.score, item))
+    found.sort(key=lambda pair: -pair[0])
+    return [item for _, item in found[:k]]
 
 
 def command_reindex(ls: HearthServer, *args: Any) -> dict[str, Any]:
     params = args[0] if args and isinstance(args[0], dict) else {}
-    index = _index(ls)
-    index.reindex(rebuild=bool(params.get("rebuild")))
-    return index.status()
+    indexes = _indexes(ls)
+    for _, index in indexes:
+        index.reindex(rebuild=bool(params.get("rebuild")))
+    return indexes[0][1].status()
 
 
 async def workspace_symbol(ls: HearthServer,
                            params: types.WorkspaceSymbolParams) -> list[types.WorkspaceSymbol]:
-    if ls.index is None or ls.root is None:
-        return []
-    rows = await asyncio.to_thread(ls.index.symbols, params.query)
-    root = ls.root
-    return [types.WorkspaceSymbol(
-        name=name, kind=symbol_kind(kind),
-        location=types.Location(uri=(root / path).as_uri(), range=types.Range(
-            start=types.Position(line=line, character=col),
-            end=types.Position(line=line, character=end_col))))
-        for name, kind, path, line, col, end_col in rows]
+    out: list[types.WorkspaceSymbol] = []
+    for folder in list(ls.folders.values()):
+        if folder.index is None:
+            continue
+        rows = await asyncio.to_thread(folder.index.symbols, params.query)
+        out.extend(types.WorkspaceSymbol(
+            name=name, kind=symbol_kind(kind),
+            location=types.Location(uri=(folder.root / path).as_uri(), range=types.Range(
+                start=types.Position(line=line, character=col),
+                end=types.Position(line=line, character=end_col))))
+            for name, kind, path, line, col, end_col in rows)
+    return out
 
 
 COMMANDS = {CMD_STATUS: command_status, CMD_RELOAD: command_reload,
