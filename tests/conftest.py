@@ -11,6 +11,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo-workspace"
+# Read once, when pytest loads this file: the isolation below removes every HEARTH_*
+# variable before a test runs, and the real-editor tests must still see it
+# (tests/editors.py's `require`): in CI a missing editor is a failure, not a skip.
+REQUIRE_EDITORS = os.environ.get("HEARTH_REQUIRE_EDITORS") == "1"
 
 
 def isolated_environ(home: Path) -> dict[str, str]:

@@ -3,9 +3,9 @@ session on the demo workspace, and what to do when an editor is not installed.""
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from conftest import REQUIRE_EDITORS
 
 # The session on examples/demo-workspace, in the order the model is asked: a
 # docstring for parse_price, the review on save (the raise is on line 18 once the
@@ -29,6 +29,6 @@ def require(missing: list[str], fix: str) -> None:
     if not missing:
         return
     message = f"needs {', '.join(missing)}: {fix}"
-    if os.environ.get("HEARTH_REQUIRE_EDITORS") == "1":
+    if REQUIRE_EDITORS:  # read before the tests' isolation removed HEARTH_* variables
         pytest.fail(message)
     pytest.skip(message)
