@@ -146,3 +146,28 @@ def test_state_listeners_see_loading_and_ready(worker):
     worker.add_listener(lambda state, w: states.append(state))
     loaded(worker, FakeEngine())
     assert states == ["loading", "ready"]
+
+
+def test_shutdown_never_frees_the_model_under_a_running_generation():
+    # An engine stuck inside one call (as llama.cpp is in a batch it cannot abort):
+    # closing it then would free the model under the generation thread (SIGSEGV).
+    release = threading.Event()
+    closed = []
+
+    def stuck(prompt):
+        release.wait(10)
+        return "late"
+
+    engine = FakeEngine(responses=[stuck])
+    engine.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    w = GenerationWorker()
+    loaded(w, engine)
+    job = w.submit("t", "p", S)
+    deadline = time.monotonic() + 5
+    while w.running() is not job:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    w.shutdown(timeout=0.2)
+    assert closed == [] and w.engine is engine
+    release.set()
+    assert job.future.result(5).finish_reason in ("stop", "cancelled")

@@ -7,11 +7,16 @@ prompt from the KV cache, which is why prompt builders put stable text first.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import re
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,81 @@ from ..settings import ModelSettings, SamplingSettings
 from .base import Completion, EngineError, ModelInfo, ModelUnavailable
 
 log = logging.getLogger(__name__)
+# llama.cpp's own log lines (model loading, KV cache layout, warnings) as Python
+# debug records: `hearth --log-level debug` shows them, nothing else does.
+native_log = logging.getLogger(__name__ + ".native")
+
+
+class _NativeLog:
+    """Receives llama.cpp's log callback and hands complete lines to ``native_log``.
+
+    llama-cpp-python installs a callback of its own that prints to stderr by a
+    stale level table (llama.cpp's WARN lines such as `llama_kv_cache_iswa: ...`
+    reached the CLI's stderr); this one replaces it for the whole process.
+    Lines arrive in pieces (GGML_LOG_LEVEL_CONT), from any thread: each thread
+    keeps its own partial line.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._callback: Any = None  # the ctypes callback, kept alive while installed
+
+    def install(self, llama_cpp: Any) -> None:
+        if self._callback is not None:
+            return
+
+        def receive(_level: int, text: bytes | None, _data: Any) -> None:
+            with contextlib.suppress(Exception):  # nothing may cross back into C
+                self._receive(text.decode("utf-8", "replace") if text else "")
+
+        self._callback = llama_cpp.llama_log_callback(receive)
+        llama_cpp.llama_log_set(self._callback, ctypes.c_void_p(0))
+
+    def _receive(self, text: str) -> None:
+        pending = getattr(self._local, "pending", "") + text
+        *lines, self._local.pending = pending.split("\n")
+        for line in lines:
+            if line.strip():
+                native_log.debug("%s", line.rstrip())
+
+
+_native = _NativeLog()
+
+
+def route_native_logs() -> None:
+    """Send llama.cpp's log lines to Python logging (debug) instead of stderr."""
+    import llama_cpp
+
+    _native.install(llama_cpp)
+
+
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """What native code writes to file descriptor 2 meanwhile, instead of the terminal.
+
+    llama.cpp prints a grammar's parse error with fprintf(stderr), not through its
+    log callback: this turns it into the EngineError's message. Output other
+    threads write to stderr in that moment is passed on afterwards, not lost.
+    """
+    out: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: capture nothing
+        yield out
+        return
+    with _stderr_lock, tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            out.append(sink.read().decode("utf-8", "replace"))
 
 
 def gpu_offload_supported() -> bool:
@@ -44,6 +124,7 @@ class LlamaEngine:
             raise ModelUnavailable(f"llama-cpp-python is not importable ({exc}); "
                                    "run `make setup` or `pip install llama-cpp-python`") from exc
         self._llama_cpp = llama_cpp
+        route_native_logs()
         self._grammars: dict[str, object] = {}
         self._masks: dict[str, Any] = {}
         header = read_gguf(path)  # clear errors for missing/truncated/non-GGUF files
@@ -98,12 +179,28 @@ class LlamaEngine:
         return on
 
     def _grammar(self, text: str):
+        """The grammar for ``text``, checked by llama.cpp's own parser.
+
+        ``LlamaGrammar.from_string`` only stores the text; llama.cpp parses it when
+        the sampler is built, mid-generation, and an invalid grammar there gives a
+        NULL sampler that crashes the process (SIGSEGV). Parse it here first.
+        """
         compiled = self._grammars.get(text)
         if compiled is None:
-            try:
-                compiled = self._llama_cpp.LlamaGrammar.from_string(text, verbose=False)
-            except ValueError as exc:
-                raise EngineError(f"invalid grammar: {exc}") from exc
+            llama_cpp = self._llama_cpp
+            with _stderr_captured() as printed:
+                sampler = llama_cpp.llama_sampler_init_grammar(
+                    self.llm._model.vocab, text.encode("utf-8"), b"root")
+            if not sampler:
+                detail = " ".join(line.strip() for line in "".join(printed).splitlines()
+                                  if line.strip() and "error" in line)
+                raise EngineError(f"invalid grammar: {detail or 'llama.cpp could not parse it'}"
+                                  f" (grammar starts {text.strip()[:60]!r})")
+            llama_cpp.llama_sampler_free(sampler)
+            if printed and printed[0]:  # another thread's output, not ours
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(printed[0])
+            compiled = llama_cpp.LlamaGrammar.from_string(text, verbose=False)
             self._grammars[text] = compiled
         return compiled
 
@@ -146,6 +243,9 @@ class LlamaEngine:
             raise EngineError(f"the prompt is {prompt_tokens} tokens but the context holds "
                               f"{n_ctx}; raise model.contextLength or shorten the input")
         max_tokens = min(sampling.max_tokens, room)
+        # Before anything runs: an invalid grammar is an EngineError, never a crash.
+        compiled = self._grammar(grammar) if grammar else None
+        first_token = self._first_token_filter(start, prompt_tokens) if start else None
         # Checked by llama.cpp after every sampled token: the cancellation point.
         cancelled = False
         armed = False
@@ -167,9 +267,9 @@ class LlamaEngine:
             seed=None if sampling.seed < 0 else sampling.seed,
             stop=[s for s in [*stop, *sampling.stop] if s] or None, stream=True,
             stopping_criteria=self._llama_cpp.StoppingCriteriaList([stop_now]),
-            grammar=self._grammar(grammar) if grammar else None,
-            logits_processor=self._llama_cpp.LogitsProcessorList(
-                [self._first_token_filter(start, prompt_tokens)]) if start else None)
+            grammar=compiled,
+            logits_processor=self._llama_cpp.LogitsProcessorList([first_token])
+            if first_token else None)
         pieces: list[str] = []
         first = 0.0
         finish = "stop"

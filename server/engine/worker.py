@@ -138,6 +138,13 @@ class GenerationWorker:
         if self._thread is not None:
             self._queue.put((-1, 0, None))
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                # Still inside llama.cpp (a generation that does not check for cancels):
+                # freeing the model under it would crash the process. The thread is a
+                # daemon; the process exit takes both.
+                log.warning("the generation thread did not stop within %.0f s; "
+                            "leaving the model loaded", timeout)
+                return
         if self.engine is not None:
             self.engine.close()
             self.engine = None
