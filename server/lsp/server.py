@@ -10,6 +10,8 @@ import dataclasses
 import itertools
 import logging
 import os
+import sys
+import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from ..models import preset_uses_chat
 from ..settings import Resolved, Settings, SettingsSources, cache_dir
 from ..tasks.review.state import ReviewState
 from ..tasks.runner import CancelToken, TaskRun
+from .framing import handler_for, read_messages
 
 log = logging.getLogger("hearth")
 
@@ -111,6 +114,43 @@ class HearthServer(LanguageServer):
         self.task_tokens: dict[Hashable, CancelToken] = {}
         self.client_log = logs.ClientLogHandler(self._send_log)
         logging.getLogger().addHandler(self.client_log)
+
+    # ----------------------------------------------------------------- transport
+
+    def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
+        """pygls' stdio loop with Hearth's forgiving reader (see framing.py)."""
+        from pygls.io_ import StdinAsyncReader, StdoutWriter
+
+        self._stop_event = threading.Event()
+        reader = StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool)
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        try:
+            asyncio.run(read_messages(self._stop_event, reader, handler_for(self.protocol)))
+        except BrokenPipeError:
+            log.error("the connection to the client is lost; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """pygls' TCP loop (one client) with Hearth's forgiving reader."""
+        self._stop_event = stop = threading.Event()
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.protocol.set_writer(writer)  # type: ignore[arg-type]
+            await read_messages(stop, reader, handler_for(self.protocol))
+            self.shutdown()
+
+        async def serve() -> None:
+            self._server = await asyncio.start_server(connection, host, port)
+            async with self._server:
+                await self._server.serve_forever()
+
+        try:
+            asyncio.run(serve())
+        except asyncio.CancelledError:
+            log.debug("the TCP server was cancelled")
 
     # ---------------------------------------------------------------- settings
 
