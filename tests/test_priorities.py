@@ -16,6 +16,7 @@ from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.engine.worker import GenerationWorker, Priority, wait_for
 from hearth_lsp.server.settings import SamplingSettings
 from hearth_lsp.server.tasks.runner import TaskRun
+
 from lsp_helpers import FAKE_SERVER, open_doc, progress_titles, start, stop, wait_model, wait_until
 
 
