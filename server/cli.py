@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -24,19 +25,45 @@ def _tcp_address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}") from None
     if not 0 < number < 65536:
         raise argparse.ArgumentTypeError(f"port out of range: {number}")
+    if host.startswith("[") and host.endswith("]"):  # [::1]:2087
+        host = host[1:-1]
     return host or "127.0.0.1", number
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`; any other name or address may be reachable from
+    other machines."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     logs.setup_stderr(args.log_level or os.environ.get("HEARTH_LOG_LEVEL", "info"))
-    from .lsp.app import create_server
-
     if args.tcp:
         host, port = args.tcp
+        # Whoever connects can make Hearth run code: generated tests run in its sandbox.
+        if not is_loopback(host):
+            if not args.allow_remote:
+                print(f"hearth serve: refusing to listen on {host}:{port}: it is not a "
+                      "loopback address, and whoever connects can run code on this machine "
+                      "(generated tests are executed). Use 127.0.0.1, ::1 or localhost, or "
+                      "add --allow-remote if that is really meant.", file=sys.stderr)
+                return 2
+            log.warning("listening on %s:%d, not a loopback address (--allow-remote): anyone "
+                        "who can reach it can run code on this machine (generated tests are "
+                        "executed)", host, port)
+        from .lsp.app import create_server
+
         server = create_server()
         log.info("hearth %s serving LSP on %s:%d", __version__, host, port)
         server.start_tcp(host, port)
         return 0
+    from .lsp.app import create_server
+
     # stdout is the LSP channel. Keep a private copy of it for the protocol and
     # point fd 1 at stderr, so a stray print (or a C library's printf) can never
     # corrupt the stream.
@@ -585,7 +612,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode = serve.add_mutually_exclusive_group()
     mode.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (default)")
     mode.add_argument("--tcp", type=_tcp_address, metavar="HOST:PORT",
-                      help="listen on a TCP port (host defaults to 127.0.0.1)")
+                      help="listen on a TCP port (host defaults to 127.0.0.1; only loopback "
+                      "addresses unless --allow-remote)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="let --tcp listen on an address other machines can reach: whoever "
+                       "connects can run code here (generated tests)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 

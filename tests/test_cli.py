@@ -104,6 +104,57 @@ def test_serve_rejects_a_bad_tcp_address():
     assert out.returncode == 2 and "expected HOST:PORT" in out.stderr
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "[::]", "192.0.2.1", "example.com"])
+def test_serve_refuses_a_non_loopback_address_without_allow_remote(host):
+    """Whoever connects can make Hearth run code (generated tests): loopback only,
+    unless asked for. Before the fix 0.0.0.0 was served at once (the wait ran out)."""
+    try:
+        out = hearth("serve", "--tcp", f"{host}:{free_port()}", timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"hearth serve --tcp {host}:... is serving") from exc
+    assert out.returncode == 2, out.stderr
+    assert "not a loopback address" in out.stderr and "--allow-remote" in out.stderr
+    assert out.stdout == ""
+
+
+def test_loopback_addresses():
+    from hearth_lsp.server.cli import _tcp_address, is_loopback
+
+    assert [h for h in ("127.0.0.1", "127.8.9.1", "::1", "localhost", "LOCALHOST")
+            if not is_loopback(h)] == []
+    assert [h for h in ("0.0.0.0", "::", "10.0.0.1", "::ffff:10.0.0.1", "example.com",
+                        "localhost.example.com", "") if is_loopback(h)] == []
+    assert _tcp_address("[::1]:2087") == ("::1", 2087)
+    assert _tcp_address("2087") == ("127.0.0.1", 2087)
+
+
+async def test_serve_with_allow_remote_listens_everywhere_and_warns():
+    port = free_port()
+    proc = subprocess.Popen([*HEARTH, "serve", "--tcp", f"0.0.0.0:{port}", "--allow-remote"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        client = LanguageClient("t", "0")
+        for _ in range(200):
+            try:
+                await client.start_tcp("127.0.0.1", port)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                await asyncio.sleep(0.05)
+        result = await client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities()))
+        assert result.server_info.name == "hearth"
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+    finally:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    assert f"listening on 0.0.0.0:{port}, not a loopback address (--allow-remote)" in stderr
+    assert "can run code on this machine" in stderr
+    assert stdout == ""
+
+
 @pytest.mark.slow
 def test_demo_runs_all_four_tasks_through_the_lsp(tmp_path):
     examples = {p: p.read_bytes() for p in (REPO / "examples").rglob("*.py")}
