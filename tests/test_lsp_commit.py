@@ -85,7 +85,7 @@ async def test_a_diff_larger_than_the_context_is_summarised_per_file(demo_repo):
 
 
 @pytest.mark.parametrize("params, error", [
-    ({"repo": "/"}, "not inside a git repository"),
+    ({"repo": "/"}, "outside the workspace folders"),
     ({"repo": 5}, "'repo' must be"),
 ])
 async def test_bad_repositories_and_params_are_clear_errors(demo_repo, params, error):

@@ -150,14 +150,49 @@ def progress_cancel(ls: HearthServer, params: types.WorkDoneProgressCancelParams
 # ----------------------------------------------------------------- code actions
 
 
-def code_action(ls: HearthServer, params: types.CodeActionParams) -> list[types.CodeAction]:
-    """Cheap: parse the file and offer actions. The model runs only on resolve/command."""
+# Above this size a document gets no actions (and one message saying so): parsing a
+# 5 MB file for every cursor move would keep a core busy for nothing.
+MAX_ACTION_CHARS = 512 * 1024
+
+
+async def code_action(ls: HearthServer,
+                      params: types.CodeActionParams) -> list[types.CodeAction]:
+    """Cheap: parse the file and offer actions. The model runs only on resolve/command.
+    The parsing runs off the event loop, so a large file never holds up other requests."""
     doc = ls.get_document(params.text_document.uri)
     ls.check_position(doc, params.range.start)
     ls.check_position(doc, params.range.end)
-    found = [a for feature in FEATURES for a in feature.actions(ls, doc, params)]
+    source = doc.source
+    refused = _no_actions_reason(source)
+    if refused:
+        ls.say_once(("no-actions", doc.uri), f"Hearth: no actions for {doc.uri.rsplit('/', 1)[-1]}: "
+                    f"{refused}")
+        return []
+
+    def collect() -> list[types.CodeAction]:
+        found = []
+        for feature in FEATURES:
+            try:
+                found.extend(feature.actions(ls, doc, params))
+            except Exception as exc:  # one feature's failure leaves the others' actions
+                log.warning("%s actions failed on %s: %s", feature.__name__.rsplit(".", 1)[-1],
+                            doc.uri, exc)
+        return found
+
+    found = await asyncio.to_thread(collect)
     rank = {kind: n for n, kind in enumerate(ACTION_ORDER)}
     return sorted(found, key=lambda a: rank.get(a.kind or "", len(rank)))
+
+
+def _no_actions_reason(source: str) -> str | None:
+    if len(source) > MAX_ACTION_CHARS:
+        return (f"it has {len(source) / 1e6:.1f} million characters; Hearth offers actions "
+                f"on files up to {MAX_ACTION_CHARS // 1024} KB")
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it contains invalid Unicode (lone surrogates), so it cannot be parsed"
+    return None
 
 
 async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeAction:

@@ -98,7 +98,7 @@ class HearthServer(LanguageServer):
         self.cache = cache_dir(self.environ)
         self.engine_factory = engine_factory
         self.worker = GenerationWorker()
-        self._reported: set[str] = set()
+        self._reported: set[Hashable] = set()  # problems and notices already shown
         self._loaded_model: tuple[Any, ...] | None = None
         self._tokens = itertools.count(1)
         # Workspace folders by root; the first one's settings also choose the model.
@@ -359,6 +359,13 @@ class HearthServer(LanguageServer):
             return
         self.window_log_message(types.LogMessageParams(type=types.MessageType(kind),
                                                        message=message))
+
+    def say_once(self, key: Hashable, message: str) -> None:
+        """A warning shown once per ``key`` (e.g. per document), not on every request."""
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning("%s", message)
+            self.show(message, types.MessageType.Warning)
 
     def show(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
         if self.protocol.writer is not None:

@@ -14,7 +14,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
 from ...tasks.commit.run import generate_commit_message
-from ..common import call_soon, failures_reported
+from ..common import RequestFailed, call_soon, failures_reported
 from ..server import HearthServer
 
 CMD_COMMIT_MESSAGE = "hearth.generateCommitMessage"
@@ -37,8 +37,11 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
     elif ls.root is not None:
         repo = ls.root
     else:
-        raise JsonRpcInvalidParams("no workspace folder: pass {\"repo\": path}")
+        raise JsonRpcInvalidParams("no workspace folder: open a folder first")
     repo = repo.resolve()
+    if ls.folder_of(str(repo)) is None:  # the model must not read other repositories
+        raise RequestFailed(f"{repo} is outside the workspace folders; Hearth writes commit "
+                            "messages only for repositories inside them")
     loop = asyncio.get_running_loop()
 
     async with ls.task("Hearth: commit message", ("commit", str(repo))) as report:

@@ -19,6 +19,7 @@ CMD_RELOAD = "hearth.reloadModel"
 CMD_SEARCH = "hearth.search"
 CMD_REINDEX = "hearth.reindex"
 KINDS: list[str] = []
+MAX_QUERY_CHARS = 1000  # a symbol name or a search, not a document
 
 # The index's definition kinds (indexer/chunker.py) as LSP symbol kinds; like
 # rust-analyzer: an impl block is an Object, a type alias a TypeParameter.
@@ -82,6 +83,9 @@ async def command_search(ls: HearthServer, *args: Any) -> list[dict[str, Any]]:
     params = args[0] if args else None
     if not isinstance(params, dict) or not isinstance(params.get("query"), str):
         raise JsonRpcInvalidParams("expected [{\"query\": string, \"k\"?: int}]")
+    if len(params["query"]) > MAX_QUERY_CHARS:
+        raise JsonRpcInvalidParams(f"the query has {len(params['query'])} characters; at most "
+                                   f"{MAX_QUERY_CHARS} are searched")
     k = params.get("k", 10)
     if not isinstance(k, int) or not 1 <= k <= 200:
         raise JsonRpcInvalidParams("'k' must be an integer from 1 to 200")
@@ -110,6 +114,9 @@ def command_reindex(ls: HearthServer, *args: Any) -> dict[str, Any]:
 
 async def workspace_symbol(ls: HearthServer,
                            params: types.WorkspaceSymbolParams) -> list[types.WorkspaceSymbol]:
+    if len(params.query) > MAX_QUERY_CHARS:
+        raise JsonRpcInvalidParams(f"the query has {len(params.query)} characters; at most "
+                                   f"{MAX_QUERY_CHARS} are searched")
     out: list[types.WorkspaceSymbol] = []
     for folder in list(ls.folders.values()):
         if folder.index is None:

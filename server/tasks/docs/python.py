@@ -8,6 +8,7 @@ layer converts them to UTF-16).
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import io
 import re
@@ -74,9 +75,10 @@ def _params(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _signature_colon(lines: list[str], def_line: int) -> tuple[int, int]:
-    """The ':' closing the signature, found with the tokenizer (strings can hold ':')."""
-    text = "\n".join(lines[def_line:]) + "\n"
+def _signature_colon(lines: list[str], def_line: int, body_line: int) -> tuple[int, int]:
+    """The ':' closing the signature, found with the tokenizer (strings can hold ':').
+    Only the lines up to the body's first one are read: it comes after the colon."""
+    text = "\n".join(lines[def_line:body_line + 1]) + "\n"
     depth = 0
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
@@ -102,10 +104,16 @@ def _docstring_node(node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Expr | 
 
 def list_functions(source: str) -> list[FunctionTarget]:
     """Every function and method, outermost first. Empty if the file does not parse."""
+    return list(_functions(source))
+
+
+@functools.lru_cache(maxsize=8)
+def _functions(source: str) -> tuple[FunctionTarget, ...]:
+    """Parsed once per text: code actions ask several times for each document version."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []
+    except (SyntaxError, ValueError, UnicodeEncodeError):  # lone surrogates, NUL bytes
+        return ()
     lines = source.splitlines()
     out: list[FunctionTarget] = []
 
@@ -120,7 +128,7 @@ def list_functions(source: str) -> list[FunctionTarget]:
                 visit(child, scope)
 
     visit(tree, [])
-    return out
+    return tuple(out)
 
 
 def _target(node: ast.FunctionDef | ast.AsyncFunctionDef, scope: list[str],
@@ -130,7 +138,7 @@ def _target(node: ast.FunctionDef | ast.AsyncFunctionDef, scope: list[str],
     first = node.body[0]
     body_line = first.lineno - 1
     body_col = _byte_to_index(lines[body_line], first.col_offset)
-    colon = _signature_colon(lines, def_line)
+    colon = _signature_colon(lines, def_line, body_line)
     def_indent = lines[def_line][: len(lines[def_line]) - len(lines[def_line].lstrip())]
     # `def f(): return 1`: the body will move to its own line, one level in.
     body_indent = (lines[body_line][:body_col] if body_line > colon[0]

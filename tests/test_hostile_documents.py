@@ -1,0 +1,73 @@
+"""Documents a hostile or careless editor sends: huge, invalid Unicode. Code actions
+stay cheap, say why they are missing, and never block other requests."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from lsp_helpers import FAKE_SERVER, actions_at, open_doc, start, stop, wait_model
+
+
+@pytest.fixture
+async def client(demo_repo):
+    client, _, _ = await start(FAKE_SERVER, demo_repo)
+    await wait_model(client)
+    yield client, demo_repo
+    await stop(client)
+
+
+async def test_a_huge_file_gets_no_actions_and_one_reason(client):
+    client, root = client
+    path = root / "huge.py"
+    text = "".join(f"def f{n}(a):\n    return a * {n}\n\n\n" for n in range(40_000))
+    assert len(text) > 1_000_000
+    uri = open_doc(client, path, text=text)
+    for _ in range(2):
+        assert await actions_at(client, uri, 100) == []
+    warnings = [m.message for m in client.messages if "no actions for huge.py" in m.message]
+    assert len(warnings) == 1 and "million characters" in warnings[0]
+
+
+async def test_lone_surrogates_are_refused_with_a_reason_not_an_internal_error(client):
+    client, root = client
+    uri = open_doc(client, root / "odd.py", text="def f(a):\n    return '\ud800'\n")
+    assert await actions_at(client, uri, 0) == []
+    assert any("lone surrogates" in m.message for m in client.messages)
+
+
+async def test_code_actions_on_a_large_file_do_not_hold_up_other_requests(client):
+    client, root = client
+    text = "".join(f"def f{n}(a, b):\n    x = a + b\n    return x * {n}\n\n\n"
+                   for n in range(9_000))  # under the limit: parsed, off the event loop
+    uri = open_doc(client, root / "large.py", text=text)
+    done: list[str] = []
+    listed = asyncio.ensure_future(actions_at(client, uri, 20_000))
+    listed.add_done_callback(lambda _: done.append("codeAction"))
+    await asyncio.sleep(0)  # the code action request goes out first
+    status = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="hearth.status"))
+    done.append("status")
+    assert status["model"] == "ready"
+    titles = [a.title for a in await listed]
+    # Sent second, answered first: the parse did not hold up the event loop.
+    assert done == ["status", "codeAction"]
+    assert "Hearth: Generate docstring" in titles
+
+
+async def test_a_commit_message_only_for_repositories_inside_the_workspace(client, tmp_path):
+    client, _ = client
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(JsonRpcException, match="outside the workspace folders"):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="hearth.generateCommitMessage", arguments=[{"repo": str(elsewhere)}]))
+
+
+async def test_a_huge_symbol_query_is_a_clear_error(client):
+    client, _ = client
+    with pytest.raises(JsonRpcException, match="at most 1000 are searched"):
+        await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="x" * 1_000_000))
