@@ -19,6 +19,7 @@ from pathlib import Path
 import pathspec
 
 from .languages import language_of
+from .secrets import is_secret_file
 
 # Folders of other people's code or build output, skipped even without a .gitignore.
 VENDORED_DIRS = frozenset({
@@ -104,6 +105,8 @@ def skip_reason(root: Path, rel: str, *, max_file_kb: int,
     if any(fnmatch.fnmatch(rel, pattern) for pattern in exclude):
         return "excluded"
     name = parts[-1]
+    if is_secret_file(name):
+        return "secret"
     if name in LOCKFILES:
         return "lockfile"
     if any(fnmatch.fnmatch(name, g) for g in GENERATED_GLOBS):

@@ -20,7 +20,7 @@ from .chunker import Chunk, Symbol
 
 # Bump when the schema or lexical_terms() changes: a store of another version is
 # rebuilt (the contentless FTS table is deleted from by recomputing terms).
-SCHEMA_VERSION = "3"  # 3: definition kinds (struct, enum, trait, ...)
+SCHEMA_VERSION = "4"  # 3: definition kinds (struct, enum, trait, ...); 4: secrets redacted
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS files(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
+import functools
 import hashlib
 import logging
 import multiprocessing
@@ -34,6 +35,7 @@ from .context import ContextPiece, assemble, chunk_at
 from .discovery import discover, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
+from .secrets import Redactor
 from .store import CorruptIndex, FileRecord, Store, StoredChunk, lexical_terms
 from .vectors import VectorStoreUnavailable
 
@@ -120,9 +122,21 @@ def parse_file(root: str, rel: str, known_hash: str | None) -> ParsedFile:
     if digest == known_hash:
         return ParsedFile(rel, record)
     result = chunk_file(rel, record.language, data)
+    redact = _redactor(root)
+    for c in result.chunks:  # secrets never reach the store, the embeddings or a prompt
+        text = redact(c.text)
+        if text != c.text:
+            c.text, c.signature, c.doc = text, redact(c.signature), redact(c.doc)
+            c.__post_init__()  # the hash of what is stored
     terms = [(lexical_terms(c.symbol), lexical_terms(f"{c.path}\n{c.text}"))
              for c in result.chunks]
     return ParsedFile(rel, record, result, terms)
+
+
+@functools.lru_cache(maxsize=16)
+def _redactor(root: str) -> Redactor:
+    """One per workspace and process: the values of its `.env*` files, read once."""
+    return Redactor.for_workspace(Path(root))
 
 
 # Below this many files to parse, a pool costs more (process start, imports) than it saves.

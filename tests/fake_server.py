@@ -2,7 +2,8 @@
 
 FAKE_ENGINE_RESPONSES: JSON list of answers, in order; FAKE_ENGINE_DEFAULT the
 answer after those (FAKE_ENGINE_REPEAT times over); FAKE_ENGINE_DELAY seconds per piece (to test cancellation);
-FAKE_ENGINE_CONTEXT the context length the model reports.
+FAKE_ENGINE_CONTEXT the context length the model reports; FAKE_ENGINE_RECORD a file
+that receives every prompt the model was given (one JSON string a line).
 A `model.path` setting is still checked for real, so bad paths fail as they do
 in production.
 """
@@ -28,6 +29,16 @@ def factory(settings, cache):
                         piece_delay_s=float(os.environ.get("FAKE_ENGINE_DELAY", "0")))
     engine.info.path = settings.model.path or "<fake>"
     engine.info.context_length = int(os.environ.get("FAKE_ENGINE_CONTEXT", "4096"))
+    record = os.environ.get("FAKE_ENGINE_RECORD")
+    if record:
+        generate = engine.generate
+
+        def recorded(prompt, *args, **kwargs):
+            with open(record, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(prompt) + "\n")
+            return generate(prompt, *args, **kwargs)
+
+        engine.generate = recorded  # type: ignore[method-assign]
     return engine
 
 

@@ -24,6 +24,7 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
+from ...indexer.secrets import Redactor
 from .. import __version__, logs
 from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
@@ -77,10 +78,18 @@ class Folder:
     resolved: Resolved
     index: IndexService | None = None
     watcher: Any = None
+    _redactor: Redactor | None = None
 
     @property
     def settings(self) -> Settings:
         return self.resolved.settings
+
+    @property
+    def redactor(self) -> Redactor:
+        """Secrets of this folder (its `.env*` values, well-known shapes), read lazily."""
+        if self._redactor is None:
+            self._redactor = Redactor.for_workspace(self.root)
+        return self._redactor
 
     def contains(self, path: Path) -> bool:
         return path == self.root or self.root in path.parents
@@ -310,6 +319,8 @@ class HearthServer(LanguageServer):
         """Saves and file events: each folder's index re-reads its own files."""
         for folder in self.folders.values():
             mine = [p for p in paths if folder.contains(p)]
+            if any(p.name.startswith(".env") for p in mine):
+                folder._redactor = None  # read the new values on the next task
             if folder.index is not None and mine:
                 folder.index.files_changed(mine)
 
@@ -380,11 +391,15 @@ class HearthServer(LanguageServer):
         return Progress(self, title)
 
     def task(self, title: str, key: Hashable, *, priority: Priority = Priority.USER,
-             fresh: bool = False) -> Progress:
-        """Progress and a TaskRun for one task. Its CancelToken is fed by
+             fresh: bool = False, uri: str | None = None) -> Progress:
+        """Progress and a TaskRun for one task about ``uri``. Its CancelToken is fed by
         `$/cancelRequest` for the request being handled, the progress bar's cancel,
-        and a newer task with the same ``key`` (which replaces this one)."""
-        return Progress(self, title, TaskRun(self.worker, key, priority, fresh))
+        and a newer task with the same ``key`` (which replaces this one). Its prompts
+        go through the redactor of the folder holding ``uri``."""
+        folder = self.folder_of(uri) if uri else None
+        redactor = folder.redactor if folder is not None else Redactor()
+        return Progress(self, title, TaskRun(self.worker, key, priority, fresh,
+                                             redactor=redactor))
 
     def progress_cancelled(self, token: Any) -> None:
         """`window/workDoneProgress/cancel` for one of our tasks."""

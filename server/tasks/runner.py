@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Hashable
 
+from ...indexer.secrets import Redactor
 from ..chat_format import ChatTemplateError, Message, merge_system, render_chat
 from ..engine.base import Completion, ModelInfo, ModelUnavailable
 from ..engine.worker import GenerationWorker, Priority, wait_for
@@ -94,6 +95,9 @@ class TaskRun:
     priority: Priority = Priority.USER
     fresh: bool = False  # "Regenerate": neither read the cache nor replay; sample anew
     token: CancelToken = dataclasses.field(default_factory=CancelToken)
+    # Replaces secrets in every prompt (and answer) before the model, the cache or a
+    # log sees them: the workspace's indexer.secrets.Redactor.
+    redactor: Redactor | None = None
     _answers: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
     async def generate(self, kind: str, prompt: str, sampling: SamplingSettings, *,
@@ -102,6 +106,10 @@ class TaskRun:
                        start: str | None = None) -> Completion:
         """One generation (or a cached answer that once passed validation)."""
         self.token.check(kind)
+        if self.redactor is not None:
+            prompt, hidden = self.redactor.redact(prompt)
+            if hidden:
+                log.info("%s: %d secret value(s) replaced in the prompt", kind, hidden)
         cache = self.worker.results
         cache_key = None
         if cache is not None and self.worker.engine is not None:
@@ -132,6 +140,8 @@ class TaskRun:
         if completion.finish_reason == "cancelled" or self.token.cancelled:
             self.token.cancel()
             raise TaskCancelled(f"{kind} was cancelled")
+        if self.redactor is not None:  # the model may still guess or echo one
+            completion = dataclasses.replace(completion, text=self.redactor(completion.text))
         if cache_key is not None:
             self._answers.append((cache_key, kind, completion.text))
         return completion

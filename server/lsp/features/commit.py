@@ -44,7 +44,8 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
                             "messages only for repositories inside them")
     loop = asyncio.get_running_loop()
 
-    async with ls.task("Hearth: commit message", ("commit", str(repo))) as report:
+    async with ls.task("Hearth: commit message", ("commit", str(repo)),
+                       uri=repo.as_uri()) as report:
         assert report.run is not None
         with failures_reported(report):
             result = await generate_commit_message(

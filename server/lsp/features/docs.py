@@ -132,7 +132,7 @@ async def _document_symbol(ls: HearthServer, doc: TextDocument, line: int,
     loop = asyncio.get_running_loop()
 
     async with ls.task(f"Hearth: docstring for {label}", ("docstring", doc.uri, line),
-                       fresh=regenerate) as report:
+                       fresh=regenerate, uri=doc.uri) as report:
         last = 0.0
 
         def on_piece(_piece: str) -> None:
@@ -168,7 +168,7 @@ async def command_document_file(ls: HearthServer, *args: Any) -> dict[str, Any]:
     source, version = doc.source, doc.version
     regenerate = bool(data.get("regenerate"))
     async with ls.task("Hearth: document file", ("filedoc", doc.uri),
-                       fresh=regenerate) as report:
+                       fresh=regenerate, uri=doc.uri) as report:
         assert report.run is not None
         with failures_reported(report):
             result = await document_file(

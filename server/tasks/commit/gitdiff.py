@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ....indexer.discovery import GENERATED_GLOBS, LOCKFILES, MINIFIED_LINE_CHARS
+from ....indexer.secrets import Redactor, is_secret_file
 from ..runner import Refusal
 
 
@@ -120,6 +121,14 @@ def read_changes(path: Path) -> Changes:
         untracked = repo.untracked_files
         hint = f" ({len(untracked)} untracked files: `git add` them first)" if untracked else ""
         raise GitStateError(f"nothing to describe: no staged or unstaged changes{hint}")
+    redact = Redactor.for_workspace(root)
+    redacted = 0
+    for f in files:  # a secret in a diff never reaches a prompt, local or remote
+        f.patch, n = redact.redact(f.patch)
+        redacted += n
+    if redacted:
+        notices.append(f"{redacted} secret value(s) in the diff were replaced by placeholders "
+                       "before the model saw it")
     return Changes(root, staged, files, branch, initial, notices)
 
 
@@ -190,6 +199,8 @@ def _split_patch(patch: str) -> list[tuple[str, str]]:
 def leave_out_reason(path: str, patch: str) -> str:
     """Why a file's diff stays out of the prompt ('' to keep it)."""
     name = path.rsplit("/", 1)[-1]
+    if is_secret_file(name):
+        return "secret file: changed, not shown"
     if name in LOCKFILES:
         return "lockfile"
     if any(fnmatch.fnmatch(name, g) for g in GENERATED_GLOBS):

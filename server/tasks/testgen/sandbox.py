@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ....indexer.secrets import is_secret_file
 from ..runner import Refusal
 
 TEST_TIMEOUT_S = 10
@@ -119,6 +120,8 @@ class SandboxError(Refusal):
 def copy_project(root: Path, dest: Path, files: list[str]) -> None:
     total = 0
     for rel in files:
+        if is_secret_file(rel):  # tests have no business reading credentials
+            continue
         src = root / rel
         try:
             size = src.stat().st_size

@@ -1,0 +1,168 @@
+"""Secrets: which files are secrets by name, and one redaction pass for text.
+
+Used wherever text leaves a file for somewhere else — the index (chunk text
+and embeddings), every prompt (local or remote), log records and the answer
+cache — so a credential in a repository never reaches a model, a log line or
+a store. Pure: no I/O except reading a workspace's `.env*` files for the
+values they define.
+
+What is redacted, each replaced by `<redacted:KIND>`:
+- values defined in the workspace's `.env*` files (six characters or more);
+- private key blocks (PEM, OpenSSH, PGP);
+- well-known token shapes: AWS access keys, GitHub, GitLab, Slack, Stripe,
+  OpenAI/Anthropic-style `sk-…`, Google API keys, npm and PyPI tokens, JWTs;
+- passwords in URLs (`scheme://user:password@host`);
+- high-entropy values assigned to secret-looking names (`api_key = "…"`,
+  `"password": "…"`, `TOKEN=…`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Files that are secrets by their name: never indexed, never copied into the test
+# sandbox, and "changed, not shown" in a commit prompt.
+SECRET_FILE_GLOBS = (
+    ".env", ".env.*", "*.env", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "credentials", "credentials.*",
+    "*credentials*.json", ".npmrc", ".pypirc", ".netrc", ".htpasswd", "*.kdbx",
+    "secrets.*", "*.secret", "*.secrets",
+)
+# Templates that hold no real values.
+NOT_SECRET_NAMES = (".env.example", ".env.sample", ".env.template", ".env.dist")
+
+
+def is_secret_file(path: str | Path) -> bool:
+    name = Path(path).name.lower()
+    if name in NOT_SECRET_NAMES:
+        return False
+    return any(fnmatch.fnmatch(name, glob) for glob in SECRET_FILE_GLOBS)
+
+
+_TOKEN_SHAPES: list[tuple[str, re.Pattern[str]]] = [
+    ("private-key", re.compile(
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)", re.DOTALL)),
+    ("aws-key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b")),
+    ("github-token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
+    ("gitlab-token", re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}")),
+    ("slack-token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("stripe-key", re.compile(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}")),
+    ("api-key", re.compile(r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_\-]{20,}")),
+    ("google-key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b")),
+    ("npm-token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b")),
+    ("pypi-token", re.compile(r"\bpypi-[A-Za-z0-9_\-]{50,}")),
+    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}")),
+]
+# scheme://user:password@host: the password part.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'\"]+:)"
+                           r"(?P<secret>[^\s@/'\"]{3,})(?=@)")
+# name = "value", name: value, "name": "value", NAME=value
+_ASSIGNED = re.compile(
+    r"(?P<head>(?i:[\w.\-]*(?:secret|token|passw(?:or)?d|pwd|api[_\-]?key|apikey|access[_\-]?key|"
+    r"private[_\-]?key|auth[_\-]?key|client[_\-]?secret|credentials?)[\w.\-]*)[\"']?\s*[:=]\s*"
+    r"(?:[\"'](?P<quoted>[^\"'\n]{8,})[\"']|(?P<bare>[^\s\"',;)}\]]{8,})))")
+ENTROPY_BITS = 3.0  # per character; English words and identifiers stay below
+
+
+def entropy(text: str) -> float:
+    counts = Counter(text)
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
+
+
+def _looks_random(value: str, quoted: bool) -> bool:
+    if value.startswith(("<redacted", "${", "{{", "os.environ", "process.env", "getenv")):
+        return False
+    has_digit = any(c.isdigit() for c in value)
+    if not quoted:  # unquoted: code (a name, a call, an attribute) unless it looks like a key
+        if any(c in value for c in "([.") or not has_digit:
+            return False
+        return entropy(value) >= ENTROPY_BITS + 0.5
+    if re.fullmatch(r"[a-z]+(?:[_\-. ][a-z]+)*", value):  # words: a name or a message
+        return False
+    return entropy(value) >= ENTROPY_BITS and (has_digit or len(value) >= 16)
+
+
+@dataclass
+class Redactor:
+    """Redacts known values (from `.env*` files) and secret shapes from text."""
+
+    values: set[str] = field(default_factory=set)
+
+    @classmethod
+    def for_workspace(cls, root: Path | None) -> Redactor:
+        return cls(env_values(root) if root is not None else set())
+
+    def redact(self, text: str) -> tuple[str, int]:
+        """The text with every secret replaced, and how many were."""
+        count = 0
+
+        def sub(kind: str):
+            def replace(_match: re.Match[str]) -> str:
+                nonlocal count
+                count += 1
+                return f"<redacted:{kind}>"
+            return replace
+
+        for value in sorted(self.values, key=len, reverse=True):
+            if value in text:
+                count += text.count(value)
+                text = text.replace(value, "<redacted:env>")
+        for kind, pattern in _TOKEN_SHAPES:
+            text = pattern.sub(sub(kind), text)
+
+        def url(match: re.Match[str]) -> str:
+            nonlocal count
+            count += 1
+            return match["head"] + "<redacted:password>"
+
+        text = _URL_PASSWORD.sub(url, text)
+
+        def assigned(match: re.Match[str]) -> str:
+            nonlocal count
+            value = match["quoted"] or match["bare"] or ""
+            if not _looks_random(value, quoted=match["quoted"] is not None):
+                return match[0]
+            count += 1
+            return match[0].replace(value, "<redacted:secret>")
+
+        text = _ASSIGNED.sub(assigned, text)
+        return text, count
+
+    def __call__(self, text: str) -> str:
+        return self.redact(text)[0]
+
+
+def env_values(root: Path, files: Iterable[Path] | None = None) -> set[str]:
+    """The values defined in a workspace's `.env*` files (top level), six characters
+    or more: those strings are secrets wherever else they appear."""
+    out: set[str] = set()
+    try:
+        candidates = list(files) if files is not None else [
+            p for p in root.iterdir() if p.is_file() and p.name.startswith(".env")
+            and p.name not in NOT_SECRET_NAMES]
+    except OSError:
+        return out
+    for path in candidates:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")[:1_000_000]
+        except OSError:
+            continue
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            value = line.split("=", 1)[1].strip()
+            if value.startswith("export "):
+                value = value[7:]
+            value = value.split(" #", 1)[0].strip().strip("'\"")
+            if len(value) >= 6 and value.lower() not in ("true", "false", "localhost"):
+                out.add(value)
+    return out
