@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__, logs
@@ -296,6 +297,25 @@ def _run_task(name: str, settings, cache: Path, work, factory=None, priority=Non
         return FAILED
 
 
+def _hook_deadline(seconds: float) -> threading.Lock:
+    """The hook must not hold up `git commit`: past ``seconds`` (commit.hookTimeoutS) the
+    process ends with status 0 wherever it is (loading the model, generating), and git
+    goes on with its message file as it wrote it. The file is written only by whoever
+    holds the returned lock, so it is never left half written."""
+    writing = threading.Lock()
+
+    def give_up() -> None:
+        if writing.acquire(blocking=False):
+            print(f"hearth: no commit message within {seconds:g} s (commit.hookTimeoutS); "
+                  "the commit goes on without one from Hearth", file=sys.stderr, flush=True)
+            os._exit(0)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    return writing
+
+
 def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     """Print (or, from the hook, fill in) a commit message for the staged changes."""
     from .engine.worker import Priority
@@ -308,6 +328,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     settings, cache = _task_settings(repo)
     if args.style:
         settings.commit.style = args.style
+    writing = _hook_deadline(settings.commit.hook_timeout_s) if args.hook else None
     try:
         # Read before the model loads: a clear error at once, and the diff described
         # is the one staged when the command ran.
@@ -325,7 +346,9 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     for notice in result.notices:
         print(f"hearth: {notice}", file=sys.stderr)
     if args.hook:
-        fill_message_file(Path(args.hook), result.message)
+        assert writing is not None
+        if writing.acquire(blocking=False):  # else the deadline has passed: leave the file
+            fill_message_file(Path(args.hook), result.message)
     elif args.json:
         print(json.dumps({"message": result.message, "notices": result.notices,
                           "staged": result.changes.staged, "summarised": result.summarised,

@@ -120,6 +120,9 @@ class CommitSettings(SamplingSettings):
     style: str = setting("conventional", "`conventional` (`type(scope): subject`, enforced by "
                          "a grammar) or `plain` (a capitalized imperative subject).",
                          choices=("conventional", "plain"))
+    hook_timeout_s: int = setting(
+        30, "Time limit of the prepare-commit-msg hook (`hearth hook install`), seconds: "
+        "past it, the commit goes on with git's message as it was.", minimum=1, maximum=3600)
 
 
 def _commit_settings() -> CommitSettings:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
 
 import pytest
 
 from hearth_lsp.server import cli
 from hearth_lsp.server.engine.fake import FakeEngine
-from hearth_lsp.server.tasks.commit.hook import MARKER
+from hearth_lsp.server.tasks.commit.hook import MARKER, hook_script
 
 HEADER = re.compile(r"^(feat|fix|docs|style|refactor|perf|test|build|ci|chore|revert)"
                     r"(\([^()\s]+\))?: [a-z].{2,}$")
@@ -66,7 +68,8 @@ def test_the_hook_fills_a_plain_commit_and_leaves_dash_m_alone(demo_repo):
     assert cli.main(["hook", "install", "--repo", str(demo_repo)]) == 0
     env = {**os.environ, "GIT_EDITOR": "true", "GIT_AUTHOR_NAME": "t",
            "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@localhost"}
+           "GIT_COMMITTER_EMAIL": "t@localhost",
+           "HEARTH_COMMIT_HOOK_TIMEOUT_S": "600"}  # the model's answer, however slow the machine
     path = demo_repo / "inventory" / "pricing.py"
     path.write_text(path.read_text().replace('raise ValueError(f"not a price: {text!r}")',
                                              'raise ValueError(f"cannot read a price from {text!r}")'))
@@ -82,4 +85,87 @@ def test_the_hook_fills_a_plain_commit_and_leaves_dash_m_alone(demo_repo):
     path.write_text(path.read_text() + "\n")
     git(demo_repo, "add", "-A")
     git(demo_repo, "commit", "-m", "my own words", env=env)
+    assert git(demo_repo, "log", "-1", "--format=%s").strip() == "my own words"
+
+
+# The hook runs `PYTHON -m hearth_lsp.server commit-msg --hook FILE`: as PYTHON, this runs
+# the same command line with a scripted engine. $SLOW: the model takes an hour to load
+# ("load") or to write its answer ("generate").
+FAKE_HOOK_PYTHON = f"""#!{sys.executable}
+import os, sys, time
+from hearth_lsp.server import cli
+from hearth_lsp.server.engine.fake import FakeEngine
+
+assert sys.argv[1:3] == ["-m", "hearth_lsp.server"], sys.argv
+slow = os.environ.get("SLOW")
+def factory(settings, cache):
+    if slow == "load":
+        time.sleep(3600)
+    return FakeEngine(responses=[os.environ["ANSWER"]],
+                      piece_delay_s=3600 if slow == "generate" else 0)
+sys.exit(cli.cmd_commit_msg(cli.build_parser().parse_args(sys.argv[3:]), factory=factory))
+"""
+
+
+def plain_git_commit(repo, tmp_path, **env):
+    """`git commit` with the hook above; the editor keeps a copy of the message file it
+    was given and adds the user's words when the first line is empty."""
+    python = tmp_path / "hook-python"
+    python.write_text(FAKE_HOOK_PYTHON)
+    python.chmod(0o755)
+    hook = repo / ".git" / "hooks" / "prepare-commit-msg"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(hook_script(python=str(python)))
+    hook.chmod(0o755)
+    editor = tmp_path / "editor"
+    editor.write_text(f'#!/bin/sh\ncp "$1" {tmp_path / "seen"}\n'
+                      'if [ -z "$(head -n1 "$1")" ]; then\n'
+                      f'  {{ echo "my own words"; cat "$1"; }} > {tmp_path / "msg"} && '
+                      f'mv {tmp_path / "msg"} "$1"\nfi\n')
+    editor.chmod(0o755)
+    proc = subprocess.Popen(
+        ["git", "-C", str(repo), "commit"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # the hook with it, to stop them all
+        env={**os.environ, "GIT_EDITOR": str(editor), "GIT_AUTHOR_NAME": "t",
+             "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
+             "GIT_COMMITTER_EMAIL": "t@localhost", **env})
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("git commit still waiting on the hook") from None
+    return proc.returncode, out + err, (tmp_path / "seen").read_text()
+
+
+COMMIT_ANSWER = "docs(pricing): explain the accepted price formats"
+
+
+def stage_a_change(repo):
+    path = repo / "inventory" / "pricing.py"
+    path.write_text(path.read_text().replace(
+        "def parse_price(text: str) -> int:\n",
+        "def parse_price(text: str) -> int:\n    \"\"\"Accepted price formats: 12.50, €12.50.\"\"\"\n"))
+    git(repo, "add", "-A")
+
+
+def test_the_hook_fills_a_plain_commit(demo_repo, tmp_path):
+    """The harness of the next test, with a model that answers at once."""
+    stage_a_change(demo_repo)
+    code, output, seen = plain_git_commit(demo_repo, tmp_path, ANSWER=COMMIT_ANSWER)
+    assert code == 0, output
+    assert seen.startswith(COMMIT_ANSWER + "\n") and "\n# Please enter the commit" in seen, seen
+    assert git(demo_repo, "log", "-1", "--format=%s").strip() == COMMIT_ANSWER
+
+
+@pytest.mark.parametrize("slow", ["load", "generate"])
+def test_a_slow_hook_never_holds_up_the_commit(demo_repo, tmp_path, slow):
+    """Past commit.hookTimeoutS the hook gives up with status 0, leaving git's message file
+    as git wrote it; the user's editor opens on it and the commit is made."""
+    stage_a_change(demo_repo)
+    code, output, seen = plain_git_commit(demo_repo, tmp_path, ANSWER=COMMIT_ANSWER, SLOW=slow,
+                                          HEARTH_COMMIT_HOOK_TIMEOUT_S="1")
+    assert code == 0, output
+    assert "no commit message within 1 s (commit.hookTimeoutS)" in output
+    assert seen.startswith("\n# Please enter the commit message"), seen  # git's own
     assert git(demo_repo, "log", "-1", "--format=%s").strip() == "my own words"

@@ -2,7 +2,9 @@
 
 The hook only acts when git gives it no message source (a plain `git commit`):
 `-m`/`-F`, templates, merges, squashes and amends are left alone. It never
-blocks a commit: if Hearth fails, the editor opens as it would without it.
+blocks a commit: if Hearth fails, or has no message within `commit.hookTimeoutS`
+(`hearth commit-msg --hook` gives up with status 0), the editor opens as it would
+without it.
 """
 
 from __future__ import annotations
