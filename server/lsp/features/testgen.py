@@ -74,6 +74,10 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
                 line=data["line"], context=ls.context_fn(doc.uri), open_text=open_text,
                 progress=lambda m: call_soon(loop, report, m))
         report.end(f"{len(result.passing)} passing, {len(result.failing)} failing")
+    if result.warnings:
+        ls.say_once(("sandbox", tuple(result.warnings)),
+                    "Hearth: generated tests ran without isolating " + "; ".join(result.warnings)
+                    + " (install bubblewrap, or set tests.requireIsolation to refuse instead)")
     failing = [{"name": c.name, "source": c.source, "message": m[-1500:]}
                for c, m in result.failing]
     if failing:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import sys
@@ -40,6 +41,7 @@ class TestsResult:
     old_text: str | None  # the test file before (None: it does not exist)
     new_text: str | None  # after inserting the passing tests (None: nothing to insert)
     rounds: int
+    warnings: list[str] = dataclasses.field(default_factory=list)  # walls the sandbox lacked
 
 
 async def generate_tests(
@@ -76,6 +78,7 @@ async def generate_tests(
     failing: dict[str, tuple[testgen.TestCase, str]] = {}
     feedback = ""
     rounds = 0
+    warnings: list[str] = []
     for rounds in range(1, 3 if settings.tests.repair else 2):
         if progress:
             progress("writing tests" if rounds == 1 else "fixing the failing tests")
@@ -102,6 +105,7 @@ async def generate_tests(
             overrides={rel: source}, test_timeout=settings.tests.timeout_s,
             on_cancel=run.token.on_cancel)
         run.token.check("the test run")
+        warnings = ran.warnings
         failed_now = []
         for case in cases:
             outcome = ran.outcomes.get(case.name)
@@ -120,7 +124,8 @@ async def generate_tests(
     new_text = testgen.merge(old_text, passing, import_line) if passing else None
     if passing:
         await run.keep()
-    return TestsResult(fn, layout, passing, list(failing.values()), old_text, new_text, rounds)
+    return TestsResult(fn, layout, passing, list(failing.values()), old_text, new_text, rounds,
+                       warnings)
 
 
 def tests_summary(*, applied: bool, test_file: str, passing: int, failing: int) -> str:

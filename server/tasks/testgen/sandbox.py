@@ -1,14 +1,17 @@
-"""Run generated tests where they cannot hurt: a copy of the project, limits, no network.
+"""Run generated tests where they cannot hurt: a copy of the project, walls, limits.
 
 Generated code is untrusted. Each run gets:
-- a temporary copy of the project's indexable files (so relative writes land in
-  the copy), with HOME and TMPDIR pointing inside it;
-- a per-test time limit (SIGALRM) and a timeout for the whole run (the process
-  group is killed);
-- memory, CPU-time, file-size and process-count limits (setrlimit);
-- no network: a fresh network namespace (`unshare -rn`) where the OS allows it,
-  and in any case an audit hook that refuses sockets, subprocesses and writes
-  outside the copy;
+- a temporary copy of the project's files (secrets by name left out), with HOME
+  and TMPDIR pointing inside it;
+- walls (isolation.py): under bubblewrap only the system's read-only folders,
+  the interpreter's prefix and the copy are visible, with no network, its own
+  PID namespace and a process cap; without bwrap, a network namespace where the
+  OS allows it and a warning naming what is not isolated;
+- memory, CPU-time and file-size limits (setrlimit);
+- a per-test time limit (SIGALRM) and a timeout for the whole run; on timeout or
+  cancel the process group is killed (and with it the namespace);
+- an audit hook that refuses sockets, subprocesses and writes outside the copy
+  (defence in depth, not a boundary: ctypes goes around it);
 - results written test by test by a small pytest plugin, so a test that kills
   the interpreter (`os._exit`) still leaves the others' results.
 """
@@ -16,13 +19,11 @@ Generated code is untrusted. Each run gets:
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import textwrap
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from ....indexer.secrets import is_secret_file
 from ..runner import Refusal
+from .isolation import isolation
 
 TEST_TIMEOUT_S = 10
 RUN_TIMEOUT_S = 120
@@ -111,6 +113,7 @@ class RunResult:
     outcomes: dict[str, TestOutcome] = field(default_factory=dict)
     error: str = ""  # the run itself failed (collection error, timeout, crash)
     output: str = ""
+    warnings: list[str] = field(default_factory=list)  # walls the run went without
 
 
 class SandboxError(Refusal):
@@ -146,30 +149,18 @@ def _limits() -> None:  # runs in the child before exec
             resource.setrlimit(limit, (value, value))
 
 
-@functools.cache
-def _network_isolation() -> list[str]:
-    """`unshare -rn` when unprivileged user namespaces work here (Linux)."""
-    exe = shutil.which("unshare")
-    if exe is None or sys.platform != "linux":
-        return []
-    try:
-        ok = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=5).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [exe, "-rn"] if ok else []
-
-
 def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
               python: str, overrides: dict[str, str] | None = None,
               test_timeout: int = TEST_TIMEOUT_S, run_timeout: int = RUN_TIMEOUT_S,
               on_cancel: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
-              ) -> RunResult:
+              require_isolation: bool = False, use_bwrap: bool = True) -> RunResult:
     """Copy the project, write ``test_source`` at ``test_rel`` in the copy, run pytest there.
 
     ``overrides`` maps relative paths to the text to use instead of the disk's
     (the editor's unsaved buffer of the code under test). ``on_cancel`` registers
     a callback that kills the run's process group (a task's CancelToken.on_cancel)
-    and returns its unregister.
+    and returns its unregister. ``require_isolation``: refuse to run rather than run
+    with a wall missing (``RunResult.warnings`` names the missing ones otherwise).
     """
     if shutil.which(python) is None:
         raise SandboxError(f"cannot run {python}: not found (set tests.python)")
@@ -197,13 +188,24 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
                "HEARTH_SANDBOX_DIR": str(work), "HEARTH_SANDBOX_RESULTS": str(results),
                "HEARTH_SANDBOX_TEST_TIMEOUT": str(test_timeout), "LANG": "C.UTF-8"}
         (work / ".tmp").mkdir()
-        cmd = [*_network_isolation(), python, "-m", "pytest", "-p", "hearth_sandbox_plugin",
+        walls = isolation(python, Path(tmp), work, use_bwrap=use_bwrap)
+        if walls.missing and require_isolation:
+            walls.close()
+            raise SandboxError("generated tests were not run: the sandbox cannot isolate "
+                               + "; ".join(walls.missing) + " (tests.requireIsolation)")
+        cmd = [*walls.prefix, python, "-m", "pytest", "-p", "hearth_sandbox_plugin",
                "-q", "-p", "no:cacheprovider", "--no-header", "-rN", "--rootdir", str(work),
                "-o", "addopts=", test_rel]
+
+        def limits() -> None:  # in the child, before exec
+            _limits()
+            walls.preexec()
+
         try:
             proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, preexec_fn=_limits)
+                                    stderr=subprocess.STDOUT, preexec_fn=limits)
         except OSError as exc:
+            walls.close()
             raise SandboxError(f"cannot run {python}: {exc}") from exc
         def kill() -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -219,8 +221,9 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
             timed_out = True
         finally:
             unregister()
+            walls.close()
         output = out.decode("utf-8", "replace")
-        result = RunResult(output=output[-4000:])
+        result = RunResult(output=output[-4000:], warnings=list(walls.missing))
         if results.exists():
             for line in results.read_text(encoding="utf-8").splitlines():
                 item = json.loads(line)

@@ -1,0 +1,192 @@
+"""How a generated test run is walled off from the machine, and what is not.
+
+With bubblewrap (`bwrap`, Debian's `bubblewrap`) the run sees only the system's
+read-only directories, the interpreter's own prefix (read-only) and the sandbox
+folder (the project copy, writable); no home, no other files, no network, its
+own PID namespace, and it dies with Hearth. Processes are capped by a pids
+cgroup (when Hearth runs as root, where RLIMIT_NPROC does not apply) or by
+RLIMIT_NPROC (otherwise); memory, CPU time and file size by rlimits.
+
+Without bwrap, the run gets a network namespace where `unshare -rn` works and
+the limits, and ``missing`` names what is not isolated, for the user to see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_PROCESSES = 256  # a test suite needs a handful; a fork bomb needs more
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+                "/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/hosts",
+                "/etc/alternatives")
+
+
+@dataclass
+class Isolation:
+    prefix: list[str]  # the command runs as prefix + [python, ...]
+    limits: list[Callable[[], None]] = field(default_factory=list)  # run in the child
+    missing: list[str] = field(default_factory=list)  # what is not isolated, in words
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
+
+    def preexec(self) -> None:
+        for limit in self.limits:
+            limit()
+
+    def close(self) -> None:
+        for cleanup in self.cleanups:
+            with contextlib.suppress(OSError):
+                cleanup()
+
+
+@functools.cache
+def bwrap() -> str | None:
+    """bwrap, if it can make namespaces here (containers may forbid it)."""
+    exe = shutil.which("bwrap")
+    if exe is None or sys.platform != "linux":
+        return None
+    try:
+        probe = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent",
+                                "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return exe if probe.returncode == 0 else None
+
+
+@functools.cache
+def _unshare_net() -> list[str]:
+    """`unshare -rn` when unprivileged user namespaces work here (Linux)."""
+    exe = shutil.which("unshare")
+    if exe is None or sys.platform != "linux":
+        return []
+    try:
+        ok = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [exe, "-rn"] if ok else []
+
+
+@functools.cache
+def python_roots(python: str) -> tuple[str, ...]:
+    """What the interpreter needs to see: its prefixes and the folders on its sys.path."""
+    exe = shutil.which(python) or python
+    try:
+        out = subprocess.run([exe, "-c", "import json, sys; print(json.dumps([sys.prefix, "
+                              "sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, "
+                              "*sys.path]))"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout
+        paths = [p for p in json.loads(out) if p]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        paths = []
+    paths += [os.path.dirname(exe), os.path.dirname(os.path.realpath(exe))]
+    roots: list[str] = []
+    for path in sorted({os.path.realpath(p) for p in paths if os.path.isabs(p)}, key=len):
+        if os.path.isdir(path) and not any(path == r or path.startswith(r + os.sep)
+                                           for r in roots) and path != "/":
+            roots.append(path)
+    return tuple(roots)
+
+
+def _bwrap_prefix(exe: str, python: str, sandbox: Path, cwd: Path) -> list[str]:
+    cmd = [exe, "--die-with-parent", "--new-session", "--unshare-all"]
+    if os.geteuid() == 0:  # do not run generated code as root, even in a namespace
+        cmd += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+    for path in SYSTEM_DIRS:
+        cmd += ["--ro-bind-try", path, path]
+    for path in SYSTEM_FILES:
+        cmd += ["--ro-bind-try", path, path]
+    for path in python_roots(python):
+        cmd += ["--ro-bind", path, path]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--bind", str(sandbox), str(sandbox), "--chdir", str(cwd)]
+    return cmd
+
+
+def _pids_cgroup(limit: int) -> tuple[Callable[[], None], Callable[[], None]] | None:
+    """A pids cgroup capping the run's processes (root, writable cgroupfs), else None."""
+    for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        if (base / "cgroup.procs").exists() and os.access(base, os.W_OK):
+            made = _make_group(base / f"hearth-sandbox-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+                               limit)
+            if made is not None:
+                return made
+    return None
+
+
+def _make_group(group: Path, limit: int) -> tuple[Callable[[], None], Callable[[], None]] | None:
+    try:
+        group.mkdir()
+        (group / "pids.max").write_text(str(limit))
+    except OSError:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        return None
+    procs = str(group / "cgroup.procs")
+
+    def join() -> None:  # in the child, before exec
+        with open(procs, "w") as fh:
+            fh.write(str(os.getpid()))
+
+    def remove() -> None:  # the killed processes may take a moment to go
+        for _ in range(50):
+            try:
+                group.rmdir()
+                return
+            except OSError:
+                time.sleep(0.05)
+
+    return join, remove
+
+
+def _nproc_limit(limit: int) -> Callable[[], None]:
+    """RLIMIT_NPROC counts all of the user's processes: allow ``limit`` more."""
+    uid = os.getuid()
+    mine = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == uid:
+                        mine += 1
+
+    def apply() -> None:
+        import resource
+
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NPROC, (mine + limit, mine + limit))
+
+    return apply
+
+
+def isolation(python: str, sandbox: Path, cwd: Path, *, use_bwrap: bool = True) -> Isolation:
+    """The walls for one run of ``python`` in ``sandbox``, starting in ``cwd``."""
+    exe = bwrap() if use_bwrap else None
+    if exe is not None:
+        iso = Isolation(_bwrap_prefix(exe, python, sandbox, cwd))
+    else:
+        net = _unshare_net()
+        iso = Isolation(net, missing=["the file system (bubblewrap is not installed or cannot "
+                                      "run here): tests can read your files"])
+        if not net:
+            iso.missing.append("the network (no network namespace here)")
+    if os.geteuid() == 0:
+        cgroup = _pids_cgroup(MAX_PROCESSES)
+        if cgroup is not None:
+            iso.limits.append(cgroup[0])
+            iso.cleanups.append(cgroup[1])
+        else:
+            iso.missing.append("the number of processes (no writable pids cgroup)")
+    else:
+        iso.limits.append(_nproc_limit(MAX_PROCESSES))
+    return iso
