@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hearth_lsp.server.engine.base import EngineError
+from hearth_lsp.server.engine.llama import check_grammar
 from hearth_lsp.server.tasks.commit import message as cm
 from hearth_lsp.server.tasks.commit.gitdiff import (
     Changes,
@@ -176,10 +178,14 @@ def test_plain_style():
         "Add totals that skip gaps"
 
 
-def test_grammars_compile_in_llama_cpp():
-    llama_cpp = pytest.importorskip("llama_cpp")
+def test_grammars_parse_in_llama_cpp(smollm2_path):
+    # llama.cpp's own parser (LlamaGrammar.from_string accepts any text); sampling
+    # under them with the real model: tests/test_grammars_real.py.
     for grammar in (cm.CONVENTIONAL_GRAMMAR, cm.PLAIN_GRAMMAR, cm.SUMMARY_GRAMMAR):
-        assert llama_cpp.LlamaGrammar.from_string(grammar, verbose=False) is not None
+        check_grammar(grammar, smollm2_path)
+    with pytest.raises(EngineError, match="invalid grammar"):
+        check_grammar(cm.CONVENTIONAL_GRAMMAR.replace("root ::= type", "root ::= typo"),
+                      smollm2_path)
 
 
 def test_prompt_lists_every_file_and_shows_only_the_described_ones():

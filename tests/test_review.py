@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from hearth_lsp.server.engine.base import EngineError
+from hearth_lsp.server.engine.llama import check_grammar
 from hearth_lsp.server.tasks.review import findings as rv
 from hearth_lsp.server.tasks.review.run import review_spans_for
 from hearth_lsp.server.tasks.review.state import ReviewState
@@ -95,9 +97,13 @@ def test_non_ascii_lines_keep_string_columns():
     assert source.splitlines()[1][f.start_col:f.end_col] == "nme"
 
 
-def test_grammar_compiles_in_llama_cpp():
-    llama_cpp = pytest.importorskip("llama_cpp")
-    assert llama_cpp.LlamaGrammar.from_string(rv.FINDINGS_GRAMMAR, verbose=False)
+def test_grammar_parses_in_llama_cpp(smollm2_path):
+    # llama.cpp's own parser (LlamaGrammar.from_string accepts any text); sampling
+    # under it with the real model: tests/test_grammars_real.py.
+    check_grammar(rv.FINDINGS_GRAMMAR, smollm2_path)
+    broken = rv.FINDINGS_GRAMMAR.replace("ws ::=", "space ::=")  # `ws` left undefined
+    with pytest.raises(EngineError, match="invalid grammar: .*ws"):
+        check_grammar(broken, smollm2_path)
 
 
 def test_spans_are_the_symbols_touching_changed_lines():

@@ -102,6 +102,56 @@ def _stderr_captured() -> Iterator[list[str]]:
             out.append(sink.read().decode("utf-8", "replace"))
 
 
+def grammar_problem(text: str, vocab: Any) -> str | None:
+    """None when llama.cpp's GBNF parser accepts ``text``, else what is wrong with it.
+
+    ``vocab`` is a loaded model's llama_vocab pointer: llama.cpp builds a grammar
+    against a vocabulary, and a grammar it cannot parse gives a NULL sampler.
+    """
+    import llama_cpp
+
+    with _stderr_captured() as printed:
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
+    if sampler:
+        llama_cpp.llama_sampler_free(sampler)
+        if printed and printed[0]:  # another thread's output, not ours: pass it on
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(printed[0])
+        return None
+    detail = " ".join(line.strip() for line in "".join(printed).splitlines()
+                      if line.strip() and "error" in line)
+    return (f"invalid grammar: {detail or 'llama.cpp could not parse it'}"
+            f" (grammar starts {text.strip()[:60]!r})")
+
+
+_vocabularies: dict[str, Any] = {}
+
+
+def check_grammar(text: str, model_path: Path) -> None:
+    """Raise EngineError unless llama.cpp parses the GBNF ``text``.
+
+    Loads only the vocabulary of ``model_path`` (tens of milliseconds, once per
+    file), not the weights: a check for tests and tools, outside any engine.
+    """
+    import llama_cpp
+
+    route_native_logs()
+    key = str(model_path)
+    vocab = _vocabularies.get(key)
+    if vocab is None:
+        llama_cpp.llama_backend_init()
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        model = llama_cpp.llama_model_load_from_file(key.encode("utf-8"), params)
+        if not model:
+            raise EngineError(f"llama.cpp could not read the vocabulary of {model_path}")
+        # The model stays loaded (a vocabulary: a few MB) for the process's life.
+        vocab = _vocabularies[key] = (model, llama_cpp.llama_model_get_vocab(model))
+    problem = grammar_problem(text, vocab[1])
+    if problem is not None:
+        raise EngineError(problem)
+
+
 def gpu_offload_supported() -> bool:
     try:
         import llama_cpp
@@ -187,20 +237,10 @@ class LlamaEngine:
         """
         compiled = self._grammars.get(text)
         if compiled is None:
-            llama_cpp = self._llama_cpp
-            with _stderr_captured() as printed:
-                sampler = llama_cpp.llama_sampler_init_grammar(
-                    self.llm._model.vocab, text.encode("utf-8"), b"root")
-            if not sampler:
-                detail = " ".join(line.strip() for line in "".join(printed).splitlines()
-                                  if line.strip() and "error" in line)
-                raise EngineError(f"invalid grammar: {detail or 'llama.cpp could not parse it'}"
-                                  f" (grammar starts {text.strip()[:60]!r})")
-            llama_cpp.llama_sampler_free(sampler)
-            if printed and printed[0]:  # another thread's output, not ours
-                with contextlib.suppress(OSError, ValueError):
-                    sys.stderr.write(printed[0])
-            compiled = llama_cpp.LlamaGrammar.from_string(text, verbose=False)
+            problem = grammar_problem(text, self.llm._model.vocab)
+            if problem is not None:
+                raise EngineError(problem)
+            compiled = self._llama_cpp.LlamaGrammar.from_string(text, verbose=False)
             self._grammars[text] = compiled
         return compiled
 
