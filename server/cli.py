@@ -276,11 +276,14 @@ def _task_settings(root: Path):
 FAILED = object()  # what _run_task gives back when the task was refused
 
 
-def _run_task(name: str, settings, cache: Path, work, factory=None, priority=None):
-    """What every task command shares: the model loaded in this process, one TaskRun,
-    and a refusal or a missing model printed as `hearth NAME: reason` (FAILED)."""
+def _run_task(name: str, settings, cache: Path, work, factory=None, priority=None,
+              root: Path | None = None):
+    """What every task command shares: the model loaded in this process, one TaskRun
+    (its prompts redacted with ``root``'s secrets), and a refusal or a missing model
+    printed as `hearth NAME: reason` (FAILED)."""
     import asyncio
 
+    from ..indexer.secrets import Redactor
     from .engine.base import EngineError
     from .engine.worker import Priority
     from .local import local_worker
@@ -288,7 +291,8 @@ def _run_task(name: str, settings, cache: Path, work, factory=None, priority=Non
 
     async def main():
         async with local_worker(settings, cache, factory) as worker:
-            return await work(TaskRun(worker, priority=priority or Priority.USER))
+            return await work(TaskRun(worker, priority=priority or Priority.USER,
+                                      redactor=Redactor.for_workspace(root)))
 
     try:
         return asyncio.run(main())
@@ -340,7 +344,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
         "commit-msg", settings, cache, lambda run: generate_commit_message(
             run, settings, repo, root=repo, changes=changes,
             progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
-            else None), factory, Priority.BACKGROUND if args.hook else Priority.USER)
+            else None), factory, Priority.BACKGROUND if args.hook else Priority.USER, root=repo)
     if result is FAILED:
         return 1
     for notice in result.notices:
@@ -418,7 +422,7 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
         return out
 
     try:
-        found = _run_task("review", settings, cache, work, factory)
+        found = _run_task("review", settings, cache, work, factory, root=root)
     finally:
         if index is not None:
             index.close()
@@ -491,7 +495,7 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
 
     result = _run_task("docstring", settings, cache, lambda run: document_symbol(
         run, settings, source=source, path=str(path), language=lang, line=line, root=root,
-        regenerate=args.regenerate), factory)
+        regenerate=args.regenerate), factory, root=root)
     if result is FAILED:
         return 1
     new_source = docstring.apply_edit(source, result.edit)
@@ -536,9 +540,11 @@ def cmd_tests(args: argparse.Namespace, factory=None) -> int:
     result = _run_task("tests", settings, cache, lambda run: generate_tests(
         run, settings, root=root, rel=rel, source=source, line=line,
         progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
-        else None), factory)
+        else None), factory, root=root)
     if result is FAILED:
         return 1
+    for warning in result.warnings:
+        print(f"hearth tests: the sandbox did not isolate {warning}", file=sys.stderr)
     target = root / result.layout.test_path
     if args.write and result.new_text is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -589,7 +595,7 @@ def _document_file(args: argparse.Namespace, path: Path, source: str, lang: str,
 
     result = _run_task("docstring", settings, cache, lambda run: document_file(
         run, settings, source=source, path=str(path), language=lang, root=root,
-        regenerate=args.regenerate), factory)
+        regenerate=args.regenerate), factory, root=root)
     if result is FAILED:
         return 1
     if args.write:
