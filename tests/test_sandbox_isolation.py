@@ -93,7 +93,7 @@ def test_no_network_even_through_ctypes(project):
 
 
 def test_a_fork_bomb_is_capped(project):
-    result = run(project, f"""
+    result = run(project, """
         def test_fork_many():
             libc = ctypes.CDLL(None)
             children = 0

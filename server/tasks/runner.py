@@ -114,8 +114,12 @@ class TaskRun:
         cache_key = None
         if cache is not None and self.worker.engine is not None:
             info = self.worker.engine.info
+            # Only what decides the answer: a task's section also holds other settings
+            # (commit.hookTimeoutS, docstring.style) that must not split the cache.
+            decides = {f.name: getattr(sampling, f.name)
+                       for f in dataclasses.fields(SamplingSettings)}
             cache_key = cache.key(kind, prompt=prompt, grammar=grammar, stop=stop, start=start,
-                                  sampling=dataclasses.asdict(sampling),
+                                  sampling=decides,
                                   model=[info.path, info.file_size, info.context_length])
             hit = None if self.fresh else await asyncio.to_thread(cache.get, cache_key)
             if hit is not None:
