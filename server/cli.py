@@ -270,7 +270,29 @@ def _task_settings(root: Path):
     resolved = SettingsSources(root=root).resolve()
     for problem in resolved.problems:
         print(f"hearth: invalid setting: {problem}", file=sys.stderr)
+    if resolved.untrusted:
+        print(f"hearth: ignored {', '.join(resolved.untrusted)} from {root}/.hearth.toml: the "
+              f"folder is not trusted (`hearth trust {root}` to use them)", file=sys.stderr)
     return resolved.settings, cache_dir()
+
+
+def cmd_trust(args: argparse.Namespace) -> int:
+    """`hearth trust [PATH]`, `hearth untrust [PATH]`, `hearth trust --list`."""
+    from .trust import set_trusted, trust_path, trusted_folders
+
+    if getattr(args, "list", False):
+        for folder in trusted_folders():
+            print(folder)
+        return 0
+    folder = Path(args.path or ".").resolve()
+    if not folder.is_dir():
+        print(f"hearth {args.command}: {folder} is not a folder", file=sys.stderr)
+        return 2
+    trusted = args.command == "trust"
+    changed = set_trusted(folder, trusted)
+    state = "trusted" if trusted else "not trusted"
+    print(f"{folder} is {state}{'' if changed else ' (already)'} ({trust_path()})")
+    return 0
 
 
 FAILED = object()  # what _run_task gives back when the task was refused
@@ -745,6 +767,15 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("action", choices=["install", "uninstall"])
     hook.add_argument("--repo", help="repository (default: current directory)")
     hook.set_defaults(func=cmd_hook)
+
+    for name, text in (("trust", "trust a folder: its .hearth.toml may set programs to run, "
+                                 "servers to send code to and prompts"),
+                       ("untrust", "stop trusting a folder")):
+        trust = sub.add_parser(name, help=text)
+        trust.add_argument("path", nargs="?", help="the folder (default: the current one)")
+        if name == "trust":
+            trust.add_argument("--list", action="store_true", help="the trusted folders")
+        trust.set_defaults(func=cmd_trust)
 
     demo = sub.add_parser("demo", help="run Hearth end to end over LSP on the demo workspace")
     demo.add_argument("--workspace", help="folder to copy and work on "

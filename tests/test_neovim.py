@@ -48,7 +48,7 @@ def test_neovim_client_end_to_end(demo_repo, tmp_path):
     seen = json.loads(out.read_text())
     assert seen["ok"], seen.get("error")
     assert {"HearthReview", "HearthTests", "HearthDocstring", "HearthDocumentFile",
-            "HearthCommitMessage"} <= set(
+            "HearthCommitMessage", "HearthTrust"} <= set(
         seen["commands"])
     assert "Hearth: Generate docstring" in seen["actions"]
     assert "Hearth: Review function parse_price" in seen["actions"]

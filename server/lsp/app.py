@@ -16,9 +16,11 @@ from types import ModuleType
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
 from ..settings import SPECS
+from ..trust import is_trusted, set_trusted, trust_for_session
 from .common import resolve_command_action
 from .features import commit, docs, review, testgen, workspace
 from .server import HearthServer
@@ -52,6 +54,7 @@ def register(ls: HearthServer) -> None:
     for feature in FEATURES:
         for name, handler in feature.COMMANDS.items():
             ls.command(name)(handler)
+    ls.command(CMD_TRUST)(command_trust)
     ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)(progress_cancel)
     ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)(did_change)
     ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(did_close)
@@ -75,7 +78,10 @@ def initialize(ls: HearthServer, params: types.InitializeParams) -> None:
     roots = [Path(p) for p in map(to_fs_path, uris) if p]
     if not roots and params.root_path:
         roots = [Path(params.root_path)]
-    ls.sources.initialization_options = params.initialization_options
+    options = params.initialization_options
+    ls.sources.initialization_options = options
+    if isinstance(options, dict) and options.get("workspaceTrusted") is True:
+        trust_for_session(roots)  # VS Code's own workspace trust, for this session
     ls.set_folders(list(dict.fromkeys(roots)))
     ls.apply_settings()
 
@@ -145,6 +151,35 @@ def shutdown(ls: HearthServer, params: None) -> None:
 
 def progress_cancel(ls: HearthServer, params: types.WorkDoneProgressCancelParams) -> None:
     ls.progress_cancelled(params.token)
+
+
+CMD_TRUST = "hearth.trustFolder"
+
+
+async def command_trust(ls: HearthServer, *args: Any) -> dict[str, Any]:
+    """`hearth.trustFolder` [{uri?, persist?, trusted?}]: the user trusts a workspace folder
+    (every folder without ``uri``), for this session or (``persist``) in the trust file;
+    its `.hearth.toml` and prompt overrides then apply in full."""
+    params = args[0] if args and isinstance(args[0], dict) else {}
+    uri = params.get("uri")
+    if uri is not None and not isinstance(uri, str):
+        raise JsonRpcInvalidParams("'uri' must be a folder URI")
+    folders = [f.root for f in ls.folders.values()] if uri is None else [
+        f.root for f in ls.folders.values() if f.root == _uri_path(uri)]
+    if not folders:
+        raise JsonRpcInvalidParams(f"{uri or 'no folder'} is not a workspace folder")
+    trusted = params.get("trusted", True) is not False
+    if params.get("persist"):
+        for root in folders:
+            set_trusted(root, trusted, ls.environ)
+    elif trusted:
+        trust_for_session(folders)
+    else:
+        raise JsonRpcInvalidParams("untrusting is persistent: pass persist: true")
+    changed = ls.apply_settings()
+    if any(SPECS[k].reload for k in changed):
+        await ls.load_model()
+    return {"trusted": [str(r) for r in folders if is_trusted(r, ls.environ)]}
 
 
 # ----------------------------------------------------------------- code actions

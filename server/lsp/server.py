@@ -30,7 +30,7 @@ from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
 from ..local import EngineFactory, llama_engine_factory, open_result_cache
 from ..models import preset_uses_chat
-from ..settings import Resolved, Settings, SettingsSources, cache_dir
+from ..settings import WORKSPACE_FILE, Resolved, Settings, SettingsSources, cache_dir
 from ..tasks.review.state import ReviewState
 from ..tasks.runner import CancelToken, TaskRun
 from .framing import handler_for, read_messages
@@ -239,6 +239,13 @@ class HearthServer(LanguageServer):
         problems = [*self.resolved.problems, *(p for f in self.folders.values()
                                                if f.sources is not self.sources
                                                for p in f.resolved.problems)]
+        for folder in self.folders.values():
+            if folder.resolved.untrusted:
+                keys = ", ".join(folder.resolved.untrusted)
+                self.say_once(("untrusted", folder.root, keys),
+                              f"Hearth ignored {keys} from {folder.root / WORKSPACE_FILE}: the "
+                              f"folder is not trusted. Trust it with `hearth trust "
+                              f"{folder.root}` (or Hearth: Trust this folder) to use them.")
         for problem in problems:
             if problem not in self._reported:
                 self._reported.add(problem)

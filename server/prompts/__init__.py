@@ -2,16 +2,21 @@
 
 A template is plain text with ``${name}`` placeholders (``string.Template``),
 so code braces in a prompt need no escaping. A file of the same name in a
-workspace's ``.hearth/prompts/`` replaces the packaged one.
+workspace's ``.hearth/prompts/`` replaces the packaged one, once the user trusts
+that folder (server/trust.py): a repository's author must not write the prompts.
 """
 
 from __future__ import annotations
 
+import logging
 import string
 from importlib import resources
 from pathlib import Path
 
 from ..chat_format import Message
+from ..trust import is_trusted
+
+log = logging.getLogger(__name__)
 
 OVERRIDE_DIR = Path(".hearth") / "prompts"
 
@@ -21,7 +26,10 @@ def load_template(name: str, root: Path | None = None) -> string.Template:
     if root is not None:
         override = root / OVERRIDE_DIR / name
         if override.is_file():
-            return string.Template(override.read_text(encoding="utf-8"))
+            if is_trusted(root):
+                return string.Template(override.read_text(encoding="utf-8"))
+            log.warning("ignoring %s: the folder is not trusted (hearth trust %s)", override,
+                        root)
     text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
     return string.Template(text)
 

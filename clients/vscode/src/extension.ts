@@ -55,7 +55,9 @@ function makeClient(command: string, args: string[]): LanguageClient {
     documentSelector: [...LANGUAGES.map((language) => ({ scheme: 'file', language })),
       { scheme: 'file', pattern: '**/*' }],
     outputChannel: output,
-    initializationOptions: userSettings(inspectAll()),
+    // VS Code's own workspace trust: an untrusted folder's .hearth.toml may not set
+    // programs to run or servers to send code to (the server ignores those keys).
+    initializationOptions: { ...userSettings(inspectAll()), workspaceTrusted: vscode.workspace.isTrusted },
     middleware: {
       // Commands run from code actions: the server's reason when one fails (the
       // client's default is a generic "Request workspace/executeCommand failed"),
@@ -201,6 +203,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (args) await execute('hearth.documentFile', [{ uri: args.uri }]);
   });
   register('hearth.writeCommitMessage', writeCommitMessage);
+  // Trusting the folder in VS Code trusts it for Hearth too, from then on.
+  context.subscriptions.push(vscode.workspace.onDidGrantWorkspaceTrust(() => {
+    if (client?.state === State.Running) {
+      void client.sendRequest('workspace/executeCommand',
+        { command: 'hearth.trustFolder', arguments: [{}] }).catch(() => undefined);
+    }
+  }));
   register('hearth.reindexWorkspace', () => execute('hearth.reindex', [{}]));
   context.subscriptions.push(vscode.workspace.onDidChangeConfiguration(async (e) => {
     if (needsRestart(['hearth.serverPath', 'hearth.pythonPath'].filter((k) => e.affectsConfiguration(k)))) {

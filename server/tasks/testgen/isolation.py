@@ -36,6 +36,7 @@ SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/et
 @dataclass
 class Isolation:
     prefix: list[str]  # the command runs as prefix + [python, ...]
+    python: str = ""  # the interpreter to run (inside the walls: not a launcher)
     limits: list[Callable[[], None]] = field(default_factory=list)  # run in the child
     missing: list[str] = field(default_factory=list)  # what is not isolated, in words
     cleanups: list[Callable[[], None]] = field(default_factory=list)
@@ -78,38 +79,42 @@ def _unshare_net() -> list[str]:
 
 
 @functools.cache
-def python_roots(python: str) -> tuple[str, ...]:
-    """What the interpreter needs to see: its prefixes and the folders on its sys.path."""
+def interpreter(python: str) -> tuple[str, tuple[str, ...]]:
+    """The interpreter's own executable (not a launcher such as a pyenv shim, which
+    could not run inside the walls) and what it needs to see: its prefixes and the
+    folders on its sys.path."""
     exe = shutil.which(python) or python
     try:
-        out = subprocess.run([exe, "-c", "import json, sys; print(json.dumps([sys.prefix, "
-                              "sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, "
-                              "*sys.path]))"], capture_output=True, text=True, timeout=30,
-                             check=True).stdout
-        paths = [p for p in json.loads(out) if p]
-    except (OSError, subprocess.SubprocessError, ValueError):
-        paths = []
-    paths += [os.path.dirname(exe), os.path.dirname(os.path.realpath(exe))]
+        out = subprocess.run([exe, "-c", "import json, sys; print(json.dumps([sys.executable, "
+                              "sys.prefix, sys.base_prefix, sys.exec_prefix, "
+                              "sys.base_exec_prefix, *sys.path]))"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+        found = json.loads(out)
+        real, paths = (found[0] or exe), [p for p in found[1:] if p]
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        real, paths = exe, []
+    paths += [os.path.dirname(real), os.path.dirname(os.path.realpath(real))]
     roots: list[str] = []
     for path in sorted({os.path.realpath(p) for p in paths if os.path.isabs(p)}, key=len):
         if os.path.isdir(path) and not any(path == r or path.startswith(r + os.sep)
                                            for r in roots) and path != "/":
             roots.append(path)
-    return tuple(roots)
+    return real, tuple(roots)
 
 
 def _bwrap_prefix(exe: str, python: str, sandbox: Path, cwd: Path) -> list[str]:
     cmd = [exe, "--die-with-parent", "--new-session", "--unshare-all"]
     if os.geteuid() == 0:  # do not run generated code as root, even in a namespace
         cmd += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+    # A fresh /tmp first: binds below may live under the real one.
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
         cmd += ["--ro-bind-try", path, path]
     for path in SYSTEM_FILES:
         cmd += ["--ro-bind-try", path, path]
-    for path in python_roots(python):
+    for path in interpreter(python)[1]:
         cmd += ["--ro-bind", path, path]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--bind", str(sandbox), str(sandbox), "--chdir", str(cwd)]
+    cmd += ["--bind", str(sandbox), str(sandbox), "--chdir", str(cwd)]
     return cmd
 
 
@@ -173,10 +178,10 @@ def isolation(python: str, sandbox: Path, cwd: Path, *, use_bwrap: bool = True) 
     """The walls for one run of ``python`` in ``sandbox``, starting in ``cwd``."""
     exe = bwrap() if use_bwrap else None
     if exe is not None:
-        iso = Isolation(_bwrap_prefix(exe, python, sandbox, cwd))
+        iso = Isolation(_bwrap_prefix(exe, python, sandbox, cwd), interpreter(python)[0])
     else:
         net = _unshare_net()
-        iso = Isolation(net, missing=["the file system (bubblewrap is not installed or cannot "
+        iso = Isolation(net, python, missing=["the file system (bubblewrap is not installed or cannot "
                                       "run here): tests can read your files"])
         if not net:
             iso.missing.append("the network (no network namespace here)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ....indexer.discovery import discover
 from ...settings import Settings
+from ...trust import is_trusted
 from ..docs import python as docstring
 from ..runner import ContextFn, TaskRun, count, prompt_text, ready_engine, stops
 from . import cases as testgen
@@ -22,13 +23,15 @@ log = logging.getLogger(__name__)
 
 
 def tests_python(settings: Settings, root: Path) -> str:
-    """The interpreter for generated tests: the setting, the workspace's venv, python3."""
+    """The interpreter for generated tests: the setting, the workspace's venv (only in a
+    trusted folder: a repository can ship any program as `.venv/bin/python`), python3."""
     if settings.tests.python:
         return settings.tests.python
-    for venv in (".venv", "venv", "env"):
-        candidate = root / venv / "bin" / "python"
-        if candidate.exists():
-            return str(candidate)
+    if is_trusted(root):
+        for venv in (".venv", "venv", "env"):
+            candidate = root / venv / "bin" / "python"
+            if candidate.exists():
+                return str(candidate)
     return shutil.which("python3") or sys.executable
 
 
@@ -103,7 +106,7 @@ async def generate_tests(
         ran = await asyncio.to_thread(
             sandbox.run_tests, root, files, layout.test_path, candidate, python=python,
             overrides={rel: source}, test_timeout=settings.tests.timeout_s,
-            on_cancel=run.token.on_cancel)
+            on_cancel=run.token.on_cancel, require_isolation=settings.tests.require_isolation)
         run.token.check("the test run")
         warnings = ran.warnings
         failed_now = []

@@ -193,7 +193,7 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
             walls.close()
             raise SandboxError("generated tests were not run: the sandbox cannot isolate "
                                + "; ".join(walls.missing) + " (tests.requireIsolation)")
-        cmd = [*walls.prefix, python, "-m", "pytest", "-p", "hearth_sandbox_plugin",
+        cmd = [*walls.prefix, walls.python, "-m", "pytest", "-p", "hearth_sandbox_plugin",
                "-q", "-p", "no:cacheprovider", "--no-header", "-rN", "--rootdir", str(work),
                "-o", "addopts=", test_rel]
 

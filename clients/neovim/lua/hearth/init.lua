@@ -71,6 +71,19 @@ function M.commit_message(client, bufnr)
   end)
 end
 
+--- :HearthTrust[!]: trust this workspace folder (kept in Hearth's trust file), so its
+--- .hearth.toml may set programs to run and servers to use; ! stops trusting it.
+function M.trust(client, bufnr, opts)
+  local untrust = opts and opts.bang or false
+  exec(client, bufnr, 'hearth.trustFolder', {
+    uri = client.root_dir and vim.uri_from_fname(client.root_dir) or nil,
+    persist = true, trusted = not untrust,
+  }, function(result)
+    notify(untrust and 'this folder is no longer trusted'
+      or ('trusted: ' .. table.concat(result.trusted or {}, ', ')))
+  end)
+end
+
 local function progress_handler(ev)
   local value = ev.data and ev.data.params and ev.data.params.value
   if type(value) ~= 'table' then return end
@@ -94,6 +107,7 @@ function M.on_attach(client, bufnr)
   cmd('HearthDocstring', M.docstring, { bang = true, desc = 'Hearth: document the function' })
   cmd('HearthDocumentFile', M.document_file, { bang = true, desc = 'Hearth: summarise the file' })
   cmd('HearthCommitMessage', M.commit_message, { desc = 'Hearth: write the commit message' })
+  cmd('HearthTrust', M.trust, { bang = true, desc = 'Hearth: trust this folder (! to stop)' })
   if not M._progress then
     M._progress = vim.api.nvim_create_autocmd('LspProgress', { callback = progress_handler })
   end
