@@ -13,6 +13,7 @@ from lsprotocol import types
 from hearth_lsp.server import cli
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.settings import SettingsSources
+
 from lsp_helpers import FAKE_SERVER, start, stop, wait_model, wait_until
 
 CODE = "def double(x):\n    return x * 2\n"
