@@ -42,6 +42,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _serve_token(path: Path) -> str:
+    """The token a TCP client must send; a new random one (user-only file) if missing."""
+    import secrets
+
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        token = secrets.token_urlsafe(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        log.info("wrote a new client token to %s", path)
+    return token
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     logs.setup_stderr(args.log_level or os.environ.get("HEARTH_LOG_LEVEL", "info"))
     if args.tcp:
@@ -54,12 +72,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       "(generated tests are executed). Use 127.0.0.1, ::1 or localhost, or "
                       "add --allow-remote if that is really meant.", file=sys.stderr)
                 return 2
+            if not args.token_file:
+                print("hearth serve: --allow-remote needs --token-file: a client must then "
+                      "send the token (initializationOptions.token) before anything else",
+                      file=sys.stderr)
+                return 2
             log.warning("listening on %s:%d, not a loopback address (--allow-remote): anyone "
                         "who can reach it can run code on this machine (generated tests are "
                         "executed)", host, port)
+        token = _serve_token(Path(args.token_file)) if args.token_file else None
         from .lsp.app import create_server
 
-        server = create_server()
+        server = create_server(required_token=token)
         log.info("hearth %s serving LSP on %s:%d", __version__, host, port)
         server.start_tcp(host, port)
         return 0
@@ -668,6 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-remote", action="store_true",
                        help="let --tcp listen on an address other machines can reach: whoever "
                        "connects can run code here (generated tests)")
+    serve.add_argument("--token-file", metavar="PATH",
+                       help="with --tcp: clients must send this file's token "
+                       "(initializationOptions.token) first; a new one is written if missing")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 

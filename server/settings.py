@@ -363,7 +363,7 @@ class Layer:
 
 # Keys the editor clients keep in the same `hearth` section to start the server;
 # a client that sends the whole section is not wrong to include them.
-CLIENT_ONLY = frozenset({"serverPath", "pythonPath", "workspaceTrusted"})
+CLIENT_ONLY = frozenset({"serverPath", "pythonPath", "workspaceTrusted", "token"})
 
 
 def flatten(raw: Mapping[str, Any], layer_name: str) -> Layer:

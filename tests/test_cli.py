@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.client import LanguageClient
 
 from hearth_lsp.server.settings import markdown_reference
@@ -128,9 +129,59 @@ def test_loopback_addresses():
     assert _tcp_address("2087") == ("127.0.0.1", 2087)
 
 
-async def test_serve_with_allow_remote_listens_everywhere_and_warns():
+async def connect(proc, port: int) -> LanguageClient:
+    client = LanguageClient("t", "0")
+    for _ in range(200):
+        try:
+            await client.start_tcp("127.0.0.1", port)
+            return client
+        except OSError:
+            assert proc.poll() is None, proc.communicate()[1]
+            await asyncio.sleep(0.05)
+    raise AssertionError("the server never listened")
+
+
+def test_allow_remote_needs_a_token_file():
+    out = hearth("serve", "--tcp", f"0.0.0.0:{free_port()}", "--allow-remote", timeout=60)
+    assert out.returncode == 2 and "--allow-remote needs --token-file" in out.stderr
+
+
+async def test_a_client_without_the_token_is_refused(tmp_path):
+    token_file = tmp_path / "token"
     port = free_port()
-    proc = subprocess.Popen([*HEARTH, "serve", "--tcp", f"0.0.0.0:{port}", "--allow-remote"],
+    proc = subprocess.Popen([*HEARTH, "serve", "--tcp", f"127.0.0.1:{port}", "--token-file",
+                             str(token_file)], stderr=subprocess.PIPE, text=True)
+    try:
+        client = await connect(proc, port)
+        for options in (None, {"token": "guessed"}):
+            with pytest.raises(JsonRpcException, match="needs a token"):
+                await client.initialize_async(types.InitializeParams(
+                    capabilities=types.ClientCapabilities(), initialization_options=options))
+        with pytest.raises(JsonRpcException, match="needs a token"):
+            await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="hearth.status"))
+        token = token_file.read_text().strip()
+        assert len(token) >= 32 and (token_file.stat().st_mode & 0o777) == 0o600
+        result = await client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities(), initialization_options={"token": token}))
+        assert result.server_info.name == "hearth"
+        status = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="hearth.status"))
+        assert status["model"] in ("empty", "loading", "ready", "error")
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_serve_with_allow_remote_listens_everywhere_and_warns(tmp_path):
+    port = free_port()
+    token_file = tmp_path / "token"
+    token_file.write_text("a-token-the-user-chose-0123456789\n")
+    proc = subprocess.Popen([*HEARTH, "serve", "--tcp", f"0.0.0.0:{port}", "--allow-remote",
+                             "--token-file", str(token_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         client = LanguageClient("t", "0")
@@ -142,7 +193,8 @@ async def test_serve_with_allow_remote_listens_everywhere_and_warns():
                 assert proc.poll() is None, proc.communicate()[1]
                 await asyncio.sleep(0.05)
         result = await client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities()))
+            capabilities=types.ClientCapabilities(),
+            initialization_options={"token": "a-token-the-user-chose-0123456789"}))
         assert result.server_info.name == "hearth"
         await client.shutdown_async(None)
         client.exit(None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import itertools
 import logging
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
@@ -46,6 +47,26 @@ class HearthProtocol(LanguageServerProtocol):
     task of its own and only cancels the outer future, so the request would be
     answered "cancelled" while the model kept working.
     """
+
+    def handle_message(self, msg: Any) -> None:
+        """With a token required (`hearth serve --tcp --token-file`), nothing is handled
+        until an `initialize` brings it: every other request is refused."""
+        server = self._server
+        if isinstance(server, HearthServer) and server.required_token and not server.authed:
+            method, msg_id = getattr(msg, "method", None), getattr(msg, "id", None)
+            options = getattr(getattr(msg, "params", None), "initialization_options", None)
+            given = options.get("token") if isinstance(options, dict) else None
+            if method == types.INITIALIZE and isinstance(given, str) and hmac.compare_digest(
+                    given.encode(), server.required_token.encode()):
+                server.authed = True
+            else:
+                log.warning("refused %s from a client without the token", method or "a message")
+                if msg_id is not None and method is not None:
+                    self._send_response(msg_id, None, JsonRpcInvalidRequest(
+                        "this server needs a token: send it as initializationOptions.token "
+                        "in initialize").to_response_error())
+                return
+        super().handle_message(msg)
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         server = self._server
@@ -97,11 +118,12 @@ class Folder:
 
 class HearthServer(LanguageServer):
     def __init__(self, engine_factory: EngineFactory = llama_engine_factory,
-                 environ: Mapping[str, str] | None = None):
+                 environ: Mapping[str, str] | None = None, required_token: str | None = None):
         super().__init__("hearth", __version__,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          protocol_cls=HearthProtocol)
         self.environ = dict(os.environ if environ is None else environ)
+        self.required_token, self.authed = required_token, False
         self.sources = SettingsSources(environ=self.environ)
         self.resolved: Resolved = self.sources.resolve()
         self.cache = cache_dir(self.environ)
