@@ -2,7 +2,8 @@
 
 Logs go to stderr and, once a client is connected, to ``window/logMessage``.
 Records from the generation thread are handed to the event loop, which owns
-the transport.
+the transport. Every record passes the same redaction as prompts do
+(indexer/secrets.py) before it is written anywhere.
 """
 
 from __future__ import annotations
@@ -12,9 +13,37 @@ import logging
 import sys
 from collections.abc import Callable
 
+from ..indexer.secrets import Redactor
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Third-party loggers that would echo every JSON-RPC message at INFO.
 QUIET = ("pygls", "httpx", "urllib3", "filelock")
+
+
+# Secret shapes, plus the values of every workspace's `.env*` files as the server
+# learns them (remember_secrets).
+REDACTOR = Redactor()
+
+
+def remember_secrets(values: set[str]) -> None:
+    REDACTOR.values |= values
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces secrets in a record's message and traceback before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: log what there is
+            message = str(record.msg)
+        record.msg, record.args = REDACTOR(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = REDACTOR(record.exc_text)
+            record.exc_info = None
+        return True
 
 
 def setup_stderr(level: str = "info") -> None:
@@ -22,6 +51,7 @@ def setup_stderr(level: str = "info") -> None:
     if not any(getattr(h, "_hearth_stderr", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(FORMAT))
+        handler.addFilter(RedactingFilter())
         handler._hearth_stderr = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     set_level(level)
@@ -41,6 +71,7 @@ class ClientLogHandler(logging.Handler):
         self._send = send
         self.loop: asyncio.AbstractEventLoop | None = None
         self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self.addFilter(RedactingFilter())
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.loop is None or record.name.startswith(QUIET):

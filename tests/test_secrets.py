@@ -76,3 +76,30 @@ def test_values_from_env_files_are_redacted_anywhere(tmp_path):
 ])
 def test_secret_files_by_name(name, secret):
     assert is_secret_file(f"some/dir/{name}") is secret
+
+
+def test_log_records_are_redacted_before_any_handler(caplog):
+    import io
+    import logging
+
+    from hearth_lsp.server import logs
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(logs.RedactingFilter())
+    logger = logging.getLogger("hearth.test-redaction")
+    logger.addHandler(handler)
+    logs.remember_secrets({"canary-env-value-42"})
+    try:
+        logger.warning("connecting with %s and %s", "canary-env-value-42",
+                       "ghp_CanaryLogCanaryLogCanaryLog0123456789")
+        try:
+            raise ValueError("bad key sk-proj-CanaryTracebackCanary0123456")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "connecting with <redacted:env> and <redacted:github-token>" in text
+    assert "ValueError: bad key <redacted:api-key>" in text
+    assert "canary" not in text.lower().replace("<redacted", "")

@@ -110,6 +110,7 @@ class Folder:
         """Secrets of this folder (its `.env*` values, well-known shapes), read lazily."""
         if self._redactor is None:
             self._redactor = Redactor.for_workspace(self.root)
+            logs.remember_secrets(self._redactor.values)  # the log hides them too
         return self._redactor
 
     def contains(self, path: Path) -> bool:
