@@ -15,6 +15,15 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGG
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	# bubblewrap walls off generated tests (hearth warns, and tests.requireIsolation
+	# refuses, without it); Debian's package, when we may install it.
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing bubblewrap for the test sandbox"; \
+			(apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+			 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null)); \
+		else echo "bubblewrap (bwrap) missing: generated tests will run without full isolation"; fi; \
+	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: on these machines 2.13.0 is a CPU build on local disk; anything
