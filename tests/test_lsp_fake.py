@@ -9,6 +9,7 @@ import ast
 import asyncio
 import concurrent.futures
 import json
+import time
 
 import pytest
 from lsprotocol import types
@@ -215,10 +216,12 @@ async def test_configuration_changes_apply_live_and_reload_the_model(demo_repo, 
 
 @pytest.fixture
 async def slow(demo_repo):
-    """A server whose scripted model writes slowly (50 ms a token), and an action to resolve."""
+    """A server whose scripted model writes slowly (50 ms a token, up to 1000 tokens:
+    50 s unless cancelled), and an action to resolve."""
     env = {"FAKE_ENGINE_DEFAULT": "word ", "FAKE_ENGINE_REPEAT": "1000",
            "FAKE_ENGINE_DELAY": "0.05"}
-    client, _, _ = await start(FAKE_SERVER, demo_repo, env=env)
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env=env,
+                               init_options={"docstring": {"maxTokens": 2000}})
     await wait_model(client)
     uri = open_doc(client, demo_repo / "inventory" / "pricing.py")
     action = (await actions_at(client, uri, 9))[0]
@@ -226,27 +229,38 @@ async def slow(demo_repo):
     await stop(client)
 
 
+async def wait_worker_free(client, timeout: float = 10) -> None:
+    """Nothing running or queued within ``timeout`` s: far less than the 50 s the
+    scripted answer takes when the cancel does not reach the worker."""
+    deadline = time.monotonic() + timeout
+    while (status := await wait_model(client))["running"] is not None or status["pending"]:
+        assert time.monotonic() < deadline, f"the cancel did not reach the worker: {status}"
+        await asyncio.sleep(0.02)
+
+
 async def test_cancel_request_stops_generation_and_frees_the_worker(slow):
     client, action = slow
     pending = asyncio.ensure_future(client.protocol.send_request_async(
         types.CODE_ACTION_RESOLVE, action, msg_id="slow-1"))
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: any(r and isinstance(r[-1], types.WorkDoneProgressReport)
+                                 for r in client.progress_reports.values()))
     assert (await wait_model(client))["running"] == "docstring"
     client.cancel_request(types.CancelParams(id="slow-1"))
     with pytest.raises(JsonRpcException, match="cancel"):
-        await pending
-    # The worker is freed (the scripted answer had 160 more tokens at 50 ms each).
-    while (await wait_model(client))["running"] is not None:
-        await asyncio.sleep(0.01)
-    assert (await wait_model(client))["pending"] == 0
+        await asyncio.wait_for(pending, 10)
+    await wait_worker_free(client)
 
 
 async def test_progress_cancel_from_the_client_stops_generation(slow):
     client, action = slow
     pending = asyncio.ensure_future(client.code_action_resolve_async(action))
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: any(r and isinstance(r[-1], types.WorkDoneProgressReport)
+                                 for r in client.progress_reports.values()))
     token = next(t for t, r in client.progress_reports.items()
                  if r and getattr(r[0], "title", "").startswith("Hearth: docstring"))
     client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
     with pytest.raises(JsonRpcException, match="cancelled"):
-        await pending
+        await asyncio.wait_for(pending, 10)
+    await wait_worker_free(client)
+    ended = client.progress_reports[token][-1]
+    assert isinstance(ended, types.WorkDoneProgressEnd) and "cancelled" in (ended.message or "")
