@@ -161,12 +161,22 @@ def test_long_files_are_cut_to_the_context_budget():
 
 
 def test_prompt_templates_can_be_overridden_per_workspace(tmp_path):
+    from hearth_lsp.server.trust import set_trusted
+
     override = tmp_path / ".hearth" / "prompts" / "docstring.system.txt"
     override.parent.mkdir(parents=True)
     override.write_text("CUSTOM INSTRUCTIONS")
-    p = ds.build_prompt(SRC, ds.find_function(SRC, 7), path="s.py", chat_template=TEMPLATE,
-                        root=tmp_path)
-    assert "CUSTOM INSTRUCTIONS" in p.text
+
+    def prompt() -> str:
+        return ds.build_prompt(SRC, ds.find_function(SRC, 7), path="s.py",
+                               chat_template=TEMPLATE, root=tmp_path).text
+
+    assert "CUSTOM INSTRUCTIONS" not in prompt()  # only in a folder the user trusts
+    set_trusted(tmp_path, True)
+    try:
+        assert "CUSTOM INSTRUCTIONS" in prompt()
+    finally:
+        set_trusted(tmp_path, False)
 
 
 def test_chat_template_errors_are_clear():
