@@ -95,6 +95,18 @@ def _inside(root: Path, path: Path) -> bool:
         return False
 
 
+def name_reason(name: str) -> str | None:
+    """What a file is by its name alone, when that keeps it out of the index and out of
+    prompts: "secret", "lockfile" or "generated" (None otherwise)."""
+    if is_secret_file(name):
+        return "secret"
+    if name in LOCKFILES:
+        return "lockfile"
+    if any(fnmatch.fnmatch(name, g) for g in GENERATED_GLOBS):
+        return "generated"
+    return None
+
+
 def skip_reason(root: Path, rel: str, *, max_file_kb: int,
                 exclude: Iterable[str] = ()) -> str | None:
     """Why ``rel`` should not be indexed, or None to index it."""
@@ -105,12 +117,9 @@ def skip_reason(root: Path, rel: str, *, max_file_kb: int,
     if any(fnmatch.fnmatch(rel, pattern) for pattern in exclude):
         return "excluded"
     name = parts[-1]
-    if is_secret_file(name):
-        return "secret"
-    if name in LOCKFILES:
-        return "lockfile"
-    if any(fnmatch.fnmatch(name, g) for g in GENERATED_GLOBS):
-        return "generated"
+    by_name = name_reason(name)
+    if by_name:
+        return by_name
     if path.is_symlink() and not _inside(root, path):
         return "outside root"
     try:

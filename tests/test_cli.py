@@ -79,13 +79,7 @@ async def test_serve_over_tcp_on_loopback():
     proc = subprocess.Popen([*HEARTH, "serve", "--tcp", f"127.0.0.1:{port}"],
                             stderr=subprocess.PIPE, text=True)
     try:
-        client = LanguageClient("t", "0")
-        for _ in range(200):
-            try:
-                await client.start_tcp("127.0.0.1", port)
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        client = await connect(proc, port)
         result = await client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities()))
         assert result.server_info.name == "hearth"
@@ -184,14 +178,7 @@ async def test_serve_with_allow_remote_listens_everywhere_and_warns(tmp_path):
                              "--token-file", str(token_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        client = LanguageClient("t", "0")
-        for _ in range(200):
-            try:
-                await client.start_tcp("127.0.0.1", port)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()[1]
-                await asyncio.sleep(0.05)
+        client = await connect(proc, port)
         result = await client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(),
             initialization_options={"token": "a-token-the-user-chose-0123456789"}))

@@ -7,13 +7,12 @@ only listed), and how a diff too large for the context is split per file.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ....indexer.discovery import GENERATED_GLOBS, LOCKFILES, MINIFIED_LINE_CHARS
-from ....indexer.secrets import Redactor, is_secret_file
+from ....indexer.discovery import MINIFIED_LINE_CHARS, name_reason
+from ....indexer.secrets import Redactor
 from ..runner import Refusal
 
 
@@ -198,13 +197,9 @@ def _split_patch(patch: str) -> list[tuple[str, str]]:
 
 def leave_out_reason(path: str, patch: str) -> str:
     """Why a file's diff stays out of the prompt ('' to keep it)."""
-    name = path.rsplit("/", 1)[-1]
-    if is_secret_file(name):
-        return "secret file: changed, not shown"
-    if name in LOCKFILES:
-        return "lockfile"
-    if any(fnmatch.fnmatch(name, g) for g in GENERATED_GLOBS):
-        return "generated"
+    by_name = name_reason(path.rsplit("/", 1)[-1])
+    if by_name:
+        return "secret file: changed, not shown" if by_name == "secret" else by_name
     if "Binary files" in patch and "differ" in patch and "@@" not in patch:
         return "binary"
     added = [line for line in patch.splitlines() if line.startswith("+")
