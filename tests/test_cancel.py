@@ -242,3 +242,30 @@ async def test_a_cancel_during_the_test_run_kills_the_sandbox(demo_repo, tmp_pat
         assert client.applied_edits == []
     finally:
         await stop(client)
+
+
+async def test_a_review_on_save_does_not_take_a_running_requests_cancel(demo_repo, tmp_path):
+    # A task started by a notification (review on save) has no request of its own:
+    # it must not take over the cancel of the request running meanwhile (tasks find
+    # their request id in pygls's context).
+    log = tmp_path / "generations.jsonl"
+    env = {"FAKE_ENGINE_DEFAULT": "word ", "FAKE_ENGINE_REPEAT": "1000",
+           "FAKE_ENGINE_DELAY": "0.05", "FAKE_ENGINE_LOG": str(log)}
+    client, _, _ = await start(CANCEL_SERVER, demo_repo, env=env, init_options={
+        "docstring": {"maxTokens": 2000}, "review": {"onSave": "file"}})
+    try:
+        await wait_model(client)
+        uri = open_doc(client, demo_repo / "inventory" / "pricing.py")
+        other = open_doc(client, demo_repo / "inventory" / "models.py")
+        pending = docstring_request(client, uri, "doc-6")
+        await wait_until(lambda: generations(log, "start"), timeout=10)
+        client.text_document_did_save(types.DidSaveTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=other)))
+        await progress_token(client, "Hearth: review")  # the review's task has begun
+        client.cancel_request(types.CancelParams(id="doc-6"))
+        with pytest.raises(JsonRpcException, match="cancel"):
+            await asyncio.wait_for(pending, 10)
+        await wait_until(lambda: generations(log, "end"), timeout=10)
+        assert generations(log, "end")[0]["finish"] == "cancelled", generations(log, "end")
+    finally:
+        await stop(client)
