@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -116,35 +116,115 @@ class StoredChunk:
 
 
 class CorruptIndex(RuntimeError):
-    pass
+    """The store is damaged or was written by another version: rebuild it."""
+
+
+class IndexUnavailable(RuntimeError):
+    """The store cannot be opened or written (a read-only or full disk, a missing
+    folder): not damage, so nothing is deleted."""
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """SQLITE_CORRUPT / SQLITE_NOTADB (DatabaseError) are damage; SQLITE_FULL,
+    SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_IOERR, SQLITE_BUSY (OperationalError)
+    are the disk's or another process's doing."""
+    return not isinstance(exc, sqlite3.OperationalError)
+
+
+# Rows of PRAGMA quick_check / integrity_check worth reporting.
+MAX_PROBLEMS = 20
 
 
 class Store:
-    def __init__(self, path: Path, *, readonly: bool = False):
+    def __init__(self, path: Path, *, readonly: bool = False, check: str | None = "quick",
+                 immutable: bool = False):
+        """Open (or create) the store at ``path``.
+
+        ``check``: "quick" runs ``PRAGMA quick_check`` (every page and b-tree is
+        read: a damaged page fails it, where a plain query would go on answering
+        from what is left), "full" runs ``integrity_check`` and the lexical index's
+        own check (after an unclean stop), None checks nothing (a second
+        connection to a store just checked). ``immutable``: the folder cannot be
+        written (a read-only disk): read the file as it is, without WAL files.
+        Raises CorruptIndex (rebuild it) or IndexUnavailable (leave it alone).
+        """
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        if not immutable:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if immutable:
+            uri = f"file:{path}?mode=ro&immutable=1"
+        else:
+            uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         try:
             self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            if not readonly:
+        except sqlite3.DatabaseError as exc:
+            raise IndexUnavailable(f"cannot open {path}: {exc}") from exc
+        try:
+            if not immutable:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            if check:
+                problems = self.check(full=check == "full" and not readonly)
+                if problems:
+                    raise CorruptIndex(f"{path} is damaged ({'; '.join(problems[:3])}"
+                                       f"{' ...' if len(problems) > 3 else ''})")
+            if not readonly and not immutable:
                 self.db.executescript(SCHEMA)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                                 (SCHEMA_VERSION,))
                 self.db.commit()
             version = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             self.db.execute("SELECT count(*) FROM chunks").fetchone()
+        except CorruptIndex:
+            self._close_quietly()
+            raise
         except sqlite3.DatabaseError as exc:
-            raise CorruptIndex(f"{path}: {exc}") from exc
+            self._close_quietly()
+            if _is_damage(exc):
+                raise CorruptIndex(f"{path} is damaged ({exc})") from exc
+            raise IndexUnavailable(f"cannot open {path}: {exc}") from exc
         if version is None or version[0] != SCHEMA_VERSION:
             self.db.close()
             raise CorruptIndex(f"{path}: written by another Hearth version "
                                f"(schema {version[0] if version else '?'}, "
                                f"this one reads {SCHEMA_VERSION})")
 
+    def _close_quietly(self) -> None:
+        with suppress(sqlite3.Error):
+            self.db.close()
+
+    def check(self, full: bool = False) -> list[str]:
+        """What SQLite finds wrong with the file ([] when intact).
+
+        quick_check reads every page and checks each b-tree's structure;
+        integrity_check also checks that indexes match their tables, and the
+        contentless FTS5 table's own check verifies its index structure.
+        """
+        try:
+            rows = self.db.execute(
+                f"PRAGMA {'integrity_check' if full else 'quick_check'}({MAX_PROBLEMS})"
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            return [str(exc)]
+        problems = [str(r[0]) for r in rows if r[0] != "ok"]
+        if full and not problems:
+            try:
+                has_fts = self.db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'chunks_fts'").fetchone()
+                if has_fts:
+                    self.db.execute(
+                        "INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+                    self.db.commit()
+            except sqlite3.DatabaseError as exc:
+                if not _is_damage(exc):
+                    raise
+                problems.append(f"lexical index: {exc}")
+        return problems
+
     def close(self) -> None:
-        self.db.close()
+        self._close_quietly()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

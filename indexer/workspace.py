@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,8 +37,20 @@ from .discovery import discover, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
 from .secrets import Redactor
-from .store import CorruptIndex, FileRecord, Store, StoredChunk, lexical_terms
-from .vectors import VectorStoreUnavailable
+from .store import (
+    CorruptIndex,
+    FileRecord,
+    IndexUnavailable,
+    Store,
+    StoredChunk,
+    lexical_terms,
+)
+from .vectors import (
+    VectorStoreUnavailable,
+    fingerprint_matches,
+    folder_problem,
+    save_fingerprint,
+)
 
 if TYPE_CHECKING:
     from .embeddings import Embedder
@@ -68,6 +81,7 @@ class IndexStats:
     chunks_removed: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    stopped: bool = False  # should_stop() said so before every file was done
 
 
 @dataclass
@@ -143,6 +157,28 @@ def _redactor(root: str) -> Redactor:
 POOL_MIN_FILES = 64
 
 
+def _pool_worker_init(parent: int) -> None:
+    """In each parsing process. It lets go of stdin and stdout (a server's LSP pipes:
+    a worker holding them keeps a dead server's pipes open for the editor, and a
+    stray print would corrupt the protocol), and exits when its parent is gone: a
+    killed server's workers would otherwise wait on their task queue forever
+    (each holds the queue's write end too, so it never reads end-of-file)."""
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+    def orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, name="hearth-orphan-watch", daemon=True).start()
+
+
 def _parse_all(root: Path, todo: list[tuple[str, str | None]],
                workers: int | None) -> Iterator[ParsedFile]:
     """Parsed files in ``todo`` order, from a process pool when that pays."""
@@ -156,13 +192,19 @@ def _parse_all(root: Path, todo: list[tuple[str, str | None]],
     ctx = multiprocessing.get_context("spawn")
     done = 0
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                 initializer=_pool_worker_init,
+                                 initargs=(os.getpid(),)) as pool:
             rels = [rel for rel, _ in todo]
             hashes = [h for _, h in todo]
-            for parsed in pool.map(parse_file, [str(root)] * len(todo), rels, hashes,
-                                   chunksize=max(1, min(32, len(todo) // (workers * 8)))):
-                yield parsed
-                done += 1
+            try:
+                for parsed in pool.map(parse_file, [str(root)] * len(todo), rels, hashes,
+                                       chunksize=max(1, min(32, len(todo) // (workers * 8)))):
+                    yield parsed
+                    done += 1
+            except GeneratorExit:  # the caller stopped early: drop what is not started
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     except (BrokenProcessPool, OSError) as exc:
         # A pool that cannot start (no /dev/shm, an unguarded __main__, a killed
         # worker) only costs speed: the rest is parsed here.
@@ -171,44 +213,120 @@ def _parse_all(root: Path, todo: list[tuple[str, str | None]],
             yield parse_file(str(root), rel, known_hash)
 
 
+# Present while a writer has the store open; found at the next open, it means the
+# last writer never closed it (killed, crashed, power lost): check it in full.
+OPEN_MARKER = "writer.open"
+# The chroma folder's files as a clean close left them (see vectors.fingerprint).
+VECTORS_CLOSED = "chroma.closed"
+
+
 class WorkspaceIndex:
     def __init__(self, root: Path, cache: Path, *, max_file_kb: int = 512,
-                 exclude: list[str] | None = None, readonly: bool = False):
+                 exclude: list[str] | None = None, readonly: bool = False,
+                 check: bool = True):
+        """The index of ``root`` under ``cache``. ``readonly``: only search it. ``check``:
+        check the store's pages first (False for a second connection in the same
+        process, right after the writer checked them).
+
+        ``notices`` says what was found and done on the way (a damaged store
+        rebuilt, an unclean stop checked), for the user.
+        """
         self.root = root.resolve()
         self.dir = index_dir(cache, self.root)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.max_file_kb = max_file_kb
         self.exclude = list(exclude or [])
-        self.readonly = readonly or not self._lock()
-        if self.readonly and not readonly:
-            log.warning("another Hearth process is indexing %s; this one only reads the index",
-                        self.root)
-        self.store = self._open_store()
+        self.notices: list[str] = []
+        self.readonly_reason: str | None = None  # why this one cannot write
+        self._vectors: VectorStore | None = None
+        self._lock_fh: Any = None
+        unwritable = self._prepare_dir()
+        if unwritable:
+            self.readonly = True
+            self.readonly_reason = unwritable
+        else:
+            self.readonly = readonly or not self._lock()
+            if self.readonly and not readonly:
+                self.readonly_reason = (f"another Hearth process is indexing {self.root}; this "
+                                        "one only reads the index")
+                log.warning("%s", self.readonly_reason)
+        self.store = self._open_store(check, immutable=unwritable is not None)
+
+    def _prepare_dir(self) -> str | None:
+        """Create the index folder; None when it can be written, else why not."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock_fh = open(self.dir / "write.lock", "a+")  # noqa: SIM115 - held for life
+            return None
+        except OSError as exc:
+            return f"the index folder {self.dir} cannot be written ({exc.strerror or exc})"
 
     def _lock(self) -> bool:
-        self._lock_fh = open(self.dir / "write.lock", "a+")  # noqa: SIM115 - held for life
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except OSError:
             return False
 
-    def _open_store(self) -> Store:
+    def _notice(self, message: str, level: int = logging.WARNING) -> None:
+        self.notices.append(message)
+        log.log(level, "%s", message)
+
+    def _open_store(self, check: bool, immutable: bool = False) -> Store:
         path = self.dir / "index.sqlite"
+        if immutable:  # a read-only folder: the index as it is, or none
+            if not path.exists():
+                raise IndexUnavailable(f"{self.readonly_reason}, and it holds no index yet")
+            return Store(path, readonly=True, immutable=True, check="quick" if check else None)
+        if self.readonly:
+            return Store(path, readonly=path.exists(), check="quick" if check else None)
+        marker = self.dir / OPEN_MARKER
+        unclean = marker.exists()
         try:
-            return Store(path, readonly=self.readonly and path.exists())
+            store = Store(path, check=("full" if unclean else "quick") if check else None)
+            if unclean:
+                self._notice(f"the index of {self.root} was not closed (Hearth was stopped "
+                             "abruptly); checked it in full: intact", logging.INFO)
         except CorruptIndex as exc:
-            if self.readonly:
-                raise
-            log.warning("rebuilding the index store: %s", exc)
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-            shutil.rmtree(self.dir / "chroma", ignore_errors=True)
-            return Store(path)
+            why = "was not closed and " if unclean else ""
+            self._notice(f"the index of {self.root} {why}cannot be used ({exc}); rebuilding it")
+            store = self._new_store()
+        try:
+            marker.write_text(str(os.getpid()), encoding="utf-8")
+        except OSError as exc:  # a full disk: the next start checks in full anyway
+            log.debug("cannot write %s: %s", marker, exc)
+        return store
+
+    def _new_store(self) -> Store:
+        """An empty store in place of the old one (and of its vectors: they are stored
+        by chunk id, and a new store numbers chunks afresh)."""
+        path = self.dir / "index.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(self.dir / "chroma", ignore_errors=True)
+        (self.dir / VECTORS_CLOSED).unlink(missing_ok=True)
+        return Store(path, check=None)
+
+    def replace_damaged_store(self, reason: str) -> None:
+        """The store turned out damaged while in use: start an empty one (update() fills
+        it again). Other connections to the old file must be closed first."""
+        self._require_writer()
+        self._notice(f"the index of {self.root} is damaged ({reason}); rebuilding it")
+        self.close_vectors()
+        self.store.close()
+        self.store = self._new_store()
 
     def close(self) -> None:
+        """Close the store (and the vectors); a writer's clean close is recorded, so the
+        next start only needs the quick check."""
+        vectors, self._vectors = self._vectors, None
+        if vectors is not None:
+            vectors.close()
+            if vectors.folder is not None and not self.readonly:
+                save_fingerprint(vectors.folder, self.dir / VECTORS_CLOSED)
         self.store.close()
-        lock = getattr(self, "_lock_fh", None)
+        if not self.readonly:
+            (self.dir / OPEN_MARKER).unlink(missing_ok=True)
+        lock = self._lock_fh
         if lock is not None and not lock.closed:  # closing twice is harmless
             if not self.readonly:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -216,18 +334,22 @@ class WorkspaceIndex:
 
     def _require_writer(self) -> None:
         if self.readonly:
-            raise ReadOnlyIndex(f"the index of {self.root} is being written by another Hearth "
+            raise ReadOnlyIndex(self.readonly_reason or
+                                f"the index of {self.root} is being written by another Hearth "
                                 "process; this one can search but not update it")
 
     # ------------------------------------------------------------- phase 1
 
     def update(self, progress: Progress | None = None, *, rebuild: bool = False,
-               workers: int | None = None) -> IndexStats:
+               workers: int | None = None,
+               should_stop: Callable[[], bool] = lambda: False) -> IndexStats:
         """Bring the index in line with the disk: only changed files are parsed again.
 
         Parsing and chunking run in a pool of processes when many files changed
         (tree-sitter parsing is most of phase 1 and holds the GIL for pure-Python
         chunking around it); this process only writes SQLite, in file order.
+        ``should_stop`` is asked after each file: when it says so, what is done is
+        committed (each file is whole) and the rest waits for the next update.
         """
         self._require_writer()
         started = time.perf_counter()
@@ -260,6 +382,9 @@ class WorkspaceIndex:
         self.store.db.execute("BEGIN")
         try:
             for parsed in _parse_all(self.root, todo, workers):
+                if should_stop():
+                    stats.stopped = True
+                    break
                 if self._store_parsed(parsed, stats):
                     batch += 1
                 if batch >= 200:  # commit in batches: a crash loses at most one batch
@@ -446,12 +571,60 @@ class WorkspaceIndex:
                         exclude=exclude)
 
     def open_vectors(self, embedder: Embedder, chroma_url: str | None = None) -> VectorStore:
-        """The vector collection for this workspace and embedding model."""
+        """The vector collection for this workspace and embedding model.
+
+        An embedded store that was not closed cleanly (or changed since) is read
+        by a child process first: a damaged one is deleted and rebuilt (a damaged
+        HNSW file crashes chromadb's native code). Then the store is reconciled
+        with the SQLite store: vectors it lacks (a deleted folder, writes lost)
+        are marked pending and come back from the embedding cache without the
+        model; vectors of chunks that are gone are queued for deletion.
+        """
         from .vectors import VectorStore
 
         name = f"hearth-{self.dir.name}-{embedder.name}"[:120].strip("-_.")
-        return VectorStore(name, folder=None if chroma_url else self.dir / "chroma",
-                           url=chroma_url)
+        folder = None if chroma_url else self.dir / "chroma"
+        if folder is not None and not self.readonly:
+            closed = self.dir / VECTORS_CLOSED
+            if not fingerprint_matches(folder, closed):
+                problem = folder_problem(folder)
+                if problem is not None:
+                    self._notice(f"the vector store {folder} is damaged ({problem}); "
+                                 "rebuilding it from the embedding cache")
+                    shutil.rmtree(folder, ignore_errors=True)
+            closed.unlink(missing_ok=True)  # changes from here on are not checked yet
+        if self._vectors is not None:
+            self._vectors.close()
+        vectors = VectorStore(name, folder=folder, url=chroma_url)
+        self._vectors = vectors
+        if not self.readonly:
+            self.reconcile_vectors(vectors)
+        return vectors
+
+    def reconcile_vectors(self, vectors: VectorStore) -> int:
+        """Make the store's `embedded` flags true of ``vectors``; returns how many
+        chunks lacked their vector (now pending again)."""
+        have = vectors.ids()
+        db = self.store.db
+        embedded = {r[0] for r in db.execute("SELECT id FROM chunks WHERE embedded = 1")}
+        missing = sorted(embedded - have)
+        known = {r[0] for r in db.execute("SELECT id FROM chunks")}
+        stray = sorted(have - known)
+        with self.store.transaction():
+            db.executemany("UPDATE chunks SET embedded = 0 WHERE id = ?",
+                           [(i,) for i in missing])
+            db.executemany("INSERT OR IGNORE INTO vector_deletes VALUES (?)",
+                           [(i,) for i in stray])
+        if missing:
+            self._notice(f"{len(missing)} of {len(embedded)} vectors were missing from "
+                         f"{vectors.where}; restoring them from the embedding cache")
+        return len(missing)
+
+    def close_vectors(self) -> None:
+        """Let go of the vector store (it failed): the next open_vectors checks it."""
+        vectors, self._vectors = self._vectors, None
+        if vectors is not None:
+            vectors.close()
 
     def chunk_text(self, result: SearchResult) -> str:
         row = self.store.db.execute(

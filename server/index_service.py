@@ -8,15 +8,19 @@ model is generating for the user. Nothing here knows about LSP.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
+import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..indexer.context import ContextPiece, prompt_context
+from ..indexer.store import CorruptIndex, IndexUnavailable
 from ..indexer.vectors import VectorStoreUnavailable
 from ..indexer.workspace import SearchResult, WorkspaceIndex
 from .settings import IndexSettings
@@ -24,6 +28,7 @@ from .settings import IndexSettings
 log = logging.getLogger(__name__)
 
 Report = Callable[[str, str, int | None], None]  # (phase, message, percentage); phase "" = end
+MAX_REPAIRS = 2  # rebuilds of a store found damaged while in use, per process
 
 
 class IndexService:
@@ -47,16 +52,29 @@ class IndexService:
         self._thread = threading.Thread(target=self._run, name="hearth-index", daemon=True)
         self.ready = threading.Event()  # phase 1 done: search answers
         self._retry_in = 0.0  # backoff while the vector store is unavailable
+        self._stopping = threading.Event()
+        self._repairing = False  # a damaged store is being replaced
+        self._repairs = 0
+        self.notices: list[str] = []  # what the user was told (rebuilt, checked, disk full)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop indexing (within a file) and close the index. A thread that does not
+        finish in time keeps its connection; the next start checks the store."""
+        self._stopping.set()
         self._queue.put(("stop", None))
-        self._thread.join(10)
-        for idx in (self.writer, self.reader):
-            if idx is not None:
-                idx.close()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        if self._thread.is_alive():
+            log.warning("the index thread of %s did not stop in time; the next start checks "
+                        "the index", self.root)
+            return
+        with self._read_lock:
+            for idx in (self.writer, self.reader):
+                if idx is not None:
+                    idx.close()
 
     # ------------------------------------------------------------- requests
 
@@ -79,7 +97,9 @@ class IndexService:
         if not self.ready.is_set() or self.reader is None:
             raise IndexNotReady(self.error or "the workspace index is still being built")
         embedder = vectors = None
-        with self._read_lock:
+        with self._read_lock, self._damage_is_repaired():
+            if self.reader is None:  # replaced meanwhile
+                raise IndexNotReady(self.error or "the workspace index is being rebuilt")
             if self._vectors is not None and self.reader.store.has_embeddings():
                 embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
             return self.reader.hybrid_search(query, k, embedder, vectors, path_glob=path_glob,
@@ -93,11 +113,18 @@ class IndexService:
         if not self.ready.is_set() or self.reader is None or budget <= 0:
             return []
         with self._read_lock:
+            if self.reader is None:
+                return []
             embedder = vectors = None
             if query and self._vectors is not None and self.reader.store.has_embeddings():
                 embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
-            pieces = self.reader.context(budget, count_tokens, path=path, line=line,
-                                         query=query, embedder=embedder, vectors=vectors)
+            try:
+                with self._damage_is_repaired():
+                    pieces = self.reader.context(budget, count_tokens, path=path, line=line,
+                                                 query=query, embedder=embedder,
+                                                 vectors=vectors)
+            except IndexNotReady:
+                return []  # a prompt goes without context rather than fail
         if pieces:  # what a prompt was given, and from where
             log.info("context for %s:%s: %s", path, (line or 0) + 1,
                      ", ".join(f"{p.header()} [{p.reason}]" for p in pieces))
@@ -117,14 +144,76 @@ class IndexService:
         if not self.ready.is_set() or self.reader is None:
             return []
         with self._read_lock:
-            return self.reader.store.definitions(query, limit)
+            if self.reader is None:
+                return []
+            try:
+                with self._damage_is_repaired():
+                    return self.reader.store.definitions(query, limit)
+            except IndexNotReady:
+                return []
 
     def status(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
-        if self.reader is not None:
-            with self._read_lock:
-                counts = self.reader.store.counts()
-        return {"state": self.state, "error": self.error, **counts}
+        with self._read_lock:
+            if self.reader is not None:
+                try:
+                    with self._damage_is_repaired():
+                        counts = self.reader.store.counts()
+                except (IndexNotReady, sqlite3.Error) as exc:
+                    log.debug("index counts unavailable: %s", exc)
+        return {"state": self.state, "error": self.error, **counts,
+                "notices": list(self.notices[-5:])}
+
+    # ---------------------------------------------------------------- faults
+
+    @contextmanager
+    def _damage_is_repaired(self) -> Iterator[None]:
+        """A damaged page met while reading: the store is replaced and rebuilt in the
+        background, and the caller gets a clear IndexNotReady meanwhile."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            self._repair(str(exc))
+            raise IndexNotReady(self.error or str(exc)) from exc
+
+    def _repair(self, reason: str) -> None:
+        if self._repairing:
+            return
+        if self._repairs >= MAX_REPAIRS:  # a disk that damages whatever is written
+            self.ready.clear()
+            self._fail(f"the workspace index was damaged again after {self._repairs} rebuilds "
+                       f"({reason}); search is off until the next start")
+            return
+        self._repairs += 1
+        self._repairing = True
+        self.ready.clear()
+        self.error = f"the workspace index is damaged ({reason}); rebuilding it"
+        self.state = "indexing"
+        self._tell(self.error)
+        self._queue.put(("repair", reason))
+
+    def _tell(self, message: str, level: int = logging.WARNING) -> None:
+        """A notice for the user: the log (window/logMessage) and the index status."""
+        self.notices.append(message)
+        log.log(level, "%s", message)
+
+    def _write_failure(self, exc: BaseException) -> str | None:
+        """What a failed write means for the user when the disk is at fault (full,
+        read-only, gone); None for anything else."""
+        full = (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)) or (
+            isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+        if full:
+            return f"the disk holding the index ({self.writer.dir if self.writer else self.cache}" \
+                   f") is full"
+        if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).replace(
+                "read-only", "readonly").replace(" ", ""):
+            return f"the index ({self.writer.dir if self.writer else self.cache}) cannot be " \
+                   "written (read-only)"
+        if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return f"the index cannot be written ({exc.strerror}: {exc.filename})"
+        return None
 
     # ---------------------------------------------------------------- thread
 
@@ -133,59 +222,152 @@ class IndexService:
             self.writer = WorkspaceIndex(self.root, self.cache,
                                          max_file_kb=self.settings.max_file_kb,
                                          exclude=self.settings.exclude)
+        except (IndexUnavailable, CorruptIndex) as exc:
+            # A read-only cache folder without an index, a damaged store another
+            # process writes, a full disk: the other features go on without an index.
+            self._fail(f"no workspace index: {exc}; search, workspace symbols and retrieved "
+                       "context are off (set HEARTH_CACHE_DIR to a writable folder, or free "
+                       "space, then restart)")
+            return
         except Exception as exc:
             self._fail(f"cannot open the index: {exc}")
             return
+        for notice in self.writer.notices:  # already logged by the index
+            self.notices.append(notice)
         if self.writer.readonly:
             self.state = "readonly"
             self.reader = self.writer
             self.ready.set()
-            log.warning("another Hearth process indexes %s: searching its index read-only",
-                        self.root)
+            reason = self.writer.readonly_reason or f"another Hearth process indexes {self.root}"
+            self._tell(f"{reason}: searching the index read-only, not updating it")
         else:
             self._phase1(rebuild=False)
         while True:
             kind, arg = self._queue.get()
             if kind == "stop":
                 return
-            if self.writer.readonly:
+            if self.writer.readonly or self._stopping.is_set():
                 continue
             try:
                 if kind == "reindex":
                     self._phase1(rebuild=bool(arg))
                 elif kind == "embed":
                     self._phase2()
+                elif kind == "repair":
+                    self._replace_store(str(arg))
                 elif kind == "files":
                     stats = self.writer.update_paths(arg)
                     log.info("index: %d files updated, %d removed", stats.changed, stats.removed)
                     self._phase2()
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    disk = self._write_failure(exc)
+                    self.error = (f"{disk}: {len(arg) if kind == 'files' else 'the'} changed "
+                                  "files are indexed on the next start or Reindex" if disk
+                                  else f"index update failed: {exc}")
+                    log.warning("%s", self.error)
+                else:
+                    self._repair(str(exc))
             except Exception as exc:  # keep the thread alive: report and go on
-                log.exception("index update failed")
-                self.error = str(exc)
+                disk = self._write_failure(exc)
+                if disk:
+                    self.error = f"index update failed: {disk}"
+                    log.warning("%s", self.error)
+                else:
+                    log.exception("index update failed")
+                    self.error = str(exc)
 
-    def _phase1(self, rebuild: bool) -> None:
+    def _replace_store(self, reason: str) -> None:
+        """A damaged store met in use: close every connection, start an empty store and
+        index the workspace again (phase 1 reopens the reader)."""
+        assert self.writer is not None
+        with self._read_lock:
+            if self.reader is not None and self.reader is not self.writer:
+                self.reader.close()
+            self.reader = None
+            if self._vectors is not None:
+                self._vectors = None  # the writer closes it with the old store
+        try:
+            self.writer.replace_damaged_store(reason)
+        finally:
+            self._repairing = False
+        self._phase1(rebuild=True, why=f"rebuilding: {reason}")
+
+    def _phase1(self, rebuild: bool, why: str = "") -> None:
         assert self.writer is not None
         self.state = "indexing"
-        self.report("Indexing workspace", "discovering files", 0)
+        # What the user should know first (a damaged store rebuilt) opens the progress.
+        first = why or ("; ".join(self.writer.notices) if not self.ready.is_set() else "")
+        self.report("Indexing workspace", first or "discovering files", 0)
 
         def progress(done: int, total: int, current: str) -> None:
             self.report("Indexing workspace", f"{done}/{total} files",
                         int(100 * done / max(total, 1)))
 
         try:
-            stats = self.writer.update(progress, rebuild=rebuild)
-        except Exception as exc:
-            self._fail(f"indexing failed: {exc}")
+            stats = self.writer.update(progress, rebuild=rebuild,
+                                       should_stop=self._stopping.is_set)
+        except sqlite3.DatabaseError as exc:
+            if not isinstance(exc, sqlite3.OperationalError):  # a damaged page met on the way
+                self._repair(str(exc))
+                return
+            disk = self._write_failure(exc)
+            if disk is None:
+                self._fail(f"indexing failed: {exc}")
+                return
+            self._partial(disk)
             return
-        if self.reader is None:
-            self.reader = WorkspaceIndex(self.root, self.cache, readonly=True)
+        except Exception as exc:
+            disk = self._write_failure(exc)
+            if disk is None:
+                self._fail(f"indexing failed: {exc}")
+            else:
+                self._partial(disk)
+            return
+        if stats.stopped:
+            return
+        if not self._open_reader():
+            return
         counts = self.writer.store.counts()
         log.info("index: %d files, %d chunks in %.2f s (skipped: %s)", stats.files,
                  counts["chunks"], stats.seconds,
                  ", ".join(f"{n} {r}" for r, n in stats.skipped.most_common()) or "none")
         self.report("", f"{counts['files']} files, {counts['chunks']} chunks", None)
+        self.error = None  # a damaged store, a full disk: behind us now
         self.ready.set()
         self._phase2()
+
+    def _collect_notices(self) -> None:
+        """The index's own notices (a vector store rebuilt), for status()."""
+        if self.writer is not None:
+            self.notices.extend(n for n in self.writer.notices if n not in self.notices)
+
+    def _open_reader(self) -> bool:
+        """The connection searches use (phase 1 just checked the file)."""
+        if self.reader is not None:
+            return True
+        try:
+            self.reader = WorkspaceIndex(self.root, self.cache, readonly=True, check=False)
+            return True
+        except Exception as exc:
+            self._fail(f"cannot open the index for searching: {exc}")
+            return False
+
+    def _partial(self, disk: str) -> None:
+        """Phase 1 could not write everything (a full or read-only disk): what was
+        committed is searched, and the user is told how to finish."""
+        assert self.writer is not None
+        try:
+            done = self.writer.store.counts()["files"]
+        except sqlite3.Error:
+            done = 0
+        self.state = "error"
+        self.error = (f"indexing stopped: {disk}; search answers from the {done} files "
+                      "indexed so far (free some space, then run Reindex or restart)")
+        self._tell(self.error)
+        self.report("", self.error, None)
+        if self._open_reader():
+            self.ready.set()
 
     def _phase2(self) -> None:
         if not self.embed or self.writer is None:
@@ -201,13 +383,16 @@ class IndexService:
                     self._embedder = Embedder(model)
                 self._vectors = self.writer.open_vectors(self._embedder, self.settings.chroma_url)
             except VectorStoreUnavailable as exc:
+                self._collect_notices()
                 self._retry_later(str(exc))
                 return
             except Exception as exc:  # lexical search keeps working
+                self._collect_notices()
                 self.state = "ready"
                 self.error = f"embeddings unavailable, lexical search only: {exc}"
                 log.warning("%s", self.error)
                 return
+            self._collect_notices()
         self.state = "embedding"
         pending = self.writer.store.db.execute(
             "SELECT count(*) FROM chunks WHERE embedded = 0").fetchone()[0]
@@ -224,6 +409,12 @@ class IndexService:
             stats = self.writer.embed_pending(_Locked(self._embedder, self._embed_lock),
                                               self._vectors, progress, first=first, batch=64)
         except VectorStoreUnavailable as exc:
+            if not self.settings.chroma_url:
+                # An embedded store that fails (its folder deleted or damaged under us)
+                # is opened afresh next time, checked and reconciled first.
+                with self._read_lock:
+                    self._vectors = None
+                self.writer.close_vectors()
             self._retry_later(str(exc))
             return
         self._retry_in = 0.0
