@@ -46,6 +46,10 @@ def test_first_token_constraint(worker):
     assert out.text.lstrip()[:1].isupper()
 
 
+def on_gpu(worker) -> bool:
+    return worker.engine.info.gpu_layers != 0
+
+
 def test_cancel_during_decoding_stops_within_one_token(worker):
     lock = threading.Lock()
     pieces: list[str] = []
@@ -94,8 +98,9 @@ def test_cancel_during_prompt_evaluation_aborts_it(worker, monkeypatch):
     monkeypatch.undo()
     assert calls and calls[0] > 2000  # the cancel really landed in a large batch
     assert result.finish_reason == "cancelled" and result.completion_tokens == 0
-    # Aborted inside the batch: the prompt never made it into the context.
-    assert llm.n_tokens < result.prompt_tokens
+    if not on_gpu(worker):  # llama.cpp polls the abort callback on the CPU backend only
+        # Aborted inside the batch: the prompt never made it into the context.
+        assert llm.n_tokens < result.prompt_tokens
     assert worker.idle.wait(60)
     # The context is still consistent: the next generation works.
     after = worker.submit("t", "Hello,", SamplingSettings(temperature=0, max_tokens=5)).future.result(60)
@@ -114,7 +119,8 @@ def test_cancel_as_soon_as_the_job_runs_frees_the_worker(worker):
     assert worker.idle.wait(20), "the worker is still busy with a cancelled prompt"
     result = job.future.result(0)
     assert result.finish_reason == "cancelled" and result.completion_tokens == 0
-    assert worker.engine.llm.n_tokens < result.prompt_tokens
+    if not on_gpu(worker):  # a GPU may have evaluated the whole prompt before the cancel
+        assert worker.engine.llm.n_tokens < result.prompt_tokens
 
 
 def test_an_invalid_grammar_is_a_clear_error_before_sampling(worker):
