@@ -292,12 +292,6 @@ def body(message: dict) -> bytes:
     return json.dumps({"jsonrpc": "2.0", **message}).encode()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a $/cancelRequest read before the command's task has started is lost: "
-    "HearthProtocol finds no token for the id yet, pygls answers 'cancelled', and "
-    "the task then registers its token and runs to the end. Fix (lsp/server.py): "
-    "remember ids cancelled without a token; Progress.__aenter__ cancels the task's "
-    "token when its request id is among them"))
 async def test_a_cancel_read_in_the_same_breath_as_its_request_stops_the_task(demo_repo,
                                                                                monkeypatch):
     # Over TCP, asyncio's StreamReader hands the server every message already

@@ -70,9 +70,16 @@ class HearthProtocol(LanguageServerProtocol):
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         server = self._server
-        token = server.request_tokens.get(msg_id) if isinstance(server, HearthServer) else None
-        if token is not None:
-            token.cancel()
+        if isinstance(server, HearthServer):
+            token = server.request_tokens.get(msg_id)
+            if token is not None:
+                token.cancel()
+            elif msg_id in self._request_futures:
+                # The request's task has not taken a step yet (a request and its cancel
+                # read together): its task cancels itself when it starts.
+                server.cancelled_early[msg_id] = None
+                while len(server.cancelled_early) > 256:  # ids of requests that had no task
+                    server.cancelled_early.pop(next(iter(server.cancelled_early)))
         super()._handle_cancel_notification(msg_id)
 
     def structure_message(self, data: dict[str, Any]):
@@ -144,6 +151,7 @@ class HearthServer(LanguageServer):
         self.request_tokens: dict[Any, CancelToken] = {}
         self.progress_tokens: dict[str, CancelToken] = {}
         self.task_tokens: dict[Hashable, CancelToken] = {}
+        self.cancelled_early: dict[Any, None] = {}  # request ids cancelled before their task ran
         self.client_log = logs.ClientLogHandler(self._send_log)
         logging.getLogger().addHandler(self.client_log)
 
@@ -507,6 +515,9 @@ class Progress:
             self._request = server.protocol.msg_id
             if self._request is not None:
                 server.request_tokens[self._request] = run.token
+                if self._request in server.cancelled_early:
+                    del server.cancelled_early[self._request]
+                    run.token.cancel()
         if not server.supports_progress():
             return self
         token = f"hearth/{next(server._tokens)}"
