@@ -149,6 +149,7 @@ class Store:
         Raises CorruptIndex (rebuild it) or IndexUnavailable (leave it alone).
         """
         self.path = path
+        self.readonly = readonly or immutable
         if not immutable:
             path.parent.mkdir(parents=True, exist_ok=True)
         if immutable:
@@ -224,6 +225,11 @@ class Store:
         return problems
 
     def close(self) -> None:
+        """Close; a writer first moves the WAL into the file, so the file alone is the
+        index (what a read-only folder can still be searched from)."""
+        if not self.readonly:
+            with suppress(sqlite3.Error):  # busy (another connection reads): it stays
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._close_quietly()
 
     @contextmanager

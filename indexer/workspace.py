@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -239,6 +240,7 @@ class WorkspaceIndex:
         self.readonly_reason: str | None = None  # why this one cannot write
         self._vectors: VectorStore | None = None
         self._lock_fh: Any = None
+        self._snapshot: tempfile.TemporaryDirectory | None = None  # a read-only folder's copy
         unwritable = self._prepare_dir()
         if unwritable:
             self.readonly = True
@@ -276,6 +278,15 @@ class WorkspaceIndex:
         if immutable:  # a read-only folder: the index as it is, or none
             if not path.exists():
                 raise IndexUnavailable(f"{self.readonly_reason}, and it holds no index yet")
+            wal = Path(f"{path}-wal")
+            if wal.exists() and wal.stat().st_size:
+                # The last writer never folded its WAL into the file (it was killed), and
+                # SQLite cannot use a WAL it may not write: read a copy of both.
+                self._snapshot = tempfile.TemporaryDirectory(prefix="hearth-index-")
+                copy = Path(self._snapshot.name) / "index.sqlite"
+                shutil.copyfile(path, copy)
+                shutil.copyfile(wal, f"{copy}-wal")
+                return Store(copy, readonly=True, check="quick" if check else None)
             return Store(path, readonly=True, immutable=True, check="quick" if check else None)
         if self.readonly:
             return Store(path, readonly=path.exists(), check="quick" if check else None)
@@ -326,6 +337,8 @@ class WorkspaceIndex:
         self.store.close()
         if not self.readonly:
             (self.dir / OPEN_MARKER).unlink(missing_ok=True)
+        if self._snapshot is not None:
+            self._snapshot.cleanup()
         lock = self._lock_fh
         if lock is not None and not lock.closed:  # closing twice is harmless
             if not self.readonly:

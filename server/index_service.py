@@ -72,7 +72,9 @@ class IndexService:
                         "the index", self.root)
             return
         with self._read_lock:
-            for idx in (self.writer, self.reader):
+            # The reader first: the last connection to close checkpoints the WAL into
+            # the file, and a read-only one cannot (a read-only folder could not use it).
+            for idx in (self.reader, self.writer):
                 if idx is not None:
                     idx.close()
 
