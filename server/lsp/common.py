@@ -45,6 +45,9 @@ def failures_reported(report: Any) -> Iterator[None]:
     its progress with the reason and answers the request with RequestFailed."""
     try:
         yield
+    except asyncio.CancelledError:  # `$/cancelRequest` on a resolve: the progress says so
+        report.end("cancelled")
+        raise
     except Refusal as exc:
         report.end(str(exc))
         raise RequestFailed(str(exc)) from exc
