@@ -22,6 +22,7 @@ appears in a message or a log record.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import email.utils
 import json
@@ -256,6 +257,10 @@ class _Stream:
     events: queue.Queue[tuple[str, Any]] = field(default_factory=queue.Queue)
     started: bool = False  # a data event arrived: no more retries
     finish_seen: bool = False  # an event carried a finish_reason
+    # Set by the worker's thread on cancel. Python < 3.12's wait_for can swallow a
+    # task's cancellation when its inner read completes at that moment; the reader
+    # checks this after every await, and the worker cancels again until it ends.
+    cancelled: bool = False
 
 
 def _display_url(url: str) -> str:
@@ -326,7 +331,7 @@ class RemoteEngine:
         self.capabilities = Capabilities()
         self.model: str | None = config.model
         self.connected = False
-        self.info: RemoteModelInfo = self._make_info()
+        self.info: ModelInfo = self._make_info()  # a RemoteModelInfo
         self._key: str | None = None
         self._key_loaded = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -819,6 +824,7 @@ class RemoteEngine:
         started = time.perf_counter()
         if not self.connected:
             self.connect()
+        self._api_key()  # here, not on the loop: a key command may take a while
         path, body = self._body(prompt, messages, sampling, stop, grammar, json_schema)
         loop = self._start()
         stream = _Stream()
@@ -872,8 +878,11 @@ class RemoteEngine:
                     break
         finally:
             if not finished.is_set():  # cancelled, a stop string, or on_piece raised
-                loop.call_soon_threadsafe(task.cancel)
-                finished.wait(timeout=2.0)
+                stream.cancelled = True
+                give_up = time.monotonic() + 2.0
+                while not finished.is_set() and time.monotonic() < give_up:
+                    loop.call_soon_threadsafe(task.cancel)
+                    finished.wait(0.05)
         if error is not None:
             raise error
         text = "".join(pieces)
@@ -923,6 +932,8 @@ class RemoteEngine:
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, started=False) from None
         try:
+            if stream.cancelled:
+                raise asyncio.CancelledError
             content_type = response.headers.get("content-type", "")
             if response.status_code >= 400 or "text/event-stream" not in content_type:
                 try:
@@ -1006,6 +1017,8 @@ class RemoteEngine:
                     BackendUnavailable), retry=False, counts=True) from None
             except httpx.TransportError as exc:
                 raise self._transport_failure(exc, started=stream.started) from None
+            if stream.cancelled:
+                raise asyncio.CancelledError
             if line.startswith(":"):  # a comment: keep-alive pings
                 continue
             if line.startswith("data:"):
@@ -1103,10 +1116,11 @@ class RemoteEngine:
             path, body = "/tokenize", {"model": self.model, "prompt": text}
         timeout = max(self.config.connect_timeout_s, 5.0)
         try:
+            self._api_key()
             answer = self._run(self._get_json(f"{self.root}{path}", what=f"POST {path}",
                                               timeout=timeout, method="POST", body=body),
                                timeout + 1.0)
-        except (_Failure, EngineError, TimeoutError):
+        except (_Failure, EngineError, TimeoutError, concurrent.futures.TimeoutError):
             return self._estimate(text)
         if isinstance(answer, dict) and isinstance(answer.get("count"), int):
             n = answer["count"]
