@@ -13,13 +13,19 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
@@ -46,7 +52,20 @@ class HearthProtocol(LanguageServerProtocol):
     `$/cancelRequest` also reaches the task: pygls runs a command's handler as a
     task of its own and only cancels the outer future, so the request would be
     answered "cancelled" while the model kept working.
+
+    A malformed answer to one of the server's own requests (progress, applyEdit,
+    configuration) fails that request, so the handler awaiting it carries on;
+    pygls dropped it and the handler, and the editor's request, waited forever.
+    Expected protocol errors cost one log line each, not a traceback (see
+    _OneLineErrors).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._asked: set[Any] = set()  # ids of our requests to the client, not answered yet
+        pygls_log = logging.getLogger("pygls.protocol.json_rpc")
+        if not any(isinstance(f, _OneLineErrors) for f in pygls_log.filters):
+            pygls_log.addFilter(_OneLineErrors())
 
     def handle_message(self, msg: Any) -> None:
         """With a token required (`hearth serve --tcp --token-file`), nothing is handled
@@ -69,6 +88,9 @@ class HearthProtocol(LanguageServerProtocol):
         super().handle_message(msg)
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
+        if not isinstance(msg_id, (int, str)):  # cattrs lets a list or an object through
+            log.warning("dropped a $/cancelRequest for %.40r: not a request id", msg_id)
+            return
         server = self._server
         if isinstance(server, HearthServer):
             token = server.request_tokens.get(msg_id)
@@ -82,19 +104,80 @@ class HearthProtocol(LanguageServerProtocol):
                     server.cancelled_early.pop(next(iter(server.cancelled_early)))
         super()._handle_cancel_notification(msg_id)
 
+    def send_request(self, method: str, params: Any | None = None,
+                     callback: Callable[[Any], None] | None = None,
+                     msg_id: Any = None) -> Any:
+        msg_id = str(uuid.uuid4()) if msg_id is None else msg_id
+        self._asked.add(msg_id)
+        return super().send_request(method, params, callback, msg_id)
+
+    def _handle_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        """Only answers to our own requests: pygls would hand an answer that borrows the
+        id of a request being handled to that request's task (and raise)."""
+        if msg_id not in self._asked:
+            log.warning("dropped an answer to %.40r, which the server never asked", msg_id)
+            return
+        self._asked.discard(msg_id)
+        super()._handle_response(msg_id, result, error)
+
     def structure_message(self, data: dict[str, Any]):
         try:
             return super().structure_message(data)
         except JsonRpcException as exc:
-            if "id" in data and "method" in data:
-                self._send_response(data["id"], None, JsonRpcInvalidParams(
-                    f"invalid params for {data['method']}").to_response_error())
-            log.warning("dropped a malformed message: %s", exc)
+            why = _why(exc)
+            raw = data.get("id")
+            msg_id = raw if isinstance(raw, (int, str)) and not isinstance(raw, bool) else None
+            if "method" in data:
+                if msg_id is not None:  # a request (one with an unusable id cannot be answered)
+                    self._send_response(msg_id, None, JsonRpcInvalidParams(
+                        f"invalid params for {data['method']}: {why}").to_response_error())
+                log.warning("dropped a malformed %.80s message: %s", data["method"], why)
+            else:  # an answer: to one of our requests, fail that request (the handler
+                # awaiting it would wait forever)
+                future = self._request_futures.pop(msg_id, None) \
+                    if msg_id is not None and msg_id in self._asked else None
+                self._asked.discard(msg_id)
+                if future is not None and not future.done():
+                    future.set_exception(JsonRpcInternalError(
+                        f"the client's answer could not be read: {why}"))
+                log.warning("dropped a malformed answer (id %.40r): %s", msg_id, why)
             return _Ignored()
 
 
 class _Ignored:
     jsonrpc = "ignored"  # handle_message skips messages that are not JSON-RPC 2.0
+
+
+def _why(exc: JsonRpcException) -> str:
+    """What was wrong with a message pygls could not structure, in one line."""
+    cause = exc.__cause__
+    if cause is None:
+        return str(exc)[:300]
+    try:
+        from cattrs import transform_error
+
+        return "; ".join(transform_error(cause, path="message"))[:300]
+    except Exception:  # not a cattrs error
+        return f"{type(cause).__name__}: {cause}"[:300]
+
+
+class _OneLineErrors(logging.Filter):
+    """pygls logs a traceback for each JSON-RPC error it answers (an unknown document,
+    bad params, a refused task) and for each message it cannot structure: fuzzed, 600
+    messages made 1,800 tracebacks. These are one line each here (the message it
+    could not structure is logged, with the reason, by HearthProtocol). Tracebacks
+    stay for InternalError and for any other exception: a handler that broke."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Unable to deserialize"):
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, JsonRpcException) and not isinstance(exc, JsonRpcInternalError):
+            message = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.msg, record.args = message[:500], ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 @dataclass
