@@ -166,6 +166,14 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class LlamaEngine:
     def __init__(self, path: Path, model: ModelSettings):
         try:
@@ -199,6 +207,8 @@ class LlamaEngine:
         for w in warnings:
             log.warning("%s", w)
         self.load_s = time.perf_counter() - started
+        self._identity = _file_identity(path)
+        self._told_changed = False
         # Prompt processing runs a whole batch (up to n_batch tokens, seconds on a
         # CPU) inside one llama_decode call, where no between-token check can stop
         # it. llama.cpp's abort callback is polled between graph nodes: armed while
@@ -216,12 +226,24 @@ class LlamaEngine:
 
     def _load(self, path: Path, model: ModelSettings, gpu_layers: int, threads: int):
         try:
+            # Read into memory, not mmapped: a model file truncated or replaced on disk
+            # (a download, an update) must not take the server down with SIGBUS; the
+            # loaded copy keeps answering and identity_changed() says so.
             return self._llama_cpp.Llama(
                 model_path=str(path), n_ctx=model.context_length, n_batch=model.batch_size,
                 n_gpu_layers=gpu_layers, n_threads=threads, n_threads_batch=threads,
-                verbose=False)
+                use_mmap=False, verbose=False)
         except Exception as exc:
             raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
+
+    def _check_file(self) -> None:
+        """Once: the model file on disk is no longer the one loaded."""
+        if not self._told_changed and _file_identity(Path(self.info.path)) != self._identity:
+            self._told_changed = True
+            log.warning("the model file %s changed on disk since it was loaded (truncated or "
+                        "replaced); the loaded copy keeps answering. Reload the model (Hearth: "
+                        "Reload model, hearth.reloadModel) to use the file as it is now",
+                        self.info.path)
 
     def _arm_abort(self, on: bool) -> bool:
         ctx = self.llm._ctx.ctx
@@ -275,6 +297,7 @@ class LlamaEngine:
                  should_stop: Callable[[], bool], on_piece: Callable[[str], None],
                  grammar: str | None = None, start: str | None = None) -> Completion:
         started = time.perf_counter()
+        self._check_file()
         n_ctx = self.llm.n_ctx()
         prompt_tokens = len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=True,
                                               special=True))

@@ -21,7 +21,7 @@ from pygls.uris import to_fs_path
 
 from ..settings import SPECS
 from ..trust import is_trusted, set_trusted, trust_for_session
-from .common import resolve_command_action
+from .common import no_actions_reason, resolve_command_action
 from .features import commit, docs, review, testgen, workspace
 from .server import HearthServer
 
@@ -185,11 +185,6 @@ async def command_trust(ls: HearthServer, *args: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------- code actions
 
 
-# Above this size a document gets no actions (and one message saying so): parsing a
-# 5 MB file for every cursor move would keep a core busy for nothing.
-MAX_ACTION_CHARS = 512 * 1024
-
-
 async def code_action(ls: HearthServer,
                       params: types.CodeActionParams) -> list[types.CodeAction]:
     """Cheap: parse the file and offer actions. The model runs only on resolve/command.
@@ -198,7 +193,7 @@ async def code_action(ls: HearthServer,
     ls.check_position(doc, params.range.start)
     ls.check_position(doc, params.range.end)
     source = doc.source
-    refused = _no_actions_reason(source)
+    refused = no_actions_reason(source)
     if refused:
         ls.say_once(("no-actions", doc.uri), f"Hearth: no actions for {doc.uri.rsplit('/', 1)[-1]}: "
                     f"{refused}")
@@ -219,15 +214,6 @@ async def code_action(ls: HearthServer,
     return sorted(found, key=lambda a: rank.get(a.kind or "", len(rank)))
 
 
-def _no_actions_reason(source: str) -> str | None:
-    if len(source) > MAX_ACTION_CHARS:
-        return (f"it has {len(source) / 1e6:.1f} million characters; Hearth offers actions "
-                f"on files up to {MAX_ACTION_CHARS // 1024} KB")
-    try:
-        source.encode("utf-8")
-    except UnicodeEncodeError:
-        return "it contains invalid Unicode (lone surrogates), so it cannot be parsed"
-    return None
 
 
 async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeAction:

@@ -78,3 +78,20 @@ def resolve_command_action(action: Any) -> bool:
     args = {k: v for k, v in data.items() if k != "command"}
     action.command = types.Command(title=action.title, command=data["command"], arguments=[args])
     return True
+
+
+# Above this size a document gets no actions and no review on save (and one message
+# saying so): parsing a 5 MB file for every cursor move would keep a core busy.
+MAX_ACTION_CHARS = 512 * 1024
+
+
+def no_actions_reason(source: str) -> str | None:
+    """Why Hearth offers nothing on this text (too large, invalid Unicode), or None."""
+    if len(source) > MAX_ACTION_CHARS:
+        return (f"it has {len(source) / 1e6:.1f} million characters; Hearth offers actions "
+                f"on files up to {MAX_ACTION_CHARS // 1024} KB")
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it contains invalid Unicode (lone surrogates), so it cannot be parsed"
+    return None

@@ -27,7 +27,7 @@ from ...tasks.review import findings as review
 from ...tasks.review.run import review_code, review_spans_for, review_summary
 from ...tasks.review.state import spans_to_review
 from ...tasks.runner import TaskCancelled, count
-from ..common import RequestFailed, call_soon, command_action, wants_kind
+from ..common import RequestFailed, call_soon, command_action, no_actions_reason, wants_kind
 from ..edits import versioned_edit
 from ..server import HearthServer
 
@@ -251,12 +251,18 @@ async def _review_saved(ls: HearthServer, doc: TextDocument, save: int) -> None:
     lang = language_of(to_fs_path(uri) or uri, doc.language_id)
     if lang is None:
         return
+    refused = no_actions_reason(source)
+    if refused:  # as for code actions: one message, no parse of a huge file
+        ls.say_once(("no-review", uri), f"Hearth: no review on save for "
+                    f"{uri.rsplit('/', 1)[-1]}: {refused}")
+        return
     settings = ls.settings_of(uri).review
     if settings.on_save == "file":
-        spans = review_spans_for(source, uri, lang, limit=settings.max_symbols)
+        spans = await asyncio.to_thread(review_spans_for, source, uri, lang,
+                                        limit=settings.max_symbols)
     else:
         state = ls.reviews.get(uri)
-        every = review_spans_for(source, uri, lang, limit=10_000)
+        every = await asyncio.to_thread(review_spans_for, source, uri, lang, limit=10_000)
         head = None
         if any(s.label not in state.reviewed for s in every):  # git runs off the event loop
             path = to_fs_path(uri)

@@ -104,6 +104,10 @@ def read_changes(path: Path) -> Changes:
         notices.append("HEAD is detached: the commit will not be on any branch")
     if initial:
         notices.append("this will be the repository's first commit")
+    if (git_dir / "index.lock").exists():
+        notices.append("git's index is locked (.git/index.lock): another git command is "
+                       "running, or one stopped half way; `git commit` fails until it ends "
+                       "or the file is removed")
     root = Path(repo.working_tree_dir or path)
     try:
         files = _diff(repo, cached=True)

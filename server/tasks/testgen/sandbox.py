@@ -80,9 +80,18 @@ PLUGIN = textwrap.dedent('''
 
     _OUT = None
 
+    def _orphaned(parent):
+        # Hearth was killed (kill -9 leaves no one to stop this run): the whole run goes.
+        import time
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
     def pytest_configure(config):
         global _OUT
         _OUT = open(_RESULTS, "a", encoding="utf-8")  # opened before the hook forbids it
+        import threading
+        threading.Thread(target=_orphaned, args=(os.getppid(),), daemon=True).start()
         sys.addaudithook(_audit)
 
     def pytest_runtest_setup(item):
@@ -149,6 +158,21 @@ def _limits() -> None:  # runs in the child before exec
             resource.setrlimit(limit, (value, value))
 
 
+def _remove_orphaned_copies() -> None:
+    """Project copies left by a Hearth that was killed (`hearth-tests-<pid>-*` whose
+    process is gone): each is a whole copy of someone's project."""
+    for folder in Path(tempfile.gettempdir()).glob("hearth-tests-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # another user's Hearth, alive
+            pass
+
+
 def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
               python: str, overrides: dict[str, str] | None = None,
               test_timeout: int = TEST_TIMEOUT_S, run_timeout: int = RUN_TIMEOUT_S,
@@ -164,7 +188,8 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
     """
     if shutil.which(python) is None:
         raise SandboxError(f"cannot run {python}: not found (set tests.python)")
-    with tempfile.TemporaryDirectory(prefix="hearth-tests-") as tmp:
+    _remove_orphaned_copies()
+    with tempfile.TemporaryDirectory(prefix=f"hearth-tests-{os.getpid()}-") as tmp:
         work = Path(tmp) / "project"
         work.mkdir()
         copy_project(root, work, files)
