@@ -712,9 +712,9 @@ class Session:
 
     def _answer(self, request: dict) -> None:
         if self.answer_with is not None:
-            body = self.answer_with(request)
-            if body is not None:
-                self.send(body)
+            chosen = self.answer_with(request)
+            if chosen is not None:
+                self.send(chosen)
             return
         method, rng = request["method"], self.rng
         result: Any = None

@@ -1,19 +1,133 @@
-"""What fuzzing the server found (bench/fuzz.py's client, one server each): answers to
-the server's own requests that it cannot read, objects inside params read as
-messages, answers that borrow a running request's id, and expected protocol errors
-logged as tracebacks."""
+"""Fuzzed JSON-RPC against one long-lived server: every request is answered (a result
+or a JSON-RPC error) within a bounded wait, the process never dies, it still
+answers `hearth.status` at the end, and expected protocol errors cost a log line,
+not a traceback.
+
+The generator is bench/fuzz.py's (bench/fuzz.py runs it for 100,000 messages).
+Here hypothesis draws every choice: each example is one batch of messages sent
+back to back to the same server process (its state carries over, so nothing is
+shrunk; a failure lists the exact messages left unanswered). Without hypothesis
+installed the same batches are drawn from a seeded random.Random instead.
+"""
 
 from __future__ import annotations
 
+import functools
+import random
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import fuzz  # noqa: E402
 
-WAIT_S = 60  # for an answer: generous (a shared 2-core machine), never a timing
+try:
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is a dev extra
+    st = None
+
+T = TypeVar("T")
+B = TypeVar("B")
+BATCH = 60  # messages per example, sent back to back
+BATCHES = 42  # examples: 2,520 messages
+FRAME_BATCH = 8  # broken frames per example, each followed by a good request
+FRAME_BATCHES = 40
+WAIT_S = 60  # for a batch's answers: generous (a shared 2-core machine), never a timing
+
+
+# Known server bugs the fuzzer finds, tolerated here until they are fixed: each is
+# (what identifies its InternalError answer or its traceback, where it is). Empty
+# this list when they are fixed; docs/reliability.md gives each fix.
+KNOWN_BUGS = [
+    # features/commit.py: Path(repo).resolve() raises on a NUL byte -> InternalError
+    # (should be InvalidParams).
+    ("embedded null byte", "hearth.generateCommitMessage with a NUL in 'repo'"),
+    # features/review.py _review_saved: an edit while git runs (review.onSave "changed")
+    # leaves spans of the old text for run_review, which reads the new one: IndexError.
+    ("in numbered", "review on save, a didChange right after the didSave"),
+    # tasks/docs/file_summary.py _python_target: ast.parse raises UnicodeEncodeError
+    # on lone surrogates (only SyntaxError is caught) -> InternalError for documentFile.
+    ("in _python_target", "hearth.documentFile on a document with lone surrogates"),
+]
+
+
+def known(text: str) -> bool:
+    return any(signature in text for signature, _ in KNOWN_BUGS)
+
+
+class HypothesisDraw:
+    """bench/fuzz.py's Draw, backed by hypothesis' ``st.data()``."""
+
+    def __init__(self, data: Any):
+        self.data = data
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.data.draw(st.integers(lo, hi))
+
+    def choice(self, options: Sequence[T]) -> T:
+        return self.data.draw(st.sampled_from(options))
+
+    def text(self, max_size: int) -> str:
+        return self.data.draw(_text(max_size))
+
+    def binary(self, max_size: int) -> bytes:
+        return self.data.draw(st.binary(max_size=max_size))
+
+    def json(self) -> Any:
+        return self.data.draw(_json())
+
+
+@functools.cache
+def _text(max_size: int) -> Any:
+    char = st.one_of(st.characters(), st.sampled_from(fuzz.ODD_CHARS),
+                     st.characters(categories=["Cs"]))  # lone surrogates
+    return st.lists(char, max_size=max_size).map("".join)
+
+
+@functools.cache
+def _json() -> Any:
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.sampled_from(fuzz.EDGE_INTS),
+                     st.floats(allow_nan=False, allow_infinity=False), _text(20), st.sampled_from(["", "file:///", "hearth.status"]))
+    keys = st.one_of(st.sampled_from(fuzz.PROTOCOL_KEYS), _text(8))
+    return st.recursive(leaf, lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)), max_leaves=8)
+
+
+def drive(examples: int, make: Callable[[Any], B], send: Callable[[B], str | None],
+          seed: int) -> tuple[str, str | None]:
+    """``examples`` times: ``make`` a batch from a Draw (hypothesis' when installed), then
+    ``send`` it, until ``send`` returns a failure; returns the driver's name and that
+    failure. Failures are not raised inside the hypothesis example: the server is one
+    long-lived process, so a replayed or shrunk example would meet another state.
+    After a failure batches are still made (hypothesis checks that each example draws
+    the same way), but no longer sent."""
+    failure: list[str] = []
+
+    def once(draw: Any) -> None:
+        batch = make(draw)
+        if not failure:
+            found = send(batch)
+            if found:
+                failure.append(found)
+
+    if st is None:
+        rng = random.Random(seed)
+        for _ in range(examples):
+            once(fuzz.RandomDraw(rng))
+        return "random.Random", failure[0] if failure else None
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def example(data: Any) -> None:
+        once(HypothesisDraw(data))
+
+    example()
+    return "hypothesis", failure[0] if failure else None
 
 
 @pytest.fixture
@@ -25,6 +139,108 @@ def server(tmp_path):
         if session.alive():
             session.proc.kill()
         session.proc.wait()
+
+
+def test_fuzzed_messages_are_all_answered_and_the_server_lives(server):
+    session, root = server
+    fuzz.initialize(session, root)
+    fuzzer = fuzz.Fuzzer(root)
+    stats = fuzz.Stats()
+
+    def make(draw: Any) -> list[fuzz.Message]:
+        fuzzer.draw = draw
+        fuzzer.forget()  # the server remembers; the generator must not (see Fuzzer.forget)
+        return [fuzzer.message() for _ in range(BATCH)]
+
+    def send(messages: list[fuzz.Message]) -> str | None:
+        missing = fuzz.run_batch(session, messages, stats, timeout=WAIT_S)
+        if not session.alive():
+            return f"the server died ({session.proc.poll()}) in this batch:\n" + \
+                "\n".join(str(m.body)[:300] for m in messages) + f"\n{session.stderr_tail()}"
+        if missing:
+            return f"unanswered in {WAIT_S} s:\n" + "\n".join(
+                str(m.body)[:500] for m in missing) + f"\n--- server log:\n{session.stderr_tail()}"
+        return None
+
+    driver, failure = drive(BATCHES, make, send, seed=1)
+    assert failure is None, failure
+    final = fuzz.status(session, "final", timeout=WAIT_S)
+    log = session.stderr_text()
+    records = fuzz.traceback_records(log)
+    print(f"\n{driver}: {stats.sent} messages, {stats.requests} requests, {stats.results} "
+          f"results, errors {dict(stats.errors)}, traceback lines {log.count(fuzz.TRACEBACK)}, "
+          f"log records with one {sum(records.values())}: {dict(records)}")
+
+    assert stats.sent >= 2000 and stats.requests >= 800, stats
+    assert stats.answered == stats.requests
+    assert "result" in final and final["result"]["model"] in ("ready", "loading")
+    assert not session.duplicates, f"answered twice: {session.duplicates[:10]}"
+    bad = [a for a in session.responses.values() if not fuzz.well_formed(a)]
+    assert not bad, bad[:5]
+    # An InternalError is a handler that broke: a bug, unless it is a known one.
+    internal = [(body, message) for body, message in stats.internal if not known(message)]
+    assert not internal, "\n".join(f"{str(b)[:300]} -> {m[:1500]}" for b, m in internal)
+    # Expected protocol errors (InvalidParams, MethodNotFound, unknown documents, broken
+    # envelopes, answers to nothing) are one log line each, never a traceback.
+    unexpected = [t for t in fuzz.tracebacks(log) if not known(t)]
+    assert not unexpected, "\n\n".join(t[-1500:] for t in unexpected[:3])
+    assert session.close() == 0
+
+
+def test_fuzzed_framing_never_stalls_the_stream(server):
+    session, root = server
+    fuzz.initialize(session, root)
+    fuzzer = fuzz.Fuzzer(root)
+    counter = iter(range(10**9))
+    sent = []
+
+    def make(draw: Any) -> list[tuple[bytes, bytes]]:
+        fuzzer.draw = draw
+        fuzzer.forget()
+        return [(fuzz.bad_frame(draw, fuzzer), draw.choice(fuzz.HEADERS))
+                for _ in range(FRAME_BATCH)]
+
+    def send(frames: list[tuple[bytes, bytes]]) -> str | None:
+        for data, header in frames:
+            probe = f"probe{next(counter)}"
+            good = fuzz.frame(fuzz.dumps({"jsonrpc": "2.0", "id": probe,
+                                          "method": "workspace/executeCommand",
+                                          "params": {"command": "hearth.status"}}), header)
+            session.send_bytes(data + good)
+            sent.append(data)
+            missing = session.wait([probe], WAIT_S)
+            if not session.alive():
+                return f"the server died after {data[:300]!r}:\n{session.stderr_tail()}"
+            if missing or "result" not in session.responses[fuzz.key(probe)]:
+                return f"no answer after {data[:300]!r}:\n{session.stderr_tail()}"
+        return None
+
+    driver, failure = drive(FRAME_BATCHES, make, send, seed=2)
+    assert failure is None, failure
+    assert len(sent) >= 300
+    log = session.stderr_text()
+    print(f"\n{len(sent)} broken frames; log records with a traceback: "
+          f"{dict(fuzz.traceback_records(log))}")
+    unexpected = [t for t in fuzz.tracebacks(log) if not known(t)]
+    assert not unexpected, unexpected[:3]
+    assert session.close() == 0
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: documents are looked up by the raw uri, "
+                   "pygls keeps them by the unquoted one (see docs/reliability.md)")
+def test_a_document_whose_uri_is_percent_encoded_is_known(server):
+    session, root = server
+    fuzz.initialize(session, root)
+    uri = (root / "my project" / "a.py").as_uri()  # file:///…/my%20project/a.py
+    assert "%20" in uri
+    session.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {
+        "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": fuzz.PY}}})
+    here = {"line": 12, "character": 0}
+    answer = session.request("textDocument/codeAction", {
+        "textDocument": {"uri": uri}, "range": {"start": here, "end": here},
+        "context": {"diagnostics": []}}, "actions")
+    assert "result" in answer, answer
+    assert any("docstring" in a["title"] for a in answer["result"])
 
 
 # ------------------------------------------------- what the fuzzer found, fixed
