@@ -611,3 +611,16 @@ def test_cancel_while_waiting_for_the_first_token(proxies, engines):
     assert done.finish_reason == "cancelled" and done.text == ""
     assert wait_until(lambda: proxy.posts()[0].client_closed_early, 5)
     assert engine.breaker.state == "closed"
+
+
+def test_a_grammar_llama_cpp_cannot_parse_is_never_sent(proxies, engines):
+    # llama-cpp-python's server dies of one (SIGSEGV: a NULL sampler), seen by hand.
+    proxy = proxies(handler=canned({"GET /openapi.json": Reply(body={
+        "paths": {"/extras/tokenize/count": {}},
+        "components": {"schemas": {"CreateCompletionRequest": {"properties": {"grammar": {}}}}}})}))
+    engine = engines(proxy.url)
+    engine.connect()
+    with pytest.raises(EngineError) as caught:
+        engine.generate("x", greedy(2), [], never, lambda _p: None, grammar="root ::= [a-z")
+    assert "invalid grammar" in str(caught.value) and "backend 'team'" in str(caught.value)
+    assert proxy.posts() == []

@@ -339,6 +339,7 @@ class RemoteEngine:
         self._client: httpx.AsyncClient | None = None
         self._start_lock = threading.Lock()
         self._token_counts: dict[str, int] = {}
+        self._grammar_checks: dict[str, str | None] = {}
 
     # ---- messages -------------------------------------------------------------
 
@@ -826,6 +827,8 @@ class RemoteEngine:
             self.connect()
         self._api_key()  # here, not on the loop: a key command may take a while
         path, body = self._body(prompt, messages, sampling, stop, grammar, json_schema)
+        if grammar and self._structured_mode(grammar=True) == "grammar":  # it will be sent
+            self._check_grammar(grammar)
         loop = self._start()
         stream = _Stream()
         finished = threading.Event()
@@ -1092,6 +1095,25 @@ class RemoteEngine:
         if reason:
             stream.finish_seen = True
             stream.events.put(("finish", "length" if reason == "length" else "stop"))
+
+    def _check_grammar(self, text: str) -> None:
+        """Refuse a grammar llama.cpp cannot parse before it leaves: llama-cpp-python's
+        server crashes on one (a NULL sampler), others answer 400 mid-task.
+
+        llama.cpp's own parser, without a vocabulary (no model is loaded for this).
+        """
+        if text not in self._grammar_checks:
+            try:
+                from .llama import grammar_problem, route_native_logs
+
+                route_native_logs()
+                problem = grammar_problem(text, None)
+            except ImportError:  # pragma: no cover - llama-cpp-python is a dependency
+                problem = None
+            self._grammar_checks[text] = problem
+        problem = self._grammar_checks[text]
+        if problem is not None:
+            raise self._error(f"{problem}; not sent to the server")
 
     # ---- tokens and the end ---------------------------------------------------
 
