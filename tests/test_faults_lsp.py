@@ -330,13 +330,6 @@ def path_without_bwrap(tmp_path: Path) -> str:
     return str(bin_dir)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs a fix in server/tasks/testgen/sandbox.py (not this change's file): a killed "
-    "server leaves its sandbox folder (TemporaryDirectory under $TMPDIR) behind forever, "
-    "and without bwrap's --die-with-parent the test run itself (its own session, "
-    "setsid) outlives the server. Fix: the plugin kills its process group when its "
-    "parent is gone, and run_tests removes hearth-tests-<pid>-* folders whose pid is "
-    "gone; the exact code is in docs/reliability.md"))
 @pytest.mark.parametrize("walls", ["bwrap", "no bwrap"])
 async def test_kill_9_mid_sandbox_leaves_no_process_and_no_folder(demo_repo, tmp_path,
                                                                    fault_server, walls):
@@ -610,10 +603,6 @@ async def test_a_git_index_lock_left_by_another_git(demo_repo, tmp_path, fault_s
     assert snapshot(demo_repo) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs a notice in server/tasks/commit/gitdiff.py read_changes (not this change's "
-    "file): with .git/index.lock present the message comes without a word, and the user's "
-    "`git commit` then fails; the exact code is in docs/reliability.md"))
 async def test_a_git_index_lock_is_named_with_the_commit_message(demo_repo, tmp_path,
                                                                  fault_server):
     lock_git_index(demo_repo)
@@ -707,11 +696,6 @@ async def test_hostile_files_on_disk_and_in_the_editor(demo_repo, tmp_path, faul
         await stop(client)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs a fix in server/lsp/features/review.py _review_saved (not this change's file): "
-    "review on save parses the saved document on the event loop with no size limit, so "
-    "saving the 1 MB minified file blocks every request for about a minute here (the 5 MB "
-    "one for seconds); the exact code is in docs/reliability.md"))
 async def test_saving_a_huge_or_minified_file_keeps_the_server_answering(
         demo_repo, tmp_path, fault_server):
     files = hostile_files(demo_repo)
@@ -748,12 +732,6 @@ def model_copy(tmp_path, smollm2_path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "needs a fix in server/engine/llama.py LlamaEngine (not this change's file): the "
-    "weights are mmapped, so a model file truncated in place kills the server with "
-    "SIGBUS at the next generation, and a replaced one goes unnoticed. Fix: load with "
-    "use_mmap=False and warn once when the file's identity changes; the exact code is "
-    "in docs/reliability.md"))
 @pytest.mark.parametrize("change", ["truncated", "replaced"])
 async def test_the_model_file_changes_under_the_loaded_model(demo_repo, model_copy, change):
     client, _, _ = await start(REAL_SERVER, demo_repo, env={
