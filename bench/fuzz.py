@@ -591,6 +591,7 @@ class Stats:
     errors: Counter = field(default_factory=Counter)
     unanswered: list[Any] = field(default_factory=list)
     internal: list[tuple[Any, str]] = field(default_factory=list)  # InternalError answers
+    internal_causes: Counter = field(default_factory=Counter)  # by the error's message
     kinds: Counter = field(default_factory=Counter)
     max_wait_s: float = 0.0
 
@@ -813,9 +814,11 @@ def run_batch(session: Session, messages: Sequence[Message], stats: Stats,
         if "error" in answer:
             code = answer["error"].get("code")
             stats.errors[code] += 1
-            if code == -32603 and len(stats.internal) < 50:  # with pygls' traceback
+            if code == -32603:  # with pygls' traceback
                 error = answer["error"]
-                stats.internal.append((m.body, f"{error.get('message')}\n{error.get('data')}"))
+                stats.internal_causes[str(error.get("message"))[:80]] += 1
+                if len(stats.internal) < 50:
+                    stats.internal.append((m.body, f"{error.get('message')}\n{error.get('data')}"))
         else:
             stats.results += 1
     return [m for m in owed if key(m.id) in missing]
@@ -955,6 +958,27 @@ def fuzz_framing(n_frames: int, seed: int, figures: RunFigures, tmp: Path) -> No
     figures.traceback_sources.update(traceback_records(log))
 
 
+def load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
+
+
+def commit() -> str:
+    """The commit measured (and whether server/ or bench/ had changes on top)."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "server", "indexer", "bench"],
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return f"commit {head}" + (" with uncommitted changes in server/, indexer/ or bench/"
+                               if dirty else "")
+
+
 def write_doc_section(name: str, body: str, doc: Path = DOC) -> None:
     """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` in
     docs/reliability.md (creating the file or the section), leaving the rest alone."""
@@ -983,7 +1007,7 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "bench"))
-    from report import commit, load_average, machine_description
+    from report import machine_description
 
     figures = RunFigures(Stats(), Stats())
     load = load_average()
@@ -998,6 +1022,8 @@ def main() -> None:
     figures.seconds = time.perf_counter() - started
     s, f = figures.stats, figures.framing
     errors = ", ".join(f"{code} × {n:,}" for code, n in sorted(s.errors.items(), key=str))
+    internal = ", ".join(f"{n:,} × `{cause}`" for cause, n in s.internal_causes.most_common()) \
+        or "none"
     rss = "; ".join(f"{a // 1024} → {b // 1024} MiB" for a, b in figures.rss_kib)
     sources = "\n".join(f"| {n:,} | `{src.replace('|', '/')}` |"
                         for src, n in figures.traceback_sources.most_common(8))
@@ -1024,7 +1050,8 @@ negative numbers, deep nesting, unknown methods, unopened documents, out-of-rang
 negative and mid-surrogate positions, lone surrogates, broken envelopes, answers
 to requests never sent, `$/cancelRequest` for random ids, and garbage answers
 (one in five) to the server's own requests. The same generator runs in the suite
-(`tests/test_fuzz.py`, ~2,500 messages, driven by hypothesis).
+(`tests/test_fuzz.py`: 2,520 messages and 320 broken frames, drawn by
+hypothesis, or by a seeded `random.Random` where hypothesis is not installed).
 
 | figure | value |
 |---|---|
@@ -1036,12 +1063,14 @@ to requests never sent, `$/cancelRequest` for random ids, and garbage answers
 | deaths | {figures.deaths} (of {figures.servers} processes) |
 | duplicate or malformed answers | {figures.duplicates} duplicates, {figures.malformed} malformed |
 | exit codes after shutdown/exit | {", ".join(map(str, figures.exit_codes))} |
-| tracebacks in the servers' stderr | {figures.tracebacks:,} |
+| "Traceback" lines in the servers' stderr | {figures.tracebacks:,} (in {sum(figures.traceback_sources.values()):,} log records) |
 | RSS after initialize → at the end, per process | {rss} |
 | longest wait for a batch's answers | {s.max_wait_s:.2f} s |
 | wall time | {figures.seconds:.0f} s |
 
-Where the tracebacks came from (the log line before each):
+InternalError answers (a handler that broke), by cause: {internal}.
+
+Log records with a traceback, by their first line:
 
 | tracebacks | logged by |
 |---|---|
