@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from proxy import Drop, Forward, Hang, Proxy, Reply, Seen, sse
 
 from hearth_lsp.server.chat_format import Message
 from hearth_lsp.server.engine import remote
 from hearth_lsp.server.engine.base import EngineError
 from hearth_lsp.server.engine.remote import BackendConfig, BackendUnavailable, RemoteEngine
 from hearth_lsp.server.settings import SamplingSettings
+
+from proxy import Drop, Forward, Hang, Proxy, Reply, Seen, sse
 
 KEY = "sk-test-7f3a9c1e5b"  # never to be seen in a message or a log record
 MODELS = {"object": "list", "data": [{"id": "tiny", "object": "model"}]}
