@@ -237,11 +237,11 @@ class IndexService:
         for notice in self.writer.notices:  # already logged by the index
             self.notices.append(notice)
         if self.writer.readonly:
+            reason = self.writer.readonly_reason or f"another Hearth process indexes {self.root}"
+            self._tell(f"{reason}: searching the index read-only, not updating it")
             self.state = "readonly"
             self.reader = self.writer
             self.ready.set()
-            reason = self.writer.readonly_reason or f"another Hearth process indexes {self.root}"
-            self._tell(f"{reason}: searching the index read-only, not updating it")
         else:
             self._phase1(rebuild=False)
         while True:
@@ -363,11 +363,11 @@ class IndexService:
             done = self.writer.store.counts()["files"]
         except sqlite3.Error:
             done = 0
-        self.state = "error"
         self.error = (f"indexing stopped: {disk}; search answers from the {done} files "
                       "indexed so far (free some space, then run Reindex or restart)")
-        self._tell(self.error)
+        self._tell(self.error)  # told before the state says so
         self.report("", self.error, None)
+        self.state = "error"
         if self._open_reader():
             self.ready.set()
 
