@@ -12,6 +12,7 @@ installed the same batches are drawn from a seeded random.Random instead.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import random
 import sys
@@ -332,3 +333,54 @@ def test_expected_protocol_errors_are_one_log_line_each(server):
     log = session.stderr_text()
     assert fuzz.TRACEBACK not in log, log[-3000:]
     assert log.count("WARNING") >= len(requests) + 7
+
+
+async def test_handled_messages_leave_no_future_behind(tmp_path):
+    """pygls kept the future of each notification its own handlers ran (didOpen,
+    didChange, didClose) and of each command's handler: one entry per keystroke, for
+    the life of the server."""
+    import json
+    import logging
+
+    from hearth_lsp.server.engine.fake import FakeEngine
+    from hearth_lsp.server.lsp.app import create_server
+    from hearth_lsp.server.lsp.framing import handler_for
+
+    class Sink:
+        def write(self, data: bytes) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    server = create_server(engine_factory=lambda settings, cache: FakeEngine(), environ={
+        "HEARTH_INDEX_ENABLED": "false", "HEARTH_CACHE_ENABLED": "false",
+        "HEARTH_CONFIG_FILE": str(tmp_path / "none.toml")})
+    try:
+        protocol = server.protocol
+        protocol.set_writer(Sink())
+        handle = handler_for(protocol)
+
+        def send(message: dict) -> None:
+            handle(json.dumps({"jsonrpc": "2.0", **message}).encode())
+
+        send({"id": 0, "method": "initialize", "params": {"capabilities": {},
+                                                          "rootUri": tmp_path.as_uri()}})
+        uri = (tmp_path / "a.py").as_uri()
+        send({"method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": "x = 1\n"}}})
+        for version in range(2, 102):
+            send({"method": "textDocument/didChange", "params": {
+                "textDocument": {"uri": uri, "version": version},
+                "contentChanges": [{"text": f"x = {version}\n"}]}})
+        for n in range(1, 21):
+            send({"id": n, "method": "workspace/executeCommand", "params": {
+                "command": "hearth.search", "arguments": [{"query": "x"}]}})
+        send({"method": "textDocument/didClose", "params": {"textDocument": {"uri": uri}}})
+        deadline = asyncio.get_running_loop().time() + 30
+        while protocol._request_futures and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert not protocol._request_futures, len(protocol._request_futures)
+    finally:
+        server.worker.shutdown()
+        logging.getLogger().removeHandler(server.client_log)

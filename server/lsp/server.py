@@ -104,6 +104,26 @@ class HearthProtocol(LanguageServerProtocol):
                     server.cancelled_early.pop(next(iter(server.cancelled_early)))
         super()._handle_cancel_notification(msg_id)
 
+    def _execute_handler(self, msg_id: Any, handler: Any, callback: Any,
+                         args: Any = None, kwargs: Any = None) -> None:
+        """pygls keeps the future of every handler it runs in `_request_futures`, and
+        removes it only when it answers a request: a notification handled by one of its
+        own generators (didOpen, didChange, didClose) and a command's handler, both run
+        under a fresh uuid, stayed there for good (fuzzed, RSS grew 66 -> 123 MiB in
+        25,000 messages). Every future leaves once it is done."""
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        future = self._request_futures.get(msg_id)
+        if future is not None:
+            future.add_done_callback(lambda done: self._forget(msg_id, done))
+
+    def _forget(self, msg_id: Any, done: Any) -> None:
+        if self._request_futures.get(msg_id) is done:
+            del self._request_futures[msg_id]
+        if not done.cancelled():
+            # Seen: pygls reads it, except from a command's handler whose request was
+            # cancelled (answered "cancelled" already); asyncio would log it when freed.
+            done.exception()
+
     def send_request(self, method: str, params: Any | None = None,
                      callback: Callable[[Any], None] | None = None,
                      msg_id: Any = None) -> Any:
