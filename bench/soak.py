@@ -399,7 +399,7 @@ state at the end: {(final.get("index") or {}).get("state")}; log records with a
 traceback: {sum(tracebacks.values())}{": " + ", ".join(f"{v} × `{k}`" for k, v in tracebacks.items()) if tracebacks else ""}.
 Notifications from the server: {", ".join(f"{k} {v:,}" for k, v in sorted(notifications.items()))}.
 
-Machine: {machine_description()}; {fuzz.commit()}; load average {load} at the start.
+{fuzz.machine(machine_description())}; load average {load} at the start.
 {args.note}
 """
     fuzz.write_doc_section("soak", body)
