@@ -1145,10 +1145,13 @@ Found, not fixed here (each is tolerated by name in `tests/test_fuzz.py`'s
 - `hearth.generateCommitMessage` with a NUL byte in `repo`: `Path.resolve()` raises
   ValueError, answered InternalError. Fix (`features/commit.py`): refuse it with
   InvalidParams next to the type check (`if "\\x00" in repo_arg`).
-- `hearth.documentFile` on a Python document with lone surrogates: `ast.parse`
-  raises UnicodeEncodeError, answered InternalError. Fix
-  (`tasks/docs/file_summary.py`, `_python_target`): also catch UnicodeEncodeError
-  and raise FileDocError("… invalid Unicode (lone surrogates) …").
+- `hearth.documentFile`, `hearth.generateDocstring` and the docstring code action's
+  resolve on a document with lone surrogates: `ast.parse` (a Python file summary)
+  and `source.encode("utf-8")` before tree-sitter (doc comments) raise
+  UnicodeEncodeError, answered InternalError (code actions already refuse such a
+  document). Fix (`features/docs.py`): refuse it the same way at the top of
+  `_document_symbol` and `command_document_file`:
+  `refused = no_actions_reason(doc.source)`, then `raise RequestFailed(...)` with it.
 - Review on save with a didChange right after the didSave: `_review_saved` computes
   spans from the saved text, awaits (threads, git), then `run_review` reads the
   edited text; the spans fall outside it and the background task dies with
