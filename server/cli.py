@@ -626,6 +626,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
             stats = cache.stats()
             print(f"{stats['entries']} cached answers, {stats['bytes'] / 1e6:.1f} MB in "
                   f"{cache.path}")
+            if cache.problem:
+                print(f"hearth cache: {cache.problem}", file=sys.stderr)
+    except RuntimeError as exc:  # a cache that cannot be opened or written says why
+        print(f"hearth cache: {exc}", file=sys.stderr)
+        return 1
     finally:
         cache.close()
     return 0

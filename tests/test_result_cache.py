@@ -119,3 +119,14 @@ def test_the_server_applies_a_new_cache_limit_at_once(tmp_path, monkeypatch):
     server.sources.client_configuration = {"cache": {"maxMb": 2}}
     server.apply_settings()
     assert server.worker.results.max_bytes == 2 << 20
+
+
+def test_clearing_a_cache_that_cannot_be_written_says_why(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
+
+    def refuse(self):
+        raise RuntimeError(f"the answer cache {self.path} cannot be written (read-only)")
+
+    monkeypatch.setattr(ResultCache, "clear", refuse)
+    assert cli.main(["cache", "clear"]) == 1
+    assert "hearth cache: the answer cache" in capsys.readouterr().err
