@@ -136,16 +136,22 @@ def torch_device() -> str:
 
 
 def commit() -> str:
+    """HEAD, and the files of server/, indexer/ and bench/ that differ from it (the
+    benchmarks import the working tree)."""
+    root = str(DOC.parent.parent)
     try:
-        out = subprocess.run(["git", "-C", str(DOC.parent.parent), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(DOC.parent.parent), "status", "--porcelain",
-                                "--", "server", "indexer", "bench"],
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "server",
+                                "indexer", "bench"], capture_output=True, text=True
+                               ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         return "unknown commit"
-    return f"commit {out}" + (" with uncommitted changes in server/, indexer/ or bench/"
-                              if dirty else "")
+    paths = [line[3:] for line in dirty if line[3:]]
+    if not paths:
+        return f"commit {head}"
+    shown = ", ".join(paths[:6]) + (f" and {len(paths) - 6} more" if len(paths) > 6 else "")
+    return f"commit {head} plus uncommitted changes to {shown}"
 
 
 def machine_description(*, model_where: str | None = None, embeddings: bool = False,
