@@ -904,6 +904,7 @@ class RunFigures:
     tracebacks: int = 0
     traceback_sources: Counter = field(default_factory=Counter)
     rss_kib: list[tuple[int, int]] = field(default_factory=list)  # (after init, at the end)
+    rss_series: list[list[int]] = field(default_factory=list)  # every 5,000 messages (KiB)
     duplicates: int = 0
     malformed: int = 0
     servers: int = 0
@@ -924,13 +925,16 @@ def fuzz_server(n_messages: int, seed: int, figures: RunFigures, tmp: Path,
         before = session.proc_status().get("VmRSS", 0)
         fuzzer = Fuzzer(root, RandomDraw(random.Random(seed)))
         sent = 0
+        series = [before]
         while sent < n_messages and session.alive():
             messages = [fuzzer.message() for _ in range(min(batch, n_messages - sent))]
             run_batch(session, messages, figures.stats)
             sent += len(messages)
-            if figures.stats.sent // 5000 != (figures.stats.sent - len(messages)) // 5000:
+            if sent // 5000 != (sent - len(messages)) // 5000:
+                series.append(session.proc_status().get("VmRSS", 0))
                 print(f"  {figures.stats.sent} messages, {figures.stats.answered} answered, "
-                      f"rss {session.proc_status().get('VmRSS', 0) // 1024} MiB", flush=True)
+                      f"rss {series[-1] // 1024} MiB", flush=True)
+        figures.rss_series.append(series)
         alive = session.alive()
         if alive:
             status(session, "last")
@@ -1052,6 +1056,7 @@ def main() -> None:
     errors = ", ".join(f"{code} × {n:,}" for code, n in sorted(s.errors.items(), key=str))
     internal = ", ".join(f"{n:,} × `{cause}`" for cause, n in s.internal_causes.most_common()) \
         or "none"
+    series = "; ".join(" → ".join(str(k // 1024) for k in one) for one in figures.rss_series)
     rss = "; ".join(f"{a // 1024} → {b // 1024} MiB" for a, b in figures.rss_kib)
     sources = "\n".join(f"| {n:,} | `{src.replace('|', '/')}` |"
                         for src, n in figures.traceback_sources.most_common(8))
@@ -1093,6 +1098,7 @@ hypothesis, or by a seeded `random.Random` where hypothesis is not installed).
 | exit codes after shutdown/exit | {", ".join(map(str, figures.exit_codes))} |
 | "Traceback" lines in the servers' stderr | {figures.tracebacks:,} (in {sum(figures.traceback_sources.values()):,} log records) |
 | RSS after initialize → at the end, per process | {rss} |
+| RSS every 5,000 messages, per process (MiB) | {series} |
 | longest wait for a batch's answers | {s.max_wait_s:.2f} s |
 | wall time | {figures.seconds:.0f} s |
 
