@@ -71,3 +71,20 @@ async def test_a_huge_symbol_query_is_a_clear_error(client):
     client, _ = client
     with pytest.raises(JsonRpcException, match="at most 1000 are searched"):
         await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="x" * 1_000_000))
+
+
+async def test_documenting_lone_surrogates_is_refused_with_a_reason(client):
+    client, root = client
+    uri = open_doc(client, root / "odd2.py", text="def f(a):\n    return '\ud800'\n")
+    for command, args in (("hearth.generateDocstring", {"uri": uri, "line": 0}),
+                          ("hearth.documentFile", {"uri": uri})):
+        with pytest.raises(JsonRpcException, match="lone surrogates"):
+            await client.workspace_execute_command_async(types.ExecuteCommandParams(
+                command=command, arguments=[args]))
+
+
+async def test_a_nul_byte_in_a_repository_path_is_invalid_params(client):
+    client, _ = client
+    with pytest.raises(JsonRpcException, match="'repo' must be"):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="hearth.generateCommitMessage", arguments=[{"repo": "/tmp/a\x00b"}]))

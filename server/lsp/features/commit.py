@@ -29,7 +29,7 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
     if not isinstance(params, dict):
         raise JsonRpcInvalidParams('expected [{"repo"?: string}]')
     repo_arg = params.get("repo")
-    if repo_arg is not None and not isinstance(repo_arg, str):
+    if repo_arg is not None and (not isinstance(repo_arg, str) or "\0" in repo_arg):
         raise JsonRpcInvalidParams("'repo' must be a path or a file URI")
     if repo_arg:
         repo = Path(to_fs_path(repo_arg) or repo_arg) if repo_arg.startswith("file:") \

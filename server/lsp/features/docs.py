@@ -28,6 +28,7 @@ from ..common import (
     client_resolves,
     command_action,
     failures_reported,
+    no_actions_reason,
     wants_kind,
 )
 from ..edits import versioned_edit, whole_document_edit
@@ -122,8 +123,16 @@ async def command_docstring(ls: HearthServer, *args: Any) -> dict[str, Any]:
             "docstring": result.text}
 
 
+def _usable(doc: TextDocument) -> None:
+    """Documents Hearth cannot parse (huge, lone surrogates) are refused, with the reason."""
+    refused = no_actions_reason(doc.source)
+    if refused:
+        raise RequestFailed(f"Hearth cannot document {doc.uri.rsplit('/', 1)[-1]}: {refused}")
+
+
 async def _document_symbol(ls: HearthServer, doc: TextDocument, line: int,
                            regenerate: bool) -> DocstringResult | DocCommentResult:
+    _usable(doc)
     source, version = doc.source, doc.version
     lang = language_of(doc.uri, doc.language_id)
     fn = find_documentable(source, lang, line)
@@ -164,6 +173,7 @@ async def command_document_file(ls: HearthServer, *args: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise JsonRpcInvalidParams('expected [{"uri": ..., "regenerate"?: bool}]')
     doc = ls.get_document(data.get("uri"))
+    _usable(doc)
     lang = language_of(doc.uri, doc.language_id) or "text"
     source, version = doc.source, doc.version
     regenerate = bool(data.get("regenerate"))

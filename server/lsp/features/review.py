@@ -247,7 +247,7 @@ def on_save(ls: HearthServer, uri: str) -> None:
 
 
 async def _review_saved(ls: HearthServer, doc: TextDocument, save: int) -> None:
-    uri, source = doc.uri, doc.source
+    uri, source, version = doc.uri, doc.source, doc.version
     lang = language_of(to_fs_path(uri) or uri, doc.language_id)
     if lang is None:
         return
@@ -268,6 +268,8 @@ async def _review_saved(ls: HearthServer, doc: TextDocument, save: int) -> None:
             path = to_fs_path(uri)
             head = await asyncio.to_thread(head_text, Path(path)) if path else None
         spans = spans_to_review(source, every, state.reviewed, head)[:settings.max_symbols]
+    if doc.version != version:  # edited while git ran: the spans are of an older text
+        return
     if spans and ls.reviews.get(uri).saves == save:  # a newer save has its own review
         await run_review(ls, doc, spans, interactive=False)
 
