@@ -113,8 +113,17 @@ class HearthProtocol(LanguageServerProtocol):
         25,000 messages). Every future leaves once it is done."""
         super()._execute_handler(msg_id, handler, callback, args, kwargs)
         future = self._request_futures.get(msg_id)
-        if future is not None:
+        if future is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a direct call): forget at once
             future.add_done_callback(lambda done: self._forget(msg_id, done))
+            return
+        # On the loop, later: a future can finish while pygls iterates the dict (shutdown
+        # cancels them all), or on a worker thread (thread handlers).
+        future.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(self._forget, msg_id, done))
 
     def _forget(self, msg_id: Any, done: Any) -> None:
         if self._request_futures.get(msg_id) is done:
