@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.exceptions import (
@@ -588,11 +589,16 @@ class HearthServer(LanguageServer):
         index = folder.index if folder is not None else None
         return None if index is None else index.context_text
 
+    def open_document(self, uri: str) -> TextDocument | None:
+        """The document open under ``uri``: pygls keeps them by the unquoted URI, and
+        editors send `file:///my%20project/a.py`."""
+        return self.workspace.text_documents.get(unquote(uri))
+
     def get_document(self, uri: Any) -> TextDocument:
         """An open document, or a clear JSON-RPC error."""
         if not isinstance(uri, str) or not uri:
             raise JsonRpcInvalidParams("a document uri (string) is required")
-        doc = self.workspace.text_documents.get(uri)
+        doc = self.open_document(uri)
         if doc is None:
             raise JsonRpcInvalidParams(f"unknown document {uri}: open it (didOpen) first")
         return doc

@@ -170,7 +170,7 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
         dropped = sum(r.dropped for r in results)
         report.end(count(len(findings), "finding")
                    + (f" ({dropped} unanchored dropped)" if dropped else ""))
-    current = ls.workspace.text_documents.get(uri)
+    current = ls.open_document(uri)
     if current is None or current.version != version:
         if interactive:
             raise JsonRpcContentModified(f"{uri} changed during the review; review it again")
@@ -184,7 +184,7 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
 
 
 def publish(ls: HearthServer, uri: str) -> None:
-    doc = ls.workspace.text_documents.get(uri)
+    doc = ls.open_document(uri)
     if doc is None:
         return
     diagnostics = [to_diagnostic(doc, f) for f in ls.reviews.findings(uri)
@@ -217,7 +217,7 @@ def document_changed(ls: HearthServer, params: types.DidChangeTextDocumentParams
         if rng is not None:
             changed |= ls.reviews.edit(uri, rng.start.line, rng.end.line,
                                        change.text.count("\n") + 1)
-    doc = ls.workspace.text_documents.get(uri)
+    doc = ls.open_document(uri)
     if doc is not None:  # whole-document changes, or anything the above missed
         lines = doc.lines
         state = ls.reviews.get(uri)
@@ -234,7 +234,7 @@ def document_changed(ls: HearthServer, params: types.DidChangeTextDocumentParams
 
 def on_save(ls: HearthServer, uri: str) -> None:
     """Start a background review per `review.onSave`; the save itself returns at once."""
-    doc = ls.workspace.text_documents.get(uri)
+    doc = ls.open_document(uri)
     if ls.settings_of(uri).review.on_save == "off" or doc is None:
         return
     # A newer save replaces the review still running for this document.

@@ -60,7 +60,7 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
 
     def open_doc(file: Path) -> TextDocument | None:
-        return ls.workspace.text_documents.get(from_fs_path(str(file)) or file.as_uri())
+        return ls.open_document(from_fs_path(str(file)) or file.as_uri())
 
     def open_text(file: Path) -> str | None:
         found = open_doc(file)
