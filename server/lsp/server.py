@@ -148,6 +148,7 @@ class HearthProtocol(LanguageServerProtocol):
             log.warning("dropped an answer to %.40r, which the server never asked", msg_id)
             return
         self._asked.discard(msg_id)
+        self._result_types.pop(msg_id, None)  # pygls leaves it there after an error
         super()._handle_response(msg_id, result, error)
 
     def structure_message(self, data: dict[str, Any]):
@@ -167,6 +168,7 @@ class HearthProtocol(LanguageServerProtocol):
                 future = self._request_futures.pop(msg_id, None) \
                     if msg_id is not None and msg_id in self._asked else None
                 self._asked.discard(msg_id)
+                self._result_types.pop(msg_id, None)
                 if future is not None and not future.done():
                     future.set_exception(JsonRpcInternalError(
                         f"the client's answer could not be read: {why}"))
