@@ -165,10 +165,11 @@ class HearthProtocol(LanguageServerProtocol):
                 log.warning("dropped a malformed %.80s message: %s", data["method"], why)
             else:  # an answer: to one of our requests, fail that request (the handler
                 # awaiting it would wait forever)
-                future = self._request_futures.pop(msg_id, None) \
-                    if msg_id is not None and msg_id in self._asked else None
-                self._asked.discard(msg_id)
-                self._result_types.pop(msg_id, None)
+                future = None
+                if msg_id is not None and msg_id in self._asked:
+                    self._asked.discard(msg_id)
+                    self._result_types.pop(msg_id, None)
+                    future = self._request_futures.pop(msg_id, None)
                 if future is not None and not future.done():
                     future.set_exception(JsonRpcInternalError(
                         f"the client's answer could not be read: {why}"))
