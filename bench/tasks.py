@@ -9,7 +9,7 @@ validation already guarantees.
 - Review: ``bench/fixtures/planted.py`` (functions with planted bugs, and clean
   ones). Findings on the planted line vs elsewhere, planted bugs found,
   findings per clean function.
-- Docstrings: a seeded sample of the functions of jinja2's ``utils.py`` (from
+- Docstrings: the functions of markdown-it-py's ``token.py`` (from
   site-packages: code nobody here wrote) with every docstring removed. Share that
   passes validation, and ROUGE-L of the summary against the removed docstring's
   first sentence, next to a baseline that only splits the function's name.
@@ -66,7 +66,8 @@ BUGS = {"average": {13}, "find_user": {17, 18}, "read_config": {22}, "last_item"
         "is_admin": {32}, "run_command": {38}}
 CLEAN = ["clamp", "word_count", "mean_of_pairs", "open_db", "title_case", "safe_div"]
 
-DOC_SOURCE = SITE / "jinja2" / "utils.py"
+DOC_SOURCE = SITE / "markdown_it" / "token.py"  # 180 lines: the file fits any prompt
+DOC_PATH = "markdown_it/token.py"
 COLORSYS = Path(shutil.__file__).parent / "colorsys.py"  # CPython's own
 TEST_FUNCTIONS = ["rgb_to_hls", "hls_to_rgb", "rgb_to_hsv", "hsv_to_rgb"]
 MODULE = "colorlib/colorsys.py"
@@ -191,8 +192,8 @@ def colorsys_workspace(dest: Path) -> Path:
 
 
 def doc_sample(count: int, seed: int) -> tuple[str, list[tuple[docstring.FunctionTarget, str]]]:
-    """jinja2's utils.py without docstrings, and a seeded sample of its functions with
-    the first sentence of each one's removed docstring."""
+    """DOC_SOURCE without docstrings, and a seeded sample of its functions with the
+    first sentence of each one's removed docstring."""
     stripped, found = strip_docstrings(DOC_SOURCE.read_text(encoding="utf-8"))
     fns = {f.qualname: f for f in docstring.list_functions(stripped)}
     pool = sorted(name for name in found if name in fns)
@@ -257,7 +258,7 @@ async def docstrings(worker, settings: Settings, count: int, seed: int) -> dict:
     for fn, reference in sample:
         try:
             result = await generate_docstring(TaskRun(worker), settings, source=source,
-                                              path="jinja2/utils.py", line=fn.def_line)
+                                              path=DOC_PATH, line=fn.def_line)
         except Refusal as exc:
             samples.append((fn.qualname, None, str(exc)[:80]))
             continue
@@ -348,7 +349,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="smollm2,gemma3-270m")
     parser.add_argument("--docstrings", type=int, default=12,
-                        help="functions of jinja2/utils.py sampled for docstrings")
+                        help=f"functions of {DOC_PATH} sampled for docstrings (at most all)")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--smoke", action="store_true",
@@ -367,8 +368,9 @@ def main() -> int:
         f"- Review: `bench/fixtures/planted.py` ({len(BUGS)} functions with a planted bug, "
         f"{len(CLEAN)} clean), one review per function. This fixture was written here (the "
         "exception to real code): a smoke check, not a quality figure.",
-        f"- Docstrings: {args.docstrings} functions sampled (seed {args.seed}) from jinja2's "
-        "`utils.py` (site-packages) with every docstring removed; ROUGE-L (F1 over words) "
+        f"- Docstrings: {len(doc_sample(args.docstrings, args.seed)[1])} functions (a "
+        f"sample of at most {args.docstrings}, seed {args.seed}) of markdown-it-py's "
+        f"`{DOC_PATH}` (site-packages) with every docstring removed; ROUGE-L (F1 over words) "
         "of the summary paragraph against the first sentence of the removed docstring, "
         "averaged over the docstrings that passed; \"name only\" scores the function's "
         "name split into words on the same functions. No prompt was tuned on this code.",
