@@ -63,6 +63,7 @@ def test_hook_install_refuses_a_foreign_hook_and_uninstalls_only_its_own(demo_re
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the hook's own limit below is 600 s: a loaded machine is slow
 def test_the_hook_fills_a_plain_commit_and_leaves_dash_m_alone(demo_repo):
     """A real `git commit` with the real default model behind the hook."""
     assert cli.main(["hook", "install", "--repo", str(demo_repo)]) == 0
