@@ -363,8 +363,8 @@ def main() -> int:
     description = [
         "Everything the model says is validated first; the columns count what reached the "
         "user, and each could come out otherwise. Answer cache off. Each model has its own "
-        "section below, written when its run ends (one run per model keeps each under "
-        "~15 minutes on this machine).", "",
+        "section below, written when its run ends (`--models` runs them one at a time; "
+        "`--models ''` rewrites only this description).", "",
         f"- Review: `bench/fixtures/planted.py` ({len(BUGS)} functions with a planted bug, "
         f"{len(CLEAN)} clean), one review per function. This fixture was written here (the "
         "exception to real code): a smoke check, not a quality figure.",
@@ -386,7 +386,7 @@ def main() -> int:
     if not args.no_write:
         write_section("tasks", "## Tasks: `bench/tasks.py`\n\n" + "\n".join(description))
     tmp = Path(tempfile.mkdtemp(prefix="hearth-tasks-"))
-    for preset in args.models.split(","):
+    for preset in filter(None, args.models.split(",")):
         load_before = wait_for_quiet(0 if args.smoke else None)
         r = asyncio.run(evaluate(preset, args.docstrings, args.seed, tmp))
         rv, dc, ts, cm = r["review"], r["docstrings"], r["tests"], r["commit"]
