@@ -125,8 +125,8 @@ _BUILTINS = set(dir(builtins))
 
 
 def touched_names(patch: str) -> set[str]:
-    """What a subject may name to be about this diff: each file's name, stem and
-    folders; in Python files, the identifiers on changed lines (string literals,
+    """What a subject may name to be about this diff: each file's name and stem (not
+    its folders); in Python files, the identifiers on changed lines (string literals,
     comments, keywords and builtins left out) and the function or class each change
     is in (from the hunk header or the last `def`/`class` line before it)."""
     names: set[str] = set()
@@ -137,7 +137,7 @@ def touched_names(patch: str) -> set[str]:
             if target != "/dev/null":
                 path = target.split("/", 1)[1] if target[:2] in ("a/", "b/") else target
                 p = Path(path)
-                names |= {p.name.lower(), p.stem.lower(), *(x.lower() for x in p.parts[:-1])}
+                names |= {p.name.lower(), p.stem.lower()}
             continue
         if not path.endswith(".py"):
             continue
@@ -380,7 +380,8 @@ def main() -> int:
         "sandbox) in a fresh copy of the original workspace.",
         f"- Commit messages: {len(DIFFS)} staged edits of that copy (a rename, a validation, "
         "a constant, a README, a test file), each with a reference subject written for it. "
-        "\"names the diff\": the subject contains a touched file's name or an identifier "
+        "\"names the diff\": the subject contains a touched file's name (or stem; not a "
+        "folder) or an identifier "
         "from a changed line or hunk header (string literals left out). Type as the "
         "reference: code diffs only (Hearth forces `docs`/`test` for the others)."]
     if not args.no_write:
