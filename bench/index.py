@@ -191,8 +191,9 @@ def main() -> int:
         f"| ≤ 400 MB |",
         f"| peak RSS of the indexing process | {rss:.0f} MB | |",
         "",
-        f"Phase 2 embedded a sample of {len(texts)} chunks (all of them would take hours on 2 "
-        f"cores); the store was then filled to {n_vectors} vectors with copies of real "
+        f"Phase 2 embedded a sample of {len(texts)} chunks (all {counts['chunks']} would take "
+        f"about {counts['chunks'] / len(texts) * est.seconds / 60:.0f} min at this rate); "
+        f"the store was then filled to {n_vectors} vectors with copies of real "
         "embeddings plus noise, which costs the vector store the same as real ones. "
         "Other processes' share of the machine while it ran (`/proc/stat` less this "
         f"process and its finished workers): phase 1 {load1.share:.0%}, raw "
