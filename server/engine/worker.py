@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from ..chat_format import Message
 from ..settings import SamplingSettings
 from .base import Completion, Engine, EngineError, ModelInfo, ModelUnavailable
 
@@ -44,6 +45,9 @@ class Job:
     grammar: str | None = None
     start: str | None = None
     on_piece: Callable[[str], None] | None = None
+    # Chat turns for an engine that takes them (a model server); ``prompt`` is then
+    # only their local rendering, for logs and cache keys.
+    messages: list[Message] | None = None
     load: Callable[[], Engine] | None = None
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     cancel_event: threading.Event = field(default_factory=threading.Event)
@@ -110,13 +114,14 @@ class GenerationWorker:
     def submit(self, kind: str, prompt: str, sampling: SamplingSettings, *,
                stop: list[str] | None = None, priority: Priority = Priority.USER,
                key: Hashable | None = None, grammar: str | None = None,
-               start: str | None = None, on_piece: Callable[[str], None] | None = None) -> Job:
+               start: str | None = None, on_piece: Callable[[str], None] | None = None,
+               messages: list[Message] | None = None) -> Job:
         """Queue a generation. A newer job with the same key cancels the older one."""
         if key is not None:
             self.cancel_where(lambda j: j.key == key)
         job = Job(kind=kind, priority=priority, key=key, prompt=prompt, sampling=sampling,
                   stop=list(stop or []), grammar=grammar, start=start,
-                  on_piece=on_piece)
+                  on_piece=on_piece, messages=messages)
         return self._enqueue(job)
 
     def cancel_where(self, predicate: Callable[[Job], bool]) -> int:
@@ -208,8 +213,10 @@ class GenerationWorker:
         assert job.sampling is not None
         on_piece = job.on_piece or (lambda _piece: None)
         try:
+            extra = {"messages": job.messages} if job.messages is not None else {}
             result = engine.generate(job.prompt, job.sampling, job.stop,
-                                     job.cancel_event.is_set, on_piece, job.grammar, job.start)
+                                     job.cancel_event.is_set, on_piece, job.grammar, job.start,
+                                     **extra)
         except EngineError as exc:
             job.future.set_exception(exc)
             return

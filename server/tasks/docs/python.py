@@ -186,6 +186,10 @@ class DocstringPrompt:
     stop: list[str]
     chat: bool
     start: str = START
+    # The chat turns ``text`` was rendered from (None for completion-style prompts):
+    # a model server applies its own template to them. ``prefill`` opens the answer.
+    messages: list[Message] | None = None
+    prefill: str = ""
 
 
 def _fit_file(source: str, budget_chars: int) -> str:
@@ -221,7 +225,8 @@ def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: s
             text = render_chat(chat_template, merge_system(messages), bos_token=bos_token,
                                eos_token=eos_token)
         stop = ['"""', *(s for s in (eos_token, "<|im_end|>", "<end_of_turn>") if s)]
-        return DocstringPrompt(text + PREFILL, stop, chat=True)
+        return DocstringPrompt(text + PREFILL, stop, chat=True, messages=messages,
+                               prefill=PREFILL)
     # Base model: continue the file right after the signature, inside `"""`.
     lines = source.splitlines()
     prefix = "\n".join(lines[: fn.colon[0] + 1])
