@@ -171,6 +171,51 @@ def _tests_settings() -> TestsSettings:
 
 
 @dataclass
+class CompletionSettings(SamplingSettings):
+    """Inline completion (ghost text): whether, which model, how much, how soon."""
+
+    enabled: bool = setting(True, "Offer inline completions (`textDocument/inlineCompletion`, "
+                            "ghost text).")
+    items: bool = setting(False, "Also answer `textDocument/completion` with the suggestion, "
+                          "for editors without inline completion.")
+    preset: str = setting(
+        "gemma3-270m", "Bundled model for completions when the route is `local`: a base "
+        "(completion-style) model continues code better than a chat model.", choices=PRESETS,
+        reload=True)
+    path: str | None = setting(
+        None, "Any GGUF file for completions (fill-in-the-middle when it has FIM tokens); "
+        "when set it replaces the preset.", reload=True, trusted=True)
+    debounce_ms: int = setting(120, "Wait this long after the last keystroke before "
+                               "generating (milliseconds).", minimum=0, maximum=5000)
+    multiline: bool = setting(True, "Suggest whole blocks (stopping at the end of the block), "
+                              "not only the rest of the line.")
+
+
+def _completion_settings() -> CompletionSettings:
+    return CompletionSettings(temperature=0.1, max_tokens=48, repeat_penalty=1.0, top_k=20)
+
+
+ROUTE_DOC = ("Backends tried in order for {what}: `local` is the in-process model, any other "
+             "name a `[backends.NAME]` model server; the next one is used when one is "
+             "unreachable.")
+
+
+@dataclass
+class RoutesSettings:
+    """Which backend runs each task (see `[backends.NAME]`)."""
+
+    review: list[str] = setting(["local"], ROUTE_DOC.format(what="code review"), trusted=True)
+    tests: list[str] = setting(["local"], ROUTE_DOC.format(what="test generation"),
+                               trusted=True)
+    docs: list[str] = setting(["local"], ROUTE_DOC.format(
+        what="docstrings, doc comments and file summaries"), trusted=True)
+    commit: list[str] = setting(["local"], ROUTE_DOC.format(what="commit messages"),
+                                trusted=True)
+    completion: list[str] = setting(["local"], ROUTE_DOC.format(what="inline completion"),
+                                    trusted=True)
+
+
+@dataclass
 class IndexSettings:
     enabled: bool = setting(True, "Index the workspace in the background (search, retrieval, "
                             "workspace symbols).")
@@ -209,6 +254,8 @@ class Settings:
     commit: CommitSettings = field(default_factory=_commit_settings)
     review: ReviewSettings = field(default_factory=_review_settings)
     tests: TestsSettings = field(default_factory=_tests_settings)
+    completion: CompletionSettings = field(default_factory=_completion_settings)
+    routes: RoutesSettings = field(default_factory=RoutesSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     log: LogSettings = field(default_factory=LogSettings)
