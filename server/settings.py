@@ -223,6 +223,12 @@ class IndexSettings:
                                "lexical search only.")
     max_file_kb: int = setting(512, "Files larger than this are not indexed (KiB).", minimum=1,
                                maximum=1048576)
+    max_files: int = setting(
+        50000, "Most files indexed; on a larger repository the rest is left out (the open "
+        "files are always indexed) and a notice says how many.", minimum=1, maximum=10_000_000)
+    max_chunks: int = setting(
+        400000, "Most chunks (symbols) kept in the index; past it, files are left out as for "
+        "`maxFiles`.", minimum=1, maximum=100_000_000)
     exclude: list[str] = setting([], "Extra glob patterns (relative to the workspace root) to "
                                  "leave out, on top of .gitignore.")
     embedding_model: str | None = setting(
