@@ -323,22 +323,40 @@ FAILED = object()  # what _run_task gives back when the task was refused
 
 
 def _run_task(name: str, settings, cache: Path, work, factory=None, priority=None,
-              root: Path | None = None):
-    """What every task command shares: the model loaded in this process, one TaskRun
-    (its prompts redacted with ``root``'s secrets), and a refusal or a missing model
-    printed as `hearth NAME: reason` (FAILED)."""
+              root: Path | None = None, route: str = "docs"):
+    """What every task command shares: the route of ``routes.<route>`` (the model in this
+    process and/or model servers), one TaskRun (its prompts redacted with ``root``'s
+    secrets), and a refusal or a missing model printed as `hearth NAME: reason` (FAILED).
+    Which backend answered, and any fallback, is said on stderr."""
     import asyncio
 
     from ..indexer.secrets import Redactor
     from .engine.base import EngineError
+    from .engine.router import Backends
     from .engine.worker import Priority
     from .local import local_worker
+    from .settings import LOCAL
     from .tasks.runner import Refusal, TaskRun
 
+    names = getattr(settings.routes, route)
+
+    def notice(text: str) -> None:
+        print(f"hearth {name}: {text}", file=sys.stderr, flush=True)
+
     async def main():
-        async with local_worker(settings, cache, factory) as worker:
-            return await work(TaskRun(worker, priority=priority or Priority.USER,
-                                      redactor=Redactor.for_workspace(root)))
+        async with local_worker(settings, cache, factory, load=LOCAL in names,
+                                required=names == [LOCAL]) as worker:
+            backends = Backends(worker)
+            try:
+                run = TaskRun(worker, priority=priority or Priority.USER,
+                              redactor=Redactor.for_workspace(root),
+                              route=backends.route(settings, route), on_notice=notice)
+                result = await work(run)
+                if run.backend != LOCAL or run.notices:
+                    notice(f"answered by backend '{run.backend}'")
+                return result
+            finally:
+                await asyncio.to_thread(backends.shutdown)
 
     try:
         return asyncio.run(main())
@@ -390,7 +408,8 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
         "commit-msg", settings, cache, lambda run: generate_commit_message(
             run, settings, repo, root=repo, changes=changes,
             progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
-            else None), factory, Priority.BACKGROUND if args.hook else Priority.USER, root=repo)
+            else None), factory, Priority.BACKGROUND if args.hook else Priority.USER, root=repo,
+        route="commit")
     if result is FAILED:
         return 1
     for notice in result.notices:
@@ -468,7 +487,7 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
         return out
 
     try:
-        found = _run_task("review", settings, cache, work, factory, root=root)
+        found = _run_task("review", settings, cache, work, factory, root=root, route="review")
     finally:
         if index is not None:
             index.close()
@@ -586,7 +605,7 @@ def cmd_tests(args: argparse.Namespace, factory=None) -> int:
     result = _run_task("tests", settings, cache, lambda run: generate_tests(
         run, settings, root=root, rel=rel, source=source, line=line,
         progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
-        else None), factory, root=root)
+        else None), factory, root=root, route="tests")
     if result is FAILED:
         return 1
     for warning in result.warnings:

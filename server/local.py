@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from .engine.base import Engine
+from .engine.base import Engine, ModelUnavailable
 from .engine.worker import GenerationWorker, wait_for
 from .models import resolve_model_path
 from .result_cache import ResultCache
@@ -29,13 +30,23 @@ def open_result_cache(settings: Settings, cache: Path) -> ResultCache | None:
 
 @asynccontextmanager
 async def local_worker(settings: Settings, cache: Path,
-                       factory: EngineFactory | None = None) -> AsyncIterator[GenerationWorker]:
-    """A generation worker with the configured model loaded (ModelUnavailable if it cannot)."""
+                       factory: EngineFactory | None = None, *,
+                       load: bool = True, required: bool = True,
+                       ) -> AsyncIterator[GenerationWorker]:
+    """A generation worker with the configured model loaded (ModelUnavailable if it cannot
+    and it is ``required``; else the worker says why in its state). ``load=False``: no model
+    (a route that does not name ``local``)."""
     worker = GenerationWorker()
     worker.results = open_result_cache(settings, cache)
     make = factory or llama_engine_factory
     try:
-        await wait_for(worker.load(lambda: make(settings, cache)))
+        if load:
+            job = worker.load(lambda: make(settings, cache))
+            if required:
+                await wait_for(job)
+            else:  # the route's next backend may answer; ready() says why not
+                with contextlib.suppress(ModelUnavailable):
+                    await wait_for(job)
         yield worker
     finally:
         worker.shutdown()

@@ -215,6 +215,97 @@ class RoutesSettings:
                                     trusted=True)
 
 
+STRUCTURED_MODES = ("auto", "grammar", "json_schema", "none")
+BACKEND_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+LOCAL = "local"  # the in-process model; not a [backends.NAME] table
+
+
+@dataclass
+class BackendSettings:
+    """One ``[backends.NAME]`` table: a model server that speaks the OpenAI API."""
+
+    name: str  # "team"
+    url: str  # "http://127.0.0.1:8080/v1"
+    model: str | None = None  # None: the server's first model from /v1/models
+    api_key_env: str | None = None
+    api_key_command: str | None = None
+    structured: str = "auto"  # auto | grammar | json_schema | none
+    connect_timeout_s: float = 3.0
+    first_token_timeout_s: float = 60.0
+    between_tokens_timeout_s: float = 30.0
+    retries: int = 2
+    breaker_failures: int = 3
+    breaker_reset_s: float = 30.0
+    context_length: int | None = None  # None: what the server says, else 4096
+
+    def setting(self, field_name: str) -> str:
+        """The settings key of one field: ``backends.team.apiKeyEnv``."""
+        return f"backends.{self.name}.{to_camel(field_name)}"
+
+
+BACKEND_DOCS = {
+    "url": "The server's OpenAI-compatible base URL, e.g. `http://127.0.0.1:8080/v1`.",
+    "model": "The model to ask for; unset = the server's first model (`/v1/models`).",
+    "api_key_env": "An environment variable that holds the API key.",
+    "api_key_command": "A command that prints the API key (e.g. a password manager's).",
+    "structured": "How grammars reach the server: `auto` (detected at connect), `grammar`, "
+                  "`json_schema` or `none` (answers are only validated afterwards).",
+    "connect_timeout_s": "Seconds to wait for a connection.",
+    "first_token_timeout_s": "Seconds to wait for the first token.",
+    "between_tokens_timeout_s": "Seconds to wait between two tokens.",
+    "retries": "Retries before the first token (exponential backoff with jitter).",
+    "breaker_failures": "Failures in a row that open the circuit breaker (0 = never): "
+                        "then the backend is skipped at once.",
+    "breaker_reset_s": "Seconds before an open breaker lets one probe through.",
+    "context_length": "The model's context window in tokens; unset = what the server "
+                      "says, else 4096.",
+}
+
+
+def parse_backend(name: str, raw: Any, where: str) -> tuple[dict[str, Any], list[str]]:
+    """One ``[backends.NAME]`` table's fields (snake_case), checked; and its problems."""
+    problems: list[str] = []
+    if not BACKEND_NAME.match(name) or name == LOCAL:
+        why = "is the in-process model" if name == LOCAL else "is not a plain name"
+        return {}, [f"{where}: backends.{name}: {name!r} {why}; name it otherwise"]
+    if not isinstance(raw, Mapping):
+        return {}, [f"{where}: backends.{name} must be a table, got {raw!r}"]
+    hints = get_type_hints(BackendSettings)
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        snake = to_snake(str(key))
+        label = f"{where}: backends.{name}.{key}"
+        if snake not in BACKEND_DOCS:
+            problems.append(f"{label}: unknown setting (known: "
+                            f"{', '.join(to_camel(k) for k in BACKEND_DOCS)})")
+            continue
+        tp, nullable = _base_type(hints[snake])
+        try:
+            if value is None and nullable:
+                fields[snake] = None
+                continue
+            if tp is str:
+                if not isinstance(value, str) or not value.strip():
+                    raise SettingError(f"expected a string, got {value!r}")
+                if snake == "url" and not re.match(r"^https?://[^/\s]+", value):
+                    raise SettingError(f"expected an http:// or https:// URL, got {value!r}")
+                if snake == "structured" and value not in STRUCTURED_MODES:
+                    raise SettingError(f"expected one of {', '.join(STRUCTURED_MODES)}; "
+                                       f"got {value!r}")
+            elif tp is int:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise SettingError(f"expected a whole number ≥ 0, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise SettingError(f"expected a number > 0, got {value!r}")
+            else:
+                value = float(value)
+        except SettingError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        fields[snake] = value
+    return fields, problems
+
+
 @dataclass
 class IndexSettings:
     enabled: bool = setting(True, "Index the workspace in the background (search, retrieval, "
@@ -265,6 +356,8 @@ class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    # [backends.NAME] tables, by name (not in SPECS: the names are the user's).
+    backends: dict[str, BackendSettings] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- keys
@@ -308,6 +401,8 @@ def setting_specs() -> dict[tuple[str, str], SettingSpec]:
     defaults = Settings()
     specs: dict[tuple[str, str], SettingSpec] = {}
     for section_field in dataclasses.fields(Settings):
+        if section_field.name == "backends":
+            continue
         section_obj = getattr(defaults, section_field.name)
         hints = get_type_hints(type(section_obj))
         for f in dataclasses.fields(section_obj):
@@ -412,6 +507,7 @@ class Layer:
     values: dict[tuple[str, str], Any]
     from_text: bool = False
     problems: list[str] = field(default_factory=list)
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> checked fields
 
 
 # Keys the editor clients keep in the same `hearth` section to start the server;
@@ -430,6 +526,13 @@ def flatten(raw: Mapping[str, Any], layer_name: str) -> Layer:
         raw = raw["hearth"]
     sections = {name for name, _ in SPECS}
     for top, value in raw.items():
+        if to_snake(top) == "backends" and isinstance(value, Mapping):
+            for name, table in value.items():
+                fields, problems = parse_backend(str(name), table, layer_name)
+                layer.problems.extend(problems)
+                if fields or not problems:
+                    layer.backends.setdefault(str(name), {}).update(fields)
+            continue
         if "." in top:
             section, _, key = top.partition(".")
             items: list[tuple[str, str, Any]] = [(section, key, value)]
@@ -509,6 +612,9 @@ class Resolved:
             theirs = getattr(getattr(other.settings, section), name)
             if mine != theirs:
                 out.add((section, name))
+        for name in set(self.settings.backends) | set(other.settings.backends):
+            if self.settings.backends.get(name) != other.settings.backends.get(name):
+                out.add(("backends", name))
         return out
 
 
@@ -529,6 +635,24 @@ def resolve(layers: list[Layer]) -> Resolved:
                 continue
             setattr(getattr(settings, section), name, value)
             sources[spec.key] = layer.name
+    tables: dict[str, dict[str, Any]] = {}
+    for layer in layers:  # a later layer overrides a backend's fields one by one
+        for name, fields in layer.backends.items():
+            tables.setdefault(name, {}).update(fields)
+            for key in fields:
+                sources[f"backends.{name}.{to_camel(key)}"] = layer.name
+    for name, fields in tables.items():
+        if not fields.get("url"):
+            problems.append(f"backends.{name}: no url; the backend is left out")
+            continue
+        settings.backends[name] = BackendSettings(name=name, **fields)
+    for route in dataclasses.fields(RoutesSettings):
+        names = getattr(settings.routes, route.name)
+        known = [n for n in dict.fromkeys(names) if n == LOCAL or n in settings.backends]
+        for unknown in [n for n in names if n not in known]:
+            problems.append(f"routes.{route.name}: no backend {unknown!r} (define "
+                            f"[backends.{unknown}] with a url, or use \"local\"); skipping it")
+        setattr(settings.routes, route.name, known or [LOCAL])
     return Resolved(settings, sources, problems)
 
 
@@ -568,6 +692,8 @@ class SettingsSources:
                 for ident in [i for i in layer.values if SPECS[i].trusted]:
                     untrusted.append(SPECS[ident].key)
                     del layer.values[ident]
+                untrusted.extend(f"backends.{name}" for name in layer.backends)
+                layer.backends = {}
         resolved = resolve(layers)
         resolved.untrusted, resolved.trusted = untrusted, trusted
         return resolved
@@ -578,6 +704,9 @@ def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for section, name in SPECS:
         out.setdefault(section, {})[to_camel(name)] = getattr(getattr(settings, section), name)
+    out["backends"] = {name: {to_camel(f.name): getattr(b, f.name)
+                              for f in dataclasses.fields(b) if f.name != "name"}
+                       for name, b in settings.backends.items()}
     return out
 
 
@@ -637,6 +766,24 @@ def markdown_reference() -> str:
         nxt = lines[i + 1] if i + 1 < len(lines) else None
         if line.startswith("| `") and (nxt is None or nxt.startswith("## ")):
             out.append("")
+    defaults = BackendSettings(name="NAME", url="")
+    hints = get_type_hints(BackendSettings)
+    out += ["## `backends.NAME`", "",
+            "Model servers that speak the OpenAI API (llama.cpp's `llama-server`, Ollama, vLLM, "
+            "LM Studio, a team endpoint), one table each, used by the `routes`; recipes in "
+            "[backends.md](backends.md). Every key is *trusted*: a workspace's `.hearth.toml` "
+            "defines backends only once you trust the folder. `local` is the in-process model "
+            "and cannot be redefined.", "",
+            "```toml", "[backends.team]", 'url = "http://127.0.0.1:8080/v1"',
+            'model = "qwen2.5-coder-7b"', 'apiKeyEnv = "TEAM_LLM_KEY"', "", "[routes]",
+            'review = ["team", "local"]', "```", "",
+            "| key | type | default | description |", "|---|---|---|---|"]
+    for key, doc in BACKEND_DOCS.items():
+        tp, nullable = _base_type(hints[key])
+        tname = tp.__name__ + (" or null" if nullable else "")
+        default = "(required)" if key == "url" else f"`{json.dumps(getattr(defaults, key))}`"
+        out.append(f"| `backends.NAME.{to_camel(key)}` | {tname} | {default} | {doc} |")
+    out.append("")
     return "\n".join(out)
 
 
@@ -662,4 +809,17 @@ def vscode_properties() -> dict[str, dict[str, Any]]:
         prop["default"] = spec.default
         prop["markdownDescription"] = spec.doc + (" Reloads the model." if spec.reload else "")
         out[f"hearth.{spec.key}"] = prop
+    hints = get_type_hints(BackendSettings)
+    fields: dict[str, Any] = {}
+    for key, doc in BACKEND_DOCS.items():
+        tp, nullable = _base_type(hints[key])
+        fields[to_camel(key)] = {"type": [_JSON_TYPES[tp], "null"] if nullable
+                                 else _JSON_TYPES[tp], "markdownDescription": doc}
+    fields["structured"]["enum"] = list(STRUCTURED_MODES)
+    out["hearth.backends"] = {
+        "type": "object", "default": {},
+        "markdownDescription": "Model servers by name (`{\"team\": {\"url\": "
+        "\"http://127.0.0.1:8080/v1\"}}`), used by `hearth.routes.*`.",
+        "additionalProperties": {"type": "object", "required": ["url"],
+                                 "properties": fields, "additionalProperties": False}}
     return out

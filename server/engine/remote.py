@@ -43,7 +43,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..chat_format import Message
-from ..settings import SamplingSettings
+from ..settings import STRUCTURED_MODES, SamplingSettings
+from ..settings import BackendSettings as BackendConfig
 from .base import Completion, EngineError, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -68,31 +69,6 @@ GENERIC_CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
-STRUCTURED_MODES = ("auto", "grammar", "json_schema", "none")
-
-
-@dataclass
-class BackendConfig:
-    """One ``[backends.NAME]`` table of the settings."""
-
-    name: str  # "team"
-    url: str  # "http://127.0.0.1:8080/v1"
-    model: str | None = None  # None: the server's first model from /v1/models
-    api_key_env: str | None = None
-    api_key_command: str | None = None
-    structured: str = "auto"  # auto | grammar | json_schema | none
-    connect_timeout_s: float = 3.0
-    first_token_timeout_s: float = 60.0
-    between_tokens_timeout_s: float = 30.0
-    retries: int = 2
-    breaker_failures: int = 3
-    breaker_reset_s: float = 30.0
-    context_length: int | None = None  # None: what the server says, else 4096
-
-    def setting(self, field_name: str) -> str:
-        """The settings key of one field: ``backends.team.apiKeyEnv``."""
-        head, *rest = field_name.split("_")
-        return f"backends.{self.name}.{head}{''.join(p.capitalize() for p in rest)}"
 
 
 class BackendUnavailable(EngineError):

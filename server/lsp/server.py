@@ -11,6 +11,7 @@ import hmac
 import itertools
 import logging
 import os
+import re
 import sys
 import threading
 import uuid
@@ -34,6 +35,7 @@ from pygls.workspace import TextDocument
 
 from ...indexer.secrets import Redactor
 from .. import __version__, logs
+from ..engine.router import Backends
 from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
 from ..local import EngineFactory, llama_engine_factory, open_result_cache
@@ -252,7 +254,8 @@ class HearthServer(LanguageServer):
         self.resolved: Resolved = self.sources.resolve()
         self.cache = cache_dir(self.environ)
         self.engine_factory = engine_factory
-        self.worker = GenerationWorker()
+        self.worker = GenerationWorker()  # the in-process model ("local" in routes)
+        self.backends = Backends(self.worker)  # and the model servers of the routes
         self._reported: set[Hashable] = set()  # problems and notices already shown
         self._loaded_model: tuple[Any, ...] | None = None
         self._tokens = itertools.count(1)
@@ -380,8 +383,10 @@ class HearthServer(LanguageServer):
                 else folder.sources.resolve()
         if self.settings.cache.enabled != (self.worker.results is not None):
             self.worker.results = open_result_cache(self.settings, self.cache)
+            self.backends.share_results(self.worker.results)
         elif self.worker.results is not None:  # cache.maxMb takes effect at once
             self.worker.results.resize(self.settings.cache.max_mb << 20)
+        self.backends.prune(self.all_settings())
         logs.set_level(self.settings.log.level)
         problems = [*self.resolved.problems, *(p for f in self.folders.values()
                                                if f.sources is not self.sources
@@ -400,6 +405,13 @@ class HearthServer(LanguageServer):
                 self.show(f"Hearth settings: {problem}", types.MessageType.Warning)
         return self.resolved.changed_keys(old)
 
+    def all_settings(self) -> list[Settings]:
+        return [self.settings, *(f.settings for f in self.folders.values())]
+
+    def shutdown(self) -> None:
+        self.backends.shutdown()
+        super().shutdown()
+
     def model_key(self) -> tuple[Any, ...]:
         m = self.settings.model
         return (m.preset, m.path, m.gpu_layers, m.context_length, m.threads, m.batch_size)
@@ -413,6 +425,9 @@ class HearthServer(LanguageServer):
         """(Re)load the model on the worker thread, with `$/progress` around it."""
         key = self.model_key()
         if key == self._loaded_model and self.worker.state in ("ready", "loading"):
+            return
+        if not self.backends.uses_local(self.all_settings()):
+            log.info("no route names the local model (routes.*): not loading it")
             return
         self._loaded_model = key
         settings, cache = self.settings, self.cache
@@ -544,16 +559,24 @@ class HearthServer(LanguageServer):
         """Progress for work that cannot be cancelled (loading the model)."""
         return Progress(self, title)
 
-    def task(self, title: str, key: Hashable, *, priority: Priority = Priority.USER,
+    def task(self, title: str, key: Hashable, *, route: str, priority: Priority = Priority.USER,
              fresh: bool = False, uri: str | None = None) -> Progress:
-        """Progress and a TaskRun for one task about ``uri``. Its CancelToken is fed by
+        """Progress and a TaskRun for one task about ``uri``, on the backends of
+        ``routes.<route>`` of the folder holding it. Its CancelToken is fed by
         `$/cancelRequest` for the request being handled, the progress bar's cancel,
         and a newer task with the same ``key`` (which replaces this one). Its prompts
         go through the redactor of the folder holding ``uri``."""
         folder = self.folder_of(uri) if uri else None
         redactor = folder.redactor if folder is not None else Redactor()
-        return Progress(self, title, TaskRun(self.worker, key, priority, fresh,
-                                             redactor=redactor))
+        settings = folder.settings if folder is not None else self.settings
+        return Progress(self, title, TaskRun(
+            self.worker, key, priority, fresh, redactor=redactor,
+            route=self.backends.route(settings, route), on_notice=self.fallback_notice))
+
+    def fallback_notice(self, text: str) -> None:
+        """A backend was skipped or failed and the next one of the route runs: shown
+        once per kind of failure (the countdowns in it vary), logged every time."""
+        self.say_once(("fallback", re.sub(r"\d+", "#", text)), f"Hearth: {text}")
 
     def progress_cancelled(self, token: Any) -> None:
         """`window/workDoneProgress/cancel` for one of our tasks."""
@@ -670,7 +693,11 @@ class Progress:
             if self._request is not None:
                 server.request_tokens.pop(self._request, None)
         if self.token is not None:
+            message = self._end_message
+            if run is not None and message and (run.route and run.route[0].remote
+                                                or run.notices):
+                message += f" (answered by '{run.backend}')"
             server.progress_tokens.pop(self.token, None)
             server.work_done_progress.end(
-                self.token, types.WorkDoneProgressEnd(message=self._end_message))
+                self.token, types.WorkDoneProgressEnd(message=message))
             server.work_done_progress.tokens.pop(self.token, None)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, ParamSpec, TypeVar
 
 from ...indexer.secrets import Redactor
 from ..chat_format import ChatTemplateError, Message, merge_system, render_chat
 from ..engine.base import Completion, ModelInfo, ModelUnavailable
+from ..engine.router import Backend, first_ready
 from ..engine.worker import GenerationWorker, Priority, wait_for
 from ..settings import SamplingSettings
 
@@ -98,14 +101,67 @@ class TaskRun:
     # Replaces secrets in every prompt (and answer) before the model, the cache or a
     # log sees them: the workspace's indexer.secrets.Redactor.
     redactor: Redactor | None = None
+    # The task's route (routes.<task>): backends tried in order. Empty: ``worker`` only.
+    route: list[Backend] = dataclasses.field(default_factory=list)
+    # Told (in words for the user) when a backend is skipped or fails and the next runs.
+    on_notice: Callable[[str], None] | None = None
+    backend: str = "local"  # the backend that ran (or runs) the task
+    notices: list[str] = dataclasses.field(default_factory=list)
+    _at: int = 0  # index in ``route`` of the backend in use
     _answers: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+    async def ready(self) -> ModelInfo:
+        """The info of the model that will answer: the first backend of the route that
+        can (skipping, with a notice, those that cannot), waiting for a load or a
+        connection in progress. ModelUnavailable, with every reason, when none can."""
+        if not self.route:
+            return await ready_engine(self.worker)
+        at, info, skipped = await first_ready(self.route, self._at)
+        self._at = at
+        backend = self.route[at]
+        self.worker, self.backend = backend.worker, backend.name
+        for reason in skipped:
+            self._notice(f"{reason}; using '{backend.name}'")
+        return info
+
+    def _notice(self, text: str) -> None:
+        self.notices.append(text)
+        log.warning("%s", text)
+        if self.on_notice is not None:
+            self.on_notice(text)
+
+    def fall_back(self, error: Exception) -> bool:
+        """The backend in use failed before streaming anything: move to the next of the
+        route (True), or there is none (False). Its answers so far are dropped."""
+        self._answers = []
+        if self._at + 1 >= len(self.route):
+            return False
+        failed = self.route[self._at].name
+        self._at += 1
+        self._notice(f"{error}; trying '{self.route[self._at].name}' instead of '{failed}'")
+        return True
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.route) and self.route[self._at].remote
 
     async def generate(self, kind: str, prompt: str, sampling: SamplingSettings, *,
                        stop: list[str], grammar: str | None,
                        on_piece: Callable[[str], None] | None = None,
-                       start: str | None = None) -> Completion:
-        """One generation (or a cached answer that once passed validation)."""
+                       start: str | None = None, messages: list[Message] | None = None,
+                       prefill: str = "") -> Completion:
+        """One generation (or a cached answer that once passed validation).
+
+        ``prompt`` is the text for the local model (ending with ``prefill``, the opening
+        of the answer, when there is one); ``messages`` are the chat turns it was
+        rendered from, which a model server takes instead and answers whole: the
+        prefill is then cut from the front of its answer, so that both engines hand
+        back what follows the prefill."""
         self.token.check(kind)
+        remote_chat = self.remote and messages is not None
+        if remote_chat and self.redactor is not None:
+            messages = [dataclasses.replace(m, content=self.redactor(m.content))
+                        for m in messages or []]
         if self.redactor is not None:
             prompt, hidden = self.redactor.redact(prompt)
             if hidden:
@@ -120,7 +176,8 @@ class TaskRun:
                        for f in dataclasses.fields(SamplingSettings)}
             cache_key = cache.key(kind, prompt=prompt, grammar=grammar, stop=stop, start=start,
                                   sampling=decides,
-                                  model=[info.path, info.file_size, info.context_length])
+                                  model=[info.name, info.path, info.file_size,
+                                         info.context_length])
             hit = None if self.fresh else await asyncio.to_thread(cache.get, cache_key)
             if hit is not None:
                 log.info("%s: answered from the result cache", kind)
@@ -130,9 +187,14 @@ class TaskRun:
         if self.fresh:  # a fixed seed or a near-greedy sample would give the same text
             sampling = dataclasses.replace(sampling, seed=-1,
                                            temperature=max(sampling.temperature, 0.5))
-        job = self.worker.submit(kind, prompt, sampling, stop=[*stop, *sampling.stop],
+        all_stops = [*stop, *sampling.stop]
+        # A chat server writes the prefill itself: a stop string inside it would end
+        # the answer before it begins; those are applied below, after the prefill.
+        sent_stops = [s for s in all_stops if s not in prefill] if remote_chat else all_stops
+        job = self.worker.submit(kind, prompt, sampling, stop=sent_stops,
                                  grammar=grammar, start=start, priority=self.priority,
-                                 key=self.key, on_piece=on_piece)
+                                 key=self.key, on_piece=on_piece,
+                                 messages=messages if remote_chat else None)
         unregister = self.token.on_cancel(job.cancel)
         try:
             completion: Completion = await wait_for(job)
@@ -144,6 +206,9 @@ class TaskRun:
         if completion.finish_reason == "cancelled" or self.token.cancelled:
             self.token.cancel()
             raise TaskCancelled(f"{kind} was cancelled")
+        if remote_chat:
+            completion = dataclasses.replace(
+                completion, text=after_prefill(completion.text, prefill, all_stops))
         if self.redactor is not None:  # the model may still guess or echo one
             completion = dataclasses.replace(completion, text=self.redactor(completion.text))
         if cache_key is not None:
@@ -162,6 +227,41 @@ class TaskRun:
     async def forget(self) -> None:
         """The answers so far failed validation: never replay them."""
         self._answers = []
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def routed(task: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """Run a task (``task(run, ...)``) on the next backend of its route when the one in
+    use fails before streaming anything (a dead or unreachable server): the whole task
+    runs again there, prompts built for that model. Any other failure is the task's."""
+    from ..engine.remote import BackendUnavailable
+
+    @functools.wraps(task)
+    async def run_routed(run: TaskRun, *args: Any, **kwargs: Any) -> R:
+        while True:
+            try:
+                return await task(run, *args, **kwargs)
+            except BackendUnavailable as exc:
+                if not run.fall_back(exc):
+                    raise
+    return run_routed
+
+
+def after_prefill(text: str, prefill: str, stop: list[str]) -> str:
+    """A chat server's whole answer, as the local model would have continued after
+    ``prefill``: without a code fence or the prefill in front, cut at the first stop."""
+    body = text.lstrip()
+    if body.startswith("```"):  # ```python\n...
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+    head = prefill.strip()
+    found = body.find(head) if head else -1
+    if found >= 0:  # what it wrote before the prefill (a signature, imports) is not asked for
+        body = body[found + len(head):]
+    cut = min((i for s in stop if s and (i := body.find(s)) >= 0), default=-1)
+    return body[:cut] if cut >= 0 else body
 
 
 async def ready_engine(worker: GenerationWorker) -> ModelInfo:
@@ -197,5 +297,5 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-__all__ = ["CancelToken", "ContextFn", "Refusal", "TaskCancelled", "TaskRun",
-           "count", "prompt_text", "ready_engine", "stops"]
+__all__ = ["CancelToken", "ContextFn", "Refusal", "TaskCancelled", "TaskRun", "after_prefill",
+           "count", "prompt_text", "ready_engine", "routed", "stops"]

@@ -44,7 +44,7 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
                             "messages only for repositories inside them")
     loop = asyncio.get_running_loop()
 
-    async with ls.task("Hearth: commit message", ("commit", str(repo)),
+    async with ls.task("Hearth: commit message", ("commit", str(repo)), route="commit",
                        uri=repo.as_uri()) as report:
         assert report.run is not None
         with failures_reported(report):

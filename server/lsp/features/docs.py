@@ -141,7 +141,7 @@ async def _document_symbol(ls: HearthServer, doc: TextDocument, line: int,
     loop = asyncio.get_running_loop()
 
     async with ls.task(f"Hearth: docstring for {label}", ("docstring", doc.uri, line),
-                       fresh=regenerate, uri=doc.uri) as report:
+                       route="docs", fresh=regenerate, uri=doc.uri) as report:
         last = 0.0
 
         def on_piece(_piece: str) -> None:
@@ -177,7 +177,7 @@ async def command_document_file(ls: HearthServer, *args: Any) -> dict[str, Any]:
     lang = language_of(doc.uri, doc.language_id) or "text"
     source, version = doc.source, doc.version
     regenerate = bool(data.get("regenerate"))
-    async with ls.task("Hearth: document file", ("filedoc", doc.uri),
+    async with ls.task("Hearth: document file", ("filedoc", doc.uri), route="docs",
                        fresh=regenerate, uri=doc.uri) as report:
         assert report.run is not None
         with failures_reported(report):

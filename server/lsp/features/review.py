@@ -147,7 +147,7 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
     loop = asyncio.get_running_loop()
     path = ls.document_path(doc)
     priority = Priority.USER if interactive else Priority.SAVE
-    async with ls.task("Hearth: review", ("review", uri), priority=priority,
+    async with ls.task("Hearth: review", ("review", uri), route="review", priority=priority,
                        uri=uri) as report:
         assert report.run is not None
         try:

@@ -66,7 +66,7 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
         found = open_doc(file)
         return found.source if found is not None else None
 
-    async with ls.task("Hearth: tests", ("tests", doc.uri), uri=doc.uri) as report:
+    async with ls.task("Hearth: tests", ("tests", doc.uri), route="tests", uri=doc.uri) as report:
         assert report.run is not None
         with failures_reported(report):
             result = await generate_tests(

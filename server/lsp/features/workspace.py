@@ -4,6 +4,7 @@ status and reload. No code actions."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,10 @@ def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
             "chatTemplate": bool(engine.info.chat_template), "where": engine.info.where},
         "running": running.kind if running else None,
         "pending": ls.worker.pending(),
+        # Which backend each task goes to, and how each backend is doing.
+        "routes": {f.name: getattr(ls.settings.routes, f.name)
+                   for f in dataclasses.fields(ls.settings.routes)},
+        "backends": ls.backends.status(),
     }
 
 

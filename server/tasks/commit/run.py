@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...settings import SamplingSettings, Settings
-from ..runner import TaskRun, prompt_text, ready_engine, stops
+from ..runner import TaskRun, prompt_text, routed, stops
 from . import gitdiff
 from . import message as msg
 
@@ -33,6 +33,7 @@ class CommitResult:
     seconds: float
 
 
+@routed
 async def generate_commit_message(
     run: TaskRun, settings: Settings, repo: Path, *,
     root: Path | None = None, progress: Callable[[str], None] | None = None,
@@ -47,7 +48,7 @@ async def generate_commit_message(
     started = time.perf_counter()
     if changes is None:
         changes = await asyncio.to_thread(gitdiff.read_changes, repo)
-    info = await ready_engine(run.worker)
+    info = await run.ready()
     chat = bool(info.chat_template)
     sampling = settings.commit
     style = settings.commit.style
@@ -78,20 +79,22 @@ async def generate_commit_message(
                 f, gitdiff.trim_patch(f.patch, budget), chat=chat, root=root)
             done = await run.generate("commit-summary", prompt_text(info, messages, text),
                                    SamplingSettings(temperature=0.1, max_tokens=48),
-                                   stop=stops(info, "\n"), grammar=msg.SUMMARY_GRAMMAR)
+                                   stop=stops(info, "\n"), grammar=msg.SUMMARY_GRAMMAR,
+                                   messages=messages)
             summaries.append((f, done.text.strip()))
         diff_text = msg.summary_diff(summaries)
     if progress:
         progress("writing the message")
     messages, text = msg.build_prompt(changes, diff_text, style=style, chat=chat, root=root)
     prompt = prompt_text(info, messages, text)
+    turns = messages
     grammar = msg.CONVENTIONAL_GRAMMAR if style == "conventional" else msg.PLAIN_GRAMMAR
     errors = []
     for attempt in range(2):  # one retry, warmer, when the first answer fails the checks
         tuned = sampling if attempt == 0 else dataclasses.replace(
             sampling, temperature=max(0.7, sampling.temperature), seed=-1)
         done = await run.generate("commit", prompt, tuned, stop=stops(info, "\n\n\n"),
-                                  grammar=grammar)
+                                  grammar=grammar, messages=turns)
         try:
             message = msg.validate(done.text, changes, style)
         except msg.CommitMessageError as exc:

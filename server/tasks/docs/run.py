@@ -16,7 +16,7 @@ from pathlib import Path
 from ...engine.base import Completion, ModelInfo
 from ...prompts import task_prompt
 from ...settings import SamplingSettings, Settings
-from ..runner import TaskRun, prompt_text, ready_engine, stops
+from ..runner import TaskRun, prompt_text, routed, stops
 from . import comments as doccomment
 from . import file_summary as filedoc
 from . import python as docstring
@@ -32,6 +32,7 @@ class DocstringResult:
     completion: Completion
 
 
+@routed
 async def generate_docstring(
     run: TaskRun, settings: Settings, *, source: str, path: str, line: int,
     chat: bool | None = None, root: Path | None = None,
@@ -49,7 +50,7 @@ async def generate_docstring(
         raise docstring.DocstringError(
             f"{fn.qualname} already has a docstring; use 'Regenerate docstring' to replace it")
     run.fresh = run.fresh or regenerate  # "Regenerate" samples anew, never the cache
-    info = await ready_engine(run.worker)
+    info = await run.ready()
     use_chat = bool(info.chat_template) if chat is None else chat
     sampling = settings.docstring
     prompt = docstring.build_prompt(
@@ -58,8 +59,9 @@ async def generate_docstring(
         context_tokens=info.context_length, max_tokens=sampling.max_tokens, root=root,
         style=docstring.detect_style(source) if sampling.style == "auto" else sampling.style)
     completion = await run.generate("docstring", prompt.text, sampling,
-                                 stop=list(prompt.stop), grammar=None,
-                                 on_piece=on_piece, start=prompt.start)
+                                    stop=list(prompt.stop), grammar=None,
+                                    on_piece=on_piece, start=prompt.start,
+                                    messages=prompt.messages, prefill=prompt.prefill)
     text = docstring.clean_output(completion.text, fn, prompt.stop)
     log.info("docstring for %s: %d tokens in %.2f s (%.1f tok/s)", fn.qualname,
              completion.completion_tokens, completion.total_s, completion.tokens_per_s)
@@ -102,7 +104,8 @@ async def _complete_params(run: TaskRun, info: ModelInfo, sampling: SamplingSett
     prompt = prompt_text(info, messages, text)
     done = await run.generate("docstring-params", prompt,
                            dataclasses.replace(sampling, max_tokens=40 + 40 * len(params)),
-                           stop=stops(info), grammar=docstring.params_grammar(params, returns))
+                           stop=stops(info), grammar=docstring.params_grammar(params, returns),
+                           messages=messages)
     described, returned = docstring.parse_params_answer(done.text, params)
     chosen = getattr(sampling, "style", "auto")
     style = docstring.detect_style(source) if chosen == "auto" else chosen
@@ -120,6 +123,7 @@ class DocCommentResult:
     completion: Completion
 
 
+@routed
 async def generate_doc_comment(
     run: TaskRun, settings: Settings, *, source: str, path: str, language: str,
     line: int, root: Path | None = None, regenerate: bool = False,
@@ -133,7 +137,7 @@ async def generate_doc_comment(
         raise doccomment.DocCommentError(
             f"{target.qualname} already has a doc comment; use 'Regenerate' to replace it")
     run.fresh = run.fresh or regenerate
-    info = await ready_engine(run.worker)
+    info = await run.ready()
     messages, text = doccomment.build_prompt(source, target, path=path,
                                              chat=bool(info.chat_template), root=root)
     sampling = dataclasses.replace(settings.docstring,
@@ -141,7 +145,7 @@ async def generate_doc_comment(
                                                   60 + 40 * len(target.params)))
     done = await run.generate("doccomment", prompt_text(info, messages, text), sampling,
                            stop=stops(info), grammar=doccomment.grammar(target),
-                           on_piece=on_piece)
+                           on_piece=on_piece, messages=messages)
     content = doccomment.parse_answer(done.text, target, path)
     comment = doccomment.render_comment(content, target)
     edit = doccomment.comment_edit(target, comment)
@@ -160,6 +164,7 @@ class FileDocResult:
     completion: Completion
 
 
+@routed
 async def document_file(run: TaskRun, settings: Settings, *, source: str,
                         path: str, language: str, root: Path | None = None,
                         regenerate: bool = False) -> FileDocResult:
@@ -169,12 +174,13 @@ async def document_file(run: TaskRun, settings: Settings, *, source: str,
         raise filedoc.FileDocError(f"{path} already has file documentation; use 'Regenerate' "
                                    "to replace it")
     run.fresh = run.fresh or regenerate
-    info = await ready_engine(run.worker)
+    info = await run.ready()
     messages, text = filedoc.build_prompt(source, target, path=path,
                                           chat=bool(info.chat_template), root=root)
     done = await run.generate("filedoc", prompt_text(info, messages, text),
                            dataclasses.replace(settings.docstring, max_tokens=90),
-                           stop=stops(info, "\n"), grammar=filedoc.GRAMMAR)
+                           stop=stops(info, "\n"), grammar=filedoc.GRAMMAR,
+                           messages=messages)
     summary = filedoc.check_summary(done.text, target, path)
     comment = filedoc.render_summary(summary, target)
     new_source = filedoc.apply(source, target, comment)

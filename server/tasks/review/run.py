@@ -11,7 +11,7 @@ from pathlib import Path
 from ....indexer.chunker import chunk_file
 from ...engine.base import Completion
 from ...settings import Settings
-from ..runner import ContextFn, TaskRun, count, prompt_text, ready_engine, stops
+from ..runner import ContextFn, TaskRun, count, prompt_text, routed, stops
 from . import findings as findings_mod
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class ReviewResult:
     completion: Completion | None
 
 
+@routed
 async def review_code(
     run: TaskRun, settings: Settings, *, source: str, path: str,
     language: str | None, spans: list[findings_mod.Span], root: Path | None = None,
@@ -56,7 +57,7 @@ async def review_code(
     progress: Callable[[str], None] | None = None,
 ) -> list[ReviewResult]:
     """Review each span (one generation each); only anchored findings come back."""
-    info = await ready_engine(run.worker)
+    info = await run.ready()
     chat = bool(info.chat_template)
     sampling = settings.review
     lang = language or "text"
@@ -70,7 +71,8 @@ async def review_code(
         messages, text = findings_mod.build_prompt(source, span, path=path, language=lang,
                                                    context=related, chat=chat, root=root)
         done = await run.generate("review", prompt_text(info, messages, text), sampling,
-                                  stop=stops(info), grammar=findings_mod.FINDINGS_GRAMMAR)
+                                  stop=stops(info), grammar=findings_mod.FINDINGS_GRAMMAR,
+                                  messages=messages)
         raw_items = findings_mod.parse_findings(done.text)
         findings = findings_mod.check_findings(done.text, source, span, language=lang)
         dropped = min(len(raw_items), findings_mod.MAX_FINDINGS) - len(findings)

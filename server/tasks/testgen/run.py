@@ -15,7 +15,7 @@ from ....indexer.discovery import discover
 from ...settings import Settings
 from ...trust import is_trusted
 from ..docs import python as docstring
-from ..runner import ContextFn, TaskRun, count, prompt_text, ready_engine, stops
+from ..runner import ContextFn, TaskRun, count, prompt_text, routed, stops
 from . import cases as testgen
 from . import sandbox
 
@@ -47,6 +47,7 @@ class TestsResult:
     warnings: list[str] = dataclasses.field(default_factory=list)  # walls the sandbox lacked
 
 
+@routed
 async def generate_tests(
     run: TaskRun, settings: Settings, *, root: Path, rel: str, source: str,
     line: int, context: ContextFn | None = None,
@@ -70,7 +71,7 @@ async def generate_tests(
     old_text = open_text(test_file) if open_text is not None else None
     if old_text is None and test_file.exists():
         old_text = test_file.read_text(encoding="utf-8")
-    info = await ready_engine(run.worker)
+    info = await run.ready()
     chat = bool(info.chat_template)
     related = ""
     if context is not None:
@@ -92,7 +93,7 @@ async def generate_tests(
         prompt = prompt_text(info, messages, text) + testgen.PREFILL
         done = await run.generate("tests", prompt, settings.tests,
                                   stop=stops(info, "\nclass ", "\nif __name__", "```"),
-                                  grammar=None)
+                                  grammar=None, messages=messages, prefill=testgen.PREFILL)
         taken = testgen.test_names(old_text or "") | {t.name for t in passing}
         cases = testgen.parse_tests(
             testgen.PREFILL + done.text, taken=taken, calls=fn.qualname.split(".")[-1],
