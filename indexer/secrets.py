@@ -45,29 +45,44 @@ def is_secret_file(path: str | Path) -> bool:
     return any(fnmatch.fnmatch(name, glob) for glob in SECRET_FILE_GLOBS)
 
 
-_TOKEN_SHAPES: list[tuple[str, re.Pattern[str]]] = [
+# Each shape with the literals one of which any match contains: a text without them
+# skips the pattern (a substring test is ~100x cheaper than a regex scan, and
+# redaction runs over every indexed chunk).
+_TOKEN_SHAPES: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = [
     ("private-key", re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
-        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)", re.DOTALL)),
-    ("aws-key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b")),
-    ("github-token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
-    ("gitlab-token", re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}")),
-    ("slack-token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("stripe-key", re.compile(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}")),
-    ("api-key", re.compile(r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_\-]{20,}")),
-    ("google-key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b")),
-    ("npm-token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b")),
-    ("pypi-token", re.compile(r"\bpypi-[A-Za-z0-9_\-]{50,}")),
-    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}")),
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)", re.DOTALL),
+     ("PRIVATE KEY",)),
+    ("aws-key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
+     ("AKIA", "ASIA", "AGPA", "AIDA", "AROA")),
+    ("github-token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"),
+     ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    ("gitlab-token", re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"), ("glpat-",)),
+    ("slack-token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), ("xox",)),
+    ("stripe-key", re.compile(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"), ("k_live_", "k_test_")),
+    ("api-key", re.compile(r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_\-]{20,}"), ("sk-",)),
+    ("google-key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"), ("AIza",)),
+    ("npm-token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), ("npm_",)),
+    ("pypi-token", re.compile(r"\bpypi-[A-Za-z0-9_\-]{50,}"), ("pypi-",)),
+    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+     ("eyJ",)),
 ]
 # scheme://user:password@host: the password part.
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'\"]+:)"
                            r"(?P<secret>[^\s@/'\"]{3,})(?=@)")
-# name = "value", name: value, "name": "value", NAME=value
+# name = "value", name: value, "name": "value", NAME=value. The name starts where a
+# run of name characters starts (the lookbehind): a match found later in the run
+# would be found from its start too, and trying every position inside every word
+# made this pattern cost most of the index's phase 1.
 _ASSIGNED = re.compile(
+    r"(?<![\w.\-])"
     r"(?P<head>(?i:[\w.\-]*(?:secret|token|passw(?:or)?d|pwd|api[_\-]?key|apikey|access[_\-]?key|"
     r"private[_\-]?key|auth[_\-]?key|client[_\-]?secret|credentials?)[\w.\-]*)[\"']?\s*[:=]\s*"
     r"(?:[\"'](?P<quoted>[^\"'\n]{8,})[\"']|(?P<bare>[^\s\"',;)}\]]{8,})))")
+# Lower-case literals one of which every _ASSIGNED match holds (for ASCII text, where
+# str.lower() agrees with the pattern's case-insensitive matching).
+_ASSIGNED_WORDS = ("secret", "token", "passw", "pwd", "api", "access", "private", "auth",
+                   "credential")
 ENTROPY_BITS = 3.0  # per character; English words and identifiers stay below
 
 
@@ -115,15 +130,17 @@ class Redactor:
             if value in text:
                 count += text.count(value)
                 text = text.replace(value, "<redacted:env>")
-        for kind, pattern in _TOKEN_SHAPES:
-            text = pattern.sub(sub(kind), text)
+        for kind, pattern, literals in _TOKEN_SHAPES:
+            if any(lit in text for lit in literals):
+                text = pattern.sub(sub(kind), text)
 
         def url(match: re.Match[str]) -> str:
             nonlocal count
             count += 1
             return match["head"] + "<redacted:password>"
 
-        text = _URL_PASSWORD.sub(url, text)
+        if "://" in text:
+            text = _URL_PASSWORD.sub(url, text)
 
         def assigned(match: re.Match[str]) -> str:
             nonlocal count
@@ -133,7 +150,8 @@ class Redactor:
             count += 1
             return match[0].replace(value, "<redacted:secret>")
 
-        text = _ASSIGNED.sub(assigned, text)
+        if not text.isascii() or any(w in text.lower() for w in _ASSIGNED_WORDS):
+            text = _ASSIGNED.sub(assigned, text)
         return text, count
 
     def __call__(self, text: str) -> str:
