@@ -43,6 +43,14 @@ class GGUFInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     bos_token: str = ""
     eos_token: str = ""
+    # Token id -> text for every id the metadata names (tokenizer.ggml.*_token_id).
+    special_tokens: dict[int, str] = field(default_factory=dict)
+    # Token text -> id for the FIM tokens llama.cpp recognises by their text.
+    fim_texts: dict[str, int] = field(default_factory=dict)
+    # Elements in all tensors (the parameter count) and, per ggml type, the
+    # number of elements stored in that type.
+    parameters: int = 0
+    tensor_types: dict[int, int] = field(default_factory=dict)
 
     @property
     def architecture(self) -> str:
@@ -110,9 +118,39 @@ class _Reader:
             return items if keep else picked
         raise GGUFError(f"{self.path}: corrupt header (unknown value type {kind})")
 
+    def scan_strings(self, pick: set[int],
+                     texts: frozenset[str]) -> tuple[dict[int, str], dict[str, int]]:
+        """Walk a string array: the items at `pick`, and where each of `texts` is."""
+        (elem, count) = struct.unpack("<IQ", self.read(12))
+        picked: dict[int, str] = {}
+        found: dict[str, int] = {}
+        if elem != _STRING:
+            self.fh.seek(-12, 1)
+            self.value(_ARRAY, keep=False)
+            return picked, found
+        for i in range(count):
+            v = self.string()
+            if i in pick:
+                picked[i] = v
+            if v in texts and v not in found:
+                found[v] = i
+        return picked, found
+
 
 # Large arrays are skipped, not kept: a vocabulary is ~50k strings.
 _KEEP_ARRAYS = 64
+
+# Fill-in-the-middle tokens that llama.cpp finds by their text when the metadata
+# does not name them (Qwen, StarCoder/SmolLM, DeepSeek, CodeLlama, CodeGemma, GLM).
+FIM_TEXTS = {
+    "pre": ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<\uff5cfim\u2581begin\uff5c>",
+            "<PRE>", "\u2581<PRE>", "<|code_prefix|>"),
+    "suf": ("<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\uff5cfim\u2581hole\uff5c>",
+            "<SUF>", "\u2581<SUF>", "<|code_suffix|>"),
+    "mid": ("<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<\uff5cfim\u2581end\uff5c>",
+            "<MID>", "\u2581<MID>", "<|code_middle|>"),
+}
+_FIM_TEXT_SET = frozenset(t for texts in FIM_TEXTS.values() for t in texts)
 
 
 def read_gguf(path: str | Path) -> GGUFInfo:
@@ -153,10 +191,13 @@ def read_gguf(path: str | Path) -> GGUFInfo:
             else:
                 info.metadata[key] = r.value(kind)
         if tokens_at >= 0:
-            ids = {int(info.metadata.get(f"tokenizer.ggml.{k}_token_id", -1)) for k in ("bos", "eos")}
+            ids = {int(v) for k, v in info.metadata.items()
+                   if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")
+                   and isinstance(v, int) and not isinstance(v, bool)}
             resume = fh.tell()
             fh.seek(tokens_at)
-            picked = r.value(_ARRAY, keep=False, pick=tuple(ids))
+            picked, info.fim_texts = r.scan_strings(ids, _FIM_TEXT_SET)
+            info.special_tokens = dict(sorted(picked.items()))
             fh.seek(resume)
             info.bos_token = str(picked.get(int(info.metadata.get("tokenizer.ggml.bos_token_id", -1)), ""))
             info.eos_token = str(picked.get(int(info.metadata.get("tokenizer.ggml.eos_token_id", -1)), ""))
@@ -170,6 +211,8 @@ def read_gguf(path: str | Path) -> GGUFInfo:
             n = 1
             for d in dims:
                 n *= d
+            info.parameters += n
+            info.tensor_types[ggml_type] = info.tensor_types.get(ggml_type, 0) + n
             block = GGML_BLOCKS.get(ggml_type)
             nbytes = (n // block[0]) * block[1] if block else 0
             end = max(end, offset + nbytes)

@@ -1,0 +1,301 @@
+"""`hearth models list | inspect | recommend`: the GGUF models on this machine.
+
+`add_models_parser(sub)` registers the subcommand on `hearth`'s parser; the
+discovery and header reading live in :mod:`.catalog`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import catalog
+from .catalog import Catalog, Entry
+
+
+def add_models_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add `models` (with list, inspect, recommend) to a subparsers object."""
+    models = sub.add_parser("models", help="the GGUF models already on this machine: list, "
+                            "inspect, recommend")
+    msub = models.add_subparsers(dest="models_command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dir", action="append", default=[], metavar="DIR",
+                       help="also look for *.gguf in this folder (repeatable)")
+        p.add_argument("--root", help="workspace root for settings (default: current directory)")
+        p.add_argument("--json", action="store_true")
+
+    lst = msub.add_parser("list", help="bundled presets, model.path, and the GGUFs in Ollama's "
+                          "store, LM Studio's folder, the Hugging Face cache and --dir folders")
+    common(lst)
+    lst.set_defaults(func=cmd_models_list)
+
+    ins = msub.add_parser("inspect", help="everything in a model's header: architecture, "
+                          "context, special tokens, chat template, metadata")
+    ins.add_argument("target", metavar="NAME|PATH", help="a name from `hearth models list` "
+                     "or a GGUF file")
+    ins.add_argument("--no-check", action="store_true",
+                     help="skip asking llama.cpp whether it can read the model")
+    common(ins)
+    ins.set_defaults(func=cmd_models_inspect)
+
+    rec = msub.add_parser("recommend", help="which models fit this machine's memory, GPU and "
+                          "cores, and how fast they run (a short timed generation), best first")
+    rec.add_argument("--no-probe", action="store_true",
+                     help="estimate the speed instead of running the models")
+    rec.add_argument("--probes", type=int, default=3, metavar="N",
+                     help="run at most N models (the best candidates; default 3)")
+    rec.add_argument("--probe-timeout", type=float, default=60, metavar="S",
+                     help="give up on a model's probe after S seconds (default 60)")
+    rec.add_argument("--min-speed", type=float, default=8.0, metavar="TOK/S",
+                     help="slower models rank after faster ones (default 8 tokens/s)")
+    common(rec)
+    rec.set_defaults(func=cmd_models_recommend)
+    return models
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from .settings import SettingsSources
+
+    root = Path(args.root).resolve() if args.root else Path.cwd()
+    return SettingsSources(root=root).resolve().settings
+
+
+def load_catalog(args: argparse.Namespace) -> Catalog:
+    from .settings import cache_dir
+
+    settings = _settings(args)
+    return catalog.discover(setting_path=settings.model.path,
+                            current_preset=settings.model.preset, cache=cache_dir(),
+                            dirs=[Path(d) for d in args.dir])
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def human_count(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
+
+
+def _yes(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+# ----------------------------------------------------------------------- commands
+
+
+def cmd_models_list(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    found = load_catalog(args)
+    if args.json:
+        print(json.dumps([e.to_json() for e in found.entries], indent=2), file=out)
+        for note in found.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return 0
+    rows = [["", "NAME", "SOURCE", "ARCH", "PARAMS", "QUANT", "CONTEXT", "CHAT", "FIM", "SIZE",
+             "LICENCE"]]
+    for e in found.entries:
+        rows.append(["*" if e.current else "", e.name, e.source, e.architecture or "?",
+                     human_count(e.parameters), e.quantization or "-",
+                     str(e.context_length or "-"), _yes(e.chat_template), _yes(e.fim),
+                     human_size(e.size), (e.license or "-")[:24]])
+    _table(rows, out)
+    problems = [e for e in found.entries if e.problem]
+    if problems:
+        print("\nproblems:", file=out)
+        for e in problems:
+            print(f"  {e.name} ({e.source}): {e.problem}", file=out)
+    print(f"\n{len(found.entries)} models; * = the one the settings use. Looked in: "
+          + "; ".join(f"{src} {', '.join(paths)}" for src, paths in found.roots.items() if paths),
+          file=out)
+    for note in found.notes:
+        print(f"note: {note}", file=out)
+    return 0
+
+
+def _resolve_target(args: argparse.Namespace, found: Catalog) -> Entry | str:
+    """The entry to inspect, or an error message."""
+    entry = catalog.find(found, args.target)
+    path = Path(args.target).expanduser()
+    if entry is None and path.exists():
+        ident = catalog._identity(path)
+        entry = next((e for e in found.entries if catalog._identity(e.path) == ident), None)
+        if entry is None:
+            entry = Entry(path.name, "file", path, origin=str(path.parent), parts=[path])
+            if path.is_file():
+                catalog.describe(entry)
+            else:
+                entry.problem = f"{path} is not a file"
+    if entry is None:
+        names = [e.name for e in found.entries]
+        close = difflib.get_close_matches(args.target, names, n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else (
+            "; `hearth models list` shows the names")
+        return f"no model named {args.target!r} and no such file{hint}"
+    if entry.source == "bundled" and entry.name == "gemma3-270m" and entry.info is None \
+            and entry.path is not None and not entry.path.is_file():
+        from . import models
+        from .settings import cache_dir
+
+        try:
+            models._gemma_path(cache_dir())
+            entry.problem = None
+            catalog.describe(entry)
+        except models.ModelNotFound as exc:
+            entry.problem = str(exc)
+    return entry
+
+
+def inspect_data(entry: Entry, check: bool = True) -> dict[str, Any]:
+    """`hearth models inspect --json`: the list entry plus the header's details."""
+    data = entry.to_json()
+    info = entry.info
+    if info is None:
+        return data
+    data.update({
+        "display_name": info.name,
+        "gguf_version": info.version,
+        "tensor_count": info.tensor_count,
+        "tensor_types": catalog.tensor_type_shares(info),
+        "block_count": info.block_count,
+        "size_label": info.metadata.get("general.size_label"),
+        "special_tokens": catalog.special_tokens(info),
+        "chat_template_text": info.chat_template,
+        "metadata": catalog.metadata_for_display(info),
+    })
+    if check and entry.path is not None:
+        loads, why = catalog.llama_cpp_loads(entry.path)
+        data["llama_cpp"] = {"loads": loads, "error": why}
+    return data
+
+
+def cmd_models_inspect(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    found = load_catalog(args)
+    entry = _resolve_target(args, found)
+    if isinstance(entry, str):
+        print(f"hearth models inspect: {entry}", file=sys.stderr)
+        return 1
+    data = inspect_data(entry, check=not args.no_check and entry.problem is None)
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str), file=out)
+        return 1 if entry.problem else 0
+    rows = [
+        ("name", entry.name), ("path", str(entry.path)), ("source", f"{entry.source} "
+                                                         f"({entry.origin})"),
+        ("architecture", entry.architecture or "?"),
+    ]
+    if entry.problem:
+        rows.append(("problem", entry.problem))
+    if entry.info is not None:
+        info = entry.info
+        rows += [
+            ("model name", info.name),
+            ("parameters", f"{human_count(entry.parameters)} ({entry.parameters})"),
+            ("quantization", entry.quantization or "-"),
+            ("context length", str(entry.context_length or "-")),
+            ("layers", str(info.block_count or "-")),
+            ("size", human_size(entry.size)),
+            ("licence", entry.license or "-"),
+            ("chat template", _yes(entry.chat_template)),
+            ("FIM tokens", _yes(entry.fim)),
+            ("GGUF version", str(info.version)),
+            ("tensors", f"{info.tensor_count}: " + ", ".join(
+                f"{k} {v:.0%}" for k, v in data["tensor_types"].items())),
+        ]
+    if len(entry.parts) > 1:
+        rows.append(("split", ", ".join(str(p) for p in entry.parts)))
+    if entry.projector:
+        rows.append(("projector", str(entry.projector)))
+    for a in entry.also:
+        rows.append(("also", f"{a['name']} ({a['source']})"))
+    if "llama_cpp" in data:
+        lc = data["llama_cpp"]
+        rows.append(("llama.cpp", "reads it" if lc["loads"] else f"cannot read it: {lc['error']}"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}", file=out)
+    if entry.info is not None:
+        print("\nspecial tokens:", file=out)
+        for role, tok in data["special_tokens"].items():
+            by = " (found by its text)" if tok.get("found_by") else ""
+            print(f"  {role:<10} {tok['id']:>7}  {tok['text']!r}{by}", file=out)
+        template = entry.info.chat_template
+        print("\nchat template:" + ("" if template else " none (completion-style prompts)"),
+              file=out)
+        if template:
+            for line in template.splitlines():
+                print(f"  {line}", file=out)
+        print("\nmetadata:", file=out)
+        for key, value in data["metadata"].items():
+            text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+            print(f"  {key} = {text[:200]}", file=out)
+    return 1 if entry.problem else 0
+
+
+def _use_hint(entry: Entry) -> str:
+    if entry.source == "bundled":
+        return f'model.preset = "{entry.name}"'
+    return f"model.path = {json.dumps(str(entry.path))}"
+
+
+def cmd_models_recommend(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    settings = _settings(args)
+    found = load_catalog(args)
+    machine = catalog.read_machine()
+    fits = catalog.recommend(found, machine, n_ctx=settings.model.context_length,
+                             probes=0 if args.no_probe else max(0, args.probes),
+                             threads=settings.model.threads, timeout=args.probe_timeout,
+                             min_speed=args.min_speed)
+    if args.json:
+        print(json.dumps({"machine": machine.to_json(), "models": [f.to_json() for f in fits]},
+                         indent=2), file=out)
+        return 0
+    gpus = "; ".join(f"{g.name} {human_size(g.vram_total)} ({human_size(g.vram_free)} free)"
+                     for g in machine.gpus) or "none found"
+    print(f"machine: {machine.cores} cores, {human_size(machine.ram_total)} memory "
+          f"({human_size(machine.ram_available)} free); GPU: {gpus}; llama.cpp GPU offload: "
+          f"{_yes(machine.gpu_offload)}", file=out)
+    for note in machine.notes:
+        print(f"note: {note}", file=out)
+    rows = [["#", "NAME", "SOURCE", "RUNS ON", "SPEED", "PARAMS", "QUANT", "CHAT", "WHY"]]
+    for i, f in enumerate(fits, 1):
+        speed = "-"
+        if f.tok_s is not None:
+            speed = f"{f.tok_s:.0f} tok/s" + (" measured" if f.measured else " est.")
+        why = f.reason
+        if f.probe and not f.probe.get("ok"):
+            why = f"probe failed: {f.probe.get('error')}"
+        rows.append([str(i), f.entry.name, f.entry.source, f.where, speed,
+                     human_count(f.entry.parameters), f.entry.quantization or "-",
+                     _yes(f.entry.chat_template), why])
+    _table(rows, out)
+    best = next((f for f in fits if f.where != "no" and not (f.probe and not f.probe.get("ok"))),
+                None)
+    if best is not None:
+        print(f"\nbest here: {best.entry.name} (set {_use_hint(best.entry)})", file=out)
+    else:
+        print("\nno model found that runs here", file=out)
+    return 0
