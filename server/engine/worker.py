@@ -2,6 +2,7 @@
 
 A llama.cpp context is not thread-safe, so every load and every generation
 runs here, one at a time, taken from a priority queue: loading a model first,
+then completions (ghost text the user is typing against),
 then what the user asked for, then review-on-save, then background work.
 A job is cancelled by setting its event; the engine checks it between tokens.
 The asyncio loop only ever waits on futures, so it is never blocked.
@@ -29,9 +30,10 @@ log = logging.getLogger(__name__)
 
 class Priority(IntEnum):
     LOAD = 0
-    USER = 1  # an action the user invoked
-    SAVE = 2  # review-on-save
-    BACKGROUND = 3
+    COMPLETION = 1  # ghost text: the user is typing and waits for it
+    USER = 2  # an action the user invoked
+    SAVE = 3  # review-on-save
+    BACKGROUND = 4
 
 
 @dataclass(eq=False)
@@ -67,7 +69,8 @@ StateListener = Callable[[str, "GenerationWorker"], None]
 
 
 class GenerationWorker:
-    def __init__(self) -> None:
+    def __init__(self, name: str = "hearth-generation") -> None:
+        self.name = name  # the thread's name
         self._queue: queue.PriorityQueue[tuple[int, int, Job | None]] = queue.PriorityQueue()
         self._seq = itertools.count(1)
         self._lock = threading.Lock()  # guards _jobs and _running
@@ -93,7 +96,7 @@ class GenerationWorker:
 
     def _start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="hearth-generation",
+            self._thread = threading.Thread(target=self._run, name=self.name,
                                             daemon=True)
             self._thread.start()
 

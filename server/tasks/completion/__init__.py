@@ -1,0 +1,1 @@
+"""Inline completion (ghost text): prompts per model family, quality rules, reuse."""

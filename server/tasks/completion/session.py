@@ -1,0 +1,227 @@
+"""When to generate a completion, and what to reuse instead. No LSP, no model.
+
+One CompletionSession per server. For each document (``key``) it keeps the running
+generation and, across documents, the last finished ones:
+
+- a request whose prefix a finished generation continues (the same prefix, or the
+  user typed what it suggested) is answered from it: the completion cache, keyed
+  by the prefix;
+- a request the running generation still agrees with waits for it instead of
+  starting again ("typing through" a suggestion as it is written);
+- otherwise, after the debounce (a newer request in the meantime wins), a new
+  generation replaces the running one, which is cancelled;
+- an edit that disagrees with the running generation cancels it at once;
+- a generation stops as soon as the line or block it completes has ended.
+
+A request that is cancelled ($/cancelRequest: the user typed on) leaves its
+generation running, for the next request to reuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+
+from ...engine.base import Completion, EngineError
+from ..runner import Refusal, TaskCancelled, TaskRun
+from .quality import clean_suggestion, finished, may_continue, typed_through
+from .run import CompletionRequest
+
+log = logging.getLogger(__name__)
+
+Generate = Callable[[TaskRun, CompletionRequest, Callable[[str], None]], Awaitable[Completion]]
+MAX_FINISHED = 32
+
+
+@dataclass
+class Suggestion:
+    text: str
+    source: str  # "generated" | "running" (reused while generating) | "cache" | "none"
+    reason: str = ""
+
+
+@dataclass
+class SessionStats:
+    requests: int = 0
+    generated: int = 0  # generations started
+    from_cache: int = 0  # answered from a finished generation
+    from_running: int = 0  # answered by waiting for the running generation
+    superseded: int = 0  # requests a newer one replaced during the debounce
+    cancelled_by_edit: int = 0  # running generations an edit contradicted
+    stopped_early: int = 0  # generations stopped at the end of the line or block
+
+    @property
+    def reused(self) -> int:
+        return self.from_cache + self.from_running
+
+
+@dataclass(eq=False)
+class _Generation:
+    request: CompletionRequest
+    run: TaskRun
+    pieces: list[str] = field(default_factory=list)
+    task: asyncio.Future | None = None
+    done: bool = False
+    stopped_early: bool = False
+    failed: str | None = None
+
+    @property
+    def produced(self) -> str:
+        return "".join(self.pieces)
+
+    def cancel(self) -> None:
+        self.run.token.cancel()
+
+
+class CompletionSession:
+    def __init__(self, max_finished: int = MAX_FINISHED) -> None:
+        self.running: dict[Hashable, _Generation] = {}
+        self.finished: OrderedDict[int, tuple[Hashable, _Generation]] = OrderedDict()
+        self.max_finished = max_finished
+        self.stats = SessionStats()
+        self._seq: dict[Hashable, int] = {}
+
+    def _answer(self, gen: _Generation, request: CompletionRequest, source: str
+                ) -> Suggestion | None:
+        rest = typed_through(gen.request.prefix, gen.request.suffix, gen.produced,
+                             request.prefix, request.suffix)
+        if rest is None:
+            return None
+        text = clean_suggestion(rest, prefix=request.prefix, suffix=request.suffix,
+                                multiline=request.multiline)
+        return Suggestion(text, source) if text else None
+
+    def cached(self, key: Hashable, request: CompletionRequest) -> Suggestion | None:
+        """A finished generation that still suggests something after ``request.prefix``."""
+        for n, (k, gen) in reversed(self.finished.items()):
+            if k != key or gen.request.multiline != request.multiline:
+                continue
+            found = self._answer(gen, request, "cache")
+            if found is not None:
+                self.finished.move_to_end(n)
+                return found
+        return None
+
+    async def suggest(self, key: Hashable, request: CompletionRequest, *,
+                      new_run: Callable[[], TaskRun], generate: Generate,
+                      debounce_s: float = 0.0) -> Suggestion:
+        """The suggestion at ``request``'s cursor in document ``key``."""
+        self.stats.requests += 1
+        seq = self._seq[key] = self._seq.get(key, 0) + 1
+        found = self.cached(key, request)
+        if found is not None:
+            self.stats.from_cache += 1
+            return found
+        gen = self.running.get(key)
+        if gen is not None and not gen.done:
+            if may_continue(gen.request.prefix, gen.request.suffix, gen.produced,
+                            request.prefix, request.suffix) \
+                    and gen.request.multiline == request.multiline:
+                assert gen.task is not None
+                await asyncio.shield(gen.task)
+                found = self._answer(gen, request, "running")
+                if found is not None:
+                    self.stats.from_running += 1
+                    return found
+                if self._seq.get(key) != seq:
+                    return Suggestion("", "none", "superseded")
+                if gen.failed is None and not gen.stopped_early and not gen.produced:
+                    return Suggestion("", "none", "the model suggested nothing here")
+            else:
+                gen.cancel()
+        if debounce_s > 0:
+            await asyncio.sleep(debounce_s)
+            if self._seq.get(key) != seq:
+                self.stats.superseded += 1
+                return Suggestion("", "none", "superseded")
+        gen = self._start(key, request, new_run(), generate)
+        assert gen.task is not None
+        await asyncio.shield(gen.task)
+        if gen.failed is not None:
+            return Suggestion("", "none", gen.failed)
+        return self._answer(gen, request, "generated") or Suggestion(
+            "", "none", "nothing sound to suggest")
+
+    def _start(self, key: Hashable, request: CompletionRequest, run: TaskRun,
+               generate: Generate) -> _Generation:
+        old = self.running.get(key)
+        if old is not None and not old.done:
+            old.cancel()
+        gen = _Generation(request, run)
+        self.running[key] = gen
+        self.stats.generated += 1
+
+        def on_piece(piece: str) -> None:  # on the generation thread
+            gen.pieces.append(piece)
+            if not gen.stopped_early and finished(gen.produced, prefix=request.prefix,
+                                                  suffix=request.suffix,
+                                                  multiline=request.multiline):
+                gen.stopped_early = True
+                gen.run.token.cancel()
+
+        async def drive() -> None:
+            try:
+                await generate(run, request, on_piece)
+            except TaskCancelled:
+                if gen.stopped_early:
+                    self.stats.stopped_early += 1
+                else:
+                    gen.failed = "cancelled"
+            except (Refusal, EngineError) as exc:
+                gen.failed = str(exc) or type(exc).__name__
+                log.info("completion: %s", gen.failed)
+            except asyncio.CancelledError:
+                gen.failed = "cancelled"
+                run.token.cancel()
+            except Exception as exc:  # a bug must cost one suggestion, not the session
+                gen.failed = f"completion failed: {exc}"
+                log.exception("completion failed")
+            finally:
+                gen.done = True
+                if self.running.get(key) is gen:
+                    del self.running[key]
+                if gen.failed is None and gen.produced:
+                    self.finished[id(gen)] = (key, gen)
+                    while len(self.finished) > self.max_finished:
+                        self.finished.popitem(last=False)
+
+        gen.task = asyncio.ensure_future(drive())
+        return gen
+
+    def edited(self, key: Hashable, text: str) -> None:
+        """The document is now ``text``: cancel a running generation it contradicts."""
+        gen = self.running.get(key)
+        if gen is None or gen.done:
+            return
+        prefix, suffix = gen.request.prefix, gen.request.suffix
+        middle_end = len(text) - len(suffix)
+        if middle_end >= len(prefix) and text.startswith(prefix) and text.endswith(suffix):
+            typed = text[len(prefix):middle_end]
+            if may_continue(prefix, suffix, gen.produced, prefix + typed, suffix):
+                return
+        self.stats.cancelled_by_edit += 1
+        gen.cancel()
+
+    def forget(self, key: Hashable) -> None:
+        """The document closed: stop its generation and drop what it suggested."""
+        gen = self.running.pop(key, None)
+        if gen is not None:
+            gen.cancel()
+        for n in [n for n, (k, _) in self.finished.items() if k == key]:
+            del self.finished[n]
+        self._seq.pop(key, None)
+
+    async def close(self) -> None:
+        for gen in list(self.running.values()):
+            gen.cancel()
+        tasks = [g.task for g in self.running.values() if g.task is not None]
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+
+__all__ = ["CompletionSession", "SessionStats", "Suggestion"]

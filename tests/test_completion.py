@@ -1,0 +1,319 @@
+"""Inline completion's pure parts: the FIM table, the prompt window, the quality rules,
+reuse of a generation, and the session's scheduling (with a scripted generator)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from hearth_lsp.server.engine.base import Completion
+from hearth_lsp.server.engine.worker import GenerationWorker
+from hearth_lsp.server.gguf_info import find_tokens
+from hearth_lsp.server.settings import Settings
+from hearth_lsp.server.tasks.completion.model import format_of, same_model
+from hearth_lsp.server.tasks.completion.prompt import (
+    FIM_FORMATS,
+    FIM_TOKENS,
+    WINDOW_STEP_LINES,
+    build_prompt,
+    detect_format,
+)
+from hearth_lsp.server.tasks.completion.quality import (
+    clean_suggestion,
+    finished,
+    may_continue,
+    typed_through,
+)
+from hearth_lsp.server.tasks.completion.run import CompletionRequest
+from hearth_lsp.server.tasks.completion.session import CompletionSession
+from hearth_lsp.server.tasks.runner import TaskCancelled, TaskRun
+
+# ------------------------------------------------------------------ FIM table
+
+VOCABS = {
+    # family: (the FIM token strings of its real vocabulary, its GGUF general.name)
+    "qwen2.5-coder": ({"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>",
+                       "<|repo_name|>", "<|file_sep|>", "<|endoftext|>"},
+                      "Qwen2.5 Coder 1.5B Instruct"),
+    "starcoder2": ({"<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>", "<file_sep>",
+                    "<|endoftext|>"}, "starcoder2-3b"),
+    "codellama": ({"▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"}, "CodeLlama 7b hf"),
+    "deepseek-coder": ({"<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", "<|EOT|>"},
+                       "deepseek-coder-1.3b-base"),
+    "codegemma": ({"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
+                   "<|file_separator|>"}, "codegemma-2b"),
+    "codestral": ({"[PREFIX]", "[SUFFIX]", "[MIDDLE]"}, "Codestral 22B v0.1"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(VOCABS))
+def test_each_family_is_detected_from_its_token_strings(family):
+    vocab, name = VOCABS[family]
+    fmt = detect_format(vocab, name)
+    assert fmt is not None and fmt.family == family
+
+
+def test_general_models_sharing_a_coders_vocabulary_complete_by_prefix():
+    # Qwen2.5 (not Coder) and Gemma ship the FIM tokens but never learned the format.
+    assert detect_format(VOCABS["qwen2.5-coder"][0], "Qwen2.5 1.5B Instruct") is None
+    assert detect_format(VOCABS["codegemma"][0], "gemma-2b") is None
+    assert detect_format({"<bos>", "<eos>", "<start_of_turn>"}, "Gemma 3 270m") is None
+    assert detect_format(set(), "") is None
+
+
+def test_fim_prompts_have_each_familys_layout():
+    by = {f.family: f for f in FIM_FORMATS}
+    pre, suf = "def f(x):\n    return ", "\n\nprint(f(2))\n"
+
+    def render(family):
+        return build_prompt(pre, suf, fmt=by[family], budget_tokens=512).text
+
+    assert render("qwen2.5-coder") == f"<|fim_prefix|>{pre}<|fim_suffix|>{suf}<|fim_middle|>"
+    assert render("starcoder2") == f"<fim_prefix>{pre}<fim_suffix>{suf}<fim_middle>"
+    assert render("codellama") == f"▁<PRE> {pre}▁<SUF>{suf}▁<MID>"
+    assert render("deepseek-coder") == f"<｜fim▁begin｜>{pre}<｜fim▁hole｜>{suf}<｜fim▁end｜>"
+    assert render("codegemma") == f"<|fim_prefix|>{pre}<|fim_suffix|>{suf}<|fim_middle|>"
+    assert render("codestral") == f"[SUFFIX]{suf}[PREFIX]{pre}"
+    assert "<|file_separator|>" in by["codegemma"].stops
+    assert "<|fim_pad|>" in by["qwen2.5-coder"].stops
+
+
+def _gguf(path, name: str, tokens: list[str]) -> None:
+    """A header-only GGUF file: a name and a vocabulary, no tensors."""
+    def string(s: str) -> bytes:
+        b = s.encode()
+        return struct.pack("<Q", len(b)) + b
+    kv = [string("general.architecture") + struct.pack("<I", 8) + string("qwen2"),
+          string("general.name") + struct.pack("<I", 8) + string(name),
+          string("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, len(tokens))
+          + b"".join(string(t) for t in tokens)]
+    data = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv)) + b"".join(kv)
+    path.write_bytes(data + b"\0" * (-len(data) % 32))  # the (empty) data is aligned
+
+
+def test_the_format_is_read_from_the_gguf_vocabulary(tmp_path):
+    coder = tmp_path / "coder.gguf"
+    _gguf(coder, "Qwen2.5 Coder 0.5B", ["a", "<|fim_prefix|>", "<|fim_suffix|>",
+                                         "<|fim_middle|>", "<|fim_pad|>", "b"])
+    assert find_tokens(coder, FIM_TOKENS) == {"<|fim_prefix|>", "<|fim_suffix|>",
+                                              "<|fim_middle|>", "<|fim_pad|>"}
+    assert format_of(str(coder)).family == "qwen2.5-coder"
+    plain = tmp_path / "plain.gguf"
+    _gguf(plain, "Qwen2.5 Coder 0.5B", ["a", "b", "<|endoftext|>"])
+    assert format_of(str(plain)) is None
+    assert format_of(str(tmp_path / "missing.gguf")) is None
+
+
+def test_completion_shares_the_task_worker_only_for_the_same_file():
+    s = Settings()
+    assert not same_model(s)  # smollm2 for tasks, gemma3-270m for completion
+    s.completion.preset = "smollm2"
+    assert same_model(s)
+    s.model.path = s.completion.path = "/m/a.gguf"
+    assert same_model(s)
+    s.completion.path = "/m/b.gguf"
+    assert not same_model(s)
+
+
+# ---------------------------------------------------------------- the window
+
+
+def test_prefix_only_prompt_names_the_file_and_ends_at_the_cursor():
+    p = build_prompt("import os\n\ndef f():\n    ret", "urn 1\n", fmt=None, budget_tokens=512,
+                     path="pkg/a.py", language="python")
+    assert p.text == "# pkg/a.py\nimport os\n\ndef f():\n    ret"
+    assert not p.fim and p.suffix == ""
+
+
+def test_the_window_keeps_its_start_while_typing_so_the_kv_cache_carries_over():
+    lines = [f"x{n} = {n}" for n in range(400)]
+    prefix = "\n".join(lines) + "\n"
+    first = build_prompt(prefix, "", fmt=None, budget_tokens=400)
+    typed = build_prompt(prefix + "y = x1", "", fmt=None, budget_tokens=400)
+    assert first.window_start == typed.window_start > 0
+    assert typed.text.startswith(first.text)
+    assert len(first.text) <= 400 * 3
+    start_line = prefix[: first.window_start].count("\n")
+    assert start_line % WINDOW_STEP_LINES == 0
+
+
+def test_fim_suffix_is_cut_at_a_line_within_its_share():
+    fmt = detect_format(*VOCABS["starcoder2"])
+    suffix = "".join(f"line {n}\n" for n in range(1000))
+    p = build_prompt("a = ", suffix, fmt=fmt, budget_tokens=300)
+    assert p.suffix.endswith("\n") and suffix.startswith(p.suffix)
+    assert len(p.suffix) <= 300 * 3 // 4
+
+
+# ------------------------------------------------------------ quality rules
+
+
+def clean(raw, prefix, suffix="", multiline=True):
+    return clean_suggestion(raw, prefix=prefix, suffix=suffix, multiline=multiline)
+
+
+def test_stops_at_the_end_of_the_block_by_indentation():
+    prefix = "def total(xs):\n    "
+    raw = "s = 0\n    for x in xs:\n        s += x\n    return s\n\ndef other():\n    pass\n"
+    assert clean(raw, prefix, "\n") == "s = 0\n    for x in xs:\n        s += x\n    return s"
+
+
+def test_a_block_opened_on_the_cursor_line_ends_at_its_dedent():
+    assert clean("\n    return a + b\nprint(1)\n", "def add(a, b):", "\n") == \
+        "\n    return a + b"
+    js = clean(" {\n  return 1;\n}\nfoo();", "function f()", "\n")
+    assert js == " {\n  return 1;\n}"
+
+
+def test_single_line_mode_and_mid_line_cursors_get_one_line():
+    assert clean("a + b\n    x = 1", "    return ", "\n", multiline=False) == "a + b"
+    assert clean("a, b)\nz = 2", "f(", ")\n") == "a, b"
+
+
+def test_never_closes_what_the_editor_already_closed():
+    assert clean("b)", "x = foo(a, ", ")\n") == "b"
+    assert clean("b)", "x = foo(a, ", "\n") == "b)"  # nothing closes it yet: keep
+    assert clean('hello")', 'print("', '")\n') == "hello"
+    assert clean("1]", "xs = [0, ", "]") == "1"
+
+
+def test_a_closer_that_matches_nothing_ends_the_suggestion():
+    assert clean("a + b)\n", "    return ", "\n") == "a + b"
+    assert clean("x(1]", "y = ", "\n") == "x(1"
+
+
+def test_never_repeats_the_lines_after_the_cursor():
+    prefix = "def f(x):\n    y = x * 2\n    "
+    suffix = "\n    return y\n"
+    assert clean("z = y + 1\n    return y\n", prefix, suffix) == "z = y + 1"
+
+
+def test_a_suggestion_that_only_retypes_the_suffix_is_empty():
+    assert clean("return y", "def f(y):\n    ", "return y\n") == ""
+    assert clean(")", "foo(a", ")") == ""
+
+
+def test_junk_is_empty_rather_than_shown():
+    assert clean("<|fim_pad|><|endoftext|>", "x = ") == ""
+    assert clean("   \n\n", "x = ") == ""
+    assert clean("token = '<redacted:api-key>'", "x = ") == ""
+    assert clean("1\x00\x01", "x = ") == ""
+    assert clean("1<|endoftext|>garbage", "x = ") == "1"
+    assert clean("```python\nx = 1\n```", "") == ""
+    # a decoding loop is cut before the third identical line
+    assert clean("pass\n    pass\n    pass\n    pass", "def f():\n    ", "\n") == \
+        "pass\n    pass"
+    # copying the line above is not a suggestion
+    assert clean("self.value = value", "    self.value = value\n    ", "\n") == ""
+
+
+def test_finished_says_when_more_tokens_cannot_change_the_suggestion():
+    assert not finished("a + b", prefix="    return ", suffix="\n")
+    assert finished("a + b\n", prefix="    return ", suffix="", multiline=False)
+    assert not finished("\n    return a", prefix="def f(a):", suffix="\n")
+    assert finished("\n    return a\nprint", prefix="def f(a):", suffix="\n")
+
+
+def test_typing_through_a_suggestion_reuses_it():
+    assert typed_through("x = ", "\n", "foo(1)", "x = fo", "\n") == "o(1)"
+    assert typed_through("x = ", "\n", "foo(1)", "x = ba", "\n") is None
+    assert typed_through("x = ", "\n", "foo(1)", "x = fo", ")\n") is None  # suffix changed
+    assert may_continue("x = ", "\n", "fo", "x = foo(", "\n")  # typed ahead of it
+    assert not may_continue("x = ", "\n", "fo", "x = fa", "\n")
+
+
+# ------------------------------------------------------------------ session
+
+
+class Script:
+    """A generator standing in for the model: answers, piece by piece, with a delay."""
+
+    def __init__(self, answer: str, delay: float = 0.0):
+        self.answer, self.delay, self.calls = answer, delay, 0
+        self.cancelled = 0
+
+    async def __call__(self, run: TaskRun, request: CompletionRequest, on_piece):
+        self.calls += 1
+        for piece in self.answer:
+            if run.token.cancelled:
+                self.cancelled += 1
+                raise TaskCancelled("completion was cancelled")
+            on_piece(piece)
+            await asyncio.sleep(self.delay)
+        if run.token.cancelled:
+            raise TaskCancelled("completion was cancelled")
+        return Completion(self.answer, 1, len(self.answer), 0.0, 0.0, "stop")
+
+
+def req(prefix, suffix="\n"):
+    return CompletionRequest(prefix=prefix, suffix=suffix)
+
+
+def new_run():
+    return TaskRun(GenerationWorker())
+
+
+async def test_a_finished_generation_answers_the_same_prefix_and_typing_through_it():
+    session, script = CompletionSession(), Script("foo(1)\nbar()\n")
+    first = await session.suggest("a", req("x = "), new_run=new_run, generate=script)
+    assert (first.text, first.source) == ("foo(1)", "generated")
+    again = await session.suggest("a", req("x = "), new_run=new_run, generate=script)
+    typed = await session.suggest("a", req("x = foo"), new_run=new_run, generate=script)
+    assert (again.text, again.source) == ("foo(1)", "cache")
+    assert (typed.text, typed.source) == ("(1)", "cache")
+    assert script.calls == 1 and session.stats.reused == 2
+
+
+async def test_the_generation_stops_at_the_end_of_the_line():
+    session, script = CompletionSession(), Script("foo(1)\nbar()\nbaz()\n" * 5)
+    found = await session.suggest("a", req("x = "), new_run=new_run, generate=script)
+    assert found.text == "foo(1)"
+    assert script.cancelled == 1 and session.stats.stopped_early == 1
+
+
+async def test_typing_what_the_running_generation_writes_waits_for_it():
+    session, script = CompletionSession(), Script("foo(1)\n", delay=0.02)
+    first = asyncio.ensure_future(session.suggest("a", req("x = "), new_run=new_run,
+                                                  generate=script))
+    await asyncio.sleep(0.05)  # a piece or two out
+    second = await session.suggest("a", req("x = f"), new_run=new_run, generate=script)
+    assert (second.text, second.source) == ("oo(1)", "running")
+    assert (await first).text == "foo(1)"
+    assert script.calls == 1
+
+
+async def test_an_edit_that_contradicts_the_running_generation_cancels_it():
+    session, script = CompletionSession(), Script("foo(1)\n", delay=0.05)
+    first = asyncio.ensure_future(session.suggest("a", req("x = "), new_run=new_run,
+                                                  generate=script))
+    await asyncio.sleep(0.07)
+    session.edited("a", "x = f\n")  # agrees: keeps running
+    assert session.stats.cancelled_by_edit == 0
+    session.edited("a", "x = b\n")
+    assert session.stats.cancelled_by_edit == 1
+    assert (await first).text == ""
+    assert script.cancelled == 1
+
+
+async def test_a_newer_request_during_the_debounce_wins():
+    session, script = CompletionSession(), Script("1\n")
+    older = asyncio.ensure_future(session.suggest("a", req("x = "), new_run=new_run,
+                                                  generate=script, debounce_s=0.1))
+    await asyncio.sleep(0.02)
+    newer = await session.suggest("a", req("y = "), new_run=new_run, generate=script,
+                                  debounce_s=0.1)
+    assert (await older).reason == "superseded"
+    assert newer.text == "1" and script.calls == 1
+
+
+async def test_a_cancelled_request_leaves_its_generation_for_the_next_one():
+    session, script = CompletionSession(), Script("foo(1)\n", delay=0.02)
+    first = asyncio.ensure_future(session.suggest("a", req("x = "), new_run=new_run,
+                                                  generate=script))
+    await asyncio.sleep(0.03)
+    first.cancel()  # $/cancelRequest: the user typed on
+    await asyncio.sleep(0.01)
+    second = await session.suggest("a", req("x = fo"), new_run=new_run, generate=script)
+    assert second.text == "o(1)" and script.calls == 1
