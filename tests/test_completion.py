@@ -174,6 +174,7 @@ def test_single_line_mode_and_mid_line_cursors_get_one_line():
 
 def test_never_closes_what_the_editor_already_closed():
     assert clean("b)", "x = foo(a, ", ")\n") == "b"
+    assert clean("b) + c", "x = foo(a, ", ")\n") == "b"
     assert clean("b)", "x = foo(a, ", "\n") == "b)"  # nothing closes it yet: keep
     assert clean('hello")', 'print("', '")\n') == "hello"
     assert clean("1]", "xs = [0, ", "]") == "1"

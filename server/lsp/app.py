@@ -22,12 +22,12 @@ from pygls.uris import to_fs_path
 from ..settings import SPECS
 from ..trust import is_trusted, set_trusted, trust_for_session
 from .common import no_actions_reason, resolve_command_action
-from .features import commit, docs, review, testgen, workspace
+from .features import commit, completion, docs, review, testgen, workspace
 from .server import HearthServer
 
 log = logging.getLogger("hearth")
 
-FEATURES: tuple[ModuleType, ...] = (docs, testgen, review, commit, workspace)
+FEATURES: tuple[ModuleType, ...] = (docs, testgen, review, commit, workspace, completion)
 
 # The code action list in this order: quick fixes, then the symbol's own actions
 # (Neovim numbers the menu: the docstring is 1), then the file's. Kinds not named
@@ -60,6 +60,10 @@ def register(ls: HearthServer) -> None:
     ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)(did_close)
     ls.feature(types.TEXT_DOCUMENT_DID_SAVE)(did_save)
     ls.feature(types.WORKSPACE_SYMBOL)(workspace.workspace_symbol)
+    ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION,
+               types.InlineCompletionOptions())(completion.inline_completion)
+    ls.feature(types.TEXT_DOCUMENT_COMPLETION,
+               types.CompletionOptions(resolve_provider=False))(completion.completion)
     ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)(did_change_watched_files)
     ls.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)(did_change_workspace_folders)
 
@@ -145,6 +149,8 @@ async def did_change_configuration(ls: HearthServer,
 
 
 def shutdown(ls: HearthServer, params: None) -> None:
+    for hook in _hooks("on_shutdown"):
+        hook(ls)
     ls.worker.shutdown()
     ls.stop_index()
 
