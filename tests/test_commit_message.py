@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -184,7 +185,7 @@ def test_grammars_parse_in_llama_cpp(smollm2_path):
     for grammar in (cm.CONVENTIONAL_GRAMMAR, cm.PLAIN_GRAMMAR, cm.SUMMARY_GRAMMAR):
         check_grammar(grammar, smollm2_path)
     with pytest.raises(EngineError, match="invalid grammar"):
-        check_grammar(cm.CONVENTIONAL_GRAMMAR.replace("root ::= type", "root ::= typo"),
+        check_grammar(cm.CONVENTIONAL_GRAMMAR.replace('" "? type scope?', '" "? typo scope?'),
                       smollm2_path)
 
 
@@ -200,3 +201,55 @@ def test_prompt_lists_every_file_and_shows_only_the_described_ones():
     assert "feat, fix, docs" in messages[0].content
     _, completion = cm.build_prompt(changes, diff, style="plain", chat=False)
     assert completion.rstrip().endswith("Commit message:") and "capitalized" in completion
+
+
+# ------------------------------------------- issue 11: what the grammar no longer forces
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Fix: Skip missing values in total", "fix: skip missing values in total"),
+    ("fix:Skip missing values in total", "fix: skip missing values in total"),
+    (" Refactor(app): Skipped missing values in total.", "refactor(app): skip missing values in total"),
+    ("fix: `total` skips missing values", "fix: `total` skips missing values"),
+    ("fix: total skips missing values", "fix: total skips missing values"),  # a word of the diff
+])
+def test_capitals_and_spaces_the_model_chose_are_normalised_after_generation(raw, expected):
+    assert cm.validate(raw, changes_of(APP)) == expected
+
+
+def test_plain_style_capitalises_after_generation():
+    assert cm.validate(" skip missing values in total", changes_of(APP), "plain") == \
+        "Skip missing values in total"
+
+
+@pytest.mark.parametrize("raw, reason", [
+    # Real output of SmolLM2 under the old grammar (issue 11), on a diff about totals.
+    ("refactor: xtrapyl is a new type of python-3.10.2", "neither a verb nor a word"),
+    ("docs: xtlbuildshell is a command that creates a shell-based build of a total",
+     "neither a verb nor a word"),
+    ("fix: irexpire in class total", "neither a verb nor a word"),
+    ("fix: irequires the total of values", "imperative mood"),
+    ("build: ireview of type(scope): subject", "repeats the prompt"),
+    ("build: type is one of: feat, fix, docs, style, refactor, perf", "repeats the prompt"),
+    ("fix: feat, fix, docs or style for the total", "repeats the prompt"),
+])
+def test_non_words_and_prompt_echoes_are_refused(raw, reason):
+    with pytest.raises(cm.CommitMessageError, match=re.escape(reason)):
+        cm.validate(raw, changes_of(APP))
+
+
+def test_prompt_echoes_are_refused_in_plain_style_and_dropped_from_bullets():
+    with pytest.raises(cm.CommitMessageError, match="repeats the prompt"):
+        cm.validate("Imperative mood for the total", changes_of(APP), "plain")
+    assert cm.validate("fix: skip missing values in total\n\n- type is one of: feat, fix, "
+                       "docs for the total\n- totals ignore None values now",
+                       changes_of(APP)) == \
+        "fix: skip missing values in total\n\n- totals ignore None values now"
+
+
+def test_first_word_check():
+    words = cm.diff_words([APP])
+    assert {"total", "xs", "app", "app.py"} <= words
+    assert cm.first_word_problem("xtrapyl is new", words)
+    assert cm.first_word_problem("shorten the total", words) is None
+    assert cm.first_word_problem("app.py: skip gaps", words) is None
+    assert cm.first_word_problem("`xtrapyl` is new", words) is None

@@ -24,25 +24,59 @@ MAX_HEADER = 72
 MAX_BULLETS = 5
 STYLES = ("conventional", "plain")
 
-# GBNF. The subject starts with a lowercase letter (the Conventional Commits
-# habit) and is bounded so the header fits in 72 characters; the body is a few
-# bullets. A full grammar slows decoding, but a commit message is short.
-_BODY = r'''
+# GBNF. The grammar fixes the shape (a known type, an optional scope, a subject
+# of bounded length, a few bullets) and nothing a tokenizer would trip on: every
+# rule admits the tokens a model naturally begins with — a leading space (" Add"
+# after ":"), a capital letter ("Fix", "Add") — because masking them forces the
+# model onto tokens it would never choose (subjects that began "ir…" and "xt…").
+# Case, mood and spacing are normalised after generation, in ``validate``.
+_BODY = r"""
 body ::= "\n\n" bullet bullet? bullet? bullet? bullet?
-bullet ::= "- " [a-zA-Z`] [a-z]* " " [^\n]{6,90} "\n"
-'''
-CONVENTIONAL_GRAMMAR = (
-    'root ::= type scope? ": " subject body?\n'
-    "type ::= " + " | ".join(f'"{t}"' for t in TYPES) + "\n"
-    'scope ::= "(" [a-z0-9_./-]{1,20} ")"\n'
-    r'subject ::= [a-z]{2,14} " " [a-z`] [^\n]{4,50}' + "\n" + _BODY)
-PLAIN_GRAMMAR = r'root ::= [A-Z] [a-z]{1,13} " " [a-z`] [^\n]{4,55} body?' + "\n" + _BODY
+bullet ::= "-" " "? [A-Za-z`] [^\n]{6,90} "\n"
+"""
 
-_HEADER = re.compile(r"^(?P<type>[a-z]+)(?:\((?P<scope>[^()\s]+)\))?(?P<bang>!)?: (?P<subject>.+)$")
+
+def _type_rule() -> str:
+    variants = [v for t in TYPES for v in (t, t.capitalize())]
+    return "type ::= " + " | ".join(f'"{v}"' for v in variants) + "\n"
+
+
+# The subject's first character: a letter of either case or a backquote, after
+# an optional space (the space is part of many tokenizers' word tokens).
+SUBJECT_START = "[A-Za-z`]"
+CONVENTIONAL_GRAMMAR = (
+    'root ::= " "? type scope? ":" " "? subject body?\n'
+    + _type_rule()
+    + 'scope ::= "(" [A-Za-z0-9_./-]{1,20} ")"\n'
+    + "subject ::= " + SUBJECT_START + r" [^\n]{5,56}" + "\n" + _BODY)
+PLAIN_GRAMMAR = ('root ::= " "? ' + SUBJECT_START + r" [^\n]{5,66} body?" + "\n" + _BODY)
+
+_HEADER = re.compile(r"^(?P<type>[A-Za-z]+)(?:\((?P<scope>[^()\s]+)\))?(?P<bang>!)?:\s*(?P<subject>.+)$")
 
 # Verbs a commit subject starts with, to put a subject in the imperative mood
 # ("added x" -> "add x") without guessing at words we do not know.
-_VERBS = frozenset(["add", "adjust", "allow", "avoid", "bump", "change", "check", "clean", "clarify", "cleanup", "correct", "create", "delete", "deprecate", "disable", "document", "drop", "enable", "ensure", "expose", "extract", "fix", "format", "handle", "implement", "improve", "include", "initialize", "introduce", "log", "make", "merge", "migrate", "move", "optimize", "parse", "prevent", "raise", "read", "record", "reduce", "refactor", "reject", "release", "remove", "rename", "reorder", "replace", "report", "require", "reset", "resolve", "restore", "restructure", "return", "revert", "rewrite", "run", "separate", "set", "show", "simplify", "skip", "sort", "speed", "split", "store", "support", "switch", "test", "tidy", "track", "trim", "tweak", "unify", "update", "upgrade", "use", "validate", "write"])
+_VERB_LIST = """
+accept adapt add adjust align allow annotate apply avoid bump cache call catch change check
+clarify clean cleanup clear close collapse combine compute configure consolidate convert copy
+correct cover create deduplicate default define delete deprecate describe detect disable
+document downgrade drop emit enable enforce ensure escape exclude expand explain export expose
+extend extract factor fail fetch fill filter finish fix flatten format generate group guard
+handle hide ignore implement import improve include increase initialize inline insert install
+introduce keep limit list load lock log lower make mark merge migrate mention move name
+normalize note optimize order parse pass pin polish port prefer prepare preserve prevent print
+process propagate protect provide prune publish raise read rebuild record reduce refactor
+refresh register reject release reload remove rename reorder reorganize repair replace report
+require rerun reset resolve restore restrict restructure retry return reuse revert review
+rewrite rework round run save scope search select separate serialize set shorten show simplify
+skip sort speed split start stop store strip support suppress switch sync tell test tidy track
+trim tune tweak unify unpin update upgrade use validate verify warn wrap write
+"""
+_VERBS = frozenset(_VERB_LIST.split())
+# Prose of the prompt's instructions: a subject made of it echoes the prompt.
+_PROMPT_PHRASES = ("type is one of", "type(scope)", "scope (optional)", "scope): subject",
+                   "subject is lowercase", "imperative mood", "at most 72 characters",
+                   "no period", "in your own words",
+                   "lines of the diff", "bullet lines")
 
 
 class CommitMessageError(Refusal):
@@ -130,6 +164,58 @@ def _echoes(text: str, diff_lines: set[str]) -> bool:
     return len(t) >= 12 and any(t in line or line in t for line in diff_lines)
 
 
+def diff_words(files: list[FileDiff]) -> set[str]:
+    """Every whole word of the changes, lowercase: identifiers, their snake_case and
+    camelCase parts, file names and stems."""
+    words: set[str] = set()
+    for f in files:
+        for path in (f.path, f.old_path or ""):
+            name = path.rsplit("/", 1)[-1].lower()
+            words |= {name, name.split(".", 1)[0]}
+        for token in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", f"{f.path} {f.old_path} {f.patch}"):
+            words.add(token.lower())
+            for part in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", token.replace("_", " ")):
+                words.add(part.lower())
+    words.discard("")
+    return words
+
+
+# First words a subject may have besides verbs and the diff's own words.
+_OTHER_STARTERS = frozenset(["initial", "first", "more", "less", "better", "new", "only",
+                             "no", "do", "don't", "dont", "again", "also", "minor", "small"])
+
+
+def first_word_problem(subject: str, words: set[str]) -> str | None:
+    """Why the subject's first word cannot begin it, or None.
+
+    A subject begins with a verb (any form: the mood is repaired later), a word of the
+    changes (a file, an identifier) or a quoted name; anything else is what a masked
+    tokenizer produces ("xtrapyl", "irexpire") or chatter."""
+    first = subject.split()[0] if subject.split() else ""
+    if first.startswith("`"):
+        return None
+    bare = first.strip(",:;.'\"()[]!?").lower()
+    if not bare:
+        return f"the subject does not begin with a word: {subject!r}"
+    if _imperative(bare) or bare in words or bare in _OTHER_STARTERS:
+        return None
+    if "." in bare or "/" in bare or "_" in bare:
+        tail = re.split(r"[./]", bare)
+        if any(t in words for t in tail):
+            return None
+    return (f"the subject begins with {first!r}, which is neither a verb nor a word "
+            f"of the changes: {subject!r}")
+
+
+def echoes_prompt(text: str) -> bool:
+    """Whether ``text`` repeats the prompt's instructions ("type is one of: feat, fix")."""
+    t = " ".join(text.lower().split())
+    if any(phrase in t for phrase in _PROMPT_PHRASES):
+        return True
+    listed = sum(1 for ty in TYPES if re.search(rf"\b{ty}\b", t))
+    return listed >= 3  # a list of the commit types
+
+
 def validate(raw: str, changes: Changes | None = None, style: str = "conventional") -> str:
     """The message, repaired where the fix is mechanical; CommitMessageError otherwise."""
     files = changes.described if changes else []
@@ -142,13 +228,19 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
         m = _HEADER.match(header)
         if m is None:
             raise CommitMessageError(f"not a Conventional Commits header: {header!r}")
-        ctype, scope, subject = m["type"], m["scope"], m["subject"].strip()
+        if echoes_prompt(header):
+            raise CommitMessageError(f"the message repeats the prompt's instructions: "
+                                     f"{header!r}")
+        ctype, scope, subject = m["type"].lower(), m["scope"], m["subject"].strip()
         if ctype not in TYPES:
             raise CommitMessageError(f"unknown commit type {ctype!r} (one of {', '.join(TYPES)})")
         hint = type_hint(files)
         if hint and ctype != hint:
             ctype = hint  # every file is documentation (or a test): the type says so
     else:
+        if echoes_prompt(header):
+            raise CommitMessageError(f"the message repeats the prompt's instructions: "
+                                     f"{header!r}")
         ctype, scope, subject = "", None, header
     subject = subject.rstrip(" .")
     words = subject.split()
@@ -165,6 +257,10 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
                                  f"{subject!r}")
     if len([w for w in subject.split() if _WORD.fullmatch(w.strip(",:;`'\"()"))]) < 2:
         raise CommitMessageError(f"the subject does not say anything: {subject!r}")
+    if verb is None:
+        problem = first_word_problem(subject, diff_words(files))
+        if problem:
+            raise CommitMessageError(problem)
     vocabulary = _vocabulary(files)
     if not _grounded(subject, vocabulary):
         raise CommitMessageError(f"the subject is about nothing in the diff: {subject!r}")
@@ -172,7 +268,8 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
                                    for f in files):
         scope = None  # a scope named after nothing that changed is dropped
     if style == "conventional":
-        subject = subject[0].lower() + subject[1:]
+        if re.match(r"[A-Z][a-z]*\b", subject) and not re.match(r"[A-Z][a-z]*[A-Z_]", subject):
+            subject = subject[0].lower() + subject[1:]  # "Add x" -> "add x", not "README"
         header = f"{ctype}({scope}): {subject}" if scope else f"{ctype}: {subject}"
     else:
         header = subject[0].upper() + subject[1:]
@@ -187,6 +284,7 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
         text = re.sub(r"^[-*]\s*", "", text)
         if (len([w for w in _WORD.findall(text) if len(w) >= 3]) < 3
                 or _echoes(text, diff_lines) or text.lower() == subject.lower()
+                or echoes_prompt(text)
                 or not _grounded(text, vocabulary)):
             continue  # too short to say anything, repeats the diff or the subject, or
             # is about something that did not change
