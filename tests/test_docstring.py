@@ -157,7 +157,57 @@ def test_long_files_are_cut_to_the_context_budget():
     fn = ds.find_function(big, 20016)
     p = ds.build_prompt(big, fn, path="big.py", chat_template=TEMPLATE, context_tokens=2048)
     assert len(p.text) < 2048 * ds.CHARS_PER_TOKEN
-    assert "file truncated" in p.text and "def outer" in p.text
+    assert "def outer" in p.text and "import math" in p.text and "# ..." in p.text
+
+
+# A file much larger than the context: the target is a method far down, using a
+# helper defined near the top and another method of its class.
+FILLER = "".join(f"def filler_{n}(x):\n    \"\"\"Filler {n}.\"\"\"\n    return x + {n}\n\n\n"
+                 for n in range(400))
+BIG = ('"""A big module."""\n\nimport math\nfrom os import path\n\n\n'
+       "def _scale(value, factor):\n    \"\"\"Multiply value by factor.\"\"\"\n"
+       "    return value * factor\n\n\n" + FILLER +
+       "class Circle:\n    \"\"\"A circle.\"\"\"\n\n    unit = 'cm'\n\n"
+       "    def __init__(self, radius):\n        self.radius = radius\n\n"
+       "    def diameter(self):\n        \"\"\"Twice the radius.\"\"\"\n"
+       "        return 2 * self.radius\n\n" + FILLER.replace("def ", "    def ")
+       .replace("\n    \"\"\"", "\n        \"\"\"").replace("\n    return", "\n        return") +
+       "    def area(self, factor=1.0):\n"
+       "        return _scale(math.pi * (self.diameter() / 2) ** 2, factor)\n\n\n"
+       + FILLER.replace("filler_", "tail_"))
+
+
+def test_completion_prompt_keeps_the_function_in_a_large_file():
+    fn = next(f for f in ds.list_functions(BIG) if f.qualname == "Circle.area")
+    p = ds.build_prompt(BIG, fn, path="big.py", chat_template=None, context_tokens=2048)
+    assert len(BIG) > 10 * 2048 * ds.CHARS_PER_TOKEN
+    assert len(p.text) < 2048 * ds.CHARS_PER_TOKEN
+    # The continuation ends at the target's signature, inside its docstring...
+    assert p.text.endswith('    def area(self, factor=1.0):\n        """')
+    # ...after its class header and the definitions it uses, not the head of the file.
+    assert "class Circle:" in p.text and "def _scale(value, factor):" in p.text
+    assert "def diameter(self):" in p.text and "import math" in p.text
+    assert "truncated" not in p.text and "# ..." not in p.text
+    assert p.text.index("class Circle:") < p.text.index("def diameter") < \
+        p.text.index("def area")
+
+
+def test_context_lines_choose_what_the_function_uses():
+    fn = next(f for f in ds.list_functions(BIG) if f.qualname == "Circle.area")
+    lines = BIG.splitlines()
+    chosen = [lines[n] for n in ds.context_lines(BIG, fn, 600)]
+    assert "class Circle:" in chosen and "def _scale(value, factor):" in chosen
+    assert "    def diameter(self):" in chosen
+    assert not any(line.startswith("def tail_") for line in chosen)  # used first
+    assert sum(len(x) + 1 for x in chosen) <= 600 + len("class Circle:    \"\"\"A circle.\"\"\"")
+    assert not any(fn.start_line <= n <= fn.end_line for n in ds.context_lines(BIG, fn, 600))
+
+
+def test_completion_prompt_of_a_method_in_a_small_file_is_the_file_head():
+    fn = ds.find_function(SRC, 7)
+    p = ds.build_prompt(SRC, fn, path="s.py", chat_template=None)
+    assert p.text == SRC[:SRC.index("    def area(r: float) -> float:")] + \
+        '    def area(r: float) -> float:\n        """'
 
 
 def test_prompt_templates_can_be_overridden_per_workspace(tmp_path):

@@ -192,12 +192,168 @@ class DocstringPrompt:
     prefill: str = ""
 
 
-def _fit_file(source: str, budget_chars: int) -> str:
+def _span(node: ast.AST) -> tuple[int, int]:
+    """0-based first line (decorators included) and last line of a statement."""
+    first = node.lineno - 1  # type: ignore[attr-defined]
+    for d in getattr(node, "decorator_list", []):
+        first = min(first, d.lineno - 1)
+    return first, node.end_lineno - 1  # type: ignore[attr-defined]
+
+
+def _header_end(node: ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """The last line of a definition's header: its docstring if it has one, else the
+    line before its first statement."""
+    first = node.body[0]
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        return first.end_lineno - 1  # type: ignore[operator]
+    return max(node.lineno - 1, first.lineno - 2)
+
+
+def context_lines(source: str, fn: FunctionTarget, budget_chars: int) -> list[int]:
+    """The lines of ``source`` (0-based, ascending) worth showing around ``fn`` within
+    ``budget_chars``, the function itself excluded.
+
+    Always: the headers of the classes that enclose it. Then, while they fit: the
+    definitions its body uses (module functions and classes, methods of its class,
+    constants), whole when small, else their header; the imports; the definitions
+    just before and after it (their docstrings are examples of the file's style);
+    then the rest of the file from the top. Never the head of the file at the
+    expense of the function."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    lines = source.splitlines()
+    chosen: set[int] = set()
+    used = 0
+
+    def take(first: int, last: int, *, force: bool = False) -> bool:
+        nonlocal used
+        new = [n for n in range(first, last + 1)
+               if n not in chosen and not fn.start_line <= n <= fn.end_line]
+        cost = sum(len(lines[n]) + 1 for n in new)
+        if not force and used + cost > budget_chars:
+            return False
+        chosen.update(new)
+        used += cost
+        return True
+
+    # The enclosing classes (outermost first) and the definitions at each level.
+    scopes: list[list[ast.stmt]] = [tree.body]
+    target_node: ast.FunctionDef | ast.AsyncFunctionDef | None = None
+    node: ast.AST = tree
+    while target_node is None:
+        nxt: ast.AST | None = None
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, (ast.stmt, ast.ExceptHandler)):
+                continue
+            a, b = _span(child)
+            if not a <= fn.def_line <= b:
+                continue
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                    child.lineno - 1 == fn.def_line:
+                target_node = child
+            elif isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                take(a, _header_end(child), force=True)
+                scopes.append(child.body)
+                nxt = child
+            else:  # if / try / with around the definition: look inside
+                nxt = child
+            break
+        if target_node is None:
+            if nxt is None:
+                return sorted(chosen)
+            node = nxt
+
+    def definitions() -> dict[str, ast.stmt]:
+        out: dict[str, ast.stmt] = {}
+        for body in scopes:  # inner scopes win
+            for stmt in body:
+                if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    out[stmt.name] = stmt
+                elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                    for t in targets:
+                        if isinstance(t, ast.Name):
+                            out[t.id] = stmt
+        return out
+
+    defs = definitions()
+    names: list[str] = []
+    for sub in ast.walk(target_node):
+        if isinstance(sub, ast.Name):
+            names.append(sub.id)
+        elif isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and \
+                sub.value.id in ("self", "cls"):
+            names.append(sub.attr)
+    for name in dict.fromkeys(names):
+        stmt = defs.get(name)
+        if stmt is None or stmt is target_node:
+            continue
+        a, b = _span(stmt)
+        if b - a > 25 and isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                             ast.ClassDef)):
+            take(a, _header_end(stmt))
+        else:
+            take(a, b) or (isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                            ast.ClassDef)) and take(a, _header_end(stmt)))
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            take(*_span(stmt))
+    # Neighbours in the innermost scope, nearest first.
+    siblings = [s for s in scopes[-1] if s is not target_node]
+    siblings.sort(key=lambda s: abs(_span(s)[0] - fn.def_line))
+    for stmt in siblings:
+        a, b = _span(stmt)
+        if not take(a, b) and isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                 ast.ClassDef)):
+            take(a, _header_end(stmt))
+    for n in range(len(lines)):  # then the file from the top, as room allows
+        if not take(n, n):
+            break
+    return sorted(chosen)
+
+
+def _render_lines(lines: list[str], numbers: list[int], gap: str | None) -> str:
+    """The numbered lines in order; ``gap`` (a line) where lines were left out."""
+    out: list[str] = []
+    previous = -1
+    for n in numbers:
+        if gap is not None and n != previous + 1 and out:
+            out.append(gap)
+        out.append(lines[n])
+        previous = n
+    return "\n".join(out)
+
+
+def focused_file(source: str, fn: FunctionTarget, budget_chars: int,
+                 gap: str = "# ...") -> str:
+    """The file as context for documenting ``fn`` (the function itself left out): all
+    of it when it fits, else what ``context_lines`` chooses, gaps marked."""
     if len(source) <= budget_chars:
         return source
-    # Keep the head (imports, module docs, earlier definitions): it is the part
-    # that stays the same between requests, so the KV prefix cache still hits.
-    return source[:budget_chars].rsplit("\n", 1)[0] + "\n# ... (file truncated)"
+    lines = source.splitlines()
+    return _render_lines(lines, context_lines(source, fn, budget_chars), gap)
+
+
+def completion_prefix(source: str, fn: FunctionTarget, budget_chars: int) -> str:
+    """The text a base model continues: context, then ``fn`` up to its signature's
+    colon. The signature is always there, whatever the budget; without a marker
+    where lines were left out (small models copy markers into the docstring)."""
+    lines = source.splitlines()
+    head = lines[: fn.colon[0] + 1]
+    if fn.body_line == fn.colon[0]:  # one-line function: cut after the colon
+        head = lines[: fn.colon[0]] + [lines[fn.colon[0]][: fn.colon[1] + 1]]
+    signature = "\n".join(head[fn.start_line:])
+    whole = "\n".join(head)
+    if len(whole) <= budget_chars:
+        return whole
+    left = max(0, budget_chars - len(signature))
+    before = [n for n in context_lines(source, fn, left) if n < fn.start_line]
+    # Lines after the function cannot come before its signature in a continuation.
+    context = _render_lines(lines, before, "")  # a blank line where lines were left out
+    return (context + "\n\n" if context else "") + signature
 
 
 def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: str | None,
@@ -215,7 +371,7 @@ def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: s
         messages = [
             Message("system", render("docstring.system.txt", root, path=path,
                                      style_rules=STYLE_RULES.get(style, STYLE_RULES["google"]),
-                                     file_text=_fit_file(source, budget)).strip()),
+                                     file_text=focused_file(source, fn, budget)).strip()),
             Message("user", render("docstring.user.txt", root, qualname=fn.qualname,
                                    function=func).strip()),
         ]
@@ -228,11 +384,7 @@ def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: s
         return DocstringPrompt(text + PREFILL, stop, chat=True, messages=messages,
                                prefill=PREFILL)
     # Base model: continue the file right after the signature, inside `"""`.
-    lines = source.splitlines()
-    prefix = "\n".join(lines[: fn.colon[0] + 1])
-    if fn.body_line == fn.colon[0]:  # one-line function: cut after the colon
-        prefix = "\n".join(lines[: fn.colon[0]] + [lines[fn.colon[0]][: fn.colon[1] + 1]])
-    prefix = _fit_file(prefix, budget) + "\n"
+    prefix = completion_prefix(source, fn, budget) + "\n"
     text = render("docstring.completion.txt", root, file_prefix=prefix, indent=fn.body_indent)
     return DocstringPrompt(text, ['"""', "'''", "\ndef ", "\nclass ", "\n\n\n"], chat=False)
 
