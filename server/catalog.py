@@ -792,16 +792,20 @@ def plan(entry: Entry, machine: Machine, n_ctx: int = 4096) -> Fit:
         return Fit(entry, "gpu", need, -1, f"needs {_gb(need)} at {ctx} tokens of context; "
                    f"{_gb(free_vram)} of GPU memory free",
                    ASSUMED_BANDWIDTH["gpu"] / weights)
-    if need > machine.ram_available and need > machine.ram_total:
-        return Fit(entry, "no", need, 0, f"needs {_gb(need)}; the machine has "
-                   f"{_gb(machine.ram_total)} of memory")
-    if machine.gpu_offload and free_vram > (need - weights) + weights / layers:
-        on_gpu = int((free_vram - (need - weights)) / (weights / layers))
+    per_layer = weights / layers
+    on_gpu = 0
+    if machine.gpu_offload and free_vram > (need - weights) + per_layer:
+        on_gpu = min(layers, int((free_vram - (need - weights)) / per_layer))
+    if on_gpu and need - on_gpu * per_layer <= machine.ram_total:
         share = on_gpu / layers
         speed = 1 / ((1 - share) / ASSUMED_BANDWIDTH["cpu"] + share / ASSUMED_BANDWIDTH["gpu"])
         return Fit(entry, "gpu+cpu", need, on_gpu, f"{on_gpu} of {layers} layers fit in "
                    f"{_gb(free_vram)} of free GPU memory; the rest run on the CPU",
                    speed / weights)
+    if need > machine.ram_total:
+        return Fit(entry, "no", need, 0, f"needs {_gb(need)}; the machine has "
+                   f"{_gb(machine.ram_total)} of memory"
+                   + (f" and {_gb(free_vram)} of free GPU memory" if free_vram else ""))
     tight = need > machine.ram_available
     return Fit(entry, "cpu", need, 0, f"needs {_gb(need)}; {_gb(machine.ram_available)} of "
                f"{_gb(machine.ram_total)} free" + (" (tight: close other programs)" if tight
