@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -33,20 +34,45 @@ class Check:
 # machine cannot execute (AMX in some VMs, AVX-512 elsewhere) dies with a signal,
 # and the doctor must live to say so.
 _PROBE = """
-import json, sys, time, llama_cpp
+import json, os, shutil, subprocess, sys, time, llama_cpp
 t = time.perf_counter()
-llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=256, n_threads=%d, verbose=False)
+llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=256, n_threads=%d, n_gpu_layers=%d,
+                      verbose=True)
 loaded = time.perf_counter() - t
 out = llm.create_completion("def add(a, b):", max_tokens=8, temperature=0)
+vram = None
+smi = shutil.which("nvidia-smi")
+if smi and %d != 0:
+    q = subprocess.run([smi, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                       capture_output=True, text=True, timeout=10).stdout
+    for line in q.splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) == 2 and cells[0] == str(os.getpid()) and cells[1].isdigit():
+            vram = int(cells[1]) * 1024 * 1024
 print(json.dumps({"load_s": loaded, "total_s": time.perf_counter() - t,
-                  "tokens": out["usage"]["completion_tokens"]}))
+                  "tokens": out["usage"]["completion_tokens"], "vram": vram}))
 """
 
+_OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 
-def _probe(model: Path, threads: int) -> Check:
+
+def parse_offloaded(log: str) -> tuple[int, int] | None:
+    """(layers on the GPU, layers in all) from llama.cpp's load log."""
+    m = _OFFLOADED.search(log)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def probe_gpu_layers(setting: int | None, offload: bool) -> int:
+    """The layers the engine would offload: unset = all when the build can."""
+    if not offload:
+        return 0
+    return -1 if setting is None else setting
+
+
+def _probe(model: Path, threads: int, gpu_layers: int = 0) -> Check:
     try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE % threads, str(model)],
-                              capture_output=True, text=True, timeout=180)
+        proc = subprocess.run([sys.executable, "-c", _PROBE % (threads, gpu_layers, gpu_layers),
+                               str(model)], capture_output=True, text=True, timeout=180)
     except subprocess.TimeoutExpired:
         return Check("FAIL", "generation", "a 8-token test generation took over 180 s")
     if proc.returncode < 0:
@@ -60,8 +86,46 @@ def _probe(model: Path, threads: int) -> Check:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return Check("FAIL", "generation", f"test generation failed: {last}")
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    layers = parse_offloaded(proc.stderr)
+    if layers and layers[0]:
+        where = f"{layers[0]}/{layers[1]} layers offloaded to the GPU"
+        if stats.get("vram"):
+            where += f", {stats['vram'] / 1e6:.0f} MB of GPU memory"
+    else:
+        where = "on the CPU (0 layers offloaded)"
     return Check("ok", "generation", f"{stats['tokens']} tokens in {stats['total_s']:.2f} s "
-                 f"(load {stats['load_s']:.2f} s) in a child process")
+                 f"(load {stats['load_s']:.2f} s) in a child process, {where}")
+
+
+def gpu_check(offload: bool) -> Check:
+    """The NVIDIA GPUs nvidia-smi sees and their memory, and whether llama.cpp can use them."""
+    from .catalog import nvidia_gpus
+
+    gpus, note = nvidia_gpus()
+    if note:
+        return Check("warn", "gpu", note)
+    if not gpus:
+        return Check("ok", "gpu", "no NVIDIA GPU found (nvidia-smi not on PATH or no device)")
+    text = "; ".join(f"{g.name}: {g.vram_free / 1e9:.1f} GB free of {g.vram_total / 1e9:.1f} GB"
+                     for g in gpus)
+    if not offload:
+        return Check("warn", "gpu", f"{text}; this llama-cpp-python build cannot use it: "
+                     "rebuild it with CUDA (CMAKE_ARGS='-DGGML_CUDA=on' pip install "
+                     "--force-reinstall --no-cache-dir llama-cpp-python)")
+    return Check("ok", "gpu", text)
+
+
+def embeddings_check() -> Check:
+    """Where the embedding model runs: the GPU when torch sees one (indexer/embeddings.py)."""
+    try:
+        import torch
+    except ImportError as exc:
+        return Check("warn", "embeddings", f"torch is not importable ({exc}): no dense search")
+    if torch.cuda.is_available():
+        return Check("ok", "embeddings", f"torch {torch.__version__} on the GPU "
+                     f"({torch.cuda.get_device_name(0)})")
+    built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build"
+    return Check("ok", "embeddings", f"torch {torch.__version__} ({built}) on the CPU")
 
 
 def run_checks(root: Path, probe: bool = True) -> list[Check]:
@@ -78,6 +142,7 @@ def run_checks(root: Path, probe: bool = True) -> list[Check]:
         checks.append(Check("warn", "settings", problem))
 
     llama_ok = False
+    gpu = False
     try:
         import llama_cpp
 
@@ -90,6 +155,8 @@ def run_checks(root: Path, probe: bool = True) -> list[Check]:
         llama_ok = True
     except ImportError as exc:
         checks.append(Check("FAIL", "llama-cpp-python", f"not importable: {exc}; run `make setup`"))
+    checks.append(gpu_check(gpu))
+    checks.append(embeddings_check())
 
     cache = cache_dir()
     try:
@@ -116,7 +183,8 @@ def run_checks(root: Path, probe: bool = True) -> list[Check]:
     if probe and llama_ok and model_path is not None:
         from .engine.llama import default_threads
 
-        checks.append(_probe(model_path, settings.model.threads or default_threads()))
+        checks.append(_probe(model_path, settings.model.threads or default_threads(),
+                             probe_gpu_layers(settings.model.gpu_layers, gpu)))
 
     git = shutil.which("git")
     if git:
