@@ -7,7 +7,9 @@
 -- mean to force, e.g.
 --   vim.lsp.config('hearth', { settings = { hearth = { review = { onSave = 'off' } } } })
 -- Buffer-local commands (:HearthReview, :HearthTests, :HearthDocstring,
--- :HearthCommitMessage) come from lua/hearth/init.lua on attach.
+-- :HearthCommitMessage) come from lua/hearth/init.lua on attach. Ghost text (inline
+-- completion, Neovim >= 0.12) is opt-in: require('hearth').setup({ inline_completion = true })
+-- before the server attaches; <Tab> (option `accept`) takes the suggestion.
 
 ---@type vim.lsp.Config
 return {

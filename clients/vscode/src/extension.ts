@@ -21,6 +21,8 @@ const LANGUAGES = ['python', 'javascript', 'javascriptreact', 'typescript', 'typ
 let client: LanguageClient | undefined;
 let output: vscode.OutputChannel;
 let statusItem: vscode.StatusBarItem;
+let completionItem: vscode.StatusBarItem;
+let completionsPending = 0;
 let statusTimer: NodeJS.Timeout | undefined;
 let startError: string | undefined;
 
@@ -59,6 +61,18 @@ function makeClient(command: string, args: string[]): LanguageClient {
     // programs to run or servers to send code to (the server ignores those keys).
     initializationOptions: { ...userSettings(inspectAll()), workspaceTrusted: vscode.workspace.isTrusted },
     middleware: {
+      // Ghost text from the server (textDocument/inlineCompletion): a status bar hint
+      // while one is being generated.
+      provideInlineCompletionItems: async (document, position, context, token, next) => {
+        completionsPending += 1;
+        completionItem.show();
+        try {
+          return await next(document, position, context, token);
+        } finally {
+          completionsPending -= 1;
+          if (completionsPending === 0) completionItem.hide();
+        }
+      },
       // Commands run from code actions: the server's reason when one fails (the
       // client's default is a generic "Request workspace/executeCommand failed"),
       // and the server's summary, as from the palette.
@@ -70,7 +84,11 @@ function makeClient(command: string, args: string[]): LanguageClient {
       },
     },
   };
-  return new LanguageClient('hearth', 'Hearth', serverOptions, clientOptions);
+  const made = new LanguageClient('hearth', 'Hearth', serverOptions, clientOptions);
+  // vscode-languageclient 9 ships inline completion (LSP 3.18) as a proposed feature:
+  // without this the client never asks for textDocument/inlineCompletion.
+  made.registerProposedFeatures();
+  return made;
 }
 
 async function reportStartFailure(message: string): Promise<void> {
@@ -178,7 +196,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   statusItem = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
   statusItem.command = 'hearth.showOutput';
   statusItem.name = 'Hearth';
-  context.subscriptions.push(output, statusItem);
+  completionItem = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 99);
+  completionItem.name = 'Hearth completion';
+  completionItem.text = '$(loading~spin) Hearth: completing';
+  completionItem.tooltip = 'Hearth is writing a suggestion (ghost text)';
+  context.subscriptions.push(output, statusItem, completionItem);
   const register = (name: string, fn: (...args: any[]) => unknown) =>
     context.subscriptions.push(vscode.commands.registerCommand(name, fn));
   register('hearth.showOutput', () => output.show());

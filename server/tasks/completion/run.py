@@ -16,7 +16,7 @@ from .prompt import FimFormat, build_prompt
 
 # The most of the document a prompt holds (tokens, prefix and suffix together): the
 # first request on a file evaluates all of it; later ones reuse it from the KV cache.
-CONTEXT_TOKENS = 1024
+CONTEXT_TOKENS = 512
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,29 @@
 -- the server: each command is one `workspace/executeCommand`.
 local M = {}
 
+--- Options (`require('hearth').setup{...}` before the server attaches):
+---   inline_completion  ghost text from the server (textDocument/inlineCompletion); off
+---                      unless you opt in. Needs Neovim >= 0.12.
+---   accept             the insert-mode key that accepts the ghost text (falls back to
+---                      the key itself when there is none).
+M.options = { inline_completion = false, accept = '<Tab>' }
+
+function M.setup(opts)
+  M.options = vim.tbl_extend('force', M.options, opts or {})
+end
+
+--- Ghost text in this buffer, with the accept mapping (opt-in: `inline_completion`).
+function M.enable_inline_completion(client, bufnr)
+  if not (M.options.inline_completion and vim.lsp.inline_completion) then return false end
+  if not client:supports_method('textDocument/inlineCompletion', bufnr) then return false end
+  vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+  local key = M.options.accept
+  vim.keymap.set('i', key, function()
+    if not vim.lsp.inline_completion.get({ bufnr = bufnr }) then return key end
+  end, { buffer = bufnr, expr = true, desc = 'Hearth: accept the suggestion' })
+  return true
+end
+
 local function notify(msg, level)
   vim.notify('Hearth: ' .. msg, level or vim.log.levels.INFO)
 end
@@ -108,6 +131,7 @@ function M.on_attach(client, bufnr)
   cmd('HearthDocumentFile', M.document_file, { bang = true, desc = 'Hearth: summarise the file' })
   cmd('HearthCommitMessage', M.commit_message, { desc = 'Hearth: write the commit message' })
   cmd('HearthTrust', M.trust, { bang = true, desc = 'Hearth: trust this folder (! to stop)' })
+  M.enable_inline_completion(client, bufnr)
   if not M._progress then
     M._progress = vim.api.nvim_create_autocmd('LspProgress', { callback = progress_handler })
   end
