@@ -108,7 +108,8 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
 # ----------------------------------------------------------------------- commands
 
 
-def cmd_models_list(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_models_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     found = load_catalog(args)
     if args.json:
         print(json.dumps([e.to_json() for e in found.entries], indent=2), file=out)
@@ -192,7 +193,8 @@ def inspect_data(entry: Entry, check: bool = True) -> dict[str, Any]:
     return data
 
 
-def cmd_models_inspect(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_models_inspect(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     found = load_catalog(args)
     entry = _resolve_target(args, found)
     if isinstance(entry, str):
@@ -261,7 +263,8 @@ def _use_hint(entry: Entry) -> str:
     return f"model.path = {json.dumps(str(entry.path))}"
 
 
-def cmd_models_recommend(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_models_recommend(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     settings = _settings(args)
     found = load_catalog(args)
     machine = catalog.read_machine()
