@@ -70,3 +70,89 @@ def dedent_block(text: str) -> str:
     rest = [line for line in lines[1:] if line.strip()]
     common = min((len(line) - len(line.lstrip()) for line in rest), default=0)
     return "\n".join([lines[0].strip()] + [line[common:] for line in lines[1:]])
+
+
+# ------------------------------------------------------------------ junk
+#
+# Text a tiny model writes when it has nothing to say: placeholders from tutorials
+# ("foo", "Hello, World!", "test.txt"), the name repeated, one word, the same words
+# for every parameter. Pure checks, shared by every task that shows prose.
+
+_PLACEHOLDER_LIST = (
+    "foo bar baz qux quux spam eggs ham foobar hello world lorem ipsum dolor example "
+    "sample dummy placeholder todo fixme xxx tbd something stuff thing none null nil "
+    "result results value values data input output param parameter arg argument "
+    "description text string str int float bool object obj item red green blue yes no "
+    "true false test")
+_PLACEHOLDER_WORDS = frozenset(_PLACEHOLDER_LIST.split())
+_ARTICLES = frozenset(["the", "a", "an", "this", "that", "its", "of", "to", "is"])
+_WORDS = re.compile(r"[A-Za-z][A-Za-z']*|\d+")
+
+
+def _norm_words(text: str) -> list[str]:
+    return [w.lower() for w in _WORDS.findall(text)]
+
+
+def _split_identifier(name: str) -> set[str]:
+    return {p.lower() for p in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+",
+                                          name.lstrip("*"))}
+
+
+def placeholder_reason(description: str, name: str = "", min_words: int = 2) -> str | None:
+    """Why ``description`` (of parameter ``name``, or of a return value) is junk, or
+    None when it reads as a description. ``min_words``: content words it needs."""
+    text = " ".join(description.split()).strip().rstrip(".")
+    if not text:
+        return "empty"
+    low = text.lower()
+    if re.fullmatch(r"(hello,? world!?|lorem ipsum.*|[\w-]+\.(txt|csv|json|py|md|log|dat)|"
+                    r"[a-z_]+\d+)", low):
+        return f"a placeholder ({text!r})"
+    words = _norm_words(text)
+    content = [w for w in words if w not in _ARTICLES]
+    if not content:
+        return f"says nothing ({text!r})"
+    if all(w in _PLACEHOLDER_WORDS or re.fullmatch(r"(value|item|arg|param|foo|bar|x|y|test)\d+",
+                                                    w) for w in content):
+        return f"a placeholder ({text!r})"
+    own = _split_identifier(name) if name else set()
+    if own and set(content) <= own | {"s"}:
+        return f"repeats the name ({text!r})"
+    if len(content) < min_words:
+        return f"too short to describe anything ({text!r})"
+    return None
+
+
+def repeated_descriptions(descriptions: dict[str, str]) -> list[str]:
+    """Names whose description is word for word another name's (junk by copying)."""
+    seen: dict[str, str] = {}
+    out: list[str] = []
+    for name, desc in descriptions.items():
+        key = " ".join(_norm_words(desc))
+        if key and key in seen:
+            out += [n for n in (seen[key], name) if n not in out]
+        seen.setdefault(key, name)
+    return out
+
+
+_JUNK_SUMMARY = re.compile(
+    r"^(this is )?(a|an|the|my) (doc ?string|docstring|summary|description|function|method)\b"
+    r"\s*\.?$|^doc ?string\b|^(summary|description|todo|fixme|tbd|none|n/a)\b\.?$|"
+    r"hello,? world|file truncated|^\W*\.\.\.|^(a )?one-line summary|lorem ipsum", re.I)
+
+
+def summary_junk_reason(summary: str, name: str = "") -> str | None:
+    """Why a summary line is junk ("This is a docstring.", "Docstring for X"), or None."""
+    first = " ".join(summary.split()).strip()
+    if not first:
+        return "the summary is empty"
+    if _JUNK_SUMMARY.search(first):
+        return f"the summary is a placeholder: {first[:60]!r}"
+    words = [w for w in _norm_words(first) if w not in _ARTICLES]
+    if len(words) < 2:
+        return f"the summary says nothing: {first[:60]!r}"
+    if all(w in _PLACEHOLDER_WORDS for w in words):
+        return f"the summary is a placeholder: {first[:60]!r}"
+    if name and set(words) <= _split_identifier(name.rsplit(".", 1)[-1]) | {"function", "method"}:
+        return f"the summary only repeats the name: {first[:60]!r}"
+    return None

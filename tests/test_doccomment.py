@@ -88,10 +88,12 @@ def test_each_convention(language, source, line, first_lines):
 
 def test_the_answer_must_name_exactly_the_real_parameters():
     t = dc.find_target(TS, "typescript", 4)
-    good = {"summary": "Add up the items with tax", "params": {"items": "a", "tax": "b",
-                                                               "rest": "c"}, "returns": "d"}
+    good = {"summary": "Add up the items with tax",
+            "params": {"items": "the prices to add", "tax": "the rate to apply",
+                       "rest": "further prices"}, "returns": "the total"}
     assert dc.parse_answer(json.dumps(good), t).summary == "Add up the items with tax."
-    invented = {**good, "params": {"items": "a", "tax": "b", "discount": "c"}}
+    invented = {**good, "params": {"items": "the prices to add", "tax": "the rate to apply",
+                                   "discount": "money off"}}
     with pytest.raises(dc.DocCommentError, match="not the real ones"):
         dc.parse_answer(json.dumps(invented), t)
     with pytest.raises(dc.DocCommentError, match="repeats the code"):
@@ -142,3 +144,17 @@ def test_go_comments_start_with_the_name(summary, line):
     t = dc.find_target(GO, "go", 3)
     content = dc.DocContent(summary, {p: "x" for p in t.params}, "y")
     assert dc.render_comment(content, t) == line + "\n"
+
+
+def test_junk_descriptions_and_summaries_are_refused():
+    t = dc.find_target(TS, "typescript", 4)
+    good = {"summary": "Add up the items with tax",
+            "params": {"items": "the prices to add", "tax": "the rate to apply",
+                       "rest": "further prices"}, "returns": "Result."}
+    assert dc.parse_answer(json.dumps(good), t).returns == ""  # a placeholder return goes
+    for params in ({**good["params"], "tax": "foo bar"}, {**good["params"], "items": "value1"},
+                   {**good["params"], "rest": "the rate to apply"}):
+        with pytest.raises(dc.DocCommentError, match="could not describe the parameters"):
+            dc.parse_answer(json.dumps({**good, "params": params}), t)
+    with pytest.raises(dc.DocCommentError, match="placeholder"):
+        dc.parse_answer(json.dumps({**good, "summary": "This is a docstring."}), t)

@@ -63,13 +63,13 @@ def test_insert_goes_under_the_signature_before_comments():
 
 def test_multiline_docstring_is_indented_and_parses():
     fn = ds.find_function(SRC, 16)
-    text = "Add things.\n\nArgs:\n    a: first.\n    d: last."
+    text = "Add things.\n\nArgs:\n    a: the first thing.\n    d: the last thing."
     new = ds.apply_edit(SRC, ds.docstring_edit(SRC, fn, text))
     ds.validate(SRC, new, fn, text)
     tree = ast.parse(new)
     outer = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "outer")
     assert ast.get_docstring(outer) == text
-    assert '    """Add things.\n\n    Args:\n        a: first.\n        d: last.\n    """' in new
+    assert '    """Add things.\n\n    Args:\n        a: the first thing.\n        d: the last thing.\n    """' in new
 
 
 def test_one_line_function_body_moves_to_its_own_line():
@@ -114,8 +114,8 @@ def test_validation_rejects_code_changes_and_broken_files():
 @pytest.mark.parametrize("raw, expected", [
     ("Return the area of a circle.", "Return the area of a circle."),
     ('```python\n"""Return the area."""\n```', "Return the area."),
-    ('Here is the docstring:\n"""\nCompute it.\n\nArgs:\n    r: radius.\n"""\nmore chat',
-     "Compute it.\n\nArgs:\n    r: radius."),
+    ('Here is the docstring:\n"""\nCompute it.\n\nArgs:\n    r: the radius in metres.\n"""\nmore chat',
+     "Compute it.\n\nArgs:\n    r: the radius in metres."),
     ("Sure! Compute it.\ndef area(r):\n    return 1", "Compute it."),
     ("Compute it.\nCompute it.\nCompute it.", "Compute it."),
     ("   \n\n", ""),
@@ -271,9 +271,9 @@ def test_missing_parameters_are_written_from_a_constrained_answer():
     grammar = ds.params_grammar(("a", "*rest"), True)
     assert '\\"a\\":' in grammar and '\\"rest\\":' in grammar
     described, returned = ds.parse_params_answer(
-        '{"params": {"a": "the first value.", "rest": "more values"}, "returns": "a"}',
+        '{"params": {"a": "the first value.", "rest": "more values"}, "returns": "the sum"}',
         ("a", "*rest"))
-    assert described == {"a": "the first value", "*rest": "more values"} and returned == "a"
+    assert described == {"a": "the first value", "*rest": "more values"} and returned == "the sum"
     with pytest.raises(ds.DocstringError, match="code, not prose"):
         ds.parse_params_answer('{"params": {"a": "int32(10)", "rest": "x y"}}', ("a", "*rest"))
     with pytest.raises(ds.DocstringError, match="are not"):

@@ -22,6 +22,7 @@ import tree_sitter as ts
 from ....indexer.chunker import definition_name, node_text
 from ....indexer.grammars import language as ts_language
 from ....indexer.grammars import spec_for
+from ... import cleaning
 from ...chat_format import Message
 from ...prompts import task_prompt
 from ..runner import Refusal
@@ -281,6 +282,19 @@ def parse_answer(raw: str, target: DocTarget, path: str = "") -> DocContent:
     if tuple(params) != target.params:
         raise DocCommentError(f"documented parameters {list(params)} are not the real ones "
                               f"{list(target.params)}")
+    why = cleaning.summary_junk_reason(summary, target.name)
+    if why:
+        raise DocCommentError(why)
+    shown = STYLES.get(target.language) != "go"  # Go comments do not list parameters
+    junk = [f"{name}: {why}" for name, desc in params.items()
+            if shown and (why := cleaning.placeholder_reason(desc, name))]
+    junk += [f"{name}: the same as another parameter's"
+             for name in cleaning.repeated_descriptions(params) if shown]
+    if junk:
+        raise DocCommentError("the model could not describe the parameters ("
+                              + "; ".join(junk) + ")")
+    if returns and cleaning.placeholder_reason(returns, min_words=1):
+        returns = ""  # a placeholder says less than nothing
     if not summary.endswith((".", "!", "?")):
         summary += "."
     return DocContent(summary, params, returns)

@@ -44,6 +44,10 @@ class FunctionTarget:
     body_indent: str  # indentation for new body lines
     params: tuple[str, ...]
     docstring: tuple[int, int, int, int] | None  # existing: (line, col, end_line, end_col)
+    # Facts from the code, to check what a docstring claims against:
+    return_annotation: str | None = None  # the text after `->`
+    return_kinds: tuple[str, ...] = ()  # builtin types its `return x` give, when all known
+    returns_value: bool | None = None  # whether a `return x` of its own exists
 
     @property
     def has_docstring(self) -> bool:
@@ -154,7 +158,72 @@ def _target(node: ast.FunctionDef | ast.AsyncFunctionDef, scope: list[str],
     return FunctionTarget(
         name=node.name, qualname=".".join([*scope, node.name]), start_line=start,
         def_line=def_line, end_line=node.end_lineno - 1, colon=colon, body_line=body_line,
-        body_col=body_col, body_indent=body_indent, params=_params(node), docstring=doc_range)
+        body_col=body_col, body_indent=body_indent, params=_params(node), docstring=doc_range,
+        return_annotation=ast.unparse(node.returns) if node.returns is not None else None,
+        return_kinds=_return_kinds(node), returns_value=bool(_own_returns(node)))
+
+
+def _own_returns(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
+    """The values of the function's own `return x` (nested functions' left out)."""
+    out: list[ast.expr] = []
+    stack: list[ast.AST] = list(node.body)
+    while stack:
+        child = stack.pop()
+        if isinstance(child, ast.Return) and child.value is not None and not (
+                isinstance(child.value, ast.Constant) and child.value.value is None):
+            out.append(child.value)
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda,
+                                  ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(child))
+    return out
+
+
+_CALL_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool", "len": "int",
+               "list": "list", "sorted": "list", "dict": "dict", "tuple": "tuple",
+               "set": "set", "repr": "str", "round": "int", "isinstance": "bool",
+               "bytes": "bytes", "abs": None, "sum": None, "max": None, "min": None}
+
+
+def _expr_kind(e: ast.expr) -> str | None:
+    """The builtin type an expression evaluates to, when the code alone says so."""
+    if isinstance(e, ast.Constant):
+        return type(e.value).__name__ if isinstance(e.value, (bool, int, float, str, bytes)) \
+            else None
+    if isinstance(e, ast.JoinedStr):
+        return "str"
+    if isinstance(e, (ast.List, ast.ListComp)):
+        return "list"
+    if isinstance(e, (ast.Dict, ast.DictComp)):
+        return "dict"
+    if isinstance(e, (ast.Set, ast.SetComp)):
+        return "set"
+    if isinstance(e, ast.Tuple):
+        return "tuple"
+    if isinstance(e, ast.Compare) or (isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.Not)):
+        return "bool"
+    if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
+        return _CALL_KINDS.get(e.func.id)
+    if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and \
+            e.value.id == "math" and e.attr in ("pi", "e", "tau", "inf", "nan"):
+        return "float"
+    if isinstance(e, ast.BinOp):
+        if isinstance(e.op, ast.Div):
+            return "float"
+        sides = {_expr_kind(e.left), _expr_kind(e.right)}
+        if "float" in sides and sides <= {"float", "int", None}:
+            return "float"  # x * 2.0, math.pi * r ** 2
+        if sides == {"int"}:
+            return "int"
+        if sides == {"str"} and isinstance(e.op, ast.Add):
+            return "str"
+    return None
+
+
+def _return_kinds(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, ...]:
+    kinds = [_expr_kind(v) for v in _own_returns(node)]
+    if not kinds or any(k is None for k in kinds):
+        return ()
+    return tuple(sorted({k for k in kinds if k}))
 
 
 def find_function(source: str, line: int) -> FunctionTarget | None:
@@ -479,6 +548,266 @@ def check_params(text: str, fn: FunctionTarget) -> None:
                              + "; ".join(parts) + ")")
 
 
+# ------------------------------------------------------------------------- junk
+#
+# What a tiny model writes when it has nothing to say never reaches the user: a
+# junk summary refuses the docstring; junk parameter lines are dropped (the
+# parameters are then asked for once more, and refused if still junk); a Returns
+# section is dropped when it is junk or the function returns nothing; a return
+# type that contradicts the annotation or the returned values refuses it.
+
+_ITEM_GOOGLE = re.compile(r"^(\*{0,2}[A-Za-z_]\w*)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
+_SPHINX_PARAM = re.compile(r"^:param\s+(?:([^:]*?)\s+)?(\*{0,2}\w+)\s*:\s*(.*)$")
+_SPHINX_RETURNS = re.compile(r"^:(returns?|rtype)\s*:\s*(.*)$")
+_RETURNS_TITLE = re.compile(r"^(Returns?|Yields?)\s*:?\s*$")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of a docstring: ``kind`` is "param" or "returns"; lines are 0-based and
+    inclusive; ``type`` is what it declares (``(int)``, ``int:``, ``:rtype:``)."""
+    kind: str
+    first: int
+    last: int
+    name: str
+    description: str
+    type: str = ""
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _continuation(lines: list[str], n: int, base: int) -> int:
+    """The last line of the item starting at ``n``: lines indented deeper than ``base``."""
+    end = n
+    for k in range(n + 1, len(lines)):
+        if lines[k].strip() and _indent(lines[k]) > base:
+            end = k
+        else:
+            break
+    return end
+
+
+def sections(text: str) -> list[Section]:
+    """The parameter items and the returns part of a Google, NumPy or Sphinx docstring."""
+    lines = text.splitlines()
+    out: list[Section] = []
+    n = 0
+    while n < len(lines):
+        line, stripped = lines[n], lines[n].strip()
+        m = _SPHINX_PARAM.match(stripped)
+        if m:
+            end = _continuation(lines, n, _indent(line))
+            desc = " ".join([m.group(3), *(x.strip() for x in lines[n + 1:end + 1])])
+            out.append(Section("param", n, end, m.group(2), desc.strip(), m.group(1) or ""))
+            n = end + 1
+            continue
+        m = _SPHINX_RETURNS.match(stripped)
+        if m:
+            end = _continuation(lines, n, _indent(line))
+            desc = " ".join([m.group(2), *(x.strip() for x in lines[n + 1:end + 1])]).strip()
+            if m.group(1) == "rtype":
+                out.append(Section("returns", n, end, "", "", desc))
+            else:
+                out.append(Section("returns", n, end, "", desc))
+            n = end + 1
+            continue
+        numpy = n + 1 < len(lines) and set(lines[n + 1].strip()) == {"-"} and stripped
+        if _GOOGLE_SECTION.match(stripped) or (numpy and stripped == "Parameters"):
+            base = _indent(line)
+            k = n + (2 if numpy else 1)
+            while k < len(lines):
+                item = lines[k]
+                if not item.strip():
+                    k += 1
+                    continue
+                if _indent(item) <= base and not numpy:
+                    break
+                if numpy and (_indent(item) < base or (k + 1 < len(lines) and
+                              set(lines[k + 1].strip()) == {"-"})):
+                    break
+                end = _continuation(lines, k, _indent(item))
+                if numpy:
+                    m2 = re.match(r"^(\*{0,2}\w+)\s*(?::\s*(.*))?$", item.strip())
+                    if m2:
+                        desc = " ".join(x.strip() for x in lines[k + 1:end + 1])
+                        out.append(Section("param", k, end, m2.group(1), desc, m2.group(2) or ""))
+                else:
+                    m2 = _ITEM_GOOGLE.match(item.strip())
+                    if m2:
+                        desc = " ".join([m2.group(3), *(x.strip() for x in lines[k + 1:end + 1])])
+                        out.append(Section("param", k, end, m2.group(1), desc.strip(),
+                                           m2.group(2) or ""))
+                k = end + 1
+            n = k
+            continue
+        if _RETURNS_TITLE.match(stripped):
+            base = _indent(line)
+            start = n + 2 if numpy else n + 1
+            end = start - 1
+            for k in range(start, len(lines)):
+                if not lines[k].strip():
+                    if k + 1 < len(lines) and lines[k + 1].strip() and \
+                            _indent(lines[k + 1]) > base:
+                        continue
+                    break
+                if _indent(lines[k]) <= base and not (numpy and k == start):
+                    break
+                end = k
+            body = [x.strip() for x in lines[start:end + 1] if x.strip()]
+            rtype, desc = "", " ".join(body)
+            if numpy and body:
+                rtype, desc = body[0], " ".join(body[1:])
+            elif body:
+                m3 = re.match(r"^([A-Za-z_][\w\[\], .|]*?)\s*:\s+(.*)$", body[0])
+                if m3 and len(m3.group(1).split()) <= 3:
+                    rtype, desc = m3.group(1), " ".join([m3.group(2), *body[1:]])
+                elif re.fullmatch(r"[A-Za-z_][\w\[\], .|]*", body[0]) and len(body) == 1 and \
+                        body[0].lower().rstrip(".") in _TYPE_NAMES:
+                    rtype, desc = body[0].rstrip("."), ""
+            out.append(Section("returns", n, max(end, n), "", desc, rtype))
+            n = max(end, n) + 1
+            continue
+        n += 1
+    return out
+
+
+_TYPE_NAMES = frozenset(["int", "float", "str", "bool", "list", "dict", "tuple", "set",
+                         "bytes", "none", "string", "integer", "boolean"])
+_TYPE_ALIASES = {"string": "str", "integer": "int", "boolean": "bool", "none": "None"}
+
+
+def _type_names(text: str) -> set[str]:
+    names = {_TYPE_ALIASES.get(w.lower(), w) for w in re.findall(r"[A-Za-z_]\w*", text)}
+    return {n for n in names if n in ("int", "float", "str", "bool", "list", "dict", "tuple",
+                                      "set", "bytes", "None")}
+
+
+def return_type_conflict(declared: str, fn: FunctionTarget) -> str | None:
+    """Why a declared return type contradicts the annotation or the returned values."""
+    said = _type_names(declared)
+    if not said:
+        return None
+    if fn.return_annotation:
+        real = _type_names(fn.return_annotation)
+        if real and not said & real:
+            return (f"the docstring says it returns {declared!r}, the annotation says "
+                    f"{fn.return_annotation!r}")
+        return None
+    if fn.return_kinds:
+        real = set(fn.return_kinds)
+        if not said & real and not (said == {"float"} and real == {"int"}):  # int is a float
+            return (f"the docstring says it returns {declared!r}, the code returns "
+                    f"{'/'.join(sorted(real))}")
+    return None
+
+
+def _param_descriptions(text: str, fn: FunctionTarget) -> dict[str, Section]:
+    return {sec.name.lstrip("*"): sec for sec in sections(text) if sec.kind == "param"}
+
+
+def docstring_junk(text: str, fn: FunctionTarget) -> list[str]:
+    """Every reason ``text`` is junk as a docstring of ``fn`` (empty: none found).
+
+    Independent of the parameter check: placeholders, the name repeated, one word,
+    the same description for two parameters, a summary that is a placeholder, a
+    Returns part for a function that returns nothing, a type the code contradicts."""
+    reasons: list[str] = []
+    summary = summary_part(text)
+    first = summary.split("\n\n", 1)[0]
+    why = cleaning.summary_junk_reason(first, fn.qualname)
+    if why:
+        reasons.append(why)
+    if "file truncated" in text or re.search(r"^\s*# \.\.\.", text, re.M):
+        reasons.append("the docstring copies a marker of the prompt")
+    items = _param_descriptions(text, fn)
+    for name, sec in items.items():
+        why = cleaning.placeholder_reason(sec.description, name)
+        if why:
+            reasons.append(f"parameter {name}: {why}")
+        conflict = _param_type_conflict(sec.type, name, fn)
+        if conflict:
+            reasons.append(conflict)
+    for name in cleaning.repeated_descriptions({n: sec.description for n, sec in items.items()}):
+        reasons.append(f"parameter {name}: the same description as another parameter")
+    for sec in sections(text):
+        if sec.kind != "returns":
+            continue
+        if fn.returns_value is False:
+            reasons.append("the docstring says what it returns, but it returns nothing")
+            continue
+        if sec.description:
+            why = cleaning.placeholder_reason(sec.description, min_words=1)
+            if why:
+                reasons.append(f"returns: {why}")
+        if sec.type:
+            conflict = return_type_conflict(sec.type, fn)
+            if conflict:
+                reasons.append(conflict)
+    return reasons
+
+
+def _param_type_conflict(declared: str, name: str, fn: FunctionTarget) -> str | None:
+    del declared, name, fn  # parameter annotations are not kept yet: nothing to contradict
+    return None
+
+
+def drop_junk(text: str, fn: FunctionTarget) -> str:
+    """``text`` without its junk parameter items and junk Returns part; DocstringError
+    when the summary itself (or a claimed return type) is junk: then nothing is kept."""
+    first = summary_part(text).split("\n\n", 1)[0]
+    why = cleaning.summary_junk_reason(first, fn.qualname)
+    if why:
+        raise DocstringError(f"{why}; not shown")
+    lines = text.splitlines()
+    drop: set[int] = set()
+    items = _param_descriptions(text, fn)
+    repeated = set(cleaning.repeated_descriptions(
+        {n: sec.description for n, sec in items.items()}))
+    for name, sec in items.items():
+        if name in repeated or cleaning.placeholder_reason(sec.description, name):
+            drop.update(range(sec.first, sec.last + 1))
+    for sec in sections(text):
+        if sec.kind != "returns":
+            continue
+        if sec.type and return_type_conflict(sec.type, fn):
+            raise DocstringError(f"{return_type_conflict(sec.type, fn)}; not shown")
+        if fn.returns_value is False or (sec.description and cleaning.placeholder_reason(
+                sec.description, min_words=1)) or \
+                (not sec.description and not sec.type):
+            drop.update(range(sec.first, sec.last + 1))
+    if not drop:
+        return text
+    kept = [line for n, line in enumerate(lines) if n not in drop]
+    # A section title left with nothing under it goes too.
+    out: list[str] = []
+    for n, line in enumerate(kept):
+        title = _GOOGLE_SECTION.match(line.strip()) or line.strip() == "Parameters"
+        rest = [x for x in kept[n + 1:] if x.strip()]
+        if title:
+            nxt = rest[0] if rest else ""
+            if line.strip() == "Parameters" and set(nxt.strip()) == {"-"}:
+                after = rest[1] if len(rest) > 1 else ""
+                if not after or _indent(after) < _indent(line) or \
+                        _SECTION_START.match(after) or after.strip() in ("Returns", "Yields"):
+                    continue
+            elif not nxt or _indent(nxt) <= _indent(line):
+                continue
+        if set(line.strip()) == {"-"} and out and out[-1].strip() == "":
+            continue
+        out.append(line)
+    # Orphaned dashes of a removed NumPy title.
+    final: list[str] = []
+    for line in out:
+        if set(line.strip()) == {"-"} and (not final or not final[-1].strip() or
+                                          final[-1].strip() not in ("Parameters", "Returns",
+                                                                    "Yields")):
+            continue
+        final.append(line)
+    return cleaning.tidy_blank_lines("\n".join(final))
+
+
 # ------------------------------------------------- completing the parameters
 #
 # Small models often write a good summary and no parameter section. Rather
@@ -560,8 +889,17 @@ def parse_params_answer(raw: str, params: tuple[str, ...]) -> tuple[dict[str, st
     for v in [*got.values(), str(data.get("returns", ""))]:
         if re.search(r"[{};]|\w\(.*\)|\[\]", v):
             raise DocstringError(f"a parameter description is code, not prose: {v[:60]!r}")
-    return {p: got[p.lstrip("*")] for p in params}, " ".join(
-        str(data.get("returns", "")).split()).rstrip(".")
+    junk = [f"{name}: {why}" for name, desc in got.items()
+            if (why := cleaning.placeholder_reason(desc, name))]
+    junk += [f"{name}: the same as another parameter's"
+             for name in cleaning.repeated_descriptions(got) if name not in junk]
+    if junk:
+        raise DocstringError("the model could not describe the parameters (" + "; ".join(junk)
+                             + "); write them yourself or configure a larger model")
+    returned = " ".join(str(data.get("returns", "")).split()).rstrip(".")
+    if returned and cleaning.placeholder_reason(returned, min_words=1):
+        returned = ""  # a placeholder says less than no Returns section
+    return {p: got[p.lstrip("*")] for p in params}, returned
 
 
 def render_sections(style: str, params: dict[str, str], returns: str) -> str:
@@ -613,7 +951,10 @@ def clean_output(raw: str, fn: FunctionTarget, stops: tuple[str, ...] | list[str
     text = cleaning.drop_repeated_lines(text)
     text = cleaning.tidy_blank_lines(text)
     lines = text.splitlines()[:40]  # a docstring, not an essay
-    return "\n".join(lines).strip()
+    text = "\n".join(lines).strip()
+    # Junk never reaches the user: a placeholder summary refuses; placeholder
+    # parameter lines go (the parameters are then asked for once more).
+    return drop_junk(text, fn) if text else text
 
 
 # ------------------------------------------------------------------- placement
@@ -682,5 +1023,8 @@ def validate(source: str, new_source: str, fn: FunctionTarget, text: str) -> Non
                 and node.lineno - 1 == fn.def_line:
             if (ast.get_docstring(node, clean=True) or "") != inspect.cleandoc(text):
                 raise DocstringError("the docstring did not land where expected")
+            junk = docstring_junk(text, fn)
+            if junk:
+                raise DocstringError("the docstring is not worth keeping: " + "; ".join(junk))
             return
     raise DocstringError(f"function {fn.qualname} not found after the edit")

@@ -1,0 +1,144 @@
+"""Junk never reaches the user (issue 11): every rule, with the real junk the bundled
+models wrote for real functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from hearth_lsp.server import cleaning
+from hearth_lsp.server.tasks.docs import python as ds
+
+SRC = '''import math
+
+
+def circle_area(radius):
+    return math.pi * radius ** 2
+
+
+def mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def echo(message, file, color, stream, cleanup=None):
+    print(message, file=file)
+
+
+def count(items: list) -> int:
+    return len(items)
+'''
+FN = {f.name: f for f in ds.list_functions(SRC)}
+
+
+@pytest.mark.parametrize("description, name", [
+    ("value1", "values"), ("foo bar", "values"), ("Hello, World!", "message"),
+    ("test.txt", "file"), ("red", "color"), ("foo", "stream"), ("None.", "cleanup"),
+    ("Result.", ""), ("Bar.", ""), ("The x.", "x"), ("The values.", "values"), ("", "a"),
+])
+def test_placeholder_descriptions_are_junk(description, name):
+    assert cleaning.placeholder_reason(description, name)
+
+
+@pytest.mark.parametrize("description, name", [
+    ("The radius of the circle.", "radius"), ("Numbers to average.", "values"),
+    ("Where the output is written.", "stream"), ("Whether to remove the files after.", "cleanup"),
+])
+def test_real_descriptions_are_not(description, name):
+    assert cleaning.placeholder_reason(description, name) is None
+
+
+def test_the_same_description_for_two_parameters_is_junk():
+    assert cleaning.repeated_descriptions({"a": "The value.", "b": "the value", "c": "Other"}) \
+        == ["a", "b"]
+
+
+@pytest.mark.parametrize("summary", ["This is a docstring.", "Docstring for Token.attrIndex",
+                                     "A docstring.", "Hello, World!", "Summary.",
+                                     "# ... (file truncated)", "Mean."])
+def test_placeholder_summaries_are_junk(summary):
+    assert cleaning.summary_junk_reason(summary, "mean")
+
+
+@pytest.mark.parametrize("summary", ["Return the area of a circle.", "Average of the values.",
+                                     "Convert the token to a dict."])
+def test_real_summaries_are_not(summary):
+    assert cleaning.summary_junk_reason(summary, "mean") is None
+
+
+# ------------------------------------------------- whole docstrings, as the models wrote them
+
+SMOLLM2_MEAN = "Compute the mean of the values.\n\nArgs:\n    values: value1.\n\nReturns:\n    Result."
+GEMMA_MEAN = "Average of the values.\n\nArgs:\n    values: foo bar.\n\nReturns:\n    Bar."
+GEMMA_AREA = ("Compute the area of a circle.\n\nArgs:\n    radius: The radius of the circle.\n\n"
+              "Returns:\n    int: The area of the circle.")
+ECHO = ("Print a message to a stream.\n\nArgs:\n    message: Hello, World!.\n    file: test.txt.\n"
+        "    color: red.\n    stream: foo.\n    cleanup: None.")
+
+
+@pytest.mark.parametrize("name, text, kept", [
+    ("mean", SMOLLM2_MEAN, "Compute the mean of the values."),
+    ("mean", GEMMA_MEAN, "Average of the values."),
+    ("echo", ECHO, "Print a message to a stream."),
+    ("echo", ECHO.replace("stream: foo.", "stream: Where the message is written."),
+     "Print a message to a stream.\n\nArgs:\n    stream: Where the message is written."),
+    ("echo", "Print it.\n\n:param message: Hello, World!\n:param file: The file to write to.",
+     "Print it.\n\n:param file: The file to write to."),
+    ("mean", "Average them.\n\nParameters\n----------\nvalues : list\n    foo\n\nReturns\n-------\n"
+             "float\n    The mean of the values.",
+     "Average them.\n\nReturns\n-------\nfloat\n    The mean of the values."),
+    ("echo", "Print a message.\n\nReturns:\n    The message.", "Print a message."),  # returns None
+])
+def test_junk_parts_are_dropped_and_the_good_summary_kept(name, text, kept):
+    assert ds.docstring_junk(text, FN[name])
+    assert ds.drop_junk(text, FN[name]) == kept
+    assert not ds.docstring_junk(kept, FN[name])
+
+
+def test_the_kept_summary_alone_fails_the_parameter_check_so_they_are_asked_again():
+    kept = ds.clean_output(SMOLLM2_MEAN, FN["mean"])
+    assert kept == "Compute the mean of the values."
+    with pytest.raises(ds.DocstringError, match="documents none"):
+        ds.check_params(kept, FN["mean"])
+
+
+@pytest.mark.parametrize("name, text, reason", [
+    ("echo", "This is a docstring.", "placeholder"),
+    ("count", "Docstring for count", "placeholder"),
+    ("circle_area", GEMMA_AREA, "returns 'int', the code returns float"),
+    ("mean", "Average them.\n\nArgs:\n    values: Numbers to average.\n\nReturns:\n    int: the mean.",
+     "annotation says 'float'"),
+    ("count", "Count the items.\n\n:param items: The items to count.\n:rtype: str",
+     "annotation says 'int'"),
+])
+def test_junk_that_cannot_be_dropped_is_refused(name, text, reason):
+    with pytest.raises(ds.DocstringError, match=reason):
+        ds.clean_output(text, FN[name])
+
+
+def test_validation_refuses_junk_whatever_produced_it():
+    fn = FN["circle_area"]
+    new = ds.apply_edit(SRC, ds.docstring_edit(SRC, fn, GEMMA_AREA))
+    with pytest.raises(ds.DocstringError, match="not worth keeping"):
+        ds.validate(SRC, new, fn, GEMMA_AREA)
+    good = GEMMA_AREA.replace("int: The area", "float: The area")
+    ds.validate(SRC, ds.apply_edit(SRC, ds.docstring_edit(SRC, fn, good)), fn, good)
+
+
+def test_junk_parameter_answers_are_refused_and_a_junk_return_dropped():
+    with pytest.raises(ds.DocstringError, match="could not describe the parameters"):
+        ds.parse_params_answer('{"params": {"values": "value1"}, "returns": "Result"}',
+                               ("values",))
+    with pytest.raises(ds.DocstringError, match="same as another"):
+        ds.parse_params_answer('{"params": {"a": "the number to add", "b": "the number to add"}}',
+                               ("a", "b"))
+    described, returned = ds.parse_params_answer(
+        '{"params": {"values": "numbers to average"}, "returns": "Result."}', ("values",))
+    assert described == {"values": "numbers to average"} and returned == ""
+
+
+def test_facts_from_the_code():
+    assert FN["circle_area"].return_kinds == ("float",) and FN["circle_area"].returns_value
+    assert FN["mean"].return_annotation == "float"
+    assert FN["echo"].returns_value is False
+    assert ds.return_type_conflict("int", FN["circle_area"])
+    assert ds.return_type_conflict("float", FN["circle_area"]) is None
+    assert ds.return_type_conflict("the area", FN["circle_area"]) is None
