@@ -834,6 +834,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--preset", help="bundled model to use (smollm2, gemma3-270m)")
     demo.add_argument("--model", help="any GGUF file to use instead")
     demo.set_defaults(func=cmd_demo)
+    from .models_cli import add_models_parser
+
+    add_models_parser(sub)
     return parser
 
 

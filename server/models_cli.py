@@ -74,7 +74,8 @@ def load_catalog(args: argparse.Namespace) -> Catalog:
     settings = _settings(args)
     return catalog.discover(setting_path=settings.model.path,
                             current_preset=settings.model.preset, cache=cache_dir(),
-                            dirs=[Path(d) for d in args.dir])
+                            dirs=[Path(d).expanduser() for d in
+                                  [*settings.model.dirs, *args.dir]])
 
 
 def human_size(n: int | None) -> str:

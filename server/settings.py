@@ -84,6 +84,9 @@ class ModelSettings:
     batch_size: int = setting(
         512, "Prompt-processing batch size (tokens).", minimum=8, maximum=8192,
         reload=True)
+    dirs: list[str] = setting(
+        [], "Extra folders where `hearth models list` looks for GGUF files (besides Ollama's "
+        "store, LM Studio's folder and the Hugging Face cache).", trusted=True)
 
 
 @dataclass

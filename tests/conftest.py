@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,3 +70,49 @@ def smollm2_path() -> Path:
     from hearth_lsp.server.settings import ModelSettings
 
     return resolve_model_path(ModelSettings(), shared_cache())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(smollm2_path, tmp_path_factory) -> Iterator[tuple[str, int]]:
+    """llama-cpp-python's OpenAI-compatible server on SmolLM2 (one per test session);
+    --interrupt_requests false so that a waiting request does not end the running one:
+    only the client's hang-up can."""
+    import httpx
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with open(log_path, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path),
+             "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+             "--n_ctx", "2048", "--n_threads", "2", "--interrupt_requests", "false",
+             "--verbose", "false"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def up() -> bool:
+            if server.poll() is not None:
+                return True
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).is_success
+            return False
+
+        deadline = time.monotonic() + 90
+        while not up() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not up() or server.poll() is not None:
+            pytest.fail(f"llama_cpp.server did not start:\n{log_path.read_text()[-3000:]}")
+        yield "127.0.0.1", port
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+

@@ -10,18 +10,15 @@ counted in requests at the proxy.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shlex
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 
 from hearth_lsp.server.chat_format import Message
@@ -132,38 +129,6 @@ def engines() -> Iterator[Callable[..., RemoteEngine]]:
     yield make
     for engine in made:
         engine.close()
-
-
-@pytest.fixture(scope="session")
-def llama_server(smollm2_path, tmp_path_factory) -> Iterator[tuple[str, int]]:
-    """llama-cpp-python's OpenAI-compatible server on SmolLM2; --interrupt_requests false
-    so that a waiting request does not end the running one: only the client's hang-up can."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with open(log_path, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path),
-             "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-             "--n_ctx", "2048", "--n_threads", "2", "--interrupt_requests", "false",
-             "--verbose", "false"], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        def up() -> bool:
-            if server.poll() is not None:
-                return True
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).is_success
-            return False
-
-        if not wait_until(up, 90) or server.poll() is not None:
-            pytest.fail(f"llama_cpp.server did not start:\n{log_path.read_text()[-3000:]}")
-        yield "127.0.0.1", port
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 # ---- the real server ------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from ...indexer.secrets import Redactor
 from ..chat_format import ChatTemplateError, Message, merge_system, render_chat
-from ..engine.base import Completion, ModelInfo, ModelUnavailable
+from ..engine.base import Completion, EngineError, ModelInfo, ModelUnavailable
 from ..engine.router import Backend, first_ready
 from ..engine.worker import GenerationWorker, Priority, wait_for
 from ..settings import SamplingSettings
@@ -116,7 +116,11 @@ class TaskRun:
         connection in progress. ModelUnavailable, with every reason, when none can."""
         if not self.route:
             return await ready_engine(self.worker)
-        at, info, skipped = await first_ready(self.route, self._at)
+        try:
+            at, info, skipped = await first_ready(self.route, self._at)
+        except ModelUnavailable:
+            self._at = len(self.route) - 1  # every one was tried: no fallback is left
+            raise
         self._at = at
         backend = self.route[at]
         self.worker, self.backend = backend.worker, backend.name
@@ -234,18 +238,21 @@ R = TypeVar("R")
 
 
 def routed(task: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Run a task (``task(run, ...)``) on the next backend of its route when the one in
-    use fails before streaming anything (a dead or unreachable server): the whole task
-    runs again there, prompts built for that model. Any other failure is the task's."""
-    from ..engine.remote import BackendUnavailable
+    """Run a task (``task(run, ...)``) again on the next backend of its route when a model
+    server fails it: unreachable, an error status, a stream cut or stalled. Nothing of a
+    task reaches the user before its result is validated, so starting over is safe; the
+    prompts are built anew for the next model. The local model's errors, refusals and
+    cancellation are the task's own."""
 
     @functools.wraps(task)
     async def run_routed(run: TaskRun, *args: Any, **kwargs: Any) -> R:
         while True:
             try:
                 return await task(run, *args, **kwargs)
-            except BackendUnavailable as exc:
-                if not run.fall_back(exc):
+            except TaskCancelled:
+                raise
+            except EngineError as exc:
+                if not run.remote or run.token.cancelled or not run.fall_back(exc):
                     raise
     return run_routed
 

@@ -51,7 +51,8 @@ async def generate_docstring(
             f"{fn.qualname} already has a docstring; use 'Regenerate docstring' to replace it")
     run.fresh = run.fresh or regenerate  # "Regenerate" samples anew, never the cache
     info = await run.ready()
-    use_chat = bool(info.chat_template) if chat is None else chat
+    # ``chat`` is the local preset's way of prompting; a model server says its own.
+    use_chat = bool(info.chat_template) if chat is None or run.remote else chat
     sampling = settings.docstring
     prompt = docstring.build_prompt(
         source, fn, path=path, chat_template=info.chat_template if use_chat else None,

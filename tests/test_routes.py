@@ -1,0 +1,318 @@
+"""Routes and model servers: `[backends.NAME]`, `routes.<task>`, fallback, privacy.
+
+The settings and the answer-shaping are checked as pure functions. The rest runs
+Hearth over LSP (and the CLI) against a real OpenAI-compatible server —
+llama-cpp-python's `python -m llama_cpp.server` on the bundled SmolLM2 — behind
+tests/proxy.py, which records every request and injects failures (a dead port,
+a stream cut in the middle). Nothing is faked: what the proxy records is what a
+model server would receive.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from hearth_lsp.server.settings import SettingsSources
+from hearth_lsp.server.tasks.runner import after_prefill
+from hearth_lsp.server.trust import set_trusted
+
+from conftest import free_port
+from lsp_helpers import REAL_SERVER, open_doc, progress_titles, start, stop, wait_until
+from proxy import Drop, Forward, Proxy
+
+# ---- settings ---------------------------------------------------------------------
+
+
+def resolve(tmp_path, user: str = "", workspace: str | None = None):
+    config = tmp_path / "config.toml"
+    config.write_text(user)
+    root = tmp_path / "ws"
+    root.mkdir(exist_ok=True)
+    if workspace is not None:
+        (root / ".hearth.toml").write_text(workspace)
+    return SettingsSources(root=root, environ={"HEARTH_CONFIG_FILE": str(config)}).resolve()
+
+
+TEAM = """
+[backends.team]
+url = "http://127.0.0.1:8080/v1"
+model = "qwen2.5-coder-7b"
+apiKeyEnv = "TEAM_LLM_KEY"
+first_token_timeout_s = 20
+
+[routes]
+review = ["team", "local"]
+docs = ["team", "local"]
+"""
+
+
+def test_backends_and_routes_come_from_the_user_config(tmp_path):
+    resolved = resolve(tmp_path, TEAM)
+    assert resolved.problems == []
+    team = resolved.settings.backends["team"]
+    assert (team.url, team.model, team.api_key_env) == (
+        "http://127.0.0.1:8080/v1", "qwen2.5-coder-7b", "TEAM_LLM_KEY")
+    assert team.first_token_timeout_s == 20.0 and team.retries == 2  # the rest: defaults
+    assert resolved.settings.routes.review == ["team", "local"]
+    assert resolved.settings.routes.tests == ["local"]
+    assert resolved.sources["backends.team.url"] == "user config"
+
+
+def test_a_later_layer_overrides_one_field_of_a_backend(tmp_path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    (tmp_path / "config.toml").write_text(TEAM)
+    sources = SettingsSources(root=root, environ={"HEARTH_CONFIG_FILE": str(tmp_path / "config.toml")},
+                              client_configuration={"backends": {"team": {"model": "other"}}})
+    team = sources.resolve().settings.backends["team"]
+    assert (team.url, team.model) == ("http://127.0.0.1:8080/v1", "other")
+
+
+def test_an_untrusted_workspace_defines_no_backend_and_no_route(tmp_path):
+    evil = '[backends.exfil]\nurl = "http://attacker.example/v1"\n\n[routes]\ndocs = ["exfil"]\n'
+    resolved = resolve(tmp_path, workspace=evil)
+    assert resolved.settings.backends == {}
+    assert resolved.settings.routes.docs == ["local"]
+    assert {"backends.exfil", "routes.docs"} <= set(resolved.untrusted)
+    set_trusted(tmp_path / "ws", True, {"HEARTH_CONFIG_FILE": str(tmp_path / "config.toml")})
+    trusted = resolve(tmp_path, workspace=evil)
+    assert trusted.settings.routes.docs == ["exfil"]
+    assert trusted.settings.backends["exfil"].url == "http://attacker.example/v1"
+
+
+def test_bad_backend_tables_are_named_and_left_out(tmp_path):
+    resolved = resolve(tmp_path, """
+[backends.local]
+url = "http://127.0.0.1:1/v1"
+[backends.ftp]
+url = "ftp://example.org/v1"
+[backends.nourl]
+model = "x"
+[backends.typo]
+url = "http://127.0.0.1:2/v1"
+timeout = 3
+retries = -1
+[routes]
+tests = ["nowhere", "typo"]
+review = ["nowhere"]
+""")
+    problems = "\n".join(resolved.problems)
+    assert "backends.local: 'local' is the in-process model" in problems
+    assert "backends.ftp.url: expected an http:// or https:// URL" in problems
+    assert "backends.nourl: no url" in problems
+    assert "backends.typo.timeout: unknown setting" in problems
+    assert "backends.typo.retries: expected a whole number" in problems
+    assert "routes.tests: no backend 'nowhere'" in problems
+    assert set(resolved.settings.backends) == {"typo"}
+    assert resolved.settings.routes.tests == ["typo"]
+    assert resolved.settings.routes.review == ["local"]  # nothing left: the local model
+
+
+# ---- a chat server's answer, as the local model would have continued ------------------
+
+
+@pytest.mark.parametrize("answer, prefill, stop, expected", [
+    ('"""Add two numbers."""', '"""', ['"""'], "Add two numbers."),
+    ('```python\n"""Add two numbers.\n"""\n```', '"""', ['"""', "```"], "Add two numbers.\n"),
+    ("Add two numbers.", '"""', ['"""'], "Add two numbers."),
+    ("import pytest\n\ndef test_add():\n    assert add(1, 2) == 3\n```", "def test_", ["```"],
+     "add():\n    assert add(1, 2) == 3\n"),
+    ("fix: keep the sign", "", ["\n\n\n"], "fix: keep the sign"),
+])
+def test_after_prefill(answer, prefill, stop, expected):
+    assert after_prefill(answer, prefill, stop) == expected
+
+
+# ---- over LSP, against a real model server ------------------------------------------
+
+TASKS = ("docs", "review", "tests", "commit", "completion")
+
+
+def options(url: str, route: list[str], **backend) -> dict:
+    return {"backends": {"team": {"url": url, "retries": 0, "breakerFailures": 1,
+                                  "connectTimeoutS": 2, **backend}},
+            "routes": {task: route for task in TASKS},
+            # Short answers: what is checked is where they come from, not their length.
+            "docstring": {"temperature": 0.0, "seed": 1, "maxTokens": 80},
+            "review": {"maxTokens": 120}, "tests": {"maxTokens": 160, "repair": False},
+            "commit": {"maxTokens": 40}, "cache": {"enabled": False}}
+
+
+async def command(client, name: str, **params):
+    return await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command=name, arguments=[params]))
+
+
+async def outcome(client, name: str, **params) -> tuple[dict | None, str | None]:
+    """(the result, None) or (None, the refusal's message): never anything else."""
+    try:
+        return await command(client, name, **params), None
+    except JsonRpcException as exc:
+        return None, str(exc)
+
+
+def ended(client, title: str) -> list[str]:
+    return [end or "" for t, end in progress_titles(client) if t.startswith(title)]
+
+
+@pytest.fixture
+def proxy(llama_server):
+    with Proxy(llama_server) as p:
+        yield p
+
+
+@pytest.mark.slow
+async def test_every_task_runs_on_the_model_server(demo_repo, proxy):
+    client, _, _ = await start(REAL_SERVER, demo_repo, init_options=options(proxy.url, ["team"]),
+                               env={"HEARTH_TESTS_PYTHON": sys.executable})
+    try:
+        uri = open_doc(client, demo_repo / "inventory" / "pricing.py")
+        doc, refused = await outcome(client, "hearth.generateDocstring", uri=uri, line=23)
+        assert doc is not None or "model unavailable" not in (refused or ""), refused
+        chats = proxy.posts("/chat/completions")
+        assert chats, "the docstring did not go to the model server"
+        sent = chats[0].json()
+        assert sent["model"] == "smollm2" and sent["stream"] is True
+        assert [m["role"] for m in sent["messages"]] == ["system", "user"]
+        assert "def apply_discount" in sent["messages"][1]["content"]
+        assert any("answered by 'team'" in e for e in ended(client, "Hearth: docstring"))
+
+        review, refused = await outcome(client, "hearth.review", uri=uri, scope="symbol",
+                                        line=23)
+        assert review is not None, refused  # a review with no finding is still a review
+        asked = proxy.posts("/chat/completions")[len(chats):]
+        assert asked and "grammar" in asked[0].json()  # llama-cpp-python takes GBNF
+
+        before = len(proxy.posts("/chat/completions"))
+        tests, refused = await outcome(client, "hearth.generateTests", uri=uri, line=23)
+        assert tests is not None or "model unavailable" not in (refused or ""), refused
+        assert len(proxy.posts("/chat/completions")) > before
+
+        pricing = demo_repo / "inventory" / "pricing.py"
+        pricing.write_text(pricing.read_text().replace("cents // 100", "abs(cents) // 100"))
+        subprocess.run(["git", "add", "-A"], cwd=demo_repo, check=True)
+        before = len(proxy.posts("/chat/completions"))
+        message, refused = await outcome(client, "hearth.generateCommitMessage")
+        assert message is not None or "model unavailable" not in (refused or ""), refused
+        assert len(proxy.posts("/chat/completions")) > before
+
+        status = await command(client, "hearth.status")
+        backends = {b["name"]: b for b in status["backends"]}
+        assert backends["team"]["state"] == "ready" and backends["team"]["model"] == "smollm2"
+        # No route names the local model: it was never loaded.
+        assert backends["local"]["state"] == "empty" and status["routes"]["docs"] == ["team"]
+    finally:
+        await stop(client)
+
+
+@pytest.mark.slow
+async def test_a_dead_server_falls_back_to_the_local_model_with_a_notice(demo_repo):
+    dead = Proxy(handler=lambda seen: Drop()).start()  # accepts, then hangs up at once
+    try:
+        client, _, _ = await start(REAL_SERVER, demo_repo,
+                                   init_options=options(dead.url, ["team", "local"]))
+        try:
+            uri = open_doc(client, demo_repo / "inventory" / "pricing.py")
+            doc, refused = await outcome(client, "hearth.generateDocstring", uri=uri, line=23)
+            assert doc is not None or "model unavailable" not in (refused or ""), refused
+            assert any("answered by 'local'" in e for e in ended(client, "Hearth: docstring"))
+            await wait_until(lambda: any("using 'local'" in m.message and "team" in m.message
+                                         for m in client.messages), timeout=10)
+            tried = len(dead.requests)
+            assert tried >= 1
+            # Within breakerResetS the dead server is skipped without a new attempt.
+            await outcome(client, "hearth.generateDocstring", uri=uri, line=17)
+            assert len(dead.requests) == tried
+            status = await command(client, "hearth.status")
+            team = next(b for b in status["backends"] if b["name"] == "team")
+            assert team["state"] == "error" and "team" in team["error"]
+        finally:
+            await stop(client)
+    finally:
+        dead.stop()
+
+
+@pytest.mark.slow
+async def test_a_stream_cut_in_the_middle_moves_the_task_to_the_next_backend(demo_repo, proxy):
+    cut = {"done": False}
+
+    def handler(seen):
+        if seen.path.endswith("/chat/completions") and not cut["done"]:
+            cut["done"] = True
+            return Forward(cut_after=700)  # the first answer dies after a few pieces
+        return None
+
+    proxy.handler = handler
+    client, _, _ = await start(REAL_SERVER, demo_repo,
+                               init_options=options(proxy.url, ["team", "local"]))
+    try:
+        uri = open_doc(client, demo_repo / "inventory" / "pricing.py")
+        doc, refused = await outcome(client, "hearth.generateDocstring", uri=uri, line=23)
+        assert cut["done"]
+        assert doc is not None or "model unavailable" not in (refused or ""), refused
+        assert any("answered by 'local'" in e for e in ended(client, "Hearth: docstring"))
+        # The server is still up and answers.
+        assert (await command(client, "hearth.status"))["model"] == "ready"
+    finally:
+        await stop(client)
+
+
+@pytest.mark.slow
+async def test_no_secret_of_the_workspace_reaches_the_model_server(demo_repo, proxy):
+    canary = "hx-canary-5c1f0e9d8b7a6f4e3d2c"
+    (demo_repo / ".env").write_text(f"PAYMENT_API_TOKEN={canary}\n")
+    pricing = demo_repo / "inventory" / "pricing.py"
+    pricing.write_text(pricing.read_text().replace(
+        "def apply_discount", f"# staging token: {canary}\ndef apply_discount"))
+    client, _, _ = await start(REAL_SERVER, demo_repo, init_options=options(proxy.url, ["team"]))
+    try:
+        uri = open_doc(client, pricing)
+        await outcome(client, "hearth.generateDocstring", uri=uri, line=24)
+        await outcome(client, "hearth.review", uri=uri, scope="file")
+        subprocess.run(["git", "add", "-A"], cwd=demo_repo, check=True)
+        await outcome(client, "hearth.generateCommitMessage")
+        posted = proxy.posts("/completions")
+        assert len(posted) >= 3
+        for seen in posted:
+            assert canary not in seen.body.decode(), seen.path
+        assert any("<redacted:env>" in seen.body.decode() for seen in posted)
+    finally:
+        await stop(client)
+
+
+@pytest.mark.slow
+def test_the_cli_follows_the_routes(demo_repo, proxy, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[backends.team]\nurl = "{proxy.url}"\n\n[routes]\ndocs = ["team"]\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "hearth_lsp.server", "docstring",
+         "inventory/pricing.py::apply_discount"],
+        cwd=demo_repo, env={**os.environ, "HEARTH_CONFIG_FILE": str(config)},
+        capture_output=True, text=True, timeout=300)
+    assert proxy.posts("/chat/completions"), done.stderr
+    if done.returncode == 0:
+        assert "answered by backend 'team'" in done.stderr
+    else:  # refused: the reason is the model's answer, not a missing model
+        assert "hearth docstring:" in done.stderr and "no model" not in done.stderr
+
+
+@pytest.mark.slow
+def test_an_unreachable_server_in_the_cli_is_one_clear_line(demo_repo, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[backends.team]\nurl = "http://127.0.0.1:{free_port()}/v1"\n'
+                      'retries = 0\n\n[routes]\ndocs = ["team"]\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "hearth_lsp.server", "docstring",
+         "inventory/pricing.py::apply_discount"],
+        cwd=demo_repo, env={**os.environ, "HEARTH_CONFIG_FILE": str(config)},
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "backend 'team'" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("hearth docstring:")]
+    assert len(said) == 1 and "cannot connect" in said[0], done.stderr
