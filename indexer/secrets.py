@@ -22,7 +22,7 @@ import fnmatch
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +117,26 @@ class Redactor:
 
     def redact(self, text: str) -> tuple[str, int]:
         """The text with every secret replaced, and how many were."""
+        return self._redact(text, _TOKEN_SHAPES, True, _ASSIGNED_WORDS)
+
+    def for_text(self, whole: str) -> Callable[[str], str]:
+        """A redact function for pieces of ``whole`` (a file's chunks: its lines, joined
+        by newlines, with headers made of its names). It gives what ``self`` gives,
+        but tries only the patterns whose literals occur in ``whole``: most files hold
+        none, and phase 1 redacts every chunk."""
+        shapes = [s for s in _TOKEN_SHAPES if any(lit in whole for lit in s[2])]
+        url = "://" in whole
+        if whole.isascii():  # its pieces are ASCII too (the headers are)
+            lower = whole.lower()
+            words = tuple(w for w in _ASSIGNED_WORDS if w in lower)
+        else:
+            words = _ASSIGNED_WORDS
+        if not (shapes or url or words or self.values):
+            return _unchanged
+        return lambda text: self._redact(text, shapes, url, words)[0]
+
+    def _redact(self, text: str, shapes: Sequence[tuple[str, re.Pattern[str], tuple[str, ...]]],
+                url_possible: bool, words: tuple[str, ...]) -> tuple[str, int]:
         count = 0
 
         def sub(kind: str):
@@ -130,7 +150,7 @@ class Redactor:
             if value in text:
                 count += text.count(value)
                 text = text.replace(value, "<redacted:env>")
-        for kind, pattern, literals in _TOKEN_SHAPES:
+        for kind, pattern, literals in shapes:
             if any(lit in text for lit in literals):
                 text = pattern.sub(sub(kind), text)
 
@@ -139,7 +159,7 @@ class Redactor:
             count += 1
             return match["head"] + "<redacted:password>"
 
-        if "://" in text:
+        if url_possible and "://" in text:
             text = _URL_PASSWORD.sub(url, text)
 
         def assigned(match: re.Match[str]) -> str:
@@ -150,12 +170,18 @@ class Redactor:
             count += 1
             return match[0].replace(value, "<redacted:secret>")
 
-        if not text.isascii() or any(w in text.lower() for w in _ASSIGNED_WORDS):
+        # A keyword inside a `<redacted:...>` put there above (api-key, token) cannot
+        # start a match: `:` and `<` are not name characters and `>` follows it.
+        if words and (not text.isascii() or any(w in text.lower() for w in words)):
             text = _ASSIGNED.sub(assigned, text)
         return text, count
 
     def __call__(self, text: str) -> str:
         return self.redact(text)[0]
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 def env_values(root: Path, files: Iterable[Path] | None = None) -> set[str]:

@@ -65,19 +65,20 @@ def split_identifier(word: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+@lru_cache(maxsize=1 << 17)
+def _word_terms(word: str) -> str:
+    """One identifier's terms: itself lower-cased, then its parts when it has several."""
+    parts = split_identifier(word)
+    return word.lower() if len(parts) <= 1 else f"{word.lower()} {' '.join(parts)}"
+
+
 def lexical_terms(text: str) -> str:
     """Text for FTS5: each identifier once, whole and split, so `price` finds `parsePrice`.
 
     Identifiers repeat a lot in code; listing each once per chunk keeps indexing
     fast (this was half of phase 1) and the lexical index small.
     """
-    out: list[str] = []
-    for word in dict.fromkeys(_IDENT.findall(text)):
-        parts = split_identifier(word)
-        out.append(word.lower())
-        if len(parts) > 1:
-            out.extend(parts)
-    return " ".join(out)
+    return " ".join(map(_word_terms, dict.fromkeys(_IDENT.findall(text))))
 
 
 def fts_query(query: str) -> str:
@@ -88,6 +89,27 @@ def fts_query(query: str) -> str:
             if term not in terms and len(term) > 1:
                 terms.append(term)
     return " OR ".join(f'"{t}"' for t in terms)
+
+
+def chunk_terms(symbol: str, path: str, text: str) -> tuple[str, str]:
+    """A chunk's two lexical columns: its symbol's terms, and its path's and text's."""
+    return lexical_terms(symbol), lexical_terms(f"{path}\n{text}")
+
+
+# (path, language, symbol, kind, start_line, end_line, part, hash, text, signature, doc)
+ChunkRow = tuple[str, str, str, str, int, int, int, str, str, str, str]
+# (path, line, col, is_def, name, kind, end_col)
+SymbolRow = tuple[str, int, int, int, str, str, int]
+
+
+def chunk_row(c: Chunk) -> ChunkRow:
+    return (c.path, c.language, c.symbol, c.kind, c.start_line, c.end_line, c.part, c.hash,
+            c.text, c.signature, c.doc)
+
+
+def symbol_rows(path: str, symbols: Iterable[Symbol]) -> list[SymbolRow]:
+    return [(path, s.line, s.col, int(s.is_definition), s.name, s.kind, s.end_col)
+            for s in symbols]
 
 
 @dataclass
@@ -256,37 +278,45 @@ class Store:
         parsing worker). Returns (chunks added, chunks removed). Runs in the
         caller's transaction.
         """
-        old = {h: (cid, emb) for cid, h, emb in self.db.execute(
-            "SELECT id, hash, embedded FROM chunks WHERE path = ?", (record.path,))}
-        keep = {c.hash for c in chunks} & set(old)
-        gone = [cid for h, (cid, _) in old.items() if h not in keep]
+        return self.replace_rows(record, [chunk_row(c) for c in chunks],
+                                 symbol_rows(record.path, symbols), parse_errors, terms)
+
+    def replace_rows(self, record: FileRecord, chunks: list[ChunkRow],
+                     symbols: list[SymbolRow], parse_errors: bool = False,
+                     terms: list[tuple[str, str]] | None = None) -> tuple[int, int]:
+        """replace_file() for chunks and symbols as rows (chunk_row, symbol_rows): what
+        a parsing worker sends, since tuples cross a process boundary several times
+        cheaper than objects."""
+        old = {h: cid for cid, h in self.db.execute(
+            "SELECT id, hash FROM chunks WHERE path = ?", (record.path,))}
+        keep = {c[7] for c in chunks} & set(old)
+        gone = [cid for h, cid in old.items() if h not in keep]
         self._delete_chunks(gone)
-        added = 0
-        for i, c in enumerate(chunks):
-            if c.hash in keep:  # same text: update position only
-                self.db.execute("UPDATE chunks SET start_line=?, end_line=?, part=? WHERE id=?",
-                                (c.start_line, c.end_line, c.part, old[c.hash][0]))
-                continue
-            cur = self.db.execute(
-                "INSERT INTO chunks(path, language, symbol, kind, start_line, end_line, part, "
-                "hash, text, signature, doc, embedded) VALUES (?,?,?,?,?,?,?,?,?,?,?,0)",
-                (c.path, c.language, c.symbol, c.kind, c.start_line, c.end_line, c.part, c.hash,
-                 c.text, c.signature, c.doc))
-            sym_terms, body_terms = terms[i] if terms else (
-                lexical_terms(c.symbol), lexical_terms(f"{c.path}\n{c.text}"))
-            self.db.execute("INSERT INTO chunks_fts(rowid, symbol, terms) VALUES (?, ?, ?)",
-                            (cur.lastrowid, sym_terms, body_terms))
-            added += 1
+        if keep:  # same text: update position only
+            self.db.executemany("UPDATE chunks SET start_line=?, end_line=?, part=? WHERE id=?",
+                                [(c[4], c[5], c[6], old[c[7]]) for c in chunks if c[7] in keep])
+        fresh = [i for i, c in enumerate(chunks) if c[7] not in keep]
+        if fresh:
+            # Ids as SQLite itself would give them (the largest plus one), chosen here so
+            # the rows go in with one executemany each (one writer holds the store).
+            first = (self.db.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0) + 1
+            self.db.executemany(
+                "INSERT INTO chunks(id, path, language, symbol, kind, start_line, end_line, part, "
+                "hash, text, signature, doc, embedded) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0)",
+                [(first + n, *chunks[i]) for n, i in enumerate(fresh)])
+            self.db.executemany(
+                "INSERT INTO chunks_fts(rowid, symbol, terms) VALUES (?, ?, ?)",
+                [(first + n, *(terms[i] if terms else chunk_terms(chunks[i][2], chunks[i][0],
+                                                                  chunks[i][8])))
+                 for n, i in enumerate(fresh)])
         self.db.execute("DELETE FROM symbols WHERE path = ?", (record.path,))
         self.db.executemany(
             "INSERT OR IGNORE INTO symbols(path, line, col, is_def, name, kind, end_col) "
-            "VALUES (?,?,?,?,?,?,?)",
-            [(record.path, s.line, s.col, int(s.is_definition), s.name, s.kind, s.end_col)
-             for s in symbols])
+            "VALUES (?,?,?,?,?,?,?)", symbols)
         self.db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
                         (record.path, record.language, record.size, record.mtime_ns,
                          record.hash, int(parse_errors)))
-        return added, len(gone)
+        return len(fresh), len(gone)
 
     def remove_file(self, path: str) -> list[int]:
         ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
@@ -307,8 +337,7 @@ class Store:
                 batch))
         self.db.executemany(
             "INSERT INTO chunks_fts(chunks_fts, rowid, symbol, terms) VALUES ('delete', ?, ?, ?)",
-            [(cid, lexical_terms(sym), lexical_terms(f"{path}\n{text}"))
-             for cid, sym, path, text in gone])
+            [(cid, *chunk_terms(sym, path, text)) for cid, sym, path, text in gone])
         rows = [(i,) for i in ids]
         self.db.executemany("DELETE FROM chunks WHERE id = ?", rows)
         self.db.executemany("INSERT OR IGNORE INTO vector_deletes VALUES (?)", rows)

@@ -32,19 +32,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .chunker import FileChunks, chunk_file
+from .chunker import chunk_file
 from .context import ContextPiece, assemble, chunk_at
 from .discovery import discover, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
 from .secrets import Redactor
 from .store import (
+    ChunkRow,
     CorruptIndex,
     FileRecord,
     IndexUnavailable,
     Store,
     StoredChunk,
-    lexical_terms,
+    SymbolRow,
+    chunk_row,
+    chunk_terms,
+    symbol_rows,
 )
 from .vectors import (
     VectorStoreUnavailable,
@@ -115,11 +119,14 @@ def file_hash(data: bytes) -> str:
 
 @dataclass
 class ParsedFile:
-    """One file read, hashed and chunked, ready to be written (picklable for the pool)."""
+    """One file read, hashed and chunked, ready to be written (sent back from the pool:
+    rows, not objects, since unpickling objects cost the writing process a second)."""
 
     rel: str
     record: FileRecord | None = None
-    result: FileChunks | None = None  # None: content unchanged (only touched)
+    chunks: list[ChunkRow] | None = None  # None: content unchanged (only touched)
+    symbols: list[SymbolRow] = field(default_factory=list)
+    parse_errors: bool = False
     terms: list[tuple[str, str]] | None = None  # lexical terms per chunk
     error: str | None = None
 
@@ -133,19 +140,19 @@ def parse_file(root: str, rel: str, known_hash: str | None) -> ParsedFile:
     except OSError as exc:
         return ParsedFile(rel, error=str(exc))
     digest = file_hash(data)
-    record = FileRecord(rel, language_of(rel), st.st_size, st.st_mtime_ns, digest)
+    record = FileRecord(rel, language_of(rel, content=data), st.st_size, st.st_mtime_ns, digest)
     if digest == known_hash:
         return ParsedFile(rel, record)
     result = chunk_file(rel, record.language, data)
-    redact = _redactor(root)
+    redact = _redactor(root).for_text(data.decode("utf-8", "replace"))
     for c in result.chunks:  # secrets never reach the store, the embeddings or a prompt
         text = redact(c.text)
         if text != c.text:
             c.text, c.signature, c.doc = text, redact(c.signature), redact(c.doc)
             c.__post_init__()  # the hash of what is stored
-    terms = [(lexical_terms(c.symbol), lexical_terms(f"{c.path}\n{c.text}"))
-             for c in result.chunks]
-    return ParsedFile(rel, record, result, terms)
+    return ParsedFile(rel, record, [chunk_row(c) for c in result.chunks],
+                      symbol_rows(rel, result.symbols), result.parse_errors,
+                      [chunk_terms(c.symbol, c.path, c.text) for c in result.chunks])
 
 
 @functools.lru_cache(maxsize=16)
@@ -421,13 +428,12 @@ class WorkspaceIndex:
             return False
         record = parsed.record
         assert record is not None
-        if parsed.result is None:  # touched, not changed
+        if parsed.chunks is None:  # touched, not changed
             self.store.db.execute("UPDATE files SET size=?, mtime_ns=? WHERE path=?",
                                   (record.size, record.mtime_ns, record.path))
             return True
-        added, removed = self.store.replace_file(record, parsed.result.chunks,
-                                                 parsed.result.symbols,
-                                                 parsed.result.parse_errors, parsed.terms)
+        added, removed = self.store.replace_rows(record, parsed.chunks, parsed.symbols,
+                                                 parsed.parse_errors, parsed.terms)
         stats.changed += 1
         stats.chunks_added += added
         stats.chunks_removed += removed

@@ -147,3 +147,32 @@ def test_references_and_definitions_from_tags_queries():
     defs = {(s.name, s.kind) for s in result.symbols if s.is_definition}
     assert {("Item", "class"), ("price", "method"), ("fetch", "function")} <= defs
     assert any(s.name == "helper" and not s.is_definition for s in result.symbols)
+
+
+CPP_HEADER = b"""#pragma once
+#include <vector>
+
+namespace at {
+class Tensor {
+ public:
+  int dim() const { return 0; }
+};
+}  // namespace at
+"""
+C_HEADER = b"""#ifndef POINT_H
+#define POINT_H
+#include <stddef.h>
+struct point { int x, y; };
+int point_norm(const struct point *p);
+#endif
+"""
+
+
+def test_a_cpp_header_is_read_as_cpp_and_a_c_header_as_c():
+    assert language_of("at/Tensor.h", content=CPP_HEADER) == "cpp"
+    assert language_of("geo/point.h", content=C_HEADER) == "c"
+    assert language_of("geo/point.h") == "c"  # no content: by the name alone
+    assert language_of("at/Tensor.h", "c", content=CPP_HEADER) == "c"  # the editor's word wins
+    result = chunk_file("at/Tensor.h", "cpp", CPP_HEADER)
+    assert not result.parse_errors
+    assert ("method", "at.Tensor.dim") in [(c.kind, c.symbol) for c in result.chunks]
