@@ -323,7 +323,7 @@ FAILED = object()  # what _run_task gives back when the task was refused
 
 
 def _run_task(name: str, settings, cache: Path, work, factory=None, priority=None,
-              root: Path | None = None, route: str = "docs"):
+              root: Path | None = None, route: str = "docs", paths: list[Path] | None = None):
     """What every task command shares: the route of ``routes.<route>`` (the model in this
     process and/or model servers), one TaskRun (its prompts redacted with ``root``'s
     secrets), and a refusal or a missing model printed as `hearth NAME: reason` (FAILED).
@@ -335,7 +335,7 @@ def _run_task(name: str, settings, cache: Path, work, factory=None, priority=Non
     from .engine.router import Backends
     from .engine.worker import Priority
     from .local import local_worker
-    from .settings import LOCAL
+    from .settings import LOCAL, local_only
     from .tasks.runner import Refusal, TaskRun
 
     names = getattr(settings.routes, route)
@@ -351,6 +351,12 @@ def _run_task(name: str, settings, cache: Path, work, factory=None, priority=Non
                 run = TaskRun(worker, priority=priority or Priority.USER,
                               redactor=Redactor.for_workspace(root),
                               route=backends.route(settings, route), on_notice=notice)
+                base = root or Path.cwd()
+                rels = [p.resolve().relative_to(base).as_posix() if p.resolve().is_relative_to(base)
+                        else p.as_posix() for p in paths or []]
+                private = local_only(settings, rels)
+                if private:
+                    run.keep_local(f"{', '.join(private[:3])} is local-only (privacy.localOnly)")
                 result = await work(run)
                 if run.backend != LOCAL or run.notices:
                     notice(f"answered by backend '{run.backend}'")
@@ -435,12 +441,10 @@ def _split_target(target: str) -> tuple[Path, str | None]:
 
 def cmd_review(args: argparse.Namespace, factory=None) -> int:
     """Review files (each function, up to review.maxSymbols) and print the findings."""
-    import functools
-
-    from ..indexer.context import prompt_context
     from ..indexer.languages import language_of
     from .tasks.review import findings as review
     from .tasks.review.run import review_code, review_spans_for
+    from .tasks.runner import shareable_context
 
     logs.setup_stderr("warning")
     root = Path(args.root or ".").resolve()
@@ -482,12 +486,13 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
         for path, source, lang, spans in jobs:
             results = await review_code(
                 run, settings, source=source, path=rel_path(path), language=lang, spans=spans,
-                root=root, context=functools.partial(prompt_context, index) if index else None)
+                root=root, context=shareable_context(index, settings) if index else None)
             out[rel_path(path)] = [f for r in results for f in r.findings]
         return out
 
     try:
-        found = _run_task("review", settings, cache, work, factory, root=root, route="review")
+        found = _run_task("review", settings, cache, work, factory, root=root, route="review",
+                          paths=[job[0] for job in jobs])
     finally:
         if index is not None:
             index.close()
@@ -560,7 +565,7 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
 
     result = _run_task("docstring", settings, cache, lambda run: document_symbol(
         run, settings, source=source, path=str(path), language=lang, line=line, root=root,
-        regenerate=args.regenerate), factory, root=root)
+        regenerate=args.regenerate), factory, root=root, paths=[path])
     if result is FAILED:
         return 1
     new_source = docstring.apply_edit(source, result.edit)
@@ -605,7 +610,7 @@ def cmd_tests(args: argparse.Namespace, factory=None) -> int:
     result = _run_task("tests", settings, cache, lambda run: generate_tests(
         run, settings, root=root, rel=rel, source=source, line=line,
         progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
-        else None), factory, root=root, route="tests")
+        else None), factory, root=root, route="tests", paths=[path])
     if result is FAILED:
         return 1
     for warning in result.warnings:
@@ -665,7 +670,7 @@ def _document_file(args: argparse.Namespace, path: Path, source: str, lang: str,
 
     result = _run_task("docstring", settings, cache, lambda run: document_file(
         run, settings, source=source, path=str(path), language=lang, root=root,
-        regenerate=args.regenerate), factory, root=root)
+        regenerate=args.regenerate), factory, root=root, paths=[path])
     if result is FAILED:
         return 1
     if args.write:

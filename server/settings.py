@@ -334,6 +334,25 @@ class IndexSettings:
 
 
 @dataclass
+class PrivacySettings:
+    local_only: list[str] = setting(
+        [], "Gitignore-style patterns (relative to the workspace root) of files whose content "
+        "never goes to a model server: tasks on them (and commit messages for diffs that "
+        "touch them) run on the local model, or are refused when the route names none. "
+        "Secret files (`.env*`, keys, credentials) are always local-only.")
+
+
+def local_only(settings: Settings, rel_paths: list[str]) -> list[str]:
+    """The paths of ``rel_paths`` whose content must not leave the machine."""
+    import pathspec
+
+    from ..indexer.secrets import is_secret_file
+
+    spec = pathspec.GitIgnoreSpec.from_lines(settings.privacy.local_only)
+    return [p for p in rel_paths if is_secret_file(p) or spec.match_file(p)]
+
+
+@dataclass
 class CacheSettings:
     enabled: bool = setting(True, "Keep finished answers on disk (keyed by task, prompt, "
                             "model and settings) so a repeated request is instant.")
@@ -356,6 +375,7 @@ class Settings:
     tests: TestsSettings = field(default_factory=_tests_settings)
     completion: CompletionSettings = field(default_factory=_completion_settings)
     routes: RoutesSettings = field(default_factory=RoutesSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     log: LogSettings = field(default_factory=LogSettings)

@@ -18,8 +18,11 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from hearth_lsp.server.settings import SettingsSources
-from hearth_lsp.server.tasks.runner import after_prefill
+from hearth_lsp.server.engine.fake import FakeEngine
+from hearth_lsp.server.engine.router import Backends
+from hearth_lsp.server.engine.worker import GenerationWorker
+from hearth_lsp.server.settings import BackendSettings, Settings, SettingsSources, local_only
+from hearth_lsp.server.tasks.runner import Refusal, TaskRun, after_prefill
 from hearth_lsp.server.trust import set_trusted
 
 from conftest import free_port
@@ -112,6 +115,39 @@ review = ["nowhere"]
     assert set(resolved.settings.backends) == {"typo"}
     assert resolved.settings.routes.tests == ["typo"]
     assert resolved.settings.routes.review == ["local"]  # nothing left: the local model
+
+
+# ---- privacy.localOnly -------------------------------------------------------------
+
+
+def test_local_only_files_are_the_patterns_and_every_secret_file(tmp_path):
+    settings = resolve(tmp_path, '[privacy]\nlocal_only = ["billing/", "*.sql"]\n').settings
+    assert local_only(settings, ["billing/charge.py", "db/schema.sql", "app/.env.prod",
+                                 "deploy/id_rsa", "app/main.py"]) == [
+        "billing/charge.py", "db/schema.sql", "app/.env.prod", "deploy/id_rsa"]
+
+
+async def test_a_local_only_task_keeps_to_the_local_model_or_is_refused():
+    worker = GenerationWorker()
+    worker.load(lambda: FakeEngine.scripted(["local answer"]))
+    settings = Settings()
+    settings.backends["team"] = BackendSettings(name="team", url="http://127.0.0.1:9/v1")
+    settings.routes.docs = ["team", "local"]
+    backends = Backends(worker)
+    try:
+        run = TaskRun(worker, route=backends.route(settings, "docs"))
+        run.keep_local("billing/charge.py is local-only (privacy.localOnly)")
+        assert [b.name for b in run.route] == ["local"]
+        assert (await run.ready()).name == "fake" and run.backend == "local"
+
+        settings.routes.docs = ["team"]
+        only_remote = TaskRun(worker, route=backends.route(settings, "docs"))
+        only_remote.keep_local("billing/charge.py is local-only (privacy.localOnly)")
+        with pytest.raises(Refusal, match="local-only .*names only model servers"):
+            await only_remote.ready()
+    finally:
+        worker.shutdown()
+        backends.shutdown()
 
 
 # ---- a chat server's answer, as the local model would have continued ------------------
@@ -282,6 +318,23 @@ async def test_no_secret_of_the_workspace_reaches_the_model_server(demo_repo, pr
         for seen in posted:
             assert canary not in seen.body.decode(), seen.path
         assert any("<redacted:env>" in seen.body.decode() for seen in posted)
+    finally:
+        await stop(client)
+
+
+@pytest.mark.slow
+async def test_a_local_only_file_never_goes_to_the_model_server(demo_repo, proxy):
+    opts = options(proxy.url, ["team", "local"])
+    opts["privacy"] = {"localOnly": ["inventory/pricing.py"]}
+    client, _, _ = await start(REAL_SERVER, demo_repo, init_options=opts)
+    try:
+        uri = open_doc(client, demo_repo / "inventory" / "pricing.py")
+        doc, refused = await outcome(client, "hearth.generateDocstring", uri=uri, line=23)
+        assert doc is not None or "model unavailable" not in (refused or ""), refused
+        assert proxy.posts("/completions") == []
+        other = open_doc(client, demo_repo / "inventory" / "models.py")
+        await outcome(client, "hearth.generateDocstring", uri=other, line=23)
+        assert proxy.posts("/completions"), "the other file's task should use the server"
     finally:
         await stop(client)
 

@@ -40,9 +40,16 @@ from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
 from ..local import EngineFactory, llama_engine_factory, open_result_cache
 from ..models import preset_uses_chat
-from ..settings import WORKSPACE_FILE, Resolved, Settings, SettingsSources, cache_dir
+from ..settings import (
+    WORKSPACE_FILE,
+    Resolved,
+    Settings,
+    SettingsSources,
+    cache_dir,
+    local_only,
+)
 from ..tasks.review.state import ReviewState
-from ..tasks.runner import CancelToken, TaskRun
+from ..tasks.runner import CancelToken, TaskRun, shareable_context
 from .framing import handler_for, read_messages
 
 log = logging.getLogger("hearth")
@@ -569,9 +576,14 @@ class HearthServer(LanguageServer):
         folder = self.folder_of(uri) if uri else None
         redactor = folder.redactor if folder is not None else Redactor()
         settings = folder.settings if folder is not None else self.settings
-        return Progress(self, title, TaskRun(
-            self.worker, key, priority, fresh, redactor=redactor,
-            route=self.backends.route(settings, route), on_notice=self.fallback_notice))
+        run = TaskRun(self.worker, key, priority, fresh, redactor=redactor,
+                      route=self.backends.route(settings, route), on_notice=self.fallback_notice)
+        path = to_fs_path(uri) if uri and uri.startswith("file:") else None
+        if folder is not None and path and Path(path) != folder.root:
+            rel = Path(path).relative_to(folder.root).as_posix()
+            if local_only(settings, [rel]):
+                run.keep_local(f"{rel} is local-only (privacy.localOnly)")
+        return Progress(self, title, run)
 
     def fallback_notice(self, text: str) -> None:
         """A backend was skipped or failed and the next one of the route runs: shown
@@ -613,7 +625,9 @@ class HearthServer(LanguageServer):
         """Retrieved context for prompts about ``uri`` (None without an index)."""
         folder = self.folder_of(uri)
         index = folder.index if folder is not None else None
-        return None if index is None else index.context_text
+        if index is None or folder is None:
+            return None
+        return shareable_context(index, folder.settings)
 
     def open_document(self, uri: str) -> TextDocument | None:
         """The document open under ``uri``: pygls keeps them by the unquoted URI, and

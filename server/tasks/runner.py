@@ -23,7 +23,7 @@ from ..chat_format import ChatTemplateError, Message, merge_system, render_chat
 from ..engine.base import Completion, EngineError, ModelInfo, ModelUnavailable
 from ..engine.router import Backend, first_ready
 from ..engine.worker import GenerationWorker, Priority, wait_for
-from ..settings import SamplingSettings
+from ..settings import SamplingSettings, Settings, local_only
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +108,15 @@ class TaskRun:
     backend: str = "local"  # the backend that ran (or runs) the task
     notices: list[str] = dataclasses.field(default_factory=list)
     _at: int = 0  # index in ``route`` of the backend in use
+    _blocked: str | None = None  # why this task may not run at all (see keep_local)
     _answers: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
     async def ready(self) -> ModelInfo:
         """The info of the model that will answer: the first backend of the route that
         can (skipping, with a notice, those that cannot), waiting for a load or a
         connection in progress. ModelUnavailable, with every reason, when none can."""
+        if self._blocked is not None:
+            raise Refusal(self._blocked)
         if not self.route:
             return await ready_engine(self.worker)
         try:
@@ -127,6 +130,19 @@ class TaskRun:
         for reason in skipped:
             self._notice(f"{reason}; using '{backend.name}'")
         return info
+
+    def keep_local(self, reason: str) -> None:
+        """Nothing of this task may leave the machine (``reason`` says why, e.g. a
+        privacy.localOnly file): only the route's local backend remains, and without
+        one the task is refused when it asks for a model."""
+        local = [b for b in self.route if not b.remote]
+        if self.route and not local:
+            self._blocked = (f"{reason}, and this task's route names only model servers; "
+                             "add \"local\" to its routes.* setting")
+        self.route, self._at = local, 0
+        if local:
+            self.worker, self.backend = local[0].worker, local[0].name
+        log.info("%s: this task runs on the local model only", reason)
 
     def _notice(self, text: str) -> None:
         self.notices.append(text)
@@ -297,6 +313,20 @@ def prompt_text(info: ModelInfo, messages: list[Message] | None, completion: str
 def stops(info: ModelInfo, *extra: str) -> list[str]:
     """Stop strings: the task's own, then the model's end-of-turn markers."""
     return [*extra, *(s for s in (info.eos_token, "<|im_end|>", "<end_of_turn>") if s)]
+
+
+def shareable_context(index: Any, settings: Settings) -> ContextFn:
+    """Retrieved context from ``index`` (an IndexService or a WorkspaceIndex) that may go
+    into any prompt: with model servers in the settings, no privacy.localOnly file (and
+    no secret file) is retrieved into a prompt, whichever backend it goes to."""
+    from ...indexer.context import estimate_tokens, render_context
+
+    def context(path: str, line: int, budget: int) -> str:
+        pieces = index.context(budget, estimate_tokens, path=path, line=line)
+        if settings.backends:
+            pieces = [p for p in pieces if not local_only(settings, [p.path])]
+        return render_context(pieces)
+    return context
 
 
 def count(n: int, noun: str) -> str:

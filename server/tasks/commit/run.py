@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...settings import SamplingSettings, Settings
+from ...settings import SamplingSettings, Settings, local_only
 from ..runner import TaskRun, prompt_text, routed, stops
 from . import gitdiff
 from . import message as msg
@@ -48,6 +48,10 @@ async def generate_commit_message(
     started = time.perf_counter()
     if changes is None:
         changes = await asyncio.to_thread(gitdiff.read_changes, repo)
+    private = local_only(settings, [f.path for f in changes.files])
+    if private:
+        run.keep_local(f"the diff touches {', '.join(private[:3])}"
+                       f"{' and more' if len(private) > 3 else ''} (privacy.localOnly)")
     info = await run.ready()
     chat = bool(info.chat_template)
     sampling = settings.commit
