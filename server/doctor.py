@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .gguf_info import GGUFError, read_gguf
 from .models import ModelNotFound, resolve_model_path
-from .settings import SettingsSources, cache_dir
+from .settings import Settings, SettingsSources, cache_dir
 
 
 @dataclass
@@ -128,6 +128,37 @@ def embeddings_check() -> Check:
     return Check("ok", "embeddings", f"torch {torch.__version__} ({built}) on the CPU")
 
 
+def backend_checks(settings: Settings, probe: bool = True) -> list[Check]:
+    """The routes, and each model server they name: connected (model, server kind,
+    context, structured output) or why not. An unreachable server is a warning where
+    its routes fall back to another backend, a failure where it is their only one."""
+    import dataclasses
+
+    routes = {f.name: getattr(settings.routes, f.name)
+              for f in dataclasses.fields(settings.routes)}
+    checks = [Check("ok", "routes", ", ".join(f"{task} -> {' then '.join(names)}"
+                                                 for task, names in routes.items()))]
+    if not probe:
+        return checks
+    from .engine.remote import RemoteEngine
+
+    for name, config in settings.backends.items():
+        engine = RemoteEngine(config)
+        try:
+            info = engine.connect()
+            checks.append(Check("ok", f"backend {name}", info.describe()))
+            checks.extend(Check("warn", f"backend {name}", w) for w in info.warnings)
+        except Exception as exc:  # every failure is a line of the report, never a crash
+            alone = [task for task, names in routes.items() if names == [name]]
+            status = "FAIL" if alone else "warn"
+            detail = str(exc) + (f" (the only backend of routes.{', routes.'.join(alone)})"
+                                 if alone else "")
+            checks.append(Check(status, f"backend {name}", detail))
+        finally:
+            engine.close()
+    return checks
+
+
 def run_checks(root: Path, probe: bool = True) -> list[Check]:
     checks: list[Check] = []
     py = sys.version_info
@@ -185,6 +216,8 @@ def run_checks(root: Path, probe: bool = True) -> list[Check]:
 
         checks.append(_probe(model_path, settings.model.threads or default_threads(),
                              probe_gpu_layers(settings.model.gpu_layers, gpu)))
+
+    checks.extend(backend_checks(settings, probe))
 
     git = shutil.which("git")
     if git:

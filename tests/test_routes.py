@@ -18,6 +18,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
+from hearth_lsp.server.doctor import backend_checks
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.engine.router import Backends
 from hearth_lsp.server.engine.worker import GenerationWorker
@@ -369,3 +370,27 @@ def test_an_unreachable_server_in_the_cli_is_one_clear_line(demo_repo, tmp_path)
     assert "backend 'team'" in done.stderr and "Traceback" not in done.stderr, done.stderr
     said = [line for line in done.stderr.splitlines() if line.startswith("hearth docstring:")]
     assert len(said) == 1 and "cannot connect" in said[0], done.stderr
+
+
+def test_doctor_names_an_unreachable_backend_and_the_routes_it_leaves_empty():
+    settings = Settings()
+    settings.backends["team"] = BackendSettings(name="team", retries=0,
+                                                url=f"http://127.0.0.1:{free_port()}/v1")
+    settings.routes.review = ["team"]
+    settings.routes.docs = ["team", "local"]
+    checks = {c.name: c for c in backend_checks(settings)}
+    assert "review -> team" in checks["routes"].detail
+    assert "docs -> team then local" in checks["routes"].detail
+    team = checks["backend team"]
+    assert team.status == "FAIL" and "cannot connect" in team.detail
+    assert "only backend of routes.review" in team.detail
+
+
+@pytest.mark.slow
+def test_doctor_describes_a_live_backend(llama_server):
+    settings = Settings()
+    host, port = llama_server
+    settings.backends["team"] = BackendSettings(name="team", url=f"http://{host}:{port}/v1")
+    team = next(c for c in backend_checks(settings) if c.name == "backend team")
+    assert team.status == "ok", team.detail
+    assert "smollm2 on llama-cpp-python" in team.detail and "structured output: grammar" in team.detail
