@@ -12,6 +12,7 @@ Lines are 0-based here; the search output converts them to 1-based.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -322,27 +323,46 @@ def _symbols(lang: str, tree: ts.Tree, lines: list[str],
         return []
     out: list[Symbol] = []
     seen = set()
+    n_lines = len(lines)
     for _, captures in ts.QueryCursor(query).matches(tree.root_node):
         names = captures.get("name")
         if not names:
             continue
-        role = next((k for k in captures if k.startswith(("definition.", "reference."))), None)
-        if role is None:
+        role = info = None
+        for capture in captures:
+            info = _role(capture)
+            if info is not None:
+                role = capture
+                break
+        if role is None or info is None:
             continue
+        kind, is_def = info
         node = names[0]
-        row = node.start_point.row
-        line = lines[row] if row < len(lines) else ""
-        end_col = node.end_point.column if node.end_point.row == row else len(line.encode())
-        kind = role.split(".", 1)[1]
-        if spec is not None and role.startswith("definition.") and captures[role]:
+        row, col = node.start_point
+        end_row, end_col = node.end_point
+        line = lines[row] if row < n_lines else ""
+        if end_row != row:
+            end_col = len(line.encode())
+        if spec is not None and is_def and captures[role]:
             kind = _definition_kind(captures[role][0], kind, spec)
-        sym = Symbol(node_text(node), kind, row, _utf16(line, node.start_point.column),
-                     _utf16(line, end_col), role.startswith("definition."))
-        key = (sym.name, sym.line, sym.col, sym.is_definition)
+        name = node_text(node)
+        if not line.isascii():
+            col, end_col = _utf16(line, col), _utf16(line, end_col)
+        key = (name, row, col, is_def)
         if key not in seen:
             seen.add(key)
-            out.append(sym)
+            out.append(Symbol(name, kind, row, col, end_col, is_def))
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _role(capture: str) -> tuple[str, bool] | None:
+    """A tags query's capture name as (kind, is a definition), or None for the others
+    (``name``, ``doc``, ...)."""
+    if not capture.startswith(("definition.", "reference.")):
+        return None
+    role, kind = capture.split(".", 1)
+    return kind, role == "definition"
 
 
 _GO_TYPES = {"struct_type": "struct", "interface_type": "interface"}

@@ -38,11 +38,15 @@ SECRET_FILE_GLOBS = (
 NOT_SECRET_NAMES = (".env.example", ".env.sample", ".env.template", ".env.dist")
 
 
+# One pattern for all the globs (fnmatch's own translation): discovery asks for every file.
+_SECRET_FILE = re.compile("|".join(fnmatch.translate(g) for g in SECRET_FILE_GLOBS))
+
+
 def is_secret_file(path: str | Path) -> bool:
-    name = Path(path).name.lower()
+    name = (path.name if isinstance(path, Path) else path.rstrip("/").rsplit("/", 1)[-1]).lower()
     if name in NOT_SECRET_NAMES:
         return False
-    return any(fnmatch.fnmatch(name, glob) for glob in SECRET_FILE_GLOBS)
+    return _SECRET_FILE.match(name) is not None
 
 
 # Each shape with the literals one of which any match contains: a text without them
