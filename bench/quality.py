@@ -1,0 +1,355 @@
+"""Quality of what the bundled models produce on code nobody here wrote (not a test).
+
+    .venv/bin/python bench/quality.py [--models smollm2,gemma3-270m] [--docstrings 10]
+        [--commits 8] [--repo PATH] [--half held-back|tuning] [--no-write]
+
+- Docstrings: functions of several installed packages (site-packages: jinja2, click,
+  requests, packaging, markdown-it-py, platformdirs) with every docstring removed.
+- Commit messages: real commits of a git repository (this one by default, or
+  ``--repo``), each replayed staged on its parent in a temporary clone, against
+  the commit's real subject.
+
+Both pools are shuffled with a fixed seed and cut in two halves: prompts and
+thresholds are tuned on the "tuning" half; figures are reported on the
+"held-back" half only (a seeded sample of it, to finish in minutes on 2 cores).
+
+Every figure counts what reached the user after Hearth's validation, judged by
+checks that are *not* the validator's: a dictionary built from the comments and
+docstrings of Python's standard library (a word there, or in the code or diff,
+is a word), placeholder patterns written here, ROUGE-L against the real text.
+
+Writes the "quality" section of docs/benchmarks.md (the method) and one
+"quality-<preset>" section per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tokenize
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from retrieval import SITE, strip_docstrings  # noqa: E402
+from tasks import GIT_ENV, rouge_l  # noqa: E402
+
+from hearth_lsp.server.local import local_worker  # noqa: E402
+from hearth_lsp.server.settings import Settings, cache_dir  # noqa: E402
+from hearth_lsp.server.tasks.commit.run import generate_commit_message  # noqa: E402
+from hearth_lsp.server.tasks.docs import python as docstring  # noqa: E402
+from hearth_lsp.server.tasks.docs.run import generate_docstring  # noqa: E402
+from hearth_lsp.server.tasks.runner import Refusal, TaskRun  # noqa: E402
+
+from report import NOISE, machine_description, wait_for_quiet, write_section  # noqa: E402
+
+DOC_FILES = ["jinja2/utils.py", "click/utils.py", "requests/utils.py", "packaging/version.py",
+             "markdown_it/token.py", "platformdirs/api.py"]
+STDLIB = Path(shutil.__file__).parent
+CONTEXT = 2048  # tokens: prompts of at most this, so a run fits minutes on 2 shared cores
+
+
+# ------------------------------------------------------------ independent checks
+
+
+def english_words() -> set[str]:
+    """Lowercase words of the comments and docstrings of Python's standard library
+    (seen at least twice): the dictionary the checks below call a word a word by."""
+    counts: Counter[str] = Counter()
+    for path in sorted(STDLIB.glob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8")
+            for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+                if tok.type in (tokenize.COMMENT, tokenize.STRING):
+                    counts.update(w.lower() for w in re.findall(r"[A-Za-z]{2,}", tok.string))
+        except (SyntaxError, UnicodeDecodeError, tokenize.TokenError):
+            continue
+    return {w for w, n in counts.items() if n >= 2}
+
+
+def code_words(text: str) -> set[str]:
+    """Identifiers of code or a diff and their snake_case/camelCase parts, lowercase."""
+    out: set[str] = set()
+    for ident in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        out.add(ident.lower())
+        out |= {p.lower() for p in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", ident)}
+    return out
+
+
+_PLACEHOLDER = re.compile(
+    r"\b(foo|bar|baz|qux|spam|eggs|value\d+|arg\d+|hello,? world|lorem ipsum|test\.txt|"
+    r"example\.com|my_?function)\b|this is a (doc ?string|function)|^doc ?string (for|of)\b|"
+    r"file truncated|\bTODO\b", re.I | re.M)
+
+
+def docstring_junk(text: str, source: str, words: set[str]) -> list[str]:
+    """Why a produced docstring is junk, by rules written here, not the validator's:
+    placeholder patterns, a description line of fewer than two real words, or a word
+    that is in neither the dictionary nor the code."""
+    why = []
+    if _PLACEHOLDER.search(text):
+        why.append(f"placeholder: {_PLACEHOLDER.search(text).group(0)!r}")  # type: ignore[union-attr]
+    known = words | code_words(source)
+    strange = [w for w in re.findall(r"[A-Za-z]{4,}", text) if w.lower() not in known]
+    if strange:
+        why.append(f"non-words: {strange[:3]}")
+    for line in text.splitlines():
+        m = re.match(r"^\s*(?::param\s+)?\*{0,2}\w+\s*(\([^)]*\))?\s*:\s*(.*)$", line)
+        if m and line.startswith((" ", ":")) and \
+                len([w for w in re.findall(r"[A-Za-z]{3,}", m.group(2))]) < 2:
+            why.append(f"empty description: {line.strip()!r}")
+    return why
+
+
+_CONVENTIONAL = re.compile(r"^[a-z]+(\([^()\s]+\))?!?: \S.*$")
+_ECHO = re.compile(r"type is one of|type\(scope\)|scope \(optional\)|imperative mood|"
+                   r"subject is lowercase|at most 72", re.I)
+
+
+def subject_checks(header: str, patch: str, words: set[str]) -> dict[str, bool]:
+    subject = header.split(": ", 1)[-1]
+    first = re.sub(r"^[^A-Za-z`]+|[^A-Za-z0-9_.`-]+$", "", subject.split()[0] if subject.split()
+                   else "")
+    first_word = first.strip("`").lower()
+    nonword = bool(first_word) and not first.startswith("`") and \
+        first_word not in words and first_word not in code_words(patch) and \
+        first_word.rstrip("s") not in words and first_word.rstrip("ed") not in words
+    return {"valid": bool(_CONVENTIONAL.match(header)) and len(header) <= 72,
+            "nonword": nonword or not first_word, "echo": bool(_ECHO.search(header))}
+
+
+# ------------------------------------------------------------------ samples
+
+
+def halves(items: list, seed: int) -> dict[str, list]:
+    pool = sorted(items)
+    random.Random(seed).shuffle(pool)
+    mid = len(pool) // 2
+    return {"tuning": pool[:mid], "held-back": pool[mid:]}
+
+
+def doc_pool() -> tuple[dict[str, tuple[str, str]], list[tuple[str, str]]]:
+    """{file: (stripped source, its path)}, and every (file, qualname) with a real
+    first sentence."""
+    files, pool = {}, []
+    for rel in DOC_FILES:
+        path = SITE / rel
+        if not path.exists():
+            continue
+        stripped, found = strip_docstrings(path.read_text(encoding="utf-8"))
+        files[rel] = (stripped, found)
+        names = {f.qualname for f in docstring.list_functions(stripped)}
+        pool += [(rel, q) for q in found if q in names]
+    return files, pool
+
+
+def git(root: Path, *args: str, check: bool = True) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], check=check, capture_output=True,
+                          text=True, env=GIT_ENV).stdout
+
+
+def commit_pool(repo: Path) -> list[str]:
+    """Non-merge commits whose diff a small model can be shown whole: 1-4 files,
+    3-80 changed lines."""
+    out = []
+    log = git(repo, "log", "--no-merges", "--format=@%H", "--numstat")
+    for block in log.split("@")[1:]:
+        head, *rows = block.strip().splitlines()
+        stats = [r.split("\t") for r in rows if r.strip()]
+        if not 1 <= len(stats) <= 4 or any(a == "-" for a, _, _ in stats):
+            continue
+        changed = sum(int(a) + int(d) for a, d, _ in stats)
+        if 3 <= changed <= 80:
+            out.append(head)
+    return out
+
+
+# --------------------------------------------------------------- evaluation
+
+
+async def evaluate(preset: str, docs: list[tuple[str, str]], files: dict, commits: list[str],
+                   repo: Path, words: set[str], tmp: Path) -> dict:
+    settings = Settings()
+    settings.model.preset = preset
+    settings.cache.enabled = False
+    settings.model.context_length = CONTEXT
+    out: dict = {"model": preset}
+    async with local_worker(settings, cache_dir()) as worker:
+        out["where"] = worker.engine.info.where if worker.engine else "?"
+        out["docstrings"] = await docstrings(worker, settings, docs, files, words)
+        print(preset, "docstrings", {k: v for k, v in out["docstrings"].items()
+                                     if k != "samples"}, flush=True)
+        out["commits"] = await commit_messages(worker, settings, commits, repo, words,
+                                               tmp / preset)
+        print(preset, "commits", {k: v for k, v in out["commits"].items() if k != "samples"},
+              flush=True)
+    return out
+
+
+async def docstrings(worker, settings: Settings, sample, files, words) -> dict:
+    made = junk = acceptable = params_total = params_done = 0
+    scores, seconds, samples = [], [], []
+    for rel, qualname in sample:
+        source, found = files[rel]
+        fn = next(f for f in docstring.list_functions(source) if f.qualname == qualname)
+        t0 = time.perf_counter()
+        try:
+            result = await generate_docstring(TaskRun(worker), settings, source=source,
+                                              path=rel, line=fn.def_line)
+        except Refusal as exc:
+            seconds.append(time.perf_counter() - t0)
+            samples.append((f"{rel}::{qualname}", None, str(exc)[:90]))
+            continue
+        seconds.append(time.perf_counter() - t0)
+        made += 1
+        text = result.text
+        why = docstring_junk(text, docstring.function_source(source, fn), words)
+        junk += bool(why)
+        summary = docstring.summary_part(text)
+        score = rouge_l(summary, found[qualname])
+        scores.append(score)
+        acceptable += not why and score >= 0.2
+        real = docstring.real_params(fn)
+        params_total += len(real)
+        documented = {d.lstrip("*") for d in docstring.documented_params(text) or []}
+        params_done += len(documented & {p.lstrip("*") for p in real})
+        samples.append((f"{rel}::{qualname}", text.replace("\n", " / ")[:110],
+                        f"ROUGE-L {score:.2f} vs {found[qualname][:60]!r}"
+                        + (f"; junk: {why}" if why else "")))
+    n = len(sample)
+    return {"total": n, "made": made, "refused": n - made, "junk": junk,
+            "acceptable": acceptable,
+            "rouge": sum(scores) / len(scores) if scores else 0.0,
+            "params": f"{params_done}/{params_total}",
+            "s_per": sum(seconds) / len(seconds) if seconds else 0.0, "samples": samples}
+
+
+async def commit_messages(worker, settings: Settings, sample: list[str], repo: Path,
+                          words: set[str], tmp: Path) -> dict:
+    ws = tmp / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(repo), str(ws)], check=True,
+                   capture_output=True, env=GIT_ENV)
+    made = valid = nonword = echo = 0
+    scores, seconds, samples = [], [], []
+    for sha in sample:
+        real = git(repo, "log", "-1", "--format=%s", sha).strip()
+        git(ws, "reset", "-q", "--hard")
+        git(ws, "clean", "-qfdx")
+        git(ws, "checkout", "-q", "-f", f"{sha}^")
+        patch = git(ws, "diff", "--binary", f"{sha}^", sha)
+        subprocess.run(["git", "-C", str(ws), "apply", "--index"], input=patch, text=True,
+                       check=True, capture_output=True, env=GIT_ENV)
+        t0 = time.perf_counter()
+        try:
+            result = await generate_commit_message(TaskRun(worker), settings, ws)
+        except Refusal as exc:
+            seconds.append(time.perf_counter() - t0)
+            samples.append((real, None, str(exc)[:110]))
+            continue
+        seconds.append(time.perf_counter() - t0)
+        made += 1
+        header = result.message.splitlines()[0]
+        checks = subject_checks(header, patch, words)
+        valid += checks["valid"]
+        nonword += checks["nonword"]
+        echo += checks["echo"]
+        reference = real.split(": ", 1)[1] if _CONVENTIONAL.match(real) else real
+        scores.append(rouge_l(header.split(": ", 1)[-1], reference))
+        problems = [k for k in ("nonword", "echo") if checks[k]]
+        samples.append((real, header, ", ".join(problems + ([] if checks["valid"]
+                                                           else ["invalid"]))))
+    n = len(sample)
+    return {"total": n, "made": made, "refused": n - made, "valid": valid, "nonword": nonword,
+            "echo": echo, "rouge": sum(scores) / len(scores) if scores else 0.0,
+            "s_per": sum(seconds) / len(seconds) if seconds else 0.0, "samples": samples}
+
+
+def pct(a: int, b: int) -> str:
+    return f"{a}/{b} ({100 * a / b:.0f}%)" if b else "0/0"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="smollm2,gemma3-270m")
+    parser.add_argument("--docstrings", type=int, default=6)
+    parser.add_argument("--commits", type=int, default=5)
+    parser.add_argument("--repo", type=Path, default=REPO)
+    parser.add_argument("--half", choices=("held-back", "tuning"), default="held-back")
+    parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    write = not args.no_write and args.half == "held-back"
+    words = english_words()
+    files, pool = doc_pool()
+    doc_half = halves(pool, args.seed)[args.half]
+    docs = sorted(random.Random(args.seed).sample(doc_half, min(args.docstrings, len(doc_half))))
+    commit_half = halves(commit_pool(args.repo), args.seed)[args.half]
+    commits = random.Random(args.seed).sample(commit_half, min(args.commits, len(commit_half)))
+    repo_name = "this repository" if args.repo.resolve() == REPO else f"`{args.repo.name}`"
+    description = [
+        "Code nobody here wrote, judged by checks that are not Hearth's validator. Only the "
+        f"held-back half is reported (pools shuffled with seed {args.seed}, cut in two; "
+        "prompts and thresholds may be tuned on the other half with `--half tuning`). "
+        f"Answer cache off; a context of {CONTEXT} tokens (the prompts are fitted to it).", "",
+        f"- Docstrings: {len(docs)} functions sampled from the held-back half of {len(pool)} "
+        "functions with a real first sentence in "
+        + ", ".join(f"`{f}`" for f in files) + " (site-packages), every docstring removed. "
+        "*Junk*: a placeholder pattern (foo, value1, Hello World, test.txt, \"This is a "
+        "docstring\", the prompt's markers), a word in neither the dictionary (words of the "
+        "standard library's comments and docstrings) nor the function's code, or a parameter "
+        "line of fewer than two words. *Acceptable*: not junk and the summary's ROUGE-L "
+        "against the real first sentence ≥ 0.2.",
+        f"- Commit messages: {len(commits)} real commits of {repo_name} (1-4 files, 3-80 "
+        "changed lines) sampled from the held-back half, each replayed staged on its parent "
+        "in a temporary clone. *Valid*: a Conventional Commits header of at most 72 "
+        "characters. *Non-word start*: the subject's first word is in neither the "
+        "dictionary nor the diff. *Echo*: the prompt's instructions repeated. ROUGE-L of "
+        "the subject against the real subject (its type prefix removed)."]
+    if write:
+        write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
+                      + "\n".join(description))
+    print("\n".join(description), flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="hearth-quality-"))
+    for preset in filter(None, args.models.split(",")):
+        load_before = wait_for_quiet(60)
+        r = asyncio.run(evaluate(preset, docs, files, commits, args.repo, words, tmp))
+        dc, cm = r["docstrings"], r["commits"]
+        for name, text, why in dc["samples"]:
+            print(f"  docstring {name}: {text or 'refused'!r} {why}")
+        for real, header, why in cm["samples"]:
+            print(f"  commit {real[:60]!r} -> {header or 'refused'!r} {why}")
+        lines = [
+            "| docstrings produced | refused | junk among produced | acceptable among "
+            "produced | summary ROUGE-L | parameters documented | s/answer |",
+            "|---|---|---|---|---|---|---|",
+            f"| {pct(dc['made'], dc['total'])} | {pct(dc['refused'], dc['total'])} | "
+            f"{pct(dc['junk'], dc['made'])} | {pct(dc['acceptable'], dc['made'])} | "
+            f"{dc['rouge']:.2f} | {dc['params']} | {dc['s_per']:.1f} s |", "",
+            "| commit messages produced | refused | valid header | non-word start | prompt "
+            "echo | subject ROUGE-L | s/answer |", "|---|---|---|---|---|---|---|",
+            f"| {pct(cm['made'], cm['total'])} | {pct(cm['refused'], cm['total'])} | "
+            f"{pct(cm['valid'], cm['made'])} | {pct(cm['nonword'], cm['made'])} | "
+            f"{pct(cm['echo'], cm['made'])} | {cm['rouge']:.2f} | {cm['s_per']:.1f} s |"]
+        print("\n".join(lines), flush=True)
+        if write:
+            write_section(f"quality-{preset}", f"### Quality with `{preset}`\n\n"
+                          + machine_description(model_where=r["where"], load_before=load_before)
+                          + "\n\n" + NOISE + " Only the seconds column depends on it.\n\n"
+                          + "\n".join(lines))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
