@@ -487,10 +487,13 @@ class RemoteEngine:
                 f"(or raise {cfg.setting('connect_timeout_s')})", BackendUnavailable),
                 retry=True, counts=True)
         if isinstance(exc, httpx.ConnectError):
+            # Refused or unreachable: nothing listens, and a retry a second later finds
+            # the same. Failing at once lets the route's next backend answer within
+            # milliseconds; the breaker then skips this one until breakerResetS.
             return _Failure(self._error(
                 f"cannot connect ({reason})",
                 f"is the server running? check {cfg.setting('url')}", BackendUnavailable),
-                retry=True, counts=True)
+                retry=False, counts=True)
         if started:
             return _Failure(self._error(
                 f"the stream was cut in the middle ({reason})",
