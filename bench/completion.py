@@ -105,8 +105,7 @@ async def main() -> None:
         def counting(piece: str) -> None:
             produced.append(piece)
             on_piece(piece)
-        fmt = await model.format(run.worker)
-        return await completion_run.generate(run, fmt, request, sampling, counting)
+        return await completion_run.generate(run, model.format, request, sampling, counting)
 
     def new_run() -> TaskRun:
         return TaskRun(worker, ("completion", "doc"), Priority.COMPLETION)
@@ -129,7 +128,7 @@ async def main() -> None:
                           n_batch=settings.model.batch_size, n_threads=engine.info.threads,
                           n_threads_batch=engine.info.threads, verbose=False)
     fmt = await model.format(worker)
-    budget = max(64, min(completion_run.CONTEXT_TOKENS,
+    budget = max(64, min(sampling.context_tokens,
                          engine.info.context_length - sampling.max_tokens - 16))
 
     def raw_prompt(prefix: str, suffix: str, path: str) -> str:

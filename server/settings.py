@@ -192,6 +192,10 @@ class CompletionSettings(SamplingSettings):
                                "generating (milliseconds).", minimum=0, maximum=5000)
     multiline: bool = setting(True, "Suggest whole blocks (stopping at the end of the block), "
                               "not only the rest of the line.")
+    context_tokens: int = setting(
+        512, "Most of the document a completion prompt holds (prefix and suffix, tokens): "
+        "more sees further, but the first request on a file evaluates all of it.",
+        minimum=64, maximum=32768)
 
 
 def _completion_settings() -> CompletionSettings:

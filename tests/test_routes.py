@@ -394,3 +394,26 @@ def test_doctor_describes_a_live_backend(llama_server):
     team = next(c for c in backend_checks(settings) if c.name == "backend team")
     assert team.status == "ok", team.detail
     assert "smollm2 on llama-cpp-python" in team.detail and "structured output: grammar" in team.detail
+
+
+@pytest.mark.slow
+async def test_inline_completion_follows_its_route_to_the_model_server(demo_repo, proxy):
+    opts = options(proxy.url, ["team"])
+    opts["completion"] = {"debounceMs": 0, "maxTokens": 12}
+    client, _, _ = await start(REAL_SERVER, demo_repo, init_options=opts)
+    try:
+        text = "def area(width, height):\n    return "
+        path = demo_repo / "geometry.py"
+        path.write_text(text)
+        uri = open_doc(client, path, text=text)
+        await client.text_document_inline_completion_async(types.InlineCompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=1, character=11),
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+        [sent] = [s.json() for s in proxy.posts("/v1/completions")]
+        assert sent["prompt"].endswith(text) and sent["max_tokens"] == 12
+        status = await command(client, "hearth.status")
+        assert next(b for b in status["backends"] if b["name"] == "local")["state"] == "empty"
+    finally:
+        await stop(client)

@@ -20,13 +20,14 @@ from lsprotocol import types
 from pygls.workspace import TextDocument
 
 from ....indexer.languages import language_of
+from ...engine.router import Backend
 from ...engine.worker import Priority
-from ...settings import Settings
+from ...settings import LOCAL, Settings, local_only
 from ...tasks.completion import run as completion_run
 from ...tasks.completion.model import CompletionModel
 from ...tasks.completion.run import CompletionRequest
 from ...tasks.completion.session import CompletionSession, Suggestion
-from ...tasks.runner import TaskRun, ready_engine
+from ...tasks.runner import TaskRun
 from ..common import no_actions_reason
 from ..server import HearthServer
 
@@ -75,13 +76,22 @@ async def suggest(ls: HearthServer, doc: TextDocument, position: types.Position,
     redactor = folder.redactor if folder is not None else None
     sampling = settings.completion
 
+    # routes.completion: a model server, or "local" = the completion worker (its own
+    # model, not the task model that "local" means for the other routes).
+    route = [b if b.remote else Backend(LOCAL, worker)
+             for b in ls.backends.route(settings, "completion")]
+    rel = ls.document_path(doc)
+    private = bool(local_only(settings, [rel]))
+
     def new_run() -> TaskRun:
-        return TaskRun(worker, ("completion", doc.uri), Priority.COMPLETION, redactor=redactor)
+        run = TaskRun(worker, ("completion", doc.uri), Priority.COMPLETION, redactor=redactor,
+                      route=route, on_notice=lambda text: log.info("completion: %s", text))
+        if private:
+            run.keep_local(f"{rel} is local-only (privacy.localOnly)")
+        return run
 
     async def generate(run: TaskRun, req: CompletionRequest, on_piece: Any):
-        await ready_engine(run.worker)  # the format needs the loaded model's file
-        fmt = await st.model.format(run.worker)
-        return await completion_run.generate(run, fmt, req, sampling, on_piece)
+        return await completion_run.generate(run, st.model.format, req, sampling, on_piece)
 
     found = await st.session.suggest(doc.uri, request, new_run=new_run, generate=generate,
                                      debounce_s=sampling.debounce_ms / 1000)

@@ -6,17 +6,14 @@ are all here; ``session.py`` decides when to call, and what to reuse.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ...engine.base import Completion
+from ...engine.worker import GenerationWorker
 from ...settings import CompletionSettings
-from ..runner import TaskRun, ready_engine, stops
+from ..runner import TaskRun, routed, stops
 from .prompt import FimFormat, build_prompt
-
-# The most of the document a prompt holds (tokens, prefix and suffix together): the
-# first request on a file evaluates all of it; later ones reuse it from the KV cache.
-CONTEXT_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -30,11 +27,19 @@ class CompletionRequest:
     multiline: bool = True
 
 
-async def generate(run: TaskRun, fmt: FimFormat | None, request: CompletionRequest,
-                   settings: CompletionSettings, on_piece: Callable[[str], None],
-                   context_tokens: int = CONTEXT_TOKENS) -> Completion:
-    """One raw continuation at the cursor (TaskCancelled when stopped)."""
-    info = await ready_engine(run.worker)
+@routed
+async def generate(run: TaskRun, fmt_of: Callable[[GenerationWorker], Awaitable[FimFormat | None]],
+                   request: CompletionRequest, settings: CompletionSettings,
+                   on_piece: Callable[[str], None],
+                   context_tokens: int | None = None) -> Completion:
+    """One raw continuation at the cursor (TaskCancelled when stopped), on the first
+    backend of routes.completion that answers. ``fmt_of(worker)`` reads the local model's
+    FIM format from its file; a model server gets a prefix-only prompt at /v1/completions
+    (its FIM tokens, if any, are not known here)."""
+    info = await run.ready()
+    fmt = None if run.remote else await fmt_of(run.worker)
+    if context_tokens is None:
+        context_tokens = settings.context_tokens
     budget = max(64, min(context_tokens, info.context_length - settings.max_tokens - 16))
     prompt = build_prompt(request.prefix, request.suffix, fmt=fmt, budget_tokens=budget,
                           path=request.path, language=request.language)
@@ -43,4 +48,4 @@ async def generate(run: TaskRun, fmt: FimFormat | None, request: CompletionReque
                               on_piece=on_piece)
 
 
-__all__ = ["CONTEXT_TOKENS", "CompletionRequest", "generate"]
+__all__ = ["CompletionRequest", "generate"]
