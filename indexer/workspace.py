@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -89,6 +89,8 @@ class IndexStats:
     skipped: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     stopped: bool = False  # should_stop() said so before every file was done
+    # Files left out by a cap, by the setting that did it ("maxFiles", "maxChunks").
+    left_out: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -193,7 +195,7 @@ def _pool_worker_init(parent: int) -> None:
 
 
 def _parse_all(root: Path, todo: list[tuple[str, str | None]],
-               workers: int | None) -> Iterator[ParsedFile]:
+               workers: int | None) -> Generator[ParsedFile, None, None]:
     """Parsed files in ``todo`` order, from a process pool when that pays."""
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(todo) < POOL_MIN_FILES:
@@ -233,21 +235,38 @@ OPEN_MARKER = "writer.open"
 VECTORS_CLOSED = "chroma.closed"
 
 
+def left_out_notice(stats: IndexStats, max_files: int | None, max_chunks: int | None) -> str:
+    """What a cap left out, for the user: how many files, which setting, what to do."""
+    parts = []
+    if stats.left_out["maxFiles"]:
+        parts.append(f"{stats.left_out['maxFiles']} of {stats.files} files past index.maxFiles "
+                     f"({max_files})")
+    if stats.left_out["maxChunks"]:
+        parts.append(f"{stats.left_out['maxChunks']} more files past index.maxChunks "
+                     f"({max_chunks} chunks)")
+    return (f"the workspace is larger than the index may hold: {' and '.join(parts)} were "
+            "left out of search and retrieved context (the open files are always indexed; "
+            "raise the setting or add index.exclude patterns to choose what is indexed)")
+
+
 class WorkspaceIndex:
     def __init__(self, root: Path, cache: Path, *, max_file_kb: int = 512,
                  exclude: list[str] | None = None, readonly: bool = False,
-                 check: bool = True):
+                 check: bool = True, max_files: int | None = None,
+                 max_chunks: int | None = None):
         """The index of ``root`` under ``cache``. ``readonly``: only search it. ``check``:
         check the store's pages first (False for a second connection in the same
         process, right after the writer checked them).
 
         ``notices`` says what was found and done on the way (a damaged store
-        rebuilt, an unclean stop checked), for the user.
+        rebuilt, an unclean stop checked, files left out by a cap), for the user.
+        ``max_files`` / ``max_chunks``: caps for huge repositories (see update()).
         """
         self.root = root.resolve()
         self.dir = index_dir(cache, self.root)
         self.max_file_kb = max_file_kb
         self.exclude = list(exclude or [])
+        self.max_files, self.max_chunks = max_files, max_chunks
         self.notices: list[str] = []
         self.readonly_reason: str | None = None  # why this one cannot write
         self._vectors: VectorStore | None = None
@@ -367,7 +386,8 @@ class WorkspaceIndex:
 
     def update(self, progress: Progress | None = None, *, rebuild: bool = False,
                workers: int | None = None,
-               should_stop: Callable[[], bool] = lambda: False) -> IndexStats:
+               should_stop: Callable[[], bool] = lambda: False,
+               keep: Iterable[str] = ()) -> IndexStats:
         """Bring the index in line with the disk: only changed files are parsed again.
 
         Parsing and chunking run in a pool of processes when many files changed
@@ -375,6 +395,10 @@ class WorkspaceIndex:
         chunking around it); this process only writes SQLite, in file order.
         ``should_stop`` is asked after each file: when it says so, what is done is
         committed (each file is whole) and the rest waits for the next update.
+
+        ``keep``: files (relative, POSIX) indexed first and whatever the caps say
+        (the editor's open files). Past ``max_files`` files or ``max_chunks`` chunks
+        the other files are left out, in path order, and counted in ``stats.left_out``.
         """
         self._require_writer()
         started = time.perf_counter()
@@ -384,15 +408,21 @@ class WorkspaceIndex:
         if rebuild:
             with self.store.transaction():
                 self.store.clear()
-        wanted = {p.as_posix() for p in found.files}
+        order, pinned = self._in_order(found.files, keep)
+        if self.max_files is not None and len(order) > self.max_files:
+            room = max(0, self.max_files - len(pinned))
+            others = [rel for rel in order if rel not in pinned]
+            stats.left_out["maxFiles"] = len(others) - room
+            order = [rel for rel in order if rel in pinned] + others[:room]
+        wanted = set(order)
         with self.store.transaction():
             for gone in sorted(set(known) - wanted):
                 self.store.remove_file(gone)
+                known.pop(gone)
                 stats.removed += 1
-        total = len(found.files)
+        total = len(order)
         todo: list[tuple[str, str | None]] = []
-        for rel_path in found.files:  # size + mtime first: unchanged files cost one stat
-            rel = rel_path.as_posix()
+        for rel in order:  # size + mtime first: unchanged files cost one stat
             rec = known.get(rel)
             try:
                 st = (self.root / rel).stat()
@@ -401,6 +431,9 @@ class WorkspaceIndex:
                 continue
             if rec is None or rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
                 todo.append((rel, rec.hash if rec else None))
+        # Chunks per file already stored, for the chunk cap.
+        stored = dict(self.store.db.execute("SELECT path, count(*) FROM chunks GROUP BY path")
+                      ) if self.max_chunks is not None else {}
         if progress and total:
             progress(total - len(todo), total, "")
         done, batch = total - len(todo), 0
@@ -409,30 +442,67 @@ class WorkspaceIndex:
         self.store.db.execute(f"PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}")
         self.store.db.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
         self.store.db.execute("BEGIN")
+        parsing = _parse_all(self.root, todo, workers)
+        to_parse = {rel for rel, _ in todo}
+        used, full = 0, False
         try:
-            for parsed in _parse_all(self.root, todo, workers):
+            for rel in order:
+                if rel not in known and rel not in to_parse:
+                    continue  # unreadable
+                parsed = next(parsing) if rel in to_parse and not full else None
                 if should_stop():
                     stats.stopped = True
                     break
-                if self._store_parsed(parsed, stats):
+                if self.max_chunks is not None and rel not in pinned:
+                    if parsed is None or parsed.chunks is None:
+                        size = stored.get(rel, 0)
+                    else:
+                        size = len(parsed.chunks)
+                    if full or used + size > self.max_chunks:
+                        if not full:  # the rest is not parsed at all
+                            full = True
+                            parsing.close()
+                        stats.left_out["maxChunks"] += 1
+                        if rel in known:
+                            self.store.remove_file(rel)
+                            stats.removed += 1
+                        continue
+                    used += size
+                elif self.max_chunks is not None:  # pinned: in, and counted
+                    used += stored.get(rel, 0) if parsed is None or parsed.chunks is None \
+                        else len(parsed.chunks)
+                if parsed is not None and self._store_parsed(parsed, stats):
                     batch += 1
                 if batch >= 200:  # commit in batches: a crash loses at most one batch
                     self.store.db.commit()
                     self.store.db.execute("BEGIN")
                     batch = 0
-                done += 1
-                if progress and (done % 50 == 0 or done == total):
-                    progress(done, total, parsed.rel)
+                if parsed is not None:
+                    done += 1
+                    if progress and (done % 50 == 0 or done == total):
+                        progress(done, total, parsed.rel)
             self.store.db.commit()
         except BaseException:
             self.store.db.rollback()
             raise
         finally:
+            parsing.close()
             with contextlib.suppress(sqlite3.Error):  # a failed store: its error is the news
                 self.store.db.execute("PRAGMA wal_autocheckpoint=1000")
                 self.store.db.execute("PRAGMA cache_size=-2000")
+        if stats.left_out:
+            self._notice(left_out_notice(stats, self.max_files, self.max_chunks))
         stats.seconds = time.perf_counter() - started
         return stats
+
+    @staticmethod
+    def _in_order(files: Iterable[Path], keep: Iterable[str]) -> tuple[list[str], set[str]]:
+        """Discovered files, those in ``keep`` first; and which of them were in ``keep``."""
+        rels = [p.as_posix() for p in files]
+        found = set(rels)
+        pinned = [rel for rel in dict.fromkeys(keep) if rel in found]
+        first = set(pinned)
+        return pinned + [rel for rel in rels if rel not in first], first
 
     def _store_parsed(self, parsed: ParsedFile, stats: IndexStats) -> bool:
         if parsed.error is not None:
@@ -462,11 +532,14 @@ class WorkspaceIndex:
         return self._store_parsed(parse_file(str(self.root), rel, known.hash if known else None),
                                   stats)
 
-    def update_paths(self, paths: list[str]) -> IndexStats:
-        """Re-index some files (saved, changed on disk, created or deleted)."""
+    def update_paths(self, paths: list[str], keep: Iterable[str] = ()) -> IndexStats:
+        """Re-index some files (saved, changed on disk, created or deleted). A file not
+        indexed yet is left out when a cap is reached, unless it is in ``keep``."""
         self._require_writer()
         stats = IndexStats()
         known = self.store.files()
+        pinned = set(keep)
+        held: list[int] | None = None  # [files, chunks] in the store, counted when needed
         with self.store.transaction():
             for rel in paths:
                 full = self.root / rel
@@ -476,7 +549,22 @@ class WorkspaceIndex:
                         self.store.remove_file(rel)
                         stats.removed += 1
                     continue
+                if rel not in known and rel not in pinned and (
+                        self.max_files is not None or self.max_chunks is not None):
+                    if held is None:
+                        held = [len(known), self.store.db.execute(
+                            "SELECT count(*) FROM chunks").fetchone()[0]]
+                    cap = "maxFiles" if self.max_files is not None and \
+                        held[0] >= self.max_files else "maxChunks" if \
+                        self.max_chunks is not None and held[1] >= self.max_chunks else None
+                    if cap:
+                        stats.left_out[cap] += 1
+                        continue
+                before = stats.chunks_added
                 self._index_file(rel, known.get(rel), stats)
+                if held is not None and rel not in known:
+                    held[0] += 1
+                    held[1] += stats.chunks_added - before
         return stats
 
     # -------------------------------------------------------------- search

@@ -223,7 +223,9 @@ class IndexService:
         try:
             self.writer = WorkspaceIndex(self.root, self.cache,
                                          max_file_kb=self.settings.max_file_kb,
-                                         exclude=self.settings.exclude)
+                                         exclude=self.settings.exclude,
+                                         max_files=self.settings.max_files,
+                                         max_chunks=self.settings.max_chunks)
         except (IndexUnavailable, CorruptIndex) as exc:
             # A read-only cache folder without an index, a damaged store another
             # process writes, a full disk: the other features go on without an index.
@@ -258,8 +260,12 @@ class IndexService:
                 elif kind == "repair":
                     self._replace_store(str(arg))
                 elif kind == "files":
-                    stats = self.writer.update_paths(arg)
+                    stats = self.writer.update_paths(arg, keep=self._open_rels())
                     log.info("index: %d files updated, %d removed", stats.changed, stats.removed)
+                    if stats.left_out:
+                        log.info("index: %d new files not indexed: the index is at its cap "
+                                 "(index.maxFiles / index.maxChunks); open them to have "
+                                 "them indexed", sum(stats.left_out.values()))
                     self._phase2()
             except sqlite3.DatabaseError as exc:
                 if isinstance(exc, sqlite3.OperationalError):
@@ -308,7 +314,8 @@ class IndexService:
 
         try:
             stats = self.writer.update(progress, rebuild=rebuild,
-                                       should_stop=self._stopping.is_set)
+                                       should_stop=self._stopping.is_set,
+                                       keep=self._open_rels())
         except sqlite3.DatabaseError as exc:
             if not isinstance(exc, sqlite3.OperationalError):  # a damaged page met on the way
                 self._repair(str(exc))
@@ -334,10 +341,24 @@ class IndexService:
         log.info("index: %d files, %d chunks in %.2f s (skipped: %s)", stats.files,
                  counts["chunks"], stats.seconds,
                  ", ".join(f"{n} {r}" for r, n in stats.skipped.most_common()) or "none")
-        self.report("", f"{counts['files']} files, {counts['chunks']} chunks", None)
+        left_out = sum(stats.left_out.values())
+        if left_out:  # the index's notice (logged there) says which cap and what to do
+            self._collect_notices()
+        self.report("", f"{counts['files']} files, {counts['chunks']} chunks"
+                    + (f"; {left_out} files left out (index.maxFiles / index.maxChunks)"
+                       if left_out else ""), None)
         self.error = None  # a damaged store, a full disk: behind us now
         self.ready.set()
         self._phase2()
+
+    def _open_rels(self) -> list[str]:
+        """The editor's open files, relative to the root: indexed whatever the caps say."""
+        try:
+            paths = self.open_paths()
+        except Exception as exc:  # the editor's state is not worth failing an update for
+            log.debug("open files unavailable: %s", exc)
+            return []
+        return [rel for rel in map(self.relative, paths) if rel is not None]
 
     def _collect_notices(self) -> None:
         """The index's own notices (a vector store rebuilt), for status()."""
@@ -406,7 +427,7 @@ class IndexService:
             while self.busy():  # the user's generation comes first
                 time.sleep(0.05)
 
-        first = [rel for rel in map(self.relative, self.open_paths()) if rel is not None]
+        first = self._open_rels()
         try:
             stats = self.writer.embed_pending(_Locked(self._embedder, self._embed_lock),
                                               self._vectors, progress, first=first, batch=64)
