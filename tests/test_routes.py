@@ -10,6 +10,8 @@ model server would receive.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +29,16 @@ from hearth_lsp.server.tasks.runner import Refusal, TaskRun, after_prefill
 from hearth_lsp.server.trust import set_trusted
 
 from conftest import free_port
-from lsp_helpers import REAL_SERVER, open_doc, progress_titles, start, stop, wait_until
+from lsp_helpers import (
+    FAKE_SERVER,
+    REAL_SERVER,
+    open_doc,
+    progress_titles,
+    start,
+    stop,
+    wait_model,
+    wait_until,
+)
 from proxy import Drop, Forward, Proxy
 
 # ---- settings ---------------------------------------------------------------------
@@ -415,5 +426,38 @@ async def test_inline_completion_follows_its_route_to_the_model_server(demo_repo
         assert sent["prompt"].endswith(text) and sent["max_tokens"] == 12
         status = await command(client, "hearth.status")
         assert next(b for b in status["backends"] if b["name"] == "local")["state"] == "empty"
+    finally:
+        await stop(client)
+
+
+async def test_backends_and_routes_change_while_the_server_runs(demo_repo):
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_RESPONSES": json.dumps([])})
+    try:
+        await wait_model(client)
+        url = f"http://127.0.0.1:{free_port()}/v1"
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+            settings={"hearth": {"backends": {"team": {"url": url}},
+                                 "routes": {"review": ["team", "local"]}}}))
+
+        async def routes() -> dict:
+            return (await command(client, "hearth.status"))["routes"]
+
+        for _ in range(100):
+            if (await routes())["review"] == ["team", "local"]:
+                break
+            await asyncio.sleep(0.05)
+        assert (await routes())["review"] == ["team", "local"]
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+            settings={"hearth": {"routes": {"review": ["local"]}}}))
+        for _ in range(100):
+            if (await routes())["review"] == ["local"]:
+                break
+            await asyncio.sleep(0.05)
+        status = await command(client, "hearth.status")
+        assert status["routes"]["review"] == ["local"] and status["model"] == "ready"
+        assert [b["name"] for b in status["backends"]] == ["local"]  # team's worker closed
+        said = [m.message for m in [*client.messages, *client.log_messages]]
+        assert not any("Traceback" in m or "KeyError" in m for m in said), said
     finally:
         await stop(client)

@@ -143,9 +143,10 @@ async def did_change_configuration(ls: HearthServer,
     else:  # the "pull" model: the notification only says something changed
         await _pull_configuration(ls)
     changed = ls.apply_settings()
-    log.info("settings changed: %s", ", ".join(SPECS[k].key for k in sorted(changed)) or "none")
-    if any(SPECS[k].reload for k in changed):
-        await ls.load_model()
+    log.info("settings changed: %s", ", ".join(
+        SPECS[k].key if k in SPECS else ".".join(k) for k in sorted(changed)) or "none")
+    if changed:  # a new model.*, or a route that now names the local model: load_model
+        await ls.load_model()  # does nothing when the loaded model is still the one
 
 
 def shutdown(ls: HearthServer, params: None) -> None:
@@ -182,8 +183,7 @@ async def command_trust(ls: HearthServer, *args: Any) -> dict[str, Any]:
         trust_for_session(folders)
     else:
         raise JsonRpcInvalidParams("untrusting is persistent: pass persist: true")
-    changed = ls.apply_settings()
-    if any(SPECS[k].reload for k in changed):
+    if ls.apply_settings():
         await ls.load_model()
     return {"trusted": [str(r) for r in folders if is_trusted(r, ls.environ)]}
 
