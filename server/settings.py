@@ -84,6 +84,13 @@ class ModelSettings:
     batch_size: int = setting(
         512, "Prompt-processing batch size (tokens).", minimum=8, maximum=8192,
         reload=True)
+    shared: bool = setting(
+        False, "Share one warm model between every editor window, the command line and the "
+        "git hook: a local daemon (`hearth daemon`) holds it and is started on demand; off = "
+        "each process loads its own.")
+    daemon_idle_s: int = setting(
+        900, "The shared-model daemon exits after this many seconds without a client.",
+        minimum=10, maximum=604800)
     dirs: list[str] = setting(
         [], "Extra folders where `hearth models list` looks for GGUF files (besides Ollama's "
         "store, LM Studio's folder and the Hugging Face cache).", trusted=True)
