@@ -10,11 +10,31 @@ JOBS   := $(shell nproc 2>/dev/null || echo 2)
 # portable AVX2 build runs everywhere x86-64 and loses little on small models.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
-.PHONY: setup demo test test-fast test-vscode editors system-editors docs-images vsix lint bench clean
+# The accelerator llama.cpp is built for: cuda (an NVIDIA GPU that nvidia-smi sees and
+# the CUDA toolkit), metal (Apple silicon), vulkan (glslc and the Vulkan headers), else
+# cpu; HEARTH_GPU=cpu|cuda|metal|vulkan decides instead. .ci/gpu-flags adds the GPU
+# flag to LLAMA_CMAKE_ARGS (Metal builds drop them: they are x86 flags) and says why.
+GPU_FLAGS    = HEARTH_GPU='$(HEARTH_GPU)' $(PYTHON) .ci/gpu-flags --base-args '$(LLAMA_CMAKE_ARGS)'
+HEARTH_ACCEL := $(shell HEARTH_GPU='$(HEARTH_GPU)' $(PYTHON) .ci/gpu-flags --kind 2>/dev/null || echo invalid)
+ACCEL_FILE   := $(VENV)/.hearth-accel
+# torch for the embeddings: the pinned CPU build. With CUDA, embeddings can use the GPU:
+# make setup TORCH_SPEC='torch --index-url https://download.pytorch.org/whl/cu128'
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: FORCE setup demo test test-fast test-vscode editors system-editors docs-images vsix lint bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Rewritten only when the accelerator changes, so that a change redoes the setup (and
+# rebuilds llama-cpp-python). A first record of `cpu` keeps an existing CPU setup.
+$(ACCEL_FILE): FORCE
+	@mkdir -p $(VENV)
+	@if [ ! -f $@ ] && [ "$(HEARTH_ACCEL)" = cpu ]; then echo cpu > $@; touch -t 197001010000 $@; \
+	elif [ "$$(cat $@ 2>/dev/null)" != "$(HEARTH_ACCEL)" ]; then echo "$(HEARTH_ACCEL)" > $@; fi
+
+FORCE:
+
+$(STAMP): pyproject.toml $(ACCEL_FILE)
 	# bubblewrap walls off generated tests (hearth warns, and tests.requireIsolation
 	# refuses, without it); Debian's package, when we may install it.
 	@if ! command -v bwrap >/dev/null 2>&1; then \
@@ -27,17 +47,36 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: on these machines 2.13.0 is a CPU build on local disk; anything
-	# else would pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install -q torch==2.13.0
-	# llama-cpp-python compiles from source the first time (~10-20 min on 2 cores).
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) \
-		$(BIN)/python -m pip install 'llama-cpp-python>=0.3.16'
+	# else would pull a multi-GB CUDA build (TORCH_SPEC above says how to ask for one).
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	# llama-cpp-python compiles from source the first time (~10-20 min on 2 cores), for
+	# the accelerator .ci/gpu-flags chose. An installed build for another one (CPU vs
+	# GPU) is rebuilt; a GPU build never comes from pip's wheel cache (a CPU wheel).
+	@flags=$$($(GPU_FLAGS)) || exit 1; eval "$$flags"; export CMAKE_ARGS; \
+	[ -z "$${CUDACXX:-}" ] || export CUDACXX; \
+	export CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS); \
+	want=$$([ "$$HEARTH_ACCEL" = cpu ] && echo cpu || echo gpu); \
+	built=$$($(BIN)/python -c 'import llama_cpp; print("gpu" if llama_cpp.llama_supports_gpu_offload() else "cpu")' 2>/dev/null || echo none); \
+	nocache=$$([ "$$want" = gpu ] && echo --no-cache-dir); \
+	if [ "$$built" = none ] || [ "$$built" = "$$want" ]; then \
+		echo "pip install llama-cpp-python ($$HEARTH_ACCEL build)"; \
+		$(BIN)/python -m pip install $$nocache 'llama-cpp-python>=0.3.16'; \
+	else \
+		echo "llama-cpp-python is a $$built build: rebuilding it for $$HEARTH_ACCEL"; \
+		$(BIN)/python -m pip install --force-reinstall --no-deps --no-cache-dir 'llama-cpp-python>=0.3.16'; \
+	fi
+	@if [ "$(HEARTH_ACCEL)" = cuda ] && ! $(BIN)/python -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then \
+		echo "note: torch is a CPU build, so embeddings run on the CPU (llama.cpp uses the GPU)."; \
+		echo "  For GPU embeddings: make setup TORCH_SPEC='torch --index-url https://download.pytorch.org/whl/cu128'"; \
+	fi
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# A wheel cached from an earlier native build can still crash: probe it, rebuild once.
 	$(BIN)/hearth doctor > $(VENV)/doctor.txt 2>&1 || true
 	if grep -q "llama.cpp crashed" $(VENV)/doctor.txt; then \
 		echo "llama-cpp-python crashes on this CPU: rebuilding it portable"; \
-		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) \
+		flags=$$($(GPU_FLAGS)) || exit 1; eval "$$flags"; export CMAKE_ARGS; \
+		[ -z "$${CUDACXX:-}" ] || export CUDACXX; \
+		CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) \
 		$(BIN)/python -m pip install --force-reinstall --no-deps --no-cache-dir 'llama-cpp-python>=0.3.16'; \
 	fi
 	$(BIN)/hearth doctor
