@@ -183,8 +183,10 @@ TASKS = ("docs", "review", "tests", "commit", "completion")
 
 
 def options(url: str, route: list[str], **backend) -> dict:
+    # breakerResetS: long enough that a slow local answer on a busy machine does not
+    # let the failed backend be tried again within one test.
     return {"backends": {"team": {"url": url, "retries": 0, "breakerFailures": 1,
-                                  "connectTimeoutS": 2, **backend}},
+                                  "breakerResetS": 900, "connectTimeoutS": 2, **backend}},
             "routes": {task: route for task in TASKS},
             # Short answers: what is checked is where they come from, not their length.
             "docstring": {"temperature": 0.0, "seed": 1, "maxTokens": 80},
@@ -280,6 +282,9 @@ async def test_a_dead_server_falls_back_to_the_local_model_with_a_notice(demo_re
             status = await command(client, "hearth.status")
             team = next(b for b in status["backends"] if b["name"] == "team")
             assert team["state"] == "error" and "team" in team["error"]
+            last = status["lastAnswer"]
+            assert last["backend"] == "local" and last["fellBack"] is True
+            assert "team" in last["notices"][-1]
         finally:
             await stop(client)
     finally:

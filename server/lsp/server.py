@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -36,9 +37,10 @@ from pygls.workspace import TextDocument
 from ...indexer.secrets import Redactor
 from .. import __version__, logs
 from ..engine.router import Backends
+from ..engine.shared_worker import SharedWorker
 from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
-from ..local import EngineFactory, llama_engine_factory, open_result_cache
+from ..local import EngineFactory, engine_factory_for, llama_engine_factory, open_result_cache
 from ..models import preset_uses_chat
 from ..settings import (
     WORKSPACE_FILE,
@@ -261,7 +263,9 @@ class HearthServer(LanguageServer):
         self.resolved: Resolved = self.sources.resolve()
         self.cache = cache_dir(self.environ)
         self.engine_factory = engine_factory
-        self.worker = GenerationWorker()  # the in-process model ("local" in routes)
+        # The "local" model of the routes: in this process, or the shared daemon's
+        # (model.shared), whose jobs SharedWorker hands on side by side.
+        self.worker: GenerationWorker = SharedWorker()
         self.backends = Backends(self.worker)  # and the model servers of the routes
         self._reported: set[Hashable] = set()  # problems and notices already shown
         self._loaded_model: tuple[Any, ...] | None = None
@@ -271,6 +275,9 @@ class HearthServer(LanguageServer):
         self.reviews = ReviewState()  # findings per document, for diagnostics
         self.background: set[asyncio.Future] = set()  # reviews on save, kept referenced
         self._index_progress: dict[str, str] = {}  # progress title -> progress token
+        # The last task that reached a model: which backend answered, and why others
+        # did not (hearth.status; editors show it next to the model's state).
+        self.last_answer: dict[str, Any] | None = None
         # Cancellation: request id -> the task's token ($/cancelRequest), progress token
         # -> the task's token (the progress bar's cancel), task key -> the running task's
         # token (a newer request for the same thing replaces it).
@@ -421,7 +428,8 @@ class HearthServer(LanguageServer):
 
     def model_key(self) -> tuple[Any, ...]:
         m = self.settings.model
-        return (m.preset, m.path, m.gpu_layers, m.context_length, m.threads, m.batch_size)
+        return (m.preset, m.path, m.gpu_layers, m.context_length, m.threads, m.batch_size,
+                m.shared)
 
     # ------------------------------------------------------------------- model
 
@@ -438,7 +446,8 @@ class HearthServer(LanguageServer):
             return
         self._loaded_model = key
         settings, cache = self.settings, self.cache
-        job: Job = self.worker.load(lambda: self.engine_factory(settings, cache))
+        factory = engine_factory_for(settings, self.engine_factory)  # model.shared: the daemon
+        job: Job = self.worker.load(lambda: factory(settings, cache))
         async with self.work_progress("Loading model") as report:
             report(f"{settings.model.path or settings.model.preset}")
             try:
@@ -706,6 +715,10 @@ class Progress:
                 del server.task_tokens[run.key]
             if self._request is not None:
                 server.request_tokens.pop(self._request, None)
+        if run is not None and (run.notices or run.route):
+            server.last_answer = {"title": self.title, "backend": run.backend,
+                                  "fellBack": bool(run.notices), "notices": run.notices[-3:],
+                                  "at": time.strftime("%H:%M:%S")}
         if self.token is not None:
             message = self._end_message
             if run is not None and message and (run.route and run.route[0].remote

@@ -60,6 +60,10 @@ export function userSettings(items: Inspected[]): Record<string, unknown> {
     const value = item.workspaceFolderValue ?? item.workspaceValue ?? item.globalValue;
     if (value === undefined || value === null) continue;
     const parts = item.key.replace(/^hearth\./, '').split('.');
+    if (parts.length === 1 && parts[0] === 'backends') {
+      out.backends = value; // the one object-valued setting: {team: {url: ...}}
+      continue;
+    }
     if (parts.length < 2) continue; // serverPath, pythonPath: the client's own
     let node = out;
     for (const part of parts.slice(0, -1)) node = node[part] ??= {};
@@ -78,6 +82,9 @@ export interface Status {
   error?: string | null;
   info?: { name?: string; where?: string } | null;
   index?: { state?: string; files?: number; chunks?: number; embedded?: number; error?: string | null } | null;
+  routes?: Record<string, string[]>;
+  backends?: { name: string; state?: string; model?: string; url?: string; breaker?: string; error?: string }[];
+  lastAnswer?: { title?: string; backend?: string; fellBack?: boolean; notices?: string[]; at?: string } | null;
 }
 
 export interface StatusView {
@@ -96,13 +103,19 @@ export function statusView(status: Status | undefined, serverError?: string): St
   const device = where.startsWith('GPU') ? 'GPU' : where.startsWith('CPU') ? 'CPU' : '';
   let text: string;
   let error = false;
-  switch (status.model) {
+  // No route names the in-process model: the model servers are the state to show.
+  const localUsed = !status.routes || Object.values(status.routes).some((r) => r.includes('local'));
+  const servers = (status.backends ?? []).filter((b) => b.name !== 'local');
+  switch (localUsed ? status.model : servers.some((b) => b.state === 'ready') ? 'ready' : 'servers') {
     case 'ready':
       text = `$(flame) Hearth${device ? ` (${device})` : ''}`;
       break;
     case 'error':
       text = '$(error) Hearth: no model';
       error = true;
+      break;
+    case 'servers':
+      text = '$(cloud) Hearth';
       break;
     default:
       text = '$(loading~spin) Hearth: loading model';
@@ -116,6 +129,18 @@ export function statusView(status: Status | undefined, serverError?: string): St
     `Model: ${status.model ?? 'unknown'}${status.info?.name ? ` — ${status.info.name}` : ''}${where ? ` on ${where}` : ''}`,
   ];
   if (status.error) lines.push(`Error: ${status.error}`);
+  for (const b of servers) {
+    const state = b.error && b.state !== 'ready' ? `${b.state}: ${b.error}` : b.state ?? 'not used yet';
+    lines.push(`Server ${b.name}${b.model ? ` (${b.model})` : ''}${b.url ? ` at ${b.url}` : ''}: ${state === 'empty' ? 'not used yet' : state}`);
+  }
+  if (status.routes && servers.length) {
+    lines.push(`Routes: ${Object.entries(status.routes).map(([task, names]) => `${task} → ${names.join(', ')}`).join('; ')}`);
+  }
+  const last = status.lastAnswer;
+  if (last?.backend) {
+    lines.push(`Last answer (${last.at ?? ''}): ${last.backend}${last.fellBack ? ` — fell back: ${(last.notices ?? []).slice(-1)[0] ?? ''}` : ''}`);
+    if (last.fellBack) text += ` · fell back to ${last.backend}`;
+  }
   if (index) lines.push(`Index: ${index.state ?? 'off'}${index.files !== undefined ? `, ${index.files} files, ${index.chunks} chunks` : ''}`);
   if (index?.error) lines.push(`Index error: ${index.error}`);
   lines.push('Click to show the output.');

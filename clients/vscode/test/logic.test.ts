@@ -41,6 +41,22 @@ test('the status bar shows the model state, the device and indexing', () => {
   assert.equal(statusView(undefined, 'spawn hearth ENOENT').error, true);
 });
 
+test('the status bar names the model servers, the routes and a fallback', () => {
+  const remoteOnly = statusView({ model: 'empty', routes: { docs: ['team'], review: ['team'] },
+    backends: [{ name: 'local', state: 'empty' }, { name: 'team', state: 'ready', model: 'qwen', url: 'http://gpu:8080/v1' }] });
+  assert.equal(remoteOnly.text, '$(flame) Hearth'); // not "loading model": no route needs it
+  assert.match(remoteOnly.tooltip, /Server team \(qwen\) at http:\/\/gpu:8080\/v1: ready/);
+  assert.match(remoteOnly.tooltip, /Routes: docs → team; review → team/);
+  const fellBack = statusView({ model: 'ready', info: { where: 'CPU (2 threads)' }, routes: { docs: ['team', 'local'] },
+    backends: [{ name: 'local', state: 'ready' }, { name: 'team', state: 'error', error: 'cannot connect' }],
+    lastAnswer: { backend: 'local', fellBack: true, notices: ['team: cannot connect; using local'], at: '10:00:00' } });
+  assert.equal(fellBack.text, '$(flame) Hearth (CPU) · fell back to local');
+  assert.match(fellBack.tooltip, /Server team: error: cannot connect/);
+  assert.match(fellBack.tooltip, /fell back: team: cannot connect; using local/);
+  assert.deepEqual(userSettings([{ key: 'hearth.backends', globalValue: { team: { url: 'http://x/v1' } } }]),
+    { backends: { team: { url: 'http://x/v1' } } });
+});
+
 test('a server that cannot start is named before the client tries', () => {
   const exists = (file: string) => file === '/usr/local/bin/hearth' || file === '/opt/venv/bin/hearth';
   assert.equal(missingServer('hearth', '/usr/bin:/usr/local/bin', exists), undefined);

@@ -66,6 +66,7 @@ def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
         "routes": {f.name: getattr(ls.settings.routes, f.name)
                    for f in dataclasses.fields(ls.settings.routes)},
         "backends": ls.backends.status(),
+        "lastAnswer": ls.last_answer,
     }
 
 
