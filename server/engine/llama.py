@@ -7,20 +7,23 @@ prompt from the KV cache, which is why prompt builders put stable text first.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import logging
 import os
 import re
+import struct
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..gguf_info import read_gguf
+from ..gguf_info import GGML_BLOCKS, MAGIC, GGUFError, GGUFInfo, _Reader, read_gguf
 from ..settings import ModelSettings, SamplingSettings
 from .base import Completion, EngineError, ModelInfo, ModelUnavailable
 
@@ -43,6 +46,15 @@ class _NativeLog:
     def __init__(self) -> None:
         self._local = threading.local()
         self._callback: Any = None  # the ctypes callback, kept alive while installed
+        # The last lines, whatever the log level: why a load failed (out of memory) is
+        # only said here; llama-cpp-python's exception just says it failed.
+        self.recent: collections.deque[str] = collections.deque(maxlen=200)
+        self.count = 0  # lines received in all
+
+    def since(self, mark: int) -> list[str]:
+        """The lines received after `count` was `mark` (the last 200 at most)."""
+        n = min(self.count - mark, len(self.recent))
+        return list(self.recent)[len(self.recent) - n:] if n > 0 else []
 
     def install(self, llama_cpp: Any) -> None:
         if self._callback is not None:
@@ -60,6 +72,8 @@ class _NativeLog:
         *lines, self._local.pending = pending.split("\n")
         for line in lines:
             if line.strip():
+                self.recent.append(line.rstrip())
+                self.count += 1
                 native_log.debug("%s", line.rstrip())
 
 
@@ -166,6 +180,174 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+# ------------------------------------------------------------- GPU layers
+
+def tensor_table(path: str | Path) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """Every tensor's name -> (bytes, shape), from the header alone.
+
+    The vocabulary's strings are stepped over, never kept: milliseconds for
+    small models, ~0.2 s for a 262k-token vocabulary.
+    """
+    p = Path(path).expanduser()
+    size = p.stat().st_size
+    table: dict[str, tuple[int, tuple[int, ...]]] = {}
+    with p.open("rb") as fh:
+        r = _Reader(fh, p, size)
+        if fh.read(4) != MAGIC:
+            raise GGUFError(f"{p}: not a GGUF model file (wrong magic bytes)")
+        r.scalar(4)
+        tensor_count, kv_count = struct.unpack("<QQ", r.read(16))
+        for _ in range(kv_count):
+            r.string()
+            r.value(r.scalar(4), keep=False)
+        for _ in range(tensor_count):
+            name = r.string()
+            (n_dims,) = struct.unpack("<I", r.read(4))
+            dims = struct.unpack(f"<{n_dims}Q", r.read(8 * n_dims))
+            ggml_type, _offset = struct.unpack("<IQ", r.read(12))
+            n = 1
+            for d in dims:
+                n *= d
+            block = GGML_BLOCKS.get(ggml_type, (1, 2))  # unknown type: guess 2 bytes
+            table[name] = ((n // block[0]) * block[1], tuple(dims))
+    return table
+
+
+_BLOCK = re.compile(r"blk\.(\d+)\.")
+
+
+@dataclass
+class LayerSizes:
+    """What offloading each part of a model to the GPU costs, in bytes."""
+
+    blocks: list[int]  # weights of each repeating layer (blk.N.*), in order
+    output: int  # the output head llama.cpp offloads after every layer (output.weight,
+    # or the token embeddings it is tied to, which llama.cpp then copies to the GPU)
+    kv_per_layer: int  # f16 K and V for the context, per layer
+    compute: int  # llama.cpp's scratch buffer for one batch (an estimate)
+
+    @classmethod
+    def of(cls, info: GGUFInfo, table: dict[str, tuple[int, tuple[int, ...]]],
+           n_ctx: int, n_batch: int) -> LayerSizes:
+        from ..catalog import _int, kv_cache_bytes
+
+        layers = info.block_count or 0
+        blocks = [0] * layers
+        for name, (nbytes, _shape) in table.items():
+            m = _BLOCK.match(name)
+            if m and int(m.group(1)) < layers:
+                blocks[int(m.group(1))] += nbytes
+        head = table.get("output.weight") or table.get("token_embd.weight") or (0, ())
+        output = head[0] + sum(b for n, (b, _) in table.items()
+                               if n.startswith("output") and n != "output.weight")
+        vocab = max(head[1]) if head[1] else 32000
+        md, arch = info.metadata, info.architecture
+        embd = _int(md.get(f"{arch}.embedding_length")) or 4096
+        heads = _int(md.get(f"{arch}.attention.head_count")) or 32
+        kv = kv_cache_bytes(info, n_ctx) // layers if layers else 0
+        # The logits of a batch, the activations, and the attention scores when
+        # flash attention is off: an upper bound of llama.cpp's compute buffer.
+        compute = n_batch * 4 * (vocab + 16 * embd + min(n_ctx, 8192) * heads)
+        return cls(blocks, output, kv, compute)
+
+    def needed(self, layers: int) -> int:
+        """GPU memory for `layers` (llama.cpp's n_gpu_layers: the last N repeating
+        layers, and the output head once N exceeds them), without the reserve."""
+        n = len(self.blocks)
+        on_gpu = min(max(layers, 0), n)
+        need = sum(self.blocks[n - on_gpu:]) + on_gpu * self.kv_per_layer
+        if layers > n:
+            need += self.output
+        return need + (self.compute if layers > 0 else 0)
+
+
+# The CUDA context, cuBLAS workspaces and fragmentation: not in nvidia-smi's free
+# figure, which was read before this process touched the GPU. Per GPU.
+GPU_RESERVE = 512 * 1024 * 1024
+
+
+def fit_gpu_layers(sizes: LayerSizes, free_vram: int, gpus: int = 1,
+                   reserve: int = GPU_RESERVE) -> int:
+    """The most layers (n_gpu_layers) that fit in `free_vram` bytes: -1 when the whole
+    model does (every layer and the output head), 0 when none does."""
+    budget = free_vram - reserve * max(1, gpus)
+    n = len(sizes.blocks)
+    if n == 0:
+        return -1 if budget > sizes.needed(1) else 0
+    if sizes.needed(n + 1) <= budget:
+        return -1
+    best = 0
+    for layers in range(1, n + 1):
+        if sizes.needed(layers) > budget:
+            break
+        best = layers
+    return best
+
+
+def free_vram() -> tuple[int, int] | None:
+    """(free bytes on all NVIDIA GPUs together, how many GPUs) from nvidia-smi; None
+    when it cannot say (no NVIDIA GPU, Metal, Vulkan: then every layer is tried)."""
+    from ..catalog import nvidia_gpus
+
+    gpus, _note = nvidia_gpus()
+    if not gpus:
+        return None
+    return sum(g.vram_free for g in gpus), len(gpus)
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def auto_gpu_layers(path: Path, info: GGUFInfo, model: ModelSettings) -> tuple[int, str | None]:
+    """model.gpuLayers unset on a build that offloads: as many layers as free VRAM
+    holds, and a note when that is not all of them."""
+    vram = free_vram()
+    if vram is None:
+        return -1, None
+    try:
+        sizes = LayerSizes.of(info, tensor_table(path), model.context_length, model.batch_size)
+    except (OSError, GGUFError, struct.error) as exc:
+        return -1, f"could not size the model's layers ({exc}); offloading all of them"
+    free, gpus = vram
+    layers = fit_gpu_layers(sizes, free, gpus)
+    total = len(sizes.blocks)
+    if layers < 0:
+        return -1, None
+    per_layer = (sum(sizes.blocks) / total if total else 0) + sizes.kv_per_layer
+    if layers == 0:
+        return 0, (f"model.gpuLayers unset: no layer fits in the {_gb(free)} of free GPU "
+                   f"memory (about {_gb(per_layer)} a layer at {model.context_length} tokens "
+                   "of context, plus a reserve); running on CPU")
+    return layers, (f"model.gpuLayers unset: {min(layers, total)} of {total} layers fit in "
+                    f"the {_gb(free)} of free GPU memory (about {_gb(per_layer)} a layer at "
+                    f"{model.context_length} tokens of context); the rest run on the CPU")
+
+
+def fallback_layers(wanted: int, total: int) -> list[int]:
+    """What to try when loading with `wanted` GPU layers runs out of memory: half as
+    many, then the CPU. -1 (all) counts as every layer and the output head."""
+    if wanted == 0:
+        return [0]
+    start = total + 1 if wanted < 0 or wanted > total else wanted
+    plan = [wanted]
+    half = min(start, total) // 2
+    if 0 < half < start:
+        plan.append(half)
+    plan.append(0)
+    return plan
+
+
+def _load_failure(exc: BaseException, lines: list[str]) -> str:
+    """The exception, and what llama.cpp logged about memory while it failed."""
+    why = [ln.strip() for ln in lines
+           if re.search(r"out of memory|failed to allocate|alloc.*failed|cudaMalloc", ln, re.I)]
+    text = str(exc.__cause__ or exc)  # llama-cpp-python's, not our wrapping
+    if why:
+        text += f": {why[-1][:200]}"
+    return text
+
+
 def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
     try:
         st = path.stat()
@@ -188,22 +370,19 @@ class LlamaEngine:
         header = read_gguf(path)  # clear errors for missing/truncated/non-GGUF files
         threads = model.threads or default_threads()
         wanted = model.gpu_layers
-        if wanted is None:
-            wanted = -1 if gpu_offload_supported() else 0
+        offload = gpu_offload_supported()
         warnings: list[str] = []
-        if wanted != 0 and not gpu_offload_supported():
+        if wanted is None:
+            wanted, note = auto_gpu_layers(path, header, model) if offload else (0, None)
+            if note:
+                warnings.append(note)
+        if wanted != 0 and not offload:
             warnings.append(f"model.gpuLayers={wanted} but this llama-cpp-python build has "
                             "no GPU support; running on CPU")
             wanted = 0
         started = time.perf_counter()
-        try:
-            self.llm = self._load(path, model, wanted, threads)
-        except (ValueError, RuntimeError, OSError) as exc:
-            if wanted == 0:
-                raise ModelUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
-            warnings.append(f"GPU offload failed ({exc}); falling back to CPU")
-            wanted = 0
-            self.llm = self._load(path, model, 0, threads)
+        self.llm, wanted = self._load_fitting(path, model, wanted, threads,
+                                              header.block_count or 0, warnings)
         for w in warnings:
             log.warning("%s", w)
         self.load_s = time.perf_counter() - started
@@ -223,6 +402,28 @@ class LlamaEngine:
             chat_template=header.chat_template, bos_token=header.bos_token,
             eos_token=header.eos_token, gpu_layers=wanted,
             total_layers=header.block_count, threads=threads, warnings=warnings)
+
+    def _load_fitting(self, path: Path, model: ModelSettings, wanted: int, threads: int,
+                      total: int, warnings: list[str]) -> tuple[Any, int]:
+        """Load with `wanted` GPU layers; when that fails (out of memory), with half as
+        many, then on the CPU. Each fallback is a warning that says why."""
+        plan = fallback_layers(wanted, total)
+        for i, layers in enumerate(plan):
+            mark = _native.count
+            try:
+                return self._load(path, model, layers, threads), layers
+            except (ValueError, RuntimeError, OSError) as exc:
+                if i == len(plan) - 1:
+                    if layers == 0 and i == 0:
+                        raise
+                    raise ModelUnavailable(f"llama.cpp could not load {path}, not even on the "
+                                           f"CPU: {exc}") from exc
+                lines = _native.since(mark)
+                shown = "all" if layers < 0 else str(layers)
+                then = (f"trying {plan[i + 1]} layers" if plan[i + 1] else "running on CPU")
+                warnings.append(f"loading with {shown} of {total} layers on the GPU failed "
+                                f"({_load_failure(exc, lines)}); {then}")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _load(self, path: Path, model: ModelSettings, gpu_layers: int, threads: int):
         try:
