@@ -28,7 +28,7 @@ from hearth_lsp.server.settings import BackendSettings, Settings, SettingsSource
 from hearth_lsp.server.tasks.runner import Refusal, TaskRun, after_prefill
 from hearth_lsp.server.trust import set_trusted
 
-from conftest import free_port
+from conftest import free_port, shared_cache
 from lsp_helpers import (
     FAKE_SERVER,
     REAL_SERVER,
@@ -323,7 +323,11 @@ async def test_no_secret_of_the_workspace_reaches_the_model_server(demo_repo, pr
     pricing = demo_repo / "inventory" / "pricing.py"
     pricing.write_text(pricing.read_text().replace(
         "def apply_discount", f"# staging token: {canary}\ndef apply_discount"))
-    client, _, _ = await start(REAL_SERVER, demo_repo, init_options=options(proxy.url, ["team"]))
+    opts = options(proxy.url, ["team"])
+    opts["cache"] = {"enabled": True}  # answers go to the cache: it must not hold the canary
+    opts["log"] = {"level": "debug"}  # every prompt and answer is logged
+    client, _, _ = await start(REAL_SERVER, demo_repo, init_options=opts,
+                               env={"HEARTH_CACHE_ENABLED": "true"})
     try:
         uri = open_doc(client, pricing)
         await outcome(client, "hearth.generateDocstring", uri=uri, line=24)
@@ -335,6 +339,10 @@ async def test_no_secret_of_the_workspace_reaches_the_model_server(demo_repo, pr
         for seen in posted:
             assert canary not in seen.body.decode(), seen.path
         assert any("<redacted:env>" in seen.body.decode() for seen in posted)
+        said = [m.message for m in [*client.messages, *client.log_messages]]
+        assert said and not any(canary in m for m in said)
+        stored = list(shared_cache().glob("results.sqlite*"))  # with its -wal, if any
+        assert stored and not any(canary.encode() in f.read_bytes() for f in stored)
     finally:
         await stop(client)
 
