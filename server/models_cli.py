@@ -55,6 +55,16 @@ def add_models_parser(sub: Any) -> argparse.ArgumentParser:
                      help="slower models rank after faster ones (default 8 tokens/s)")
     common(rec)
     rec.set_defaults(func=cmd_models_recommend)
+
+    use = msub.add_parser("use", help="make a model the one Hearth uses: writes model.preset "
+                          "or model.path into the user config (or the workspace's .hearth.toml)")
+    use.add_argument("target", metavar="NAME|PATH", help="a name from `hearth models list` "
+                     "or a GGUF file")
+    use.add_argument("--workspace", action="store_true",
+                     help="write the workspace's .hearth.toml (--root, else the current "
+                     "directory) instead of the user config")
+    common(use)
+    use.set_defaults(func=cmd_models_use)
     return models
 
 
@@ -302,4 +312,118 @@ def cmd_models_recommend(args: argparse.Namespace, out: TextIO | None = None) ->
         print(f"\nbest here: {best.entry.name} (set {_use_hint(best.entry)})", file=out)
     else:
         print("\nno model found that runs here", file=out)
+    return 0
+
+
+# ---------------------------------------------------------------------------- use
+
+
+class ConfigError(ValueError):
+    """The config file cannot be read as TOML; nothing was written."""
+
+
+def set_model_setting(text: str, values: dict[str, str], drop: tuple[str, ...] = ()) -> str:
+    """``text`` (a Hearth TOML config) with ``model.<key> = value`` for each of
+    ``values`` and the ``drop`` keys removed; comments, order and every other key
+    stay as they were. The keys go where the file already keeps model settings: a
+    ``[model]`` table (also inside a ``[hearth]`` wrapper) or dotted ``model.x`` keys."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    try:
+        doc = tomlkit.parse(text)
+    except TOMLKitError as exc:
+        raise ConfigError(str(exc)) from exc
+    root: Any = doc
+    if set(doc.keys()) == {"hearth"} and isinstance(doc["hearth"], dict):
+        root = doc["hearth"]  # the editors' wrapper, which settings.flatten accepts
+    for key in (*values, *drop):  # `"model.path" = ...`: a quoted key with a dot
+        if f"model.{key}" in root:
+            del root[f"model.{key}"]
+    table = root.get("model")
+    if table is None:
+        table = tomlkit.table()
+        root.append("model", table)
+    elif not isinstance(table, dict):
+        raise ConfigError(f"`model` is a {type(table).__name__}, not a table")
+    for key in drop:
+        if key in table:
+            del table[key]
+    for key, value in values.items():
+        table[key] = value
+    return tomlkit.dumps(doc)
+
+
+def write_config(path: Path, values: dict[str, str], drop: tuple[str, ...] = ()) -> None:
+    """Edit ``path`` in place (created with its folder when missing), atomically."""
+    import os
+    import tempfile
+
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    new = set_model_setting(text, values, drop)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(new)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_models_use(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from .settings import WORKSPACE_FILE, SettingsSources, user_config_path
+
+    out = out or sys.stdout
+    found = load_catalog(args)
+    entry = _resolve_target(args, found)
+    if isinstance(entry, str):
+        print(f"hearth models use: {entry}", file=sys.stderr)
+        return 1
+    if entry.problem:
+        print(f"hearth models use: {entry.name} cannot be used: {entry.problem}",
+              file=sys.stderr)
+        return 1
+    root = Path(args.root).resolve() if args.root else Path.cwd()
+    target = root / WORKSPACE_FILE if args.workspace else user_config_path()
+    drop: tuple[str, ...] = ()
+    if entry.source == "bundled":
+        values, drop, shown = {"preset": entry.name}, ("path",), f'model.preset = "{entry.name}"'
+    else:
+        assert entry.path is not None  # an entry without a file has a problem
+        where = str(entry.path.resolve())
+        values, shown = {"path": where}, f"model.path = {json.dumps(where)}"
+    try:
+        write_config(target, values, drop)
+    except ConfigError as exc:
+        print(f"hearth models use: {target} is not valid TOML ({exc}); fix it first, "
+              "nothing was written", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hearth models use: cannot write {target}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{shown} written to {target}", file=out)
+    # What the settings say now, from every layer: a higher one may still win.
+    resolved = SettingsSources(root=root).resolve()
+    model = resolved.settings.model
+    key = "model.preset" if "preset" in values else "model.path"
+    if key in resolved.untrusted:
+        print(f"note: {root} is not a trusted folder, so its {WORKSPACE_FILE} may not set "
+              f"{key}: run `hearth trust {root}` or leave out --workspace", file=out)
+    elif model.path and "preset" in values:
+        print(f"note: model.path = {model.path!r} (from the {resolved.sources['model.path']}) "
+              f"still replaces the preset; remove it there", file=out)
+    elif "path" in values and model.path != values["path"]:
+        print(f"note: model.path from the {resolved.sources['model.path']} "
+              f"({model.path!r}) wins over this one", file=out)
+    elif "preset" in values and model.preset != values["preset"]:
+        print(f"note: model.preset from the {resolved.sources['model.preset']} "
+              f"({model.preset!r}) wins over this one", file=out)
+    else:
+        print("a running Hearth server loads it when the server restarts (VS Code: Hearth: "
+              "Restart server; Neovim: :LspRestart hearth); new servers, `hearth` commands "
+              "and the git hook use it now", file=out)
     return 0

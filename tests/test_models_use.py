@@ -1,0 +1,179 @@
+"""`hearth models use NAME|PATH [--workspace]`: the setting written into the user
+config or the workspace's .hearth.toml, the rest of the file kept as it was."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from hearth_lsp.server.models_cli import ConfigError, add_models_parser, set_model_setting
+from hearth_lsp.server.settings import SettingsSources, toml_layer, user_config_path
+from hearth_lsp.server.trust import set_trusted
+
+
+def tiny(path: Path) -> Path:
+    """A small real GGUF (a llama header, one tensor)."""
+    import gguf
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("Tiny")
+    w.add_block_count(1)
+    w.add_context_length(512)
+    w.add_tensor("blk.0.attn_q.weight", np.ones((4, 16), dtype=np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def run(argv: list[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="hearth")
+    add_models_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    out = io.StringIO()
+    return args.func(args, out=out), out.getvalue()
+
+
+USER_CONFIG = """\
+# my Hearth settings
+[model]
+preset = "gemma3-270m"   # the base model
+gpuLayers = 0
+
+[review]
+onSave = "changed"  # keep
+"""
+
+
+def test_a_table_is_edited_in_place_with_comments_kept():
+    text = set_model_setting(USER_CONFIG, {"path": "/m/coder.gguf"})
+    assert text == USER_CONFIG.replace('gpuLayers = 0\n',
+                                       'gpuLayers = 0\npath = "/m/coder.gguf"\n')
+    text = set_model_setting(text, {"preset": "smollm2"}, drop=("path",))
+    assert text == USER_CONFIG.replace('"gemma3-270m"', '"smollm2"')
+
+
+def test_dotted_keys_and_the_editor_wrapper():
+    text = set_model_setting('"model.path" = "/old.gguf"\nmodel.threads = 4\n',
+                             {"path": "/new.gguf"})
+    assert "/old.gguf" not in text and "threads = 4" in text
+    import tomllib
+
+    assert tomllib.loads(text)["model"] == {"threads": 4, "path": "/new.gguf"}
+    wrapped = set_model_setting('[hearth.model]\npreset = "gemma3-270m"\n',
+                                {"preset": "smollm2"})
+    assert tomllib.loads(wrapped) == {"hearth": {"model": {"preset": "smollm2"}}}
+
+
+def test_an_empty_file_and_bad_toml():
+    import tomllib
+
+    assert tomllib.loads(set_model_setting("", {"preset": "smollm2"})) == {
+        "model": {"preset": "smollm2"}}
+    with pytest.raises(ConfigError):
+        set_model_setting("[model\npreset = 1\n", {"preset": "smollm2"})
+    with pytest.raises(ConfigError, match="not a table"):
+        set_model_setting('model = "smollm2"\n', {"preset": "smollm2"})
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """Nothing but the bundled models to find; the config file in tmp_path."""
+    for var in ("OLLAMA_MODELS", "HF_HUB_CACHE", "HF_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HEARTH_CONFIG_FILE", str(tmp_path / "conf" / "config.toml"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_use_a_bundled_preset_writes_the_user_config(home):
+    config = user_config_path()
+    config.parent.mkdir()
+    config.write_text(USER_CONFIG.replace("gpuLayers = 0\n", 'gpuLayers = 0\npath = "/x.gguf"\n'))
+    code, out = run(["models", "use", "smollm2"])
+    assert code == 0, out
+    assert config.read_text() == USER_CONFIG.replace('"gemma3-270m"', '"smollm2"')
+    assert f'model.preset = "smollm2" written to {config}' in out
+    assert "when the server restarts" in out
+    model = SettingsSources(root=home).resolve().settings.model
+    assert (model.preset, model.path) == ("smollm2", None)
+
+
+def test_use_a_file_writes_its_absolute_path(home):
+    local = tiny(home / "models" / "mine.gguf")
+    code, out = run(["models", "use", "models/mine.gguf"])  # relative to the cwd
+    assert code == 0, out
+    layer = toml_layer(user_config_path(), "user config")
+    assert layer.values[("model", "path")] == str(local.resolve())
+    assert SettingsSources(root=home).resolve().settings.model.path == str(local.resolve())
+
+
+def test_the_bundled_file_by_its_path_is_the_preset(home, smollm2_path):
+    link = home / "smol.gguf"
+    os.symlink(smollm2_path, link)
+    code, out = run(["models", "use", str(link)])
+    assert code == 0, out
+    assert toml_layer(user_config_path(), "u").values == {("model", "preset"): "smollm2"}
+
+
+def test_an_existing_files_mode_is_kept(home):
+    config = user_config_path()
+    config.parent.mkdir()
+    config.write_text("[model]\n")
+    config.chmod(0o600)
+    assert run(["models", "use", "smollm2"])[0] == 0
+    assert config.stat().st_mode & 0o777 == 0o600
+
+
+def test_use_workspace_in_a_trusted_folder(home):
+    model = tiny(home / "m" / "team.gguf")
+    ws = home / "ws"
+    ws.mkdir()
+    (ws / ".hearth.toml").write_text("# team settings\n[review]\nonSave = \"off\"\n")
+    set_trusted(ws, True)
+    code, out = run(["models", "use", str(model), "--workspace", "--root", str(ws)])
+    assert code == 0, out
+    text = (ws / ".hearth.toml").read_text()
+    assert text == f'# team settings\n[review]\nonSave = "off"\n\n[model]\npath = "{model}"\n'
+    assert not user_config_path().exists()  # the user config is untouched
+    resolved = SettingsSources(root=ws).resolve()
+    assert resolved.sources["model.path"] == ".hearth.toml"
+
+
+def test_use_workspace_in_an_untrusted_folder_says_it_does_not_apply(home):
+    model = tiny(home / "m" / "team.gguf")
+    ws = home / "ws"
+    ws.mkdir()
+    code, out = run(["models", "use", str(model), "--workspace", "--root", str(ws)])
+    assert code == 0
+    assert "is not a trusted folder" in out and f"hearth trust {ws}" in out
+
+
+def test_a_higher_layer_that_still_wins_is_named(home, monkeypatch, smollm2_path):
+    monkeypatch.setenv("HEARTH_MODEL_PATH", str(smollm2_path))
+    code, out = run(["models", "use", "smollm2"])
+    assert code == 0
+    assert "still replaces the preset" in out and "environment" in out
+
+
+def test_unknown_names_problems_and_bad_toml_write_nothing(home, capsys):
+    code, _ = run(["models", "use", "no-such-model"])
+    assert code == 1 and "no model named 'no-such-model'" in capsys.readouterr().err
+    bad = home / "bad.gguf"
+    bad.write_bytes(b"PK\x03\x04 not a model" * 10)
+    code, _ = run(["models", "use", str(bad)])
+    assert code == 1 and "cannot be used" in capsys.readouterr().err
+    assert not user_config_path().exists()
+    user_config_path().parent.mkdir()
+    user_config_path().write_text("[model\n")
+    code, _ = run(["models", "use", "smollm2"])
+    assert code == 1 and "not valid TOML" in capsys.readouterr().err
+    assert user_config_path().read_text() == "[model\n"
