@@ -57,15 +57,17 @@ def neighbours(store: Store, chunk: StoredChunk, limit: int = 10) -> list[Neighb
     """Definitions of the names ``chunk`` references (in order of first use), then callers."""
     db = store.db
     used = [name for (name,) in db.execute(
-        "SELECT name FROM symbols WHERE path = ? AND is_def = 0 AND line BETWEEN ? AND ? "
-        "ORDER BY line, col", (chunk.path, chunk.start_line, chunk.end_line))]
+        "SELECT name FROM symbols WHERE file = (SELECT id FROM files WHERE path = ?) "
+        "AND is_def = 0 AND line BETWEEN ? AND ? ORDER BY line, col",
+        (chunk.path, chunk.start_line, chunk.end_line))]
     out: list[Neighbour] = []
     seen = {chunk.id}
     for name in dict.fromkeys(used):
         if len(out) >= limit:
             break
-        defs = db.execute("SELECT path, line FROM symbols WHERE name = ? AND is_def = 1 "
-                          "ORDER BY path = ? DESC, path LIMIT ?",
+        defs = db.execute("SELECT f.path, s.line FROM symbols s JOIN files f ON f.id = s.file "
+                          "WHERE s.name = ? AND s.is_def = 1 ORDER BY f.path = ? DESC, f.path "
+                          "LIMIT ?",
                           (name, chunk.path, _TOO_COMMON + 1)).fetchall()
         if not defs or len(defs) > _TOO_COMMON:
             continue
@@ -77,8 +79,9 @@ def neighbours(store: Store, chunk: StoredChunk, limit: int = 10) -> list[Neighb
     name = chunk.symbol.rsplit(".", 1)[-1]
     if name:
         for path, line in db.execute(
-                "SELECT path, line FROM symbols WHERE name = ? AND is_def = 0 "
-                "ORDER BY path = ? DESC, path, line LIMIT 50", (name, chunk.path)):
+                "SELECT f.path, s.line FROM symbols s JOIN files f ON f.id = s.file "
+                "WHERE s.name = ? AND s.is_def = 0 ORDER BY f.path = ? DESC, f.path, s.line "
+                "LIMIT 50", (name, chunk.path)):
             if len(out) >= limit * 2:
                 break
             found = chunk_at(store, path, line)

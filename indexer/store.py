@@ -20,12 +20,15 @@ from .chunker import Chunk, Symbol
 
 # Bump when the schema or lexical_terms() changes: a store of another version is
 # rebuilt (the contentless FTS table is deleted from by recomputing terms).
-SCHEMA_VERSION = "4"  # 3: definition kinds (struct, enum, trait, ...); 4: secrets redacted
+SCHEMA_VERSION = "5"  # 3: definition kinds (struct, enum, trait, ...); 4: secrets redacted;
+# 5: symbols name their file by id (paths were a third of the store)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+-- A file keeps its id while it is re-indexed (an upsert, never a replace): symbols
+-- refer to it.
 CREATE TABLE IF NOT EXISTS files(
-    path TEXT PRIMARY KEY, language TEXT, size INTEGER, mtime_ns INTEGER, hash TEXT,
-    parse_errors INTEGER DEFAULT 0);
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, language TEXT, size INTEGER,
+    mtime_ns INTEGER, hash TEXT, parse_errors INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS chunks(
     id INTEGER PRIMARY KEY, path TEXT NOT NULL, language TEXT, symbol TEXT, kind TEXT,
     start_line INTEGER, end_line INTEGER, part INTEGER, hash TEXT, text TEXT,
@@ -37,11 +40,12 @@ CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(embedded) WHERE embedded = 0
 -- would only cost disk (about a seventh of the database).
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     symbol, terms, content = '', tokenize = 'unicode61 remove_diacritics 2');
--- Clustered by path (WITHOUT ROWID): a file's symbols are replaced together,
--- and a separate path index would repeat every path once more.
+-- Clustered by file (WITHOUT ROWID): a file's symbols are replaced together. The
+-- file's id, not its path: a path in every symbol and again in the name index was
+-- a third of the store (about 40 MB per 100k chunks).
 CREATE TABLE IF NOT EXISTS symbols(
-    path TEXT, line INTEGER, col INTEGER, is_def INTEGER, name TEXT, kind TEXT,
-    end_col INTEGER, PRIMARY KEY(path, line, col, is_def, name)) WITHOUT ROWID;
+    file INTEGER, line INTEGER, col INTEGER, is_def INTEGER, name TEXT, kind TEXT,
+    end_col INTEGER, PRIMARY KEY(file, line, col, is_def, name)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS symbols_name ON symbols(name);
 -- Vectors cached by (model, chunk hash) as float16: half the disk, and the
 -- cosine similarities they give differ from float32 by under 1e-3.
@@ -98,8 +102,8 @@ def chunk_terms(symbol: str, path: str, text: str) -> tuple[str, str]:
 
 # (path, language, symbol, kind, start_line, end_line, part, hash, text, signature, doc)
 ChunkRow = tuple[str, str, str, str, int, int, int, str, str, str, str]
-# (path, line, col, is_def, name, kind, end_col)
-SymbolRow = tuple[str, int, int, int, str, str, int]
+# (line, col, is_def, name, kind, end_col): the file is the one they are stored with
+SymbolRow = tuple[int, int, int, str, str, int]
 
 
 def chunk_row(c: Chunk) -> ChunkRow:
@@ -107,9 +111,8 @@ def chunk_row(c: Chunk) -> ChunkRow:
             c.text, c.signature, c.doc)
 
 
-def symbol_rows(path: str, symbols: Iterable[Symbol]) -> list[SymbolRow]:
-    return [(path, s.line, s.col, int(s.is_definition), s.name, s.kind, s.end_col)
-            for s in symbols]
+def symbol_rows(symbols: Iterable[Symbol]) -> list[SymbolRow]:
+    return [(s.line, s.col, int(s.is_definition), s.name, s.kind, s.end_col) for s in symbols]
 
 
 @dataclass
@@ -153,6 +156,7 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     return not isinstance(exc, sqlite3.OperationalError)
 
 
+WAL_SIZE_LIMIT = 4 << 20
 # Rows of PRAGMA quick_check / integrity_check worth reporting.
 MAX_PROBLEMS = 20
 
@@ -186,6 +190,9 @@ class Store:
             if not immutable:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
+                # A checkpointed WAL is cut back to this size (it otherwise keeps the
+                # largest size it ever reached, e.g. phase 1's bulk write, on disk).
+                self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             if check:
                 problems = self.check(full=check == "full" and not readonly)
                 if problems:
@@ -279,7 +286,7 @@ class Store:
         caller's transaction.
         """
         return self.replace_rows(record, [chunk_row(c) for c in chunks],
-                                 symbol_rows(record.path, symbols), parse_errors, terms)
+                                 symbol_rows(symbols), parse_errors, terms)
 
     def replace_rows(self, record: FileRecord, chunks: list[ChunkRow],
                      symbols: list[SymbolRow], parse_errors: bool = False,
@@ -309,19 +316,24 @@ class Store:
                 [(first + n, *(terms[i] if terms else chunk_terms(chunks[i][2], chunks[i][0],
                                                                   chunks[i][8])))
                  for n, i in enumerate(fresh)])
-        self.db.execute("DELETE FROM symbols WHERE path = ?", (record.path,))
+        file_id = self.db.execute(
+            "INSERT INTO files(path, language, size, mtime_ns, hash, parse_errors) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET language=excluded.language, "
+            "size=excluded.size, mtime_ns=excluded.mtime_ns, hash=excluded.hash, "
+            "parse_errors=excluded.parse_errors RETURNING id",
+            (record.path, record.language, record.size, record.mtime_ns, record.hash,
+             int(parse_errors))).fetchone()[0]
+        self.db.execute("DELETE FROM symbols WHERE file = ?", (file_id,))
         self.db.executemany(
-            "INSERT OR IGNORE INTO symbols(path, line, col, is_def, name, kind, end_col) "
-            "VALUES (?,?,?,?,?,?,?)", symbols)
-        self.db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
-                        (record.path, record.language, record.size, record.mtime_ns,
-                         record.hash, int(parse_errors)))
+            "INSERT OR IGNORE INTO symbols(file, line, col, is_def, name, kind, end_col) "
+            "VALUES (?,?,?,?,?,?,?)", [(file_id, *row) for row in symbols])
         return len(fresh), len(gone)
 
     def remove_file(self, path: str) -> list[int]:
         ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
         self._delete_chunks(ids)
-        self.db.execute("DELETE FROM symbols WHERE path = ?", (path,))
+        self.db.execute("DELETE FROM symbols WHERE file IN (SELECT id FROM files WHERE path = ?)",
+                        (path,))
         self.db.execute("DELETE FROM files WHERE path = ?", (path,))
         return ids
 
@@ -390,9 +402,9 @@ class Store:
     def definitions(self, query: str, limit: int = 200) -> list[tuple]:
         """Definitions whose name contains ``query`` (case-insensitive), exact first."""
         rows = self.db.execute(
-            "SELECT name, kind, path, line, col, end_col FROM symbols WHERE is_def = 1 "
-            "AND name LIKE ? ESCAPE '\\' ORDER BY (lower(name) = lower(?)) DESC, length(name), "
-            "path LIMIT ?", (f"%{_like(query)}%", query, limit))
+            "SELECT s.name, s.kind, f.path, s.line, s.col, s.end_col FROM symbols s "
+            "JOIN files f ON f.id = s.file WHERE s.is_def = 1 AND s.name LIKE ? ESCAPE '\\' "
+            "ORDER BY (lower(s.name) = lower(?)) DESC, length(s.name), f.path LIMIT ?", (f"%{_like(query)}%", query, limit))
         return list(rows)
 
 

@@ -155,7 +155,7 @@ def parse_file(root: str, rel: str, known_hash: str | None) -> ParsedFile:
             c.text, c.signature, c.doc = text, redact(c.signature), redact(c.doc)
             c.__post_init__()  # the hash of what is stored
     return ParsedFile(rel, record, [chunk_row(c) for c in result.chunks],
-                      symbol_rows(rel, result.symbols), result.parse_errors,
+                      symbol_rows(result.symbols), result.parse_errors,
                       [chunk_terms(c.symbol, c.path, c.text) for c in result.chunks])
 
 
@@ -490,6 +490,7 @@ class WorkspaceIndex:
             with contextlib.suppress(sqlite3.Error):  # a failed store: its error is the news
                 self.store.db.execute("PRAGMA wal_autocheckpoint=1000")
                 self.store.db.execute("PRAGMA cache_size=-2000")
+                self.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the bulk's WAL
         if stats.left_out:
             self._notice(left_out_notice(stats, self.max_files, self.max_chunks))
         stats.seconds = time.perf_counter() - started

@@ -233,3 +233,67 @@ def test_open_files_are_embedded_first(index, ws):
     index.update()
     again = index.embed_pending(embedder, vectors)
     assert (again.embedded, len(vectors.vectors)) == (1, 3)
+
+
+# The layout of schema 4 (symbols by path, files without ids), as that version wrote it.
+SCHEMA_4 = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE files(path TEXT PRIMARY KEY, language TEXT, size INTEGER, mtime_ns INTEGER,
+    hash TEXT, parse_errors INTEGER DEFAULT 0);
+CREATE TABLE chunks(id INTEGER PRIMARY KEY, path TEXT NOT NULL, language TEXT, symbol TEXT,
+    kind TEXT, start_line INTEGER, end_line INTEGER, part INTEGER, hash TEXT, text TEXT,
+    signature TEXT, doc TEXT, embedded INTEGER DEFAULT 0);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(symbol, terms, content = '',
+    tokenize = 'unicode61 remove_diacritics 2');
+CREATE TABLE symbols(path TEXT, line INTEGER, col INTEGER, is_def INTEGER, name TEXT,
+    kind TEXT, end_col INTEGER, PRIMARY KEY(path, line, col, is_def, name)) WITHOUT ROWID;
+CREATE TABLE embeddings(model TEXT, hash TEXT, vector BLOB, PRIMARY KEY(model, hash));
+CREATE TABLE vector_deletes(id INTEGER PRIMARY KEY);
+INSERT INTO meta VALUES ('schema', '4');
+INSERT INTO files VALUES ('pkg/prices.py', 'python', 1, 1, 'x', 0);
+INSERT INTO chunks(path, language, symbol, kind, start_line, end_line, part, hash, text)
+    VALUES ('pkg/prices.py', 'python', 'old_name', 'function', 0, 1, 0, 'h', 'def old_name');
+INSERT INTO symbols VALUES ('pkg/prices.py', 0, 4, 1, 'old_name', 'function', 12);
+"""
+
+
+def test_a_store_of_the_older_larger_layout_is_rebuilt_in_the_new_one(ws, tmp_path):
+    """Schema 5 stores symbols by file id: a schema-4 store (paths in every symbol) is
+    rebuilt, with its vectors, and everything that reads symbols works on the result."""
+    import sqlite3
+
+    from hearth_lsp.indexer.context import neighbours
+    from hearth_lsp.indexer.workspace import index_dir
+
+    folder = index_dir(tmp_path / "cache", ws)
+    folder.mkdir(parents=True)
+    (folder / "chroma").mkdir()
+    (folder / "chroma" / "stale.bin").write_bytes(b"vectors of the old chunk ids")
+    db = sqlite3.connect(folder / "index.sqlite")
+    db.executescript(SCHEMA_4)
+    db.close()
+    (ws / "pkg" / "cart.py").write_text(
+        "from pkg.prices import parse_price\n\n\ndef total(lines):\n"
+        "    return sum(parse_price(x) for x in lines)\n")
+    idx = WorkspaceIndex(ws, tmp_path / "cache")
+    try:
+        assert any("another Hearth version" in n and "rebuilding" in n for n in idx.notices)
+        assert not (folder / "chroma").exists()  # old chunk ids: their vectors go too
+        assert idx.store.counts()["chunks"] == 0
+        idx.update(workers=1)
+        cols = [r[1] for r in idx.store.db.execute("PRAGMA table_info(symbols)")]
+        assert "file" in cols and "path" not in cols
+        assert [d[:3] for d in idx.store.definitions("parse_price")] == [
+            ("parse_price", "function", "pkg/prices.py")]
+        assert not idx.store.definitions("old_name")
+        [total] = [c for c in idx.store.chunks(range(1, 100)).values() if c.symbol == "total"]
+        found = {(n.chunk.symbol, n.relation) for n in neighbours(idx.store, total)}
+        assert ("parse_price", "definition") in found
+        # A file re-indexed keeps its id, so its symbols still name it.
+        (ws / "pkg" / "prices.py").write_text("def parse_price(text):\n    return float(text)\n")
+        idx.update_paths(["pkg/prices.py"])
+        assert [d[2] for d in idx.store.definitions("parse_price")] == ["pkg/prices.py"]
+        assert idx.store.db.execute("SELECT count(*) FROM symbols WHERE file NOT IN "
+                                    "(SELECT id FROM files)").fetchone()[0] == 0
+    finally:
+        idx.close()
