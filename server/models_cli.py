@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -65,6 +67,24 @@ def add_models_parser(sub: Any) -> argparse.ArgumentParser:
                      "directory) instead of the user config")
     common(use)
     use.set_defaults(func=cmd_models_use)
+
+    qua = msub.add_parser("quantize", help="write a GGUF quantized to another type with "
+                          "llama.cpp (Q4_K_M, Q8_0, ...), with progress")
+    qua.add_argument("src", metavar="SRC", help="a name from `hearth models list` or a "
+                     "GGUF file (best an F16, BF16 or F32 one)")
+    qua.add_argument("dst", metavar="DST", help="the GGUF file to write")
+    qua.add_argument("--type", required=True, metavar="TYPE",
+                     help="Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0, F16, ... (llama.cpp's file types)")
+    qua.add_argument("--allow-requantize", action="store_true",
+                     help="accept an already quantized source (loses more quality than "
+                     "quantizing from F16)")
+    qua.add_argument("--threads", type=int, default=0, metavar="N",
+                     help="threads (default: every CPU)")
+    qua.add_argument("--force", action="store_true", help="replace DST when it exists")
+    qua.add_argument("--root", help="workspace root for settings (default: current directory)")
+    qua.add_argument("--dir", action="append", default=[], metavar="DIR",
+                     help="also look for *.gguf in this folder (repeatable)")
+    qua.set_defaults(func=cmd_models_quantize)
     return models
 
 
@@ -426,4 +446,144 @@ def cmd_models_use(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print("a running Hearth server loads it when the server restarts (VS Code: Hearth: "
               "Restart server; Neovim: :LspRestart hearth); new servers, `hearth` commands "
               "and the git hook use it now", file=out)
+    return 0
+
+
+# ----------------------------------------------------------------------- quantize
+
+
+# Source tensor types that are not quantized: F32, F16, BF16 (and the integer ones).
+_PLAIN_TYPES = {0, 1, 30, 24, 25, 26, 27, 28}
+
+
+def quantize_types() -> dict[str, int]:
+    """llama.cpp's file types by name (Q4_K_M -> 15), as this build defines them."""
+    import llama_cpp
+
+    types: dict[str, int] = {}
+    for name in dir(llama_cpp):
+        if name.startswith("LLAMA_FTYPE_MOSTLY_"):
+            types[name[len("LLAMA_FTYPE_MOSTLY_"):]] = int(getattr(llama_cpp, name))
+    if hasattr(llama_cpp, "LLAMA_FTYPE_ALL_F32"):
+        types["F32"] = int(llama_cpp.LLAMA_FTYPE_ALL_F32)
+    return types
+
+
+class QuantizeError(ValueError):
+    """Nothing was written; the message says why and what to do."""
+
+
+_TENSOR_LINE = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]\s+(\S+)")
+
+
+def quantize(src: Path, dst: Path, type_name: str, *, allow_requantize: bool = False,
+             threads: int = 0, force: bool = False,
+             progress: Callable[[int, int, str], None] | None = None) -> None:
+    """Quantize ``src`` into ``dst`` with llama.cpp's llama_model_quantize. ``dst``
+    appears only once it is complete. Raises QuantizeError."""
+    import ctypes
+    import os
+
+    import llama_cpp
+
+    from .engine.llama import _native, route_native_logs
+    from .gguf_info import GGUFError, read_gguf
+
+    types = quantize_types()
+    ftype = types.get(type_name.upper())
+    if ftype is None:
+        close = difflib.get_close_matches(type_name.upper(), list(types), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise QuantizeError(f"unknown type {type_name!r}{hint}; llama.cpp knows: "
+                            + ", ".join(sorted(types)))
+    try:
+        info = read_gguf(src)
+    except GGUFError as exc:
+        raise QuantizeError(str(exc)) from exc
+    if dst.exists() and not force:
+        raise QuantizeError(f"{dst} exists; pass --force to replace it")
+    if dst.resolve() == src.resolve():
+        raise QuantizeError("SRC and DST are the same file")
+    if info.metadata.get("split.count", 1) not in (0, 1):
+        raise QuantizeError(f"{src} is one part of a split model; merge it first "
+                            "(llama-gguf-split --merge)")
+    quantized = {t for t in info.tensor_types if t not in _PLAIN_TYPES}
+    if quantized and not allow_requantize:
+        names = ", ".join(sorted(catalog._type_name(t) for t in quantized))
+        raise QuantizeError(f"{src} is already quantized ({names}); quantizing it again "
+                            "loses more quality than starting from an F16/BF16/F32 file. "
+                            "Pass --allow-requantize to do it anyway")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.allow_requantize = allow_requantize
+    params.nthread = threads
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    part = dst.with_name(f".{dst.name}.part")
+    lines: list[str] = []
+
+    def listen(line: str) -> None:
+        lines.append(line)
+        m = _TENSOR_LINE.match(line)
+        if m and progress is not None:
+            progress(int(m.group(1)), int(m.group(2)), m.group(3))
+
+    route_native_logs()
+    _native.listeners.append(listen)
+    try:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(part).encode(),
+                                            ctypes.byref(params))
+    finally:
+        _native.listeners.remove(listen)
+    if rc != 0:
+        part.unlink(missing_ok=True)
+        why = next((ln for ln in reversed(lines) if "fail" in ln.lower() or "error" in ln.lower()
+                    or "disabled" in ln.lower()), None)
+        raise QuantizeError(f"llama.cpp could not quantize {src} to {type_name.upper()}"
+                            + (f": {why.strip()}" if why else ""))
+    os.replace(part, dst)
+
+
+def cmd_models_quantize(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    src = Path(args.src).expanduser()
+    if not src.exists():  # a name from the list
+        args.target = args.src
+        entry = _resolve_target(args, load_catalog(args))
+        if isinstance(entry, str):
+            print(f"hearth models quantize: {entry}", file=sys.stderr)
+            return 1
+        if entry.path is None:
+            print(f"hearth models quantize: {entry.name}: {entry.problem}", file=sys.stderr)
+            return 1
+        src = entry.path
+    dst = Path(args.dst).expanduser()
+    tty = sys.stderr.isatty()
+    shown = [-1]
+
+    def progress(done: int, total: int, tensor: str) -> None:
+        percent = done * 100 // max(total, 1)
+        if tty:
+            print(f"\rquantizing: {done}/{total} tensors ({percent}%) {tensor[:40]:<40}",
+                  end="", file=sys.stderr, flush=True)
+        elif percent // 10 != shown[0] or done == total:  # a line every 10%
+            shown[0] = percent // 10
+            print(f"quantizing: {done}/{total} tensors ({percent}%)", file=sys.stderr,
+                  flush=True)
+
+    from .gguf_info import read_gguf
+
+    try:
+        quantize(src, dst, args.type, allow_requantize=args.allow_requantize,
+                 threads=args.threads, force=args.force, progress=progress)
+    except QuantizeError as exc:
+        if tty:
+            print(file=sys.stderr)
+        print(f"hearth models quantize: {exc}", file=sys.stderr)
+        return 1
+    if tty:
+        print(file=sys.stderr)
+    before, after = read_gguf(src), read_gguf(dst)
+    print(f"wrote {dst}: {catalog.file_type_name(after) or args.type.upper()}, "
+          f"{human_size(after.file_size)} (from {catalog.file_type_name(before) or '?'}, "
+          f"{human_size(before.file_size)})", file=out)
     return 0

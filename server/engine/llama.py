@@ -50,6 +50,8 @@ class _NativeLog:
         # only said here; llama-cpp-python's exception just says it failed.
         self.recent: collections.deque[str] = collections.deque(maxlen=200)
         self.count = 0  # lines received in all
+        # Called with each complete line too (`hearth models quantize`'s progress).
+        self.listeners: list[Callable[[str], None]] = []
 
     def since(self, mark: int) -> list[str]:
         """The lines received after `count` was `mark` (the last 200 at most)."""
@@ -74,6 +76,8 @@ class _NativeLog:
             if line.strip():
                 self.recent.append(line.rstrip())
                 self.count += 1
+                for listener in list(self.listeners):
+                    listener(line.rstrip())
                 native_log.debug("%s", line.rstrip())
 
 
