@@ -176,8 +176,14 @@ class Redactor:
 
         # A keyword inside a `<redacted:...>` put there above (api-key, token) cannot
         # start a match: `:` and `<` are not name characters and `>` follows it.
-        if words and (not text.isascii() or any(w in text.lower() for w in words)):
+        if not words:
+            return text, count
+        if not text.isascii():
             text = _ASSIGNED.sub(assigned, text)
+        else:
+            lower = text.lower()
+            if any(w in lower for w in words):
+                text = _sub_assigned(text, lower, words, assigned)
         return text, count
 
     def __call__(self, text: str) -> str:
@@ -186,6 +192,49 @@ class Redactor:
 
 def _unchanged(text: str) -> str:
     return text
+
+
+_NAME_CHARS = frozenset("_.-")
+
+
+def _sub_assigned(text: str, lower: str, words: tuple[str, ...],
+                  replace: Callable[[re.Match[str]], str]) -> str:
+    """``_ASSIGNED.sub(replace, text)`` for ASCII ``text`` (``lower`` is its lower case),
+    trying the pattern only where a name holding one of ``words`` starts rather than
+    at every name: the same matches, found left to right, for a fraction of the time.
+
+    A match starts where a run of name characters starts (the lookbehind) and that run
+    holds a keyword, so the runs around the keywords' occurrences, in order, are the
+    only places re.sub could find one."""
+    hits: set[int] = set()
+    for word in words:
+        at = lower.find(word)
+        while at >= 0:
+            hits.add(at)
+            at = lower.find(word, at + 1)
+    out: list[str] = []
+    pos, tried = 0, -1
+    for hit in sorted(hits):
+        if hit < pos:
+            continue
+        start = hit
+        while start > pos and (text[start - 1].isalnum() or text[start - 1] in _NAME_CHARS):
+            start -= 1
+        if start == tried:
+            continue
+        tried = start
+        if start == pos and pos > 0 and (text[pos - 1].isalnum() or text[pos - 1] in _NAME_CHARS):
+            continue  # the run began inside the previous match: no match starts in it
+        match = _ASSIGNED.match(text, start)
+        if match is None:
+            continue
+        out.append(text[pos:match.start()])
+        out.append(replace(match))
+        pos = match.end()
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def env_values(root: Path, files: Iterable[Path] | None = None) -> set[str]:
