@@ -85,6 +85,26 @@ def add_models_parser(sub: Any) -> argparse.ArgumentParser:
     qua.add_argument("--dir", action="append", default=[], metavar="DIR",
                      help="also look for *.gguf in this folder (repeatable)")
     qua.set_defaults(func=cmd_models_quantize)
+
+    cmp = msub.add_parser("compare", help="run the task evaluation (bench/tasks.py) on each "
+                          "model; a table and a plot in a report folder")
+    cmp.add_argument("targets", nargs="+", metavar="NAME|PATH",
+                     help="names from `hearth models list` or GGUF files")
+    cmp.add_argument("--out", default="hearth-compare", metavar="DIR",
+                     help="the report folder (default: ./hearth-compare)")
+    cmp.add_argument("--limit", type=int, default=0, metavar="N",
+                     help="at most N cases per task (a quick look; default: all)")
+    cmp.add_argument("--docstrings", type=int, default=12, metavar="N",
+                     help="functions sampled for docstrings (default 12)")
+    cmp.add_argument("--seed", type=int, default=20240601)
+    cmp.add_argument("--timeout", type=float, default=3600, metavar="S",
+                     help="give up on one model after S seconds (default 3600)")
+    cmp.add_argument("--bench", metavar="DIR", help="the bench/ folder of a Hearth checkout "
+                     "(default: the one beside this installation)")
+    cmp.add_argument("--root", help="workspace root for settings (default: current directory)")
+    cmp.add_argument("--dir", action="append", default=[], metavar="DIR",
+                     help="also look for *.gguf in this folder (repeatable)")
+    cmp.set_defaults(func=cmd_models_compare)
     return models
 
 
@@ -587,3 +607,205 @@ def cmd_models_quantize(args: argparse.Namespace, out: TextIO | None = None) -> 
           f"{human_size(after.file_size)} (from {catalog.file_type_name(before) or '?'}, "
           f"{human_size(before.file_size)})", file=out)
     return 0
+
+
+# ------------------------------------------------------------------------ compare
+
+# Run in a child process per model: imports bench/tasks.py (its evaluate(), unchanged)
+# and prints the result as one JSON line. A model given by path replaces the preset
+# the way model.path does in the settings.
+_COMPARE_CHILD = """
+import asyncio, json, sys, tempfile
+from pathlib import Path
+bench, preset, path, limit, docstrings, seed = sys.argv[1:7]
+sys.path.insert(0, bench)
+import tasks
+limit = int(limit)
+if limit > 0:
+    tasks.BUGS = dict(list(tasks.BUGS.items())[:limit])
+    tasks.CLEAN = tasks.CLEAN[:limit]
+    tasks.TEST_FUNCTIONS = tasks.TEST_FUNCTIONS[:limit]
+    tasks.DIFFS = tasks.DIFFS[:limit]
+    docstrings = min(int(docstrings), limit)
+if path:
+    make = tasks.Settings
+    def settings():
+        s = make()
+        s.model.path = path
+        return s
+    tasks.Settings = settings
+result = asyncio.run(tasks.evaluate(preset, int(docstrings), int(seed),
+                                    Path(tempfile.mkdtemp(prefix="hearth-compare-"))))
+result["cases"] = {"bugs": len(tasks.BUGS), "clean": len(tasks.CLEAN),
+                   "test_functions": len(tasks.TEST_FUNCTIONS), "diffs": len(tasks.DIFFS)}
+print("HEARTH-COMPARE " + json.dumps(result, default=str), flush=True)
+"""
+
+
+def default_bench_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_compare_child(bench: Path, entry: Entry, *, limit: int, docstrings: int, seed: int,
+                      timeout: float) -> dict[str, Any]:
+    """One model through bench/tasks.py's evaluate(), in a child process."""
+    import subprocess
+    import time
+
+    preset = entry.name if entry.source == "bundled" else "smollm2"
+    path = "" if entry.source == "bundled" else str(entry.path)
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-c", _COMPARE_CHILD, str(bench), preset, path,
+                               str(limit), str(docstrings), str(seed)], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"model": entry.name, "error": f"took over {timeout:.0f} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("HEARTH-COMPARE "):
+            result: dict[str, Any] = json.loads(line[len("HEARTH-COMPARE "):])
+            result["model"] = entry.name
+            result["path"] = str(entry.path) if entry.path else None
+            result["seconds"] = round(time.perf_counter() - started, 1)
+            return result
+    tail = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+    return {"model": entry.name, "error": f"the evaluation failed (exit {proc.returncode}): "
+            f"{tail[:300]}"}
+
+
+def _share(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def compare_scores(r: dict[str, Any]) -> dict[str, float]:
+    """Each task's figures as shares in 0..1 (higher is better), for the plot."""
+    rv, dc, ts, cm = r["review"], r["docstrings"], r["tests"], r["commit"]
+    cases = r.get("cases", {})
+    return {
+        "review: planted bugs found": _share(rv["found"], cases.get("bugs", 0)),
+        "docstrings passing": _share(dc["ok"], dc["total"]),
+        "docstring ROUGE-L": float(dc["rouge"]),
+        "tests kept": _share(ts["kept"], ts["generated"]),
+        "kept tests passing again": _share(ts["rerun_passed"], ts["kept"]),
+        "commit messages made": _share(cm["made"], cm["diffs"]),
+        "subject names the diff": _share(cm["named"], cm["made"]),
+        "subject ROUGE-L": float(cm["rouge"]),
+    }
+
+
+def compare_table(results: list[dict[str, Any]]) -> str:
+    """The markdown report: one row per model, the columns bench/tasks.py reports."""
+    head = ("| model | runs on | review: bugs found | findings on the planted line / "
+            "elsewhere | findings per clean function | docstrings passing | docstring "
+            "ROUGE-L (name only) | tests generated / kept / failing | kept tests passing "
+            "again | commit messages made | subject names the diff | subject ROUGE-L | "
+            "type as the reference | s per review / docstring / test / message |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    errors = []
+    for r in results:
+        if "error" in r:
+            errors.append(f"- **{r['model']}**: {r['error']}")
+            continue
+        rv, dc, ts, cm = r["review"], r["docstrings"], r["tests"], r["commit"]
+        cases = r.get("cases", {})
+        lines.append(
+            f"| {r['model']} | {r.get('where', '?')} | {rv['found']}/{cases.get('bugs', '?')} "
+            f"| {rv['on_target']} / {rv['elsewhere']} | {rv['clean_per_fn']:.2f} "
+            f"| {dc['ok']}/{dc['total']} | {dc['rouge']:.2f} ({dc['baseline']:.2f}) "
+            f"| {ts['generated']} / {ts['kept']} / {ts['failing']} "
+            f"| {ts['rerun_passed']}/{ts['kept']} | {cm['made']}/{cm['diffs']} "
+            f"| {cm['named']}/{cm['made']} | {cm['rouge']:.2f} "
+            f"| {cm['typed']}/{cm['typed_total']} | {rv['s_per_fn']:.1f} / "
+            f"{dc['s_per_fn']:.1f} / {ts['s_per_fn']:.1f} / {cm['s_per_msg']:.1f} |")
+    text = "\n".join(lines) + "\n"
+    if errors:
+        text += "\nNot evaluated:\n\n" + "\n".join(errors) + "\n"
+    return text
+
+
+def compare_plot(results: list[dict[str, Any]], path: Path) -> str | None:
+    """A grouped bar chart of compare_scores per model; None, or why there is none."""
+    done = [r for r in results if "error" not in r]
+    if not done:
+        return "no model was evaluated"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install matplotlib)"
+    scores = [compare_scores(r) for r in done]
+    labels = list(scores[0])
+    width = 0.8 / len(done)
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(labels) + len(done)), 4.8))
+    for i, (r, sc) in enumerate(zip(done, scores, strict=True)):
+        xs = [j + (i - (len(done) - 1) / 2) * width for j in range(len(labels))]
+        ax.bar(xs, [sc[k] for k in labels], width, label=r["model"])
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=25, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share (higher is better)")
+    ax.set_title("Hearth tasks by model (bench/tasks.py)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def write_compare_report(results: list[dict[str, Any]], out: Path,
+                         note: str = "") -> dict[str, Path]:
+    """results.json, report.md (the table, and the plot when matplotlib is there) and
+    scores.png in `out`; returns what was written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"json": out / "results.json", "markdown": out / "report.md"}
+    written["json"].write_text(json.dumps(results, indent=2, default=str) + "\n")
+    plot = out / "scores.png"
+    why_not = compare_plot(results, plot)
+    parts = ["# Model comparison", ""]
+    if note:
+        parts += [note, ""]
+    parts += [compare_table(results)]
+    if why_not is None:
+        written["plot"] = plot
+        parts += ["![scores by model](scores.png)", ""]
+    else:
+        plot.unlink(missing_ok=True)
+        parts += [f"(no plot: {why_not})", ""]
+    written["markdown"].write_text("\n".join(parts))
+    return written
+
+
+def cmd_models_compare(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    bench = Path(args.bench).expanduser() if args.bench else default_bench_dir()
+    if not (bench / "tasks.py").is_file():
+        print(f"hearth models compare: no bench/tasks.py in {bench}: it comes with a Hearth "
+              "checkout; pass --bench DIR", file=sys.stderr)
+        return 1
+    found = load_catalog(args)
+    entries: list[Entry] = []
+    for target in args.targets:
+        args.target = target
+        entry = _resolve_target(args, found)
+        if isinstance(entry, str) or entry.problem:
+            why = entry if isinstance(entry, str) else f"{entry.name}: {entry.problem}"
+            print(f"hearth models compare: {why}", file=sys.stderr)
+            return 1
+        entries.append(entry)
+    results = []
+    for entry in entries:
+        print(f"evaluating {entry.name} ...", file=sys.stderr, flush=True)
+        result = run_compare_child(bench, entry, limit=args.limit, docstrings=args.docstrings,
+                                   seed=args.seed, timeout=args.timeout)
+        print(f"  {entry.name}: " + (result.get("error") or f"done in {result['seconds']} s"),
+              file=sys.stderr, flush=True)
+        results.append(result)
+    note = (f"Task evaluation from `bench/tasks.py` (seed {args.seed}"
+            + (f", at most {args.limit} cases per task" if args.limit else "")
+            + "). Every figure counts what reached the user after Hearth's validation.")
+    written = write_compare_report(results, Path(args.out).expanduser(), note)
+    print(compare_table(results), file=out)
+    print("written: " + ", ".join(str(p) for p in written.values()), file=out)
+    return 0 if all("error" not in r for r in results) else 1
