@@ -1,4 +1,5 @@
-"""`hearth models list | inspect | recommend`: the GGUF models on this machine.
+"""`hearth models list | inspect | recommend | use | quantize | compare`: the GGUF
+models on this machine, which one Hearth uses, new quantizations, and how they do.
 
 `add_models_parser(sub)` registers the subcommand on `hearth`'s parser; the
 discovery and header reading live in :mod:`.catalog`.
@@ -20,9 +21,10 @@ from .catalog import Catalog, Entry
 
 
 def add_models_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add `models` (with list, inspect, recommend) to a subparsers object."""
+    """Add `models` (list, inspect, recommend, use, quantize, compare) to a subparsers
+    object."""
     models = sub.add_parser("models", help="the GGUF models already on this machine: list, "
-                            "inspect, recommend")
+                            "inspect, recommend, use, quantize, compare")
     msub = models.add_subparsers(dest="models_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
