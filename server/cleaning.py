@@ -137,7 +137,8 @@ def repeated_descriptions(descriptions: dict[str, str]) -> list[str]:
 
 _JUNK_SUMMARY = re.compile(
     r"^(this is )?(a|an|the|my) (doc ?string|docstring|summary|description|function|method)\b"
-    r"\s*\.?$|^doc ?string\b|^(summary|description|todo|fixme|tbd|none|n/a)\b\.?$|"
+    r"\s*\.?$|^doc ?string\b|\bdoc ?string (for|of)\b|^(python )?doc ?string\b|"
+    r"^(summary|description|todo|fixme|tbd|none|n/a)\b\.?$|"
     r"hello,? world|file truncated|^\W*\.\.\.|^(a )?one-line summary|lorem ipsum", re.I)
 
 
@@ -153,6 +154,8 @@ def summary_junk_reason(summary: str, name: str = "") -> str | None:
         return f"the summary says nothing: {first[:60]!r}"
     if all(w in _PLACEHOLDER_WORDS for w in words):
         return f"the summary is a placeholder: {first[:60]!r}"
+    if first.endswith(":"):
+        return f"the summary is a label, not a sentence: {first[:60]!r}"
     if name and set(words) <= _split_identifier(name.rsplit(".", 1)[-1]) | {"function", "method"}:
         return f"the summary only repeats the name: {first[:60]!r}"
     return None

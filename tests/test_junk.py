@@ -58,6 +58,16 @@ def test_placeholder_summaries_are_junk(summary):
     assert cleaning.summary_junk_reason(summary, "mean")
 
 
+@pytest.mark.parametrize("summary, qualname", [
+    # Accepted by the first version of these checks; found on bench/quality.py's runs.
+    ("Python docstring for the `PlatformDirsABC.find_log_files` function.",
+     "PlatformDirsABC.find_log_files"),
+    ("Cycler.current:", "Cycler.current"),
+])
+def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
+    assert cleaning.summary_junk_reason(summary, qualname)
+
+
 @pytest.mark.parametrize("summary", ["Return the area of a circle.", "Average of the values.",
                                      "Convert the token to a dict."])
 def test_real_summaries_are_not(summary):
