@@ -1,4 +1,5 @@
-"""The model in this process, for the command line (the server has its own life cycle)."""
+"""The model for the command line (the server has its own life cycle): in this process,
+or, with ``model.shared``, the shared daemon's (started if none runs)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,26 @@ def llama_engine_factory(settings: Settings, cache: Path) -> Engine:
     return LlamaEngine(resolve_model_path(settings.model, cache), settings.model)
 
 
+def engine_factory_for(settings: Settings, factory: EngineFactory | None = None) -> EngineFactory:
+    """The factory that gives the configured model: the shared daemon's with
+    ``model.shared``, else ``factory`` (tests) or llama.cpp in this process."""
+    if settings.model.shared:
+        from .engine.daemon_client import shared_engine_factory
+
+        return shared_engine_factory
+    return factory or llama_engine_factory
+
+
+def new_worker(settings: Settings) -> GenerationWorker:
+    """A generation worker fit for the configured model: with ``model.shared`` one that
+    hands the daemon every job at once, so that its queue orders them by priority."""
+    if settings.model.shared:
+        from .engine.shared_worker import SharedWorker
+
+        return SharedWorker()
+    return GenerationWorker()
+
+
 def open_result_cache(settings: Settings, cache: Path) -> ResultCache | None:
     if not settings.cache.enabled:
         return None
@@ -35,10 +56,11 @@ async def local_worker(settings: Settings, cache: Path,
                        ) -> AsyncIterator[GenerationWorker]:
     """A generation worker with the configured model loaded (ModelUnavailable if it cannot
     and it is ``required``; else the worker says why in its state). ``load=False``: no model
-    (a route that does not name ``local``)."""
-    worker = GenerationWorker()
+    (a route that does not name ``local``). With ``model.shared`` the model is the shared
+    daemon's: no load here when it is warm."""
+    worker = new_worker(settings)
     worker.results = open_result_cache(settings, cache)
-    make = factory or llama_engine_factory
+    make = engine_factory_for(settings, factory)
     try:
         if load:
             job = worker.load(lambda: make(settings, cache))

@@ -1,0 +1,661 @@
+"""`hearth daemon`: one warm model for every editor window, the CLI and the git hook.
+
+One process owns the model and the one priority queue (a GenerationWorker) and
+serves them on 127.0.0.1 over an OpenAI-compatible streaming HTTP API:
+
+- ``GET /v1/models``: the model.
+- ``POST /v1/completions``: a completion-style text prompt, streamed as server-sent
+  events (or one JSON answer with ``"stream": false``). Hearth's extensions:
+  ``grammar`` (GBNF), ``start`` (a regex the first token must match) and
+  ``priority`` (0-4 or a name: completion, user, save, background; default user).
+- ``POST /extras/tokenize/count``: ``{"input": text}`` -> ``{"count": n}``.
+- ``GET /hearth/info``: the state (loading, ready, error), the ModelInfo (chat
+  template, bos/eos, context length: clients render prompts exactly as for a model
+  of their own), the pid, how many loads, the queue.
+
+Every request needs the token (``Authorization: Bearer``) that the daemon writes,
+with its port, to a state file only the user can read (0600). A client that closes
+its connection cancels its job, queued or running: the worker stops between tokens.
+
+There is one daemon per model configuration (preset, path, context, GPU layers,
+threads, batch size and Hearth's version): its files are named by a hash of it, so a
+window whose model settings change simply uses (or starts) the daemon for the new
+ones, and the old one exits after ``model.daemonIdleS`` without requests. A lock
+held for the daemon's whole life makes a second one for the same model exit at once.
+
+The HTTP server is the standard library's (a thread per connection): no web
+framework to install, and a request's thread simply waits on its job's pieces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import secrets
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .engine.base import Engine
+from .engine.worker import GenerationWorker, Job, Priority
+from .settings import ModelSettings, SamplingSettings
+
+log = logging.getLogger("hearth.daemon")
+
+# The fields of model.* that choose what the daemon loads (and so which daemon).
+MODEL_FIELDS = ("preset", "path", "gpu_layers", "context_length", "threads", "batch_size")
+PRIORITY_NAMES = {"completion": Priority.COMPLETION, "user": Priority.USER,
+                  "save": Priority.SAVE, "background": Priority.BACKGROUND}
+# How often a waiting request looks whether its client is still there.
+POLL_S = 0.05
+MAX_BODY = 16 << 20
+
+EngineMaker = Callable[[ModelSettings, Path], Engine]
+
+try:  # POSIX; elsewhere two daemons may race (the loser's state file is not used)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------- files and keys
+
+def model_config(model: ModelSettings) -> dict[str, Any]:
+    """What the daemon is asked to load, as plain JSON (a path made absolute)."""
+    out = {name: getattr(model, name) for name in MODEL_FIELDS}
+    if out["path"]:
+        out["path"] = str(Path(out["path"]).expanduser().resolve())
+    return out
+
+
+def model_settings(config: dict[str, Any], base: ModelSettings | None = None) -> ModelSettings:
+    known = {k: v for k, v in config.items() if k in MODEL_FIELDS}
+    return dataclasses.replace(base or ModelSettings(), **known)
+
+
+def daemon_key(model: ModelSettings) -> str:
+    """The name of the daemon for this model configuration."""
+    text = json.dumps({"version": __version__, **model_config(model)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def daemon_dir(cache: Path) -> Path:
+    folder = cache / "daemon"
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        folder.chmod(0o700)
+    return folder
+
+
+@dataclass(frozen=True)
+class DaemonFiles:
+    state: Path  # port, token, pid (0600)
+    lock: Path  # held by the running daemon
+    spawn: Path  # held by a client while it starts one
+    log: Path  # the daemon's stderr
+
+    @classmethod
+    def of(cls, cache: Path, key: str) -> DaemonFiles:
+        folder = daemon_dir(cache)
+        return cls(folder / f"{key}.json", folder / f"{key}.lock", folder / f"{key}.spawn",
+                   folder / f"{key}.log")
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    url: str  # http://127.0.0.1:PORT/v1
+    token: str
+    pid: int
+    key: str
+    version: str = ""
+
+    @property
+    def root(self) -> str:
+        return self.url.removesuffix("/v1")
+
+
+def read_state(path: Path) -> DaemonState | None:
+    """The state file's content, or None when it is missing or not whole."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return DaemonState(url=str(data["url"]), token=str(data["token"]), pid=int(data["pid"]),
+                           key=str(data["key"]), version=str(data.get("version", "")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` so that only the user can read it, replacing the file atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive flock on ``path``; yields whether it was taken (always, if blocking)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def parse_priority(value: Any) -> Priority:
+    """A request's ``priority``: a number (1-4) or a name; USER when absent."""
+    if value is None:
+        return Priority.USER
+    if isinstance(value, str):
+        named = PRIORITY_NAMES.get(value.strip().lower())
+        if named is not None:
+            return named
+        if not value.strip().isdigit():
+            raise ValueError(f"priority {value!r}: use a number 1-4 or one of "
+                             f"{', '.join(PRIORITY_NAMES)}")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"priority {value!r}: use a number 1-4 or a name")
+    return Priority(min(max(value, Priority.COMPLETION), Priority.BACKGROUND))
+
+
+def sampling_from(body: dict[str, Any]) -> SamplingSettings:
+    """The sampling of an OpenAI-style request (missing fields: Hearth's defaults)."""
+    base = SamplingSettings()
+    values: dict[str, Any] = {}
+    for name, kind in (("temperature", float), ("top_p", float), ("min_p", float),
+                       ("repeat_penalty", float), ("top_k", int), ("max_tokens", int),
+                       ("seed", int)):
+        if body.get(name) is not None:
+            try:
+                values[name] = kind(body[name])
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a number, got {body[name]!r}") from None
+    if "repetition_penalty" in body and "repeat_penalty" not in values:
+        with contextlib.suppress(TypeError, ValueError):
+            values["repeat_penalty"] = float(body["repetition_penalty"])
+    if values.get("max_tokens", 1) < 1:
+        raise ValueError("max_tokens must be at least 1")
+    return dataclasses.replace(base, **values)
+
+
+def stops_from(body: dict[str, Any]) -> list[str]:
+    stop = body.get("stop")
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return list(stop)
+    raise ValueError("stop must be a string or a list of strings")
+
+
+# -------------------------------------------------------------------- the daemon
+
+class Daemon:
+    """The model, its worker, the HTTP server and the idle clock."""
+
+    def __init__(self, model: ModelSettings, cache: Path, make_engine: EngineMaker, *,
+                 idle_s: float = 900.0, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None, write_state: bool = True) -> None:
+        self.model = model
+        self.cache = cache
+        self.key = daemon_key(model)
+        self.files = DaemonFiles.of(cache, self.key)
+        self.idle_s = idle_s
+        self.token = token or secrets.token_urlsafe(32)
+        self.write_state = write_state
+        self.worker = GenerationWorker("hearth-daemon-generation")
+        self._make_engine = make_engine
+        self.loads = 0
+        self.counts = {"requests": 0, "completed": 0, "cancelled": 0, "refused": 0}
+        self.clients: set[str] = set()  # client names seen (X-Hearth-Client)
+        self._lock = threading.Lock()
+        self._active = 0
+        self._last = time.monotonic()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self.started = time.time()
+        self.httpd = _Server((host, port), _Handler)
+        self.httpd.daemon = self
+        self.port = int(self.httpd.server_address[1])
+        self.url = f"http://{host}:{self.port}/v1"
+        self._threads: list[threading.Thread] = []
+
+    # ---- life cycle ----------------------------------------------------------
+
+    def load(self) -> Job:
+        def factory() -> Engine:
+            self.loads += 1
+            started = time.perf_counter()
+            engine = self._make_engine(self.model, self.cache)
+            log.info("model loaded in %.2f s: %s", time.perf_counter() - started,
+                     engine.info.describe())
+            return engine
+
+        return self.worker.load(factory)
+
+    def start(self) -> None:
+        """Serve (threads) and load the model; the state file is written once listening."""
+        serve = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                 name="hearth-daemon-http", daemon=True)
+        serve.start()
+        idle = threading.Thread(target=self._idle_watch, name="hearth-daemon-idle", daemon=True)
+        idle.start()
+        self._threads = [serve, idle]
+        self.load()
+        if self.write_state:
+            write_private(self.files.state, json.dumps({
+                "url": self.url, "token": self.token, "pid": os.getpid(), "key": self.key,
+                "version": __version__, "model": model_config(self.model),
+                "started": self.started}))
+        log.info("hearth daemon %s (pid %d) listening on %s", self.key, os.getpid(), self.url)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until the daemon has stopped (idle, a signal, stop())."""
+        return self._stopped.wait(timeout)
+
+    def stop(self, reason: str = "stopped") -> None:
+        if self._stopping.is_set():
+            return
+        log.info("hearth daemon %s: %s", self.key, reason)
+        self._stopping.set()
+        if self.write_state:
+            state = read_state(self.files.state)
+            if state is not None and state.pid == os.getpid() and state.token == self.token:
+                with contextlib.suppress(OSError):
+                    self.files.state.unlink()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.worker.shutdown()
+        self._stopped.set()
+
+    def _idle_watch(self) -> None:
+        step = min(1.0, max(0.05, self.idle_s / 20))
+        while not self._stopping.wait(step):
+            with self._lock:
+                quiet = self._active == 0 and time.monotonic() - self._last >= self.idle_s
+            if quiet and self.worker.running() is None:
+                self.stop(f"no request for {self.idle_s:g} s; exiting")
+                return
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
+            self.counts["requests"] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                self._last = time.monotonic()
+
+    # ---- what the endpoints say ----------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        engine = self.worker.engine
+        running = self.worker.running()
+        out: dict[str, Any] = {
+            "hearth": __version__, "pid": os.getpid(), "key": self.key, "state": self.worker.state,
+            "error": self.worker.error, "loads": self.loads, "idleS": self.idle_s,
+            "model": dataclasses.asdict(engine.info) if engine is not None else None,
+            "settings": model_config(self.model), "queue": self.worker.pending(),
+            "running": ({"kind": running.kind, "priority": int(running.priority)}
+                        if running is not None and running.load is None else None),
+            "counts": dict(self.counts), "clients": sorted(self.clients),
+            "uptimeS": round(time.time() - self.started, 3)}
+        return out
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = False
+    daemon: Daemon
+
+
+class _Gone(Exception):
+    """The client closed its connection."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = f"hearth-daemon/{__version__}"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        log.debug("%s " + format, self.address_string(), *args)
+
+    # ---- plumbing ------------------------------------------------------------
+
+    @property
+    def daemon(self) -> Daemon:
+        return self.server.daemon
+
+    def _send_json(self, status: int, data: Any) -> None:
+        raw = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        self._send_json(status, {"error": {"message": message, "type": kind}})
+
+    def _authorized(self) -> bool:
+        given = self.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+                token.strip().encode(), self.daemon.token.encode()):
+            client = self.headers.get("X-Hearth-Client")
+            if client:
+                self.daemon.clients.add(client[:64])
+            return True
+        self.daemon.counts["refused"] += 1
+        log.warning("refused %s %s: %s", self.command, self.path,
+                    "no token" if not given else "wrong token")
+        # Drain the body so the client reads the answer, not a reset.
+        with contextlib.suppress(Exception):
+            self._body()
+        self._error(401, "this is Hearth's model daemon: send the token from its state file "
+                    "as 'Authorization: Bearer TOKEN'", "authentication_error")
+        return False
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ValueError(f"the request body is larger than {MAX_BODY >> 20} MiB")
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return {}
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("the request body must be a JSON object")
+        return data
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed the connection (readable with nothing to read)."""
+        sock = self.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    # ---- routes --------------------------------------------------------------
+
+    def _refuse_when_stopping(self) -> bool:
+        """A kept-alive connection outlives the listening socket: answer 503 once stopping."""
+        if not self.daemon.stopping:
+            return False
+        self.close_connection = True
+        self._error(503, "the daemon is stopping", "server_error")
+        return True
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self._refuse_when_stopping() or not self._authorized():
+            return
+        with self.daemon.busy():
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if path == "/hearth/info":
+                self._send_json(200, self.daemon.info())
+            elif path == "/v1/models":
+                engine = self.daemon.worker.engine
+                name = engine.info.name if engine is not None else "loading"
+                meta = {"n_ctx": engine.info.context_length,
+                        "n_ctx_train": engine.info.trained_context_length} if engine else {}
+                self._send_json(200, {"object": "list", "data": [
+                    {"id": name, "object": "model", "owned_by": "hearth", "meta": meta}]})
+            elif path == "/health":
+                self._send_json(200, {"status": self.daemon.worker.state})
+            else:
+                self._error(404, f"no such endpoint: GET {path}")
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self._refuse_when_stopping() or not self._authorized():
+            return
+        with self.daemon.busy():
+            path = self.path.split("?", 1)[0].rstrip("/")
+            try:
+                body = self._body()
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._error(400, f"bad request: {exc}")
+                return
+            if path == "/v1/completions":
+                self._completions(body)
+            elif path == "/extras/tokenize/count":
+                self._count(body)
+            elif path == "/hearth/reload":
+                # A client found the model in error (a file fixed since?): load it again.
+                if self.daemon.worker.state != "loading":
+                    self.daemon.load()
+                self._send_json(200, {"state": self.daemon.worker.state})
+            elif path == "/v1/chat/completions":
+                self._error(404, "this daemon takes text prompts at /v1/completions (Hearth "
+                            "renders chat templates itself: GET /hearth/info gives the model's)")
+            else:
+                self._error(404, f"no such endpoint: POST {path}")
+
+    def _count(self, body: dict[str, Any]) -> None:
+        engine = self.daemon.worker.engine
+        text = body.get("input", body.get("content", ""))
+        if engine is None:
+            self._error(503, f"no model: {self.daemon.worker.error or 'loading'}", "server_error")
+        elif not isinstance(text, str):
+            self._error(400, "input must be a string")
+        else:
+            self._send_json(200, {"count": engine.count_tokens(text)})
+
+    def _completions(self, body: dict[str, Any]) -> None:
+        daemon = self.daemon
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            self._error(400, "prompt must be a string")
+            return
+        try:
+            sampling = sampling_from(body)
+            stop = stops_from(body)
+            priority = parse_priority(body.get("priority"))
+        except ValueError as exc:
+            self._error(400, str(exc))
+            return
+        grammar = body.get("grammar") if isinstance(body.get("grammar"), str) else None
+        start = body.get("start") if isinstance(body.get("start"), str) else None
+        stream = body.get("stream", False) is True
+        pieces: queue.Queue[str] = queue.Queue()
+        job = daemon.worker.submit(str(body.get("kind") or "request"), prompt, sampling,
+                                   stop=stop, priority=priority, grammar=grammar or None,
+                                   start=start or None, on_piece=pieces.put)
+        created = int(time.time())
+        ident = f"cmpl-{daemon.key[:6]}-{job.id}"
+        model = daemon.worker.engine.info.name if daemon.worker.engine else "hearth"
+        try:
+            if stream:
+                self._stream(job, pieces, ident, created, model)
+            else:
+                self._single(job, pieces, ident, created, model)
+        except _Gone:
+            job.cancel()
+            log.info("job %d (%s): the client went away; cancelled", job.id, priority.name)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            job.cancel()
+            log.info("job %d: the connection broke; cancelled", job.id)
+        finally:
+            if job.cancelled:
+                daemon.counts["cancelled"] += 1
+            elif job.future.done() and not job.future.cancelled() \
+                    and job.future.exception() is None:
+                daemon.counts["completed"] += 1
+
+    def _wait(self, job: Job, pieces: queue.Queue[str]) -> Iterator[str]:
+        """The job's pieces as they come, until it is done; _Gone when the client leaves
+        (looked at whenever no piece is waiting, so a queued job is dropped too)."""
+        while True:
+            try:
+                piece: str | None = pieces.get(timeout=POLL_S)
+            except queue.Empty:
+                piece = None
+            if piece is not None:
+                yield piece
+                continue
+            if job.future.done():
+                while not pieces.empty():
+                    yield pieces.get_nowait()
+                return
+            if self._client_gone() or self.daemon.stopping:
+                raise _Gone
+
+    def _failure(self, job: Job) -> str | None:
+        if job.future.cancelled():
+            return "cancelled"
+        exc = job.future.exception()
+        return None if exc is None else (str(exc) or type(exc).__name__)
+
+    def _single(self, job: Job, pieces: queue.Queue[str], ident: str, created: int,
+                model: str) -> None:
+        for _ in self._wait(job, pieces):
+            pass
+        failure = self._failure(job)
+        if failure is not None:
+            self._error(503 if "no model" in failure or "loading" in failure else 500,
+                        failure, "server_error")
+            return
+        result = job.future.result()
+        self._send_json(200, {
+            "id": ident, "object": "text_completion", "created": created, "model": model,
+            "choices": [{"index": 0, "text": result.text, "logprobs": None,
+                         "finish_reason": "length" if result.finish_reason == "length"
+                         else "stop"}],
+            "usage": {"prompt_tokens": result.prompt_tokens,
+                      "completion_tokens": result.completion_tokens,
+                      "total_tokens": result.prompt_tokens + result.completion_tokens}})
+
+    def _stream(self, job: Job, pieces: queue.Queue[str], ident: str, created: int,
+                model: str) -> None:
+        started = False
+
+        def event(data: Any) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+            text = data if isinstance(data, str) else json.dumps(data)
+            self.wfile.write(f"data: {text}\n\n".encode())
+            self.wfile.flush()
+
+        def chunk(text: str, finish: str | None) -> dict[str, Any]:
+            return {"id": ident, "object": "text_completion", "created": created,
+                    "model": model, "choices": [{"index": 0, "text": text, "logprobs": None,
+                                                 "finish_reason": finish}]}
+
+        for piece in self._wait(job, pieces):
+            event(chunk(piece, None))
+        failure = self._failure(job)
+        if failure is not None:
+            if not started:  # nothing streamed: a plain error the client reports as such
+                self._error(503 if "no model" in failure else 500, failure, "server_error")
+            else:
+                event({"error": {"message": failure, "type": "server_error"}})
+            return
+        result = job.future.result()
+        last = chunk("", "length" if result.finish_reason == "length" else "stop")
+        last["usage"] = {"prompt_tokens": result.prompt_tokens,
+                         "completion_tokens": result.completion_tokens,
+                         "total_tokens": result.prompt_tokens + result.completion_tokens}
+        event(last)
+        event("[DONE]")
+
+
+# ------------------------------------------------------------------ running it
+
+def llama_engine(model: ModelSettings, cache: Path) -> Engine:
+    from .engine.llama import LlamaEngine  # llama_cpp only in the daemon
+    from .models import resolve_model_path
+
+    return LlamaEngine(resolve_model_path(model, cache), model)
+
+
+def serve(model: ModelSettings, cache: Path, *, idle_s: float,
+          make_engine: EngineMaker | None = None) -> int:
+    """Run the daemon for ``model`` until it has been idle ``idle_s`` (or a signal).
+
+    Exit status 0, also when a daemon for this model already runs (it says so)."""
+    import signal
+
+    files = DaemonFiles.of(cache, daemon_key(model))
+    with file_lock(files.lock, blocking=False) as mine:
+        if not mine:
+            state = read_state(files.state)
+            where = f" (pid {state.pid}, {state.url})" if state else ""
+            log.info("a hearth daemon for this model already runs%s", where)
+            return 0
+        daemon = Daemon(model, cache, make_engine or llama_engine, idle_s=idle_s)
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            threading.Thread(target=daemon.stop, args=(f"signal {signum}",),
+                             daemon=True).start()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(sig, on_signal)
+        daemon.start()
+        daemon.wait()
+    return 0
+
+
+__all__ = ["Daemon", "DaemonFiles", "DaemonState", "MODEL_FIELDS", "daemon_key", "file_lock",
+           "model_config", "model_settings", "parse_priority", "pid_alive", "read_state",
+           "serve", "write_private"]

@@ -1,0 +1,138 @@
+"""`hearth daemon`: run, list or stop the shared-model daemon (see daemon.py).
+
+Clients with ``model.shared = true`` start it on demand, detached, as
+``python -m hearth_lsp.server.daemon_cli --model-json ...``; by hand,
+``hearth daemon`` runs it in the foreground for the model of the current
+workspace's settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def add_daemon_parser(sub: Any) -> None:
+    daemon = sub.add_parser(
+        "daemon", help="one warm model shared by every editor window, the CLI and the git "
+        "hook (started on demand when model.shared is on)")
+    daemon.add_argument("--root", help="workspace whose settings choose the model "
+                        "(default: current directory)")
+    daemon.add_argument("--idle-s", type=int, metavar="S",
+                        help="exit after S seconds without a request (default: "
+                        "model.daemonIdleS)")
+    action = daemon.add_mutually_exclusive_group()
+    action.add_argument("--status", action="store_true",
+                        help="list the running daemons: model, pid, loads, queue")
+    action.add_argument("--stop", action="store_true", help="stop every running daemon")
+    daemon.add_argument("--json", action="store_true", help="with --status: a JSON list")
+    daemon.add_argument("--model-json", help=argparse.SUPPRESS)  # from a client
+    daemon.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    daemon.set_defaults(func=cmd_daemon)
+
+
+def _running(cache: Path) -> list[tuple[Path, Any, dict[str, Any] | None]]:
+    from .daemon import daemon_dir, pid_alive, read_state
+    from .engine.daemon_client import _answers
+
+    found = []
+    for path in sorted(daemon_dir(cache).glob("*.json")):
+        state = read_state(path)
+        if state is None:
+            continue
+        info = _answers(state) if pid_alive(state.pid) else None
+        found.append((path, state, info))
+    return found
+
+
+def cmd_daemon(args: argparse.Namespace, make_engine: Any = None) -> int:
+    """``make_engine(model_settings, cache)``: the engine to serve (tests); default llama.cpp."""
+    from . import logs
+    from .settings import SettingsSources, cache_dir
+
+    logs.setup_stderr(args.log_level or os.environ.get("HEARTH_LOG_LEVEL", "info"))
+    cache = cache_dir()
+    if args.status:
+        return _status(cache, args.json)
+    if args.stop:
+        return _stop(cache)
+    from .daemon import model_settings, serve
+
+    root = Path(args.root or ".").resolve()
+    resolved = SettingsSources(root=root).resolve()
+    for problem in resolved.problems:
+        print(f"hearth daemon: invalid setting: {problem}", file=sys.stderr)
+    settings = resolved.settings
+    model = settings.model
+    if args.model_json:
+        try:
+            given = json.loads(args.model_json)
+            if not isinstance(given, dict):
+                raise ValueError("not an object")
+            model = model_settings(given, model)
+        except (ValueError, TypeError) as exc:
+            print(f"hearth daemon: --model-json: {exc}", file=sys.stderr)
+            return 2
+    idle = args.idle_s if args.idle_s is not None else model.daemon_idle_s
+    return serve(model, cache, idle_s=max(1, idle), make_engine=make_engine)
+
+
+def _status(cache: Path, as_json: bool) -> int:
+    rows = []
+    for path, state, info in _running(cache):
+        model = (info or {}).get("model") or {}
+        rows.append({"pid": state.pid, "url": state.url, "key": state.key,
+                     "answers": info is not None, "state": (info or {}).get("state"),
+                     "model": model.get("name"), "path": model.get("path"),
+                     "loads": (info or {}).get("loads"), "queue": (info or {}).get("queue"),
+                     "clients": (info or {}).get("clients"), "stateFile": str(path)})
+    if as_json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no hearth daemon runs")
+    for row in rows:
+        if not row["answers"]:
+            print(f"pid {row['pid']}: not answering (stale {row['stateFile']})")
+            continue
+        print(f"pid {row['pid']} at {row['url']}: {row['state']}, {row['model']} "
+              f"({row['path']}), {row['loads']} load(s), {row['queue']} queued")
+    return 0
+
+
+def _stop(cache: Path) -> int:
+    stopped = 0
+    for path, state, info in _running(cache):
+        if info is None or info.get("pid") != state.pid:
+            path.unlink(missing_ok=True)  # stale: nothing of ours answers there
+            continue
+        os.kill(state.pid, signal.SIGTERM)
+        stopped += 1
+        deadline = time.monotonic() + 10
+        while path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print(f"stopped pid {state.pid}")
+    if not stopped:
+        print("no hearth daemon runs")
+    return 0
+
+
+def main(argv: list[str] | None = None, make_engine: Any = None) -> int:
+    parser = argparse.ArgumentParser(prog="hearth daemon")
+    sub = parser.add_subparsers(dest="command")
+    add_daemon_parser(sub)
+    args = parser.parse_args(["daemon", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(cmd_daemon(args, make_engine) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,352 @@
+"""The shared model (``model.shared``): Hearth's daemon as this process's "local" model.
+
+``shared_engine_factory`` finds the daemon for the configured model (its state file
+in the cache dir), starts it detached when none runs, waits until its model is
+loaded and returns a DaemonEngine: a RemoteEngine pointed at the daemon (its
+streaming, and its cancel by closing the stream), whose ModelInfo is the daemon's
+own (chat template, bos/eos, context length), so prompts render exactly as for a
+model in this process. Each generation carries its job's priority: the daemon's one
+queue orders every client's jobs (a window's user action before another window's
+review on save, before the git hook).
+
+shared_worker.SharedWorker is the generation worker for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..chat_format import Message
+from ..daemon import (
+    DaemonFiles,
+    DaemonState,
+    daemon_key,
+    file_lock,
+    model_config,
+    pid_alive,
+    read_state,
+)
+from ..settings import BackendSettings, ModelSettings, SamplingSettings, Settings
+from .base import Completion, EngineError, ModelInfo, ModelUnavailable
+from .remote import BackendUnavailable, Capabilities, RemoteEngine, _Failure
+from .worker import Priority
+
+log = logging.getLogger(__name__)
+
+# How long a client waits for a daemon it started to listen, and for its model.
+START_TIMEOUT_S = 60.0
+LOAD_TIMEOUT_S = 900.0
+# For tests: a script to run instead of `python -m hearth_lsp.server.daemon_cli`
+# (tests/fake_daemon.py serves a scripted engine).
+SCRIPT_ENV = "HEARTH_DAEMON_SCRIPT"
+
+
+class DaemonUnavailable(ModelUnavailable):
+    """The shared model daemon could not be started or reached; the message says why."""
+
+
+@dataclass
+class DaemonModelInfo(ModelInfo):
+    """The daemon's ModelInfo, plus where it runs."""
+
+    daemon_pid: int = 0
+    daemon_url: str = ""
+    daemon_loads: int = 0
+
+    @property
+    def where(self) -> str:
+        own = ModelInfo.where.fget(self)  # type: ignore[attr-defined]
+        return f"{own}, shared daemon pid {self.daemon_pid}"
+
+
+def _model_info(data: dict[str, Any], state: DaemonState, loads: int) -> DaemonModelInfo:
+    known = {f.name for f in dataclasses.fields(ModelInfo)}
+    fields = {k: v for k, v in data.items() if k in known}
+    return DaemonModelInfo(**fields, daemon_pid=state.pid, daemon_url=state.root,
+                           daemon_loads=loads)
+
+
+# ------------------------------------------------------------ finding / starting
+
+def daemon_command(config: dict[str, Any], idle_s: int) -> list[str]:
+    import json
+
+    script = os.environ.get(SCRIPT_ENV)
+    head = [sys.executable, script] if script else \
+        [sys.executable, "-m", "hearth_lsp.server.daemon_cli"]
+    return [*head, "--model-json", json.dumps(config), "--idle-s", str(idle_s)]
+
+
+def _answers(state: DaemonState, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The daemon's /hearth/info, or None when it does not answer with our token."""
+    try:
+        response = httpx.get(f"{state.root}/hearth/info", timeout=timeout, trust_env=False,
+                             headers={"Authorization": f"Bearer {state.token}"})
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _reaper(process: subprocess.Popen) -> None:
+    """Wait for a daemon this process started, so that it leaves no zombie."""
+    threading.Thread(target=process.wait, name="hearth-daemon-reaper", daemon=True).start()
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def ensure_daemon(model: ModelSettings, cache: Path, *, idle_s: int = 900,
+                  start: bool = True, timeout: float = START_TIMEOUT_S) -> DaemonState:
+    """The running daemon for ``model`` (started, detached, if none answers)."""
+    key = daemon_key(model)
+    files = DaemonFiles.of(cache, key)
+    state = read_state(files.state)
+    if state is not None and pid_alive(state.pid) and _answers(state) is not None:
+        return state
+    if not start:
+        raise DaemonUnavailable(f"no hearth daemon runs for this model (state: {files.state})")
+    # One client starts it; the others wait on the lock and then find it running.
+    with file_lock(files.spawn):
+        state = read_state(files.state)
+        if state is not None and pid_alive(state.pid) and _answers(state) is not None:
+            return state
+        stale = state
+        command = daemon_command(model_config(model), idle_s)
+        log.info("starting the shared model daemon: %s", " ".join(command[:4]))
+        with open(files.log, "ab") as err:
+            os.chmod(files.log, 0o600)
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                start_new_session=True, close_fds=True, cwd=str(cache))
+        _reaper(process)
+        deadline = time.monotonic() + timeout
+        while True:
+            state = read_state(files.state)
+            if state is not None and state != stale and pid_alive(state.pid) \
+                    and _answers(state) is not None:
+                log.info("shared model daemon pid %d at %s", state.pid, state.url)
+                return state
+            code = process.poll()
+            if code is not None:
+                # Another daemon holding the lock answers 0 and leaves its state file.
+                if code == 0 and state is not None and _answers(state) is not None:
+                    return state
+                tail = _log_tail(files.log)
+                raise DaemonUnavailable(
+                    f"the shared model daemon did not start (exit status {code})"
+                    + (f": {tail}" if tail else "")
+                    + f" — see {files.log}, or set model.shared = false to load the model "
+                    "in this process")
+            if time.monotonic() > deadline:
+                with contextlib.suppress(OSError):
+                    process.terminate()
+                raise DaemonUnavailable(
+                    f"the shared model daemon did not answer within {timeout:g} s — see "
+                    f"{files.log}, or set model.shared = false")
+            time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------- engine
+
+def _backend_config(state: DaemonState, context: int | None = None) -> BackendSettings:
+    # One daemon, no fallback to wait for: no retries or breaker (a dead daemon is
+    # started again instead), and long waits, as a background job may queue a while.
+    return BackendSettings(name="daemon", url=state.url, structured="grammar",
+                           connect_timeout_s=5.0, first_token_timeout_s=LOAD_TIMEOUT_S,
+                           between_tokens_timeout_s=300.0, retries=0, breaker_failures=0,
+                           breaker_reset_s=1.0, context_length=context)
+
+
+class DaemonEngine(RemoteEngine):
+    """An Engine whose model is held by Hearth's daemon (see the module docstring)."""
+
+    concurrent = True  # SharedWorker runs its generations side by side
+
+    def __init__(self, state: DaemonState, *, model: ModelSettings | None = None,
+                 cache: Path | None = None, idle_s: int = 900,
+                 load_timeout_s: float = LOAD_TIMEOUT_S) -> None:
+        self.state = state
+        self._model_settings, self._cache, self._idle_s = model, cache, idle_s
+        self.load_timeout_s = load_timeout_s
+        self.daemon_info: dict[str, Any] = {}
+        self._model_info: DaemonModelInfo | None = None
+        self._local = threading.local()
+        self.restarts = 0
+        super().__init__(_backend_config(state))
+
+    # ---- the token and the info ------------------------------------------------
+
+    def _api_key(self) -> str | None:
+        self._key, self._key_loaded = self.state.token, True
+        return self._key
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.state.token}",
+                "X-Hearth-Client": f"pid {os.getpid()}"}
+
+    def _make_info(self) -> Any:
+        if self._model_info is not None:
+            return self._model_info
+        return super()._make_info()
+
+    async def _connect_once(self) -> None:
+        """/hearth/info until the daemon's model is loaded (asking for a reload once when
+        it failed before: the file may have been fixed since)."""
+        deadline = time.monotonic() + self.load_timeout_s
+        reloaded = False
+        while True:
+            info = await self._get_json(f"{self.root}/hearth/info", what="GET /hearth/info",
+                                        timeout=10.0)
+            if not isinstance(info, dict):
+                raise _Failure(self._error("GET /hearth/info did not answer with an object"),
+                               retry=False, counts=False)
+            state = info.get("state")
+            if state == "ready" and isinstance(info.get("model"), dict):
+                break
+            if state == "error" or (state == "empty" and not reloaded):
+                if reloaded:
+                    raise _Failure(ModelUnavailable(
+                        f"the shared model daemon (pid {self.state.pid}) cannot load the "
+                        f"model: {info.get('error')}"), retry=False, counts=False)
+                reloaded = True
+                await self._get_json(f"{self.root}/hearth/reload", what="POST /hearth/reload",
+                                     timeout=10.0, method="POST", body={})
+            if time.monotonic() > deadline:
+                raise _Failure(ModelUnavailable(
+                    f"the shared model daemon (pid {self.state.pid}) has not loaded the model "
+                    f"within {self.load_timeout_s:g} s"), retry=False, counts=False)
+            await asyncio.sleep(0.1)
+        self.daemon_info = info
+        model = info["model"]
+        self._model_info = _model_info(model, self.state, int(info.get("loads") or 0))
+        self.model = self._model_info.name
+        self.capabilities = Capabilities(
+            server="hearth", grammar_field="grammar", extra_sampling=True,
+            tokenize="llama-cpp-python", context_length=self._model_info.context_length,
+            trained_context_length=self._model_info.trained_context_length,
+            chat_template=self._model_info.chat_template,
+            has_chat_template=bool(self._model_info.chat_template))
+
+    def connect(self) -> ModelInfo:
+        info = super().connect()
+        self.info = info
+        return info
+
+    # ---- generation --------------------------------------------------------------
+
+    def _body(self, prompt: str, messages: list[Message] | None, sampling: SamplingSettings,
+              stop: list[str], grammar: str | None,
+              json_schema: dict | None) -> tuple[str, dict[str, Any]]:
+        path, body = super()._body(prompt, None, sampling, stop, grammar, json_schema)
+        priority = getattr(self._local, "priority", Priority.USER)
+        body["priority"] = int(priority)
+        body["kind"] = getattr(self._local, "kind", "request")
+        start = getattr(self._local, "start", None)
+        if start:
+            body["start"] = start
+        if grammar:  # the daemon's engine takes GBNF as the local one does
+            body["grammar"] = grammar
+        return path, body
+
+    def _check_grammar(self, text: str) -> None:
+        pass  # the daemon's llama.cpp checks it as an in-process one would
+
+    def generate(self, prompt: str, sampling: SamplingSettings, stop: list[str],
+                 should_stop: Callable[[], bool], on_piece: Callable[[str], None],
+                 grammar: str | None = None, start: str | None = None,
+                 messages: list[Message] | None = None, json_schema: dict | None = None,
+                 *, priority: Priority = Priority.USER, kind: str = "request") -> Completion:
+        """Generate at the daemon, with ``priority`` in its queue. A daemon that is gone
+        (killed, idle-stopped) is started again and asked once more."""
+        self._local.priority, self._local.start, self._local.kind = priority, start, kind
+        try:
+            return super().generate(prompt, sampling, stop, should_stop, on_piece, grammar,
+                                    None, None, json_schema)
+        except BackendUnavailable as exc:
+            if should_stop() or not self._restartable() or _answers(self.state) is not None:
+                raise self._gone(exc) from None
+            log.warning("the shared model daemon is gone (%s); starting it again", exc)
+            try:
+                self.reconnect()
+            except EngineError as again:
+                raise self._gone(again) from None
+            return super().generate(prompt, sampling, stop, should_stop, on_piece, grammar,
+                                    None, None, json_schema)
+        except EngineError as exc:
+            if "stream was cut" in str(exc):
+                raise EngineError(
+                    f"the shared model daemon (pid {self.state.pid}) stopped in the middle "
+                    f"of the answer ({exc}); it starts again with the next request") from None
+            raise
+
+    def _restartable(self) -> bool:
+        return self._model_settings is not None and self._cache is not None
+
+    def _gone(self, exc: Exception) -> EngineError:
+        files = DaemonFiles.of(self._cache, self.state.key) if self._cache else None
+        where = f"; its log: {files.log}" if files else ""
+        return EngineError(f"the shared model daemon (pid {self.state.pid}) is not reachable "
+                           f"or not answering: {exc}{where}")
+
+    def reconnect(self) -> None:
+        """Find (or start) the daemon again and connect to it."""
+        assert self._model_settings is not None and self._cache is not None
+        state = ensure_daemon(self._model_settings, self._cache, idle_s=self._idle_s)
+        self.restarts += 1
+        with self._start_lock:
+            self.state = state
+            self.config = _backend_config(state)
+            self.url = state.url.rstrip("/")
+            self.root = state.root
+            self.shown_url = self.url
+            self.connected = False
+            self._token_counts.clear()
+        self.connect()
+
+
+def shared_engine_factory(settings: Settings, cache: Path) -> DaemonEngine:
+    """The engine of ``model.shared``: the daemon's model (started if need be)."""
+    model = settings.model
+    idle = model.daemon_idle_s
+    state = ensure_daemon(model, cache, idle_s=idle)
+    engine = DaemonEngine(state, model=model, cache=cache, idle_s=idle)
+    try:
+        engine.connect()
+    except BackendUnavailable:  # it went away between the two: once more
+        engine.close()
+        state = ensure_daemon(model, cache, idle_s=idle)
+        engine = DaemonEngine(state, model=model, cache=cache, idle_s=idle)
+        engine.connect()
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
+__all__ = ["DaemonEngine", "DaemonModelInfo", "DaemonUnavailable",
+           "daemon_command", "ensure_daemon", "shared_engine_factory"]

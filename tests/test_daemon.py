@@ -1,0 +1,321 @@
+"""The shared-model daemon and its client, in this process, with a scripted engine.
+
+The daemon (server/daemon.py: HTTP, token, queue, priorities, cancellation on
+disconnect, idle exit) is the real one; only its model is a FakeEngine, so every
+assertion is exact: which prompts the model saw, in which order, and with which
+grammar. The clients are DaemonEngines (server/engine/daemon_client.py), each its own
+HTTP client, as separate processes would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hearth_lsp.server.daemon import Daemon, daemon_key, parse_priority, read_state
+from hearth_lsp.server.engine.base import EngineError
+from hearth_lsp.server.engine.daemon_client import DaemonEngine
+from hearth_lsp.server.engine.fake import FakeEngine
+from hearth_lsp.server.engine.shared_worker import SharedWorker
+from hearth_lsp.server.engine.worker import GenerationWorker, Priority
+from hearth_lsp.server.settings import ModelSettings, SamplingSettings
+
+SAMPLING = SamplingSettings(max_tokens=50)
+
+
+def wait_until(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def make_daemon(cache):
+    started: list[Daemon] = []
+
+    def make(engine: FakeEngine, **kwargs) -> Daemon:
+        cache.mkdir(exist_ok=True)
+        daemon = Daemon(ModelSettings(), cache, lambda _m, _c: engine, **kwargs)
+        daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def clients():
+    made: list[DaemonEngine] = []
+
+    def make(daemon: Daemon) -> DaemonEngine:
+        state = read_state(daemon.files.state)
+        assert state is not None
+        engine = DaemonEngine(state)
+        engine.connect()
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.close()
+
+
+def generate(engine: DaemonEngine, prompt: str, priority: Priority = Priority.USER,
+             stop_when=lambda: False, **kwargs):
+    pieces: list[str] = []
+    result = engine.generate(prompt, SAMPLING, [], stop_when, pieces.append,
+                             priority=priority, **kwargs)
+    return result, pieces
+
+
+def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["result"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_state_file_is_private_and_names_a_token(make_daemon):
+    daemon = make_daemon(FakeEngine())
+    state = read_state(daemon.files.state)
+    assert state is not None and state.pid == os.getpid() and state.token == daemon.token
+    assert state.url == daemon.url and state.url.startswith("http://127.0.0.1:")
+    assert daemon.files.state.stat().st_mode & 0o777 == 0o600
+    assert daemon.files.state.parent.stat().st_mode & 0o077 == 0
+    assert daemon.files.state.stem == daemon_key(ModelSettings())
+
+
+def test_a_request_without_the_right_token_is_refused(make_daemon):
+    engine = FakeEngine(default="secret answer")
+    daemon = make_daemon(engine)
+    body = {"prompt": "hi", "max_tokens": 5}
+    for headers in ({}, {"Authorization": "Bearer wrong"},
+                    {"Authorization": f"Basic {daemon.token}"}):
+        for method, path in (("GET", "/hearth/info"), ("GET", "/v1/models"),
+                             ("POST", "/v1/completions")):
+            response = httpx.request(method, f"{daemon.url.removesuffix('/v1')}{path}",
+                                     headers=headers, json=body if method == "POST" else None)
+            assert response.status_code == 401, (headers, path)
+            assert "token" in response.json()["error"]["message"]
+    assert engine.prompts == []  # nothing reached the model
+    assert daemon.counts["refused"] == 9
+    ok = httpx.post(f"{daemon.url}/completions", json=body,
+                    headers={"Authorization": f"Bearer {daemon.token}"})
+    assert ok.status_code == 200 and ok.json()["choices"][0]["text"] == "secret answer"
+
+
+def test_a_client_renders_with_the_daemons_model_info(make_daemon, clients):
+    engine = FakeEngine(responses=["first answer"])
+    daemon = make_daemon(engine)
+    client = clients(daemon)
+    info = client.info
+    assert info.chat_template == engine.info.chat_template
+    assert (info.bos_token, info.eos_token) == ("<s>", "</s>")
+    assert info.context_length == engine.info.context_length and info.name == "fake"
+    assert info.daemon_pid == os.getpid() and "shared daemon" in info.where
+    result, pieces = generate(client, "<|user|>hi\n<|assistant|>", grammar='root ::= "x"',
+                              start="^f")
+    assert result.text == "first answer" and "".join(pieces) == "first answer"
+    assert result.finish_reason == "stop"
+    # The prompt arrives as rendered, with the grammar and the first-token regex.
+    assert engine.prompts == ["<|user|>hi\n<|assistant|>"]
+    assert engine.grammars == ['root ::= "x"'] and engine.starts == ["^f"]
+    assert client.count_tokens("a b c") == 3  # the daemon's engine counts
+    assert daemon.info()["counts"]["completed"] == 1
+
+
+def test_a_client_that_cancels_frees_the_daemon(make_daemon, clients):
+    # 2000 pieces at 20 ms: 40 s unless the daemon stops when the client leaves.
+    engine = FakeEngine(responses=["word " * 2000, "next answer"], piece_delay_s=0.02)
+    daemon = make_daemon(engine)
+    client = clients(daemon)
+    first_piece = threading.Event()
+    stop = threading.Event()
+
+    def slow():
+        return client.generate("long", SAMPLING.__class__(max_tokens=5000), [], stop.is_set,
+                               lambda _p: first_piece.set())
+
+    thread, out = in_thread(slow)
+    assert first_piece.wait(20)
+    stop.set()
+    thread.join(20)
+    assert out["result"].finish_reason == "cancelled"
+    wait_until(lambda: daemon.worker.running() is None and daemon.counts["cancelled"] == 1)
+    result, _ = generate(clients(daemon), "after")
+    assert result.text == "next answer"
+    assert engine.prompts == ["long", "after"]
+
+
+def test_a_queued_job_whose_client_leaves_never_runs(make_daemon, clients):
+    engine = FakeEngine(responses=["word " * 2000, "unused", "third"], piece_delay_s=0.02)
+    daemon = make_daemon(engine)
+    blocker_stop, queued_stop = threading.Event(), threading.Event()
+    blocker, _ = in_thread(clients(daemon).generate, "blocker", SAMPLING.__class__(
+        max_tokens=5000), [], blocker_stop.is_set, lambda _p: None)
+    wait_until(lambda: engine.prompts == ["blocker"])
+    queued, out = in_thread(clients(daemon).generate, "queued", SAMPLING, [],
+                            queued_stop.is_set, lambda _p: None)
+    wait_until(lambda: daemon.worker.pending() == 1)
+    queued_stop.set()
+    queued.join(20)
+    assert out["result"].finish_reason == "cancelled"
+    # The daemon saw the connection close and cancelled the job while it was queued.
+    wait_until(lambda: daemon.counts["cancelled"] == 1)
+    blocker_stop.set()
+    blocker.join(20)
+    result, _ = generate(clients(daemon), "third")
+    assert engine.prompts == ["blocker", "third"]  # "queued" never reached the model
+    assert result.text == "unused"  # the script's next answer: it was not consumed
+
+
+def test_priorities_order_jobs_across_clients(make_daemon, clients):
+    """A BACKGROUND job (the git hook) queued first still runs after a USER one from
+    another client (an editor window)."""
+    engine = FakeEngine(default="done", responses=["word " * 2000], piece_delay_s=0.02)
+    daemon = make_daemon(engine)
+    hook, window, other = clients(daemon), clients(daemon), clients(daemon)
+    release = threading.Event()
+    blocker, _ = in_thread(other.generate, "blocker", SAMPLING.__class__(max_tokens=5000), [],
+                           release.is_set, lambda _p: None, priority=Priority.SAVE)
+    wait_until(lambda: engine.prompts == ["blocker"])
+    background, bg_out = in_thread(generate, hook, "hook", Priority.BACKGROUND)
+    wait_until(lambda: daemon.worker.pending() == 1)
+    user, user_out = in_thread(generate, window, "user", Priority.USER)
+    wait_until(lambda: daemon.worker.pending() == 2)
+    release.set()
+    for thread in (blocker, background, user):
+        thread.join(20)
+    assert engine.prompts == ["blocker", "user", "hook"]
+    assert bg_out["result"][0].text == user_out["result"][0].text == "done"
+
+
+def test_one_process_queues_its_urgent_job_at_the_daemon_beside_a_waiting_one(
+        make_daemon, clients):
+    """SharedWorker hands the daemon both of its jobs at once, so the daemon's queue puts
+    the USER job first; one-at-a-time GenerationWorker would hold it back until its
+    BACKGROUND job had run (the daemon would see ["blocker", "hook", "user"])."""
+    engine = FakeEngine(default="done", responses=["word " * 2000], piece_delay_s=0.02)
+    daemon = make_daemon(engine)
+    release = threading.Event()
+    blocker, _ = in_thread(clients(daemon).generate, "blocker", SAMPLING.__class__(
+        max_tokens=5000), [], release.is_set, lambda _p: None)
+    wait_until(lambda: engine.prompts == ["blocker"])
+    worker = SharedWorker()
+    try:
+        client = clients(daemon)
+        worker.load(lambda: client).future.result(10)
+        hook = worker.submit("commit", "hook", SAMPLING, priority=Priority.BACKGROUND)
+        wait_until(lambda: daemon.worker.pending() == 1)
+        user = worker.submit("docstring", "user", SAMPLING, priority=Priority.USER)
+        wait_until(lambda: daemon.worker.pending() == 2)
+        assert worker.running() is user  # the most urgent of those in flight
+        release.set()
+        assert user.future.result(20).text == hook.future.result(20).text == "done"
+        assert engine.prompts == ["blocker", "user", "hook"]
+        # Cancelling through the worker reaches the daemon too.
+        engine.responses = ["word " * 2000]
+        long = worker.submit("review", "long", SAMPLING.__class__(max_tokens=5000))
+        wait_until(lambda: engine.prompts[-1] == "long")
+        worker.cancel_where(lambda j: True)
+        assert long.future.result(20).finish_reason == "cancelled"
+        wait_until(lambda: daemon.worker.running() is None)
+    finally:
+        release.set()
+        worker.shutdown()
+        blocker.join(20)
+
+
+def test_shared_worker_is_a_plain_worker_for_an_in_process_engine():
+    engine = FakeEngine(default="x", piece_delay_s=0.01)
+    worker = SharedWorker()
+    try:
+        worker.load(lambda: engine).future.result(10)
+        release = threading.Event()
+        engine.responses = [lambda _p: (release.wait(10), "first")[1]]
+        first = worker.submit("a", "first", SAMPLING, priority=Priority.USER)
+        wait_until(lambda: engine.prompts == ["first"])
+        jobs = [worker.submit("b", name, SAMPLING, priority=prio)
+                for name, prio in (("bg", Priority.BACKGROUND), ("save", Priority.SAVE),
+                                   ("user", Priority.USER))]
+        assert worker.pending() == 3 and worker.running() is first
+        release.set()
+        for job in (first, *jobs):
+            job.future.result(10)
+        assert engine.prompts == ["first", "user", "save", "bg"]  # one at a time, by priority
+    finally:
+        worker.shutdown()
+    assert isinstance(worker, GenerationWorker)
+
+
+def test_the_daemon_exits_when_idle_and_removes_its_state(make_daemon, clients):
+    daemon = make_daemon(FakeEngine(default="ok"), idle_s=0.5)
+    generate(clients(daemon), "one")
+    assert daemon.wait(20), "the daemon did not stop when idle"
+    assert not daemon.files.state.exists()
+
+
+def test_bad_requests_are_answered_with_the_reason(make_daemon):
+    engine = FakeEngine(default="ok")
+    daemon = make_daemon(engine)
+    auth = {"Authorization": f"Bearer {daemon.token}"}
+    url = daemon.url
+    for body, words in (({"prompt": 3}, "prompt"), ({"prompt": "x", "max_tokens": "many"},
+                                                    "max_tokens"),
+                        ({"prompt": "x", "priority": "urgent"}, "priority"),
+                        ({"prompt": "x", "stop": [1]}, "stop")):
+        response = httpx.post(f"{url}/completions", json=body, headers=auth)
+        assert response.status_code == 400 and words in response.json()["error"]["message"]
+    response = httpx.post(f"{url}/completions", content=b"{not json", headers=auth)
+    assert response.status_code == 400
+    assert httpx.get(f"{url}/nowhere", headers=auth).status_code == 404
+    assert engine.prompts == []
+    assert parse_priority("background") == Priority.BACKGROUND
+    assert parse_priority(0) == Priority.COMPLETION  # nobody jumps ahead of a load
+    assert parse_priority(None) == Priority.USER
+
+
+def test_an_openai_client_can_use_the_warm_model(make_daemon):
+    """Any tool on the machine: /v1/models, and a streamed /v1/completions."""
+    daemon = make_daemon(FakeEngine(default="a b c"))
+    auth = {"Authorization": f"Bearer {daemon.token}"}
+    models = httpx.get(f"{daemon.url}/models", headers=auth).json()
+    assert [m["id"] for m in models["data"]] == ["fake"]
+    with httpx.stream("POST", f"{daemon.url}/completions", headers=auth,
+                      json={"prompt": "q", "stream": True, "max_tokens": 10}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line[6:]) for line in lines[:-1]]
+    assert "".join(e["choices"][0]["text"] for e in events) == "a b c"
+    assert events[-1]["choices"][0]["finish_reason"] == "stop"
+    assert events[-1]["usage"]["completion_tokens"] == 3
+
+
+def test_a_daemon_that_is_gone_is_reported_clearly_without_settings_to_restart_it(
+        make_daemon, clients):
+    daemon = make_daemon(FakeEngine(default="ok"))
+    client = clients(daemon)
+    daemon.stop()
+    with pytest.raises(EngineError, match="shared model daemon .* is not reachable"):
+        generate(client, "x")
