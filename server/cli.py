@@ -102,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from .settings import SPECS, SettingsSources, markdown_reference
+    from .settings import SPECS, SettingsSources, as_dict, markdown_reference
 
     if args.reference:
         print(markdown_reference(), end="")
@@ -118,6 +118,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     for (section, name), spec in SPECS.items():
         value = getattr(getattr(resolved.settings, section), name)
         rows.append({"key": spec.key, "value": value, "source": resolved.sources[spec.key]})
+    for name, fields in as_dict(resolved.settings)["backends"].items():
+        for field_name, value in fields.items():
+            key = f"backends.{name}.{field_name}"
+            rows.append({"key": key, "value": value,
+                         "source": resolved.sources.get(key, "default")})
     if args.json:
         print(json.dumps({"settings": rows, "problems": resolved.problems}, indent=2))
     else:

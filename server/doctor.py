@@ -212,10 +212,12 @@ def run_checks(root: Path, probe: bool = True) -> list[Check]:
         model_path = None
 
     if probe and llama_ok and model_path is not None:
-        from .engine.llama import default_threads
+        from .engine.llama import auto_gpu_layers, default_threads
 
-        checks.append(_probe(model_path, settings.model.threads or default_threads(),
-                             probe_gpu_layers(settings.model.gpu_layers, gpu)))
+        layers = probe_gpu_layers(settings.model.gpu_layers, gpu)
+        if layers == -1 and settings.model.gpu_layers is None:  # as many as the engine fits
+            layers = auto_gpu_layers(model_path, read_gguf(model_path), settings.model)[0]
+        checks.append(_probe(model_path, settings.model.threads or default_threads(), layers))
 
     checks.extend(backend_checks(settings, probe))
 

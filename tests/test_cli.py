@@ -17,6 +17,7 @@ from pygls.exceptions import JsonRpcException
 from pygls.lsp.client import LanguageClient
 
 from hearth_lsp.server.settings import markdown_reference
+from hearth_lsp.server.trust import set_trusted
 
 REPO = Path(__file__).resolve().parent.parent
 HEARTH = [sys.executable, "-m", "hearth_lsp.server"]
@@ -31,7 +32,7 @@ def test_config_shows_values_and_their_layers(tmp_path):
     (tmp_path / ".hearth.toml").write_text("[model]\ncontext_length = 2048\n")
     out = hearth("config", "--root", str(tmp_path), env={"HEARTH_DOCSTRING_MAX_TOKENS": "99"})
     assert out.returncode == 0
-    assert "model.contextLength      2048" in out.stdout and "(.hearth.toml)" in out.stdout
+    assert re.search(r"^model\.contextLength +2048 +\(\.hearth\.toml\)$", out.stdout, re.M)
     data = json.loads(hearth("config", "--json", "--root", str(tmp_path),
                              env={"HEARTH_DOCSTRING_MAX_TOKENS": "99"}).stdout)
     rows = {r["key"]: r for r in data["settings"]}
@@ -39,6 +40,16 @@ def test_config_shows_values_and_their_layers(tmp_path):
                                            "source": "environment"}
     bad = hearth("config", env={"HEARTH_MODEL_THREADS": "lots"})
     assert "problem: environment: model.threads: expected an integer" in bad.stderr
+
+
+def test_config_shows_backends_field_by_field(tmp_path):
+    (tmp_path / ".hearth.toml").write_text('[backends.team]\nurl = "http://127.0.0.1:8080/v1"\n')
+    set_trusted(tmp_path, True)
+    rows = {r["key"]: r for r in json.loads(hearth("config", "--json", "--root",
+                                                   str(tmp_path)).stdout)["settings"]}
+    assert rows["backends.team.url"] == {"key": "backends.team.url", "source": ".hearth.toml",
+                                         "value": "http://127.0.0.1:8080/v1"}
+    assert rows["backends.team.retries"]["source"] == "default"
 
 
 def test_configuration_reference_in_docs_is_current():

@@ -95,6 +95,7 @@ async def initialized(ls: HearthServer, params: types.InitializedParams) -> None
     await _pull_configuration(ls)
     ls.apply_settings()
     ls.start_index()
+    ls.watch_user_config()
     await _watch_files(ls)
     await ls.load_model()
 

@@ -49,6 +49,7 @@ from ..settings import (
     SettingsSources,
     cache_dir,
     local_only,
+    user_config_path,
 )
 from ..tasks.review.state import ReviewState
 from ..tasks.runner import CancelToken, TaskRun, shareable_context
@@ -278,6 +279,7 @@ class HearthServer(LanguageServer):
         # The last task that reached a model: which backend answered, and why others
         # did not (hearth.status; editors show it next to the model's state).
         self.last_answer: dict[str, Any] | None = None
+        self._config_watcher: Any = None
         # Cancellation: request id -> the task's token ($/cancelRequest), progress token
         # -> the task's token (the progress bar's cancel), task key -> the running task's
         # token (a newer request for the same thing replaces it).
@@ -423,6 +425,8 @@ class HearthServer(LanguageServer):
         return [self.settings, *(f.settings for f in self.folders.values())]
 
     def shutdown(self) -> None:
+        if self._config_watcher is not None:
+            self._config_watcher.stop()
         self.backends.shutdown()
         super().shutdown()
 
@@ -458,6 +462,8 @@ class HearthServer(LanguageServer):
                 return
             load_s = getattr(self.worker.engine, "load_s", 0.0)
             log.info("model ready: %s (loaded in %.2f s)", info.describe(), load_s)
+            for warning in info.warnings:  # e.g. fewer GPU layers than asked, and why
+                self.say_once(("model warning", warning), f"Hearth: {warning}")
             report.end(f"ready: {info.name} on {info.where}")
 
     # ------------------------------------------------------------------- index
@@ -501,13 +507,45 @@ class HearthServer(LanguageServer):
             log.warning("not watching %s for outside changes: %s", folder.root, exc)
 
     def files_changed(self, paths: list[Path]) -> None:
-        """Saves and file events: each folder's index re-reads its own files."""
+        """Saves and file events: each folder's index re-reads its own files; a changed
+        settings file (a folder's `.hearth.toml`, the user config) is read again."""
+        config = user_config_path(self.environ)
+        if any(p == config or (p.name == WORKSPACE_FILE and p.parent in self.folders)
+               for p in paths):
+            self._reload_settings_soon()
         for folder in self.folders.values():
             mine = [p for p in paths if folder.contains(p)]
             if any(p.name.startswith(".env") for p in mine):
                 folder._redactor = None  # read the new values on the next task
             if folder.index is not None and mine:
                 folder.index.files_changed(mine)
+
+    def _reload_settings_soon(self) -> None:
+        async def reload() -> None:
+            if self.apply_settings():
+                await self.load_model()
+        future = asyncio.ensure_future(reload())
+        self.background.add(future)
+        future.add_done_callback(self.background.discard)
+
+    def watch_user_config(self) -> None:
+        """Re-read settings when the user config file changes outside the editor (`hearth
+        models use`, another editor): the client only watches the workspace."""
+        config = user_config_path(self.environ)
+        if not config.parent.is_dir():
+            return
+        loop = asyncio.get_running_loop()
+
+        def changed(paths: list[Path]) -> None:
+            if config.resolve() in [p.resolve() for p in paths]:
+                loop.call_soon_threadsafe(self.files_changed, [config])
+        try:
+            from ...indexer.watch import Watcher
+
+            self._config_watcher = Watcher(config.parent, changed)
+            self._config_watcher.start()
+        except Exception as exc:  # inotify limits: editor settings still apply
+            log.debug("not watching %s: %s", config, exc)
 
     def _index_report(self, phase: str, message: str, percentage: int | None,
                       folder: str = "") -> None:

@@ -59,7 +59,8 @@ def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
         "info": None if engine is None else {
             "name": engine.info.name, "path": engine.info.path,
             "contextLength": engine.info.context_length,
-            "chatTemplate": bool(engine.info.chat_template), "where": engine.info.where},
+            "chatTemplate": bool(engine.info.chat_template), "where": engine.info.where,
+            "warnings": engine.info.warnings},
         "running": running.kind if running else None,
         "pending": ls.worker.pending(),
         # Which backend each task goes to, and how each backend is doing.
@@ -71,6 +72,7 @@ def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
 
 
 async def command_reload(ls: HearthServer, *args: Any) -> dict[str, Any]:
+    ls.apply_settings()  # config files edited outside the editor (hearth models use)
     ls._loaded_model = None
     await ls.load_model()
     return command_status(ls)
