@@ -631,7 +631,7 @@ class WorkspaceIndex:
             if todo:
                 texts, counts = embedder.fit_counted(
                     [embedding_text(r[2], r[3], r[4], r[5], r[6], r[7]) for r in todo.values()])
-                fresh = embedder.encode(texts).astype(np.float32)
+                fresh = embedder.encode(texts, counts).astype(np.float32)
                 stats.embedded += len(todo)
                 stats.tokens += sum(counts)
                 for h, vec in zip(todo, fresh, strict=True):
@@ -645,6 +645,8 @@ class WorkspaceIndex:
                                [(r[0],) for r in rows])
             if progress:
                 progress(min(start + batch, total), total, rows[-1][2])
+        if stats.embedded >= RELEASE_AFTER_EMBEDDED:
+            release_free_memory()
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -752,6 +754,22 @@ class WorkspaceIndex:
             "SELECT text FROM chunks WHERE path = ? AND start_line = ?",
             (result.path, result.start_line - 1)).fetchone()
         return row[0] if row else ""
+
+
+# After embedding this many texts, the encoder's freed buffers go back to the system.
+RELEASE_AFTER_EMBEDDED = 256
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim): the
+    encoder's activations are freed after each batch but malloc keeps the pages, so a
+    long embedding run left the process ~300 MB larger for good. Elsewhere: nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError) as exc:
+        log.debug("malloc_trim unavailable: %s", exc)
 
 
 RRF_K = 60

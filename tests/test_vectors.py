@@ -50,6 +50,32 @@ def test_embedding_text_is_cut_where_the_model_stops_reading(embedder):
     assert embedder.token_counts([fitted])[0] <= embedder.max_tokens
 
 
+def test_long_texts_are_encoded_in_smaller_batches_with_the_same_vectors(embedder, monkeypatch):
+    """Batches keep to max_batch_tokens (the encoder's memory grows with batch x
+    length^2); the vectors are those of one plain encode, in the order given."""
+    import numpy as np
+
+    texts, counts = embedder.fit_counted(
+        [f"def handler_{i}(event):\n" + "    total = compute(event, rate) * 2\n" * (i % 7) * 12
+         for i in range(40)])
+    assert max(counts) > 200 and min(counts) < 40
+    plain = embedder._encode(list(texts), 64)
+    sizes: list[tuple[int, int]] = []
+    real = embedder._encode
+
+    def spy(batch, batch_size):
+        sizes.append((len(batch), max(embedder.token_counts(batch))))
+        return real(batch, batch_size)
+
+    monkeypatch.setattr(embedder, "_encode", spy)
+    monkeypatch.setattr(embedder, "max_batch_tokens", 2048)
+    budgeted = embedder.encode(texts, counts)
+    assert len(sizes) > 1 and all(n * longest <= 2048 for n, longest in sizes)
+    assert sum(n for n, _ in sizes) == len(texts)
+    cosines = np.sum(plain * budgeted, axis=1)
+    assert cosines.min() > 0.9999
+
+
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(EmbeddingModelMissing, match="not a sentence-transformers model folder"):
         Embedder(tmp_path)
