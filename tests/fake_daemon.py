@@ -1,6 +1,6 @@
 """`hearth daemon` serving a scripted FakeEngine, for exact tests of the shared model.
 
-Clients start it instead of the real daemon when HEARTH_DAEMON_SCRIPT names this file.
+Clients start it instead of the real daemon when HEARTHD_SCRIPT names this file.
 FAKE_ENGINE_RESPONSES (a JSON list), FAKE_ENGINE_DEFAULT (times FAKE_ENGINE_REPEAT),
 FAKE_ENGINE_DELAY (seconds per piece) as in fake_server.py; FAKE_ENGINE_RECORD: a file
 that gets one JSON line per generation (the prompt, and the priority of its job);

@@ -52,7 +52,7 @@ START_TIMEOUT_S = 60.0
 LOAD_TIMEOUT_S = 900.0
 # For tests: a script to run instead of `python -m hearth_lsp.server.daemon_cli`
 # (tests/fake_daemon.py serves a scripted engine).
-SCRIPT_ENV = "HEARTH_DAEMON_SCRIPT"
+SCRIPT_ENV = "HEARTHD_SCRIPT"
 
 
 class DaemonUnavailable(ModelUnavailable):

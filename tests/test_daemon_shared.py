@@ -1,0 +1,224 @@
+"""model.shared end to end: editor windows, the CLI and the hook share one daemon.
+
+Real processes throughout: two `hearth serve` language servers (tests/fake_server.py),
+`hearth docstring` runs, and the daemon they start on demand. Except in the last test,
+the daemon is tests/fake_daemon.py: the real daemon (HTTP, token, queue) serving a
+scripted FakeEngine, so answers and load counts are exact. The last test runs the real
+daemon on the bundled SmolLM2.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from lsprotocol import types
+
+from hearth_lsp.server.daemon import DaemonFiles, daemon_key, pid_alive, read_state
+from hearth_lsp.server.engine.base import ModelUnavailable
+from hearth_lsp.server.engine.daemon_client import (
+    DaemonUnavailable,
+    ensure_daemon,
+    shared_engine_factory,
+)
+from hearth_lsp.server.settings import ModelSettings, SamplingSettings, Settings
+
+from lsp_helpers import FAKE_SERVER, actions_at, apply, open_doc, start, stop, wait_model
+
+HERE = Path(__file__).resolve().parent
+FAKE_DAEMON = str(HERE / "fake_daemon.py")
+DOC = "Convert a price to cents.\n\nArgs:\n    text: the price, e.g. '12.50'."
+
+
+def shared_settings() -> Settings:
+    settings = Settings()
+    settings.model.shared = True
+    return settings
+
+
+def info(cache: Path, model: ModelSettings | None = None) -> dict:
+    state = read_state(DaemonFiles.of(cache, daemon_key(model or ModelSettings())).state)
+    assert state is not None, "no daemon state file"
+    response = httpx.get(f"{state.root}/hearth/info",
+                         headers={"Authorization": f"Bearer {state.token}"})
+    assert response.status_code == 200
+    return response.json()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A cache dir of this test's own (so its daemons are its own), and the fake daemon;
+    every daemon started here is stopped at the end, by its pid."""
+    path = tmp_path / "cache"
+    path.mkdir()
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(path))
+    monkeypatch.setenv("HEARTHD_SCRIPT", FAKE_DAEMON)
+    monkeypatch.setenv("FAKE_ENGINE_DEFAULT", DOC)
+    yield path
+    for state_file in (path / "daemon").glob("*.json"):
+        state = read_state(state_file)
+        if state is not None and pid_alive(state.pid):
+            with contextlib.suppress(OSError):
+                os.kill(state.pid, signal.SIGTERM)
+
+
+def docstring_of(text: str, name: str) -> str | None:
+    fn = next(n for n in ast.parse(text).body if getattr(n, "name", "") == name)
+    return ast.get_docstring(fn)
+
+
+async def test_two_editor_windows_share_one_model_load(demo_repo, cache):
+    record = cache / "prompts.jsonl"
+    env = {"HEARTH_CACHE_DIR": str(cache), "FAKE_ENGINE_RECORD": str(record)}
+    opts = {"model": {"shared": True}}
+    path = demo_repo / "inventory" / "pricing.py"
+    pids = []
+    windows = []
+    try:
+        for _ in range(2):
+            client, _, _ = await start(FAKE_SERVER, demo_repo, env=env, init_options=opts)
+            windows.append(client)
+            status = await wait_model(client)
+            assert status["model"] == "ready", status
+            uri = open_doc(client, path)
+            actions = await actions_at(client, uri, 9, only=["refactor.rewrite.hearth.docstring"])
+            resolved = await client.code_action_resolve_async(actions[0])
+            assert docstring_of(apply(path.read_text(), resolved.edit, uri),
+                                "parse_price") == DOC
+            pids.append(info(cache)["pid"])
+        daemon = info(cache)
+        assert daemon["loads"] == 1  # the second window loaded nothing
+        assert pids[0] == pids[1] == daemon["pid"]
+        assert len(daemon["clients"]) == 2  # two server processes asked
+        served = [json.loads(line) for line in record.read_text().splitlines()]
+        assert len(served) == 2 and {s["pid"] for s in served} == {daemon["pid"]}
+        # The prompt is rendered with the daemon's chat template, as for a local model.
+        assert served[0]["prompt"].startswith("<|system|>") and "parse_price" in served[0][
+            "prompt"]
+        for client in windows:
+            status = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="hearth.status"))
+            assert f"shared daemon pid {daemon['pid']}" in json.dumps(status)
+    finally:
+        for client in windows:
+            await stop(client)
+
+
+def run_cli(demo_repo: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HEARTH_CACHE_DIR": str(cache), "HEARTH_MODEL_SHARED": "true"}
+    return subprocess.run([sys.executable, "-m", "hearth_lsp.server", *args], cwd=demo_repo,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_uses_the_daemon_and_restarts_a_killed_one(demo_repo, cache):
+    target = "inventory/pricing.py::parse_price"
+    first = run_cli(demo_repo, cache, "docstring", target, "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["text"] == DOC
+    started = info(cache)
+    second = run_cli(demo_repo, cache, "docstring", target, "--json")
+    assert second.returncode == 0 and json.loads(second.stdout)["text"] == DOC
+    again = info(cache)
+    assert again["pid"] == started["pid"] and again["loads"] == 1
+    assert again["counts"]["completed"] == 2
+    os.kill(started["pid"], signal.SIGKILL)  # killed: its state file stays behind
+    deadline = time.monotonic() + 10
+    while pid_alive(started["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    third = run_cli(demo_repo, cache, "docstring", target, "--json")
+    assert third.returncode == 0, third.stderr
+    assert json.loads(third.stdout)["text"] == DOC
+    assert info(cache)["pid"] != started["pid"]
+
+
+def test_a_client_restarts_a_daemon_killed_between_requests(cache):
+    settings = shared_settings()
+    engine = shared_engine_factory(settings, cache)
+    try:
+        sampling = SamplingSettings(max_tokens=20)
+        assert engine.generate("one", sampling, [], lambda: False, lambda _p: None).text == DOC
+        old = engine.state.pid
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(old) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        result = engine.generate("two", sampling, [], lambda: False, lambda _p: None)
+        assert result.text == DOC
+        assert engine.restarts == 1 and engine.state.pid != old
+        assert engine.info.daemon_pid == engine.state.pid  # type: ignore[attr-defined]
+    finally:
+        engine.close()
+
+
+def test_two_clients_starting_at_once_start_one_daemon(cache):
+    import concurrent.futures
+
+    model = ModelSettings()
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        states = list(pool.map(lambda _i: ensure_daemon(model, cache), range(3)))
+    assert len({s.pid for s in states}) == 1
+    assert info(cache)["loads"] == 1
+
+
+def test_a_daemon_that_cannot_start_is_reported_clearly(cache, monkeypatch):
+    monkeypatch.setenv("HEARTHD_SCRIPT", str(cache / "missing.py"))
+    with pytest.raises(DaemonUnavailable) as caught:
+        shared_engine_factory(shared_settings(), cache)
+    message = str(caught.value)
+    assert "did not start (exit status 2)" in message and "missing.py" in message
+    assert "model.shared = false" in message and ".log" in message
+
+
+def test_a_model_the_daemon_cannot_load_is_reported_with_its_reason(cache, monkeypatch):
+    monkeypatch.setenv("FAKE_DAEMON_FAIL", "no such file: /models/x.gguf")
+    with pytest.raises(ModelUnavailable, match="cannot load the model: no such file"):
+        shared_engine_factory(shared_settings(), cache)
+    assert info(cache)["loads"] == 2  # it was asked to try once more
+
+
+def test_different_models_get_different_daemons(cache):
+    small = shared_settings()
+    other = shared_settings()
+    other.model.context_length = 2048
+    a = shared_engine_factory(small, cache)
+    b = shared_engine_factory(other, cache)
+    try:
+        assert a.state.pid != b.state.pid and a.state.key != b.state.key
+        assert info(cache, other.model)["settings"]["context_length"] == 2048
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.slow
+def test_smollm2_is_loaded_once_for_two_clients(cache, monkeypatch):
+    """The real daemon (llama.cpp, the bundled SmolLM2): two clients, one load, and the
+    model's own chat template and context length reach the clients."""
+    monkeypatch.delenv("HEARTHD_SCRIPT")
+    settings = shared_settings()
+    settings.model.context_length = 1024
+    first = shared_engine_factory(settings, cache)
+    second = shared_engine_factory(settings, cache)
+    try:
+        assert first.state.pid == second.state.pid
+        assert first.info.architecture == "llama" and first.info.context_length == 1024
+        assert first.info.chat_template and "<|im_start|>" in first.info.chat_template
+        prompt = "<|im_start|>user\nSay hello.<|im_end|>\n<|im_start|>assistant\n"
+        sampling = SamplingSettings(max_tokens=8, temperature=0.0)
+        for engine in (first, second):
+            result = engine.generate(prompt, sampling, [], lambda: False, lambda _p: None)
+            assert result.completion_tokens > 0 and result.text.strip()
+        daemon = info(cache, settings.model)
+        assert daemon["loads"] == 1 and daemon["counts"]["completed"] == 2
+    finally:
+        first.close()
+        second.close()
