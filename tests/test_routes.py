@@ -474,3 +474,38 @@ async def test_backends_and_routes_change_while_the_server_runs(demo_repo):
         assert not any("Traceback" in m or "KeyError" in m for m in said), said
     finally:
         await stop(client)
+
+
+async def test_settings_files_edited_outside_the_editor_are_read_again(demo_repo, tmp_path):
+    config = tmp_path / "user" / "config.toml"
+    config.parent.mkdir()
+    config.write_text("")
+    set_trusted(demo_repo, True, {"HEARTH_CONFIG_FILE": str(config)})  # the trust file is beside it
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_RESPONSES": json.dumps([]), "HEARTH_CONFIG_FILE": str(config)})
+
+    async def review_route() -> list[str]:
+        return (await command(client, "hearth.status"))["routes"]["review"]
+
+    async def becomes(want: list[str]) -> None:
+        for _ in range(200):
+            if await review_route() == want:
+                return
+            await asyncio.sleep(0.05)
+        assert await review_route() == want
+
+    try:
+        await wait_model(client)
+        workspace = demo_repo / ".hearth.toml"
+        workspace.write_text('[backends.team]\nurl = "http://127.0.0.1:9/v1"\n\n'
+                             '[routes]\nreview = ["team", "local"]\n')
+        client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
+            types.FileEvent(uri=workspace.as_uri(), type=types.FileChangeType.Created)]))
+        await becomes(["team", "local"])
+        workspace.unlink()
+        # The user config is outside the workspace: the server watches it itself.
+        config.write_text('[backends.gpu]\nurl = "http://127.0.0.1:9/v1"\n\n'
+                          '[routes]\nreview = ["gpu"]\n')
+        await becomes(["gpu"])
+    finally:
+        await stop(client)
