@@ -1,6 +1,6 @@
 """Index benchmark: phase 1, phase 2 against raw SentenceTransformer.encode, freshness, queries.
 
-    .venv/bin/python bench/index.py [--embed-sample 2000] [--chunks 100000]
+    .venv/bin/python bench/index.py [--embed-sample 2000] [--chunks 100000] [--phase1-only]
 
 Corpus: a copy of several packages from this venv's site-packages plus torch's
 C/C++ headers (a real multi-language tree, not in a git repository). Prints the
@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 from hearth_lsp.indexer.embeddings import Embedder, embedding_text  # noqa: E402
-from hearth_lsp.indexer.workspace import WorkspaceIndex  # noqa: E402
+from hearth_lsp.indexer.store import unpack_text  # noqa: E402
+from hearth_lsp.indexer.workspace import WorkspaceIndex, release_free_memory  # noqa: E402
 
 from report import (  # noqa: E402
     NOISE,
@@ -56,8 +57,30 @@ def build_corpus(dest: Path) -> None:
         shutil.copytree(headers, dest / "aten", ignore=shutil.ignore_patterns("*.so"))
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb() -> tuple[float, float]:
+    """(RSS now, peak RSS since the last reset_peak), from /proc (VmRSS, VmHWM)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines()
+                  if ":" in line)
+    return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def reset_peak() -> None:
+    """Start VmHWM afresh (Linux: clear_refs 5), so a stage's own peak can be read."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def sqlite_parts(db) -> dict[str, float]:
+    """Bytes of the store's parts (dbstat): chunk rows and their indexes, the lexical
+    index, symbols and their name index, the embedding cache, the rest."""
+    groups = {"chunks": "chunks", "chunks_path": "chunks", "chunks_hash": "chunks",
+              "chunks_pending": "chunks", "symbols": "symbols", "symbols_name": "symbols",
+              "embeddings": "embedding cache", "sqlite_autoindex_embeddings_1": "embedding cache"}
+    out: dict[str, float] = {}
+    for name, size in db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"):
+        part = groups.get(name) or ("lexical index" if name.startswith("chunks_fts")
+                                    else "files and the rest")
+        out[part] = out.get(part, 0) + size
+    return out
 
 
 def main() -> int:
@@ -67,6 +90,8 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=100_000,
                         help="vectors in the store for the query-latency figure")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--phase1-only", action="store_true",
+                        help="time phase 1 only and print it (docs/benchmarks.md is not touched)")
     args = parser.parse_args()
     load_before = wait_for_quiet()
 
@@ -84,11 +109,19 @@ def main() -> int:
     p1_rate = stats.files / stats.seconds
     langs = dict(idx.store.db.execute(
         "SELECT language, count(*) FROM files GROUP BY language ORDER BY 2 DESC").fetchall())
+    rss_p1 = rss_mb()[1]
+    workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"phase 1: {stats.files} files, {counts['chunks']} chunks in {stats.seconds:.2f} s "
-          f"= {p1_rate:.0f} files/s; {langs}", flush=True)
+          f"= {p1_rate:.0f} files/s; {langs}; peak RSS {rss_p1:.0f} MB (a parsing worker "
+          f"{workers_rss:.0f} MB); other load {load1.share:.0%}", flush=True)
+    if args.phase1_only:
+        idx.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        return 0
 
     # Phase 2 on a sample: Hearth's pipeline vs raw encode of the very same texts.
     embedder = Embedder(batch_size=64)
+    rss_model = rss_mb()[0]
     vectors = idx.open_vectors(embedder)
     sample_ids = [r[0] for r in idx.store.db.execute(
         "SELECT id FROM chunks ORDER BY id LIMIT ?", (args.embed_sample,))]
@@ -99,7 +132,7 @@ def main() -> int:
         "SELECT path, symbol, kind, signature, doc, text, hash FROM chunks WHERE embedded = 0"
     ).fetchall()
     unique = {r[6]: r for r in rows}
-    texts = embedder.fit([embedding_text(*r[:6]) for r in unique.values()])
+    texts = embedder.fit([embedding_text(*r[:5], unpack_text(r[5])) for r in unique.values()])
     tokens = sum(embedder.token_counts(texts))
     embedder.encode(texts[:64])  # warm up both paths equally
     with OtherLoad([os.getpid()]) as load_raw:
@@ -107,8 +140,12 @@ def main() -> int:
         raw = embedder.model.encode(texts, batch_size=64, normalize_embeddings=True,
                                     convert_to_numpy=True, show_progress_bar=False)
         raw_s = time.perf_counter() - t0
+    # The raw baseline's buffers are not Hearth's: given back, and the peak read afresh.
+    release_free_memory()
+    reset_peak()
     with OtherLoad([os.getpid()]) as load_hearth:
         est = idx.embed_pending(embedder, vectors, batch=64)
+    rss_p2 = rss_mb()[1]
     ratio = raw_s / est.seconds
     print(f"phase 2: hearth {est.seconds:.1f} s vs raw encode {raw_s:.1f} s for {len(texts)} "
           f"texts ({tokens} tokens): ratio {ratio:.2f}, {tokens / est.seconds:.0f} tokens/s",
@@ -159,14 +196,27 @@ def main() -> int:
     n_vectors = vectors.count()
     print(f"query at {n_vectors} vectors: p50 {pct(query_ms, .5):.1f} ms, "
           f"p95 {pct(query_ms, .95):.1f} ms", flush=True)
-    disk_mb = sum(p.stat().st_size for p in idx.dir.rglob("*") if p.is_file()) / 1e6
-    chroma_mb = sum(p.stat().st_size for p in (idx.dir / "chroma").rglob("*") if p.is_file()) / 1e6
-    # SQLite holds the real chunks (fewer than 100k here): scale it by chunk count,
-    # chroma by vector count.
-    sqlite_mb = disk_mb - chroma_mb
-    per_100k = sqlite_mb * 100_000 / max(counts["chunks"], 1) + \
-        chroma_mb * 100_000 / max(n_vectors, 1)
-    rss = peak_rss_mb()
+    rss_end, rss_rest = rss_mb()
+    rss = max(rss_p1, rss_rest)  # the indexing process, less the raw-encode baseline
+    idx.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file alone, as a close leaves it
+    chroma_dir = idx.dir / "chroma"
+    hnsw_mb = sum(p.stat().st_size for p in chroma_dir.rglob("*")
+                  if p.is_file() and p.parent != chroma_dir) / 1e6
+    chroma_mb = sum(p.stat().st_size for p in chroma_dir.rglob("*") if p.is_file()) / 1e6
+    parts = {k: v / 1e6 for k, v in sqlite_parts(idx.store.db).items()}
+    cached = idx.store.db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+    # Scaled to 100k chunks, each part by what it grows with: the store by the chunks
+    # it holds, the embedding cache by the vectors it holds (only the sample's here),
+    # chroma by its vectors.
+    scaled = {k: v * 100_000 / max(cached if k == "embedding cache" else counts["chunks"], 1)
+              for k, v in parts.items()}
+    scaled["chroma HNSW"] = hnsw_mb * 100_000 / max(n_vectors, 1)
+    scaled["chroma SQLite"] = (chroma_mb - hnsw_mb) * 100_000 / max(n_vectors, 1)
+    per_100k = sum(scaled.values())
+    sqlite_mb = sum(parts.values())
+    print("disk per 100k chunks: " + ", ".join(f"{k} {v:.0f} MB" for k, v in
+                                              sorted(scaled.items(), key=lambda kv: -kv[1])),
+          flush=True)
     idx.close()
 
     lines = [
@@ -185,16 +235,20 @@ def main() -> int:
         f"| p95 ≤ 300 ms |",
         f"| hybrid query incl. query embedding at {n_vectors} vectors, p50 / p95 | "
         f"{pct(query_ms, .5):.1f} ms / **{pct(query_ms, .95):.1f} ms** | p95 ≤ 100 ms |",
-        f"| index folder (SQLite + chroma), scaled to 100k chunks | **{per_100k:.0f} MB** "
-        f"(measured: SQLite {sqlite_mb:.0f} MB for {counts['chunks']} chunks, chroma "
-        f"{chroma_mb:.0f} MB for {n_vectors} vectors) "
-        f"| ≤ 400 MB |",
-        f"| peak RSS of the indexing process | {rss:.0f} MB | |",
+        f"| index folder (SQLite + chroma), scaled to 100k chunks | **{per_100k:.0f} MB**: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(scaled.items(), key=lambda kv: -kv[1]))
+        + f" (measured: SQLite {sqlite_mb:.0f} MB for {counts['chunks']} chunks and {cached} "
+        f"cached vectors, chroma {chroma_mb:.0f} MB for {n_vectors} vectors) | ≤ 400 MB |",
+        f"| peak RSS of the indexing process | **{rss:.0f} MB**: phase 1 {rss_p1:.0f} "
+        f"(each parsing worker {workers_rss:.0f}), model loaded {rss_model:.0f}, phase 2 "
+        f"{rss_p2:.0f}, with {n_vectors} vectors {rss_end:.0f} | ≤ 1000 MB |",
         "",
         f"Phase 2 embedded a sample of {len(texts)} chunks (all {counts['chunks']} would take "
         f"about {counts['chunks'] / len(texts) * est.seconds / 60:.0f} min at this rate); "
         f"the store was then filled to {n_vectors} vectors with copies of real "
         "embeddings plus noise, which costs the vector store the same as real ones. "
+        "The peak RSS leaves out the raw-encode baseline (its buffers are given back and "
+        "the peak is read afresh after it). "
         "Other processes' share of the machine while it ran (`/proc/stat` less this "
         f"process and its finished workers): phase 1 {load1.share:.0%}, raw "
         f"encode {load_raw.share:.0%}, Hearth's phase 2 {load_hearth.share:.0%}.",

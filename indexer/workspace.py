@@ -51,6 +51,7 @@ from .store import (
     chunk_row,
     chunk_terms,
     symbol_rows,
+    unpack_text,
 )
 from .vectors import (
     VectorStoreUnavailable,
@@ -630,7 +631,8 @@ class WorkspaceIndex:
             todo = {r[1]: r for r in rows if r[1] not in cached}
             if todo:
                 texts, counts = embedder.fit_counted(
-                    [embedding_text(r[2], r[3], r[4], r[5], r[6], r[7]) for r in todo.values()])
+                    [embedding_text(r[2], r[3], r[4], r[5], r[6], unpack_text(r[7]))
+                     for r in todo.values()])
                 fresh = embedder.encode(texts, counts).astype(np.float32)
                 stats.embedded += len(todo)
                 stats.tokens += sum(counts)
@@ -753,7 +755,7 @@ class WorkspaceIndex:
         row = self.store.db.execute(
             "SELECT text FROM chunks WHERE path = ? AND start_line = ?",
             (result.path, result.start_line - 1)).fetchone()
-        return row[0] if row else ""
+        return unpack_text(row[0]) if row else ""
 
 
 # After embedding this many texts, the encoder's freed buffers go back to the system.

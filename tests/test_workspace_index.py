@@ -297,3 +297,32 @@ def test_a_store_of_the_older_larger_layout_is_rebuilt_in_the_new_one(ws, tmp_pa
                                     "(SELECT id FROM files)").fetchone()[0] == 0
     finally:
         idx.close()
+
+
+def test_long_chunk_text_is_stored_deflated_and_reads_back_exactly(ws, tmp_path):
+    body = "".join(f"    total_{i} = compute_line_total(order, {i}) + tax_rate * {i}\n"
+                   for i in range(30))
+    (ws / "pkg" / "orders.py").write_text(f"def order_total(order, tax_rate):\n{body}"
+                                          "    return total_0  # caf\u00e9\n")
+    idx = WorkspaceIndex(ws, tmp_path / "cache")
+    try:
+        idx.update(workers=1)
+        cid, stored = idx.store.db.execute(
+            "SELECT id, text FROM chunks WHERE symbol = 'order_total'").fetchone()
+        assert isinstance(stored, bytes) and len(stored) < len(body) / 2
+        chunk = idx.store.chunks([cid])[cid]
+        assert chunk.text == (ws / "pkg" / "orders.py").read_text().rstrip("\n")
+        [hit] = [r for r in idx.search("compute_line_total") if r.symbol == "order_total"]
+        assert idx.chunk_text(hit) == chunk.text
+        # Short chunks stay plain text; both kinds read back.
+        short = idx.store.db.execute(
+            "SELECT text FROM chunks WHERE symbol = 'parse_price'").fetchone()[0]
+        assert isinstance(short, str)
+        # Replacing the deflated chunk takes its words out of the lexical index.
+        (ws / "pkg" / "orders.py").write_text("def order_total(order):\n    return 0\n")
+        idx.update_paths(["pkg/orders.py"])
+        assert idx.store.db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH "
+                                    "'\"compute_line_total\"'").fetchone()[0] == 0
+        assert idx.store.check(full=True) == []
+    finally:
+        idx.close()
