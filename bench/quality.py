@@ -105,8 +105,8 @@ def docstring_junk(text: str, source: str, words: set[str]) -> list[str]:
         why.append(f"non-words: {strange[:3]}")
     for line in text.splitlines():
         m = re.match(r"^\s*(?::param\s+)?\*{0,2}\w+\s*(\([^)]*\))?\s*:\s*(.*)$", line)
-        if m and line.startswith((" ", ":")) and \
-                len([w for w in re.findall(r"[A-Za-z]{3,}", m.group(2))]) < 2:
+        if m and line.startswith((" ", ":")) and (
+                len(re.findall(r"[A-Za-z]{3,}", m.group(2))) < 2 or " " not in m.group(2).strip()):
             why.append(f"empty description: {line.strip()!r}")
     return why
 
@@ -213,7 +213,7 @@ async def docstrings(worker, settings: Settings, sample, files, words) -> dict:
         seconds.append(time.perf_counter() - t0)
         made += 1
         text = result.text
-        why = docstring_junk(text, docstring.function_source(source, fn), words)
+        why = docstring_junk(text, f"{source}\n{qualname}", words)  # the file's names are words
         junk += bool(why)
         summary = docstring.summary_part(text)
         score = rouge_l(summary, found[qualname])
@@ -307,8 +307,8 @@ def main() -> int:
         + ", ".join(f"`{f}`" for f in files) + " (site-packages), every docstring removed. "
         "*Junk*: a placeholder pattern (foo, value1, Hello World, test.txt, \"This is a "
         "docstring\", the prompt's markers), a word in neither the dictionary (words of the "
-        "standard library's comments and docstrings) nor the function's code, or a parameter "
-        "line of fewer than two words. *Acceptable*: not junk and the summary's ROUGE-L "
+        "standard library's comments and docstrings) nor the file's code, or a parameter "
+        "line of fewer than two words or of one token. *Acceptable*: not junk and the summary's ROUGE-L "
         "against the real first sentence ≥ 0.2.",
         f"- Commit messages: {len(commits)} real commits of {repo_name} (1-4 files, 3-80 "
         "changed lines) sampled from the held-back half, each replayed staged on its parent "

@@ -108,6 +108,8 @@ def placeholder_reason(description: str, name: str = "", min_words: int = 2) -> 
     if re.fullmatch(r"(hello,? world!?|lorem ipsum.*|[\w-]+\.(txt|csv|json|py|md|log|dat)|"
                     r"[a-z_]+\d+)", low):
         return f"a placeholder ({text!r})"
+    if re.fullmatch(r"`?[A-Za-z_][\w]*([._][\w]+)+`?(\(\))?", text):
+        return f"a name, not a description ({text!r})"
     words = _norm_words(text)
     content = [w for w in words if w not in _ARTICLES]
     if not content:
@@ -147,7 +149,9 @@ def summary_junk_reason(summary: str, name: str = "") -> str | None:
     first = " ".join(summary.split()).strip()
     if not first:
         return "the summary is empty"
-    if _JUNK_SUMMARY.search(first):
+    m = _JUNK_SUMMARY.search(first)
+    if m and not (name and set(_norm_words(m.group(0))) & _split_identifier(name)):
+        # ("Generate lorem ipsum" documents generate_lorem_ipsum: not a placeholder)
         return f"the summary is a placeholder: {first[:60]!r}"
     words = [w for w in _norm_words(first) if w not in _ARTICLES]
     if len(words) < 2:

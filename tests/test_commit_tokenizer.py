@@ -100,3 +100,11 @@ def test_plain_subjects_and_bullets_start_naturally(preset):
     got = admitted(vocab, cm.CONVENTIONAL_GRAMMAR, "fix: skip missing values\n\n-",
                    [" Add", " add", " Keep", "`"])
     assert all(got.values()), got
+
+
+@pytest.mark.parametrize("preset", ["smollm2", "gemma3-270m"])
+def test_a_code_fence_cannot_open_the_subject_but_a_quoted_name_can(preset):
+    # Gemma began subjects with "```bash" (bench/quality.py): a fence is not a word start.
+    vocab = vocabulary(preset)
+    assert not any(admitted(vocab, cm.CONVENTIONAL_GRAMMAR, "fix: ", ["```"]).values())
+    assert all(admitted(vocab, cm.CONVENTIONAL_GRAMMAR, "fix: `", ["total", "_v"]).values())

@@ -111,9 +111,9 @@ APP = FileDiff("src/app.py", "M", "diff --git a/src/app.py b/src/app.py\n"
                "-    return sum(xs)\n+    return sum(x for x in xs if x is not None)\n", 1, 1)
 TYPES = "|".join(t for ty in cm.TYPES for t in (ty, ty.capitalize()))
 BODY = r"(\n\n(- ?[a-zA-Z`][^\n]{6,90}\n){1,5})?"
-CONVENTIONAL = re.compile(rf" ?({TYPES})(\([A-Za-z0-9_./-]{{1,20}}\))?: ?[A-Za-z`][^\n]{{5,56}}"
+CONVENTIONAL = re.compile(rf" ?({TYPES})(\([A-Za-z0-9_./-]{{1,20}}\))?: ?(?:[A-Za-z]|`[A-Za-z_])[^\n]{{5,56}}"
                           + BODY)
-PLAIN = re.compile(r" ?[A-Za-z`][^\n]{5,66}" + BODY)
+PLAIN = re.compile(r" ?(?:[A-Za-z]|`[A-Za-z_])[^\n]{5,66}" + BODY)
 
 
 @pytest.mark.parametrize("style, grammar, shape", [

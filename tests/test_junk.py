@@ -152,3 +152,17 @@ def test_facts_from_the_code():
     assert ds.return_type_conflict("int", FN["circle_area"])
     assert ds.return_type_conflict("float", FN["circle_area"]) is None
     assert ds.return_type_conflict("the area", FN["circle_area"]) is None
+
+
+def test_a_dotted_name_is_not_a_description():
+    # Gemma on platformdirs' find_log_files (bench/quality.py): "name: abc.log_files."
+    assert cleaning.placeholder_reason("abc.log_files.", "name")
+    assert cleaning.placeholder_reason("`os.path`", "path")
+    assert cleaning.placeholder_reason("The log file names.", "name") is None
+
+
+def test_a_summary_about_what_the_function_is_named_for_is_not_a_placeholder():
+    # generate_lorem_ipsum really generates lorem ipsum (refused in the first run).
+    assert cleaning.summary_junk_reason("Generate lorem ipsum text.", "generate_lorem_ipsum") \
+        is None
+    assert cleaning.summary_junk_reason("Lorem ipsum dolor sit amet.", "mean")

@@ -41,9 +41,9 @@ def _type_rule() -> str:
     return "type ::= " + " | ".join(f'"{v}"' for v in variants) + "\n"
 
 
-# The subject's first character: a letter of either case or a backquote, after
-# an optional space (the space is part of many tokenizers' word tokens).
-SUBJECT_START = "[A-Za-z`]"
+# The subject's start: a letter of either case, or a backquote that opens a name
+# (not a code fence), after an optional space (part of many tokenizers' word tokens).
+SUBJECT_START = '([A-Za-z] | "`" [A-Za-z_])'
 CONVENTIONAL_GRAMMAR = (
     'root ::= " "? type scope? ":" " "? subject body?\n'
     + _type_rule()
