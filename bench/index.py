@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 from hearth_lsp.indexer.embeddings import Embedder, embedding_text  # noqa: E402
-from hearth_lsp.indexer.store import unpack_text  # noqa: E402
+from hearth_lsp.indexer.store import unpack_text, unpack_vector  # noqa: E402
 from hearth_lsp.indexer.workspace import WorkspaceIndex, release_free_memory  # noqa: E402
 
 from report import (  # noqa: E402
@@ -124,7 +124,10 @@ def main() -> int:
     rss_model = rss_mb()[0]
     vectors = idx.open_vectors(embedder)
     sample_ids = [r[0] for r in idx.store.db.execute(
-        "SELECT id FROM chunks ORDER BY id LIMIT ?", (args.embed_sample,))]
+        # Spread over the corpus (a fixed pseudo-random order), not its first files in
+        # path order (all C++ headers, which left only 5 Python functions to edit below).
+        "SELECT id FROM chunks ORDER BY (id * 2654435761) % 4294967296 LIMIT ?",
+        (args.embed_sample,))]
     idx.store.db.execute(f"UPDATE chunks SET embedded = 1 WHERE id NOT IN "
                          f"({','.join(map(str, sample_ids))})")
     idx.store.db.commit()
@@ -156,7 +159,7 @@ def main() -> int:
     sampled = ",".join(map(str, sample_ids))
     py_files = [r[0] for r in idx.store.db.execute(
         "SELECT DISTINCT path FROM chunks WHERE language = 'python' AND kind = 'function' "
-        f"AND id IN ({sampled}) LIMIT 20")]
+        f"AND id IN ({sampled}) LIMIT 50")]
     reindex_ms = []
     for i, rel in enumerate(py_files):
         path = corpus / rel
@@ -172,7 +175,7 @@ def main() -> int:
     # Scale the store to --chunks vectors (sample vectors plus noise: the store and
     # query cost does not depend on where the vectors came from) and time queries.
     have = vectors.count()
-    base = np.stack([np.frombuffer(v, dtype=np.float16).astype(np.float32) for (v,) in idx.store.db.execute(
+    base = np.stack([unpack_vector(v) for (v,) in idx.store.db.execute(
         "SELECT vector FROM embeddings LIMIT 2000")])
     rng = np.random.default_rng(0)
     next_id = 10_000_000

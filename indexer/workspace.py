@@ -50,8 +50,10 @@ from .store import (
     SymbolRow,
     chunk_row,
     chunk_terms,
+    pack_vector,
     symbol_rows,
     unpack_text,
+    unpack_vector,
 )
 from .vectors import (
     VectorStoreUnavailable,
@@ -625,7 +627,7 @@ class WorkspaceIndex:
         for start in range(0, total, batch):
             rows = pending[start: start + batch]
             hashes = list({r[1] for r in rows})
-            cached = {h: np.frombuffer(v, dtype=np.float16).astype(np.float32) for h, v in db.execute(
+            cached = {h: unpack_vector(v) for h, v in db.execute(
                 f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN "
                 f"({','.join('?' * len(hashes))})", [model, *hashes])}
             todo = {r[1]: r for r in rows if r[1] not in cached}
@@ -642,7 +644,7 @@ class WorkspaceIndex:
             vectors.upsert([r[0] for r in rows], [cached[r[1]] for r in rows])
             with self.store.transaction():
                 db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?,?,?)",
-                               [(model, h, cached[h].astype(np.float16).tobytes()) for h in todo])
+                               [(model, h, pack_vector(cached[h])) for h in todo])
                 db.executemany("UPDATE chunks SET embedded = 1 WHERE id = ?",
                                [(r[0],) for r in rows])
             if progress:

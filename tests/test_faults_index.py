@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from hearth_lsp.indexer import workspace as workspace_module
+from hearth_lsp.indexer.store import unpack_vector
 from hearth_lsp.indexer.workspace import OPEN_MARKER, WorkspaceIndex
 from hearth_lsp.server.index_service import IndexNotReady, IndexService
 from hearth_lsp.server.result_cache import ResultCache
@@ -306,7 +307,7 @@ def test_a_chroma_folder_deleted_under_a_running_server(tmp_path, monkeypatch, c
         cid, blob = svc.writer.store.db.execute(
             "SELECT c.id, e.vector FROM chunks c JOIN embeddings e ON e.hash = c.hash "
             "WHERE c.symbol = ?", (new.symbol,)).fetchone()
-        vector = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        vector = unpack_vector(blob)
         assert svc._vectors.query(vector, 1)[0][0] == cid
     finally:
         svc.stop()

@@ -76,6 +76,27 @@ def test_long_texts_are_encoded_in_smaller_batches_with_the_same_vectors(embedde
     assert cosines.min() > 0.9999
 
 
+def test_cached_vectors_are_packed_small_and_unpack_close_to_the_model_s(embedder):
+    import numpy as np
+
+    from hearth_lsp.indexer.store import pack_vector, unpack_vector
+
+    vectors = embedder.encode(list(SOURCES.values()))
+    for vector in vectors:
+        blob = pack_vector(vector)
+        assert len(blob) == embedder.dimension + 5  # a quarter of float32
+        again = unpack_vector(blob)
+        assert again.dtype == np.float32 and abs(np.linalg.norm(again) - 1) < 1e-5
+        assert float(again @ vector) > 0.9999
+        # What stores written before hold (float16) still reads.
+        old = unpack_vector(vector.astype(np.float16).tobytes())
+        assert float(old @ vector) > 0.9999
+    # Similarities between vectors move by far less than the gaps that rank them.
+    exact = vectors @ vectors.T
+    packed = np.stack([unpack_vector(pack_vector(v)) for v in vectors])
+    assert np.abs(packed @ packed.T - exact).max() < 2e-3
+
+
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(EmbeddingModelMissing, match="not a sentence-transformers model folder"):
         Embedder(tmp_path)
