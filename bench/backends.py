@@ -238,8 +238,8 @@ def main() -> int:
          f"median / worst of {args.runs})",
          f"**{statistics.median(delays) * 1000:.0f} ms** / {max(delays) * 1000:.0f} ms "
          f"(idle first token {idle * 1000:.0f} ms)", "≤ 200 ms"),
-        ("failover to the local model, first backend a dead port: first request (default "
-         "retries 2 with backoff)", f"**{first_pick * 1000:.0f} ms**", "≤ 1 s"),
+        ("failover to the local model, first backend a dead port: first request (a refused "
+         "connection is not retried)", f"**{first_pick * 1000:.0f} ms**", "≤ 1 s"),
         ("… once that backend has failed (skipped until breakerResetS)",
          f"**{next_pick * 1000:.2f} ms**", "≤ 50 ms"),
         (f"redaction of a ~4k-token prompt ({chars} characters of real code, 20 .env values, "
@@ -247,7 +247,9 @@ def main() -> int:
          "p95 ≤ 5 ms"),
     ]
     lines = [f"Server: `python -m llama_cpp.server` (llama-cpp-python) on 127.0.0.1, "
-             f"{info.describe()}; the model: {model.name}, 2 threads.", "",
+             f"{info.describe()}; the model: {model.name}, 2 threads. Both clients read the "
+             "same server, one after the other: a ratio above 1 is the machine's noise, not "
+             "Hearth being faster than the server.", "",
              "| measure | result | target |", "|---|---|---|",
              *[f"| {a} | {b} | {c} |" for a, b, c in rows]]
     text = "\n".join(lines)
