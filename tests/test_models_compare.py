@@ -9,15 +9,12 @@ the evaluation, --limit, a failing model) and the report.
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
-from pathlib import Path
 
 import pytest
+from models_helpers import run_models, tiny_gguf
 
 from hearth_lsp.server.models_cli import (
-    add_models_parser,
     compare_scores,
     compare_table,
     write_compare_report,
@@ -123,27 +120,8 @@ async def evaluate(preset, docs, seed, tmp):
 '''
 
 
-def tiny(path: Path) -> Path:
-    import gguf
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_block_count(1)
-    w.add_tensor("blk.0.attn_q.weight", np.ones((4, 16), dtype=np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
-
-
-def run(argv: list[str]) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="hearth")
-    add_models_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    out = io.StringIO()
-    return args.func(args, out=out), out.getvalue()
+tiny = tiny_gguf
+run = run_models
 
 
 @pytest.fixture

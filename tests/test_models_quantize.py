@@ -3,16 +3,15 @@ progress, and clear refusals (unknown type, not GGUF, already quantized)."""
 
 from __future__ import annotations
 
-import argparse
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from models_helpers import run_models
 
 from hearth_lsp.server.catalog import file_type_name
 from hearth_lsp.server.gguf_info import read_gguf
-from hearth_lsp.server.models_cli import QuantizeError, add_models_parser, quantize
+from hearth_lsp.server.models_cli import QuantizeError, quantize
 
 gguf = pytest.importorskip("gguf")
 
@@ -54,12 +53,7 @@ def tiny_f16(path: Path) -> Path:
     return path
 
 
-def run(argv: list[str]) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="hearth")
-    add_models_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    out = io.StringIO()
-    return args.func(args, out=out), out.getvalue()
+run = run_models
 
 
 def test_f16_to_q4_k_m_with_progress(tmp_path):

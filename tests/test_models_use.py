@@ -3,42 +3,22 @@ config or the workspace's .hearth.toml, the rest of the file kept as it was."""
 
 from __future__ import annotations
 
-import argparse
-import io
 import os
 from pathlib import Path
 
 import pytest
+from models_helpers import run_models, tiny_gguf
 
-from hearth_lsp.server.models_cli import ConfigError, add_models_parser, set_model_setting
+from hearth_lsp.server.models_cli import ConfigError, set_model_setting
 from hearth_lsp.server.settings import SettingsSources, toml_layer, user_config_path
 from hearth_lsp.server.trust import set_trusted
 
 
 def tiny(path: Path) -> Path:
-    """A small real GGUF (a llama header, one tensor)."""
-    import gguf
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_name("Tiny")
-    w.add_block_count(1)
-    w.add_context_length(512)
-    w.add_tensor("blk.0.attn_q.weight", np.ones((4, 16), dtype=np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return tiny_gguf(path, name="Tiny", context=512)
 
 
-def run(argv: list[str]) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="hearth")
-    add_models_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    out = io.StringIO()
-    return args.func(args, out=out), out.getvalue()
+run = run_models
 
 
 USER_CONFIG = """\
