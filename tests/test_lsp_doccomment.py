@@ -20,7 +20,8 @@ from lsp_helpers import (
 
 TS = "export function total(items: number[], tax = 0.2): number {\n" \
      "  return items.reduce((a, b) => a + b, 0) * (1 + tax);\n}\n"
-GOOD = {"summary": "Sum the items and add tax", "params": {"items": "the amounts",
+# Two content words a description at least: "the amounts" alone is refused as too short.
+GOOD = {"summary": "Sum the items and add tax", "params": {"items": "the amounts to sum",
                                                            "tax": "the tax rate"},
         "returns": "the total with tax"}
 
@@ -44,7 +45,7 @@ async def test_a_jsdoc_comment_is_generated_validated_and_placed(ts_session):
     assert action.title == "Hearth: Generate doc comment"
     resolved = await client.code_action_resolve_async(action)
     assert apply(TS, resolved.edit, uri) == (
-        "/**\n * Sum the items and add tax.\n *\n * @param items the amounts\n"
+        "/**\n * Sum the items and add tax.\n *\n * @param items the amounts to sum\n"
         " * @param tax the tax rate\n * @returns the total with tax\n */\n" + TS)
     # The second scripted answer invents a parameter: refused, nothing offered as right,
     # and the user is told why.

@@ -86,7 +86,7 @@ def test_prompt_overrides_apply_only_in_a_trusted_folder(repo, monkeypatch, caps
     monkeypatch.chdir(repo)
 
     def prompt() -> str:
-        engine = FakeEngine(responses=["Double a number.\n\nArgs:\n    x: the number"])
+        engine = FakeEngine(responses=["Double a number.\n\nArgs:\n    x: the number to double"])
         args = cli.build_parser().parse_args(["docstring", "pkg/calc.py::double"])
         assert cli.cmd_docstring(args, factory=lambda settings, cache: engine) == 0
         return engine.prompts[0]
