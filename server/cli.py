@@ -574,11 +574,14 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     if result is FAILED:
         return 1
     new_source = docstring.apply_edit(source, result.edit)
+    notice = getattr(result, "notice", None)
+    if notice:
+        print(f"hearth docstring: {notice}", file=sys.stderr)
     if args.write:
         path.write_text(new_source, encoding="utf-8")
     if args.json:
         print(json.dumps({"path": str(path), "symbol": result.function.qualname,
-                          "language": lang, "text": result.text,
+                          "language": lang, "text": result.text, "notice": notice,
                           "edit": {"start": list(result.edit.start), "end": list(result.edit.end),
                                    "new_text": result.edit.new_text},
                           "written": bool(args.write)}))

@@ -82,6 +82,20 @@ def test_docstring_for_python_and_a_go_doc_comment(tmp_path, capsys, monkeypatch
     assert code == 2 and "no Sub in add.go" in capsys.readouterr().err
 
 
+def test_placeholder_parameters_leave_a_summary_only_docstring_and_say_why(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(PY)
+    code, _ = run(cli.cmd_docstring, ["docstring", "m.py::shout", "--write"],
+                  ["Shout the text back in capitals.\n\nArgs:\n    text: foo",
+                   json.dumps({"params": {"text": "foo bar"}, "returns": "Hello, World!"})])
+    assert code == 0
+    assert '    """Shout the text back in capitals."""\n' in (tmp_path / "m.py").read_text()
+    err = capsys.readouterr().err
+    assert "is a summary only: the model could not describe the parameters" in err
+    assert "placeholder" in err
+
+
 def test_tests_command_writes_only_passing_tests(tmp_path, capsys, monkeypatch):
     (tmp_path / "calc.py").write_text(PY)
     monkeypatch.chdir(tmp_path)

@@ -106,7 +106,14 @@ async def resolve(ls: HearthServer, action: types.CodeAction) -> types.CodeActio
         ls.show(f"Hearth: no docstring: {exc}", types.MessageType.Warning)
         return action
     action.edit = versioned_edit(doc, result.edit.start, result.edit.end, result.edit.new_text)
+    _say_notice(ls, result)
     return action
+
+
+def _say_notice(ls: HearthServer, result: DocstringResult | DocCommentResult) -> None:
+    notice = getattr(result, "notice", None)
+    if notice:
+        ls.show(f"Hearth: {notice}", types.MessageType.Info)
 
 
 async def command_docstring(ls: HearthServer, *args: Any) -> dict[str, Any]:
@@ -119,8 +126,9 @@ async def command_docstring(ls: HearthServer, *args: Any) -> dict[str, Any]:
     applied = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
         edit=versioned_edit(doc, edit.start, edit.end, edit.new_text),
         label=f"Docstring for {result.function.qualname}"))
+    _say_notice(ls, result)
     return {"applied": bool(applied and applied.applied), "symbol": result.function.qualname,
-            "docstring": result.text}
+            "docstring": result.text, "notice": getattr(result, "notice", None)}
 
 
 def _usable(doc: TextDocument) -> None:

@@ -30,6 +30,8 @@ class DocstringResult:
     text: str
     edit: docstring.Edit
     completion: Completion
+    # Said to the user beside the edit: e.g. why the docstring is a summary only.
+    notice: str | None = None
 
 
 @routed
@@ -74,16 +76,28 @@ async def generate_docstring(
         raise docstring.DocstringError(
             f"the model copied another docstring of the file for {fn.qualname}: "
             f"{text.splitlines()[0][:80]!r}")
+    notice = None
     try:
         docstring.check_params(text, fn)
     except docstring.DocstringError as exc:
         log.info("docstring for %s: %s; asking for the parameters", fn.qualname, exc)
-        text = await _complete_params(run, info, sampling, source, fn, text, path,
-                                      use_chat, root)
+        try:
+            text = await _complete_params(run, info, sampling, source, fn, text, path,
+                                          use_chat, root)
+        except docstring.DocstringError as again:
+            # The summary passed every check; descriptions that did not are worse than
+            # none: a one-line docstring, and the user is told why.
+            summary = docstring.summary_part(text)
+            if not summary:
+                raise
+            text = summary
+            notice = (f"the docstring for {fn.qualname} is a summary only: the model could "
+                      f"not describe the parameters ({again})")
+            log.info("%s", notice)
     edit = docstring.docstring_edit(source, fn, text)
     docstring.validate(source, docstring.apply_edit(source, edit), fn, text)
     await run.keep()
-    return DocstringResult(fn, text, edit, completion)
+    return DocstringResult(fn, text, edit, completion, notice)
 
 
 async def _complete_params(run: TaskRun, info: ModelInfo, sampling: SamplingSettings,
