@@ -43,6 +43,19 @@ def test_commit_msg_prints_the_validated_message(demo_repo, capsys):
     assert "inventory/models.py" in engine.prompts[0]
 
 
+def test_a_rejected_message_is_asked_again_with_the_reason(demo_repo, capsys):
+    (demo_repo / "inventory" / "models.py").write_text("# emptied\n")
+    git(demo_repo, "add", "-A")
+    code, engine = run_cli(["commit-msg", "--repo", str(demo_repo)],
+                           ["feat: type is one of: feat, fix, docs",
+                            "refactor(models): remove the models"])
+    assert code == 0 and "refactor(models): remove the models" in capsys.readouterr().out
+    assert "rejected" not in engine.prompts[0]
+    # The second prompt holds the first answer and why it was refused.
+    assert "type is one of: feat, fix, docs" in engine.prompts[1]
+    assert "That message was rejected: " in engine.prompts[1]
+
+
 def test_commit_msg_errors_are_one_clear_line(tmp_path, capsys):
     code, _ = run_cli(["commit-msg", "--repo", str(tmp_path)], [])
     assert code == 1

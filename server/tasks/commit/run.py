@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...chat_format import Message
 from ...settings import SamplingSettings, Settings, local_only
 from ..runner import TaskRun, prompt_text, routed, stops
 from . import gitdiff
@@ -94,7 +95,7 @@ async def generate_commit_message(
     turns = messages
     grammar = msg.CONVENTIONAL_GRAMMAR if style == "conventional" else msg.PLAIN_GRAMMAR
     errors = []
-    for attempt in range(2):  # one retry, warmer, when the first answer fails the checks
+    for attempt in range(2):  # one re-ask, warmer, when the first answer fails the checks
         tuned = sampling if attempt == 0 else dataclasses.replace(
             sampling, temperature=max(0.7, sampling.temperature), seed=-1)
         done = await run.generate("commit", prompt, tuned, stop=stops(info, "\n\n\n"),
@@ -104,6 +105,11 @@ async def generate_commit_message(
         except msg.CommitMessageError as exc:
             log.info("commit message rejected (attempt %d): %s", attempt + 1, exc)
             errors.append(str(exc))
+            if messages is not None:  # re-ask once, saying what was wrong with the answer
+                turns = [*messages, Message("assistant", done.text.strip()),
+                         Message("user", f"That message was rejected: {exc}. Write a new "
+                                 "commit message for the same diff, in the same format.")]
+                prompt = prompt_text(info, turns, text)
             continue
         log.info("commit message in %.1f s (%d prompt tokens)", time.perf_counter() - started,
                  done.prompt_tokens)
