@@ -784,7 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     commit = sub.add_parser("commit-msg", help="a commit message for the staged changes "
                             "(never commits)")
     commit.add_argument("--repo", help="repository (default: current directory)")
-    commit.add_argument("--style", choices=["conventional", "plain"],
+    commit.add_argument("--style", choices=["auto", "conventional", "plain"],
                         help="override commit.style")
     commit.add_argument("--json", action="store_true")
     commit.add_argument("--hook", metavar="FILE", help=argparse.SUPPRESS)  # prepare-commit-msg
@@ -850,6 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .models_cli import add_models_parser
 
     add_models_parser(sub)
+    from .daemon_cli import add_daemon_parser
+
+    add_daemon_parser(sub)
     return parser
 
 

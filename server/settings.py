@@ -130,9 +130,10 @@ def _docstring_sampling() -> DocstringSettings:
 class CommitSettings(SamplingSettings):
     """Commit messages: the format, and sampling like every task."""
 
-    style: str = setting("conventional", "`conventional` (`type(scope): subject`, enforced by "
-                         "a grammar) or `plain` (a capitalized imperative subject).",
-                         choices=("conventional", "plain"))
+    style: str = setting("auto", "`auto` (the repository's own: conventional when most of "
+                         "its recent subjects are), `conventional` (`type(scope): subject`, "
+                         "enforced by a grammar) or `plain` (a capitalized imperative subject).",
+                         choices=("auto", "conventional", "plain"))
     hook_timeout_s: int = setting(
         30, "Time limit of the prepare-commit-msg hook (`hearth hook install`), seconds: "
         "past it, the commit goes on with git's message as it was.", minimum=1, maximum=3600)

@@ -56,6 +56,24 @@ def test_a_rejected_message_is_asked_again_with_the_reason(demo_repo, capsys):
     assert "That message was rejected: " in engine.prompts[1]
 
 
+def test_a_repository_that_writes_plain_subjects_gets_one_with_its_examples(demo_repo, capsys):
+    for n, subject in enumerate(["Shorten the title.", "Fix the footer links",
+                                 "Add a changelog entry", "Bump the version"]):
+        (demo_repo / f"note{n}.txt").write_text(subject)
+        git(demo_repo, "add", "-A")
+        git(demo_repo, "commit", "-qm", subject)
+    (demo_repo / "inventory" / "models.py").write_text("# emptied\n")
+    git(demo_repo, "add", "-A")
+    code, engine = run_cli(["commit-msg", "--repo", str(demo_repo)],
+                           ["Bump the version", "Remove the inventory models"])
+    assert code == 0
+    assert capsys.readouterr().out.strip() == "Remove the inventory models"
+    assert "- Fix the footer links" in engine.prompts[0]  # few-shot, in the repo's style
+    assert "type(scope)" not in engine.prompts[0]  # no Conventional Commits rules
+    # The first answer copied a recent subject: refused, asked again.
+    assert "copies a recent commit's subject" in engine.prompts[1]
+
+
 def test_commit_msg_errors_are_one_clear_line(tmp_path, capsys):
     code, _ = run_cli(["commit-msg", "--repo", str(tmp_path)], [])
     assert code == 1

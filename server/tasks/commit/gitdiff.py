@@ -39,6 +39,9 @@ class Changes:
     branch: str | None  # None: detached HEAD
     initial: bool = False  # no commit yet
     notices: list[str] = field(default_factory=list)
+    # The repository's latest commit subjects (newest first, merges left out): its
+    # style, and examples for the prompt.
+    recent: list[str] = field(default_factory=list)
 
     @property
     def described(self) -> list[FileDiff]:
@@ -47,6 +50,9 @@ class Changes:
     @property
     def listed_only(self) -> list[FileDiff]:
         return [f for f in self.files if f.left_out]
+
+
+RECENT_SUBJECTS = 20
 
 
 def _open_repo(path: Path):
@@ -132,7 +138,20 @@ def read_changes(path: Path) -> Changes:
     if redacted:
         notices.append(f"{redacted} secret value(s) in the diff were replaced by placeholders "
                        "before the model saw it")
-    return Changes(root, staged, files, branch, initial, notices)
+    recent = [] if initial else recent_subjects(repo)
+    recent = [redact(s) for s in recent]
+    return Changes(root, staged, files, branch, initial, notices, recent)
+
+
+def recent_subjects(repo, n: int = RECENT_SUBJECTS) -> list[str]:
+    """The subjects of the last ``n`` non-merge commits of HEAD, newest first."""
+    import git
+
+    try:
+        out = repo.git.log("-n", str(n), "--no-merges", "--format=%s")
+    except git.GitCommandError:  # e.g. a shallow or damaged history: no examples
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def _diff(repo, *, cached: bool) -> list[FileDiff]:

@@ -246,6 +246,8 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
     words = subject.split()
     if not words:
         raise CommitMessageError("the subject is empty")
+    if changes is not None and _norm(header) in {_norm(s) for s in changes.recent}:
+        raise CommitMessageError(f"the message copies a recent commit's subject: {header!r}")
     verb = _imperative(words[0])
     if verb is not None:
         words[0] = verb
@@ -324,11 +326,40 @@ def _style_rules(style: str) -> str:
             "subject is lowercase, imperative mood (\"add\", \"fix\"), no period.")
 
 
+_CONVENTIONAL = re.compile(r"^[a-z]+(\([^)]*\))?!?: \S")
+MAX_EXAMPLES = 5
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().rstrip(" .").split())
+
+
+def detect_style(subjects: list[str]) -> str:
+    """The repository's own style from its recent subjects: `conventional` when most
+    follow `type(scope): subject`, `plain` when few do; conventional without history."""
+    if len(subjects) < 3:
+        return "conventional"
+    share = sum(bool(_CONVENTIONAL.match(s)) for s in subjects) / len(subjects)
+    return "conventional" if share >= 0.5 else "plain"
+
+
+def examples_block(subjects: list[str], style: str) -> str:
+    """Up to MAX_EXAMPLES recent subjects in the chosen style, as a prompt paragraph
+    ("" when there are none): the repository's vocabulary and length, few-shot."""
+    fitting = [s for s in subjects if bool(_CONVENTIONAL.match(s)) == (style == "conventional")
+               and 8 <= len(s) <= 100][:MAX_EXAMPLES]
+    if not fitting:
+        return ""
+    return ("Recent commit subjects of this repository, for its style (do not copy them):\n"
+            + "\n".join(f"- {s}" for s in fitting) + "\n")
+
+
 def build_prompt(changes: Changes, diff_text: str, *, style: str, chat: bool,
                  root: Path | None = None) -> tuple[list[Message] | None, str]:
     """(chat messages, completion-style text): one of them is used, per the model."""
     values = {"rules": _style_rules(style), "files": files_block(changes),
-              "branch": changes.branch or "(detached HEAD)", "diff": diff_text.rstrip()}
+              "branch": changes.branch or "(detached HEAD)", "diff": diff_text.rstrip(),
+              "examples": examples_block(changes.recent, style)}
     return task_prompt("commit", root, chat=chat, **values)
 
 

@@ -57,6 +57,8 @@ async def generate_commit_message(
     chat = bool(info.chat_template)
     sampling = settings.commit
     style = settings.commit.style
+    if style == "auto":  # a repository that writes "Shorten title." gets no `docs(scope):`
+        style = msg.detect_style(changes.recent)
     notices = list(changes.notices)
     budget = max(400, (info.context_length - sampling.max_tokens - 350) * DIFF_CHARS_PER_TOKEN)
     files = changes.described
