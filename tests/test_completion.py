@@ -318,3 +318,116 @@ async def test_a_cancelled_request_leaves_its_generation_for_the_next_one():
     await asyncio.sleep(0.01)
     second = await session.suggest("a", req("x = fo"), new_run=new_run, generate=script)
     assert second.text == "o(1)" and script.calls == 1
+
+
+# ------------------------------------------------------------ repository context
+
+from hearth_lsp.server.tasks.completion.prompt import (  # noqa: E402
+    Definition,
+    definition_head,
+    identifiers_near,
+    pick_definitions,
+    render_definitions,
+)
+
+
+def test_names_near_the_cursor_nearest_first_without_the_word_being_typed():
+    prefix = ("import os\n\ndef total(order):\n"
+              "    items = load_items(order, 'ignored_name')  # comment_name\n"
+              "    return sum_prices(items, discou")
+    names = identifiers_near(prefix, ")\n\nafter_call()\n")
+    # the cursor's line right to left, then the lines above upwards, then below
+    assert names[:2] == ["items", "sum_prices"]
+    assert names.index("load_items") < names.index("total") < names.index("after_call")
+    assert "discou" not in names  # being typed: not a name yet
+    assert "ignored_name" not in names and "comment_name" not in names
+    assert "return" not in names and "def" not in names
+
+
+def test_a_definition_head_spans_an_open_signature_and_checks_the_name():
+    lines = ["class Cart:\n", "    def add(self, item,\n", "            qty=1) -> None:\n",
+             "        self.items.append(item)\n"]
+    assert definition_head(lines, 1, "add") == "def add(self, item,\n        qty=1) -> None:"
+    assert definition_head(["function f(a, b) {", "  return a"], 0, "f") == "function f(a, b)"
+    assert definition_head(lines, 3, "add") is None  # moved since it was indexed
+    assert definition_head(lines, 9, "add") is None
+
+
+def _index(rows):
+    def lookup(name):  # the index answers names containing the query, exact first
+        return [r for r in rows if name in r[0]]
+    return lookup
+
+
+FILES = {
+    "shop/cart.py": ["def add_item(cart, item, qty=1):", "    pass",
+                     "def secret_total(cart):", "    pass"],
+    "shop/util.py": ["def helper(x):", "    pass"],
+    "private/keys.py": ["def helper(x, key):", "    pass"],
+    "m.py": ["from shop.cart import add_item", "", "def helper(y):", "    return y", ""],
+}
+
+
+def test_definitions_are_exact_names_current_file_first_and_never_refused_files():
+    rows = [("add_item", "function", "shop/cart.py", 0, 4, 12),
+            ("add_item_fast", "function", "shop/cart.py", 7, 4, 17),
+            ("helper", "function", "shop/util.py", 0, 4, 10),
+            ("helper", "function", "private/keys.py", 0, 4, 10),
+            ("helper", "function", "m.py", 2, 4, 10)]
+    read_paths = []
+
+    def read(path):
+        read_paths.append(path)
+        return FILES.get(path)
+
+    defs = pick_definitions(["add_item", "helper"], _index(rows), read,
+                            allowed=lambda p: not p.startswith("private/"), current="m.py")
+    assert [(d.name, d.path) for d in defs] == [("add_item", "shop/cart.py"),
+                                                ("helper", "m.py"), ("helper", "shop/util.py")]
+    assert defs[0].text == "def add_item(cart, item, qty=1):"
+    assert "private/keys.py" not in read_paths  # a local-only file is never even read
+    # a name defined in many places says nothing about this spot
+    many = [("run", "function", f"p{i}.py", 0, 0, 3) for i in range(9)]
+    assert pick_definitions(["run"], _index(many), lambda p: ["def run():"]) == []
+
+
+def test_definitions_render_as_comments_in_a_stable_order_within_the_budget():
+    a = Definition("add_item", "shop/cart.py", 0, "def add_item(cart, item, qty=1):")
+    b = Definition("helper", "shop/util.py", 0, "def helper(x):")
+    c = Definition("secret_total", "shop/cart.py", 2, "def secret_total(cart):")
+    text = render_definitions([b, a, c], language="python", budget_tokens=200)
+    assert text.splitlines() == [
+        "# Definitions used here, from the workspace:", "# shop/cart.py:",
+        "# def add_item(cart, item, qty=1):", "# def secret_total(cart):", "# shop/util.py:",
+        "# def helper(x):", ""]
+    # the nearest-first order decides what fits, not where it is written
+    assert render_definitions([c, b, a], language="python", budget_tokens=200) == text
+    assert render_definitions([b, a, c], language="go", budget_tokens=200).startswith(
+        "// Definitions")
+    small = render_definitions([b, a, c], language="python", budget_tokens=30)
+    assert "helper" in small and "add_item" not in small
+    assert render_definitions([a], language=None, budget_tokens=200) == ""
+
+
+def test_definitions_come_first_and_none_the_window_already_shows():
+    shown_def = Definition("helper", "m.py", 2, "def helper(y):")
+    other = Definition("add_item", "shop/cart.py", 0, "def add_item(cart, item, qty=1):")
+    prefix = "\n".join(FILES["m.py"][:4]) + "\nx = add_item(helper(1), "
+    for fmt in (None, FIM_FORMATS[0]):
+        prompt = build_prompt(prefix, ")\n", fmt=fmt, budget_tokens=512, path="m.py",
+                              language="python", definitions=[shown_def, other])
+        assert "def add_item(cart, item, qty=1):" in prompt.context
+        assert "helper" not in prompt.context  # in the window already: not twice
+        body = prompt.text.split(prompt.context, 1)
+        assert body[0] in ("", fmt.prefix if fmt else "")  # the very start of the prompt
+        assert body[1].index("# m.py") < body[1].index("x = add_item(")
+
+
+def test_the_context_is_the_same_while_typing_and_the_definitions_do_not_change():
+    defs = [Definition("add_item", "shop/cart.py", 0, "def add_item(cart, item, qty=1):")]
+    line = "x = add_item(cart, 'book', qty"
+    texts = [build_prompt("import os\n" + line[:k], "\n", fmt=None, budget_tokens=512,
+                          path="m.py", language="python", definitions=defs).text
+             for k in range(len(line) - 8, len(line) + 1)]
+    first = texts[0].split("# m.py")[0]
+    assert first and all(t.startswith(first) for t in texts)

@@ -53,10 +53,10 @@ def edit(client, uri: str, version: int, line: int, character: int, text: str) -
             range=types.Range(start=here, end=here), text=text)]))
 
 
-async def session(root, tmp_path, *, answer=ANSWER, delay=0.0, options=None):
+async def session(root, tmp_path, *, answer=ANSWER, delay=0.0, options=None, env=None):
     record = tmp_path / "prompts.jsonl"
     env = {"FAKE_ENGINE_DEFAULT": answer, "FAKE_ENGINE_RECORD": str(record),
-           "FAKE_ENGINE_DELAY": str(delay)}
+           "FAKE_ENGINE_DELAY": str(delay), **(env or {})}
     opts = {"completion": {"debounceMs": 0}}
     for section, values in (options or {}).items():
         opts.setdefault(section, {}).update(values)
@@ -194,5 +194,29 @@ async def test_turned_off_it_answers_nothing(demo_repo, tmp_path):
         uri = open_doc(client, demo_repo / "m.py", text="x = \n")
         result = await client.text_document_inline_completion_async(inline_params(uri, 0, 4))
         assert result is None and prompts(record) == []
+    finally:
+        await stop(client)
+
+
+async def test_definitions_of_the_names_near_the_cursor_come_first_from_the_index(
+        demo_repo, tmp_path):
+    from test_faults_lsp import wait_index
+
+    client, _, record = await session(demo_repo, tmp_path, answer="10)\n", env={
+        "HEARTH_INDEX_ENABLED": "true", "HEARTH_INDEX_EMBEDDINGS": "false",
+        "HEARTH_CACHE_DIR": str(tmp_path / "cache")})
+    try:
+        await wait_index(client, want=("ready",), timeout=60)
+        text = ("from inventory.pricing import apply_discount\n\n"
+                "def sale(item):\n    return apply_discount(item.price_cents, \n")
+        uri = open_doc(client, demo_repo / "shop.py", text=text)
+        assert await ghost(client, uri, 3, 44) == ["10)"]
+        [prompt] = prompts(record)
+        context, rest = prompt.split("# shop.py\n", 1)
+        # the signature from another file, as comments, before the file itself
+        assert context.startswith("# Definitions used here, from the workspace:\n")
+        assert "# inventory/pricing.py:\n# def apply_discount(cents: int, percent: float)" \
+            " -> int:\n" in context
+        assert rest.startswith("from inventory.pricing import apply_discount")
     finally:
         await stop(client)

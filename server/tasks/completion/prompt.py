@@ -10,6 +10,9 @@ keystrokes.
 
 from __future__ import annotations
 
+import keyword
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 # Estimated characters per token for the budget (the index's context uses the same).
@@ -95,6 +98,168 @@ def file_header(path: str, language: str | None) -> str:
     return f"{mark} {path}\n" if mark and path else ""
 
 
+# ------------------------------------------------------------ repository context
+#
+# The definitions of the names used around the cursor, found in the workspace index,
+# shown before the file as comments: a signature tells a small model what a function
+# takes and what a class is called, which the window of the file alone does not show.
+
+# Tokens for the definitions block (on top of the document window; its own budget so
+# the document window's setting keeps its meaning). A setting would be
+# `completion.repoContextTokens`.
+REPO_CONTEXT_TOKENS = 160
+NEAR_LINES_BEFORE = 12  # lines above the cursor whose names are looked up
+NEAR_LINES_AFTER = 3  # and below it
+MAX_NAMES = 24  # names looked up per request, nearest first
+MAX_DEFINITIONS_PER_NAME = 2  # an overloaded name: the first two (current file first)
+TOO_COMMON = 4  # a name defined in more places than this says nothing: skipped
+HEAD_LINES = 4  # most lines of a definition's head (a long signature)
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STRING_OR_COMMENT = re.compile(r"#.*$|//.*$|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
+_NOT_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | {
+    "self", "cls", "this", "super", "true", "false", "null", "nil", "undefined", "const",
+    "let", "var", "function", "func", "fn", "pub", "mut", "impl", "struct", "enum",
+    "interface", "type", "new", "delete", "public", "private", "protected", "static",
+    "void", "int", "str", "bool", "float", "dict", "list", "tuple", "set", "len", "range",
+    "print", "isinstance", "string", "err", "args", "kwargs", "package", "return",
+}
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One definition from the index: where it is and its head (signature lines)."""
+
+    name: str
+    path: str
+    line: int  # 0-based
+    text: str
+
+
+def identifiers_near(prefix: str, suffix: str, *, before: int = NEAR_LINES_BEFORE,
+                     after: int = NEAR_LINES_AFTER, limit: int = MAX_NAMES) -> list[str]:
+    """Names used around the cursor, nearest first: the cursor's line before it (the
+    word being typed left out: it is not a name yet), the lines above going up, then
+    the lines below. Keywords, very short names and the insides of strings and
+    comments are left out."""
+    above = prefix.split("\n")
+    current, above = above[-1], above[-1 - before:-1]
+    cut = re.search(r"[A-Za-z0-9_]*$", current)
+    current = current[: cut.start()] if cut else current
+    below = suffix.split("\n")
+    rest_of_line, below = below[0], below[1:1 + after]
+    lines = [current, *reversed(above), rest_of_line, *below]
+    out: dict[str, None] = {}
+    for n, line in enumerate(lines):
+        names = _IDENT.findall(_STRING_OR_COMMENT.sub(" ", line))
+        for name in (reversed(names) if n == 0 else names):
+            if len(name) >= 3 and name not in _NOT_NAMES and not name.isdigit():
+                out.setdefault(name, None)
+    return list(out)[:limit]
+
+
+def _balance(line: str) -> int:
+    code = _STRING_OR_COMMENT.sub(" ", line)
+    return sum(code.count(c) for c in "([{") - sum(code.count(c) for c in ")]}")
+
+
+def definition_head(lines: Sequence[str], line: int, name: str,
+                    max_lines: int = HEAD_LINES) -> str | None:
+    """The head of the definition of ``name`` at 0-based ``line`` of ``lines``: its first
+    line and, while brackets are open, the next ones (a signature over several lines);
+    a body opening on the same line ends it. None when that line does not name
+    ``name`` (the file changed since it was indexed)."""
+    if not 0 <= line < len(lines) or not re.search(rf"\b{re.escape(name)}\b", lines[line]):
+        return None
+    head: list[str] = []
+    depth = 0
+    for text in lines[line: line + max_lines]:
+        text = text.rstrip("\r\n")
+        head.append(text)
+        if text.rstrip().endswith("{"):  # a body opens: the head ends here
+            break
+        depth += _balance(text)
+        if depth <= 0:
+            break
+    first = head[0]
+    indent = len(first) - len(first.lstrip())
+    return "\n".join(h[indent:] if h[:indent].isspace() else h for h in head).rstrip(" {")
+
+
+def pick_definitions(names: Iterable[str], lookup: Callable[[str], list[tuple]],
+                     read: Callable[[str], Sequence[str] | None],
+                     allowed: Callable[[str], bool] = lambda path: True,
+                     *, current: str = "", per_name: int = MAX_DEFINITIONS_PER_NAME,
+                     too_common: int = TOO_COMMON) -> list[Definition]:
+    """The definitions of ``names`` (in their order), from ``lookup(name)`` (the index's
+    symbol table: rows (name, kind, path, line, ...), 0-based lines) and the files'
+    text from ``read(path)``. Only exact names; a name defined in more than
+    ``too_common`` places is skipped (it says nothing); definitions in ``current`` (the
+    file being edited) come first; files ``allowed`` refuses (privacy.localOnly where
+    prompts may leave the machine) are never read."""
+    out: list[Definition] = []
+    seen: set[tuple[str, int]] = set()
+    for name in names:
+        rows = [r for r in lookup(name) if r[0] == name]
+        if not rows or len(rows) > too_common:
+            continue
+        rows.sort(key=lambda r: (r[2] != current, r[2], r[3]))
+        taken = 0
+        for row in rows:
+            path, line = row[2], row[3]
+            if taken >= per_name or (path, line) in seen or not allowed(path):
+                continue
+            lines = read(path)
+            head = definition_head(lines, line, name) if lines is not None else None
+            if not head:
+                continue
+            seen.add((path, line))
+            out.append(Definition(name, path, line, head))
+            taken += 1
+    return out
+
+
+def render_definitions(definitions: Sequence[Definition], *, language: str | None,
+                       budget_tokens: int, shown: str = "") -> str:
+    """The definitions as comments in the file's language, within ``budget_tokens``:
+    taken in their order (most relevant first) while they fit, then written in file
+    and line order, so the block (the start of the prompt, and of the KV cache) stays
+    the same while the set of definitions does. A definition whose head is already in
+    ``shown`` (the document window) is left out. "" when there is nothing, or no
+    comment syntax for the language."""
+    mark = _LINE_COMMENT.get(language or "")
+    if not mark or budget_tokens <= 0:
+        return ""
+    budget = budget_tokens * CHARS_PER_TOKEN
+    intro = f"{mark} Definitions used here, from the workspace:\n"
+    used = len(intro)
+    taken: list[Definition] = []
+    heads: set[str] = set()
+    paths: set[str] = set()
+    for d in definitions:
+        if d.text in heads or (shown and d.text.split("\n", 1)[0].strip() in shown):
+            continue
+        cost = sum(len(mark) + 1 + len(h) + 1 for h in d.text.split("\n"))
+        if d.path not in paths:
+            cost += len(mark) + 1 + len(d.path) + 2
+        if used + cost > budget:
+            continue
+        used += cost
+        taken.append(d)
+        heads.add(d.text)
+        paths.add(d.path)
+    if not taken:
+        return ""
+    out = [intro]
+    last = None
+    for d in sorted(taken, key=lambda d: (d.path, d.line)):
+        if d.path != last:
+            out.append(f"{mark} {d.path}:\n")
+            last = d.path
+        out.extend(f"{mark} {h}\n" for h in d.text.split("\n"))
+    return "".join(out) + "\n"
+
+
 @dataclass(frozen=True)
 class CompletionPrompt:
     text: str
@@ -103,6 +268,7 @@ class CompletionPrompt:
     prefix: str  # the part of the document's prefix in the prompt
     suffix: str  # the part of the document's suffix in the prompt ("" without FIM)
     window_start: int  # offset in the document where ``prefix`` starts
+    context: str = ""  # the definitions block at the prompt's start
 
 
 def _prefix_window(prefix: str, budget_chars: int) -> int:
@@ -136,25 +302,37 @@ def _suffix_window(suffix: str, budget_chars: int) -> str:
 
 def build_prompt(prefix: str, suffix: str, *, fmt: FimFormat | None, budget_tokens: int,
                  path: str = "", language: str | None = None,
-                 extra_stops: tuple[str, ...] = ()) -> CompletionPrompt:
+                 extra_stops: tuple[str, ...] = (),
+                 definitions: Sequence[Definition] = (),
+                 context_tokens: int = REPO_CONTEXT_TOKENS) -> CompletionPrompt:
     """The prompt for completing at the cursor between ``prefix`` and ``suffix``.
 
     With a FIM format, a quarter of the budget goes to the text after the cursor
     (up to the end of a line), the rest to the text before it; without one, all of
-    it to the text before it, under a comment naming the file.
+    it to the text before it, under a comment naming the file. ``definitions`` (from
+    the index) come first, as comments within ``context_tokens`` (on top of
+    ``budget_tokens``), leaving out those the window already shows.
     """
     budget = max(budget_tokens, 16) * CHARS_PER_TOKEN
     header = file_header(path, language)
     if fmt is None:
         start = _prefix_window(prefix, budget - len(header))
         shown = prefix[start:]
-        return CompletionPrompt(header + shown, tuple(extra_stops), False, shown, "", start)
+        context = render_definitions(definitions, language=language,
+                                     budget_tokens=context_tokens, shown=shown)
+        return CompletionPrompt(context + header + shown, tuple(extra_stops), False, shown,
+                                "", start, context)
     after = _suffix_window(suffix, budget // 4)
     start = _prefix_window(prefix, budget - len(after) - len(header))
     shown = prefix[start:]
-    text = fmt.render(header + shown, after)
-    return CompletionPrompt(text, (*fmt.stops, *extra_stops), True, shown, after, start)
+    context = render_definitions(definitions, language=language,
+                                 budget_tokens=context_tokens, shown=shown + after)
+    text = fmt.render(context + header + shown, after)
+    return CompletionPrompt(text, (*fmt.stops, *extra_stops), True, shown, after, start,
+                            context)
 
 
-__all__ = ["CHARS_PER_TOKEN", "FIM_FORMATS", "FIM_TOKENS", "CompletionPrompt", "FimFormat",
-           "build_prompt", "detect_format", "file_header"]
+__all__ = ["CHARS_PER_TOKEN", "FIM_FORMATS", "FIM_TOKENS", "REPO_CONTEXT_TOKENS",
+           "CompletionPrompt", "Definition", "FimFormat", "build_prompt", "definition_head",
+           "detect_format", "file_header", "identifiers_near", "pick_definitions",
+           "render_definitions"]
