@@ -13,10 +13,7 @@ import asyncio
 import logging
 import re
 import weakref
-from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -28,8 +25,8 @@ from ...engine.router import Backend
 from ...engine.worker import Priority
 from ...settings import LOCAL, Settings, local_only
 from ...tasks.completion import run as completion_run
+from ...tasks.completion.context import FileLines, repo_definitions
 from ...tasks.completion.model import CompletionModel
-from ...tasks.completion.prompt import Definition, identifiers_near, pick_definitions
 from ...tasks.completion.run import CompletionRequest
 from ...tasks.completion.session import CompletionSession, Suggestion
 from ...tasks.runner import TaskRun
@@ -41,57 +38,13 @@ log = logging.getLogger(__name__)
 KINDS: list[str] = []
 CMD_STATS = "hearth.completionStats"
 _WORD = re.compile(r"\w*$")
-_FILES_CACHED = 64  # other files' lines kept for definition heads (by path and mtime)
-_MAX_FILE_BYTES = 1 << 20
 
 
 class _State:
     def __init__(self, ls: HearthServer) -> None:
         self.model = CompletionModel(ls.engine_factory, ls.cache)
         self.session = CompletionSession()
-        self.files: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
-
-    def lines_of(self, file: Path) -> list[str] | None:
-        try:
-            st = file.stat()
-            if st.st_size > _MAX_FILE_BYTES:
-                return None
-            key = (str(file), st.st_mtime_ns)
-            found = self.files.get(key)
-            if found is None:
-                found = file.read_text(encoding="utf-8", errors="replace").splitlines()
-                self.files[key] = found
-                while len(self.files) > _FILES_CACHED:
-                    self.files.popitem(last=False)
-            else:
-                self.files.move_to_end(key)
-            return found
-        except OSError:
-            return None
-
-
-def repo_definitions(st: _State, index: Any, request: CompletionRequest, rel: str,
-                     settings: Settings) -> tuple[Definition, ...]:
-    """Definitions of the names near the cursor from the folder's index (blocking: the
-    symbol table is SQLite). The document's own lines come from the editor's text;
-    with model servers in the settings, privacy.localOnly files are never read (as
-    runner.shareable_context does for the other tasks)."""
-    names = identifiers_near(request.prefix, request.suffix)
-    if not names:
-        return ()
-    current = (request.prefix + request.suffix).splitlines()
-    root = Path(index.root)
-
-    def read(path: str) -> Sequence[str] | None:
-        if path == rel:
-            return current
-        return st.lines_of(root / path)
-
-    def allowed(path: str) -> bool:
-        return not (settings.backends and local_only(settings, [path]))
-
-    return tuple(pick_definitions(names, lambda name: index.symbols(name, 8), read, allowed,
-                                  current=rel))
+        self.files = FileLines()
 
 
 _states: weakref.WeakKeyDictionary[HearthServer, _State] = weakref.WeakKeyDictionary()
@@ -145,7 +98,8 @@ async def suggest(ls: HearthServer, doc: TextDocument, position: types.Position,
     async def generate(run: TaskRun, req: CompletionRequest, on_piece: Any):
         if index is not None:  # after the debounce: only for a request that generates
             try:
-                defs = await asyncio.to_thread(repo_definitions, st, index, req, rel, settings)
+                defs = await asyncio.to_thread(repo_definitions, index, req, rel, settings,
+                                               st.files)
             except Exception:  # noqa: BLE001 - a completion goes without context, not fails
                 log.debug("completion: no repository context", exc_info=True)
                 defs = ()
