@@ -4,6 +4,7 @@ or, with ``model.shared``, the shared daemon's (started if none runs)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,12 +26,14 @@ def llama_engine_factory(settings: Settings, cache: Path) -> Engine:
 
 def engine_factory_for(settings: Settings, factory: EngineFactory | None = None) -> EngineFactory:
     """The factory that gives the configured model: the shared daemon's with
-    ``model.shared``, else ``factory`` (tests) or llama.cpp in this process."""
+    ``model.shared`` (``factory``'s in this process, with a notice, when the daemon
+    cannot be started or reached), else ``factory`` (tests) or llama.cpp in this process."""
+    own = factory or llama_engine_factory
     if settings.model.shared:
         from .engine.daemon_client import shared_engine_factory
 
-        return shared_engine_factory
-    return factory or llama_engine_factory
+        return functools.partial(shared_engine_factory, fallback=own)
+    return own
 
 
 def new_worker(settings: Settings) -> GenerationWorker:

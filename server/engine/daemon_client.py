@@ -9,6 +9,11 @@ model in this process. Each generation carries its job's priority: the daemon's 
 queue orders every client's jobs (a window's user action before another window's
 review on save, before the git hook).
 
+When the daemon cannot be started or reached (after one restart), a client given a
+``fallback`` loads the model in its own process instead, says so (a log line and a
+ModelInfo warning) and goes on; a job cut off by a dying daemon is retried once, on
+the restarted daemon or in-process.
+
 shared_worker.SharedWorker is the generation worker for it.
 """
 
@@ -41,7 +46,7 @@ from ..daemon import (
     read_state,
 )
 from ..settings import BackendSettings, ModelSettings, SamplingSettings, Settings
-from .base import Completion, EngineError, ModelInfo, ModelUnavailable
+from .base import Completion, Engine, EngineError, ModelInfo, ModelUnavailable
 from .remote import BackendUnavailable, Capabilities, RemoteEngine, _Failure
 from .worker import Priority
 
@@ -57,6 +62,36 @@ SCRIPT_ENV = "HEARTHD_SCRIPT"
 
 class DaemonUnavailable(ModelUnavailable):
     """The shared model daemon could not be started or reached; the message says why."""
+
+
+# A model loaded in this process instead of the daemon's (``fallback``).
+Fallback = Callable[[], Engine]
+
+
+def fallback_notice(reason: BaseException | str) -> str:
+    return (f"the shared model daemon is not available ({reason}); the model is loaded in "
+            "this process instead (set model.shared = false to skip the daemon)")
+
+
+class _Resume:
+    """The pieces of a retried answer: what the cut attempt already handed on is not
+    handed on twice (only what comes after it; nothing more when the retry differs)."""
+
+    def __init__(self, on_piece: Callable[[str], None], sent: str) -> None:
+        self.on_piece, self.sent, self.seen, self.diverged = on_piece, sent, "", False
+
+    def feed(self, piece: str) -> None:
+        before = len(self.seen)
+        self.seen += piece
+        if self.diverged:
+            return
+        if not (self.seen.startswith(self.sent) or self.sent.startswith(self.seen)):
+            self.diverged = True
+            log.warning("the retried answer differs from the part already streamed; "
+                        "the rest is not streamed (the result holds it whole)")
+            return
+        if len(self.seen) > len(self.sent):
+            self.on_piece(self.seen[max(before, len(self.sent)):])
 
 
 @dataclass
@@ -189,7 +224,8 @@ class DaemonEngine(RemoteEngine):
 
     def __init__(self, state: DaemonState, *, model: ModelSettings | None = None,
                  cache: Path | None = None, idle_s: int = 900,
-                 load_timeout_s: float = LOAD_TIMEOUT_S) -> None:
+                 load_timeout_s: float = LOAD_TIMEOUT_S,
+                 fallback: Fallback | None = None) -> None:
         self.state = state
         self._model_settings, self._cache, self._idle_s = model, cache, idle_s
         self.load_timeout_s = load_timeout_s
@@ -197,6 +233,14 @@ class DaemonEngine(RemoteEngine):
         self._model_info: DaemonModelInfo | None = None
         self._local = threading.local()
         self.restarts = 0
+        # The daemon out of reach: the model in this process (loaded once, then used by
+        # every later job, one at a time), and who is told so.
+        self._fallback = fallback
+        self.in_process: Engine | None = None
+        self.fallbacks = 0
+        self.on_notice: Callable[[str], None] | None = None
+        self._recover_lock = threading.Lock()
+        self._in_process_lock = threading.Lock()
         super().__init__(_backend_config(state))
 
     # ---- the token and the info ------------------------------------------------
@@ -282,32 +326,106 @@ class DaemonEngine(RemoteEngine):
                  messages: list[Message] | None = None, json_schema: dict | None = None,
                  *, priority: Priority = Priority.USER, kind: str = "request") -> Completion:
         """Generate at the daemon, with ``priority`` in its queue. A daemon that is gone
-        (killed, idle-stopped) is started again and asked once more."""
+        (killed, idle-stopped, or dying in the middle of the answer) is started again and
+        the job asked once more there; when it cannot be, and a ``fallback`` was given,
+        the job (and every later one) runs on the model loaded in this process."""
         self._local.priority, self._local.start, self._local.kind = priority, start, kind
+        if self.in_process is not None:
+            return self._generate_in_process(prompt, sampling, stop, should_stop, on_piece,
+                                             grammar, start)
+        sent: list[str] = []
+
+        def tee(piece: str) -> None:
+            sent.append(piece)
+            on_piece(piece)
+
+        state = self.state
         try:
-            return super().generate(prompt, sampling, stop, should_stop, on_piece, grammar,
-                                    None, None, json_schema)
-        except BackendUnavailable as exc:
-            if should_stop() or not self._restartable() or _answers(self.state) is not None:
-                raise self._gone(exc) from None
-            log.warning("the shared model daemon is gone (%s); starting it again", exc)
-            try:
-                self.reconnect()
-            except EngineError as again:
-                raise self._gone(again) from None
-            return super().generate(prompt, sampling, stop, should_stop, on_piece, grammar,
+            return super().generate(prompt, sampling, stop, should_stop, tee, grammar,
                                     None, None, json_schema)
         except EngineError as exc:
-            if "stream was cut" in str(exc):
-                raise EngineError(
-                    f"the shared model daemon (pid {self.state.pid}) stopped in the middle "
-                    f"of the answer ({exc}); it starts again with the next request") from None
-            raise
+            cut = "stream was cut" in str(exc)
+            if should_stop() or not (cut or isinstance(exc, BackendUnavailable)) \
+                    or _answers(state) is not None:
+                raise self._cut(exc) if cut else self._gone(exc) if isinstance(
+                    exc, BackendUnavailable) else exc from None
+            failure: EngineError = exc
+        resume = _Resume(on_piece, "".join(sent))
+        log.warning("the shared model daemon (pid %d) is gone (%s); %s", state.pid, failure,
+                    "starting it again" if self._restartable() else "no settings to restart it")
+        if self._recover(state, failure, should_stop) == "daemon":
+            try:  # once more, on the daemon started again
+                return super().generate(prompt, sampling, stop, should_stop, resume.feed,
+                                        grammar, None, None, json_schema)
+            except BackendUnavailable as exc:
+                raise self._gone(exc) from None
+            except EngineError as exc:
+                raise self._cut(exc) if "stream was cut" in str(exc) else exc from None
+        return self._generate_in_process(prompt, sampling, stop, should_stop, resume.feed,
+                                         grammar, start)
+
+    def _cut(self, exc: Exception) -> EngineError:
+        return EngineError(
+            f"the shared model daemon (pid {self.state.pid}) stopped in the middle of the "
+            f"answer ({exc}); it starts again with the next request")
+
+    def _recover(self, state: DaemonState, failure: EngineError,
+                 should_stop: Callable[[], bool]) -> str:
+        """After the daemon at ``state`` failed a job: "daemon" when it runs again (started
+        here, or by another job since), "local" when the model is now this process's;
+        else the job's error. One job at a time, so that jobs cut together start one."""
+        with self._recover_lock:
+            if self.in_process is not None:
+                return "local"
+            if self.state != state and self.connected:
+                return "daemon"
+            reason: BaseException = failure
+            if self._restartable():
+                try:
+                    self.reconnect()
+                    return "daemon"
+                except EngineError as again:
+                    reason = again
+            if self._fallback is None or should_stop():
+                raise self._gone(reason)
+            notice = fallback_notice(reason)
+            log.warning("%s", notice)
+            engine = self._fallback()
+            engine.info.warnings.append(notice)
+            self.in_process = engine
+            self.fallbacks += 1
+            self.concurrent = False  # SharedWorker: one job at a time again
+            self.info = engine.info
+        if self.on_notice is not None:
+            with contextlib.suppress(Exception):
+                self.on_notice(notice)
+        return "local"
+
+    def _generate_in_process(self, prompt: str, sampling: SamplingSettings, stop: list[str],
+                             should_stop: Callable[[], bool], on_piece: Callable[[str], None],
+                             grammar: str | None, start: str | None) -> Completion:
+        engine = self.in_process
+        assert engine is not None
+        with self._in_process_lock:  # jobs that were in flight at the daemon: one by one
+            return engine.generate(prompt, sampling, stop, should_stop, on_piece, grammar,
+                                   start)
+
+    def count_tokens(self, text: str) -> int:
+        if self.in_process is not None:
+            with self._in_process_lock:
+                return self.in_process.count_tokens(text)
+        return super().count_tokens(text)
+
+    def close(self) -> None:
+        super().close()
+        engine, self.in_process = self.in_process, None
+        if engine is not None:
+            engine.close()
 
     def _restartable(self) -> bool:
         return self._model_settings is not None and self._cache is not None
 
-    def _gone(self, exc: Exception) -> EngineError:
+    def _gone(self, exc: BaseException) -> EngineError:
         files = DaemonFiles.of(self._cache, self.state.key) if self._cache else None
         where = f"; its log: {files.log}" if files else ""
         return EngineError(f"the shared model daemon (pid {self.state.pid}) is not reachable "
@@ -329,24 +447,41 @@ class DaemonEngine(RemoteEngine):
         self.connect()
 
 
-def shared_engine_factory(settings: Settings, cache: Path) -> DaemonEngine:
-    """The engine of ``model.shared``: the daemon's model (started if need be)."""
+def shared_engine_factory(settings: Settings, cache: Path, *,
+                          fallback: Callable[[Settings, Path], Engine] | None = None) -> Engine:
+    """The engine of ``model.shared``: the daemon's model (started if need be). When the
+    daemon cannot be started or reached and ``fallback`` is given, the model that
+    ``fallback`` loads in this process, with a warning in its ModelInfo saying why."""
     model = settings.model
     idle = model.daemon_idle_s
-    state = ensure_daemon(model, cache, idle_s=idle)
-    engine = DaemonEngine(state, model=model, cache=cache, idle_s=idle)
+    local: Fallback | None = (lambda: fallback(settings, cache)) if fallback else None
     try:
-        engine.connect()
-    except BackendUnavailable:  # it went away between the two: once more
-        engine.close()
         state = ensure_daemon(model, cache, idle_s=idle)
-        engine = DaemonEngine(state, model=model, cache=cache, idle_s=idle)
-        engine.connect()
-    except BaseException:
-        engine.close()
-        raise
+        engine = DaemonEngine(state, model=model, cache=cache, idle_s=idle, fallback=local)
+        try:
+            engine.connect()
+        except BackendUnavailable:  # it went away between the two: once more
+            engine.close()
+            state = ensure_daemon(model, cache, idle_s=idle)
+            engine = DaemonEngine(state, model=model, cache=cache, idle_s=idle, fallback=local)
+            try:
+                engine.connect()
+            except BaseException:
+                engine.close()
+                raise
+        except BaseException:
+            engine.close()
+            raise
+    except (DaemonUnavailable, BackendUnavailable) as exc:
+        if local is None:
+            raise
+        notice = fallback_notice(exc)
+        log.warning("%s", notice)
+        own = local()
+        own.info.warnings.append(notice)
+        return own
     return engine
 
 
 __all__ = ["DaemonEngine", "DaemonModelInfo", "DaemonUnavailable",
-           "daemon_command", "ensure_daemon", "shared_engine_factory"]
+           "daemon_command", "fallback_notice", "ensure_daemon", "shared_engine_factory"]
