@@ -12,6 +12,13 @@ serves them on 127.0.0.1 over an OpenAI-compatible streaming HTTP API:
 - ``GET /hearth/info``: the state (loading, ready, error), the ModelInfo (chat
   template, bos/eos, context length: clients render prompts exactly as for a model
   of their own), the pid, how many loads, the queue.
+- ``GET /metrics``: Prometheus text format (prometheus-client): latency per task
+  (a histogram: p50/p95/p99 by ``histogram_quantile``), time to the first token,
+  tokens in and out, jobs by outcome, the queue depth, model loads, refused requests.
+
+Each finished job also gets a line in ``<key>.trace.jsonl`` next to the state file
+(task, priority, model, the prompt's sha256, tokens, timings, outcome: never the
+prompt's text nor the token), rotated to ``.1`` past TRACE_MAX_BYTES.
 
 Every request needs the token (``Authorization: Bearer``) that the daemon writes,
 with its port, to a state file only the user can read (0600). A client that closes
@@ -62,6 +69,12 @@ PRIORITY_NAMES = {"completion": Priority.COMPLETION, "user": Priority.USER,
 # How often a waiting request looks whether its client is still there.
 POLL_S = 0.05
 MAX_BODY = 16 << 20
+# The job trace (JSONL) is rotated past this size: one older file is kept.
+TRACE_MAX_BYTES = 4 << 20
+# Latency buckets (seconds) for everything from ghost text to a long background job.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+                   300.0, 600.0)
+OUTCOMES = ("completed", "cancelled", "failed")
 
 EngineMaker = Callable[[ModelSettings, Path], Engine]
 
@@ -106,12 +119,13 @@ class DaemonFiles:
     lock: Path  # held by the running daemon
     spawn: Path  # held by a client while it starts one
     log: Path  # the daemon's stderr
+    trace: Path  # one JSON line per job (0600; no prompt text)
 
     @classmethod
     def of(cls, cache: Path, key: str) -> DaemonFiles:
         folder = daemon_dir(cache)
         return cls(folder / f"{key}.json", folder / f"{key}.lock", folder / f"{key}.spawn",
-                   folder / f"{key}.log")
+                   folder / f"{key}.log", folder / f"{key}.trace.jsonl")
 
 
 @dataclass(frozen=True)
@@ -229,6 +243,90 @@ def stops_from(body: dict[str, Any]) -> list[str]:
     raise ValueError("stop must be a string or a list of strings")
 
 
+# ------------------------------------------------------------ metrics and trace
+
+class Metrics:
+    """The daemon's Prometheus metrics, in a registry of its own (several daemons may
+    run in one test process)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.latency = Histogram(
+            "hearth_daemon_job_seconds", "Time from a job's request to its answer (queue "
+            "wait included), by task", ["task"], buckets=LATENCY_BUCKETS, registry=r)
+        self.first_token = Histogram(
+            "hearth_daemon_first_token_seconds", "Time from a job's request to its first "
+            "token, by task", ["task"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram(
+            "hearth_daemon_queue_wait_seconds", "Time a job waited in the queue, by task",
+            ["task"], buckets=LATENCY_BUCKETS, registry=r)
+        self.tokens_in = Counter("hearth_daemon_prompt_tokens", "Prompt tokens read, by task",
+                                 ["task"], registry=r)
+        self.tokens_out = Counter("hearth_daemon_completion_tokens",
+                                  "Tokens generated, by task", ["task"], registry=r)
+        self.jobs = Counter("hearth_daemon_jobs", "Jobs finished, by task and outcome "
+                            "(completed, cancelled, failed)", ["task", "outcome"], registry=r)
+        self.refused = Counter("hearth_daemon_refused_requests",
+                               "Requests refused for a missing or wrong token", registry=r)
+        queue_depth = Gauge("hearth_daemon_queue_depth", "Jobs waiting in the queue",
+                            registry=r)
+        queue_depth.set_function(lambda: daemon.worker.pending())
+        loads = Gauge("hearth_daemon_model_loads", "Model loads since the daemon started",
+                      registry=r)
+        loads.set_function(lambda: daemon.loads)
+
+    def record(self, task: str, outcome: str, latency_s: float, queue_s: float | None,
+               first_token_s: float | None, tokens_in: int, tokens_out: int) -> None:
+        self.latency.labels(task).observe(latency_s)
+        if queue_s is not None:
+            self.queue_wait.labels(task).observe(queue_s)
+        if first_token_s is not None:
+            self.first_token.labels(task).observe(first_token_s)
+        self.tokens_in.labels(task).inc(tokens_in)
+        self.tokens_out.labels(task).inc(tokens_out)
+        self.jobs.labels(task, outcome).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class Trace:
+    """One JSON line per job, in a file only the user can read, rotated to ``.1`` when
+    it would pass ``max_bytes``. Callers hand it no prompt text: its hash only."""
+
+    def __init__(self, path: Path, max_bytes: int = TRACE_MAX_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        with self._lock:
+            try:
+                size = self.path.stat().st_size
+            except OSError:
+                size = 0
+            try:
+                if size and size + len(line) > self.max_bytes:
+                    os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    os.write(fd, line)
+                finally:
+                    os.close(fd)
+            except OSError as exc:  # a full disk must not fail the job
+                log.warning("job trace %s: %s", self.path, exc)
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 # -------------------------------------------------------------------- the daemon
 
 class Daemon:
@@ -260,6 +358,8 @@ class Daemon:
         self.port = int(self.httpd.server_address[1])
         self.url = f"http://{host}:{self.port}/v1"
         self._threads: list[threading.Thread] = []
+        self.metrics = Metrics(self)
+        self.trace = Trace(self.files.trace)
 
     # ---- life cycle ----------------------------------------------------------
 
@@ -396,6 +496,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.daemon.clients.add(client[:64])
             return True
         self.daemon.counts["refused"] += 1
+        self.daemon.metrics.refused.inc()
         log.warning("refused %s %s: %s", self.command, self.path,
                     "no token" if not given else "wrong token")
         # Drain the body so the client reads the answer, not a reset.
@@ -454,6 +555,13 @@ class _Handler(BaseHTTPRequestHandler):
                     {"id": name, "object": "model", "owned_by": "hearth", "meta": meta}]})
             elif path == "/health":
                 self._send_json(200, {"status": self.daemon.worker.state})
+            elif path == "/metrics":
+                raw, content_type = self.daemon.metrics.exposition()
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
             else:
                 self._error(404, f"no such endpoint: GET {path}")
 
@@ -511,7 +619,9 @@ class _Handler(BaseHTTPRequestHandler):
         start = body.get("start") if isinstance(body.get("start"), str) else None
         stream = body.get("stream", False) is True
         pieces: queue.Queue[str] = queue.Queue()
-        job = daemon.worker.submit(str(body.get("kind") or "request"), prompt, sampling,
+        kind = str(body.get("kind") or "request")[:40]
+        received = time.perf_counter()
+        job = daemon.worker.submit(kind, prompt, sampling,
                                    stop=stop, priority=priority, grammar=grammar or None,
                                    start=start or None, on_piece=pieces.put)
         created = int(time.time())
@@ -534,6 +644,49 @@ class _Handler(BaseHTTPRequestHandler):
             elif job.future.done() and not job.future.cancelled() \
                     and job.future.exception() is None:
                 daemon.counts["completed"] += 1
+            self._account(job, prompt, model, time.perf_counter() - received)
+
+    def _account(self, job: Job, prompt: str, model: str, latency_s: float) -> None:
+        """The job's metrics and its trace line (no prompt text: its sha256)."""
+        daemon = self.daemon
+        result = None
+        error = None
+        if job.future.done() and not job.future.cancelled():
+            exc = job.future.exception()
+            if exc is None:
+                result = job.future.result()
+            else:
+                error = type(exc).__name__
+        if job.cancelled or (result is not None and result.finish_reason == "cancelled"):
+            outcome = "cancelled"
+        elif result is not None:
+            outcome = "completed"
+        else:
+            outcome = "failed"
+        tokens_in = result.prompt_tokens if result is not None else 0
+        tokens_out = result.completion_tokens if result is not None else 0
+        queue_s = max(0.0, latency_s - result.total_s) if result is not None else None
+        first_s = (queue_s + result.first_token_s) if result is not None and queue_s \
+            is not None and result.completion_tokens else None
+        try:
+            daemon.metrics.record(job.kind, outcome, latency_s, queue_s, first_s,
+                                  tokens_in, tokens_out)
+        except Exception:  # noqa: BLE001 - metrics must never fail a job
+            log.exception("metrics")
+        record: dict[str, Any] = {
+            "ts": round(time.time(), 3), "job": job.id, "task": job.kind,
+            "priority": job.priority.name.lower(), "model": model,
+            "prompt_sha256": prompt_hash(prompt), "prompt_chars": len(prompt),
+            "tokens_in": tokens_in, "tokens_out": tokens_out, "outcome": outcome,
+            "latency_s": round(latency_s, 4),
+            "queue_s": round(queue_s, 4) if queue_s is not None else None,
+            "first_token_s": round(first_s, 4) if first_s is not None else None,
+            "generate_s": round(result.total_s, 4) if result is not None else None,
+            "finish": result.finish_reason if result is not None else None,
+            "grammar": job.grammar is not None}
+        if error:
+            record["error"] = error  # the type only: a message may quote the prompt
+        daemon.trace.write(record)
 
     def _wait(self, job: Job, pieces: queue.Queue[str]) -> Iterator[str]:
         """The job's pieces as they come, until it is done; _Gone when the client leaves
@@ -656,6 +809,6 @@ def serve(model: ModelSettings, cache: Path, *, idle_s: float,
     return 0
 
 
-__all__ = ["Daemon", "DaemonFiles", "DaemonState", "MODEL_FIELDS", "daemon_key", "file_lock",
-           "model_config", "model_settings", "parse_priority", "pid_alive", "read_state",
-           "serve", "write_private"]
+__all__ = ["Daemon", "DaemonFiles", "DaemonState", "MODEL_FIELDS", "Metrics", "Trace",
+           "daemon_key", "file_lock", "model_config", "model_settings", "parse_priority",
+           "pid_alive", "prompt_hash", "read_state", "serve", "write_private"]
