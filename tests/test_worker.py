@@ -171,3 +171,61 @@ def test_shutdown_never_frees_the_model_under_a_running_generation():
     assert closed == [] and w.engine is engine
     release.set()
     assert job.future.result(5).finish_reason in ("stop", "cancelled")
+
+
+def _completion_arrives_mid_generation(worker, priority, cancel_first_during_completion=False):
+    """A job at ``priority`` streams; after its first piece a COMPLETION job is submitted
+    (from its on_piece, so the order of events is fixed, not timed)."""
+    text = "one two three four five six seven eight"
+    engine = loaded(worker, FakeEngine(default=text, piece_delay_s=0.001))
+    pieces: list[str] = []
+    jobs: dict = {}
+
+    def ghost_piece(piece):
+        if cancel_first_during_completion:
+            jobs["first"].cancel()
+
+    def first_piece(piece):
+        pieces.append(piece)
+        if "ghost" not in jobs:
+            jobs["ghost"] = worker.submit("completion", "ghost", S, priority=Priority.COMPLETION,
+                                          on_piece=ghost_piece)
+
+    jobs["first"] = worker.submit("review", "review", S, priority=priority,
+                                  on_piece=first_piece)
+    first = jobs["first"].future.result(10)
+    ghost = jobs["ghost"].future.result(10)
+    assert ghost.text == text and ghost.finish_reason == "stop"
+    return engine, jobs["first"], first, pieces, text
+
+
+def test_a_running_review_on_save_yields_to_a_completion_and_runs_again(worker):
+    engine, job, result, pieces, text = _completion_arrives_mid_generation(worker, Priority.SAVE)
+    # stopped for the completion, then run again from the start: the whole answer
+    assert engine.prompts == ["review", "ghost", "review"]
+    assert job.restarts == 1
+    assert result.text == text and result.finish_reason == "stop"
+    assert "".join(pieces) == text  # what was streamed before yielding is not streamed twice
+    assert worker.idle.wait(5)
+
+
+def test_background_work_yields_too_but_a_user_action_does_not(worker):
+    engine, job, result, _, text = _completion_arrives_mid_generation(worker,
+                                                                      Priority.BACKGROUND)
+    assert engine.prompts == ["review", "ghost", "review"] and result.text == text
+    worker.shutdown()
+    user_worker = GenerationWorker()
+    try:
+        engine, job, result, _, text = _completion_arrives_mid_generation(user_worker,
+                                                                          Priority.USER)
+        assert engine.prompts == ["review", "ghost"] and job.restarts == 0
+        assert result.text == text
+    finally:
+        user_worker.shutdown()
+
+
+def test_a_yielded_job_cancelled_while_queued_again_ends_cancelled(worker):
+    engine, job, result, _, _ = _completion_arrives_mid_generation(
+        worker, Priority.SAVE, cancel_first_during_completion=True)
+    assert job.restarts == 1 and result.finish_reason == "cancelled"
+    assert worker.idle.wait(5)

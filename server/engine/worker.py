@@ -5,6 +5,9 @@ runs here, one at a time, taken from a priority queue: loading a model first,
 then completions (ghost text the user is typing against),
 then what the user asked for, then review-on-save, then background work.
 A job is cancelled by setting its event; the engine checks it between tokens.
+A running review-on-save or background generation yields to a completion that
+arrives meanwhile: it stops at the next token and is queued again, to run from
+the start once the completion is done (its future is only ever set once).
 The asyncio loop only ever waits on futures, so it is never blocked.
 """
 
@@ -36,6 +39,10 @@ class Priority(IntEnum):
     BACKGROUND = 4
 
 
+# Generations at this priority or lower stop for a waiting COMPLETION and run again.
+PREEMPTIBLE = Priority.SAVE
+
+
 @dataclass(eq=False)
 class Job:
     kind: str
@@ -54,6 +61,8 @@ class Job:
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     id: int = 0
+    restarts: int = 0  # times it yielded to a completion and was queued again
+    delivered: int = 0  # characters already given to on_piece (not given again on a rerun)
 
     def cancel(self) -> None:
         """Stop this job: dropped if still queued, stopped at the next token if running."""
@@ -137,6 +146,12 @@ class GenerationWorker:
     def running(self) -> Job | None:
         return self._running
 
+    def completion_waiting(self) -> bool:
+        """A COMPLETION job is queued (not cancelled, not the running one)."""
+        with self._lock:
+            return any(j.priority == Priority.COMPLETION and j.load is None
+                       and j is not self._running and not j.cancelled for j in self._jobs)
+
     def pending(self) -> int:
         with self._lock:
             return len([j for j in self._jobs if j is not self._running])
@@ -172,8 +187,10 @@ class GenerationWorker:
             _, _, job = self._queue.get()
             if job is None:
                 return
+            again = False
             try:
-                if not job.future.set_running_or_notify_cancel():
+                # A job queued again after yielding already runs (its future says so).
+                if not job.restarts and not job.future.set_running_or_notify_cancel():
                     continue  # cancelled while queued
                 with self._lock:
                     self._running = job
@@ -181,13 +198,16 @@ class GenerationWorker:
                 if job.load is not None:
                     self._do_load(job)
                 else:
-                    self._do_generate(job)
+                    again = self._do_generate(job)
             finally:
                 with self._lock:
-                    self._jobs.discard(job)
+                    if not again:
+                        self._jobs.discard(job)
                     self._running = None
                     if not self._jobs:
                         self.idle.set()
+                if again:  # same priority and sequence: first among its peers
+                    self._queue.put((int(job.priority), job.id, job))
 
     def _do_load(self, job: Job) -> None:
         assert job.load is not None
@@ -207,30 +227,58 @@ class GenerationWorker:
         self._set_state("ready")
         job.future.set_result(engine.info)
 
-    def _do_generate(self, job: Job) -> None:
+    def _do_generate(self, job: Job) -> bool:
+        """Run one generation; True when it yielded to a completion (queue it again)."""
         engine = self.engine
         if engine is None:
             reason = self.error or "no model is loaded"
             job.future.set_exception(ModelUnavailable(reason))
-            return
+            return False
         assert job.sampling is not None
         on_piece = job.on_piece or (lambda _piece: None)
+        preemptible = job.priority >= PREEMPTIBLE
+        yielded = False
+        produced = 0
+
+        def should_stop() -> bool:
+            nonlocal yielded
+            if job.cancel_event.is_set():
+                return True
+            if preemptible and self.completion_waiting():
+                yielded = True
+                return True
+            return False
+
+        def piece_out(piece: str) -> None:
+            # A rerun regenerates from the start: what an earlier run already streamed
+            # is not streamed twice.
+            nonlocal produced
+            before, produced = produced, produced + len(piece)
+            if produced > job.delivered:
+                on_piece(piece[max(0, job.delivered - before):])
+                job.delivered = produced
+
         try:
             extra = {"messages": job.messages} if job.messages is not None else {}
-            result = engine.generate(job.prompt, job.sampling, job.stop,
-                                     job.cancel_event.is_set, on_piece, job.grammar, job.start,
-                                     **extra)
+            result = engine.generate(job.prompt, job.sampling, job.stop, should_stop,
+                                     piece_out, job.grammar, job.start, **extra)
         except EngineError as exc:
             job.future.set_exception(exc)
-            return
+            return False
         except Exception as exc:  # keep the worker alive whatever the engine does
             log.exception("generation failed")
             job.future.set_exception(EngineError(f"generation failed: {exc}"))
-            return
+            return False
+        if yielded and result.finish_reason == "cancelled" and not job.cancelled:
+            job.restarts += 1
+            log.debug("%s: yielded to a completion after %d tokens; queued again (%d)",
+                      job.kind, result.completion_tokens, job.restarts)
+            return True
         log.debug("%s: %d prompt + %d tokens, first token %.0f ms, %.1f tok/s (%s)",
                   job.kind, result.prompt_tokens, result.completion_tokens,
                   result.first_token_s * 1000, result.tokens_per_s, result.finish_reason)
         job.future.set_result(result)
+        return False
 
 
 async def wait_for(job: Job) -> Any:
@@ -242,4 +290,5 @@ async def wait_for(job: Job) -> Any:
         raise
 
 
-__all__ = ["Completion", "GenerationWorker", "Job", "ModelInfo", "Priority", "wait_for"]
+__all__ = ["PREEMPTIBLE", "Completion", "GenerationWorker", "Job", "ModelInfo", "Priority",
+           "wait_for"]
