@@ -195,6 +195,32 @@ def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
         os.close(fd)
 
 
+class RemoteBindRefused(ValueError):
+    """A non-loopback address to listen on, without ``allow_remote``."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, or ``localhost``) is reachable from this machine only."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve to anything
+
+
+def check_bind(host: str, allow_remote: bool) -> None:
+    """Refuse to listen beyond this machine unless asked to explicitly."""
+    if not is_loopback(host) and not allow_remote:
+        raise RemoteBindRefused(
+            f"{host} is not a loopback address: the daemon would serve the model (and "
+            "take requests carrying its token in plain HTTP) beyond this machine. Pass "
+            "--allow-remote to do so anyway")
+
+
 def parse_priority(value: Any) -> Priority:
     """A request's ``priority``: a number (1-4) or a name; USER when absent."""
     if value is None:
@@ -334,7 +360,9 @@ class Daemon:
 
     def __init__(self, model: ModelSettings, cache: Path, make_engine: EngineMaker, *,
                  idle_s: float = 900.0, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, write_state: bool = True) -> None:
+                 token: str | None = None, write_state: bool = True,
+                 allow_remote: bool = False) -> None:
+        check_bind(host, allow_remote)
         self.model = model
         self.cache = cache
         self.key = daemon_key(model)
@@ -353,10 +381,17 @@ class Daemon:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self.started = time.time()
-        self.httpd = _Server((host, port), _Handler)
+        server = _Server6 if ":" in host else _Server
+        self.httpd = server((host.strip("[]"), port), _Handler)
         self.httpd.daemon = self
         self.port = int(self.httpd.server_address[1])
-        self.url = f"http://{host}:{self.port}/v1"
+        # Clients on this machine reach a wildcard bind on loopback.
+        shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "[::]": "[::1]"}.get(
+            host, f"[{host.strip('[]')}]" if ":" in host else host)
+        self.url = f"http://{shown}:{self.port}/v1"
+        if not is_loopback(host):
+            log.warning("listening on %s beyond this machine (--allow-remote): every request "
+                        "still needs the token, but travels in plain HTTP", host)
         self._threads: list[threading.Thread] = []
         self.metrics = Metrics(self)
         self.trace = Trace(self.files.trace)
@@ -455,6 +490,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
     daemon: Daemon
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Gone(Exception):
@@ -782,12 +821,15 @@ def llama_engine(model: ModelSettings, cache: Path) -> Engine:
 
 
 def serve(model: ModelSettings, cache: Path, *, idle_s: float,
-          make_engine: EngineMaker | None = None) -> int:
+          make_engine: EngineMaker | None = None, host: str = "127.0.0.1", port: int = 0,
+          allow_remote: bool = False) -> int:
     """Run the daemon for ``model`` until it has been idle ``idle_s`` (or a signal).
 
-    Exit status 0, also when a daemon for this model already runs (it says so)."""
+    Exit status 0, also when a daemon for this model already runs (it says so).
+    A ``host`` that is not loopback needs ``allow_remote`` (RemoteBindRefused)."""
     import signal
 
+    check_bind(host, allow_remote)
     files = DaemonFiles.of(cache, daemon_key(model))
     with file_lock(files.lock, blocking=False) as mine:
         if not mine:
@@ -795,7 +837,8 @@ def serve(model: ModelSettings, cache: Path, *, idle_s: float,
             where = f" (pid {state.pid}, {state.url})" if state else ""
             log.info("a hearth daemon for this model already runs%s", where)
             return 0
-        daemon = Daemon(model, cache, make_engine or llama_engine, idle_s=idle_s)
+        daemon = Daemon(model, cache, make_engine or llama_engine, idle_s=idle_s, host=host,
+                        port=port, allow_remote=allow_remote)
 
         def on_signal(signum: int, _frame: Any) -> None:
             threading.Thread(target=daemon.stop, args=(f"signal {signum}",),
@@ -809,6 +852,6 @@ def serve(model: ModelSettings, cache: Path, *, idle_s: float,
     return 0
 
 
-__all__ = ["Daemon", "DaemonFiles", "DaemonState", "MODEL_FIELDS", "Metrics", "Trace",
-           "daemon_key", "file_lock", "model_config", "model_settings", "parse_priority",
+__all__ = ["Daemon", "DaemonFiles", "DaemonState", "MODEL_FIELDS", "Metrics",
+           "RemoteBindRefused", "Trace", "check_bind", "daemon_key", "is_loopback", "file_lock", "model_config", "model_settings", "parse_priority",
            "pid_alive", "prompt_hash", "read_state", "serve", "write_private"]

@@ -32,6 +32,14 @@ def add_daemon_parser(sub: Any) -> None:
                         help="list the running daemons: model, pid, loads, queue")
     action.add_argument("--stop", action="store_true", help="stop every running daemon")
     daemon.add_argument("--json", action="store_true", help="with --status: a JSON list")
+    daemon.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1); one that is not "
+                        "loopback needs --allow-remote")
+    daemon.add_argument("--port", type=int, default=0,
+                        help="port to listen on (default: a free one, in the state file)")
+    daemon.add_argument("--allow-remote", action="store_true",
+                        help="let --host be an address reachable from other machines "
+                        "(requests still need the token; plain HTTP)")
     daemon.add_argument("--model-json", help=argparse.SUPPRESS)  # from a client
     daemon.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     daemon.set_defaults(func=cmd_daemon)
@@ -57,6 +65,14 @@ def cmd_daemon(args: argparse.Namespace, make_engine: Any = None) -> int:
     from .settings import SettingsSources, cache_dir
 
     logs.setup_stderr(args.log_level or os.environ.get("HEARTH_LOG_LEVEL", "info"))
+    if not (args.status or args.stop):
+        from .daemon import RemoteBindRefused, check_bind
+
+        try:
+            check_bind(args.host, args.allow_remote)
+        except RemoteBindRefused as exc:
+            print(f"hearth daemon: refused: {exc}", file=sys.stderr)
+            return 2
     cache = cache_dir()
     if args.status:
         return _status(cache, args.json)
@@ -80,7 +96,8 @@ def cmd_daemon(args: argparse.Namespace, make_engine: Any = None) -> int:
             print(f"hearth daemon: --model-json: {exc}", file=sys.stderr)
             return 2
     idle = args.idle_s if args.idle_s is not None else model.daemon_idle_s
-    return serve(model, cache, idle_s=max(1, idle), make_engine=make_engine)
+    return serve(model, cache, idle_s=max(1, idle), make_engine=make_engine, host=args.host,
+                 port=args.port, allow_remote=args.allow_remote)
 
 
 def _status(cache: Path, as_json: bool) -> int:
