@@ -255,3 +255,77 @@ def test_vscode_with_the_real_model_through_python_path(code_server, demo_repo, 
     docstring = steps["docstring"]
     assert docstring["inserted"] or any(n.startswith("Hearth: no docstring: ")
                                         for n in docstring["notifications"])
+
+
+GHOST_SERVER = '''
+import sys
+sys.path.insert(0, TESTS_DIR)
+import fake_server
+from hearth_lsp.server import logs
+from hearth_lsp.server.lsp.app import create_server
+
+
+def factory(settings, cache):
+    engine = fake_server.factory(settings, cache)
+    engine.responses = []
+    generate = engine.generate
+
+    def scripted(prompt, *args, **kwargs):
+        engine.default = " + b\\n" if prompt.endswith("return a") else ""
+        sys.stderr.write(f"scripted engine: prompt ends {prompt[-12:]!r}\\n")
+        sys.stderr.flush()
+        return generate(prompt, *args, **kwargs)
+
+    engine.generate = scripted
+    return engine
+
+
+if __name__ == "__main__":
+    logs.setup_stderr("debug")
+    create_server(engine_factory=factory).start_io(stdin=sys.stdin.buffer,
+                                                   stdout=sys.stdout.buffer)
+'''
+
+
+@pytest.mark.slow
+def test_vscode_inline_completion_ghost_text_tab_accepts_typing_on_dismisses(
+        code_server, tmp_path):
+    """Ghost text in VS Code: typing shows it, Tab inserts it, a character that disagrees
+    makes it go (and nothing of it is inserted).
+
+    Faked: the model. The server is Hearth's own (LSP, completion session, quality
+    rules, the extension's inline completion provider are real), but its engine is
+    the scripted FakeEngine answering " + b" to a prompt that ends with "return a" and
+    nothing to any other, so what appears is exact and comes at once (the real
+    model's timing on a shared CPU would make the ghost text's arrival flaky)."""
+    folder = tmp_path / "ghost"
+    (folder / ".vscode").mkdir(parents=True)
+    server = tmp_path / "ghost_server.py"
+    server.write_text(GHOST_SERVER.replace("TESTS_DIR", repr(str(REPO / "tests"))))
+    log = ARTIFACTS / "inline-completion.server.log"  # kept for a failure's diagnosis
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    launcher = tmp_path / "hearth-ghost"
+    launcher.write_text(f"#!/bin/bash\nexec '{sys.executable}' '{server}' \"$@\" "
+                        f"2> >(tee -a '{log}' >&2)\n")
+    launcher.chmod(0o755)
+    # VS Code's own word suggestions off: while their list is open, the editor shows
+    # only ghost text that extends the selected word, and Tab takes the word.
+    (folder / ".vscode" / "settings.json").write_text(json.dumps(
+        {"hearth.serverPath": str(launcher), "editor.quickSuggestions":
+         {"other": "off", "comments": "off", "strings": "off"},
+         "editor.wordBasedSuggestions": "off", "editor.suggestOnTriggerCharacters": False}))
+    source = folder / "shop.py"
+    source.write_text("def add(a, b):\n    return\n\n\ndef other(a, b):\n    return\n")
+    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
+    result = drive(code_server, "inline-completion", tmp_path / "shots", folder=str(folder),
+                   file="shop.py", acceptLine=2, cancelLine=6, typed=" a", ghostHas="+ b",
+                   acceptedHas="return a + b", typeOn="x", serverLog=str(log),
+                   answeredAfter="scripted engine: prompt ends '   return ax'")
+    steps = {s["name"]: s for s in result["steps"]}
+    assert steps["ghost shown"]["ghost"].strip() == "+ b"  # after "    return a"
+    assert "    return a + b" in steps["accepted"]["lines"]  # Tab inserted it
+    assert steps["ghost shown again"]["ghost"].strip() == "+ b"
+    assert steps["typed on"]["ghost"] == ""  # "x" disagrees: the ghost text is gone
+    assert source.read_text() == ("def add(a, b):\n    return a + b\n\n\n"
+                                  "def other(a, b):\n    return ax\n")

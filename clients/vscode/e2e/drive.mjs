@@ -184,7 +184,67 @@ async function realModel() {
   await shot('real-model-docstring');
 }
 
-const scenarios = { workspace, 'broken-server': brokenServer, 'real-model': realModel };
+// Ghost text: appears after typing, Tab accepts it, typing on (a character that
+// disagrees) dismisses it. The server's engine is scripted (see the Python test).
+const ghostText = async () => (await page.$$eval('.monaco-editor .ghost-text-decoration',
+  (els) => els.map((e) => e.textContent).join(''))).replace(/\u00a0/g, ' ');
+const lineText = (n) => page.$$eval('.monaco-editor .view-line',
+  (els) => els.map((e) => e.textContent.replace(/\u00a0/g, ' ')));
+
+async function typeAt(line, text) {
+  await page.keyboard.press('Control+G');
+  await page.keyboard.type(String(line));
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: `go to line ${line}` }).waitFor();
+  await page.keyboard.press('Enter');
+  await page.locator('.quick-input-widget').waitFor({ state: 'hidden' });
+  await page.keyboard.press('End');
+  await page.keyboard.type(text, { delay: 60 });
+}
+
+async function inlineCompletion() {
+  await page.goto(`${cfg.url}/?folder=${encodeURIComponent(cfg.folder)}`);
+  await hearthItem.waitFor({ timeout: 90_000 });
+  step('model ready', await waitForStatus("return label.includes('Model: ready')", 120_000));
+  await openFile(cfg.file, cfg.acceptLine);
+  await page.keyboard.press('End');
+  await page.keyboard.type(cfg.typed, { delay: 60 });
+  // Ghost text is split over several spans (and spaces are no-break spaces): poll the
+  // joined text rather than one element.
+  const ghostAppears = async () => {
+    const deadline = Date.now() + 60_000;
+    while (!(await ghostText()).includes(cfg.ghostHas)) {
+      if (Date.now() > deadline) throw new Error(`no ghost text "${cfg.ghostHas}": "${await ghostText()}"`);
+      await page.waitForTimeout(100);
+    }
+  };
+  await ghostAppears();
+  step('ghost shown', { ghost: await ghostText() });
+  await shot('ghost-text');
+  await page.keyboard.press('Tab');
+  await page.locator('.monaco-editor .view-line', { hasText: cfg.acceptedHas }).first().waitFor({ timeout: 15_000 });
+  step('accepted', { lines: await lineText(), ghost: await ghostText() });
+  await shot('ghost-accepted');
+
+  await typeAt(cfg.cancelLine, cfg.typed);
+  await ghostAppears();
+  step('ghost shown again', { ghost: await ghostText() });
+  await page.keyboard.type(cfg.typeOn);
+  // The server answered the request at the new position (it logs each answer).
+  const deadline = Date.now() + 60_000;
+  while (!readFileSync(cfg.serverLog, 'utf8').includes(cfg.answeredAfter)) {
+    if (Date.now() > deadline) throw new Error(`no answer logged for ${cfg.answeredAfter}`);
+    await page.waitForTimeout(100);
+  }
+  await page.waitForTimeout(300); // let the editor render what came back
+  step('typed on', { ghost: await ghostText(), lines: await lineText() });
+  await shot('ghost-dismissed');
+  await page.keyboard.press('Control+S');
+  await page.locator('.tab.active.dirty').waitFor({ state: 'detached' });
+  step('saved');
+}
+
+const scenarios = { workspace, 'broken-server': brokenServer, 'real-model': realModel,
+  'inline-completion': inlineCompletion };
 try {
   await scenarios[cfg.scenario]();
   result.ok = true;
