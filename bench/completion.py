@@ -12,7 +12,13 @@ earlier warmed the KV cache with the same file (a user typing). Raw is
 ``llama_cpp.Llama.create_completion`` on the same prompt text, warmed the same way,
 asked for as many tokens as Hearth generated (counted by re-tokenizing its output).
 
-    .venv/bin/python bench/completion.py [--samples N]
+Quality is measured twice on the same held-back cursor positions: without and with
+repository context (definitions of the names near the cursor from a workspace index
+of the package the file belongs to, built here without embeddings). The held-back
+positions were not looked at while the context was designed (``--dev`` runs on the
+development positions instead).
+
+    .venv/bin/python bench/completion.py [--samples N] [--dev]
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,9 +37,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 from hearth_lsp.server.engine.worker import GenerationWorker, Priority  # noqa: E402
+from hearth_lsp.server.index_service import IndexService  # noqa: E402
 from hearth_lsp.server.local import llama_engine_factory  # noqa: E402
 from hearth_lsp.server.settings import Settings, cache_dir  # noqa: E402
 from hearth_lsp.server.tasks.completion import run as completion_run  # noqa: E402
+from hearth_lsp.server.tasks.completion.context import repo_definitions  # noqa: E402
 from hearth_lsp.server.tasks.completion.model import CompletionModel  # noqa: E402
 from hearth_lsp.server.tasks.completion.prompt import build_prompt  # noqa: E402
 from hearth_lsp.server.tasks.completion.run import CompletionRequest  # noqa: E402
@@ -40,32 +50,36 @@ from hearth_lsp.server.tasks.runner import TaskRun, ready_engine  # noqa: E402
 
 import report  # noqa: E402
 
-
-def sources() -> list[Path]:
-    """Python files of installed packages (not Hearth's): the held-out code."""
-    import click
-    import jinja2
-    import pygls
-
-    picked = []
-    for pkg, names in ((click, ["termui.py", "utils.py", "parser.py"]),
-                       (jinja2, ["utils.py", "filters.py"]),
-                       (pygls, ["uris.py", "workspace/text_document.py"])):
-        base = Path(pkg.__file__).parent
-        picked += [base / n for n in names if (base / n).is_file()]
-    return picked
+PACKAGES = (("click", ["termui.py", "utils.py", "parser.py"]),
+            ("jinja2", ["utils.py", "filters.py"]),
+            ("pygls", ["uris.py", "workspace/text_document.py"]))
+DEV_START, HELD_BACK_START, STEP = 40, 58, 37  # the lines sampled: start, start + STEP, ...
 
 
-def samples(n: int) -> list[tuple[str, str, str, str]]:
-    """(path, prefix, suffix, the line's original rest): a cursor in the middle of a code
-    line (after its first token), the rest of the line blanked."""
+def copies(into: Path) -> dict[str, Path]:
+    """The packages' sources copied into ``into`` (an index leaves site-packages out)."""
+    import importlib
+
+    out = {}
+    for name, _ in PACKAGES:
+        src = Path(importlib.import_module(name).__file__ or "").parent
+        out[name] = into / name
+        shutil.copytree(src, out[name], ignore=shutil.ignore_patterns("__pycache__"))
+    return out
+
+
+def samples(n: int, roots: dict[str, Path], start: int
+            ) -> list[tuple[str, str, str, str, str]]:
+    """(package, path in it, prefix, suffix, the line's original rest): a cursor in the
+    middle of a code line (after its first token), the rest of the line blanked."""
     out = []
-    files = sources()
+    files = [(pkg, rel) for pkg, names in PACKAGES for rel in names
+             if (roots[pkg] / rel).is_file()]
     per = max(1, n // len(files) + 1)
-    for path in files:
-        lines = path.read_text().splitlines(keepends=True)
+    for pkg, rel in files:
+        lines = (roots[pkg] / rel).read_text().splitlines(keepends=True)
         picked = 0
-        for i in range(40, len(lines), 37):
+        for i in range(start, len(lines), STEP):
             line = lines[i]
             code = line.strip()
             if len(code) < 16 or code.startswith(("#", '"', "'", "@")) or "import" in code:
@@ -75,11 +89,23 @@ def samples(n: int) -> list[tuple[str, str, str, str]]:
             prefix = "".join(lines[:i]) + line[:cut]
             rest = line[cut:].rstrip("\n")
             suffix = "\n" + "".join(lines[i + 1:])
-            out.append((path.name, prefix, suffix, rest))
+            out.append((pkg, rel, prefix, suffix, rest))
             picked += 1
             if picked >= per:
                 break
     return out[:n]
+
+
+class Score:
+    def __init__(self) -> None:
+        self.exact = self.dup = self.empty = 0
+        self.similar: list[float] = []
+
+    def add(self, text: str, suffix: str, rest: str) -> None:
+        self.empty += not text
+        self.exact += text.strip() == rest.strip()
+        self.similar.append(difflib.SequenceMatcher(None, text.strip(), rest.strip()).ratio())
+        self.dup += bool(text.strip()) and suffix.lstrip().startswith(text.strip())
 
 
 def pct(values: list[float], q: float) -> float:
@@ -91,8 +117,17 @@ def pct(values: list[float], q: float) -> float:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--samples", type=int, default=40)
+    ap.add_argument("--dev", action="store_true", help="the development positions")
     args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="hearth-bench-completion-"))
+    roots = copies(tmp / "src")
+    indexes = {}
+    for pkg, root in roots.items():
+        svc = IndexService(root, tmp / "cache", Settings().index, embed=False)
+        svc.start()
+        svc.ready.wait(300)
+        indexes[pkg] = svc
     load_before = report.wait_for_quiet()
     settings = Settings()
     sampling = settings.completion
@@ -136,20 +171,16 @@ async def main() -> None:
                             language="python").text
 
     # ---------------------------------------------------------------- latency + quality
-    hearth_s, raw_s, exact, similar, dup, empty = [], [], 0, [], 0, 0
-    cases = samples(args.samples)
-    for path, prefix, suffix, rest in cases:
+    hearth_s, raw_s = [], []
+    without, with_context = Score(), Score()
+    cases = samples(args.samples, roots, DEV_START if args.dev else HELD_BACK_START)
+    for _pkg, path, prefix, suffix, rest in cases:
         warm = CompletionRequest(prefix[:-1], prefix[-1] + suffix, path=path, language="python")
         await CompletionSession().suggest("doc", warm, new_run=new_run, generate=generate)
         request = CompletionRequest(prefix, suffix, path=path, language="python")
         found, took, pieces = await suggest(CompletionSession(), request)
         hearth_s.append(took)
-        text = found.text
-        if not text:
-            empty += 1
-        exact += text.strip() == rest.strip()
-        similar.append(difflib.SequenceMatcher(None, text.strip(), rest.strip()).ratio())
-        dup += bool(text.strip()) and suffix.lstrip().startswith(text.strip())
+        without.add(found.text, suffix, rest)
         # raw llama_cpp: warmed with the prompt one character earlier, same token count
         raw.create_completion(raw_prompt(prefix[:-1], prefix[-1] + suffix, path), max_tokens=1)
         started = time.perf_counter()
@@ -157,9 +188,34 @@ async def main() -> None:
                               temperature=sampling.temperature, top_k=sampling.top_k)
         raw_s.append(time.perf_counter() - started)
 
+    # ----------------------------------------------- quality with repository context
+    context_s, with_defs, context_tokens, lookup_ms = [], 0, [], []
+    details = []
+    for pkg, path, prefix, suffix, rest in cases:
+        plain = CompletionRequest(prefix, suffix, path=path, language="python")
+        started = time.perf_counter()
+        defs = repo_definitions(indexes[pkg], plain, path, settings)
+        lookup_ms.append((time.perf_counter() - started) * 1000)
+        warm = CompletionRequest(prefix[:-1], prefix[-1] + suffix, path=path,
+                                 language="python", definitions=defs)
+        await CompletionSession().suggest("doc", warm, new_run=new_run, generate=generate)
+        request = CompletionRequest(prefix, suffix, path=path, language="python",
+                                    definitions=defs)
+        found, took, _ = await suggest(CompletionSession(), request)
+        context_s.append(took)
+        with_context.add(found.text, suffix, rest)
+        shown = build_prompt(prefix, suffix, fmt=fmt, budget_tokens=budget, path=path,
+                             language="python", definitions=defs).context
+        with_defs += bool(shown)
+        context_tokens.append(len(raw.tokenize(shown.encode(), add_bos=False)) if shown else 0)
+        details.append((path, rest, found.text))
+    for pkg_svc in indexes.values():
+        pkg_svc.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
     # ------------------------------------------------------------ cancel on a keystroke
     cancel_ms = []
-    long_prefix = cases[0][1].rsplit("\n", 1)[0] + "\n    "
+    long_prefix = cases[0][2].rsplit("\n", 1)[0] + "\n    "
     for n in range(8):
         session = CompletionSession()
         prefix = long_prefix + "x" * n
@@ -186,7 +242,7 @@ async def main() -> None:
     # ------------------------------------------------------ reuse while typing through
     session = CompletionSession()
     typed_requests = reused = 0
-    for path, prefix, suffix, rest in cases[:6]:
+    for _pkg, path, prefix, suffix, rest in cases[:6]:
         request = CompletionRequest(prefix, suffix, path=path, language="python")
         found, _, _ = await suggest(session, request)
         for k in range(1, len(rest) + 1):  # the user types the original line
@@ -196,7 +252,7 @@ async def main() -> None:
             typed_requests += 1
             reused += session.stats.generated == before
     through_requests = through_reused = 0
-    for path, prefix, suffix, _rest in cases[6:12]:
+    for _pkg, path, prefix, suffix, _rest in cases[6:12]:
         request = CompletionRequest(prefix, suffix, path=path, language="python")
         found, _, _ = await suggest(session, request)
         for k in range(1, len(found.text) + 1):  # the user types the suggestion itself
@@ -210,7 +266,13 @@ async def main() -> None:
     raw.close()
     ms = [s * 1000 for s in hearth_s]
     raw_ms = [s * 1000 for s in raw_s]
+    ctx_ms = [s * 1000 for s in context_s]
     n = len(cases)
+    which = "development" if args.dev else "held-back"
+
+    def row(name: str, sc: Score) -> str:
+        return (f"| {name} | {sc.exact}/{n} ({100 * sc.exact / n:.0f}%) | "
+                f"{statistics.mean(sc.similar):.3f} | {sc.empty}/{n} | {sc.dup}/{n} |")
     body = f"""## Inline completion
 
 `bench/completion.py`, one run: the completion model ({engine.info.name}, the
@@ -227,6 +289,8 @@ stops at the end of the line or block by itself).
 |---|---|---|---|
 | Hearth: request → ghost text (ms) | {pct(ms, .5):.0f} | {pct(ms, .95):.0f} | {max(ms):.0f} |
 | raw llama_cpp, same prompts and token counts (ms) | {pct(raw_ms, .5):.0f} | {pct(raw_ms, .95):.0f} | {max(raw_ms):.0f} |
+| Hearth with repository context: request → ghost text (ms) | {pct(ctx_ms, .5):.0f} | {pct(ctx_ms, .95):.0f} | {max(ctx_ms):.0f} |
+| looking the definitions up in the index (ms, per request) | {pct(lookup_ms, .5):.1f} | {pct(lookup_ms, .95):.1f} | {max(lookup_ms):.1f} |
 | cancel: an edit that disagrees → the worker idle (ms, {len(cancel_ms)} runs) | {pct(cancel_ms, .5):.0f} | {pct(cancel_ms, .95):.0f} | {max(cancel_ms):.0f} |
 
 Targets from the issue: p50 ≤ 300 ms, p95 ≤ 700 ms, cancel ≤ 50 ms.
@@ -236,16 +300,29 @@ Targets from the issue: p50 ≤ 300 ms, p95 ≤ 700 ms, cancel ≤ 50 ms.
   without a new generation (from the running or a finished one).
 - Reuse while typing the suggestion itself: {through_reused}/{through_requests}
   ({100 * through_reused / max(1, through_requests):.0f}%).
-- Line completion quality on the {n} blanked lines, without repository context:
-  exact match {exact}/{n}, mean edit similarity {statistics.mean(similar):.2f}
-  (difflib ratio), empty suggestions {empty}/{n}, suggestions that only repeat the
-  text after the cursor {dup}/{n}. Repository context (definitions from the index)
-  is not in the prompt yet, so the with/without comparison is not made.
+
+Line completion quality on the {n} {which} cursor positions (lines {HELD_BACK_START if not args.dev else DEV_START}, +{STEP}, …
+of each file), without and with repository context: the definitions of the names near
+the cursor (12 lines above, 3 below) from an index of the package the file belongs to
+(`IndexService`, symbols only), their signatures as comments before the file
+(`REPO_CONTEXT_TOKENS`, 160 tokens), leaving out those the document window shows.
+{with_defs}/{n} prompts got some context (mean {statistics.mean(context_tokens):.0f} tokens,
+max {max(context_tokens)}). Edit similarity is difflib's ratio of the suggestion to the
+blanked rest of the line; duplication counts suggestions that only repeat the text
+after the cursor.
+
+| | exact match | mean edit similarity | empty | duplicates the suffix |
+|---|---|---|---|---|
+{row("without repository context", without)}
+{row("with repository context", with_context)}
 
 {report.machine_description(model_where=where, load_before=load_before)}
 """
-    report.write_section("completion", body)
+    if not args.dev:  # the development positions are not the figures
+        report.write_section("completion", body)
     print(body)
+    for path, rest, text in details:  # what the context gave, line by line (stderr)
+        print(f"{path}: want {rest.strip()!r} got {text.strip()!r}", file=sys.stderr)
 
 
 if __name__ == "__main__":
