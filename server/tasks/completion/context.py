@@ -4,6 +4,7 @@ document's own from the editor's text). Blocking (SQLite, files): call in a thre
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,11 +20,12 @@ LOOKUP_LIMIT = 8  # rows asked of the symbol table per name (exact names come fi
 
 
 class FileLines:
-    """Files' lines, cached by path and modification time."""
+    """Files' lines, cached by path and modification time (thread-safe)."""
 
     def __init__(self, size: int = FILES_CACHED) -> None:
         self.size = size
         self._cache: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __call__(self, file: Path) -> list[str] | None:
         try:
@@ -31,14 +33,16 @@ class FileLines:
             if st.st_size > MAX_FILE_BYTES:
                 return None
             key = (str(file), st.st_mtime_ns)
-            found = self._cache.get(key)
-            if found is None:
-                found = file.read_text(encoding="utf-8", errors="replace").splitlines()
+            with self._lock:
+                found = self._cache.get(key)
+                if found is not None:
+                    self._cache.move_to_end(key)
+                    return found
+            found = file.read_text(encoding="utf-8", errors="replace").splitlines()
+            with self._lock:
                 self._cache[key] = found
                 while len(self._cache) > self.size:
                     self._cache.popitem(last=False)
-            else:
-                self._cache.move_to_end(key)
             return found
         except OSError:
             return None

@@ -113,7 +113,8 @@ NEAR_LINES_AFTER = 3  # and below it
 MAX_NAMES = 24  # names looked up per request, nearest first
 MAX_DEFINITIONS_PER_NAME = 2  # an overloaded name: the first two (current file first)
 TOO_COMMON = 4  # a name defined in more places than this says nothing: skipped
-HEAD_LINES = 4  # most lines of a definition's head (a long signature)
+HEAD_LINES = 12  # most lines of a definition's head (a long signature)
+HEAD_CHARS = 200  # and most characters, once joined on one line
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STRING_OR_COMMENT = re.compile(r"#.*$|//.*$|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
@@ -133,7 +134,8 @@ class Definition:
     name: str
     path: str
     line: int  # 0-based
-    text: str
+    text: str  # the head on one line
+    first_line: str = ""  # its first line as the file has it ("" = the head's)
 
 
 def identifiers_near(prefix: str, suffix: str, *, before: int = NEAR_LINES_BEFORE,
@@ -164,26 +166,27 @@ def _balance(line: str) -> int:
 
 
 def definition_head(lines: Sequence[str], line: int, name: str,
-                    max_lines: int = HEAD_LINES) -> str | None:
-    """The head of the definition of ``name`` at 0-based ``line`` of ``lines``: its first
-    line and, while brackets are open, the next ones (a signature over several lines);
-    a body opening on the same line ends it. None when that line does not name
-    ``name`` (the file changed since it was indexed)."""
+                    max_lines: int = HEAD_LINES, max_chars: int = HEAD_CHARS) -> str | None:
+    """The head of the definition of ``name`` at 0-based ``line`` of ``lines``, on one
+    line: its first line and, while brackets are open, the next ones (a signature
+    over several lines, joined), up to a body opening with "{"; cut at ``max_chars``.
+    None when that line does not name ``name`` (the file changed since it was
+    indexed)."""
     if not 0 <= line < len(lines) or not re.search(rf"\b{re.escape(name)}\b", lines[line]):
         return None
     head: list[str] = []
     depth = 0
     for text in lines[line: line + max_lines]:
-        text = text.rstrip("\r\n")
+        text = text.strip()
         head.append(text)
-        if text.rstrip().endswith("{"):  # a body opens: the head ends here
+        if text.endswith("{"):  # a body opens: the head ends here
             break
         depth += _balance(text)
         if depth <= 0:
             break
-    first = head[0]
-    indent = len(first) - len(first.lstrip())
-    return "\n".join(h[indent:] if h[:indent].isspace() else h for h in head).rstrip(" {")
+    joined = re.sub(r"([(\[{]) ", r"\1", " ".join(h for h in head if h))
+    joined = re.sub(r",? ([)\]}])", r"\1", joined).rstrip(" {")
+    return joined if len(joined) <= max_chars else joined[: max_chars - 3].rstrip() + " ..."
 
 
 def pick_definitions(names: Iterable[str], lookup: Callable[[str], list[tuple]],
@@ -211,10 +214,10 @@ def pick_definitions(names: Iterable[str], lookup: Callable[[str], list[tuple]],
                 continue
             lines = read(path)
             head = definition_head(lines, line, name) if lines is not None else None
-            if not head:
+            if not head or lines is None:
                 continue
             seen.add((path, line))
-            out.append(Definition(name, path, line, head))
+            out.append(Definition(name, path, line, head, lines[line].strip()))
             taken += 1
     return out
 
@@ -237,7 +240,7 @@ def render_definitions(definitions: Sequence[Definition], *, language: str | Non
     heads: set[str] = set()
     paths: set[str] = set()
     for d in definitions:
-        if d.text in heads or (shown and d.text.split("\n", 1)[0].strip() in shown):
+        if d.text in heads or (shown and (d.first_line or d.text) in shown):
             continue
         cost = sum(len(mark) + 1 + len(h) + 1 for h in d.text.split("\n"))
         if d.path not in paths:
