@@ -347,7 +347,12 @@ def test_names_near_the_cursor_nearest_first_without_the_word_being_typed():
 def test_a_definition_head_spans_an_open_signature_and_checks_the_name():
     lines = ["class Cart:\n", "    def add(self, item,\n", "            qty=1) -> None:\n",
              "        self.items.append(item)\n"]
-    assert definition_head(lines, 1, "add") == "def add(self, item,\n        qty=1) -> None:"
+    assert definition_head(lines, 1, "add") == "def add(self, item, qty=1) -> None:"
+    black = ["def prompt(\n", "    text: str,\n", "    default: str | None = None,\n",
+             ") -> str:\n", "    pass\n"]
+    assert definition_head(black, 0, "prompt") == \
+        "def prompt(text: str, default: str | None = None) -> str:"
+    assert definition_head(black, 0, "prompt", max_chars=20) == "def prompt(text: ..."
     assert definition_head(["function f(a, b) {", "  return a"], 0, "f") == "function f(a, b)"
     assert definition_head(lines, 3, "add") is None  # moved since it was indexed
     assert definition_head(lines, 9, "add") is None
@@ -431,3 +436,29 @@ def test_the_context_is_the_same_while_typing_and_the_definitions_do_not_change(
              for k in range(len(line) - 8, len(line) + 1)]
     first = texts[0].split("# m.py")[0]
     assert first and all(t.startswith(first) for t in texts)
+
+
+def test_repository_context_from_an_index_leaves_local_only_files_out_with_model_servers(
+        tmp_path):
+    from types import SimpleNamespace
+
+    from hearth_lsp.server.settings import BackendSettings
+    from hearth_lsp.server.tasks.completion.context import repo_definitions
+
+    (tmp_path / "pricing.py").write_text("def apply_discount(cents, percent):\n    pass\n")
+    (tmp_path / "secret.py").write_text("def api_token(user):\n    pass\n")
+    rows = [("apply_discount", "function", "pricing.py", 0, 4, 18),
+            ("api_token", "function", "secret.py", 0, 4, 13)]
+    index = SimpleNamespace(root=tmp_path, symbols=lambda name, limit: [
+        r for r in rows if name in r[0]][:limit])
+    request = CompletionRequest("x = apply_discount(api_token(user), ", ")\n", path="m.py",
+                                language="python")
+    settings = Settings()
+    settings.privacy.local_only = ["secret.py"]
+    local = repo_definitions(index, request, "m.py", settings)
+    assert [d.text for d in local] == ["def api_token(user):",
+                                       "def apply_discount(cents, percent):"]
+    # with a model server configured, the prompt may leave: the local-only file is not read
+    settings.backends = {"team": BackendSettings("team", "http://127.0.0.1:9/v1")}
+    shared = repo_definitions(index, request, "m.py", settings)
+    assert [d.path for d in shared] == ["pricing.py"]
