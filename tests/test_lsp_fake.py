@@ -109,7 +109,7 @@ async def test_command_applies_the_edit_through_the_client(fake):
     uri = open_doc(client, root / "inventory" / "pricing.py")
     out = await client.workspace_execute_command_async(types.ExecuteCommandParams(
         command="hearth.generateDocstring", arguments=[{"uri": uri, "line": 9}]))
-    assert out == {"applied": True, "symbol": "parse_price", "docstring": DOC}
+    assert out == {"applied": True, "symbol": "parse_price", "docstring": DOC, "notice": None}
     assert client.applied_edits[0].edit.document_changes[0].text_document.uri == uri
 
 

@@ -63,8 +63,8 @@ def test_a_refused_answer_is_not_replayed(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.py").write_text("def shout(text):\n    return text.upper()\n")
     answers = iter([
-        # Invents a parameter, then its parameter section (the second answer) does too.
-        ["Shout it.\n\nArgs:\n    text: what to shout\n    loud: how loud", '{"params": {}}'],
+        # A placeholder summary: refused.
+        ["This is a docstring.\n\nArgs:\n    text: what to shout"],
         ["Shout it.\n\nArgs:\n    text: what to shout"],
     ])
     engines = []
