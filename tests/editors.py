@@ -10,7 +10,7 @@ from conftest import REQUIRE_EDITORS
 # The session on examples/demo-workspace, in the order the model is asked: a
 # docstring for parse_price, the review on save (the raise is on line 18 once the
 # docstring is in), tests for apply_discount, the commit message.
-DOC = "Turn a price such as '€12.50' into cents.\n\nArgs:\n    text: the price"
+DOC = "Turn a price such as '€12.50' into cents.\n\nArgs:\n    text: the price as written"
 FINDING = {"findings": [{"line": 18, "quote": 'raise ValueError(f"not a price: {text!r}")',
                          "severity": "info", "category": "maintainability",
                          "message": "say which formats are accepted"}]}

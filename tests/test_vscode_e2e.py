@@ -192,7 +192,7 @@ def test_vscode_extension_end_to_end(code_server, demo_repo, tmp_path):
     # Applying the action changed the file (saved from the editor).
     assert source.read_text().splitlines()[line - 1:line + 4] == [
         "def parse_price(text: str) -> int:", '    """Turn a price such as \'€12.50\' into cents.', "",
-        "    Args:", "        text: the price"]
+        "    Args:", "        text: the price as written"]
     # Review on save became a diagnostic in the Problems panel.
     [problem] = [p for p in steps["review diagnostics"]["problems"] if "hearth" in p]
     assert "say which formats are accepted" in problem
