@@ -151,7 +151,9 @@ def _open_index(root: Path, readonly: bool = False):
 
     settings = SettingsSources(root=root).resolve().settings
     return WorkspaceIndex(root, cache_dir(), max_file_kb=settings.index.max_file_kb,
-                          exclude=settings.index.exclude, readonly=readonly)
+                          exclude=settings.index.exclude, readonly=readonly,
+                          max_files=settings.index.max_files,
+                          max_chunks=settings.index.max_chunks)
 
 
 def _vectors(index, root: Path):
@@ -165,6 +167,8 @@ def _vectors(index, root: Path):
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from ..indexer.workspace import left_out_notice
+
     root = Path(args.path or ".").resolve()
     if not root.is_dir():
         print(f"hearth index: {root} is not a folder", file=sys.stderr)
@@ -206,6 +210,8 @@ def cmd_index(args: argparse.Namespace) -> int:
               f"into {counts['chunks']} chunks and {counts['symbols']} symbols "
               f"in {stats.seconds:.2f} s")
         print(f"skipped: {skipped}{embedded}")
+        if stats.left_out:  # past index.maxFiles / index.maxChunks
+            print(left_out_notice(stats, index.max_files, index.max_chunks))
         print(f"store: {index.dir}")
         return 0
     finally:
@@ -462,7 +468,7 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             print(f"hearth review: cannot read {path}: {exc}", file=sys.stderr)
             return 2
-        lang = language_of(path)
+        lang = language_of(path, content=source.encode("utf-8", "surrogatepass"))
         spans = review_spans_for(source, str(path), lang, limit=10_000)
         if symbol:
             spans = [s for s in spans if s.label.split(" ", 1)[-1] in (symbol,)
@@ -555,7 +561,7 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"hearth docstring: cannot read {path}: {exc}", file=sys.stderr)
         return 2
-    lang = language_of(path)
+    lang = language_of(path, content=source.encode("utf-8", "surrogatepass"))
     if not supported(lang):
         print(f"hearth docstring: cannot document {lang or path.suffix} files", file=sys.stderr)
         return 2
