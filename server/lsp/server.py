@@ -464,7 +464,7 @@ class HearthServer(LanguageServer):
             log.info("model ready: %s (loaded in %.2f s)", info.describe(), load_s)
             for warning in info.warnings:  # e.g. fewer GPU layers than asked, and why
                 self.say_once(("model warning", warning), f"Hearth: {warning}")
-            engine = self.worker.engine
+            engine: Any = self.worker.engine
             if hasattr(engine, "on_notice"):  # the shared daemon: a fallback mid-answer
                 loop = asyncio.get_running_loop()
                 engine.on_notice = lambda text: loop.call_soon_threadsafe(
