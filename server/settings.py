@@ -204,6 +204,10 @@ class CompletionSettings(SamplingSettings):
         512, "Most of the document a completion prompt holds (prefix and suffix, tokens): "
         "more sees further, but the first request on a file evaluates all of it.",
         minimum=64, maximum=32768)
+    repo_context_tokens: int = setting(
+        160, "Tokens of definitions from the workspace index (signatures of the names near "
+        "the cursor) put before the file in a completion prompt; 0 turns it off.",
+        minimum=0, maximum=4096)
 
 
 def _completion_settings() -> CompletionSettings:

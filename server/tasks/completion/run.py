@@ -46,7 +46,8 @@ async def generate(run: TaskRun, fmt_of: Callable[[GenerationWorker], Awaitable[
     budget = max(64, min(context_tokens, info.context_length - settings.max_tokens - 16))
     prompt = build_prompt(request.prefix, request.suffix, fmt=fmt, budget_tokens=budget,
                           path=request.path, language=request.language,
-                          definitions=request.definitions)
+                          definitions=request.definitions,
+                          context_tokens=settings.repo_context_tokens)
     return await run.generate("completion", prompt.text, settings,
                               stop=stops(info, *prompt.stops), grammar=None,
                               on_piece=on_piece)
