@@ -212,9 +212,17 @@ def main() -> int:
             plain_stream(url, {**body, "max_tokens": 8})  # warm both paths
             hearth_stream(engine, 8)
             plain, hearth = [], []
+            cpu = {"plain": 0.0, "hearth": 0.0}  # this process's CPU seconds, per side
+
+            def timed(side: str, call) -> None:
+                before = time.process_time()
+                call()
+                cpu[side] += time.process_time() - before
+
             for n in range(args.runs):  # interleaved, alternating who goes first
-                pair = [lambda: plain.append(plain_stream(url, body)),
-                        lambda: hearth.append(hearth_stream(engine, args.tokens))]
+                pair = [lambda: timed("plain", lambda: plain.append(plain_stream(url, body))),
+                        lambda: timed("hearth", lambda: hearth.append(
+                            hearth_stream(engine, args.tokens)))]
                 for step in (pair if n % 2 == 0 else pair[::-1]):
                     step()
             plain_rate = statistics.median(rate(*r) for r in plain)
@@ -229,7 +237,12 @@ def main() -> int:
     first_pick, next_pick = asyncio.run(failover(f"http://127.0.0.1:{free_port()}/v1",
                                                  Settings()))
     r50, r95, chars = redaction_times(200)
+    chunks = {"plain": sum(r[0] for r in plain) or 1, "hearth": sum(r[0] for r in hearth) or 1}
     rows = [
+        ("client CPU per streamed chunk, Hearth / plain (the client shares the machine's "
+         "2 cores with the server here)",
+         f"{cpu['hearth'] / chunks['hearth'] * 1000:.2f} ms / "
+         f"{cpu['plain'] / chunks['plain'] * 1000:.2f} ms", ""),
         ("decode through Hearth's remote engine ÷ a plain streaming client (median of "
          f"{args.runs}, {args.tokens} tokens, greedy)",
          f"{hearth_rate:.1f} / {plain_rate:.1f} chunks/s = **{hearth_rate / plain_rate:.2f}**",
