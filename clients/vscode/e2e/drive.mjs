@@ -240,6 +240,13 @@ async function inlineCompletion() {
   await shot('ghost-dismissed');
   await page.keyboard.press('Control+S');
   await page.locator('.tab.active.dirty').waitFor({ state: 'detached' });
+  // On a busy machine the tab can look clean before the file is written: wait for it.
+  const file = join(cfg.folder, cfg.file);
+  const until = Date.now() + 30_000;
+  while (!readFileSync(file, 'utf8').includes(cfg.acceptedHas)) {
+    if (Date.now() > until) throw new Error(`${cfg.file} was not saved`);
+    await page.waitForTimeout(100);
+  }
   step('saved');
 }
 
