@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -117,5 +118,24 @@ class Embedder:
         return out
 
     def _encode(self, texts: list[str], batch_size: int) -> Any:
-        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
+        # In a thread of its own, every call. torch's OpenMP team belongs to the thread
+        # that ran it and lives as long as that thread; left in a long-lived thread (the
+        # index's, a request pool's) libgomp counts it beside llama.cpp's team, and with
+        # more OpenMP threads than cores it stops spinning at barriers: decoding in the
+        # same process ran at 0.39x. A thread that ends takes its team with it.
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                done["vectors"] = self.model.encode(
+                    texts, batch_size=batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False)
+            except BaseException as exc:  # handed to the caller below
+                done["error"] = exc
+
+        worker = threading.Thread(target=run, name="hearth-encode", daemon=True)
+        worker.start()
+        worker.join()
+        if "error" in done:
+            raise done["error"]
+        return done["vectors"]
