@@ -87,6 +87,7 @@ async def test_a_diff_larger_than_the_context_is_summarised_per_file(demo_repo):
 @pytest.mark.parametrize("params, error", [
     ({"repo": "/"}, "outside the workspace folders"),
     ({"repo": 5}, "'repo' must be"),
+    ({"repo": "\u00d1\udfa0\ud819"}, "'repo' must be"),  # lone surrogates (found by test_fuzz)
 ])
 async def test_bad_repositories_and_params_are_clear_errors(demo_repo, params, error):
     client = await server(demo_repo, [])

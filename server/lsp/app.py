@@ -233,8 +233,16 @@ async def code_action_resolve(ls: HearthServer, action: types.CodeAction) -> typ
 
 
 def _uri_path(uri: str) -> Path | None:
+    """The file system path of a file URI; None for other URIs and for paths the file
+    system cannot be asked about (JSON allows lone surrogates in strings)."""
     fs = to_fs_path(uri)
-    return Path(fs) if fs else None
+    if not fs:
+        return None
+    try:
+        fs.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return Path(fs)
 
 
 def did_save(ls: HearthServer, params: types.DidSaveTextDocumentParams) -> None:

@@ -21,6 +21,15 @@ CMD_COMMIT_MESSAGE = "hearth.generateCommitMessage"
 KINDS: list[str] = []
 
 
+def _encodable(text: str) -> bool:
+    """A path the file system can be asked about (JSON allows lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]:
     """[{repo?: path or file URI}] -> {message, notices, staged, summarised, files}."""
     params = args[0] if args else {}
@@ -29,7 +38,8 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
     if not isinstance(params, dict):
         raise JsonRpcInvalidParams('expected [{"repo"?: string}]')
     repo_arg = params.get("repo")
-    if repo_arg is not None and (not isinstance(repo_arg, str) or "\0" in repo_arg):
+    if repo_arg is not None and (not isinstance(repo_arg, str) or "\0" in repo_arg
+                                 or not _encodable(repo_arg)):
         raise JsonRpcInvalidParams("'repo' must be a path or a file URI")
     if repo_arg:
         repo = Path(to_fs_path(repo_arg) or repo_arg) if repo_arg.startswith("file:") \
