@@ -8,6 +8,9 @@ import pytest
 from test_worker import (  # noqa: F401 - collected again, on this module's fixture
     test_a_failed_load_keeps_the_worker_up_and_explains,
     test_a_newer_job_with_the_same_key_cancels_the_older,
+    test_a_running_review_on_save_yields_to_a_completion_and_runs_again,
+    test_a_yielded_job_cancelled_while_queued_again_ends_cancelled,
+    test_background_work_yields_too_but_a_user_action_does_not,
     test_cancel_stops_a_running_generation_within_a_token,
     test_cancelling_the_awaiting_task_cancels_the_job,
     test_engine_exceptions_fail_the_job_not_the_worker,

@@ -69,7 +69,7 @@ class SharedWorker(GenerationWorker):
                     return
                 if job.load is not None:
                     self._drain()
-                self._inline(job)
+                self._run_one(job)  # as GenerationWorker runs it
                 continue
             if not job.future.set_running_or_notify_cancel():
                 self._slots.release()
@@ -80,23 +80,6 @@ class SharedWorker(GenerationWorker):
             self.idle.clear()
             threading.Thread(target=self._remote, args=(job,), daemon=True,
                              name=f"{self.name}-{job.id}").start()
-
-    def _inline(self, job: Job) -> None:
-        """What GenerationWorker._run does with one job."""
-        try:
-            if not job.future.set_running_or_notify_cancel():
-                return
-            with self._lock:
-                self._running = job
-            self.idle.clear()
-            if job.load is not None:
-                self._do_load(job)
-            else:
-                self._do_generate(job)
-        finally:
-            with self._lock:
-                self._running = None
-            self._forget(job)
 
     def _forget(self, job: Job) -> None:
         with self._lock:

@@ -187,27 +187,31 @@ class GenerationWorker:
             _, _, job = self._queue.get()
             if job is None:
                 return
-            again = False
-            try:
-                # A job queued again after yielding already runs (its future says so).
-                if not job.restarts and not job.future.set_running_or_notify_cancel():
-                    continue  # cancelled while queued
-                with self._lock:
-                    self._running = job
-                self.idle.clear()
-                if job.load is not None:
-                    self._do_load(job)
-                else:
-                    again = self._do_generate(job)
-            finally:
-                with self._lock:
-                    if not again:
-                        self._jobs.discard(job)
-                    self._running = None
-                    if not self._jobs:
-                        self.idle.set()
-                if again:  # same priority and sequence: first among its peers
-                    self._queue.put((int(job.priority), job.id, job))
+            self._run_one(job)
+
+    def _run_one(self, job: Job) -> None:
+        """One job taken from the queue, on this thread; queued again if it yielded."""
+        again = False
+        try:
+            # A job queued again after yielding already runs (its future says so).
+            if not job.restarts and not job.future.set_running_or_notify_cancel():
+                return  # cancelled while queued
+            with self._lock:
+                self._running = job
+            self.idle.clear()
+            if job.load is not None:
+                self._do_load(job)
+            else:
+                again = self._do_generate(job)
+        finally:
+            with self._lock:
+                if not again:
+                    self._jobs.discard(job)
+                self._running = None
+                if not self._jobs:
+                    self.idle.set()
+            if again:  # same priority and sequence: first among its peers
+                self._queue.put((int(job.priority), job.id, job))
 
     def _do_load(self, job: Job) -> None:
         assert job.load is not None
