@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -96,6 +97,11 @@ def test_the_trace_has_a_line_per_job_and_no_prompt_text(make_daemon, clients):
     generate(client, prompt, kind="docstring")
     generate(client, "second", priority=Priority.BACKGROUND, kind="commit")
     trace = daemon.files.trace
+    # The daemon writes a job's line after answering it: wait (bounded) for the second.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+            not trace.exists() or len(trace.read_text().splitlines()) < 2):
+        time.sleep(0.02)
     assert trace.parent == daemon.files.state.parent  # the cache dir's daemon folder
     assert trace.stat().st_mode & 0o777 == 0o600
     text = trace.read_text()

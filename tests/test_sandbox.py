@@ -3,8 +3,11 @@ take the run down with them."""
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -113,3 +116,57 @@ def test_a_test_that_exits_the_interpreter_keeps_the_earlier_results(project):
 def test_a_python_without_pytest_is_a_clear_error(project, tmp_path):
     with pytest.raises(SandboxError, match="cannot run|pytest is not installed"):
         run_tests(project, FILES, "tests/test_x.py", "", python=str(tmp_path / "no-python"))
+
+
+def _alive_named(name: str) -> list[int]:
+    """Live (not zombie) processes whose name is ``name``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except (OSError, ValueError):
+            continue
+        comm, state = stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 2]
+        if comm == name and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def test_a_cancel_kills_a_process_that_left_the_session(project):
+    # A generated test forks (through ctypes, around the audit hook) a child that
+    # starts a session of its own and would outlive the run: killing the run's
+    # process group alone misses it. The cancel must kill it too.
+    name = f"orphan{os.getpid() % 100000}"
+    callbacks = []
+
+    def on_cancel(kill):
+        callbacks.append(kill)
+        return lambda: None
+
+    def cancel_when_forked():
+        deadline = time.monotonic() + 120
+        while not _alive_named(name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        callbacks[0]()
+
+    canceller = threading.Thread(target=cancel_when_forked, daemon=True)
+    canceller.start()
+    run(project, f"""
+        import ctypes, time
+
+        def test_leaves_a_child():
+            libc = ctypes.CDLL(None)
+            if libc.fork() == 0:
+                libc.setsid()
+                libc.prctl(15, b"{name}", 0, 0, 0)  # PR_SET_NAME
+                libc.sleep(3600)
+                libc._exit(0)
+            time.sleep(3600)
+    """, use_bwrap=False, test_timeout=3600, on_cancel=on_cancel)
+    canceller.join()
+    deadline = time.monotonic() + 10
+    while (left := _alive_named(name)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"the forked child outlived the cancel: {left}"
+

@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,10 +41,16 @@ class Isolation:
     limits: list[Callable[[], None]] = field(default_factory=list)  # run in the child
     missing: list[str] = field(default_factory=list)  # what is not isolated, in words
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    kills: list[Callable[[], None]] = field(default_factory=list)  # kill every process left
 
     def preexec(self) -> None:
         for limit in self.limits:
             limit()
+
+    def kill(self) -> None:
+        for kill in self.kills:
+            with contextlib.suppress(OSError):
+                kill()
 
     def close(self) -> None:
         for cleanup in self.cleanups:
@@ -118,7 +125,10 @@ def _bwrap_prefix(exe: str, python: str, sandbox: Path, cwd: Path) -> list[str]:
     return cmd
 
 
-def _pids_cgroup(limit: int) -> tuple[Callable[[], None], Callable[[], None]] | None:
+Hooks = tuple[Callable[[], None], Callable[[], None], Callable[[], None]]  # join, remove, kill
+
+
+def _pids_cgroup(limit: int) -> Hooks | None:
     """A pids cgroup capping the run's processes (root, writable cgroupfs), else None."""
     for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
         if (base / "cgroup.procs").exists() and os.access(base, os.W_OK):
@@ -129,7 +139,7 @@ def _pids_cgroup(limit: int) -> tuple[Callable[[], None], Callable[[], None]] | 
     return None
 
 
-def _make_group(group: Path, limit: int) -> tuple[Callable[[], None], Callable[[], None]] | None:
+def _make_group(group: Path, limit: int) -> Hooks | None:
     try:
         group.mkdir()
         (group / "pids.max").write_text(str(limit))
@@ -151,7 +161,20 @@ def _make_group(group: Path, limit: int) -> tuple[Callable[[], None], Callable[[
             except OSError:
                 time.sleep(0.05)
 
-    return join, remove
+    def kill() -> None:  # every process in the group, whatever its session or namespace
+        if (group / "cgroup.kill").exists():
+            (group / "cgroup.kill").write_text("1")
+            return
+        for _ in range(20):  # cgroup v1: no cgroup.kill; new forks are capped by pids.max
+            pids = [int(p) for p in Path(procs).read_text().split()]
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    return join, remove, kill
 
 
 def _nproc_limit(limit: int) -> Callable[[], None]:
@@ -190,6 +213,7 @@ def isolation(python: str, sandbox: Path, cwd: Path, *, use_bwrap: bool = True) 
         if cgroup is not None:
             iso.limits.append(cgroup[0])
             iso.cleanups.append(cgroup[1])
+            iso.kills.append(cgroup[2])
         else:
             iso.missing.append("the number of processes (no writable pids cgroup)")
     else:

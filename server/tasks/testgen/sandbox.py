@@ -173,6 +173,28 @@ def _remove_orphaned_copies() -> None:
             pass
 
 
+def _descendants(root: int) -> list[int]:
+    """The pids below ``root`` in the process tree (children first found, deepest last)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            fields = stat[stat.rfind(b")") + 2:].split()
+            if len(fields) > 1:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
               python: str, overrides: dict[str, str] | None = None,
               test_timeout: int = TEST_TIMEOUT_S, run_timeout: int = RUN_TIMEOUT_S,
@@ -227,14 +249,25 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
             walls.preexec()
 
         try:
-            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
+            # stdin is not inherited: the server's is the editor's LSP channel (pytest
+            # points fd 0 at /dev/null for tests, but not for the interpreter's start).
+            proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, preexec_fn=limits)
         except OSError as exc:
             walls.close()
             raise SandboxError(f"cannot run {python}: {exc}") from exc
         def kill() -> None:
+            # bwrap's sandboxed command runs in a session of its own (--new-session) and
+            # is killed with the namespace when bwrap dies (--die-with-parent), but that
+            # hand-over can be lost under load: kill the process tree as well, and the
+            # pids cgroup's every member where there is one.
+            for pid in [*_descendants(proc.pid), proc.pid]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+            walls.kill()
 
         unregister = on_cancel(kill) if on_cancel is not None else (lambda: None)
         try:
@@ -246,6 +279,7 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
             timed_out = True
         finally:
             unregister()
+            walls.kill()  # whatever a test left running (the cgroup must be empty to go)
             walls.close()
         output = out.decode("utf-8", "replace")
         result = RunResult(output=output[-4000:], warnings=list(walls.missing))
