@@ -125,6 +125,26 @@ def placeholder_reason(description: str, name: str = "", min_words: int = 2) -> 
     return None
 
 
+def file_words(source: str) -> frozenset[str]:
+    """Every name and word of ``source``, lowercase: what a description may cite."""
+    return frozenset(w.lower() for w in re.findall(r"[A-Za-z0-9_]+", source))
+
+
+def _codelike(token: str) -> bool:
+    """A token that reads as a name or a code, not a word: "CBC3", "0x8EBDAABYTUS",
+    "UserFontsPath" (acronyms of up to four letters, "URL", "UTF", are words)."""
+    letters, digits = re.search(r"[A-Za-z]", token), re.search(r"\d", token)
+    upper = sum(c.isupper() for c in token)
+    return bool(letters and digits and len(token) >= 4) or (upper >= 2 and len(token) >= 5)
+
+
+def invented_names(text: str, known: frozenset[str]) -> list[str]:
+    """Names and codes in ``text`` that the code does not have (models make them up:
+    "AES-256-CBC3 (SHA1) 0x8EBDAABYTUS" for a netmask)."""
+    return [t for t in re.findall(r"[A-Za-z0-9_]+", text)
+            if _codelike(t) and t.lower() not in known]
+
+
 def repeated_descriptions(descriptions: dict[str, str]) -> list[str]:
     """Names whose description is word for word another name's (junk by copying)."""
     seen: dict[str, str] = {}
@@ -141,7 +161,10 @@ _JUNK_SUMMARY = re.compile(
     r"^(this is )?(a|an|the|my) (doc ?string|docstring|summary|description|function|method)\b"
     r"\s*\.?$|^doc ?string\b|\bdoc ?string (for|of)\b|^(python )?doc ?string\b|"
     r"^(summary|description|todo|fixme|tbd|none|n/a)\b\.?$|"
-    r"hello,? world|file truncated|^\W*\.\.\.|^(a )?one-line summary|lorem ipsum", re.I)
+    r"hello,? world|file truncated|^\W*\.\.\.|^(a )?one-line summary|lorem ipsum|"
+    # About the docstring or the language, not the function ("This docstring describes
+    # the `X` property.", "Python 3.8", "Python function to create ...").
+    r"^(this|the) doc ?string\b|^python (\d|function|method|code|script|docstring)", re.I)
 
 
 def summary_junk_reason(summary: str, name: str = "") -> str | None:
@@ -154,7 +177,7 @@ def summary_junk_reason(summary: str, name: str = "") -> str | None:
         # ("Generate lorem ipsum" documents generate_lorem_ipsum: not a placeholder)
         return f"the summary is a placeholder: {first[:60]!r}"
     words = [w for w in _norm_words(first) if w not in _ARTICLES]
-    if len(words) < 2:
+    if len([w for w in words if not w.isdigit()]) < 2:  # "Python 3.8"
         return f"the summary says nothing: {first[:60]!r}"
     if all(w in _PLACEHOLDER_WORDS for w in words):
         return f"the summary is a placeholder: {first[:60]!r}"

@@ -63,13 +63,18 @@ def test_placeholder_summaries_are_junk(summary):
     ("Python docstring for the `PlatformDirsABC.find_log_files` function.",
      "PlatformDirsABC.find_log_files"),
     ("Cycler.current:", "Cycler.current"),
+    # SmolLM2 on the tuning half of bench/quality.py (session 6).
+    ("Python 3.8", "PlatformDirsABC.place_data_file"),
+    ("This docstring describes the `UserFontsPath` property.", "PlatformDirsABC.user_fonts_path"),
+    ("Python function to create a dotted netmask.", "dotted_netmask"),
 ])
 def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
     assert cleaning.summary_junk_reason(summary, qualname)
 
 
 @pytest.mark.parametrize("summary", ["Return the area of a circle.", "Average of the values.",
-                                     "Convert the token to a dict."])
+                                     "Convert the token to a dict.", "Parse Python 3 syntax.",
+                                     "Strip the docstrings of a module."])
 def test_real_summaries_are_not(summary):
     assert cleaning.summary_junk_reason(summary, "mean") is None
 
@@ -166,3 +171,40 @@ def test_a_summary_about_what_the_function_is_named_for_is_not_a_placeholder():
     assert cleaning.summary_junk_reason("Generate lorem ipsum text.", "generate_lorem_ipsum") \
         is None
     assert cleaning.summary_junk_reason("Lorem ipsum dolor sit amet.", "mean")
+
+
+@pytest.mark.parametrize("text, repaired", [
+    # What the function does, said with a subject docstrings leave out (SmolLM2).
+    ("The `_get_text_stream` function takes a filename and an encoding.",
+     "Takes a filename and an encoding."),
+    ("This function iterates over the config directories.\n\nArgs:\n    x: y z.",
+     "Iterates over the config directories.\n\nArgs:\n    x: y z."),
+    ("This method returns the sum.", "Returns the sum."),
+    # Not a verb after the subject, or no subject: left as written.
+    ("This function is used to add.", "This function is used to add."),
+    ("The values of the function.", "The values of the function."),
+    ("Return the area.", "Return the area."),
+])
+def test_a_summary_about_the_function_loses_its_subject(text, repaired):
+    assert ds.drop_meta_subject(text) == repaired
+
+
+NETMASK = "def dotted_netmask(mask):\n    bits = 0xffffffff ^ (1 << 32 - mask) - 1\n" \
+          "    return socket.inet_ntoa(struct.pack('>I', bits))\n"
+
+
+def test_a_description_that_cites_made_up_codes_is_dropped():
+    # SmolLM2 on the tuning half of bench/quality.py (session 6).
+    fn = ds.list_functions(NETMASK)[0]
+    text = ("Convert a mask length to a dotted netmask.\n\nArgs:\n"
+            "    mask: AES-256-CBC3 (SHA1) 0x8EBDAABYTUS, AES-256-RSA-PKCS_HM (PKSHEKHS).")
+    assert ds.drop_junk(text, fn, NETMASK) == "Convert a mask length to a dotted netmask."
+    assert any("does not have" in r for r in ds.docstring_junk(text, fn, NETMASK))
+
+
+def test_names_the_code_has_may_be_cited():
+    fn = ds.list_functions(NETMASK)[0]
+    text = ("Convert a mask length to a dotted netmask with inet_ntoa.\n\nArgs:\n"
+            "    mask: The prefix length, e.g. 24 for a /24 (IPv4, UTF-8 free).")
+    assert ds.drop_junk(text, fn, NETMASK) == text
+    assert ds.docstring_junk(text, fn, NETMASK) == []

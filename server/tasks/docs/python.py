@@ -48,6 +48,7 @@ class FunctionTarget:
     return_annotation: str | None = None  # the text after `->`
     return_kinds: tuple[str, ...] = ()  # builtin types its `return x` give, when all known
     returns_value: bool | None = None  # whether a `return x` of its own exists
+    decorators: tuple[str, ...] = ()  # their names as written: "property", "functools.cache"
 
     @property
     def has_docstring(self) -> bool:
@@ -160,7 +161,9 @@ def _target(node: ast.FunctionDef | ast.AsyncFunctionDef, scope: list[str],
         def_line=def_line, end_line=node.end_lineno - 1, colon=colon, body_line=body_line,
         body_col=body_col, body_indent=body_indent, params=_params(node), docstring=doc_range,
         return_annotation=ast.unparse(node.returns) if node.returns is not None else None,
-        return_kinds=_return_kinds(node), returns_value=bool(_own_returns(node)))
+        return_kinds=_return_kinds(node), returns_value=bool(_own_returns(node)),
+        decorators=tuple(ast.unparse(d.func if isinstance(d, ast.Call) else d)
+                         for d in node.decorator_list))
 
 
 def _own_returns(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
@@ -458,6 +461,61 @@ def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: s
     return DocstringPrompt(text, ['"""', "'''", "\ndef ", "\nclass ", "\n\n\n"], chat=False)
 
 
+# ------------------------------------------------------------ the first word
+#
+# A summary says what the function does (PEP 257: "Return the ..."; many projects
+# write "Returns ..."). Left free, the bundled models begin with chatter that the
+# checks then refuse ("Python docstring for `f`", "This is a docstring"), so the
+# first word is constrained to a verb. The grammar admits what a tokenizer begins
+# such a word with: either case, either form, after a space or a new line
+# (completion-style prompts continue right after the opening quotes), and leaves
+# everything after the first word free. Properties and dunders describe a thing
+# ("The second item of ...") and get no constraint.
+
+_SUMMARY_VERB_LIST = """
+accept add adjust allow append apply ask assign attach build calculate call cast check
+choose clean clear close collect combine compare compile compute configure construct
+contain convert copy count create decode decorate define delete describe detect
+determine disable dispatch display drop dump emit enable encode ensure escape evaluate
+execute expand extract fetch fill filter find flush format generate get guess handle
+hash ignore include initialize insert inspect iterate join keep list load locate lock
+look make map mark match merge migrate modify move normalize notify open parse pass
+patch perform place pop populate prepare print process produce provide push put
+quote raise read receive record reduce refresh register reload remove rename render
+reorder replace report represent request require reset resolve restore retrieve
+return reverse run save scan search select send serialize set setup show skip sort
+split start stop store strip substitute swap take tell test transform translate
+truncate try turn unescape unpack unquote update upgrade use validate verify visit
+wait walk warn wrap write yield
+"""
+SUMMARY_VERBS = tuple(_SUMMARY_VERB_LIST.split())
+
+
+def _third_person(verb: str) -> str:
+    if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
+        return verb + "es"
+    if verb.endswith("y") and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+@functools.cache
+def _verb_rule() -> str:
+    forms = sorted({f for v in SUMMARY_VERBS for base in (v, _third_person(v))
+                    for f in (base, base.capitalize())})
+    return "verb ::= " + " | ".join(f'"{f}"' for f in forms) + "\n"
+
+
+def summary_grammar(fn: FunctionTarget) -> str | None:
+    """GBNF for a docstring whose summary begins with a verb (None: no constraint)."""
+    if fn.name.startswith("__") or any(d.rsplit(".", 1)[-1] in ("property", "cached_property")
+                                      or d.endswith((".setter", ".getter", ".deleter"))
+                                      for d in fn.decorators):
+        return None
+    return (r'root ::= [ \t\n]* verb ([ ,.;:\n] rest)?' + "\n" + _verb_rule()
+            + r'rest ::= [^\x00]*' + "\n")
+
+
 # ----------------------------------------------------------------------- styles
 
 STYLES = ("google", "numpy", "sphinx")
@@ -707,7 +765,7 @@ def _param_descriptions(text: str, fn: FunctionTarget) -> dict[str, Section]:
     return {sec.name.lstrip("*"): sec for sec in sections(text) if sec.kind == "param"}
 
 
-def docstring_junk(text: str, fn: FunctionTarget) -> list[str]:
+def docstring_junk(text: str, fn: FunctionTarget, source: str = "") -> list[str]:
     """Every reason ``text`` is junk as a docstring of ``fn`` (empty: none found).
 
     Independent of the parameter check: placeholders, the name repeated, one word,
@@ -722,10 +780,16 @@ def docstring_junk(text: str, fn: FunctionTarget) -> list[str]:
     if "file truncated" in text or re.search(r"^\s*# \.\.\.", text, re.M):
         reasons.append("the docstring copies a marker of the prompt")
     items = _param_descriptions(text, fn)
+    known = cleaning.file_words(source) if source else None
+    if known is not None and len(made_up := cleaning.invented_names(first, known)) >= 2:
+        reasons.append(f"the summary names what the code does not have: {made_up[:3]}")
     for name, sec in items.items():
         why = cleaning.placeholder_reason(sec.description, name)
         if why:
             reasons.append(f"parameter {name}: {why}")
+        if known is not None and len(made_up := cleaning.invented_names(
+                sec.description, known)) >= 2:
+            reasons.append(f"parameter {name}: names what the code does not have: {made_up[:3]}")
         conflict = _param_type_conflict(sec.type, name, fn)
         if conflict:
             reasons.append(conflict)
@@ -753,11 +817,15 @@ def _param_type_conflict(declared: str, name: str, fn: FunctionTarget) -> str | 
     return None
 
 
-def drop_junk(text: str, fn: FunctionTarget) -> str:
+def drop_junk(text: str, fn: FunctionTarget, source: str = "") -> str:
     """``text`` without its junk parameter items and junk Returns part; DocstringError
-    when the summary itself (or a claimed return type) is junk: then nothing is kept."""
+    when the summary itself (or a claimed return type) is junk: then nothing is kept.
+    ``source``: the file, whose names a description may cite (others are made up)."""
     first = summary_part(text).split("\n\n", 1)[0]
     why = cleaning.summary_junk_reason(first, fn.qualname)
+    known = cleaning.file_words(source) if source else None
+    if not why and known is not None and len(made_up := cleaning.invented_names(first, known)) >= 2:
+        why = f"the summary names what the code does not have: {made_up[:3]}"
     if why:
         raise DocstringError(f"{why}; not shown")
     lines = text.splitlines()
@@ -766,7 +834,8 @@ def drop_junk(text: str, fn: FunctionTarget) -> str:
     repeated = set(cleaning.repeated_descriptions(
         {n: sec.description for n, sec in items.items()}))
     for name, sec in items.items():
-        if name in repeated or cleaning.placeholder_reason(sec.description, name):
+        if name in repeated or cleaning.placeholder_reason(sec.description, name) or (
+                known is not None and len(cleaning.invented_names(sec.description, known)) >= 2):
             drop.update(range(sec.first, sec.last + 1))
     for sec in sections(text):
         if sec.kind != "returns":
@@ -927,8 +996,25 @@ def render_sections(style: str, params: dict[str, str], returns: str) -> str:
 # ---------------------------------------------------------------------- parsing
 
 
-def clean_output(raw: str, fn: FunctionTarget, stops: tuple[str, ...] | list[str] = ()) -> str:
-    """The docstring text in the model's answer, or '' when there is none."""
+# "This function takes x and returns y." says what the function does with a subject
+# that docstrings leave out: keep the sentence from its verb on ("Takes x and ...").
+_META_SUBJECT = re.compile(
+    r"^(?:this|the)\s+(?:`[^`\n]+`\s+)?(?:python\s+)?(?:function|method|helper)\s+"
+    r"(?!(?:is|was|has|does)\b)(?=[a-z]+s\b)", re.I)
+
+
+def drop_meta_subject(text: str) -> str:
+    m = _META_SUBJECT.match(text)
+    if m is None:
+        return text
+    rest = text[m.end():]
+    return rest[:1].upper() + rest[1:]
+
+
+def clean_output(raw: str, fn: FunctionTarget, stops: tuple[str, ...] | list[str] = (),
+                 source: str = "") -> str:
+    """The docstring text in the model's answer, or '' when there is none. ``source``
+    (the file) lets descriptions that cite names the code lacks go as junk."""
     text = cleaning.cut_at_stops(raw, list(stops))
     text = cleaning.strip_code_fences(text)
     # An answer that quotes the docstring: keep what is inside the quotes.
@@ -951,10 +1037,10 @@ def clean_output(raw: str, fn: FunctionTarget, stops: tuple[str, ...] | list[str
     text = cleaning.drop_repeated_lines(text)
     text = cleaning.tidy_blank_lines(text)
     lines = text.splitlines()[:40]  # a docstring, not an essay
-    text = "\n".join(lines).strip()
+    text = drop_meta_subject("\n".join(lines).strip())
     # Junk never reaches the user: a placeholder summary refuses; placeholder
     # parameter lines go (the parameters are then asked for once more).
-    return drop_junk(text, fn) if text else text
+    return drop_junk(text, fn, source) if text else text
 
 
 # ------------------------------------------------------------------- placement
@@ -1023,7 +1109,7 @@ def validate(source: str, new_source: str, fn: FunctionTarget, text: str) -> Non
                 and node.lineno - 1 == fn.def_line:
             if (ast.get_docstring(node, clean=True) or "") != inspect.cleandoc(text):
                 raise DocstringError("the docstring did not land where expected")
-            junk = docstring_junk(text, fn)
+            junk = docstring_junk(text, fn, source)
             if junk:
                 raise DocstringError("the docstring is not worth keeping: " + "; ".join(junk))
             return

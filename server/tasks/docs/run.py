@@ -61,21 +61,26 @@ async def generate_docstring(
         bos_token=info.bos_token, eos_token=info.eos_token,
         context_tokens=info.context_length, max_tokens=sampling.max_tokens, root=root,
         style=docstring.detect_style(source) if sampling.style == "auto" else sampling.style)
-    completion = await run.generate("docstring", prompt.text, sampling,
-                                    stop=list(prompt.stop), grammar=None,
-                                    on_piece=on_piece, start=prompt.start,
-                                    messages=prompt.messages, prefill=prompt.prefill)
-    text = docstring.clean_output(completion.text, fn, prompt.stop)
-    log.info("docstring for %s: %d tokens in %.2f s (%.1f tok/s)", fn.qualname,
-             completion.completion_tokens, completion.total_s, completion.tokens_per_s)
-    if not text:
-        raise docstring.DocstringError(
-            f"the model gave no usable docstring for {fn.qualname} "
-            f"(raw output: {completion.text[:80]!r}); try again or configure a larger model")
-    if not regenerate and docstring.copies_another_docstring(source, text):
-        raise docstring.DocstringError(
-            f"the model copied another docstring of the file for {fn.qualname}: "
-            f"{text.splitlines()[0][:80]!r}")
+    # Free first (a constraint distorts what the model meant: "A function ..." forced
+    # on into "Accept ..."); when the summary is refused (chatter such as "Python
+    # docstring for `f`"), once more with its first word constrained to a verb.
+    grammar = None
+    while True:
+        completion = await run.generate("docstring", prompt.text, sampling,
+                                        stop=list(prompt.stop), grammar=grammar,
+                                        on_piece=on_piece, start=prompt.start,
+                                        messages=prompt.messages, prefill=prompt.prefill)
+        log.info("docstring for %s: %d tokens in %.2f s (%.1f tok/s)", fn.qualname,
+                 completion.completion_tokens, completion.total_s, completion.tokens_per_s)
+        try:
+            text = _checked_docstring(completion, fn, source, prompt.stop, regenerate)
+            break
+        except docstring.DocstringError as exc:
+            if grammar is not None or docstring.summary_grammar(fn) is None:
+                raise
+            grammar = docstring.summary_grammar(fn)
+            log.info("docstring for %s refused (%s): asking again, beginning with a verb",
+                     fn.qualname, exc)
     notice = None
     try:
         docstring.check_params(text, fn)
@@ -98,6 +103,21 @@ async def generate_docstring(
     docstring.validate(source, docstring.apply_edit(source, edit), fn, text)
     await run.keep()
     return DocstringResult(fn, text, edit, completion, notice)
+
+
+def _checked_docstring(completion: Completion, fn: docstring.FunctionTarget, source: str,
+                       stop: tuple[str, ...] | list[str], regenerate: bool) -> str:
+    """The docstring in ``completion``, cleaned; DocstringError when there is none."""
+    text = docstring.clean_output(completion.text, fn, stop, source)
+    if not text:
+        raise docstring.DocstringError(
+            f"the model gave no usable docstring for {fn.qualname} "
+            f"(raw output: {completion.text[:80]!r}); try again or configure a larger model")
+    if not regenerate and docstring.copies_another_docstring(source, text):
+        raise docstring.DocstringError(
+            f"the model copied another docstring of the file for {fn.qualname}: "
+            f"{text.splitlines()[0][:80]!r}")
+    return text
 
 
 async def _complete_params(run: TaskRun, info: ModelInfo, sampling: SamplingSettings,

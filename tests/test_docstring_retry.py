@@ -1,0 +1,53 @@
+"""A docstring whose summary is refused is asked for once more, its first word
+constrained to a verb; a summary that passes the first time is never constrained
+(a constraint distorts what the model meant). Scripted engine: no model needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from hearth_lsp.server.engine.fake import FakeEngine
+from hearth_lsp.server.engine.worker import GenerationWorker
+from hearth_lsp.server.settings import Settings
+from hearth_lsp.server.tasks.docs import python as docstring
+from hearth_lsp.server.tasks.docs.run import generate_docstring
+from hearth_lsp.server.tasks.runner import TaskRun
+
+SOURCE = "def tau():\n    print(6.28)\n"
+PROPERTY = "class C:\n    @property\n    def tau(self):\n        print(6.28)\n"
+
+
+async def document(answers: list[str], source: str = SOURCE, line: int = 0):
+    engine = FakeEngine.scripted(answers)
+    worker = GenerationWorker()
+    worker.load(lambda: engine)
+    settings = Settings()
+    settings.cache.enabled = False
+    try:
+        return engine, await generate_docstring(TaskRun(worker), settings, source=source,
+                                                path="circle.py", line=line)
+    finally:
+        worker.shutdown()
+
+
+async def test_a_refused_summary_is_asked_again_beginning_with_a_verb():
+    engine, result = await document(["Python docstring for `tau`.", "Print tau."])
+    assert result.text == "Print tau."
+    assert engine.grammars[0] is None
+    assert engine.grammars[1] == docstring.summary_grammar(docstring.list_functions(SOURCE)[0])
+
+
+async def test_a_summary_that_passes_is_not_constrained():
+    engine, result = await document(["Show the circle constant."])
+    assert result.text == "Show the circle constant." and engine.grammars == [None]
+
+
+async def test_the_second_refusal_is_the_answer():
+    with pytest.raises(docstring.DocstringError, match="placeholder"):
+        await document(["Python docstring for `tau`.", "Docstring for `tau`."])
+
+
+async def test_a_property_is_not_asked_again():
+    with pytest.raises(docstring.DocstringError, match="placeholder"):
+        await document(["Python docstring for `tau`.", "The circle constant."],
+                       PROPERTY, line=2)
