@@ -116,15 +116,32 @@ _ECHO = re.compile(r"type is one of|type\(scope\)|scope \(optional\)|imperative 
                    r"subject is lowercase|at most 72", re.I)
 
 
-def subject_checks(header: str, patch: str, words: set[str]) -> dict[str, bool]:
-    subject = header.split(": ", 1)[-1]
+_SCOPED = re.compile(r"^[A-Za-z0-9_][\w.\-/]*: \S")
+_TYPES = ("feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "ci", "chore",
+          "revert")
+
+
+def repo_style(subjects: list[str]) -> str:
+    """The style most of the repository's subjects follow (judged here, not by Hearth)."""
+    conventional = sum(bool(_CONVENTIONAL.match(s)) and s.split(":")[0].split("(")[0].rstrip("!")
+                       in _TYPES for s in subjects)
+    scoped = sum(bool(_SCOPED.match(s)) for s in subjects) - conventional
+    best, n = max((("conventional", conventional), ("scoped", scoped)), key=lambda x: x[1])
+    return best if n >= len(subjects) / 2 else "plain"
+
+
+def subject_checks(header: str, patch: str, words: set[str],
+                   style: str = "conventional") -> dict[str, bool]:
+    subject = header.split(": ", 1)[-1] if style != "plain" else header
     first = re.sub(r"^[^A-Za-z`]+|[^A-Za-z0-9_.`-]+$", "", subject.split()[0] if subject.split()
                    else "")
     first_word = first.strip("`").lower()
     nonword = bool(first_word) and not first.startswith("`") and \
         first_word not in words and first_word not in code_words(patch) and \
         first_word.rstrip("s") not in words and first_word.rstrip("ed") not in words
-    return {"valid": bool(_CONVENTIONAL.match(header)) and len(header) <= 72,
+    shape = {"conventional": _CONVENTIONAL, "scoped": _SCOPED,
+             "plain": re.compile(r"^[A-Z`]\S* \S")}[style]
+    return {"valid": bool(shape.match(header)) and len(header) <= 72,
             "nonword": nonword or not first_word, "echo": bool(_ECHO.search(header))}
 
 
@@ -239,9 +256,14 @@ async def commit_messages(worker, settings: Settings, sample: list[str], repo: P
     ws = tmp / "clone"
     subprocess.run(["git", "clone", "-q", "--no-checkout", str(repo), str(ws)], check=True,
                    capture_output=True, env=GIT_ENV)
-    made = valid = nonword = echo = 0
-    scores, seconds, samples = [], [], []
+    made = valid = nonword = echo = structural = 0
+    styles: Counter[str] = Counter()
+    scores, structure_scores, seconds, samples = [], [], [], []
     for sha in sample:
+        # The style of the history the commit was written on (its last 20 subjects).
+        style = repo_style(git(repo, "log", "-n", "20", "--no-merges", "--format=%s",
+                               f"{sha}^").splitlines())
+        styles[style] += 1
         real = git(repo, "log", "-1", "--format=%s", sha).strip()
         git(ws, "reset", "-q", "--hard")
         git(ws, "clean", "-qfdx")
@@ -258,19 +280,26 @@ async def commit_messages(worker, settings: Settings, sample: list[str], repo: P
             continue
         seconds.append(time.perf_counter() - t0)
         made += 1
+        structural += result.from_structure
         header = result.message.splitlines()[0]
-        checks = subject_checks(header, patch, words)
+        checks = subject_checks(header, patch, words, style)
         valid += checks["valid"]
         nonword += checks["nonword"]
         echo += checks["echo"]
-        reference = real.split(": ", 1)[1] if _CONVENTIONAL.match(real) else real
-        scores.append(rouge_l(header.split(": ", 1)[-1], reference))
-        problems = [k for k in ("nonword", "echo") if checks[k]]
+        prefixed = style != "plain" and (_CONVENTIONAL.match(real) or _SCOPED.match(real))
+        reference = real.split(": ", 1)[1] if prefixed else real
+        score = rouge_l(header.split(": ", 1)[-1] if style != "plain" else header, reference)
+        (structure_scores if result.from_structure else scores).append(score)
+        problems = [k for k in ("nonword", "echo") if checks[k]] + (
+            ["from the structure"] if result.from_structure else [])
         samples.append((real, header, ", ".join(problems + ([] if checks["valid"]
                                                            else ["invalid"]))))
     n = len(sample)
-    return {"total": n, "made": made, "refused": n - made, "valid": valid, "nonword": nonword,
+    return {"style": ", ".join(f"{k} {v}" for k, v in styles.most_common()), "total": n, "made": made, "refused": n - made, "valid": valid,
+            "nonword": nonword, "structural": structural,
             "echo": echo, "rouge": sum(scores) / len(scores) if scores else 0.0,
+            "structure_rouge": (sum(structure_scores) / len(structure_scores)
+                                if structure_scores else 0.0),
             "s_per": sum(seconds) / len(seconds) if seconds else 0.0, "samples": samples}
 
 
@@ -312,10 +341,15 @@ def main() -> int:
         "against the real first sentence ≥ 0.2.",
         f"- Commit messages: {len(commits)} real commits of {repo_name} (1-4 files, 3-80 "
         "changed lines) sampled from the held-back half, each replayed staged on its parent "
-        "in a temporary clone. *Valid*: a Conventional Commits header of at most 72 "
-        "characters. *Non-word start*: the subject's first word is in neither the "
+        "in a temporary clone. *Valid*: a header of at most 72 characters in the "
+        "repository's own style (the one most of the 20 subjects before it follow: Conventional "
+        "Commits `type(scope): subject`, scoped `area: subject`, or a capitalized plain "
+        "subject). *Non-word start*: the subject's first word is in neither the "
         "dictionary nor the diff. *Echo*: the prompt's instructions repeated. ROUGE-L of "
-        "the subject against the real subject (its type prefix removed)."]
+        "the subject against the real subject (type or area prefixes removed). A message "
+        "written from the diff's structure (every answer of the model refused; "
+        "`commit.fromStructure`, on by default) is counted as shown, in its own column, "
+        "and its ROUGE-L apart from the model's."]
     if write:
         write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
                       + "\n".join(description))
@@ -336,11 +370,14 @@ def main() -> int:
             f"| {pct(dc['made'], dc['total'])} | {pct(dc['refused'], dc['total'])} | "
             f"{pct(dc['junk'], dc['made'])} | {pct(dc['acceptable'], dc['made'])} | "
             f"{dc['rouge']:.2f} | {dc['params']} | {dc['s_per']:.1f} s |", "",
-            "| commit messages produced | refused | valid header | non-word start | prompt "
-            "echo | subject ROUGE-L | s/answer |", "|---|---|---|---|---|---|---|",
-            f"| {pct(cm['made'], cm['total'])} | {pct(cm['refused'], cm['total'])} | "
+            "| commit messages shown | of them written from the diff's structure | refused | "
+            f"valid header (styles: {cm['style']}) | non-word start | prompt echo | subject "
+            "ROUGE-L, model's / structure's | s/answer |", "|---|---|---|---|---|---|---|---|",
+            f"| {pct(cm['made'], cm['total'])} | {pct(cm['structural'], cm['made'])} | "
+            f"{pct(cm['refused'], cm['total'])} | "
             f"{pct(cm['valid'], cm['made'])} | {pct(cm['nonword'], cm['made'])} | "
-            f"{pct(cm['echo'], cm['made'])} | {cm['rouge']:.2f} | {cm['s_per']:.1f} s |"]
+            f"{pct(cm['echo'], cm['made'])} | {cm['rouge']:.2f} / {cm['structure_rouge']:.2f} | "
+            f"{cm['s_per']:.1f} s |"]
         print("\n".join(lines), flush=True)
         if write:
             write_section(f"quality-{preset}", f"### Quality with `{preset}`\n\n"

@@ -438,6 +438,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     elif args.json:
         print(json.dumps({"message": result.message, "notices": result.notices,
                           "staged": result.changes.staged, "summarised": result.summarised,
+                          "fromStructure": result.from_structure,
                           "seconds": round(result.seconds, 2)}))
     else:
         print(result.message)
@@ -790,7 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     commit = sub.add_parser("commit-msg", help="a commit message for the staged changes "
                             "(never commits)")
     commit.add_argument("--repo", help="repository (default: current directory)")
-    commit.add_argument("--style", choices=["auto", "conventional", "plain"],
+    commit.add_argument("--style", choices=["auto", "conventional", "scoped", "plain"],
                         help="override commit.style")
     commit.add_argument("--json", action="store_true")
     commit.add_argument("--hook", metavar="FILE", help=argparse.SUPPRESS)  # prepare-commit-msg

@@ -130,10 +130,15 @@ def _docstring_sampling() -> DocstringSettings:
 class CommitSettings(SamplingSettings):
     """Commit messages: the format, and sampling like every task."""
 
-    style: str = setting("auto", "`auto` (the repository's own: conventional when most of "
-                         "its recent subjects are), `conventional` (`type(scope): subject`, "
-                         "enforced by a grammar) or `plain` (a capitalized imperative subject).",
-                         choices=("auto", "conventional", "plain"))
+    style: str = setting("auto", "`auto` (the repository's own, from its recent subjects), "
+                         "`conventional` (`type(scope): subject`), `scoped` (`area: subject`, "
+                         "the area a changed path, as in git, Linux and Go) or `plain` (a "
+                         "capitalized imperative subject); the shape is enforced by a grammar.",
+                         choices=("auto", "conventional", "scoped", "plain"))
+    from_structure: bool = setting(
+        True, "When every answer of the model is refused, write the subject from the diff's "
+        "structure instead (definitions added, removed, changed or documented, tests added), "
+        "and say so; `false`: refuse.")
     hook_timeout_s: int = setting(
         30, "Time limit of the prepare-commit-msg hook (`hearth hook install`), seconds: "
         "past it, the commit goes on with git's message as it was.", minimum=1, maximum=3600)

@@ -195,12 +195,32 @@ def test_prompt_lists_every_file_and_shows_only_the_described_ones():
     diff, cut = cm.diff_block(changes.described, 10_000)
     messages, _ = cm.build_prompt(changes, diff, style="conventional", chat=True)
     assert messages is not None
-    user = messages[1].content
+    user = messages[-1].content  # after the worked examples
     assert "M yarn.lock (lockfile, not shown)" in user and "M src/app.py (+1 -1)" in user
     assert "+    return sum(x for x in xs if x is not None)" in user and cut == []
     assert "feat, fix, docs" in messages[0].content
     _, completion = cm.build_prompt(changes, diff, style="plain", chat=False)
     assert completion.rstrip().endswith("Commit message:") and "capitalized" in completion
+
+
+@pytest.mark.parametrize("style, answers", [
+    ("conventional", ["docs(weather): document to_celsius", "fix(cart): return 0 for an empty cart"]),
+    ("scoped", ["weather: document to_celsius", "cart: return 0 for an empty cart"]),
+    ("plain", ["Document to_celsius", "Return 0 for an empty cart"]),
+])
+def test_two_worked_examples_come_first_in_the_style_asked_for(style, answers):
+    changes = changes_of(APP)
+    messages, _ = cm.build_prompt(changes, APP.patch, style=style, chat=True)
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user", "assistant",
+                                          "user"]
+    assert [messages[2].content, messages[4].content] == answers
+    assert "def to_celsius(f):" in messages[1].content and "src/app.py" in messages[5].content
+    _, completion = cm.build_prompt(changes, APP.patch, style=style, chat=False)
+    assert completion.index(f"Commit message: {answers[1]}") < completion.index("M src/app.py")
+    # An answer that copies an example is refused.
+    with pytest.raises(cm.CommitMessageError, match="copies the prompt's example"):
+        cm.validate(answers[0].replace("weather", "app") if style != "plain" else answers[0],
+                    changes_of(APP), style)
 
 
 # ------------------------------------------- issue 11: what the grammar no longer forces
@@ -253,3 +273,76 @@ def test_first_word_check():
     assert cm.first_word_problem("shorten the total", words) is None
     assert cm.first_word_problem("app.py: skip gaps", words) is None
     assert cm.first_word_problem("`xtrapyl` is new", words) is None
+
+
+# ------------------------------------------------------------------ the repository's style
+
+CONVENTIONAL_HISTORY = ["fix(api): keep the sign", "feat: add totals", "docs: usage",
+                        "Merge pull request #4", "chore: bump deps"]
+# git, Linux, Go and this project: "area: what changed", the area a path or part.
+SCOPED_HISTORY = ["sandbox: a cancel kills the whole tree", "worker: one per-job body",
+                  "docs/benchmarks.md: engine section rerun", "LSP: lone surrogates are errors",
+                  "bench/backends.py: client CPU per chunk", "Embeddings run in a thread"]
+PLAIN_HISTORY = ["Add totals", "Fix the sign of refunds", "Shorten the title.", "Bump deps"]
+
+
+@pytest.mark.parametrize("history, style", [
+    (CONVENTIONAL_HISTORY, "conventional"), (SCOPED_HISTORY, "scoped"),
+    (PLAIN_HISTORY, "plain"), (["one", "two"], "conventional"),  # too little history
+    # A lowercase area is not a Conventional Commits type:
+    (["sandbox: kill the tree", "worker: one body", "settings: new key"], "scoped"),
+])
+def test_the_style_is_the_repositorys_own(history, style):
+    assert cm.detect_style(history) == style
+
+
+def test_the_areas_are_the_changed_paths_and_the_repositorys_spelling_of_them():
+    lsp = FileDiff("server/lsp/server.py", "M", "@@ -1 +1 @@\n-a\n+b\n", 1, 1)
+    assert cm.scopes([APP, lsp], SCOPED_HISTORY + ["LSP: more", "CLI: other"]) == [
+        "src/app.py", "app.py", "app", "src", "server/lsp/server.py", "server.py", "server",
+        "lsp", "server/lsp", "LSP"]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("src/app.py: skip missing values in the total", "src/app.py: skip missing values in the total"),
+    ("app: Skips missing values in the total.", "app: skip missing values in the total"),
+    ("app: a total that skips missing values", "app: a total that skips missing values"),
+])
+def test_scoped_messages_are_checked_and_repaired(raw, expected):
+    changes = Changes(Path("."), True, [APP], "main", recent=SCOPED_HISTORY)
+    assert cm.validate(raw, changes, "scoped") == expected
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("billing: skip missing values in the total", "not one of the changed paths"),
+    ("Skip missing values in the total", "not an `area: subject` line"),
+    ("src/app.py: xtl-1024", "does not say anything"),
+])
+def test_bad_scoped_messages_are_refused(raw, reason):
+    changes = Changes(Path("."), True, [APP], "main", recent=SCOPED_HISTORY)
+    with pytest.raises(cm.CommitMessageError, match=reason):
+        cm.validate(raw, changes, "scoped")
+
+
+def test_the_scoped_grammar_admits_only_changed_areas(smollm2_path):
+    grammar = cm.grammar("scoped", [APP], SCOPED_HISTORY)
+    check_grammar(grammar, smollm2_path)
+    assert 'scope ::= "src/app.py" | "app.py" | "app" | "src"' in grammar
+    assert cm.grammar("scoped", [], []) == cm.PLAIN_GRAMMAR  # no paths: no areas to name
+    assert cm.grammar("conventional", [APP], []) == cm.CONVENTIONAL_GRAMMAR
+
+
+def test_scoped_examples_come_from_the_history():
+    block = cm.examples_block(SCOPED_HISTORY, "scoped")
+    assert "sandbox: a cancel kills" in block and "Embeddings run" not in block
+
+
+@pytest.mark.parametrize("raw", [
+    # SmolLM2 on the tuning half of bench/quality.py: cut at the grammar's length.
+    "The first prompt is the one that shows how to test a function. The",
+    "fix: skip missing values in the",
+])
+def test_a_subject_cut_mid_sentence_is_refused(raw):
+    style = "plain" if raw.startswith("The") else "conventional"
+    with pytest.raises(cm.CommitMessageError, match="mid-sentence"):
+        cm.validate(raw, changes_of(APP), style)

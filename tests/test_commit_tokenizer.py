@@ -108,3 +108,16 @@ def test_a_code_fence_cannot_open_the_subject_but_a_quoted_name_can(preset):
     vocab = vocabulary(preset)
     assert not any(admitted(vocab, cm.CONVENTIONAL_GRAMMAR, "fix: ", ["```"]).values())
     assert all(admitted(vocab, cm.CONVENTIONAL_GRAMMAR, "fix: `", ["total", "_v"]).values())
+
+
+@pytest.mark.parametrize("preset", ["smollm2", "gemma3-270m"])
+def test_a_scoped_subject_starts_with_a_changed_area_as_the_model_writes_it(preset):
+    from hearth_lsp.server.tasks.commit.gitdiff import FileDiff
+
+    files = [FileDiff("server/sandbox.py", "M", "@@ -1 +1 @@\n-a\n+b\n", 1, 1)]
+    grammar = cm.grammar("scoped", files, ["LSP: x", "sandbox: y"])
+    vocab = vocabulary(preset)
+    assert all(admitted(vocab, grammar, "", ["sandbox", " sandbox", "server", " server"]).values())
+    assert not any(admitted(vocab, grammar, "", ["Here", " Here", "fix", "-"]).values())
+    got = admitted(vocab, grammar, "sandbox:", SUBJECT_STARTS)
+    assert all(got.values()), {k: v for k, v in got.items() if not v}

@@ -10,11 +10,12 @@ otherwise: no message beats a wrong one.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...chat_format import Message
-from ...prompts import task_prompt
+from ...prompts import render, task_prompt
 from ..runner import Refusal
 from .gitdiff import Changes, FileDiff, stat_line, trim_patch
 
@@ -22,7 +23,7 @@ TYPES = ("feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "c
          "revert")
 MAX_HEADER = 72
 MAX_BULLETS = 5
-STYLES = ("conventional", "plain")
+STYLES = ("conventional", "scoped", "plain")
 
 # GBNF. The grammar fixes the shape (a known type, an optional scope, a subject
 # of bounded length, a few bullets) and nothing a tokenizer would trip on: every
@@ -50,6 +51,45 @@ CONVENTIONAL_GRAMMAR = (
     + 'scope ::= "(" [A-Za-z0-9_./-]{1,20} ")"\n'
     + "subject ::= " + SUBJECT_START + r" [^\n]{5,56}" + "\n" + _BODY)
 PLAIN_GRAMMAR = ('root ::= " "? ' + SUBJECT_START + r" [^\n]{5,66} body?" + "\n" + _BODY)
+
+# "area: what changed" (git, Linux, Go, this project): the area is one of the changed
+# paths' names (``scopes``), so a subject can only begin with something that changed.
+_SCOPE = re.compile(r"^(?P<scope>[A-Za-z0-9_][A-Za-z0-9_.\-/]*): (?P<subject>\S.*)$")
+MAX_SCOPES = 40
+
+
+def scopes(files: list[FileDiff], recent: Sequence[str] = ()) -> list[str]:
+    """The areas a scoped subject may name: each changed path, its file name and
+    stem, its folders; and the areas of recent subjects that name one of those."""
+    out: list[str] = []
+    parts: set[str] = set()
+    for f in files:
+        for path in filter(None, (f.path, f.old_path)):
+            segments = path.split("/")
+            name = segments[-1]
+            forms = [path, name, name.split(".", 1)[0], *segments[:-1],
+                     "/".join(segments[:-1])]
+            for form in forms:
+                if form and form not in out:
+                    out.append(form)
+            parts |= {p.lower() for p in forms if p}
+    for subject in recent:
+        m = _SCOPE.match(subject)
+        if m and m["scope"].lower() in parts and m["scope"] not in out:
+            out.append(m["scope"])  # the repository's own spelling ("LSP" for lsp/)
+    return [s for s in out if len(s) <= 40][:MAX_SCOPES]
+
+
+def grammar(style: str, files: list[FileDiff], recent: Sequence[str]) -> str:
+    if style == "conventional":
+        return CONVENTIONAL_GRAMMAR
+    if style == "scoped" and (names := scopes(files, recent)):
+        alternatives = " | ".join('"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                                  for n in names)
+        return ('root ::= " "? scope ":" " "? subject body?\n'
+                + f"scope ::= {alternatives}\n"
+                + "subject ::= " + SUBJECT_START + r" [^\n]{5,60}" + "\n" + _BODY)
+    return PLAIN_GRAMMAR
 
 _HEADER = re.compile(r"^(?P<type>[A-Za-z]+)(?:\((?P<scope>[^()\s]+)\))?(?P<bang>!)?:\s*(?P<subject>.+)$")
 
@@ -132,6 +172,9 @@ def _diff_lines(files: list[FileDiff]) -> set[str]:
 
 
 _WORD = re.compile(r"[A-Za-z]{2,}")
+# Words a subject cannot end with: it was cut short.
+_DANGLING = frozenset(["the", "a", "an", "of", "to", "for", "with", "and", "or", "in", "on",
+                       "by", "from", "that", "which", "is", "are", "as", "at", "into"])
 _STOPWORDS = frozenset(["the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "from", "by", "at", "as", "is", "are", "be", "it", "its", "this", "that", "into", "when", "than", "then", "not", "no", "new", "old", "all", "any", "some", "more", "less", "only", "also", "now", "use", "using"])
 
 
@@ -237,6 +280,17 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
         hint = type_hint(files)
         if hint and ctype != hint:
             ctype = hint  # every file is documentation (or a test): the type says so
+    elif style == "scoped":
+        m = _SCOPE.match(header)
+        if m is None:
+            raise CommitMessageError(f"not an `area: subject` line: {header!r}")
+        if echoes_prompt(header):
+            raise CommitMessageError(f"the message repeats the prompt's instructions: "
+                                     f"{header!r}")
+        known = {n.lower() for n in scopes(files, changes.recent if changes else [])}
+        if files and m["scope"].lower() not in known:
+            raise CommitMessageError(f"the area {m['scope']!r} is not one of the changed paths")
+        ctype, scope, subject = "", m["scope"], m["subject"].strip()
     else:
         if echoes_prompt(header):
             raise CommitMessageError(f"the message repeats the prompt's instructions: "
@@ -248,10 +302,13 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
         raise CommitMessageError("the subject is empty")
     if changes is not None and _norm(header) in {_norm(s) for s in changes.recent}:
         raise CommitMessageError(f"the message copies a recent commit's subject: {header!r}")
+    if _norm(subject) in {_norm(sub) for _, _, sub in _SHOTS}:
+        raise CommitMessageError(f"the message copies the prompt's example: {header!r}")
     verb = _imperative(words[0])
     if verb is not None:
         words[0] = verb
-    elif re.fullmatch(r"[A-Za-z]+(ed|ing|[^s]s)", words[0]):
+    elif style != "scoped" and re.fullmatch(r"[A-Za-z]+(ed|ing|[^s]s)", words[0]):
+        # (a scoped subject may describe: "sandbox: a cancel kills the whole tree")
         raise CommitMessageError(f"the subject is not in the imperative mood: {subject!r}")
     subject = " ".join(words)
     if _echoes(subject, diff_lines):
@@ -259,20 +316,29 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
                                  f"{subject!r}")
     if len([w for w in subject.split() if _WORD.fullmatch(w.strip(",:;`'\"()"))]) < 2:
         raise CommitMessageError(f"the subject does not say anything: {subject!r}")
+    if subject.split()[-1].lower() in _DANGLING or re.search(r"\.\s+[A-Z]\w*$", subject):
+        # cut at the grammar's length: "... how to test a function. The"
+        raise CommitMessageError(f"the subject stops mid-sentence: {subject!r}")
     if verb is None:
-        problem = first_word_problem(subject, diff_words(files))
+        described = subject
+        if style == "scoped":  # "a cancel kills ...": the word after the article
+            described = re.sub(r"^(a|an|the)\s+", "", subject, flags=re.I)
+        problem = first_word_problem(described, diff_words(files))
         if problem:
             raise CommitMessageError(problem)
     vocabulary = _vocabulary(files)
     if not _grounded(subject, vocabulary):
         raise CommitMessageError(f"the subject is about nothing in the diff: {subject!r}")
-    if scope and files and not any(scope.lower() in f"{f.path}\n{f.patch}".lower()
-                                   for f in files):
+    if style == "conventional" and scope and files and not any(
+            scope.lower() in f"{f.path}\n{f.patch}".lower() for f in files):
         scope = None  # a scope named after nothing that changed is dropped
+    if style in ("conventional", "scoped") and re.match(r"[A-Z][a-z]*\b", subject) and \
+            not re.match(r"[A-Z][a-z]*[A-Z_]", subject):
+        subject = subject[0].lower() + subject[1:]  # "Add x" -> "add x", not "README"
     if style == "conventional":
-        if re.match(r"[A-Z][a-z]*\b", subject) and not re.match(r"[A-Z][a-z]*[A-Z_]", subject):
-            subject = subject[0].lower() + subject[1:]  # "Add x" -> "add x", not "README"
         header = f"{ctype}({scope}): {subject}" if scope else f"{ctype}: {subject}"
+    elif style == "scoped":
+        header = f"{scope}: {subject}"
     else:
         header = subject[0].upper() + subject[1:]
     if len(header) > MAX_HEADER:
@@ -317,7 +383,12 @@ def diff_block(files: list[FileDiff], max_chars: int) -> tuple[str, list[str]]:
     return "".join(out), cut
 
 
-def _style_rules(style: str) -> str:
+def _style_rules(style: str, areas: Sequence[str] = ()) -> str:
+    if style == "scoped":
+        named = ", ".join(f"`{a}`" for a in areas[:4])
+        return ("The first line names the area that changed, a colon, then what changed, "
+                "lowercase, at most 72 characters in all"
+                + (f"; the area is one of: {named}" if named else "") + ".")
     if style == "plain":
         return ("A subject line of at most 72 characters: capitalized, imperative mood "
                 "(\"Add\", \"Fix\"), no period.")
@@ -334,33 +405,87 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().rstrip(" .").split())
 
 
+def _is_conventional(subject: str) -> bool:
+    m = _HEADER.match(subject)
+    return bool(m and _CONVENTIONAL.match(subject) and m["type"] in TYPES)
+
+
+def _style_of(subject: str) -> str:
+    if _is_conventional(subject):
+        return "conventional"
+    return "scoped" if _SCOPE.match(subject) else "plain"
+
+
 def detect_style(subjects: list[str]) -> str:
     """The repository's own style from its recent subjects: `conventional` when most
-    follow `type(scope): subject`, `plain` when few do; conventional without history."""
+    follow `type(scope): subject`, `scoped` when most follow `area: subject` (git,
+    Linux, Go), else `plain`; conventional without history."""
     if len(subjects) < 3:
         return "conventional"
-    share = sum(bool(_CONVENTIONAL.match(s)) for s in subjects) / len(subjects)
-    return "conventional" if share >= 0.5 else "plain"
+    counts = {style: sum(_style_of(s) == style for s in subjects) for style in STYLES}
+    best = max(("conventional", "scoped"), key=lambda st: counts[st])
+    return best if counts[best] / len(subjects) >= 0.5 else "plain"
 
 
 def examples_block(subjects: list[str], style: str) -> str:
     """Up to MAX_EXAMPLES recent subjects in the chosen style, as a prompt paragraph
     ("" when there are none): the repository's vocabulary and length, few-shot."""
-    fitting = [s for s in subjects if bool(_CONVENTIONAL.match(s)) == (style == "conventional")
-               and 8 <= len(s) <= 100][:MAX_EXAMPLES]
+    fitting = [s for s in subjects if _style_of(s) == style and 8 <= len(s) <= 100
+               ][:MAX_EXAMPLES]
     if not fitting:
         return ""
     return ("Recent commit subjects of this repository, for its style (do not copy them):\n"
             + "\n".join(f"- {s}" for s in fitting) + "\n")
 
 
+# Two small changes and their messages, shown before the real one as earlier turns
+# (chat) or earlier entries (completion): the bundled models follow a format they
+# see answered, where told about it they echo the instructions ("A subject line
+# of at most 72 characters") or the list of types.
+_SHOTS = (
+    (FileDiff("weather.py", "M", "diff --git a/weather.py b/weather.py\n--- a/weather.py\n"
+              "+++ b/weather.py\n@@ -1,2 +1,3 @@\n def to_celsius(f):\n"
+              "+    \"\"\"Convert degrees Fahrenheit to Celsius.\"\"\"\n     return (f - 32) / 1.8\n",
+              1, 0), "docs", "document to_celsius"),
+    (FileDiff("cart.py", "M", "diff --git a/cart.py b/cart.py\n--- a/cart.py\n+++ b/cart.py\n"
+              "@@ -4,2 +4,4 @@ def total(items):\n+    if not items:\n+        return 0\n"
+              "     return sum(i.price for i in items)\n", 2, 0), "fix",
+     "return 0 for an empty cart"),
+)
+
+
+def shot_message(style: str, ctype: str, path: str, subject: str) -> str:
+    """An example's message in ``style``."""
+    area = path.rsplit(".", 1)[0]
+    if style == "conventional":
+        return f"{ctype}({area}): {subject}"
+    if style == "scoped":
+        return f"{area}: {subject}"
+    return subject[0].upper() + subject[1:]
+
+
 def build_prompt(changes: Changes, diff_text: str, *, style: str, chat: bool,
                  root: Path | None = None) -> tuple[list[Message] | None, str]:
-    """(chat messages, completion-style text): one of them is used, per the model."""
-    values = {"rules": _style_rules(style), "files": files_block(changes),
-              "branch": changes.branch or "(detached HEAD)", "diff": diff_text.rstrip(),
+    """(chat messages, completion-style text): one of them is used, per the model.
+    The real change comes after two worked examples in the same format."""
+    areas = scopes(changes.described, changes.recent) if style == "scoped" else []
+    common = {"rules": _style_rules(style, areas),
               "examples": examples_block(changes.recent, style)}
-    return task_prompt("commit", root, chat=chat, **values)
+    shots = [({"files": stat_line(f), "branch": "main", "diff": f.patch.rstrip()},
+              shot_message(style, ctype, f.path, subject)) for f, ctype, subject in _SHOTS]
+    real = {"files": files_block(changes), "branch": changes.branch or "(detached HEAD)",
+            "diff": diff_text.rstrip()}
+    if chat:
+        messages, _ = task_prompt("commit", root, chat=True, shots="", **common, **real)
+        assert messages is not None
+        turns = [messages[0]]
+        for values, answer in shots:
+            turns += [Message("user", render("commit.user.txt", root, **values).strip()),
+                      Message("assistant", answer)]
+        return [*turns, messages[1]], ""
+    entries = "".join(render("commit.entry.completion.txt", root, **values).rstrip()
+                      + f" {answer}\n\n" for values, answer in shots)
+    return task_prompt("commit", root, chat=False, shots=entries, **common, **real)
 
 
 def summary_prompt(f: FileDiff, patch: str, *, chat: bool,

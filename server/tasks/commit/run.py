@@ -14,7 +14,7 @@ from pathlib import Path
 from ...chat_format import Message
 from ...settings import SamplingSettings, Settings, local_only
 from ..runner import TaskRun, prompt_text, routed, stops
-from . import gitdiff
+from . import gitdiff, structure
 from . import message as msg
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class CommitResult:
     notices: list[str]
     summarised: bool  # the diff was too large and went through per-file summaries
     seconds: float
+    from_structure: bool = False  # the model's answers were refused: written from the diff
 
 
 @routed
@@ -95,7 +96,7 @@ async def generate_commit_message(
     messages, text = msg.build_prompt(changes, diff_text, style=style, chat=chat, root=root)
     prompt = prompt_text(info, messages, text)
     turns = messages
-    grammar = msg.CONVENTIONAL_GRAMMAR if style == "conventional" else msg.PLAIN_GRAMMAR
+    grammar = msg.grammar(style, changes.described, changes.recent)
     errors = []
     for attempt in range(2):  # one re-ask, warmer, when the first answer fails the checks
         tuned = sampling if attempt == 0 else dataclasses.replace(
@@ -118,6 +119,17 @@ async def generate_commit_message(
         await run.keep()
         return CommitResult(message, changes, notices, summarised,
                             time.perf_counter() - started)
-    raise msg.CommitMessageError(
-        "the model gave no valid commit message (" + "; ".join(errors) + "); "
-        "write it yourself or configure a larger model")
+    refused = "the model gave no valid commit message (" + "; ".join(errors) + ")"
+    fallback = structure.structural_message(changes.described, style, msg.MAX_HEADER) \
+        if settings.commit.from_structure else None
+    if fallback is not None:
+        try:
+            message = msg.validate(fallback, changes, style)
+        except msg.CommitMessageError as exc:  # e.g. names too odd to pass the checks
+            log.info("the structural message was refused too: %s", exc)
+        else:
+            notices.append(f"written from the diff's structure: {refused} "
+                           "(commit.fromStructure)")
+            return CommitResult(message, changes, notices, summarised,
+                                time.perf_counter() - started, from_structure=True)
+    raise msg.CommitMessageError(refused + "; write it yourself or configure a larger model")

@@ -1,0 +1,192 @@
+"""What a diff does, read from its structure: definitions added, removed or changed,
+docstrings written, tests added. Pure functions over FileDiff.
+
+When the model's message is refused (the bundled 135M/270M models rarely describe
+a real diff), ``structural_message`` says what changed in those terms instead:
+"document total_value and apply_discount, add test_apply_discount_half_2". Shallow,
+never wrong about what the diff contains, and said to be written from the diff.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .gitdiff import FileDiff
+
+# A definition line in Python, JS/TS, Go, Rust, Ruby, Kotlin, Swift (+ or - or context).
+_DEF = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
+                  r"(?:def|class|function|fn|func|fun|interface|struct|enum|trait)\s+"
+                  r"(?:\([^)]*\)\s*)?([A-Za-z_]\w*)")
+_HUNK = re.compile(r"^@@ [^@]* @@ ?(.*)$")
+_DOC_OPEN = re.compile(r"^\s*[rRuU]?(\"\"\"|''')|^\s*/\*\*|^\s*///")
+_TEST_FILE = re.compile(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.\w+$|[^/]*\.(test|spec)\.\w+$)")
+ORDER = ("add", "remove", "change", "document", "test")
+
+
+@dataclass(frozen=True)
+class Fact:
+    action: str  # one of ORDER
+    name: str
+    path: str
+
+
+def _defined(line: str) -> str | None:
+    m = _DEF.match(line)
+    return m.group(1) if m else None
+
+
+def file_facts(f: FileDiff) -> list[Fact]:
+    """The facts of one file's patch, in the order found, each (action, name) once."""
+    added: dict[str, None] = {}
+    removed: dict[str, None] = {}
+    documented: dict[str, None] = {}
+    changed: dict[str, None] = {}
+    current: str | None = None  # the definition the lines are in
+    last_def: str | None = None  # a definition on the line just before (for docstrings)
+    in_doc = False
+    for raw in f.patch.splitlines():
+        if raw.startswith(("+++", "---", "diff --git", "index ")):
+            continue
+        hunk = _HUNK.match(raw)
+        if hunk:
+            current, last_def, in_doc = _defined(hunk.group(1)), None, False
+            continue
+        sign, line = raw[:1], raw[1:]
+        name = _defined(line)
+        if name is not None:
+            if sign == "+":
+                added[name] = None
+            elif sign == "-":
+                removed[name] = None
+            current = last_def = name
+            continue
+        if sign == "+" and last_def is not None and _DOC_OPEN.match(line):
+            documented[last_def] = None
+            quote = line.strip()[:3]
+            in_doc = quote in ('"""', "'''") and line.strip().count(quote) < 2
+            last_def = None
+            continue
+        if in_doc:
+            if sign == "+" and re.search(r"\"\"\"|'''", line):
+                in_doc = False
+            continue
+        if line.strip():
+            last_def = None
+        if sign in "+-" and line.strip() and current is not None:
+            changed[current] = None
+    test_file = bool(_TEST_FILE.search(f.path))
+    signature = [n for n in added if n in removed]  # removed and added again: changed
+    found = [Fact("test" if test_file and n.startswith(("test", "Test")) else "add", n, f.path)
+             for n in added if n not in removed]
+    found += [Fact("remove", n, f.path) for n in removed if n not in added]
+    found += [Fact("change", n, f.path) for n in dict.fromkeys([*signature, *changed])
+              if (n not in added and n not in removed) or n in signature]
+    found += [Fact("document", n, f.path) for n in documented]
+    return found
+
+
+def facts(files: list[FileDiff]) -> list[Fact]:
+    """Every file's facts; a file whose patch shows no definition is a fact of its own."""
+    out: list[Fact] = []
+    for f in files:
+        found = file_facts(f) if f.patch else []
+        if found:
+            out += found
+        else:
+            name = f.path.rsplit("/", 1)[-1]
+            action = {"A": "add", "D": "remove"}.get(f.status[:1], "change")
+            if f.status.startswith("R") and f.old_path:
+                action, name = "change", f"{f.old_path.rsplit('/', 1)[-1]} -> {name}"
+            out.append(Fact(action, name, f.path))
+    return out
+
+
+_VERB = {"add": "add", "remove": "remove", "change": "change", "document": "document",
+         "test": "add"}
+
+
+def _names(names: list[str]) -> str:
+    quoted = names[:3]
+    if len(names) > 3:
+        return ", ".join(quoted) + f" and {len(names) - 3} more"
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+_COUNTED = {"add": "definitions", "remove": "definitions", "change": "definitions",
+            "document": "definitions", "test": "tests"}
+
+
+def subject(found: list[Fact], limit: int) -> str | None:
+    """"document a and b, add test_c" within ``limit`` characters: names while they fit,
+    then counts ("add 2 tests"), last clauses first; whole clauses only."""
+    groups = []
+    for action in ORDER:
+        names = list(dict.fromkeys(f.name for f in found if f.action == action))
+        if names:
+            groups.append((action, names))
+    if not groups:
+        return None
+    named = [f"{_VERB[a]} {_names(n)}" for a, n in groups]
+    counted = [f"{_VERB[a]} {len(n)} {_COUNTED[a]}" if len(n) > 1 else
+               f"{_VERB[a]} a {_COUNTED[a][:-1]}" for a, n in groups]
+    clauses = list(named)
+    for i in reversed(range(len(clauses))):  # count the later clauses first
+        if len(", ".join(clauses)) <= limit:
+            break
+        clauses[i] = counted[i]
+    while clauses and len(", ".join(clauses)) > limit:
+        clauses.pop()
+    return ", ".join(clauses) or None
+
+
+def conventional_type(found: list[Fact], files: list[FileDiff]) -> str:
+    """The type the facts support, and no more: docs, test, feat (only additions), else
+    chore (whether a change fixes or refactors is not in the structure)."""
+    actions = {f.action for f in found}
+    paths = [f.path for f in files]
+    if actions <= {"document"} or all(p.lower().endswith((".md", ".rst", ".txt"))
+                                      or p.startswith("docs/") for p in paths):
+        return "docs"
+    if actions <= {"test"} or all(_TEST_FILE.search(p) for p in paths):
+        return "test"
+    if actions <= {"add", "document", "test"} and "add" in actions:
+        return "feat"
+    return "chore"
+
+
+def area(files: list[FileDiff]) -> str:
+    """The scoped style's area: the one file's stem, else the deepest common folder."""
+    paths = [f.path for f in files]
+    if len(paths) == 1:
+        return paths[0].rsplit("/", 1)[-1].split(".", 1)[0]
+    parts = [p.split("/")[:-1] for p in paths]
+    common: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return "/".join(common)
+
+
+def structural_message(files: list[FileDiff], style: str, max_header: int) -> str | None:
+    """The subject line for ``files`` in ``style``, from their structure; None when
+    the diff shows nothing to name."""
+    found = facts(files)
+    if style == "conventional":
+        prefix = conventional_type(found, files) + ": "
+    elif style == "scoped":
+        where = area(files)
+        if not where and found:  # no common folder: the one most of the facts are in
+            tops = [f.path.split("/", 1)[0] if "/" in f.path else area([FileDiff(f.path, "M", "")])
+                    for f in found]
+            where = max(dict.fromkeys(tops), key=tops.count)
+        prefix = f"{where}: " if where else ""
+    else:
+        prefix = ""
+    text = subject(found, max_header - len(prefix))
+    if text is None:
+        return None
+    if style == "plain" or not prefix:
+        text = text[0].upper() + text[1:]
+    return prefix + text

@@ -1,0 +1,152 @@
+"""What a diff does, read from its structure, and the subject written from it when
+every answer of the model is refused (commit.fromStructure). Pure functions and a
+scripted engine: no model needed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hearth_lsp.server.engine.fake import FakeEngine
+from hearth_lsp.server.engine.worker import GenerationWorker
+from hearth_lsp.server.settings import Settings
+from hearth_lsp.server.tasks.commit import message as cm
+from hearth_lsp.server.tasks.commit import structure as st
+from hearth_lsp.server.tasks.commit.gitdiff import FileDiff
+from hearth_lsp.server.tasks.commit.run import generate_commit_message
+from hearth_lsp.server.tasks.runner import TaskRun
+
+# The demo's change: two docstrings and a test (hearth demo, session 6).
+MODELS = FileDiff("inventory/models.py", "M", """\
+diff --git a/inventory/models.py b/inventory/models.py
+--- a/inventory/models.py
++++ b/inventory/models.py
+@@ -35,5 +35,6 @@ class Inventory:
+         return self.stock[sku]
+     def total_value(self) -> int:
++        \"\"\"Returns the total value of all items.\"\"\"
+         return sum(self.items[sku].price * q for sku, q in self.stock.items())
+""", 1, 0)
+PRICING = FileDiff("inventory/pricing.py", "M", """\
+@@ -20,5 +20,9 @@ def parse_price(text: str) -> int:
+ def apply_discount(cents: int, percent: float) -> int:
++    \"\"\"Apply a discount
++    to an amount of money.
++    \"\"\"
+     return round(cents * (100 - percent) / 100)
+""", 3, 0)
+TESTS = FileDiff("tests/test_pricing.py", "M", """\
+@@ -10,3 +10,7 @@ def test_format_price():
+     assert format_price(250) == "2.50"
++
++
++def test_apply_discount_half_2():
++    assert apply_discount(100, 50) == 50
+""", 4, 0)
+REWORK = FileDiff("app/cart.py", "M", """\
+@@ -1,8 +1,9 @@
+-def total(items):
++def total(items, tax=0):
+     return sum(i.price for i in items)
+@@ -12,4 +13,8 @@ class Cart:
+     def add(self, item):
+-        self.items.append(item)
++        if item not in self.items:
++            self.items.append(item)
++
++def legacy_total(items):
++    return 0
+-def old_helper():
+-    pass
+""", 6, 4)
+
+
+def test_the_demos_change_in_its_own_terms():
+    assert st.facts([MODELS, PRICING, TESTS]) == [
+        st.Fact("document", "total_value", "inventory/models.py"),
+        st.Fact("document", "apply_discount", "inventory/pricing.py"),
+        st.Fact("test", "test_apply_discount_half_2", "tests/test_pricing.py")]
+
+
+def test_added_removed_and_changed_definitions():
+    assert {(f.action, f.name) for f in st.facts([REWORK])} == {
+        ("add", "legacy_total"), ("remove", "old_helper"), ("change", "total"), ("change", "add")}
+
+
+@pytest.mark.parametrize("style, expected", [
+    ("conventional", "chore: document total_value and apply_discount, add a test"),
+    ("scoped", "inventory: document total_value and apply_discount, add a test"),
+    ("plain", "Document total_value and apply_discount, add test_apply_discount_half_2"),
+])
+def test_the_subject_names_what_fits_and_counts_the_rest(style, expected):
+    assert st.structural_message([MODELS, PRICING, TESTS], style, cm.MAX_HEADER) == expected
+
+
+def test_the_type_claims_no_more_than_the_structure_shows():
+    assert st.structural_message([MODELS], "conventional", 72) == "docs: document total_value"
+    assert st.structural_message([TESTS], "conventional", 72) == \
+        "test: add test_apply_discount_half_2"
+    assert st.structural_message([REWORK], "conventional", 72).startswith("chore: ")
+
+
+def test_files_without_definitions_are_named_by_file():
+    readme = FileDiff("README.md", "M", "@@ -1 +1 @@\n-Old\n+New words\n", 1, 1)
+    logo = FileDiff("logo.png", "A", "", 0, 0, left_out="binary")
+    assert st.structural_message([readme, logo], "plain", 72) == "Add logo.png, change README.md"
+
+
+# ---------------------------------------------------------------- the task's fallback
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "T")
+    (root / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    git(root, "add", "calc.py")
+    git(root, "commit", "-qm", "init")
+    (root / "calc.py").write_text('def add(a, b):\n    """Return a + b."""\n    return a + b\n')
+    git(root, "add", "calc.py")
+    return root
+
+
+async def commit_message(repo: Path, answers: list[str], *, from_structure: bool = True):
+    engine = FakeEngine.scripted(answers)
+    worker = GenerationWorker()
+    worker.load(lambda: engine)
+    settings = Settings()
+    settings.cache.enabled = False
+    settings.commit.from_structure = from_structure
+    try:
+        return await generate_commit_message(TaskRun(worker), settings, repo)
+    finally:
+        worker.shutdown()
+
+
+JUNK = ["fix: xtl-1024", "A subject line of at most 72 characters"]
+
+
+async def test_refused_answers_give_the_subject_from_the_structure_and_say_so(repo):
+    result = await commit_message(repo, JUNK)
+    assert result.message == "docs: document add" and result.from_structure
+    assert any("written from the diff's structure" in n and "xtl-1024" in n
+               for n in result.notices)
+
+
+async def test_a_valid_answer_is_the_models(repo):
+    result = await commit_message(repo, ["docs: explain what add returns"])
+    assert result.message == "docs: explain what add returns" and not result.from_structure
+
+
+async def test_without_the_fallback_refused_answers_are_a_refusal(repo):
+    with pytest.raises(cm.CommitMessageError, match="xtl-1024"):
+        await commit_message(repo, JUNK, from_structure=False)
