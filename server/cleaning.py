@@ -185,4 +185,10 @@ def summary_junk_reason(summary: str, name: str = "") -> str | None:
         return f"the summary is a label, not a sentence: {first[:60]!r}"
     if name and set(words) <= _split_identifier(name.rsplit(".", 1)[-1]) | {"function", "method"}:
         return f"the summary only repeats the name: {first[:60]!r}"
+    short = name.rsplit(".", 1)[-1]
+    if short and re.search(rf"`?\b{re.escape(short)}\b`?(\(\))?\s+(function|method)\b|"
+                           rf"\b(function|method)\s+`?{re.escape(short)}\b", first, re.I):
+        # "Passes a decimal number to the `parse_price` function": about the function,
+        # from outside, not what it does.
+        return f"the summary talks about the function by its name: {first[:60]!r}"
     return None

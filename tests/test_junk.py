@@ -67,6 +67,9 @@ def test_placeholder_summaries_are_junk(summary):
     ("Python 3.8", "PlatformDirsABC.place_data_file"),
     ("This docstring describes the `UserFontsPath` property.", "PlatformDirsABC.user_fonts_path"),
     ("Python function to create a dotted netmask.", "dotted_netmask"),
+    ("Dispatch the `iter_config_dirs` method.", "PlatformDirsABC.iter_config_dirs"),
+    ("Passes a decimal number to the `parse_price` function.", "parse_price"),  # hearth demo
+    ("Calls the function parse_price with the text.", "parse_price"),
 ])
 def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
     assert cleaning.summary_junk_reason(summary, qualname)
@@ -74,7 +77,8 @@ def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
 
 @pytest.mark.parametrize("summary", ["Return the area of a circle.", "Average of the values.",
                                      "Convert the token to a dict.", "Parse Python 3 syntax.",
-                                     "Strip the docstrings of a module."])
+                                     "Strip the docstrings of a module.",
+                                     "Call the `mean` of each group's values."])
 def test_real_summaries_are_not(summary):
     assert cleaning.summary_junk_reason(summary, "mean") is None
 
@@ -208,3 +212,24 @@ def test_names_the_code_has_may_be_cited():
             "    mask: The prefix length, e.g. 24 for a /24 (IPv4, UTF-8 free).")
     assert ds.drop_junk(text, fn, NETMASK) == text
     assert ds.docstring_junk(text, fn, NETMASK) == []
+
+
+def test_the_parameters_are_asked_for_after_a_worked_example():
+    values = {"qualname": "low_stock", "path": "inventory/models.py", "summary": "List low items.",
+              "function": "def low_stock(self, threshold=3):\n    return []",
+              "shape": '{"params": {"threshold": "..."}}'}
+    messages, _ = ds.params_prompt(values, chat=True)
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user"]
+    assert "to_celsius" in messages[1].content and "low_stock" in messages[3].content
+    assert '"f": "the temperature in degrees Fahrenheit"' in messages[2].content
+    _, text = ds.params_prompt(values, chat=False)
+    assert text.index("the temperature in degrees Fahrenheit") < text.index("low_stock")
+    copied = '{"params": {"threshold": "the temperature in degrees Fahrenheit"}}'
+    with pytest.raises(ds.DocstringError, match="copy the example"):
+        ds.parse_params_answer(copied, ("threshold",))
+    varied = '{"params": {"f": "the temperature in degrees Fahrenheit, the number of digits"}}'
+    with pytest.raises(ds.DocstringError, match="copy the example"):  # Gemma, tuning half
+        ds.parse_params_answer(varied, ("f",), "def internalcode(f):\n    return f")
+    # A function that is about temperatures may say so.
+    assert ds.parse_params_answer(varied, ("f",), "def to_kelvin(f):  # temperature, fahrenheit")[0] == {
+        "f": "the temperature in degrees Fahrenheit, the number of digits"}

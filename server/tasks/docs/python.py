@@ -11,6 +11,7 @@ import ast
 import functools
 import inspect
 import io
+import json
 import re
 import tokenize
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from ... import cleaning
 from ...chat_format import ChatTemplateError, Message, merge_system, render_chat
-from ...prompts import render
+from ...prompts import render, task_prompt
 from ..runner import Refusal
 
 # Characters of file context per token, conservatively (code tokenizes densely).
@@ -936,13 +937,48 @@ def returns_value(source: str, fn: FunctionTarget) -> bool:
     return False
 
 
+# A worked example shown before the real function (an earlier turn in chat, an
+# earlier entry otherwise): the bundled models copy the shape of an answer they see
+# far better than they follow one described ("threshold: low_stock", "int32(10)").
+PARAMS_EXAMPLE = {
+    "qualname": "to_celsius", "path": "weather.py",
+    "function": "def to_celsius(f, digits=1):\n    return round((f - 32) / 1.8, digits)",
+    "summary": "Convert degrees Fahrenheit to Celsius.",
+    "shape": '{"params": {"f": "...", "digits": "..."}, "returns": "..."}',
+}
+PARAMS_EXAMPLE_PARAMS = {"f": "the temperature in degrees Fahrenheit",
+                         "digits": "how many decimals to round the result to"}
+PARAMS_EXAMPLE_RETURNS = "the temperature in degrees Celsius"
+PARAMS_EXAMPLE_ANSWER = {"params": PARAMS_EXAMPLE_PARAMS, "returns": PARAMS_EXAMPLE_RETURNS}
+_EXAMPLE_WORDS = frozenset(["temperature", "fahrenheit", "celsius"])
+
+
+def params_prompt(values: dict[str, str], *, chat: bool,
+                  root: Path | None = None) -> tuple[list[Message] | None, str]:
+    """The request for parameter descriptions, after the worked example."""
+    answer = json.dumps(PARAMS_EXAMPLE_ANSWER)
+    if chat:
+        messages, _ = task_prompt("docstring.params", root, chat=True, **values)
+        assert messages is not None
+        example = render("docstring.params.user.txt", root, **PARAMS_EXAMPLE).strip()
+        return [messages[0], Message("user", example), Message("assistant", answer),
+                *messages[1:]], ""
+    _, example_text = task_prompt("docstring.params", root, chat=False, **PARAMS_EXAMPLE)
+    _, text = task_prompt("docstring.params", root, chat=False, **values)
+    return None, f"{example_text.rstrip()} {answer}\n\n{text}"
+
+
 def params_grammar(params: tuple[str, ...], returns: bool) -> str:
     from .comments import fields_grammar  # one grammar builder for every language
 
     return fields_grammar(params, returns, summary=False)
 
 
-def parse_params_answer(raw: str, params: tuple[str, ...]) -> tuple[dict[str, str], str]:
+def parse_params_answer(raw: str, params: tuple[str, ...],
+                        source: str = "") -> tuple[dict[str, str], str]:
+    """The descriptions in the model's JSON answer; DocstringError when they are not
+    worth keeping. ``source``: the function, for words an answer may share with the
+    worked example (a function about temperatures may say "Fahrenheit")."""
     import json
 
     try:
@@ -953,7 +989,13 @@ def parse_params_answer(raw: str, params: tuple[str, ...]) -> tuple[dict[str, st
            (data.get("params") or {}).items()}
     if tuple(got) != tuple(p.lstrip("*") for p in params):
         raise DocstringError(f"described parameters {list(got)} are not {list(params)}")
-    if any(v.lower() in ("what it is", "what it does", "") for v in got.values()):
+    copied = {v.lower() for v in PARAMS_EXAMPLE_PARAMS.values()} | {
+        "what it is", "what it does", "", PARAMS_EXAMPLE_RETURNS}
+    # Words only the example has ("f: the temperature in degrees Fahrenheit, the
+    # number of digits" for a function about something else: Gemma).
+    own = {w for w in _EXAMPLE_WORDS if w not in source.lower()}
+    if any(v.lower() in copied or own & set(re.findall(r"[a-z]+", v.lower()))
+           for v in got.values()):
         raise DocstringError("the parameter descriptions copy the example")
     for v in [*got.values(), str(data.get("returns", ""))]:
         if re.search(r"[{};]|\w\(.*\)|\[\]", v):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...engine.base import Completion, ModelInfo
-from ...prompts import task_prompt
 from ...settings import SamplingSettings, Settings
 from ..runner import TaskRun, prompt_text, routed, stops
 from . import comments as doccomment
@@ -134,14 +133,15 @@ async def _complete_params(run: TaskRun, info: ModelInfo, sampling: SamplingSett
         shape["returns"] = "..."
     values = {"qualname": fn.qualname, "path": path, "summary": summary,
               "function": docstring.function_source(source, fn), "shape": json.dumps(shape)}
-    messages, text = task_prompt("docstring.params", root,
-                                 chat=chat and bool(info.chat_template), **values)
+    messages, text = docstring.params_prompt(values, chat=chat and bool(info.chat_template),
+                                             root=root)
     prompt = prompt_text(info, messages, text)
     done = await run.generate("docstring-params", prompt,
                            dataclasses.replace(sampling, max_tokens=40 + 40 * len(params)),
                            stop=stops(info), grammar=docstring.params_grammar(params, returns),
                            messages=messages)
-    described, returned = docstring.parse_params_answer(done.text, params)
+    described, returned = docstring.parse_params_answer(done.text, params,
+                                                        values["function"])
     chosen = getattr(sampling, "style", "auto")
     style = docstring.detect_style(source) if chosen == "auto" else chosen
     full = summary + "\n\n" + docstring.render_sections(style, described, returned)
