@@ -1,6 +1,6 @@
 """Quality of what the bundled models produce on code nobody here wrote (not a test).
 
-    .venv/bin/python bench/quality.py [--models smollm2,gemma3-270m] [--docstrings 10]
+    .venv/bin/python bench/quality.py [--models smollm2,gemma3-270m] [--docstrings 12]
         [--commits 8] [--repo PATH] [--half held-back|tuning] [--no-write]
 
 - Docstrings: functions of several installed packages (site-packages: jinja2, click,
@@ -51,7 +51,13 @@ from hearth_lsp.server.tasks.docs import python as docstring  # noqa: E402
 from hearth_lsp.server.tasks.docs.run import generate_docstring  # noqa: E402
 from hearth_lsp.server.tasks.runner import Refusal, TaskRun  # noqa: E402
 
-from report import NOISE, machine_description, wait_for_quiet, write_section  # noqa: E402
+from report import (  # noqa: E402
+    NOISE,
+    machine_description,
+    read_section,
+    wait_for_quiet,
+    write_section,
+)
 
 DOC_FILES = ["jinja2/utils.py", "click/utils.py", "requests/utils.py", "packaging/version.py",
              "markdown_it/token.py", "platformdirs/api.py"]
@@ -303,6 +309,20 @@ async def commit_messages(worker, settings: Settings, sample: list[str], repo: P
             "s_per": sum(seconds) / len(seconds) if seconds else 0.0, "samples": samples}
 
 
+def before(section: str) -> str:
+    """The tables of this section's previous run, kept under the new ones (its commit
+    named): each change shows its before and after, both written by this script."""
+    old = read_section(section).split("#### Before", 1)[0]  # only the last run's own
+    tables = re.findall(r"(?:^\|.*\|\s*$\n?)+", old, flags=re.M)
+    if not tables:
+        return ""
+    commit = re.search(r"commit (\w+)", old)
+    where = f"commit {commit.group(1)}" if commit else "an earlier commit"
+    return (f"\n\n#### Before: the previous run of this script ({where}; its sample "
+            "sizes are in its tables)\n\n" + "\n".join(t.rstrip() + "\n" for t in tables)
+            ).rstrip()
+
+
 def pct(a: int, b: int) -> str:
     return f"{a}/{b} ({100 * a / b:.0f}%)" if b else "0/0"
 
@@ -311,8 +331,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="smollm2,gemma3-270m")
-    parser.add_argument("--docstrings", type=int, default=6)
-    parser.add_argument("--commits", type=int, default=5)
+    parser.add_argument("--docstrings", type=int, default=12)
+    parser.add_argument("--commits", type=int, default=8)
     parser.add_argument("--repo", type=Path, default=REPO)
     parser.add_argument("--half", choices=("held-back", "tuning"), default="held-back")
     parser.add_argument("--seed", type=int, default=20261201)
@@ -383,7 +403,7 @@ def main() -> int:
             write_section(f"quality-{preset}", f"### Quality with `{preset}`\n\n"
                           + machine_description(model_where=r["where"], load_before=load_before)
                           + "\n\n" + NOISE + " Only the seconds column depends on it.\n\n"
-                          + "\n".join(lines))
+                          + "\n".join(lines) + before(f"quality-{preset}"))
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -194,6 +194,14 @@ NOISE = ("The VM is shared and noisy: other jobs (test suites) may run on the sa
          "the figures to compare.")
 
 
+def read_section(name: str) -> str:
+    """The body of section ``name`` as the last run wrote it ("" when there is none)."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    text = DOC.read_text() if DOC.exists() else ""
+    m = re.search(re.escape(start) + r"\n(.*?)\n?" + re.escape(end), text, flags=re.S)
+    return m.group(1) if m else ""
+
+
 def write_section(name: str, body: str) -> None:
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     text = DOC.read_text() if DOC.exists() else HEADER
