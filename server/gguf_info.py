@@ -51,6 +51,8 @@ class GGUFInfo:
     # number of elements stored in that type.
     parameters: int = 0
     tensor_types: dict[int, int] = field(default_factory=dict)
+    # Every tensor's name -> (bytes, shape): what offloading each part costs.
+    tensors: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
 
     @property
     def architecture(self) -> str:
@@ -204,7 +206,7 @@ def read_gguf(path: str | Path) -> GGUFInfo:
         # Tensor infos: check the data they describe is all there.
         end = 0
         for _ in range(tensor_count):
-            r.string()
+            name = r.string()
             (n_dims,) = struct.unpack("<I", r.read(4))
             dims = struct.unpack(f"<{n_dims}Q", r.read(8 * n_dims))
             ggml_type, offset = struct.unpack("<IQ", r.read(12))
@@ -216,6 +218,8 @@ def read_gguf(path: str | Path) -> GGUFInfo:
             block = GGML_BLOCKS.get(ggml_type)
             nbytes = (n // block[0]) * block[1] if block else 0
             end = max(end, offset + nbytes)
+            # (an unknown type is sized as 2 bytes an element: f16, the common case)
+            info.tensors[name] = (nbytes if block else n * 2, tuple(dims))
         align = int(info.metadata.get("general.alignment", 32))
         data_start = -(-fh.tell() // align) * align
         if data_start + end > size:

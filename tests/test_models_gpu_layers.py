@@ -21,7 +21,6 @@ from hearth_lsp.server.engine.llama import (
     LlamaEngine,
     fallback_layers,
     fit_gpu_layers,
-    tensor_table,
 )
 from hearth_lsp.server.gguf_info import read_gguf
 from hearth_lsp.server.models import _smollm2_path
@@ -59,7 +58,7 @@ def tiny_llama(path: Path, blocks: int = 3, embd: int = 64, vocab: int = 256,
 
 def test_tensor_sizes_per_layer_come_from_the_header(tmp_path):
     path = tiny_llama(tmp_path / "tiny.gguf")
-    table = tensor_table(path)
+    table = read_gguf(path).tensors
     assert table["blk.1.attn_q.weight"] == (64 * 64 * 2, (64, 64))
     assert table["blk.1.attn_norm.weight"][0] == 64 * 4
     sizes = LayerSizes.of(read_gguf(path), table, n_ctx=1024, n_batch=32)
@@ -74,7 +73,7 @@ def test_tensor_sizes_per_layer_come_from_the_header(tmp_path):
 def test_a_tied_output_head_costs_the_token_embeddings(tmp_path):
     # llama.cpp copies token_embd to the GPU to serve as the output head.
     path = tiny_llama(tmp_path / "tied.gguf", tied=True)
-    sizes = LayerSizes.of(read_gguf(path), tensor_table(path), n_ctx=1024, n_batch=32)
+    sizes = LayerSizes.of(read_gguf(path), read_gguf(path).tensors, n_ctx=1024, n_batch=32)
     assert sizes.output == 256 * 64 * 2 + 64 * 4
 
 
@@ -94,7 +93,7 @@ def test_fitting_counts_whole_layers_into_free_memory():
 def test_fitting_the_bundled_model_at_the_boundary():
     path = _smollm2_path()
     info = read_gguf(path)
-    sizes = LayerSizes.of(info, tensor_table(path), n_ctx=4096, n_batch=512)
+    sizes = LayerSizes.of(info, read_gguf(path).tensors, n_ctx=4096, n_batch=512)
     assert len(sizes.blocks) == info.block_count == 30
     assert sum(sizes.blocks) + sizes.output < info.file_size
     exact = GPU_RESERVE + sizes.needed(12)
@@ -103,7 +102,7 @@ def test_fitting_the_bundled_model_at_the_boundary():
     assert fit_gpu_layers(sizes, GPU_RESERVE + sizes.needed(31)) == -1
     assert fit_gpu_layers(sizes, GPU_RESERVE) == 0
     # More context, bigger KV cache: fewer layers in the same memory.
-    longer = LayerSizes.of(info, tensor_table(path), n_ctx=32768, n_batch=512)
+    longer = LayerSizes.of(info, read_gguf(path).tensors, n_ctx=32768, n_batch=512)
     assert fit_gpu_layers(longer, exact) < 12
 
 
@@ -193,7 +192,7 @@ def test_cpu_only_is_tried_once(fake_gpu):
 def test_unset_gpu_layers_fit_the_free_vram(fake_gpu):
     FakeLlama.room = 30
     path = _smollm2_path()
-    sizes = LayerSizes.of(read_gguf(path), tensor_table(path), 4096, 512)
+    sizes = LayerSizes.of(read_gguf(path), read_gguf(path).tensors, 4096, 512)
     free = GPU_RESERVE + sizes.needed(12) + 1000
     fake_gpu.setattr(engine_llama, "free_vram", lambda: (free, 1))
     engine = LlamaEngine(path, ModelSettings())

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..gguf_info import GGML_BLOCKS, MAGIC, GGUFError, GGUFInfo, _Reader, read_gguf
+from ..gguf_info import GGUFError, GGUFInfo, read_gguf
 from ..settings import ModelSettings, SamplingSettings
 from .base import Completion, EngineError, ModelInfo, ModelUnavailable
 
@@ -186,37 +186,6 @@ def default_threads() -> int:
 
 # ------------------------------------------------------------- GPU layers
 
-def tensor_table(path: str | Path) -> dict[str, tuple[int, tuple[int, ...]]]:
-    """Every tensor's name -> (bytes, shape), from the header alone.
-
-    The vocabulary's strings are stepped over, never kept: milliseconds for
-    small models, ~0.2 s for a 262k-token vocabulary.
-    """
-    p = Path(path).expanduser()
-    size = p.stat().st_size
-    table: dict[str, tuple[int, tuple[int, ...]]] = {}
-    with p.open("rb") as fh:
-        r = _Reader(fh, p, size)
-        if fh.read(4) != MAGIC:
-            raise GGUFError(f"{p}: not a GGUF model file (wrong magic bytes)")
-        r.scalar(4)
-        tensor_count, kv_count = struct.unpack("<QQ", r.read(16))
-        for _ in range(kv_count):
-            r.string()
-            r.value(r.scalar(4), keep=False)
-        for _ in range(tensor_count):
-            name = r.string()
-            (n_dims,) = struct.unpack("<I", r.read(4))
-            dims = struct.unpack(f"<{n_dims}Q", r.read(8 * n_dims))
-            ggml_type, _offset = struct.unpack("<IQ", r.read(12))
-            n = 1
-            for d in dims:
-                n *= d
-            block = GGML_BLOCKS.get(ggml_type, (1, 2))  # unknown type: guess 2 bytes
-            table[name] = ((n // block[0]) * block[1], tuple(dims))
-    return table
-
-
 _BLOCK = re.compile(r"blk\.(\d+)\.")
 
 
@@ -310,7 +279,7 @@ def auto_gpu_layers(path: Path, info: GGUFInfo, model: ModelSettings) -> tuple[i
     if vram is None:
         return -1, None
     try:
-        sizes = LayerSizes.of(info, tensor_table(path), model.context_length, model.batch_size)
+        sizes = LayerSizes.of(info, info.tensors, model.context_length, model.batch_size)
     except (OSError, GGUFError, struct.error) as exc:
         return -1, f"could not size the model's layers ({exc}); offloading all of them"
     free, gpus = vram
