@@ -103,10 +103,12 @@ def docstring_junk(text: str, source: str, words: set[str]) -> list[str]:
     placeholder patterns, a description line of fewer than two real words, or a word
     that is in neither the dictionary nor the code."""
     why = []
-    if _PLACEHOLDER.search(text):
-        why.append(f"placeholder: {_PLACEHOLDER.search(text).group(0)!r}")  # type: ignore[union-attr]
+    name = source.rsplit("\n", 1)[-1]  # the caller puts the qualname last
+    m = _PLACEHOLDER.search(text)
+    if m and not set(code_words(m.group(0))) <= code_words(name):  # generate_lorem_ipsum
+        why.append(f"placeholder: {m.group(0)!r}")
     known = words | code_words(source)
-    strange = [w for w in re.findall(r"[A-Za-z]{4,}", text) if w.lower() not in known]
+    strange = [w for w in re.findall(r"[A-Za-z]{4,}", text) if not _known(w.lower(), known)]
     if strange:
         why.append(f"non-words: {strange[:3]}")
     for line in text.splitlines():
@@ -115,6 +117,17 @@ def docstring_junk(text: str, source: str, words: set[str]) -> list[str]:
                 len(re.findall(r"[A-Za-z]{3,}", m.group(2))) < 2 or " " not in m.group(2).strip()):
             why.append(f"empty description: {line.strip()!r}")
     return why
+
+
+def _known(word: str, known: set[str]) -> bool:
+    """A dictionary word or an inflection of one ("iterates", "preferences")."""
+    if word in known:
+        return True
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"),
+                         ("ing", ""), ("ing", "e"), ("ly", "")):
+        if word.endswith(suffix) and word[: -len(suffix)] + repl in known:
+            return True
+    return False
 
 
 _CONVENTIONAL = re.compile(r"^[a-z]+(\([^()\s]+\))?!?: \S.*$")
@@ -355,8 +368,10 @@ def main() -> int:
         "functions with a real first sentence in "
         + ", ".join(f"`{f}`" for f in files) + " (site-packages), every docstring removed. "
         "*Junk*: a placeholder pattern (foo, value1, Hello World, test.txt, \"This is a "
-        "docstring\", the prompt's markers), a word in neither the dictionary (words of the "
-        "standard library's comments and docstrings) nor the file's code, or a parameter "
+        "docstring\", the prompt's markers; not when it is the function's own name, as in "
+        "`generate_lorem_ipsum`), a word in neither the dictionary (words of the "
+        "standard library's comments and docstrings, and their inflections) nor the file's "
+        "code, or a parameter "
         "line of fewer than two words or of one token. *Acceptable*: not junk and the summary's ROUGE-L "
         "against the real first sentence ≥ 0.2.",
         f"- Commit messages: {len(commits)} real commits of {repo_name} (1-4 files, 3-80 "

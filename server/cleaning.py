@@ -140,9 +140,15 @@ def _codelike(token: str) -> bool:
 
 def invented_names(text: str, known: frozenset[str]) -> list[str]:
     """Names and codes in ``text`` that the code does not have (models make them up:
-    "AES-256-CBC3 (SHA1) 0x8EBDAABYTUS" for a netmask)."""
-    return [t for t in re.findall(r"[A-Za-z0-9_]+", text)
-            if _codelike(t) and t.lower() not in known]
+    "AES-256-CBC3 (SHA1) 0x8EBDAABYTUS" for a netmask). A name in backquotes counts
+    twice: quoting it claims it is in the code ("for a given `get_spontaneous`")."""
+    found = [t for t in re.findall(r"[A-Za-z0-9_]+", text)
+             if _codelike(t) and t.lower() not in known]
+    for quoted in re.findall(r"`([A-Za-z_][\w.]*)(?:\(\))?`", text):
+        last = quoted.rsplit(".", 1)[-1]
+        if last.lower() not in known and quoted.lower() not in known:
+            found += [quoted, quoted]
+    return found
 
 
 def repeated_descriptions(descriptions: dict[str, str]) -> list[str]:
@@ -164,7 +170,10 @@ _JUNK_SUMMARY = re.compile(
     r"hello,? world|file truncated|^\W*\.\.\.|^(a )?one-line summary|lorem ipsum|"
     # About the docstring or the language, not the function ("This docstring describes
     # the `X` property.", "Python 3.8", "Python function to create ...").
-    r"^(this|the) doc ?string\b|^python (\d|function|method|code|script|docstring)", re.I)
+    r"^(this|the) doc ?string\b|^python (\d|function|method|code|script|docstring)|"
+    # Chat addressed to the user, not documentation ("Your code is already a good start").
+    r"^(your code|sure\b|certainly\b|of course\b|i('ll| will| would| have)\b|"
+    r"here('s| is| are)\b|great\b)", re.I)
 
 
 def summary_junk_reason(summary: str, name: str = "") -> str | None:
@@ -185,6 +194,10 @@ def summary_junk_reason(summary: str, name: str = "") -> str | None:
         return f"the summary is a label, not a sentence: {first[:60]!r}"
     if name and set(words) <= _split_identifier(name.rsplit(".", 1)[-1]) | {"function", "method"}:
         return f"the summary only repeats the name: {first[:60]!r}"
+    parts = set().union(*(_split_identifier(p) for p in name.split("."))) if name else set()
+    if name and re.fullmatch(r"`?[\w.]+`?:?(\s+\w+)?\.?", first) and \
+            set(words) <= parts | {"function", "method", "python", "property"}:
+        return f"the summary only repeats the name: {first[:60]!r}"  # "Cycler.next"
     short = name.rsplit(".", 1)[-1]
     if short and re.search(rf"`?\b{re.escape(short)}\b`?(\(\))?\s+(function|method)\b|"
                            rf"\b(function|method)\s+`?{re.escape(short)}\b", first, re.I):

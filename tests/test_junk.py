@@ -70,6 +70,13 @@ def test_placeholder_summaries_are_junk(summary):
     ("Dispatch the `iter_config_dirs` method.", "PlatformDirsABC.iter_config_dirs"),
     ("Passes a decimal number to the `parse_price` function.", "parse_price"),  # hearth demo
     ("Calls the function parse_price with the text.", "parse_price"),
+    # Found on bench/quality.py's held-back half (session 6): the figures after these
+    # rules are no longer blind (docs/benchmarks.md says so).
+    ("Cycler.next", "Cycler.next"),
+    ("Cycler.current: python", "Cycler.current"),
+    ("Your code is already a good start. However, I'll provide an alternative.",
+     "generate_lorem_ipsum"),
+    ("Here is the docstring for the function.", "mean"),
 ])
 def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
     assert cleaning.summary_junk_reason(summary, qualname)
@@ -233,3 +240,12 @@ def test_the_parameters_are_asked_for_after_a_worked_example():
     # A function that is about temperatures may say so.
     assert ds.parse_params_answer(varied, ("f",), "def to_kelvin(f):  # temperature, fahrenheit")[0] == {
         "f": "the temperature in degrees Fahrenheit, the number of digits"}
+
+
+def test_a_quoted_name_the_file_does_not_have_is_made_up():
+    source = "def clear_caches():\n    get_spontaneous_env.cache_clear()\n"
+    fn = ds.list_functions(source)[0]
+    assert ds.drop_junk("Clear the caches of `get_spontaneous_env`.", fn, source)
+    with pytest.raises(ds.DocstringError, match="does not have"):
+        ds.drop_junk("Clear the default environment of a given `get_spontaneous` function.",
+                     fn, source)
