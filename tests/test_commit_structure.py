@@ -14,7 +14,7 @@ from hearth_lsp.server.engine.worker import GenerationWorker
 from hearth_lsp.server.settings import Settings
 from hearth_lsp.server.tasks.commit import message as cm
 from hearth_lsp.server.tasks.commit import structure as st
-from hearth_lsp.server.tasks.commit.gitdiff import FileDiff
+from hearth_lsp.server.tasks.commit.gitdiff import Changes, FileDiff
 from hearth_lsp.server.tasks.commit.run import generate_commit_message
 from hearth_lsp.server.tasks.runner import TaskRun
 
@@ -150,3 +150,12 @@ async def test_a_valid_answer_is_the_models(repo):
 async def test_without_the_fallback_refused_answers_are_a_refusal(repo):
     with pytest.raises(cm.CommitMessageError, match="xtl-1024"):
         await commit_message(repo, JUNK, from_structure=False)
+
+
+def test_one_added_function_makes_a_message_that_passes_the_checks():
+    # bench/daemon.py's hook change: the structural message was refused as saying nothing.
+    euros = FileDiff("inventory/pricing.py", "M", "@@ -30,3 +30,6 @@ def apply_discount(c):\n"
+                     "     return c\n+\n+\n+def to_euros(cents):\n+    return cents / 100\n", 3, 0)
+    message = st.structural_message([euros], "conventional", cm.MAX_HEADER)
+    assert message == "feat: add to_euros"
+    assert cm.validate(message, Changes(Path("."), True, [euros], "main")) == message

@@ -172,6 +172,7 @@ def _diff_lines(files: list[FileDiff]) -> set[str]:
 
 
 _WORD = re.compile(r"[A-Za-z]{2,}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*[A-Za-z0-9](\(\))?")
 # Words a subject cannot end with: it was cut short.
 _DANGLING = frozenset(["the", "a", "an", "of", "to", "for", "with", "and", "or", "in", "on",
                        "by", "from", "that", "which", "is", "are", "as", "at", "into"])
@@ -314,7 +315,9 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
     if _echoes(subject, diff_lines):
         raise CommitMessageError(f"the subject repeats the diff instead of describing it: "
                                  f"{subject!r}")
-    if len([w for w in subject.split() if _WORD.fullmatch(w.strip(",:;`'\"()"))]) < 2:
+    if len([w for w in subject.split()
+            if _WORD.fullmatch(w.strip(",:;`'\"()")) or _IDENTIFIER.fullmatch(w.strip("`'\""))
+            ]) < 2:  # (a name is a word: "add to_euros")
         raise CommitMessageError(f"the subject does not say anything: {subject!r}")
     if subject.split()[-1].lower() in _DANGLING or re.search(r"\.\s+[A-Z]\w*$", subject):
         # cut at the grammar's length: "... how to test a function. The"
