@@ -184,11 +184,17 @@ async function writeCommitMessage(arg?: { rootUri?: vscode.Uri }): Promise<void>
     || (active && git.getRepository(active)) || git.repositories[0];
   const result = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.SourceControl, title: 'Hearth: commit message' },
-    () => execute<{ message: string; notices: string[] }>('hearth.generateCommitMessage',
-      [{ repo: repo.rootUri.fsPath }]));
+    () => execute<{ message: string; notices: string[]; fromStructure?: boolean }>(
+      'hearth.generateCommitMessage', [{ repo: repo.rootUri.fsPath }]));
   if (!result) return;
   repo.inputBox.value = result.message;
   for (const notice of result.notices) output.appendLine(`commit message: ${notice}`);
+  if (result.fromStructure) {
+    // Not the model's words: say so where the user looks, not only in the log.
+    void vscode.window.showInformationMessage(
+      "Hearth: the model's messages were refused; this one is written from the diff's " +
+      'structure (see the Hearth output for why).');
+  }
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
