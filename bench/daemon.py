@@ -2,8 +2,8 @@
 
 One run, the bundled SmolLM2 on this machine, in fresh cache dirs (no answer cache):
 
-1. Two editor windows (`hearth serve`, real processes) each loading their own model
-   (model.shared = false) vs two windows sharing the daemon: for each window, the
+1. Three editor windows (`hearth serve`, real processes) each loading their own model
+   (model.shared = false) vs three windows sharing the daemon: for each window, the
    time from `initialize` to its first docstring (the code action resolved), the model
    loads, and the resident memory of the processes holding a model.
 2. The git hook (`hearth commit-msg --hook FILE`, a real process as git runs it) on a
@@ -95,6 +95,12 @@ def stop_daemons(cache: Path) -> None:
                 time.sleep(0.05)
 
 
+# Each window documents a function of its own file (0-based line of its `def`), so
+# that the daemon's KV prefix cache does not answer one window from another.
+WINDOWS = [("inventory/pricing.py", 9), ("inventory/models.py", 24),
+           ("tests/test_pricing.py", 4)]
+
+
 async def window(ws: Path, cache: Path, shared: bool, file: str,
                  line: int) -> tuple[object, float, float, int]:
     """One editor window: seconds from initialize to its model ready, and to its first
@@ -107,7 +113,7 @@ async def window(ws: Path, cache: Path, shared: bool, file: str,
     status = await wait_model(client, timeout=600)
     assert status["model"] == "ready", status
     ready = time.perf_counter() - started
-    uri = open_doc(client, ws / "inventory" / file)
+    uri = open_doc(client, ws / file)
     actions = await actions_at(client, uri, line, only=["refactor.rewrite.hearth.docstring"])
     await client.code_action_resolve_async(actions[0])  # type: ignore[attr-defined]
     took = time.perf_counter() - started
@@ -122,15 +128,17 @@ async def windows(shared: bool) -> dict:
         ws = workspace(Path(tmp))
         opened = []
         try:
-            first, r1, t1, pid1 = await window(ws, cache, shared, "pricing.py", 9)
-            opened.append(first)
-            second, r2, t2, pid2 = await window(ws, cache, shared, "models.py", 24)
-            opened.append(second)
+            ready, took, pids = [], [], []
+            for file, line in WINDOWS:  # one after the other, as a user opens them
+                client, r, t, pid = await window(ws, cache, shared, file, line)
+                opened.append(client)
+                ready.append(r)
+                took.append(t)
+                pids.append(pid)
             info = daemon_info(cache) if shared else {}
-            pids = [pid1, pid2] + ([info["pid"]] if info else [])
-            rss = sum(rss_mib(p) for p in pids)
-            return {"first_ready_s": r1, "first_s": t1, "second_ready_s": r2, "second_s": t2,
-                    "rss_mib": rss, "loads": info.get("loads", 2) if shared else 2}
+            rss = sum(rss_mib(p) for p in pids + ([info["pid"]] if info else []))
+            return {"ready_s": ready, "first_s": took, "rss_mib": rss,
+                    "loads": info.get("loads", len(WINDOWS)) if shared else len(WINDOWS)}
         finally:
             for client in opened:
                 await stop(client)  # type: ignore[arg-type]
@@ -180,21 +188,25 @@ def main() -> int:
     hook = None if skip_hook else hooks()
     print(json.dumps({"separate": separate, "shared": shared, "hook": hook}, indent=2),
           file=sys.stderr)
-    table = "\n".join([
-        "| | each window loads its own model | one shared daemon |",
-        "|---|---:|---:|",
-        f"| first window: initialize → model ready | {separate['first_ready_s']:.2f} s | "
-        f"{shared['first_ready_s']:.2f} s (starts the daemon) |",
-        f"| first window: initialize → first docstring | {separate['first_s']:.2f} s | "
-        f"{shared['first_s']:.2f} s |",
-        f"| **second window**: initialize → model ready | {separate['second_ready_s']:.2f} s | "
-        f"**{shared['second_ready_s']:.2f} s** |",
-        f"| **second window**: initialize → first docstring | {separate['second_s']:.2f} s | "
-        f"**{shared['second_s']:.2f} s** ({shared['second_s'] / separate['second_s']:.2f}×) |",
-        f"| model loads for two windows | {separate['loads']} | {shared['loads']} |",
-        f"| resident memory, two windows (+ the daemon) | {separate['rss_mib']:.0f} MiB | "
+    n = len(WINDOWS)
+    rows = ["| | each window loads its own model | one shared daemon |", "|---|---:|---:|"]
+    for i, name in enumerate(["first", "second", "third"][:n]):
+        bold = "**" if i else ""
+        note = " (starts the daemon)" if i == 0 else ""
+        rows.append(f"| {bold}{name} window{bold}: initialize → model ready | "
+                    f"{separate['ready_s'][i]:.2f} s | {bold}{shared['ready_s'][i]:.2f} s{bold}"
+                    f"{note} |")
+        ratio = (f" ({shared['first_s'][i] / shared['first_s'][0]:.2f}× the first window's)"
+                 if i else "")
+        rows.append(f"| {bold}{name} window{bold}: initialize → its first docstring | "
+                    f"{separate['first_s'][i]:.2f} s | {bold}{shared['first_s'][i]:.2f} s{bold}"
+                    f"{ratio} |")
+    rows += [
+        f"| model loads for {n} windows | {separate['loads']} | {shared['loads']} |",
+        f"| resident memory, {n} windows (+ the daemon) | {separate['rss_mib']:.0f} MiB | "
         f"{shared['rss_mib']:.0f} MiB ({shared['rss_mib'] / separate['rss_mib']:.2f}×) |",
-    ])
+    ]
+    table = "\n".join(rows)
     hooks_table = "The hook was not measured in this run (`--no-hook`)." if hook is None \
         else "\n".join([
         "| `hearth commit-msg --hook` (a real process, as git runs it) | time to the message |",
