@@ -213,6 +213,27 @@ async def main() -> None:
         pkg_svc.stop()
     shutil.rmtree(tmp, ignore_errors=True)
 
+    # ------------------------------- the time limit: first ghost text, then the rest
+    limit_s = sampling.answer_within_ms / 1000
+    first_s, partial, shown_share = [], 0, []
+    for _pkg, path, prefix, suffix, _rest in cases:
+        warm = CompletionRequest(prefix[:-1], prefix[-1] + suffix, path=path, language="python")
+        await CompletionSession().suggest("doc", warm, new_run=new_run, generate=generate)
+        session = CompletionSession()
+        request = CompletionRequest(prefix, suffix, path=path, language="python")
+        started = time.perf_counter()
+        first = await session.suggest("doc", request, new_run=new_run, generate=generate,
+                                      answer_within_s=limit_s)
+        first_s.append(time.perf_counter() - started)
+        if first.source == "partial":
+            partial += 1
+            running = session.running.get("doc")
+            if running is not None and running.task is not None:
+                await asyncio.shield(running.task)  # the rest, as when the user accepts
+            whole = await session.suggest("doc", request, new_run=new_run, generate=generate)
+            if whole.text:
+                shown_share.append(len(first.text) / len(whole.text))
+
     # ------------------------------------------------------------ cancel on a keystroke
     cancel_ms = []
     long_prefix = cases[0][2].rsplit("\n", 1)[0] + "\n    "
@@ -267,6 +288,7 @@ async def main() -> None:
     ms = [s * 1000 for s in hearth_s]
     raw_ms = [s * 1000 for s in raw_s]
     ctx_ms = [s * 1000 for s in context_s]
+    first_ms = [s * 1000 for s in first_s]
     n = len(cases)
     which = "development" if args.dev else "held-back"
 
@@ -292,8 +314,15 @@ stops at the end of the line or block by itself).
 | Hearth with repository context: request → ghost text (ms) | {pct(ctx_ms, .5):.0f} | {pct(ctx_ms, .95):.0f} | {max(ctx_ms):.0f} |
 | looking the definitions up in the index (ms, per request) | {pct(lookup_ms, .5):.1f} | {pct(lookup_ms, .95):.1f} | {max(lookup_ms):.1f} |
 | cancel: an edit that disagrees → the worker idle (ms, {len(cancel_ms)} runs) | {pct(cancel_ms, .5):.0f} | {pct(cancel_ms, .95):.0f} | {max(cancel_ms):.0f} |
+| **Hearth with `completion.answerWithinMs` {sampling.answer_within_ms} (the default): request → first ghost text (ms)** | **{pct(first_ms, .5):.0f}** | **{pct(first_ms, .95):.0f}** | {max(first_ms):.0f} |
 
-Targets from the issue: p50 ≤ 300 ms, p95 ≤ 700 ms, cancel ≤ 50 ms.
+Targets from the issue: p50 ≤ 300 ms, p95 ≤ 700 ms, cancel ≤ 50 ms. The first rows wait
+for the whole suggestion (`answerWithinMs` 0). With the time limit, {partial}/{n}
+requests were answered with the whole words written by then while the generation went
+on (the rest is served from it when the user accepts or types on, as in the reuse
+figures below); those first answers held {100 * statistics.median(shown_share) if shown_share else 0:.0f}%
+of the whole suggestion's characters (median). The limit counts from the request;
+in the editor the debounce comes first.
 
 - Reuse while the user types the original line character by character after a
   suggestion: {reused}/{typed_requests} requests ({100 * reused / max(1, typed_requests):.0f}%) answered

@@ -205,6 +205,11 @@ class CompletionSettings(SamplingSettings):
                                "generating (milliseconds).", minimum=0, maximum=5000)
     multiline: bool = setting(True, "Suggest whole blocks (stopping at the end of the block), "
                               "not only the rest of the line.")
+    answer_within_ms: int = setting(
+        450, "Show what the model has written by then (whole words) instead of waiting for the "
+        "whole suggestion, which goes on generating: the rest appears as you accept or type "
+        "on (milliseconds from the keystroke; 0 waits for the whole suggestion).",
+        minimum=0, maximum=10000)
     context_tokens: int = setting(
         512, "Most of the document a completion prompt holds (prefix and suffix, tokens): "
         "more sees further, but the first request on a file evaluates all of it.",

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the repo fixture, imported from test_commit_message, is taken by name
 """What a diff does, read from its structure, and the subject written from it when
 every answer of the model is refused (commit.fromStructure). Pure functions and a
 scripted engine: no model needed."""
@@ -8,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_commit_message import repo  # noqa: F401 - a fixture, taken by name
 
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.engine.worker import GenerationWorker
@@ -100,23 +102,11 @@ def test_files_without_definitions_are_named_by_file():
 # ---------------------------------------------------------------- the task's fallback
 
 
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
-
-
 @pytest.fixture
-def repo(tmp_path):
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "T")
-    (root / "calc.py").write_text("def add(a, b):\n    return a + b\n")
-    git(root, "add", "calc.py")
-    git(root, "commit", "-qm", "init")
-    (root / "calc.py").write_text('def add(a, b):\n    """Return a + b."""\n    return a + b\n')
-    git(root, "add", "calc.py")
-    return root
+def staged(repo):  # test_commit_message's repository, a docstring added and staged
+    (repo / "app.py").write_text('def total(xs):\n    """Add them up."""\n    return sum(xs)\n')
+    subprocess.run(["git", "-C", str(repo), "add", "app.py"], check=True, capture_output=True)
+    return repo
 
 
 async def commit_message(repo: Path, answers: list[str], *, from_structure: bool = True):
@@ -135,21 +125,21 @@ async def commit_message(repo: Path, answers: list[str], *, from_structure: bool
 JUNK = ["fix: xtl-1024", "A subject line of at most 72 characters"]
 
 
-async def test_refused_answers_give_the_subject_from_the_structure_and_say_so(repo):
-    result = await commit_message(repo, JUNK)
-    assert result.message == "docs: document add" and result.from_structure
+async def test_refused_answers_give_the_subject_from_the_structure_and_say_so(staged):
+    result = await commit_message(staged, JUNK)
+    assert result.message == "docs: document total" and result.from_structure
     assert any("written from the diff's structure" in n and "xtl-1024" in n
                for n in result.notices)
 
 
-async def test_a_valid_answer_is_the_models(repo):
-    result = await commit_message(repo, ["docs: explain what add returns"])
-    assert result.message == "docs: explain what add returns" and not result.from_structure
+async def test_a_valid_answer_is_the_models(staged):
+    result = await commit_message(staged, ["docs: explain what total returns"])
+    assert result.message == "docs: explain what total returns" and not result.from_structure
 
 
-async def test_without_the_fallback_refused_answers_are_a_refusal(repo):
+async def test_without_the_fallback_refused_answers_are_a_refusal(staged):
     with pytest.raises(cm.CommitMessageError, match="xtl-1024"):
-        await commit_message(repo, JUNK, from_structure=False)
+        await commit_message(staged, JUNK, from_structure=False)
 
 
 def test_one_added_function_makes_a_message_that_passes_the_checks():

@@ -462,3 +462,53 @@ def test_repository_context_from_an_index_leaves_local_only_files_out_with_model
     settings.backends = {"team": BackendSettings("team", "http://127.0.0.1:9/v1")}
     shared = repo_definitions(index, request, "m.py", settings)
     assert [d.path for d in shared] == ["pricing.py"]
+
+
+class Gated(Script):
+    """Writes ``first``, then waits for ``gate`` before the rest: a generation still
+    running when the request's time is up, whatever the machine's speed."""
+
+    def __init__(self, first: str, rest: str):
+        super().__init__(first + rest)
+        self.first, self.rest, self.gate = first, rest, asyncio.Event()
+
+    async def __call__(self, run, request, on_piece):
+        self.calls += 1
+        for piece in self.first:
+            on_piece(piece)
+        await self.gate.wait()
+        for piece in self.rest:
+            on_piece(piece)
+        return Completion(self.answer, 1, len(self.answer), 0.0, 0.0, "stop")
+
+
+async def test_past_the_time_limit_the_whole_words_so_far_and_the_rest_on_accept():
+    session, script = CompletionSession(), Gated("return self.na", "me\n")
+    first = await session.suggest("a", req("    "), new_run=new_run, generate=script,
+                                  answer_within_s=0.01)
+    assert (first.text, first.source) == ("return self.", "partial")  # not half a name
+    assert session.stats.partial == 1
+    script.gate.set()
+    accepted = await session.suggest("a", req("    return self."), new_run=new_run,
+                                     generate=script, answer_within_s=0.01)
+    assert accepted.text == "name" and script.calls == 1  # the same generation, finished
+
+
+async def test_without_a_time_limit_the_whole_suggestion():
+    session, script = CompletionSession(), Gated("return self.na", "me\n")
+    pending = asyncio.ensure_future(session.suggest("a", req("    "), new_run=new_run,
+                                                    generate=script))
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    script.gate.set()
+    assert (await pending).text == "return self.name"
+
+
+async def test_nothing_whole_yet_waits_for_the_first_word():
+    session, script = CompletionSession(), Gated("retu", "rn 1\n")
+    pending = asyncio.ensure_future(session.suggest("a", req("    "), new_run=new_run,
+                                                    generate=script, answer_within_s=0.01))
+    await asyncio.sleep(0.1)
+    assert not pending.done()  # "retu" is not a word to show
+    script.gate.set()
+    assert (await pending).text == "return 1"

@@ -57,9 +57,22 @@ async def test_an_echoed_diff_is_refused_and_the_retry_is_used(demo_repo):
         await stop(client)
 
 
-async def test_nothing_valid_is_an_error_not_a_message(demo_repo):
+async def test_nothing_valid_gives_the_structures_message_and_says_so(demo_repo):
     stage_change(demo_repo)
     client = await server(demo_repo, ["Update pricing.py", "changed things"])
+    try:
+        result = await commit_message(client)
+        assert result["fromStructure"] is True
+        assert result["message"] == "chore: change format_price"
+        assert any("written from the diff's structure" in n for n in result["notices"])
+    finally:
+        await stop(client)
+
+
+async def test_without_the_fallback_nothing_valid_is_an_error_not_a_message(demo_repo):
+    stage_change(demo_repo)
+    client = await server(demo_repo, ["Update pricing.py", "changed things"],
+                          HEARTH_COMMIT_FROM_STRUCTURE="false")
     try:
         with pytest.raises(JsonRpcException, match="no valid commit message"):
             await commit_message(client)

@@ -57,7 +57,9 @@ async def session(root, tmp_path, *, answer=ANSWER, delay=0.0, options=None, env
     record = tmp_path / "prompts.jsonl"
     env = {"FAKE_ENGINE_DEFAULT": answer, "FAKE_ENGINE_RECORD": str(record),
            "FAKE_ENGINE_DELAY": str(delay), **(env or {})}
-    opts = {"completion": {"debounceMs": 0}}
+    # No time limit unless a test sets one: the whole scripted suggestion, however
+    # loaded the machine (the limit has its own tests).
+    opts = {"completion": {"debounceMs": 0, "answerWithinMs": 0}}
     for section, values in (options or {}).items():
         opts.setdefault(section, {}).update(values)
     client, result, _ = await start(FAKE_SERVER, root, env=env, init_options=opts)
@@ -121,6 +123,20 @@ async def test_an_edit_that_contradicts_the_running_generation_cancels_it(demo_r
         assert await asyncio.wait_for(pending, 5) == []
         seen = await stats(client)
         assert seen["cancelled_by_edit"] == 1
+    finally:
+        await stop(client)
+
+
+async def test_past_the_time_limit_the_first_words_and_the_rest_on_accept(demo_repo, tmp_path):
+    slow = "total +" + " b +" * 30 + " c\n"
+    client, _, _ = await session(demo_repo, tmp_path, answer=slow, delay=0.05,
+                                 options={"completion": {"answerWithinMs": 200}})
+    try:
+        uri = open_doc(client, demo_repo / "m.py", text="x = \n")
+        first = await asyncio.wait_for(ghost(client, uri, 0, 4), 30)
+        assert len(first) == 1 and slow.startswith(first[0]) and first[0] != slow.strip()
+        seen = await stats(client)
+        assert seen["partial"] == 1 and seen["generated"] == 1
     finally:
         await stop(client)
 

@@ -240,10 +240,11 @@ async function inlineCompletion() {
   await shot('ghost-dismissed');
   await page.keyboard.press('Control+S');
   await page.locator('.tab.active.dirty').waitFor({ state: 'detached' });
-  // On a busy machine the tab can look clean before the file is written: wait for it.
+  // On a busy machine the tab can look clean before the file is written: wait for the
+  // last thing typed to be on disk (an earlier state of the file is not the save).
   const file = join(cfg.folder, cfg.file);
   const until = Date.now() + 30_000;
-  while (!readFileSync(file, 'utf8').includes(cfg.acceptedHas)) {
+  while (!readFileSync(file, 'utf8').includes(cfg.savedHas ?? cfg.acceptedHas)) {
     if (Date.now() > until) throw new Error(`${cfg.file} was not saved`);
     await page.waitForTimeout(100);
   }

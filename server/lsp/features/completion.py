@@ -107,7 +107,8 @@ async def suggest(ls: HearthServer, doc: TextDocument, position: types.Position,
         return await completion_run.generate(run, st.model.format, req, sampling, on_piece)
 
     found = await st.session.suggest(doc.uri, request, new_run=new_run, generate=generate,
-                                     debounce_s=sampling.debounce_ms / 1000)
+                                     debounce_s=sampling.debounce_ms / 1000,
+                                     answer_within_s=sampling.answer_within_ms / 1000)
     log.debug("completion at %s:%d:%d: %s %r %s", doc.uri.rsplit("/", 1)[-1], position.line,
               position.character, found.source, found.text[:60], found.reason)
     return found

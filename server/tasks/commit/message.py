@@ -268,13 +268,12 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
     if not lines or not lines[0].strip():
         raise CommitMessageError("the model gave an empty message")
     header = lines[0].strip()
+    if echoes_prompt(header):
+        raise CommitMessageError(f"the message repeats the prompt's instructions: {header!r}")
     if style == "conventional":
         m = _HEADER.match(header)
         if m is None:
             raise CommitMessageError(f"not a Conventional Commits header: {header!r}")
-        if echoes_prompt(header):
-            raise CommitMessageError(f"the message repeats the prompt's instructions: "
-                                     f"{header!r}")
         ctype, scope, subject = m["type"].lower(), m["scope"], m["subject"].strip()
         if ctype not in TYPES:
             raise CommitMessageError(f"unknown commit type {ctype!r} (one of {', '.join(TYPES)})")
@@ -285,17 +284,11 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
         m = _SCOPE.match(header)
         if m is None:
             raise CommitMessageError(f"not an `area: subject` line: {header!r}")
-        if echoes_prompt(header):
-            raise CommitMessageError(f"the message repeats the prompt's instructions: "
-                                     f"{header!r}")
         known = {n.lower() for n in scopes(files, changes.recent if changes else [])}
         if files and m["scope"].lower() not in known:
             raise CommitMessageError(f"the area {m['scope']!r} is not one of the changed paths")
         ctype, scope, subject = "", m["scope"], m["subject"].strip()
     else:
-        if echoes_prompt(header):
-            raise CommitMessageError(f"the message repeats the prompt's instructions: "
-                                     f"{header!r}")
         ctype, scope, subject = "", None, header
     subject = subject.rstrip(" .")
     words = subject.split()

@@ -242,6 +242,13 @@ def _cut_suffix_repeats(text: str, line_suffix: str, suffix: str) -> str:
     return text
 
 
+def whole_words(text: str) -> str:
+    """``text`` without a word it may still be in the middle of (the generation goes
+    on): "return self.na" -> "return self.", "f(a, " stays."""
+    m = re.search(r"[A-Za-z0-9_]+$", text)
+    return text[:m.start()] if m else text
+
+
 def typed_through(old_prefix: str, old_suffix: str, produced: str, prefix: str,
                   suffix: str) -> str | None:
     """When the user typed (part of) what a generation for ``old_prefix`` produced, what
@@ -264,4 +271,4 @@ def may_continue(old_prefix: str, old_suffix: str, produced: str, prefix: str,
     return produced.startswith(typed) or typed.startswith(produced)
 
 
-__all__ = ["clean_suggestion", "indent_of", "may_continue", "typed_through"]
+__all__ = ["clean_suggestion", "indent_of", "may_continue", "typed_through", "whole_words"]

@@ -11,7 +11,11 @@ generation and, across documents, the last finished ones:
 - otherwise, after the debounce (a newer request in the meantime wins), a new
   generation replaces the running one, which is cancelled;
 - an edit that disagrees with the running generation cancels it at once;
-- a generation stops as soon as the line or block it completes has ended.
+- a generation stops as soon as the line or block it completes has ended;
+- with ``answer_within_s``, a request still waiting at that time is answered with
+  the whole words written so far while the generation goes on: the rest is ready
+  (reused) when the user accepts them or types on. The time limit llama.vim calls
+  ``t_max_predict_ms``, without throwing the rest away.
 
 A request that is cancelled ($/cancelRequest: the user typed on) leaves its
 generation running, for the next request to reuse.
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 
 from ...engine.base import Completion, EngineError
 from ..runner import Refusal, TaskCancelled, TaskRun
-from .quality import clean_suggestion, finished, may_continue, typed_through
+from .quality import clean_suggestion, finished, may_continue, typed_through, whole_words
 from .run import CompletionRequest
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class SessionStats:
     superseded: int = 0  # requests a newer one replaced during the debounce
     cancelled_by_edit: int = 0  # running generations an edit contradicted
     stopped_early: int = 0  # generations stopped at the end of the line or block
+    partial: int = 0  # answered at the time limit with part of a running generation
 
     @property
     def reused(self) -> int:
@@ -91,6 +96,8 @@ class CompletionSession:
                              request.prefix, request.suffix)
         if rest is None:
             return None
+        if not gen.done:  # part of a running generation: whole words only
+            rest = whole_words(rest)
         text = clean_suggestion(rest, prefix=request.prefix, suffix=request.suffix,
                                 multiline=request.multiline)
         return Suggestion(text, source) if text else None
@@ -106,10 +113,34 @@ class CompletionSession:
                 return found
         return None
 
+    async def _wait(self, gen: _Generation, request: CompletionRequest,
+                    deadline: float | None) -> Suggestion | None:
+        """Wait for ``gen``; past ``deadline`` (loop time) answer with what it has
+        written so far, if that is a whole word or more (None: wait for the end)."""
+        assert gen.task is not None
+        loop = asyncio.get_running_loop()
+        while deadline is not None and not gen.done:
+            left = deadline - loop.time()
+            if left > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(gen.task), left)
+                continue
+            found = self._answer(gen, request, "partial")
+            if found is not None and not gen.done:
+                self.stats.partial += 1
+                return found
+            deadline = loop.time() + 0.03  # not a whole word yet: look again shortly
+        await asyncio.shield(gen.task)
+        return None
+
     async def suggest(self, key: Hashable, request: CompletionRequest, *,
                       new_run: Callable[[], TaskRun], generate: Generate,
-                      debounce_s: float = 0.0) -> Suggestion:
-        """The suggestion at ``request``'s cursor in document ``key``."""
+                      debounce_s: float = 0.0,
+                      answer_within_s: float = 0.0) -> Suggestion:
+        """The suggestion at ``request``'s cursor in document ``key``. ``answer_within_s``
+        (0: no limit): past it, the whole words written so far, the generation going on."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + answer_within_s if answer_within_s > 0 else None
         self.stats.requests += 1
         seq = self._seq[key] = self._seq.get(key, 0) + 1
         found = self.cached(key, request)
@@ -121,8 +152,9 @@ class CompletionSession:
             if may_continue(gen.request.prefix, gen.request.suffix, gen.produced,
                             request.prefix, request.suffix) \
                     and gen.request.multiline == request.multiline:
-                assert gen.task is not None
-                await asyncio.shield(gen.task)
+                early = await self._wait(gen, request, deadline)
+                if early is not None:
+                    return early
                 found = self._answer(gen, request, "running")
                 if found is not None:
                     self.stats.from_running += 1
@@ -139,8 +171,9 @@ class CompletionSession:
                 self.stats.superseded += 1
                 return Suggestion("", "none", "superseded")
         gen = self._start(key, request, new_run(), generate)
-        assert gen.task is not None
-        await asyncio.shield(gen.task)
+        early = await self._wait(gen, request, deadline)
+        if early is not None:
+            return early
         if gen.failed is not None:
             return Suggestion("", "none", gen.failed)
         return self._answer(gen, request, "generated") or Suggestion(
