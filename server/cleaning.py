@@ -185,6 +185,8 @@ def summary_junk_reason(summary: str, name: str = "") -> str | None:
     if m and not (name and set(_norm_words(m.group(0))) & _split_identifier(name)):
         # ("Generate lorem ipsum" documents generate_lorem_ipsum: not a placeholder)
         return f"the summary is a placeholder: {first[:60]!r}"
+    if re.search(r"\b(\w{3,}) (and|or) \1\b", first, re.I):  # "Sells and sells items"
+        return f"the summary repeats itself: {first[:60]!r}"
     words = [w for w in _norm_words(first) if w not in _ARTICLES]
     if len([w for w in words if not w.isdigit()]) < 2:  # "Python 3.8"
         return f"the summary says nothing: {first[:60]!r}"

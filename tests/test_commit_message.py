@@ -346,3 +346,10 @@ def test_a_subject_cut_mid_sentence_is_refused(raw):
     style = "plain" if raw.startswith("The") else "conventional"
     with pytest.raises(cm.CommitMessageError, match="mid-sentence"):
         cm.validate(raw, changes_of(APP), style)
+
+
+def test_common_verbs_begin_a_subject():
+    # "append" was refused as "neither a verb nor a word of the changes" (hearth demo).
+    for verb in ("append", "redact", "stream", "summarize", "toggle"):
+        assert cm.first_word_problem(f"{verb} the totals", set()) is None
+    assert cm.first_word_problem("xtlbuildshell the totals", set())

@@ -77,6 +77,7 @@ def test_placeholder_summaries_are_junk(summary):
     ("Your code is already a good start. However, I'll provide an alternative.",
      "generate_lorem_ipsum"),
     ("Here is the docstring for the function.", "mean"),
+    ("Sells and sells items based on the SKU of a given item.", "Inventory.add"),  # hearth demo
 ])
 def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
     assert cleaning.summary_junk_reason(summary, qualname)

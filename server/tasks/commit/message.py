@@ -96,20 +96,31 @@ _HEADER = re.compile(r"^(?P<type>[A-Za-z]+)(?:\((?P<scope>[^()\s]+)\))?(?P<bang>
 # Verbs a commit subject starts with, to put a subject in the imperative mood
 # ("added x" -> "add x") without guessing at words we do not know.
 _VERB_LIST = """
-accept adapt add adjust align allow annotate apply avoid bump cache call catch change check
-clarify clean cleanup clear close collapse combine compute configure consolidate convert copy
-correct cover create deduplicate default define delete deprecate describe detect disable
-document downgrade drop emit enable enforce ensure escape exclude expand explain export expose
-extend extract factor fail fetch fill filter finish fix flatten format generate group guard
-handle hide ignore implement import improve include increase initialize inline insert install
-introduce keep limit list load lock log lower make mark merge migrate mention move name
-normalize note optimize order parse pass pin polish port prefer prepare preserve prevent print
-process propagate protect provide prune publish raise read rebuild record reduce refactor
-refresh register reject release reload remove rename reorder reorganize repair replace report
-require rerun reset resolve restore restrict restructure retry return reuse revert review
-rewrite rework round run save scope search select separate serialize set shorten show simplify
-skip sort speed split start stop store strip support suppress switch sync tell test tidy track
-trim tune tweak unify unpin update upgrade use validate verify warn wrap write
+accept adapt add adjust align allow annotate append apply assert attach avoid await batch
+bind block buffer bump cache call catch centralize chain change check clamp clarify clean
+cleanup clear close collapse collect combine commit compare compress compute configure
+connect consolidate consume convert copy correct count cover create decode decouple
+deduplicate default define delay delete deploy deprecate derive describe detach detect
+disable dispatch display document downgrade drop emit enable encode enforce ensure escape
+evaluate exclude expand expire explain export expose extend extract factor fail fetch fill
+filter finish fix flatten fold format forward gate generate group guard handle hash hide
+hoist ignore implement import improve include increase index initialize inject inline insert
+inspect install introduce isolate iterate join keep kill launch limit link lint list load
+lock log lower make map mark match measure mention merge migrate mock monitor mount move
+name narrow normalize note notify observe open optimize order override pack paginate pair
+parse pass patch pause persist pick pin pipe plot polish poll populate port post prefer
+prepare prepend preserve prevent print process profile promote propagate protect provide
+proxy prune publish push query queue quote raise rank reach read rebuild reconnect record
+redact redirect reduce refactor refine refresh register reindex reject relax relay release
+reload remove rename render reorder reorganize repair repeat replace report request require
+rerun rescue reserve reset resolve respect respond restore restrict restructure resume
+retain retrieve retry return reuse reveal revert review rework rewrite round route run
+sample save scan schedule scope search seed select send separate serialize set shift shorten
+show shrink sign simplify skip sleep slice sort spawn speed split stage start stop store
+stream strip stub submit subscribe summarize support suppress swap switch sync tag tell test
+throttle tidy toggle track transform translate trigger trim truncate tune tweak unblock undo
+unify unlock unpin unwrap update upgrade upload use validate verify wait warn watch widen
+wrap write yield zip
 """
 _VERBS = frozenset(_VERB_LIST.split())
 # Prose of the prompt's instructions: a subject made of it echoes the prompt.
