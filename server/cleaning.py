@@ -108,7 +108,7 @@ def placeholder_reason(description: str, name: str = "", min_words: int = 2) -> 
     if re.fullmatch(r"(hello,? world!?|lorem ipsum.*|[\w-]+\.(txt|csv|json|py|md|log|dat)|"
                     r"[a-z_]+\d+)", low):
         return f"a placeholder ({text!r})"
-    if re.fullmatch(r"`?[A-Za-z_][\w]*([._][\w]+)+`?(\(\))?", text):
+    if re.fullmatch(r"`?[A-Za-z_][\w]*([._][\w]+)+(\[[^\]]*\]|\([^)]*\))*`?", text):
         return f"a name, not a description ({text!r})"
     words = _norm_words(text)
     content = [w for w in words if w not in _ARTICLES]
@@ -144,7 +144,7 @@ def invented_names(text: str, known: frozenset[str]) -> list[str]:
     twice: quoting it claims it is in the code ("for a given `get_spontaneous`")."""
     found = [t for t in re.findall(r"[A-Za-z0-9_]+", text)
              if _codelike(t) and t.lower() not in known]
-    for quoted in re.findall(r"`([A-Za-z_][\w.]*)(?:\(\))?`", text):
+    for quoted in re.findall(r"`([A-Za-z_][\w.\-]*)(?:\(\))?`", text):
         last = quoted.rsplit(".", 1)[-1]
         if last.lower() not in known and quoted.lower() not in known:
             found += [quoted, quoted]

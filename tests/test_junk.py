@@ -33,6 +33,7 @@ FN = {f.name: f for f in ds.list_functions(SRC)}
     ("value1", "values"), ("foo bar", "values"), ("Hello, World!", "message"),
     ("test.txt", "file"), ("red", "color"), ("foo", "stream"), ("None.", "cleanup"),
     ("Result.", ""), ("Bar.", ""), ("The x.", "x"), ("The values.", "values"), ("", "a"),
+    ("tempfile.tmp_dir[0].", "filename"),  # SmolLM2, requests.utils.atomic_open
 ])
 def test_placeholder_descriptions_are_junk(description, name):
     assert cleaning.placeholder_reason(description, name)
