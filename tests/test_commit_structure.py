@@ -149,3 +149,27 @@ def test_one_added_function_makes_a_message_that_passes_the_checks():
     message = st.structural_message([euros], "conventional", cm.MAX_HEADER)
     assert message == "feat: add to_euros"
     assert cm.validate(message, Changes(Path("."), True, [euros], "main")) == message
+
+
+async def test_the_prompt_fits_the_context_with_the_examples_and_the_re_ask(staged):
+    # bench/quality.py overflowed a 2048-token context on a re-ask once the worked
+    # examples were in: every prompt, the second attempt's too, must fit.
+    import dataclasses
+
+    big = "".join(f"def helper_{i}(x):\n    return x * {i} + {i}\n" for i in range(32))
+    (staged / "helpers.py").write_text(big)
+    subprocess.run(["git", "-C", str(staged), "add", "helpers.py"], check=True)
+    engine = FakeEngine.scripted(JUNK)
+    engine.info = dataclasses.replace(engine.info, context_length=1024)
+    worker = GenerationWorker()
+    worker.load(lambda: engine)
+    settings = Settings()
+    settings.cache.enabled = False
+    try:
+        await generate_commit_message(TaskRun(worker), settings, staged)
+    finally:
+        worker.shutdown()
+    chars_per_token = 3  # the task's own conservative measure
+    assert len(engine.prompts) >= 2
+    assert all(len(p) <= 1024 * chars_per_token for p in engine.prompts), \
+        [len(p) for p in engine.prompts]

@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 # Characters of diff per token, conservatively (diffs tokenize densely).
 DIFF_CHARS_PER_TOKEN = 3
 MAX_SUMMARISED_FILES = 12  # map step of a large diff: the largest files; the rest are listed
+RE_ASK_TOKENS = 80  # "That message was rejected: <why>. Write a new ..." and the turn marks
+
+
+def diff_budget(context_length: int, max_tokens: int, overhead_chars: int) -> int:
+    """Characters of diff that fit beside the rest of the prompt (``overhead_chars``: the
+    prompt with an empty diff), the answer, and the re-ask turn (the rejected answer
+    and a sentence) that the second attempt adds."""
+    left = context_length - max_tokens - (max_tokens + RE_ASK_TOKENS)
+    return max(400, left * DIFF_CHARS_PER_TOKEN - overhead_chars)
 
 
 @dataclass
@@ -61,7 +70,9 @@ async def generate_commit_message(
     if style == "auto":  # a repository that writes "Shorten title." gets no `docs(scope):`
         style = msg.detect_style(changes.recent)
     notices = list(changes.notices)
-    budget = max(400, (info.context_length - sampling.max_tokens - 350) * DIFF_CHARS_PER_TOKEN)
+    empty_messages, empty_text = msg.build_prompt(changes, "", style=style, chat=chat, root=root)
+    budget = diff_budget(info.context_length, sampling.max_tokens,
+                         len(prompt_text(info, empty_messages, empty_text)))
     files = changes.described
     if changes.listed_only:
         notices.append("left out of the prompt (listed only): " + ", ".join(
