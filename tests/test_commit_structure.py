@@ -173,3 +173,30 @@ async def test_the_prompt_fits_the_context_with_the_examples_and_the_re_ask(stag
     assert len(engine.prompts) >= 2
     assert all(len(p) <= 1024 * chars_per_token for p in engine.prompts), \
         [len(p) for p in engine.prompts]
+
+
+async def test_a_diff_denser_than_the_estimate_is_cut_by_the_tokenizers_count(staged):
+    # Text like "→" or "≤" takes more tokens than characters / 3: the model's own count
+    # decides, and the diff is cut (and said to be) rather than the context overflowed.
+    import dataclasses
+
+    (staged / "notes.py").write_text("".join(f"X = '{'→≤×' * 20}'  # {i}\n" for i in range(30)))
+    subprocess.run(["git", "-C", str(staged), "add", "notes.py"], check=True)
+
+    class Dense(FakeEngine):
+        def count_tokens(self, text: str) -> int:
+            return len(text.encode())  # a token per byte: far denser than the estimate
+
+    engine = Dense.scripted(["docs: document total and the notes"])
+    engine.info = dataclasses.replace(engine.info, context_length=4096)
+    worker = GenerationWorker()
+    worker.load(lambda: engine)
+    settings = Settings()
+    settings.cache.enabled = False
+    try:
+        result = await generate_commit_message(TaskRun(worker), settings, staged)
+    finally:
+        worker.shutdown()
+    room = 4096 - 2 * settings.commit.max_tokens - 80
+    assert all(engine.count_tokens(p) <= room for p in engine.prompts)
+    assert any("cut to fit the model's context: notes.py" in n for n in result.notices)

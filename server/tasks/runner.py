@@ -111,6 +111,17 @@ class TaskRun:
     _blocked: str | None = None  # why this task may not run at all (see keep_local)
     _answers: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
+    async def count_tokens(self, text: str) -> int | None:
+        """``text``'s length in the ready model's tokens; None when it cannot say."""
+        engine = self.worker.engine
+        if engine is None:
+            return None
+        try:
+            return await asyncio.to_thread(engine.count_tokens, text)
+        except Exception:  # noqa: BLE001 - an estimate is then all there is
+            log.debug("could not count tokens", exc_info=True)
+            return None
+
     async def ready(self) -> ModelInfo:
         """The info of the model that will answer: the first backend of the route that
         can (skipping, with a notice, those that cannot), waiting for a load or a

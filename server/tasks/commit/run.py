@@ -104,8 +104,23 @@ async def generate_commit_message(
         diff_text = msg.summary_diff(summaries)
     if progress:
         progress("writing the message")
-    messages, text = msg.build_prompt(changes, diff_text, style=style, chat=chat, root=root)
-    prompt = prompt_text(info, messages, text)
+    room = info.context_length - 2 * sampling.max_tokens - RE_ASK_TOKENS  # answer, re-ask
+    cut: list[str] = []
+    for _ in range(3):  # characters were an estimate: the tokenizer has the last word
+        messages, text = msg.build_prompt(changes, diff_text, style=style, chat=chat, root=root)
+        prompt = prompt_text(info, messages, text)
+        used = await run.count_tokens(prompt)
+        if used is None or used <= room or len(diff_text) <= 400:
+            break
+        # (dense text, e.g. "→" or "≤", takes more tokens than the estimate allows)
+        excess_chars = int((used - room) * len(prompt) / used * 1.2) + 1
+        keep = max(400, len(diff_text) - excess_chars)
+        if summarised:
+            diff_text = diff_text[:keep]
+        else:
+            diff_text, cut = msg.diff_block(files, keep)
+    if cut:
+        notices.append("cut to fit the model's context: " + ", ".join(cut))
     turns = messages
     grammar = msg.grammar(style, changes.described, changes.recent)
     errors = []
