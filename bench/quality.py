@@ -194,11 +194,16 @@ def git(root: Path, *args: str, check: bool = True) -> str:
                           text=True, env=GIT_ENV).stdout
 
 
-def commit_pool(repo: Path) -> list[str]:
-    """Non-merge commits whose diff a small model can be shown whole: 1-4 files,
-    3-80 changed lines."""
+# This repository's history grows with every commit, and a growing pool would move
+# commits between the halves: the pool ends at the commit the halves were first cut at.
+POOL_END = "b8402cb"
+
+
+def commit_pool(repo: Path, until: str = "HEAD") -> list[str]:
+    """Non-merge commits up to ``until`` whose diff a small model can be shown whole:
+    1-4 files, 3-80 changed lines."""
     out = []
-    log = git(repo, "log", "--no-merges", "--format=@%H", "--numstat")
+    log = git(repo, "log", "--no-merges", "--format=@%H", "--numstat", until)
     for block in log.split("@")[1:]:
         head, *rows = block.strip().splitlines()
         stats = [r.split("\t") for r in rows if r.strip()]
@@ -349,6 +354,8 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, default=REPO)
     parser.add_argument("--half", choices=("held-back", "tuning"), default="held-back")
     parser.add_argument("--seed", type=int, default=20261201)
+    parser.add_argument("--until", help="the last commit of the pool (this repository: "
+                        f"{POOL_END}, where its halves were cut; another: HEAD)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     write = not args.no_write and args.half == "held-back"
@@ -356,7 +363,8 @@ def main() -> int:
     files, pool = doc_pool()
     doc_half = halves(pool, args.seed)[args.half]
     docs = sorted(random.Random(args.seed).sample(doc_half, min(args.docstrings, len(doc_half))))
-    commit_half = halves(commit_pool(args.repo), args.seed)[args.half]
+    until = args.until or (POOL_END if args.repo.resolve() == REPO else "HEAD")
+    commit_half = halves(commit_pool(args.repo, until), args.seed)[args.half]
     commits = random.Random(args.seed).sample(commit_half, min(args.commits, len(commit_half)))
     repo_name = "this repository" if args.repo.resolve() == REPO else f"`{args.repo.name}`"
     description = [
@@ -374,8 +382,8 @@ def main() -> int:
         "code, or a parameter "
         "line of fewer than two words or of one token. *Acceptable*: not junk and the summary's ROUGE-L "
         "against the real first sentence ≥ 0.2.",
-        f"- Commit messages: {len(commits)} real commits of {repo_name} (1-4 files, 3-80 "
-        "changed lines) sampled from the held-back half, each replayed staged on its parent "
+        f"- Commit messages: {len(commits)} real commits of {repo_name} up to {until} "
+        "(1-4 files, 3-80 changed lines) sampled from the held-back half, each replayed staged on its parent "
         "in a temporary clone. *Valid*: a header of at most 72 characters in the "
         "repository's own style (the one most of the 20 subjects before it follow: Conventional "
         "Commits `type(scope): subject`, scoped `area: subject`, or a capitalized plain "
