@@ -396,7 +396,8 @@ def main() -> int:
         "- Not blind after commit 03c7c24's run: five of the validator's junk rules (a "
         "summary that is only the qualified name, chat addressed to the user, a quoted name "
         "the file does not have, a description that is a code expression, a summary that "
-        "repeats itself; each quoted in tests/test_junk.py) and two corrections of this "
+        "repeats itself; each quoted in tests/test_junk.py), a commit subject's mid-sentence "
+        "end at a comma or an opening quote (tests/test_commit_message.py) and two corrections of this "
         "judge (inflected dictionary words are words; a placeholder that is the "
         "function's own name is not junk) came from reading that run's held-back answers."]
     if write:

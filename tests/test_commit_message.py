@@ -341,9 +341,13 @@ def test_scoped_examples_come_from_the_history():
     # SmolLM2 on the tuning half of bench/quality.py: cut at the grammar's length.
     "The first prompt is the one that shows how to test a function. The",
     "fix: skip missing values in the",
+    # Gemma on the held-back half (session 6).
+    "src: change the head to match first 10 lines of the original file,",
+    "A new commit message for the staged changes of the repository at ``",
 ])
 def test_a_subject_cut_mid_sentence_is_refused(raw):
-    style = "plain" if raw.startswith("The") else "conventional"
+    style = "plain" if raw.startswith(("The", "A ")) else \
+        "scoped" if raw.startswith("src") else "conventional"
     with pytest.raises(cm.CommitMessageError, match="mid-sentence"):
         cm.validate(raw, changes_of(APP), style)
 

@@ -323,7 +323,8 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
             if _WORD.fullmatch(w.strip(",:;`'\"()")) or _IDENTIFIER.fullmatch(w.strip("`'\""))
             ]) < 2:  # (a name is a word: "add to_euros")
         raise CommitMessageError(f"the subject does not say anything: {subject!r}")
-    if subject.split()[-1].lower() in _DANGLING or re.search(r"\.\s+[A-Z]\w*$", subject):
+    if subject.split()[-1].lower() in _DANGLING or re.search(r"\.\s+[A-Z]\w*$", subject) \
+            or re.search(r"[,;:(`'\"]$", subject):
         # cut at the grammar's length: "... how to test a function. The"
         raise CommitMessageError(f"the subject stops mid-sentence: {subject!r}")
     if verb is None:
