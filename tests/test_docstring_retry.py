@@ -51,3 +51,31 @@ async def test_a_property_is_not_asked_again():
     with pytest.raises(docstring.DocstringError, match="placeholder"):
         await document(["Python docstring for `tau`.", "The circle constant."],
                        PROPERTY, line=2)
+
+
+async def test_a_file_denser_than_the_estimate_gets_a_smaller_share_of_the_prompt():
+    # Text like "→" takes more tokens than characters / 3: the model's own count
+    # decides how much of the file goes in, and the prompt fits its context.
+    import dataclasses
+
+    notes = "".join(f"# step {i}: → ≤ × → ≤ × → ≤ × → ≤ × → ≤ ×\n" for i in range(400))
+    source = notes + SOURCE
+
+    class Dense(FakeEngine):
+        def count_tokens(self, text: str) -> int:
+            return len(text.encode())  # a token per byte: far denser than the estimate
+
+    engine = Dense.scripted(["Show the circle constant."])
+    engine.info = dataclasses.replace(engine.info, context_length=2048)
+    worker = GenerationWorker()
+    worker.load(lambda: engine)
+    settings = Settings()
+    settings.cache.enabled = False
+    try:
+        result = await generate_docstring(TaskRun(worker), settings, source=source,
+                                          path="circle.py", line=400)
+    finally:
+        worker.shutdown()
+    assert result.text == "Show the circle constant."
+    assert engine.count_tokens(engine.prompts[0]) <= 2048 - settings.docstring.max_tokens
+    assert "def tau():" in engine.prompts[0]  # the function itself is always there

@@ -55,11 +55,21 @@ async def generate_docstring(
     # ``chat`` is the local preset's way of prompting; a model server says its own.
     use_chat = bool(info.chat_template) if chat is None or run.remote else chat
     sampling = settings.docstring
-    prompt = docstring.build_prompt(
-        source, fn, path=path, chat_template=info.chat_template if use_chat else None,
-        bos_token=info.bos_token, eos_token=info.eos_token,
-        context_tokens=info.context_length, max_tokens=sampling.max_tokens, root=root,
-        style=docstring.detect_style(source) if sampling.style == "auto" else sampling.style)
+    style = docstring.detect_style(source) if sampling.style == "auto" else sampling.style
+    room = info.context_length - sampling.max_tokens
+    context_tokens = info.context_length
+    for _ in range(3):  # the file's share is estimated in characters: the tokenizer decides
+        prompt = docstring.build_prompt(
+            source, fn, path=path, chat_template=info.chat_template if use_chat else None,
+            bos_token=info.bos_token, eos_token=info.eos_token,
+            context_tokens=context_tokens, max_tokens=sampling.max_tokens, root=root,
+            style=style)
+        used = await run.count_tokens(prompt.text)
+        if used is None or used <= room:
+            break
+        # Dense text ("→", "≤", CJK) takes more tokens than characters / 3: less file.
+        context_tokens = max(sampling.max_tokens + 64,
+                             context_tokens - int((used - room) * 1.2) - 1)
     # Free first (a constraint distorts what the model meant: "A function ..." forced
     # on into "Accept ..."); when the summary is refused (chatter such as "Python
     # docstring for `f`"), once more with its first word constrained to a verb.
