@@ -151,6 +151,15 @@ def invented_names(text: str, known: frozenset[str]) -> list[str]:
     return found
 
 
+def invented_reason(text: str, known: frozenset[str] | None) -> str | None:
+    """Why ``text`` is made up, when it names two or more things the code does not have
+    (``known``: the file's words; None: nothing to check against)."""
+    if known is None:
+        return None
+    made_up = invented_names(text, known)
+    return f"names what the code does not have: {made_up[:3]}" if len(made_up) >= 2 else None
+
+
 def repeated_descriptions(descriptions: dict[str, str]) -> list[str]:
     """Names whose description is word for word another name's (junk by copying)."""
     seen: dict[str, str] = {}

@@ -157,6 +157,10 @@ def _imperative(word: str) -> str | None:
     return next((c for c in candidates if c in _VERBS), None)
 
 
+# A test file by its path: tests/, test_x.py, x_test.go, x.test.ts, x.spec.js.
+TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.\w+$|[^/]*\.(test|spec)\.\w+$)")
+
+
 def type_hint(files: list[FileDiff]) -> str | None:
     """The type a message must have when the files leave no doubt (all docs, all tests)."""
     paths = [f.path for f in files]
@@ -165,8 +169,7 @@ def type_hint(files: list[FileDiff]) -> str | None:
     if all(p.lower().endswith((".md", ".rst", ".txt", ".adoc")) or p.startswith("docs/")
            for p in paths):
         return "docs"
-    if all(re.search(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.\w+$|[^/]*\.(test|spec)\.\w+$)", p)
-           for p in paths):
+    if all(TEST_PATH.search(p) for p in paths):
         return "test"
     return None
 

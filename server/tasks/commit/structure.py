@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from .gitdiff import FileDiff
+from .message import TEST_PATH, type_hint
 
 # A definition line in Python, JS/TS, Go, Rust, Ruby, Kotlin, Swift (+ or - or context).
 _DEF = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
@@ -20,7 +21,6 @@ _DEF = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
                   r"(?:\([^)]*\)\s*)?([A-Za-z_]\w*)")
 _HUNK = re.compile(r"^@@ [^@]* @@ ?(.*)$")
 _DOC_OPEN = re.compile(r"^\s*[rRuU]?(\"\"\"|''')|^\s*/\*\*|^\s*///")
-_TEST_FILE = re.compile(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.\w+$|[^/]*\.(test|spec)\.\w+$)")
 ORDER = ("add", "remove", "change", "document", "test")
 
 
@@ -75,7 +75,7 @@ def file_facts(f: FileDiff) -> list[Fact]:
             last_def = None
         if sign in "+-" and line.strip() and current is not None:
             changed[current] = None
-    test_file = bool(_TEST_FILE.search(f.path))
+    test_file = bool(TEST_PATH.search(f.path))
     signature = [n for n in added if n in removed]  # removed and added again: changed
     found = [Fact("test" if test_file and n.startswith(("test", "Test")) else "add", n, f.path)
              for n in added if n not in removed]
@@ -102,8 +102,8 @@ def facts(files: list[FileDiff]) -> list[Fact]:
     return out
 
 
-_VERB = {"add": "add", "remove": "remove", "change": "change", "document": "document",
-         "test": "add"}
+def _verb(action: str) -> str:
+    return "add" if action == "test" else action  # "add test_x"
 
 
 def _names(names: list[str]) -> str:
@@ -127,9 +127,9 @@ def subject(found: list[Fact], limit: int) -> str | None:
             groups.append((action, names))
     if not groups:
         return None
-    named = [f"{_VERB[a]} {_names(n)}" for a, n in groups]
-    counted = [f"{_VERB[a]} {len(n)} {_COUNTED[a]}" if len(n) > 1 else
-               f"{_VERB[a]} a {_COUNTED[a][:-1]}" for a, n in groups]
+    named = [f"{_verb(a)} {_names(n)}" for a, n in groups]
+    counted = [f"{_verb(a)} {len(n)} {_COUNTED[a]}" if len(n) > 1 else
+               f"{_verb(a)} a {_COUNTED[a][:-1]}" for a, n in groups]
     clauses = list(named)
     for i in reversed(range(len(clauses))):  # count the later clauses first
         if len(", ".join(clauses)) <= limit:
@@ -144,22 +144,27 @@ def conventional_type(found: list[Fact], files: list[FileDiff]) -> str:
     """The type the facts support, and no more: docs, test, feat (only additions), else
     chore (whether a change fixes or refactors is not in the structure)."""
     actions = {f.action for f in found}
-    paths = [f.path for f in files]
-    if actions <= {"document"} or all(p.lower().endswith((".md", ".rst", ".txt"))
-                                      or p.startswith("docs/") for p in paths):
+    hint = type_hint(files)  # all documentation, or all tests, by their paths
+    if hint:
+        return hint
+    if actions <= {"document"}:
         return "docs"
-    if actions <= {"test"} or all(_TEST_FILE.search(p) for p in paths):
+    if actions <= {"test"}:
         return "test"
     if actions <= {"add", "document", "test"} and "add" in actions:
         return "feat"
     return "chore"
 
 
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
 def area(files: list[FileDiff]) -> str:
     """The scoped style's area: the one file's stem, else the deepest common folder."""
     paths = [f.path for f in files]
     if len(paths) == 1:
-        return paths[0].rsplit("/", 1)[-1].split(".", 1)[0]
+        return _stem(paths[0])
     parts = [p.split("/")[:-1] for p in paths]
     common: list[str] = []
     for level in zip(*parts, strict=False):
@@ -178,8 +183,7 @@ def structural_message(files: list[FileDiff], style: str, max_header: int) -> st
     elif style == "scoped":
         where = area(files)
         if not where and found:  # no common folder: the one most of the facts are in
-            tops = [f.path.split("/", 1)[0] if "/" in f.path else area([FileDiff(f.path, "M", "")])
-                    for f in found]
+            tops = [f.path.split("/", 1)[0] if "/" in f.path else _stem(f.path) for f in found]
             where = max(dict.fromkeys(tops), key=tops.count)
         prefix = f"{where}: " if where else ""
     else:

@@ -782,15 +782,13 @@ def docstring_junk(text: str, fn: FunctionTarget, source: str = "") -> list[str]
         reasons.append("the docstring copies a marker of the prompt")
     items = _param_descriptions(text, fn)
     known = cleaning.file_words(source) if source else None
-    if known is not None and len(made_up := cleaning.invented_names(first, known)) >= 2:
-        reasons.append(f"the summary names what the code does not have: {made_up[:3]}")
+    if why := cleaning.invented_reason(first, known):
+        reasons.append(f"the summary {why}")
     for name, sec in items.items():
-        why = cleaning.placeholder_reason(sec.description, name)
-        if why:
-            reasons.append(f"parameter {name}: {why}")
-        if known is not None and len(made_up := cleaning.invented_names(
-                sec.description, known)) >= 2:
-            reasons.append(f"parameter {name}: names what the code does not have: {made_up[:3]}")
+        for why in (cleaning.placeholder_reason(sec.description, name),
+                    cleaning.invented_reason(sec.description, known)):
+            if why:
+                reasons.append(f"parameter {name}: {why}")
         conflict = _param_type_conflict(sec.type, name, fn)
         if conflict:
             reasons.append(conflict)
@@ -825,8 +823,8 @@ def drop_junk(text: str, fn: FunctionTarget, source: str = "") -> str:
     first = summary_part(text).split("\n\n", 1)[0]
     why = cleaning.summary_junk_reason(first, fn.qualname)
     known = cleaning.file_words(source) if source else None
-    if not why and known is not None and len(made_up := cleaning.invented_names(first, known)) >= 2:
-        why = f"the summary names what the code does not have: {made_up[:3]}"
+    if not why and (made_up := cleaning.invented_reason(first, known)):
+        why = f"the summary {made_up}"
     if why:
         raise DocstringError(f"{why}; not shown")
     lines = text.splitlines()
@@ -835,8 +833,8 @@ def drop_junk(text: str, fn: FunctionTarget, source: str = "") -> str:
     repeated = set(cleaning.repeated_descriptions(
         {n: sec.description for n, sec in items.items()}))
     for name, sec in items.items():
-        if name in repeated or cleaning.placeholder_reason(sec.description, name) or (
-                known is not None and len(cleaning.invented_names(sec.description, known)) >= 2):
+        if name in repeated or cleaning.placeholder_reason(sec.description, name) or \
+                cleaning.invented_reason(sec.description, known):
             drop.update(range(sec.first, sec.last + 1))
     for sec in sections(text):
         if sec.kind != "returns":
@@ -979,8 +977,6 @@ def parse_params_answer(raw: str, params: tuple[str, ...],
     """The descriptions in the model's JSON answer; DocstringError when they are not
     worth keeping. ``source``: the function, for words an answer may share with the
     worked example (a function about temperatures may say "Fahrenheit")."""
-    import json
-
     try:
         data = json.loads(raw[raw.find("{"):])
     except ValueError as exc:

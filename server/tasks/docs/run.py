@@ -74,6 +74,7 @@ async def generate_docstring(
     # on into "Accept ..."); when the summary is refused (chatter such as "Python
     # docstring for `f`"), once more with its first word constrained to a verb.
     grammar = None
+    verb_first = docstring.summary_grammar(fn)  # None: a property or dunder, no constraint
     while True:
         completion = await run.generate("docstring", prompt.text, sampling,
                                         stop=list(prompt.stop), grammar=grammar,
@@ -85,9 +86,9 @@ async def generate_docstring(
             text = _checked_docstring(completion, fn, source, prompt.stop, regenerate)
             break
         except docstring.DocstringError as exc:
-            if grammar is not None or docstring.summary_grammar(fn) is None:
+            if grammar is not None or verb_first is None:
                 raise
-            grammar = docstring.summary_grammar(fn)
+            grammar = verb_first
             log.info("docstring for %s refused (%s): asking again, beginning with a verb",
                      fn.qualname, exc)
     notice = None
