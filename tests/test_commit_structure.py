@@ -5,6 +5,7 @@ scripted engine: no model needed."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -109,8 +110,21 @@ def staged(repo):  # test_commit_message's repository, a docstring added and sta
     return repo
 
 
-async def commit_message(repo: Path, answers: list[str], *, from_structure: bool = True):
-    engine = FakeEngine.scripted(answers)
+class DenseEngine(FakeEngine):
+    """The scripted engine with a given context and a tokenizer far denser than
+    characters / 3 (a token per byte, as arrows or CJK can be)."""
+
+    def __init__(self, answers: list[str], context_length: int) -> None:
+        super().__init__(responses=list(answers))
+        self.info = dataclasses.replace(self.info, context_length=context_length)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.encode())
+
+
+async def commit_message(repo: Path, answers: list[str] | FakeEngine, *,
+                         from_structure: bool = True):
+    engine = answers if isinstance(answers, FakeEngine) else FakeEngine.scripted(answers)
     worker = GenerationWorker()
     worker.load(lambda: engine)
     settings = Settings()
@@ -154,21 +168,12 @@ def test_one_added_function_makes_a_message_that_passes_the_checks():
 async def test_the_prompt_fits_the_context_with_the_examples_and_the_re_ask(staged):
     # bench/quality.py overflowed a 2048-token context on a re-ask once the worked
     # examples were in: every prompt, the second attempt's too, must fit.
-    import dataclasses
-
     big = "".join(f"def helper_{i}(x):\n    return x * {i} + {i}\n" for i in range(32))
     (staged / "helpers.py").write_text(big)
     subprocess.run(["git", "-C", str(staged), "add", "helpers.py"], check=True)
     engine = FakeEngine.scripted(JUNK)
     engine.info = dataclasses.replace(engine.info, context_length=1024)
-    worker = GenerationWorker()
-    worker.load(lambda: engine)
-    settings = Settings()
-    settings.cache.enabled = False
-    try:
-        await generate_commit_message(TaskRun(worker), settings, staged)
-    finally:
-        worker.shutdown()
+    await commit_message(staged, engine)
     chars_per_token = 3  # the task's own conservative measure
     assert len(engine.prompts) >= 2
     assert all(len(p) <= 1024 * chars_per_token for p in engine.prompts), \
@@ -178,25 +183,11 @@ async def test_the_prompt_fits_the_context_with_the_examples_and_the_re_ask(stag
 async def test_a_diff_denser_than_the_estimate_is_cut_by_the_tokenizers_count(staged):
     # Text like "→" or "≤" takes more tokens than characters / 3: the model's own count
     # decides, and the diff is cut (and said to be) rather than the context overflowed.
-    import dataclasses
-
     (staged / "notes.py").write_text("".join(f"X = '{'→≤×' * 20}'  # {i}\n" for i in range(30)))
     subprocess.run(["git", "-C", str(staged), "add", "notes.py"], check=True)
 
-    class Dense(FakeEngine):
-        def count_tokens(self, text: str) -> int:
-            return len(text.encode())  # a token per byte: far denser than the estimate
-
-    engine = Dense.scripted(["docs: document total and the notes"])
-    engine.info = dataclasses.replace(engine.info, context_length=4096)
-    worker = GenerationWorker()
-    worker.load(lambda: engine)
-    settings = Settings()
-    settings.cache.enabled = False
-    try:
-        result = await generate_commit_message(TaskRun(worker), settings, staged)
-    finally:
-        worker.shutdown()
-    room = 4096 - 2 * settings.commit.max_tokens - 80
+    engine = DenseEngine(["docs: document total and the notes"], context_length=4096)
+    result = await commit_message(staged, engine)
+    room = 4096 - 2 * Settings().commit.max_tokens - 80
     assert all(engine.count_tokens(p) <= room for p in engine.prompts)
     assert any("cut to fit the model's context: notes.py" in n for n in result.notices)

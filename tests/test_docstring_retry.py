@@ -5,6 +5,7 @@ constrained to a verb; a summary that passes the first time is never constrained
 from __future__ import annotations
 
 import pytest
+from test_commit_structure import DenseEngine
 
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.engine.worker import GenerationWorker
@@ -17,8 +18,8 @@ SOURCE = "def tau():\n    print(6.28)\n"
 PROPERTY = "class C:\n    @property\n    def tau(self):\n        print(6.28)\n"
 
 
-async def document(answers: list[str], source: str = SOURCE, line: int = 0):
-    engine = FakeEngine.scripted(answers)
+async def document(answers: list[str] | FakeEngine, source: str = SOURCE, line: int = 0):
+    engine = answers if isinstance(answers, FakeEngine) else FakeEngine.scripted(answers)
     worker = GenerationWorker()
     worker.load(lambda: engine)
     settings = Settings()
@@ -56,26 +57,11 @@ async def test_a_property_is_not_asked_again():
 async def test_a_file_denser_than_the_estimate_gets_a_smaller_share_of_the_prompt():
     # Text like "→" takes more tokens than characters / 3: the model's own count
     # decides how much of the file goes in, and the prompt fits its context.
-    import dataclasses
-
     notes = "".join(f"# step {i}: → ≤ × → ≤ × → ≤ × → ≤ × → ≤ ×\n" for i in range(400))
     source = notes + SOURCE
 
-    class Dense(FakeEngine):
-        def count_tokens(self, text: str) -> int:
-            return len(text.encode())  # a token per byte: far denser than the estimate
-
-    engine = Dense.scripted(["Show the circle constant."])
-    engine.info = dataclasses.replace(engine.info, context_length=2048)
-    worker = GenerationWorker()
-    worker.load(lambda: engine)
-    settings = Settings()
-    settings.cache.enabled = False
-    try:
-        result = await generate_docstring(TaskRun(worker), settings, source=source,
-                                          path="circle.py", line=400)
-    finally:
-        worker.shutdown()
+    engine, result = await document(DenseEngine(["Show the circle constant."], 2048),
+                                    source, line=400)
     assert result.text == "Show the circle constant."
-    assert engine.count_tokens(engine.prompts[0]) <= 2048 - settings.docstring.max_tokens
+    assert engine.count_tokens(engine.prompts[0]) <= 2048 - Settings().docstring.max_tokens
     assert "def tau():" in engine.prompts[0]  # the function itself is always there
