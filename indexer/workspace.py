@@ -622,9 +622,9 @@ class WorkspaceIndex:
             "SELECT c.id, c.hash, c.path, c.symbol, c.kind, c.signature, c.doc, c.text "
             "FROM chunks c LEFT JOIN files f ON f.path = c.path WHERE c.embedded = 0 "
             f"ORDER BY c.path IN ({marks}) DESC, f.mtime_ns DESC, c.id", first_set).fetchall()
+        pending = _by_length_in_windows(pending, batch * LENGTH_WINDOW_BATCHES, set(first_set))
         total = len(pending)
         model = embedder.name
-        since_release = 0  # texts embedded since the heap's free pages were given back
         for start in range(0, total, batch):
             rows = pending[start: start + batch]
             hashes = list({r[1] for r in rows})
@@ -634,17 +634,13 @@ class WorkspaceIndex:
             todo = {r[1]: r for r in rows if r[1] not in cached}
             if todo:
                 texts, counts = embedder.fit_counted(
-                    [embedding_text(r[2], r[3], r[4], r[5], r[6], unpack_text(r[7]))
+                    [embedding_text(r[2], r[3], r[4], r[5], unpack_text(r[6]), unpack_text(r[7]))
                      for r in todo.values()])
                 fresh = embedder.encode(texts, counts).astype(np.float32)
                 stats.embedded += len(todo)
                 stats.tokens += sum(counts)
                 for h, vec in zip(todo, fresh, strict=True):
                     cached[h] = vec
-                since_release += len(todo)
-                if since_release >= RELEASE_AFTER_EMBEDDED:  # bounded, not just given back
-                    release_free_memory()
-                    since_release = 0
             stats.reused += len(rows) - len(todo)
             vectors.upsert([r[0] for r in rows], [cached[r[1]] for r in rows])
             with self.store.transaction():
@@ -654,8 +650,6 @@ class WorkspaceIndex:
                                [(r[0],) for r in rows])
             if progress:
                 progress(min(start + batch, total), total, rows[-1][2])
-        if since_release and stats.embedded >= RELEASE_AFTER_EMBEDDED:
-            release_free_memory()
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -765,23 +759,24 @@ class WorkspaceIndex:
         return unpack_text(row[0]) if row else ""
 
 
-# Every this many texts embedded, the encoder's freed buffers go back to the system:
-# batches of different lengths fragment the heap, which grew ~500 MB over 2,000 texts
-# when given back only at the end (peak 1118 MB; every 256 texts 1000, every 64 876).
-# A malloc_trim takes milliseconds; a batch of 64, seconds. One edit's text: none.
-RELEASE_AFTER_EMBEDDED = 64
+# The encoder pads a batch to its longest text: batches of chunks in priority order mix
+# short and long texts, and cost ~12% more than the same texts sorted by length (the
+# way SentenceTransformer.encode orders one call). Sorting within windows of this many
+# batches keeps the order by priority at that scale and each batch as short as it can be.
+LENGTH_WINDOW_BATCHES = 8
 
 
-def release_free_memory() -> None:
-    """Give the C heap's free memory back to the system (glibc's malloc_trim): the
-    encoder's activations are freed after each batch but malloc keeps the pages, so a
-    long embedding run left the process ~300 MB larger for good. Elsewhere: nothing."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError) as exc:
-        log.debug("malloc_trim unavailable: %s", exc)
+def _by_length_in_windows(rows: list, window: int, first: set[str]) -> list:
+    """``rows`` (embed_pending's: id, hash, then embedding_text()'s parts) sorted by length
+    within consecutive windows, the editor's open files still ahead in each."""
+    def length(row: tuple) -> int:  # of embedding_text()'s text, before it is cut
+        return sum(len(part or "") for part in row[2:6]) + len(unpack_text(row[6])) + \
+            len(unpack_text(row[7]))
+    out: list = []
+    for start in range(0, len(rows), max(1, window)):
+        out.extend(sorted(rows[start: start + window],
+                          key=lambda r: (r[2] not in first, length(r))))
+    return out
 
 
 RRF_K = 60
