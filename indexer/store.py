@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS chunks(
     start_line INTEGER, end_line INTEGER, part INTEGER, hash TEXT, text TEXT,
     signature TEXT, doc TEXT, embedded INTEGER DEFAULT 0);
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
-CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(hash);
+DROP INDEX IF EXISTS chunks_hash;  -- never searched by; 5 MB per 100k chunks
 CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(embedded) WHERE embedded = 0;
 -- Contentless: the terms are derived from chunks.text, so storing them again
 -- would only cost disk (about a seventh of the database).
@@ -105,19 +105,20 @@ def chunk_terms(symbol: str, path: str, text: str) -> tuple[str, str]:
 
 
 # (path, language, symbol, kind, start_line, end_line, part, hash, text (pack_text),
-# signature, doc)
-ChunkRow = tuple[str, str, str, str, int, int, int, str, "str | bytes", str, str]
+# signature, doc (pack_text))
+ChunkRow = tuple[str, str, str, str, int, int, int, str, "str | bytes", str, "str | bytes"]
 # (line, col, is_def, name, kind, end_col): the file is the one they are stored with
 SymbolRow = tuple[int, int, int, str, str, int]
 
 
 def chunk_row(c: Chunk) -> ChunkRow:
     return (c.path, c.language, c.symbol, c.kind, c.start_line, c.end_line, c.part, c.hash,
-            pack_text(c.text), c.signature, c.doc)
+            pack_text(c.text), c.signature, pack_text(c.doc))
 
 
-# A chunk's text longer than this is stored deflated (a BLOB; shorter ones stay TEXT):
-# code deflates about 2.5x, and chunk text was a third of the store. Readers take
+# A chunk's text or doc comment longer than this is stored deflated (a BLOB; shorter ones
+# stay TEXT): code deflates about 2.5x, chunk text was a third of the store and doc
+# comments (a second copy of part of the text) 15 MB per 100k chunks. Readers take
 # either type (unpack_text), so stores written before hold plain text and still read.
 PACK_MIN_BYTES = 128
 
@@ -429,7 +430,7 @@ class Store:
                                        batch):
                 cid, path, lang, symbol, kind, start, end, part, hash_, text, sig, doc = row
                 out[cid] = StoredChunk(cid, path, lang, symbol, kind, start, end, part, hash_,
-                                       unpack_text(text), sig, doc)
+                                       unpack_text(text), sig, unpack_text(doc))
         return out
 
     def counts(self) -> dict[str, int]:

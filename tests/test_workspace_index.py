@@ -235,6 +235,34 @@ def test_open_files_are_embedded_first(index, ws):
     assert (again.embedded, len(vectors.vectors)) == (1, 3)
 
 
+
+def test_batches_hold_texts_of_like_length_and_open_files_still_come_first(ws, tmp_path):
+    # The encoder pads a batch to its longest text: pending chunks in priority order
+    # are sorted by length within windows of batches, the open file's chunks ahead.
+    bodies = [(f"f{i}", " + ".join(["x"] * n)) for i, n in enumerate([40, 2, 25, 1, 60, 8])]
+    (ws / "pkg" / "sizes.py").write_text("".join(
+        f"def {name}(x):\n    return {body}\n\n\n" for name, body in bodies))
+    idx = WorkspaceIndex(ws, tmp_path / "cache")
+    idx.update()
+    try:
+        embedder, vectors = RecordingEmbedder(), MemoryVectors()
+        stats = idx.embed_pending(embedder, vectors, first=["pkg/stock.ts"], batch=2)
+        assert stats.embedded == 9 and len(vectors.vectors) == 9
+        assert embedder.seen[0].startswith("pkg/stock.ts")
+        rest = embedder.seen[1:]  # one window: 9 rows < 2 x 8
+        assert [len(t) for t in rest] == sorted(len(t) for t in rest)
+        # With batches of one, a window is 8 rows: the open file's chunk, then 7 by length.
+        idx.store.db.execute("UPDATE chunks SET embedded = 0")
+        idx.store.db.commit()
+        embedder = RecordingEmbedder()
+        embedder.name = "another model"  # nothing cached for it
+        idx.embed_pending(embedder, MemoryVectors(), first=["pkg/stock.ts"], batch=1)
+        assert embedder.seen[0].startswith("pkg/stock.ts") and len(embedder.seen) == 9
+        window = [len(t) for t in embedder.seen[1:8]]
+        assert window == sorted(window)
+    finally:
+        idx.close()
+
 # The layout of schema 4 (symbols by path, files without ids), as that version wrote it.
 SCHEMA_4 = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
@@ -302,16 +330,20 @@ def test_a_store_of_the_older_larger_layout_is_rebuilt_in_the_new_one(ws, tmp_pa
 def test_long_chunk_text_is_stored_deflated_and_reads_back_exactly(ws, tmp_path):
     body = "".join(f"    total_{i} = compute_line_total(order, {i}) + tax_rate * {i}\n"
                    for i in range(30))
-    (ws / "pkg" / "orders.py").write_text(f"def order_total(order, tax_rate):\n{body}"
+    doc = ("    \"\"\"The order's total with tax: each line's total plus the tax rate times "
+           "its number,\n    summed over the thirty lines an order can have (caf\u00e9).\"\"\"\n")
+    (ws / "pkg" / "orders.py").write_text(f"def order_total(order, tax_rate):\n{doc}{body}"
                                           "    return total_0  # caf\u00e9\n")
     idx = WorkspaceIndex(ws, tmp_path / "cache")
     try:
         idx.update(workers=1)
-        cid, stored = idx.store.db.execute(
-            "SELECT id, text FROM chunks WHERE symbol = 'order_total'").fetchone()
+        cid, stored, stored_doc = idx.store.db.execute(
+            "SELECT id, text, doc FROM chunks WHERE symbol = 'order_total'").fetchone()
         assert isinstance(stored, bytes) and len(stored) < len(body) / 2
+        assert isinstance(stored_doc, bytes)  # the doc comment too
         chunk = idx.store.chunks([cid])[cid]
         assert chunk.text == (ws / "pkg" / "orders.py").read_text().rstrip("\n")
+        assert chunk.doc.startswith("The order's total") and chunk.doc.endswith("(caf\u00e9).")
         [hit] = [r for r in idx.search("compute_line_total") if r.symbol == "order_total"]
         assert idx.chunk_text(hit) == chunk.text
         # Short chunks stay plain text; both kinds read back.
