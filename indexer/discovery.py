@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,13 +155,18 @@ def _is_text_doc(name: str) -> bool:
                                   ".rb", ".php", ".cs", ".scala", ".lua", ".zig"))
 
 
-def discover(root: Path, *, max_file_kb: int = 512, exclude: Iterable[str] = ()) -> Discovery:
-    """Every indexable file under ``root``, sorted, with skip counts by reason."""
+def discover(root: Path, *, max_file_kb: int = 512, exclude: Iterable[str] = (),
+             on_candidates: Callable[[int], object] | None = None) -> Discovery:
+    """Every indexable file under ``root``, sorted, with skip counts by reason.
+    ``on_candidates`` hears how many files are left to check once they are listed
+    (the checks read each file's head: most of the time on a large tree)."""
     root = root.resolve()
     found = Discovery(root)
     candidates = _git_files(root)
     if candidates is None:
         candidates = list(_walk_with_gitignore(root))
+    if on_candidates is not None:
+        on_candidates(len(candidates))
     exclude = list(exclude)
     for rel in sorted(set(candidates)):
         reason = skip_reason(root, rel, max_file_kb=max_file_kb, exclude=exclude)

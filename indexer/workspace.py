@@ -15,6 +15,7 @@ import fcntl
 import fnmatch
 import functools
 import hashlib
+import itertools
 import logging
 import multiprocessing
 import os
@@ -24,9 +25,9 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ import numpy as np
 
 from .chunker import chunk_file
 from .context import ContextPiece, assemble, chunk_at
-from .discovery import discover, skip_reason
+from .discovery import Discovery, discover, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
 from .secrets import Redactor
@@ -197,29 +198,59 @@ def _pool_worker_init(parent: int) -> None:
     threading.Thread(target=orphaned, name="hearth-orphan-watch", daemon=True).start()
 
 
-def _parse_all(root: Path, todo: list[tuple[str, str | None]],
-               workers: int | None) -> Generator[ParsedFile, None, None]:
-    """Parsed files in ``todo`` order, from a process pool when that pays."""
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1 or len(todo) < POOL_MIN_FILES:
-        for rel, known_hash in todo:
-            yield parse_file(str(root), rel, known_hash)
-        return
+# Batches of files submitted to the pool per worker before the writer takes results.
+BATCHES_AHEAD = 3
+
+
+def _parse_batch(root: str, items: list[tuple[str, str | None]]) -> list[ParsedFile]:
+    return [parse_file(root, rel, known_hash) for rel, known_hash in items]
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """A parsing pool whose workers start now (Python and the indexer's imports, ~0.2 s
+    each): on a first build they start while the files are being discovered."""
     # spawn, not fork: the server process has threads (the model, pygls), and
     # forking a process with threads can deadlock the child.
     ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                               initializer=_pool_worker_init, initargs=(os.getpid(),))
+    for _ in range(workers):  # a spawn pool starts a worker per task submitted
+        pool.submit(os.getpid)
+    return pool
+
+
+def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int | None,
+               started: ProcessPoolExecutor | None = None
+               ) -> Generator[ParsedFile, None, None]:
+    """Parsed files in ``todo`` order, from a process pool when that pays (``started``:
+    one already started, which this shuts down)."""
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(todo) < POOL_MIN_FILES:
+        if started is not None:
+            started.shutdown(wait=False, cancel_futures=True)
+        for rel, known_hash in todo:
+            yield parse_file(str(root), rel, known_hash)
+        return
     done = 0
+    size = max(1, min(32, len(todo) // (workers * 8)))
+    batches = iter([todo[i: i + size] for i in range(0, len(todo), size)])
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                 initializer=_pool_worker_init,
-                                 initargs=(os.getpid(),)) as pool:
-            rels = [rel for rel, _ in todo]
-            hashes = [h for _, h in todo]
+        with started or _start_pool(workers) as pool:
+            # A few batches ahead of the writer, not all of them: Executor.map submits
+            # everything at once, and on a large tree the parsed files waiting for the
+            # writer (it has one core's share against the workers' two) took ~300 MB.
+            ahead: deque[Future[list[ParsedFile]]] = deque(
+                pool.submit(_parse_batch, str(root), batch)
+                for batch in itertools.islice(batches, workers * BATCHES_AHEAD))
             try:
-                for parsed in pool.map(parse_file, [str(root)] * len(todo), rels, hashes,
-                                       chunksize=max(1, min(32, len(todo) // (workers * 8)))):
-                    yield parsed
-                    done += 1
+                while ahead:
+                    parsed_batch = ahead.popleft().result()
+                    following = next(batches, None)
+                    if following is not None:
+                        ahead.append(pool.submit(_parse_batch, str(root), following))
+                    for parsed in parsed_batch:
+                        yield parsed
+                        done += 1
             except GeneratorExit:  # the caller stopped early: drop what is not started
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
@@ -405,7 +436,31 @@ class WorkspaceIndex:
         """
         self._require_writer()
         started = time.perf_counter()
-        found = discover(self.root, max_file_kb=self.max_file_kb, exclude=self.exclude)
+        pools: list[ProcessPoolExecutor] = []
+        n_workers = workers or os.cpu_count() or 1
+        first_build = rebuild or self.store.db.execute(
+            "SELECT 1 FROM files LIMIT 1").fetchone() is None
+
+        def listed(candidates: int) -> None:
+            # A first build parses nearly every file: with enough of them, the workers
+            # start while discovery checks them (a pool that cannot start now is
+            # tried again when parsing starts).
+            if first_build and n_workers > 1 and candidates >= POOL_MIN_FILES:
+                with contextlib.suppress(OSError):
+                    pools.append(_start_pool(n_workers))
+
+        try:
+            found = discover(self.root, max_file_kb=self.max_file_kb, exclude=self.exclude,
+                             on_candidates=listed)
+            return self._update(started, found, pools[0] if pools else None, progress,
+                                rebuild, workers, should_stop, keep)
+        finally:
+            for pool in pools:  # shut down by then, unless it was never used
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def _update(self, started: float, found: Discovery, pool: ProcessPoolExecutor | None,
+                progress: Progress | None, rebuild: bool, workers: int | None,
+                should_stop: Callable[[], bool], keep: Iterable[str]) -> IndexStats:
         stats = IndexStats(files=len(found.files), skipped=found.skipped)
         known = {} if rebuild else self.store.files()
         if rebuild:
@@ -445,7 +500,7 @@ class WorkspaceIndex:
         self.store.db.execute(f"PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}")
         self.store.db.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
         self.store.db.execute("BEGIN")
-        parsing = _parse_all(self.root, todo, workers)
+        parsing = _parse_all(self.root, todo, workers, pool)
         to_parse = {rel for rel, _ in todo}
         used, full = 0, False
         try:

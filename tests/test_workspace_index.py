@@ -89,6 +89,40 @@ def test_a_worker_pool_indexes_exactly_what_one_process_does(tmp_path):
     assert tables[0] == tables[1]
 
 
+def test_a_first_build_starts_its_workers_while_discovery_checks_the_files(
+        tmp_path, ws, monkeypatch):
+    from hearth_lsp.indexer import workspace
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(70):
+        (root / f"m{i}.py").write_text(f"def handler_{i}(event):\n    return event + {i}\n")
+    events: list[str] = []
+    real_start, real_check = workspace._start_pool, workspace.discover.__globals__["skip_reason"]
+    monkeypatch.setattr(workspace, "_start_pool",
+                        lambda n: events.append("pool") or real_start(n))
+    monkeypatch.setitem(workspace.discover.__globals__, "skip_reason",
+                        lambda *a, **k: events.append("check") or real_check(*a, **k))
+    idx = WorkspaceIndex(root, tmp_path / "cache")
+    try:
+        assert idx.update(workers=2).changed == 70
+        assert events.count("pool") == 1 and events.index("pool") < events.index("check")
+        assert idx.search("handler_7")[0].symbol == "handler_7"
+        events.clear()
+        (root / "m1.py").write_text("def renamed(event):\n    return event\n")
+        idx.update(workers=2)  # not a first build: no pool before the files are known
+        assert "pool" not in events[:events.index("check")]
+    finally:
+        idx.close()
+    small = WorkspaceIndex(ws, tmp_path / "small")  # a handful of files: no pool at all
+    try:
+        events.clear()
+        small.update(workers=2)
+        assert "pool" not in events
+    finally:
+        small.close()
+
+
 def test_a_store_from_another_version_is_rebuilt(index, ws, tmp_path):
     index.store.db.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")
     index.store.db.commit()
