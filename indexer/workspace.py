@@ -440,27 +440,36 @@ class WorkspaceIndex:
         n_workers = workers or os.cpu_count() or 1
         first_build = rebuild or self.store.db.execute(
             "SELECT 1 FROM files LIMIT 1").fetchone() is None
+        bulk = False
 
         def listed(candidates: int) -> None:
-            # A first build parses nearly every file: with enough of them, the workers
-            # start while discovery checks them (a pool that cannot start now is
-            # tried again when parsing starts).
-            if first_build and n_workers > 1 and candidates >= POOL_MIN_FILES:
-                with contextlib.suppress(OSError):
-                    pools.append(_start_pool(n_workers))
+            # A first build of many files: the store's indexes are built at the end
+            # (bulk_load), and the workers start while discovery checks the files (a
+            # pool that cannot start now is tried again when parsing starts).
+            nonlocal bulk
+            if first_build and candidates >= POOL_MIN_FILES:
+                bulk = True
+                if n_workers > 1:
+                    with contextlib.suppress(OSError):
+                        pools.append(_start_pool(n_workers))
 
         try:
             found = discover(self.root, max_file_kb=self.max_file_kb, exclude=self.exclude,
                              on_candidates=listed)
-            return self._update(started, found, pools[0] if pools else None, progress,
-                                rebuild, workers, should_stop, keep)
+            with self.store.bulk_load() if bulk else contextlib.nullcontext():
+                stats = self._update(found, pools[0] if pools else None, progress, rebuild,
+                                     workers, should_stop, keep, bulk)
         finally:
             for pool in pools:  # shut down by then, unless it was never used
                 pool.shutdown(wait=False, cancel_futures=True)
+        stats.seconds = time.perf_counter() - started
+        return stats
 
-    def _update(self, started: float, found: Discovery, pool: ProcessPoolExecutor | None,
+    def _update(self, found: Discovery, pool: ProcessPoolExecutor | None,
                 progress: Progress | None, rebuild: bool, workers: int | None,
-                should_stop: Callable[[], bool], keep: Iterable[str]) -> IndexStats:
+                should_stop: Callable[[], bool], keep: Iterable[str],
+                new: bool) -> IndexStats:
+        """update() once the files are known; ``new``: the store holds none of them."""
         stats = IndexStats(files=len(found.files), skipped=found.skipped)
         known = {} if rebuild else self.store.files()
         if rebuild:
@@ -529,7 +538,7 @@ class WorkspaceIndex:
                 elif self.max_chunks is not None:  # pinned: in, and counted
                     used += stored.get(rel, 0) if parsed is None or parsed.chunks is None \
                         else len(parsed.chunks)
-                if parsed is not None and self._store_parsed(parsed, stats):
+                if parsed is not None and self._store_parsed(parsed, stats, new):
                     batch += 1
                 if batch >= 200:  # commit in batches: a crash loses at most one batch
                     self.store.db.commit()
@@ -551,7 +560,6 @@ class WorkspaceIndex:
                 self.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the bulk's WAL
         if stats.left_out:
             self._notice(left_out_notice(stats, self.max_files, self.max_chunks))
-        stats.seconds = time.perf_counter() - started
         return stats
 
     @staticmethod
@@ -563,7 +571,7 @@ class WorkspaceIndex:
         first = set(pinned)
         return pinned + [rel for rel in rels if rel not in first], first
 
-    def _store_parsed(self, parsed: ParsedFile, stats: IndexStats) -> bool:
+    def _store_parsed(self, parsed: ParsedFile, stats: IndexStats, new: bool = False) -> bool:
         if parsed.error is not None:
             log.debug("cannot read %s: %s", parsed.rel, parsed.error)
             stats.skipped["unreadable"] += 1
@@ -575,7 +583,7 @@ class WorkspaceIndex:
                                   (record.size, record.mtime_ns, record.path))
             return True
         added, removed = self.store.replace_rows(record, parsed.chunks, parsed.symbols,
-                                                 parsed.parse_errors, parsed.terms)
+                                                 parsed.parse_errors, parsed.terms, new)
         stats.changed += 1
         stats.chunks_added += added
         stats.chunks_removed += removed

@@ -123,6 +123,53 @@ def test_a_first_build_starts_its_workers_while_discovery_checks_the_files(
         small.close()
 
 
+def index_names(idx) -> set[str]:
+    return {r[0] for r in idx.store.db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+
+
+def test_a_first_build_of_many_files_builds_the_store_s_indexes_at_the_end(tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(70):
+        (root / f"m{i}.py").write_text(f"def handler_{i}(event):\n    return helper(event)\n")
+    idx = WorkspaceIndex(root, tmp_path / "cache")
+    during: list[set[str]] = []
+    try:
+        stats = idx.update(workers=1, should_stop=lambda: during.append(index_names(idx)))
+        assert stats.changed == 70 and during
+        assert all("chunks_path" not in names and "symbols_name" not in names
+                   for names in during)
+        assert {"chunks_path", "symbols_name"} <= index_names(idx)
+        assert idx.store.check(full=True) == []  # every index matches its table
+        assert idx.search("handler_42")[0].symbol == "handler_42"
+        # The next update is not a first build: files are looked up by path.
+        (root / "m3.py").write_text("def renamed(event):\n    return event\n")
+        assert idx.update(workers=1).changed == 1
+        assert [r.symbol for r in idx.search("renamed")] == ["renamed"]
+        assert "handler_3" not in {r.symbol for r in idx.search("handler_3", k=100)}
+    finally:
+        idx.close()
+
+    # A build that fails half-way leaves the indexes in place (and what it wrote).
+    calls = []
+
+    def fail_later() -> bool:
+        calls.append(1)
+        if len(calls) == 30:
+            raise RuntimeError("the disk is gone")
+        return False
+
+    idx = WorkspaceIndex(root, tmp_path / "cache2")
+    try:
+        with pytest.raises(RuntimeError):
+            idx.update(workers=1, should_stop=fail_later)
+        assert {"chunks_path", "symbols_name"} <= index_names(idx)
+        assert idx.update(workers=1).changed == 70 and idx.store.check(full=True) == []
+    finally:
+        idx.close()
+
+
 def test_a_store_from_another_version_is_rebuilt(index, ws, tmp_path):
     index.store.db.execute("UPDATE meta SET value = '0' WHERE key = 'schema'")
     index.store.db.commit()
