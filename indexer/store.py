@@ -376,13 +376,19 @@ class Store:
                 [(first + n, *(terms[i] if terms else chunk_terms(
                     chunks[i][2], chunks[i][0], unpack_text(chunks[i][8]))))
                  for n, i in enumerate(fresh)])
-        file_id = self.db.execute(
-            "INSERT INTO files(path, language, size, mtime_ns, hash, parse_errors) "
-            "VALUES (?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET language=excluded.language, "
-            "size=excluded.size, mtime_ns=excluded.mtime_ns, hash=excluded.hash, "
-            "parse_errors=excluded.parse_errors RETURNING id",
-            (record.path, record.language, record.size, record.mtime_ns, record.hash,
-             int(parse_errors))).fetchone()[0]
+        values = (record.path, record.language, record.size, record.mtime_ns, record.hash,
+                  int(parse_errors))
+        if new:
+            file_id = self.db.execute(
+                "INSERT INTO files(path, language, size, mtime_ns, hash, parse_errors) "
+                "VALUES (?,?,?,?,?,?)", values).lastrowid
+        else:
+            file_id = self.db.execute(
+                "INSERT INTO files(path, language, size, mtime_ns, hash, parse_errors) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
+                "language=excluded.language, size=excluded.size, mtime_ns=excluded.mtime_ns, "
+                "hash=excluded.hash, parse_errors=excluded.parse_errors RETURNING id",
+                values).fetchone()[0]
         if not new:
             self.db.execute("DELETE FROM symbols WHERE file = ?", (file_id,))
         self.db.executemany(

@@ -143,6 +143,8 @@ def test_a_first_build_of_many_files_builds_the_store_s_indexes_at_the_end(tmp_p
         assert {"chunks_path", "symbols_name"} <= index_names(idx)
         assert idx.store.check(full=True) == []  # every index matches its table
         assert idx.search("handler_42")[0].symbol == "handler_42"
+        [found] = idx.store.definitions("handler_42")  # symbols name their own file
+        assert found[2] == "m42.py"
         # The next update is not a first build: files are looked up by path.
         (root / "m3.py").write_text("def renamed(event):\n    return event\n")
         assert idx.update(workers=1).changed == 1
