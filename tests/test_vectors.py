@@ -76,6 +76,14 @@ def test_long_texts_are_encoded_in_smaller_batches_with_the_same_vectors(embedde
     assert cosines.min() > 0.9999
 
 
+def test_the_batch_token_limit_follows_the_device(embedder):
+    from hearth_lsp.indexer.embeddings import MAX_BATCH_TOKENS
+
+    # Measured on a CPU: smaller batches are faster there; a GPU wants large ones.
+    assert embedder.max_batch_tokens == MAX_BATCH_TOKENS[embedder.model.device.type]
+    assert MAX_BATCH_TOKENS["cpu"] < MAX_BATCH_TOKENS["cuda"]
+
+
 def test_cached_vectors_are_packed_small_and_unpack_close_to_the_model_s(embedder):
     import numpy as np
 
