@@ -298,6 +298,7 @@ def main() -> int:
         "SELECT vector FROM embeddings LIMIT 2000")])
     rss_small = rss_mb()[1]  # phase 2 and the re-indexing, less the raw-encode baseline
     idx.close()
+    print(f"RSS after the small corpus, its index closed: {rss_mb()[0]:.0f} MB", flush=True)
 
     # The large repository, from nothing to searchable by name and words (phase 1).
     large = tmp / "large"
@@ -317,6 +318,7 @@ def main() -> int:
           f"{large_s:.1f} s ({lstats.files / large_s:.0f} files/s); other load "
           f"{load_large.share:.0%}", flush=True)
 
+    print(f"RSS after the large repository's phase 1: {rss_mb()[0]:.0f} MB", flush=True)
     # --chunks of its real chunks get a vector (a sampled real embedding plus noise:
     # the vector store's cost does not depend on where a vector came from) and an
     # embedding-cache row, as phase 2 would leave them; queries then rank, fetch and

@@ -8,6 +8,7 @@ own tokenizer. The full body stays in the lexical index and goes into prompts.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -39,6 +40,25 @@ def release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError) as exc:
         log.debug("malloc_trim unavailable: %s", exc)
+
+
+# glibc's M_ARENA_MAX (mallopt). Every encode runs in a new thread (see _encode), and a
+# new thread may get a malloc arena of its own; their freed pages fragment apart and
+# malloc_trim cannot give them back: 600 chunks embedded left the process 656 MB with
+# the default arenas, 602 MB with two.
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+@functools.cache
+def limit_malloc_arenas() -> None:
+    """Once per process, before the first encode thread (glibc only; elsewhere nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError) as exc:
+        log.debug("mallopt unavailable: %s", exc)
 
 
 class EmbeddingModelMissing(RuntimeError):
@@ -80,6 +100,7 @@ class Embedder:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TQDM_DISABLE", "1")
+        limit_malloc_arenas()
         folder = Path(model_dir) if model_dir else bundled_model_dir()
         if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
             raise EmbeddingModelMissing(f"{folder} is not a sentence-transformers model folder")
