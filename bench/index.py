@@ -126,6 +126,9 @@ def phase1_profile(root: Path, store_dir: Path) -> tuple[dict[str, float], int]:
     found = timed("discovery", discover, root)
     redactor = Redactor.for_workspace(root)
     store = Store(store_dir / "profile.sqlite")
+    # A first build's writes, as update() makes them (bulk_load, files new to the store).
+    bulk = store.bulk_load()
+    timed("SQLite writes", bulk.__enter__)
     store.db.execute("BEGIN")
     for rel in (p.as_posix() for p in found.files):
         def read(rel=rel):
@@ -149,8 +152,9 @@ def phase1_profile(root: Path, store_dir: Path) -> tuple[dict[str, float], int]:
         parsed = timed("transfer from the pool (pickle)", _round_trip,
                        ParsedFile(rel, record, chunks, symbols, False, terms))
         timed("SQLite writes", store.replace_rows, parsed.record, parsed.chunks,
-              parsed.symbols, False, parsed.terms)
+              parsed.symbols, False, parsed.terms, True)
     timed("SQLite writes", store.db.commit)
+    timed("SQLite writes", bulk.__exit__, None, None, None)  # the indexes, built at the end
     store.close()
     return spent, len(found.files)
 
@@ -183,7 +187,7 @@ def reset_peak() -> None:
 def sqlite_parts(db) -> dict[str, float]:
     """Bytes of the store's parts (dbstat): chunk rows and their indexes, the lexical
     index, symbols and their name index, the embedding cache, the rest."""
-    groups = {"chunks": "chunks", "chunks_path": "chunks", "chunks_hash": "chunks",
+    groups = {"chunks": "chunks", "chunks_path": "chunks",
               "chunks_pending": "chunks", "symbols": "symbols", "symbols_name": "symbols",
               "embeddings": "embedding cache", "sqlite_autoindex_embeddings_1": "embedding cache"}
     out: dict[str, float] = {}

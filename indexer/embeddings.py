@@ -42,6 +42,8 @@ def release_free_memory() -> None:
         log.debug("malloc_trim unavailable: %s", exc)
 
 
+# An encode of at least this many texts gives the freed pages back (see _encode).
+TRIM_AFTER_TEXTS = 8
 # glibc's M_ARENA_MAX (mallopt). Every encode runs in a new thread (see _encode), and a
 # new thread may get a malloc arena of its own; their freed pages fragment apart and
 # malloc_trim cannot give them back: 600 chunks embedded left the process 656 MB with
@@ -52,7 +54,11 @@ MALLOC_ARENAS = 2
 
 @functools.cache
 def limit_malloc_arenas() -> None:
-    """Once per process, before the first encode thread (glibc only; elsewhere nothing)."""
+    """Once per process, before the first encode thread (glibc only; elsewhere nothing).
+    Process-wide: every thread shares the two arenas (llama.cpp allocates little once
+    loaded). A MALLOC_ARENA_MAX in the environment is the user's choice and stays."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
     try:
         import ctypes
 
@@ -182,8 +188,10 @@ class Embedder:
         # The thread's malloc arena keeps the activations' pages after they are freed:
         # without giving them back, each batch started from the last one's high water
         # (2,000 texts: peak 1118 MB; trimmed every 64 texts 876 MB, every batch ~780).
-        # A malloc_trim costs milliseconds; a batch of long texts, about a second.
-        release_free_memory()
+        # A malloc_trim costs milliseconds; a batch of long texts, about a second; a
+        # query or one edited chunk, less than the trim: those keep their pages.
+        if len(texts) >= TRIM_AFTER_TEXTS:
+            release_free_memory()
         if "error" in done:
             raise done["error"]
         return done["vectors"]

@@ -8,6 +8,7 @@ documents there doubles the disk. The vector store holds ids and vectors only.
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 import zlib
@@ -22,10 +23,16 @@ import numpy as np
 
 from .chunker import Chunk, Symbol
 
+log = logging.getLogger(__name__)
+
 # Bump when the schema or lexical_terms() changes: a store of another version is
 # rebuilt (the contentless FTS table is deleted from by recomputing terms).
 SCHEMA_VERSION = "5"  # 3: definition kinds (struct, enum, trait, ...); 4: secrets redacted;
 # 5: symbols name their file by id (paths were a third of the store)
+# SCHEMA_VERSION stays: a store's indexes are not part of what it holds.
+# Indexes bulk_load() builds once at the end of a first build (SCHEMA creates them too).
+BULK_INDEXES = {"chunks_path": "CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);",
+                "symbols_name": "CREATE INDEX IF NOT EXISTS symbols_name ON symbols(name);"}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 -- A file keeps its id while it is re-indexed (an upsert, never a replace): symbols
@@ -37,7 +44,7 @@ CREATE TABLE IF NOT EXISTS chunks(
     id INTEGER PRIMARY KEY, path TEXT NOT NULL, language TEXT, symbol TEXT, kind TEXT,
     start_line INTEGER, end_line INTEGER, part INTEGER, hash TEXT, text TEXT,
     signature TEXT, doc TEXT, embedded INTEGER DEFAULT 0);
-CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+{chunks_path}
 DROP INDEX IF EXISTS chunks_hash;  -- never searched by; 5 MB per 100k chunks
 CREATE INDEX IF NOT EXISTS chunks_pending ON chunks(embedded) WHERE embedded = 0;
 -- Contentless: the terms are derived from chunks.text, so storing them again
@@ -50,7 +57,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 CREATE TABLE IF NOT EXISTS symbols(
     file INTEGER, line INTEGER, col INTEGER, is_def INTEGER, name TEXT, kind TEXT,
     end_col INTEGER, PRIMARY KEY(file, line, col, is_def, name)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS symbols_name ON symbols(name);
+{symbols_name}
 -- Vectors cached by (model, chunk hash), packed by pack_vector (int8 with a scale;
 -- float16 in stores written before, still read).
 CREATE TABLE IF NOT EXISTS embeddings(model TEXT, hash TEXT, vector BLOB,
@@ -58,7 +65,7 @@ CREATE TABLE IF NOT EXISTS embeddings(model TEXT, hash TEXT, vector BLOB,
 -- Chunk ids whose vectors must leave the vector store (phase 2 does it), so
 -- phase 1 never needs the vector store and a crash loses no deletion.
 CREATE TABLE IF NOT EXISTS vector_deletes(id INTEGER PRIMARY KEY);
-"""
+""".format(**BULK_INDEXES)
 
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -211,10 +218,6 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
 
 
 WAL_SIZE_LIMIT = 4 << 20
-# The indexes bulk_load() builds at the end (as in SCHEMA).
-BULK_INDEXES = {"chunks_path": "CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path)",
-                "symbols_name": "CREATE INDEX IF NOT EXISTS symbols_name ON symbols(name)"}
-
 # Rows of PRAGMA quick_check / integrity_check worth reporting.
 MAX_PROBLEMS = 20
 
@@ -421,25 +424,36 @@ class Store:
         self.db.executemany("DELETE FROM chunks WHERE id = ?", rows)
         self.db.executemany("INSERT OR IGNORE INTO vector_deletes VALUES (?)", rows)
 
+    def ensure_indexes(self) -> None:
+        """The indexes bulk_load() takes away, back if a failed build left them out."""
+        for sql in BULK_INDEXES.values():
+            self.db.execute(sql)
+        self.db.commit()
+
     @contextmanager
-    def bulk_load(self) -> Iterator[None]:
+    def bulk_load(self, cache_kb: int = 2000) -> Iterator[None]:
         """While many files go into a store that has none: the indexes by path and by
         symbol name are dropped and built once at the end, from all the rows (growing
         them row by row in random order was a third of the writer's time on a
         10,000-file tree). Lookups by path must not happen meanwhile (replace_rows'
         ``new``). A writer killed in between gets them back from SCHEMA at its next
-        open."""
+        open. ``cache_kb``: the page cache while the indexes are built (their sort)."""
         for name in BULK_INDEXES:
             self.db.execute(f"DROP INDEX IF EXISTS {name}")
         self.db.commit()
         try:
             yield
         finally:
-            with suppress(sqlite3.Error):  # a failed store: its error is the news
-                self.db.rollback()
-                for sql in BULK_INDEXES.values():
-                    self.db.execute(sql)
-                self.db.commit()
+            try:
+                self.db.rollback()  # whatever the build left uncommitted
+                self.db.execute(f"PRAGMA cache_size=-{cache_kb}")
+                self.ensure_indexes()
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the indexes' WAL
+            except sqlite3.Error as exc:  # the next update tries again (ensure_indexes)
+                log.warning("could not rebuild the index's lookups by path and name: %s", exc)
+            finally:
+                with suppress(sqlite3.Error):
+                    self.db.execute("PRAGMA cache_size=-2000")
 
     def clear(self) -> None:
         """Forget every file (for a rebuild); vectors are queued for deletion."""

@@ -172,6 +172,8 @@ def _redactor(root: str) -> Redactor:
 # SQLite settings while phase 1 writes (see update()).
 BULK_CHECKPOINT_PAGES = 8192
 BULK_CACHE_KB = 32768
+# Files written per transaction while phase 1 writes.
+COMMIT_EVERY_FILES = 200
 # Below this many files to parse, a pool costs more (process start, imports) than it saves.
 POOL_MIN_FILES = 64
 
@@ -223,7 +225,8 @@ def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int | No
                started: ProcessPoolExecutor | None = None
                ) -> Generator[ParsedFile, None, None]:
     """Parsed files in ``todo`` order, from a process pool when that pays (``started``:
-    one already started, which this shuts down)."""
+    one already started, used, or shut down once this is iterated; the caller shuts
+    it down if it never is)."""
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(todo) < POOL_MIN_FILES:
         if started is not None:
@@ -456,7 +459,9 @@ class WorkspaceIndex:
         try:
             found = discover(self.root, max_file_kb=self.max_file_kb, exclude=self.exclude,
                              on_candidates=listed)
-            with self.store.bulk_load() if bulk else contextlib.nullcontext():
+            if not bulk:
+                self.store.ensure_indexes()  # after a build whose index rebuild failed
+            with self.store.bulk_load(BULK_CACHE_KB) if bulk else contextlib.nullcontext():
                 stats = self._update(found, pools[0] if pools else None, progress, rebuild,
                                      workers, should_stop, keep, bulk)
         finally:
@@ -540,7 +545,7 @@ class WorkspaceIndex:
                         else len(parsed.chunks)
                 if parsed is not None and self._store_parsed(parsed, stats, new):
                     batch += 1
-                if batch >= 200:  # commit in batches: a crash loses at most one batch
+                if batch >= COMMIT_EVERY_FILES:  # a crash loses at most one batch
                     self.store.db.commit()
                     self.store.db.execute("BEGIN")
                     batch = 0
@@ -667,8 +672,9 @@ class WorkspaceIndex:
                       progress: Progress | None = None, *, first: Sequence[str] = (),
                       batch: int = 256) -> EmbedStats:
         """Embed chunks not embedded yet: files in ``first`` (open in the editor),
-        then the most recently changed. Identical texts are embedded once, and
-        vectors are cached by (model, chunk hash) across re-indexing."""
+        then the most recently changed, by length within windows of a few batches.
+        Identical texts are embedded once, and vectors are cached by (model, chunk
+        hash) across re-indexing."""
         self._require_writer()
         stats = EmbedStats()
         started = time.perf_counter()

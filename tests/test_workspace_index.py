@@ -128,7 +128,8 @@ def index_names(idx) -> set[str]:
         "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
 
 
-def test_a_first_build_of_many_files_builds_the_store_s_indexes_at_the_end(tmp_path):
+def test_a_first_build_of_many_files_builds_the_store_s_indexes_at_the_end(tmp_path,
+                                                                           monkeypatch):
     root = tmp_path / "many"
     root.mkdir()
     for i in range(70):
@@ -153,7 +154,11 @@ def test_a_first_build_of_many_files_builds_the_store_s_indexes_at_the_end(tmp_p
     finally:
         idx.close()
 
-    # A build that fails half-way leaves the indexes in place (and what it wrote).
+    # A build that fails half-way leaves the indexes in place and what it committed;
+    # the next update is not a first build and completes it by path.
+    from hearth_lsp.indexer import workspace
+
+    monkeypatch.setattr(workspace, "COMMIT_EVERY_FILES", 20)
     calls = []
 
     def fail_later() -> bool:
@@ -167,7 +172,14 @@ def test_a_first_build_of_many_files_builds_the_store_s_indexes_at_the_end(tmp_p
         with pytest.raises(RuntimeError):
             idx.update(workers=1, should_stop=fail_later)
         assert {"chunks_path", "symbols_name"} <= index_names(idx)
-        assert idx.update(workers=1).changed == 70 and idx.store.check(full=True) == []
+        assert idx.store.counts()["files"] == 20  # one committed batch
+        assert idx.update(workers=1).changed == 50 and idx.store.check(full=True) == []
+        assert idx.search("handler_69")[0].symbol == "handler_69"
+        # Indexes a failed rebuild left out come back with the next update.
+        idx.store.db.execute("DROP INDEX symbols_name")
+        idx.store.db.commit()
+        idx.update(workers=1)
+        assert "symbols_name" in index_names(idx)
     finally:
         idx.close()
 
