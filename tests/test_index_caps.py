@@ -63,6 +63,23 @@ def test_max_chunks_leaves_out_whole_files_but_never_an_open_one(tmp_path):
         idx.close()
 
 
+def test_the_chunk_cap_stops_a_parsing_pool_early_and_leaves_no_worker(tmp_path):
+    import multiprocessing
+
+    root = make_workspace(tmp_path / "ws", files=90)  # above the pool's threshold
+    idx = WorkspaceIndex(root, tmp_path / "cache", max_chunks=30)
+    try:
+        stats = idx.update(workers=2)
+        assert len(indexed(idx)) == 10 and stats.left_out["maxChunks"] == 80
+        assert idx.store.counts()["chunks"] == 30
+        deadline = time.monotonic() + 30
+        while multiprocessing.active_children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not multiprocessing.active_children()
+    finally:
+        idx.close()
+
+
 def test_a_lower_cap_shrinks_an_existing_index(tmp_path):
     root = make_workspace(tmp_path / "ws")
     idx = WorkspaceIndex(root, tmp_path / "cache")

@@ -89,6 +89,34 @@ def test_a_worker_pool_indexes_exactly_what_one_process_does(tmp_path):
     assert tables[0] == tables[1]
 
 
+def test_a_parsing_worker_killed_mid_build_costs_only_speed(tmp_path, caplog):
+    import multiprocessing
+    import signal
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(150):
+        (root / f"m{i:03d}.py").write_text(f"def handler_{i}(event):\n    return event + {i}\n")
+    killed: list[int] = []
+
+    def kill_a_worker() -> bool:
+        workers = multiprocessing.active_children()
+        if not killed and workers:  # the pool has started: kill one of its workers
+            killed.append(workers[0].pid)
+            os.kill(workers[0].pid, signal.SIGKILL)
+        return False
+
+    idx = WorkspaceIndex(root, tmp_path / "cache")
+    try:
+        stats = idx.update(workers=2, should_stop=kill_a_worker)
+        assert killed and stats.changed == 150
+        assert "the worker pool failed" in caplog.text  # the rest was parsed here
+        assert len(idx.store.files()) == 150 and idx.store.check(full=True) == []
+        assert idx.search("handler_149")[0].symbol == "handler_149"
+    finally:
+        idx.close()
+
+
 def test_a_first_build_starts_its_workers_while_discovery_checks_the_files(
         tmp_path, ws, monkeypatch):
     from hearth_lsp.indexer import workspace
