@@ -12,6 +12,7 @@ Lines are 0-based here; the search output converts them to 1-based.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
 import re
@@ -313,6 +314,12 @@ def _utf16(line: str, byte_col: int) -> int:
     return len(prefix.encode("utf-16-le")) // 2
 
 
+# References not stored: calls of a language's built-ins (Python's `len`, `isinstance`,
+# `ValueError`, ...) are a sixth of all references in real code, and a reference is
+# only ever used to find a definition in the workspace or the callers of one.
+UNSTORED_REFERENCES = {"python": frozenset(n for n in dir(builtins) if not n.startswith("_"))}
+
+
 def _symbols(lang: str, tree: ts.Tree, lines: list[str],
              spec: LangSpec | None = None) -> list[Symbol]:
     """Definitions and references from the grammar's tags query. A definition's kind
@@ -324,6 +331,7 @@ def _symbols(lang: str, tree: ts.Tree, lines: list[str],
     out: list[Symbol] = []
     seen = set()
     n_lines = len(lines)
+    unstored = UNSTORED_REFERENCES.get(lang, frozenset())
     for _, captures in ts.QueryCursor(query).matches(tree.root_node):
         names = captures.get("name")
         if not names:
@@ -346,6 +354,8 @@ def _symbols(lang: str, tree: ts.Tree, lines: list[str],
         if spec is not None and is_def and captures[role]:
             kind = _definition_kind(captures[role][0], kind, spec)
         name = node_text(node)
+        if not is_def and name in unstored:
+            continue
         if not line.isascii():
             col, end_col = _utf16(line, col), _utf16(line, end_col)
         key = (name, row, col, is_def)

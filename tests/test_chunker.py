@@ -149,6 +149,15 @@ def test_references_and_definitions_from_tags_queries():
     assert any(s.name == "helper" and not s.is_definition for s in result.symbols)
 
 
+def test_calls_of_python_builtins_are_not_stored_as_references():
+    source = b"def total(items):\n    return len(items) + helper(sum(items))\n"
+    refs = {s.name for s in chunk_file("a.py", "python", source).symbols if not s.is_definition}
+    assert refs == {"helper"}
+    # A workspace definition of the same name is still a definition.
+    defs = chunk_file("b.py", "python", b"def len(x):\n    return 0\n").symbols
+    assert [(s.name, s.is_definition) for s in defs] == [("len", True)]
+
+
 CPP_HEADER = b"""#pragma once
 #include <vector>
 
