@@ -48,12 +48,12 @@ if pause_at:
     store_parsed = workspace.WorkspaceIndex._store_parsed
     seen = [0]
 
-    def paused(self, parsed, stats):
+    def paused(self, parsed, stats, *rest):
         seen[0] += 1
         if seen[0] == pause_at:
             Path(mark).write_text(str(os.getpid()))
             time.sleep(3600)
-        return store_parsed(self, parsed, stats)
+        return store_parsed(self, parsed, stats, *rest)
 
     workspace.WorkspaceIndex._store_parsed = paused
 
@@ -455,11 +455,14 @@ def undo_read_only(path: Path) -> None:
             p.chmod(0o755 if p.is_dir() else 0o644)
 
 
+GENERATED = 600  # files added to the demo's 6
+
+
 async def test_a_full_disk_while_indexing_and_caching(demo_repo, tmp_path, fault_server):
     """The cache folder is a 2 MB tmpfs: the index outgrows it and the answer cache cannot
     write. Each says so once; search answers from what was indexed; docstrings work; with
     room, the next start completes the index."""
-    for i in range(300):
+    for i in range(GENERATED):  # enough to outgrow 2 MB of index
         (demo_repo / "gen").mkdir(exist_ok=True)
         (demo_repo / "gen" / f"mod_{i}.py").write_text("".join(
             f"def handler_{i}_{j}(event, context):\n    return event * {j}\n\n\n"
@@ -473,7 +476,7 @@ async def test_a_full_disk_while_indexing_and_caching(demo_repo, tmp_path, fault
         client, _, _ = await start(fault_server, demo_repo, env=env)
         try:
             st = await wait_index(client, ("error",))
-            assert "is full" in st["error"] and 0 < st["files"] < 306
+            assert "is full" in st["error"] and 0 < st["files"] < GENERATED + 6
             assert logged(client, "indexing stopped", "is full", "Reindex")
             found = await search(client, "handler_0_1")
             assert found[0]["symbol"] == "handler_0_1"
@@ -496,8 +499,9 @@ async def test_a_full_disk_while_indexing_and_caching(demo_repo, tmp_path, fault
     client, _, _ = await start(fault_server, demo_repo, env=index_env(roomy))
     try:
         st = await wait_index(client)
-        assert st["files"] == 306 and st["error"] is None
-        assert (await search(client, "handler_299_11"))[0]["symbol"] == "handler_299_11"
+        assert st["files"] == GENERATED + 6 and st["error"] is None
+        last = f"handler_{GENERATED - 1}_11"
+        assert (await search(client, last))[0]["symbol"] == last
     finally:
         await stop(client)
     check, _ = store_counts(roomy, demo_repo)
