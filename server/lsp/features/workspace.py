@@ -48,14 +48,18 @@ def _index_status(index: IndexService | None) -> dict[str, Any]:
 
 
 def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
+    # The state before the engine: a load sets the engine, then "ready", so a "ready"
+    # read first has its engine (read the other way round, a load finishing between
+    # the two reads gave "ready" without info, and `hearth demo` failed on it).
+    state, error = ls.worker.state, ls.worker.error
     engine = ls.worker.engine
     running = ls.worker.running()
     return {
         "index": _index_status(ls.index),  # the first folder's
         "folders": [{"root": str(f.root), "index": _index_status(f.index)}
                     for f in ls.folders.values()],
-        "model": ls.worker.state,
-        "error": ls.worker.error,
+        "model": state,
+        "error": error,
         "info": None if engine is None else {
             "name": engine.info.name, "path": engine.info.path,
             "contextLength": engine.info.context_length,
