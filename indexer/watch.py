@@ -34,7 +34,7 @@ class _Handler(FileSystemEventHandler):
 
 class Watcher:
     def __init__(self, root: Path, on_change: Callable[[list[Path]], None],
-                 ignore: tuple[Path, ...] = ()):
+                 ignore: tuple[Path, ...] = (), recursive: bool = True):
         self.root = root.resolve()
         self.on_change = on_change
         self.ignore = tuple(p.resolve() for p in ignore)
@@ -42,7 +42,7 @@ class Watcher:
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._observer = Observer()
-        self._observer.schedule(_Handler(self), str(self.root), recursive=True)
+        self._observer.schedule(_Handler(self), str(self.root), recursive=recursive)
 
     def start(self) -> None:
         self._observer.daemon = True

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from ..indexer.secrets import Redactor
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Third-party loggers that would echo every JSON-RPC message at INFO.
-QUIET = ("pygls", "httpx", "urllib3", "filelock")
+# Third-party loggers that would echo every JSON-RPC message at INFO, or (watchdog)
+# every file event at DEBUG: a log file under a watched folder then feeds itself.
+QUIET = ("pygls", "httpx", "urllib3", "filelock", "watchdog")
 
 
 # Secret shapes, plus the values of every workspace's `.env*` files as the server

@@ -214,6 +214,22 @@ async def test_configuration_changes_apply_live_and_reload_the_model(demo_repo, 
         await stop(client)
 
 
+async def test_the_user_config_edited_outside_the_editor_applies_live(demo_repo, tmp_path):
+    """`hearth models use` or another editor rewrites the user config; the running
+    server reads it again (the client only watches the workspace)."""
+    config = tmp_path / "conf" / "config.toml"
+    config.parent.mkdir()
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={"HEARTH_CONFIG_FILE": str(config)})
+    try:
+        assert (await wait_model(client))["info"]["path"] == "<fake>"
+        missing = tmp_path / "gone.gguf"
+        config.write_text(f'[model]\npath = "{missing}"\n')
+        status = await wait_model(client, want=("error",), timeout=30)
+        assert f"{missing}: no such file" in status["error"]
+    finally:
+        await stop(client)
+
+
 @pytest.fixture
 async def slow(demo_repo):
     """A server whose scripted model writes slowly (50 ms a token, up to 1000 tokens:

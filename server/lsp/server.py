@@ -547,7 +547,9 @@ class HearthServer(LanguageServer):
         try:
             from ...indexer.watch import Watcher
 
-            self._config_watcher = Watcher(config.parent, changed)
+            # Only the folder itself: the config may sit in a big folder (HEARTH_CONFIG_FILE
+            # in a home directory), and watching all below it would see every log write.
+            self._config_watcher = Watcher(config.parent, changed, recursive=False)
             self._config_watcher.start()
         except Exception as exc:  # inotify limits: editor settings still apply
             log.debug("not watching %s: %s", config, exc)
