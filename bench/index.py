@@ -1,6 +1,7 @@
 """Index benchmark: phase 1, phase 2 against raw SentenceTransformer.encode, freshness, queries.
 
-    .venv/bin/python bench/index.py [--embed-sample 2000] [--chunks 100000] [--phase1-only]
+    .venv/bin/python bench/index.py [--embed-sample 2000] [--chunks 100000]
+        [--large-files 10000] [--embed-with-vectors 1000] [--phase1-only]
 
 Corpus: a copy of several packages from this venv's site-packages plus torch's
 C/C++ headers (a real multi-language tree, not in a git repository). Prints the
@@ -10,10 +11,12 @@ figures and rewrites the "index" section of docs/benchmarks.md. Not a test.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -198,6 +201,108 @@ def sqlite_parts(db) -> dict[str, float]:
     return out
 
 
+def large_stage(tmp: Path, files: int, n_chunks: int, embed_n: int) -> None:
+    """The large repository from nothing to a lexical answer; then ``n_chunks`` of its
+    real chunks get a vector and queries run against them; then ``embed_n`` of its
+    pending chunks are embedded with those vectors in the store (indexing at that size).
+    Writes its figures, the process's peak RSS among them, to ``tmp/large.json``."""
+    large = tmp / "large"
+    large_packages = build_large_corpus(large, files)
+    base = np.load(tmp / "base.npy")
+    lidx = WorkspaceIndex(large, tmp / "cache-large")
+    with OtherLoad([os.getpid()]) as load_large:
+        t0 = time.perf_counter()
+        lstats = lidx.update()
+        found = lidx.search("parse the configuration file", 5)
+        large_s = time.perf_counter() - t0
+    if not found:
+        raise SystemExit("the large repository's lexical search found nothing")
+    lcounts = lidx.store.counts()
+    rss_build = rss_mb()[1]
+    print(f"large repository: {lstats.files} files, {lcounts['chunks']} chunks searchable in "
+          f"{large_s:.1f} s ({lstats.files / large_s:.0f} files/s), peak RSS {rss_build:.0f} MB; "
+          f"other load {load_large.share:.0%}", flush=True)
+    # n_chunks of its real chunks get a vector (a sampled real embedding plus noise:
+    # the vector store's cost does not depend on where a vector came from) and an
+    # embedding-cache row, as phase 2 would leave them; queries then rank, fetch and
+    # assemble real chunks.
+    embedder = Embedder(batch_size=64)
+    rss_model = rss_mb()[0]
+    vectors = lidx.open_vectors(embedder)
+    db = lidx.store.db
+    picked = db.execute("SELECT id, hash FROM chunks ORDER BY (id * 2654435761) % 4294967296 "
+                        "LIMIT ?", (n_chunks,)).fetchall()
+    rng = np.random.default_rng(0)
+    for i in range(0, len(picked), 5000):
+        part = picked[i: i + 5000]
+        vecs = base[rng.integers(0, len(base), len(part))] + rng.normal(
+            0, 0.05, (len(part), base.shape[1]))
+        vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+        vectors.upsert([cid for cid, _ in part], vecs)
+        with lidx.store.transaction():
+            db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?,?,?)",
+                           [(embedder.name, h, pack_vector(v))
+                            for (_, h), v in zip(part, vecs, strict=True)])
+            db.executemany("UPDATE chunks SET embedded = 1 WHERE id = ?",
+                           [(cid,) for cid, _ in part])
+    del picked
+    queries = ["parse a configuration file", "matrix multiplication", "send a JSON-RPC request",
+               "tokenize text into words", "compute the gradient", "open a database connection",
+               "render a template", "convert degrees to radians", "hash a password",
+               "read a file line by line"]
+    query_ms = []
+    answered = 0
+    for _ in range(3):
+        for q in queries:
+            t0 = time.perf_counter()
+            answered += bool(lidx.hybrid_search(q, 10, embedder, vectors))
+            query_ms.append((time.perf_counter() - t0) * 1000)
+    n_vectors = vectors.count()
+    print(f"query at {n_vectors} vectors: p50 {pct(query_ms, .5):.1f} ms, "
+          f"p95 {pct(query_ms, .95):.1f} ms ({answered}/{len(query_ms)} with results)",
+          flush=True)
+    rss_vectors = rss_mb()[1]
+    # Phase 2 goes on with those vectors in the store: embed_n more real chunks.
+    keep = [r[0] for r in db.execute(
+        "SELECT id FROM chunks WHERE embedded = 0 ORDER BY (id * 2654435761) % 4294967296 "
+        "LIMIT ?", (embed_n,))]
+    with lidx.store.transaction():
+        db.execute("CREATE TEMP TABLE keep(id INTEGER PRIMARY KEY)")
+        db.executemany("INSERT INTO keep VALUES (?)", [(k,) for k in keep])
+        db.execute("UPDATE chunks SET embedded = 1 WHERE embedded = 0 AND id NOT IN "
+                   "(SELECT id FROM keep)")
+    est = lidx.embed_pending(embedder, vectors, batch=64)
+    rss_embed = rss_mb()[1]
+    print(f"{est.embedded} chunks embedded ({est.reused} from the cache) with "
+          f"{n_vectors} vectors in the store; peak RSS {rss_embed:.0f} MB", flush=True)
+    n_vectors = vectors.count()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file alone, as a close leaves it
+    chroma_dir = lidx.dir / "chroma"
+    hnsw_mb = sum(p.stat().st_size for p in chroma_dir.rglob("*")
+                  if p.is_file() and p.parent != chroma_dir) / 1e6
+    chroma_mb = sum(p.stat().st_size for p in chroma_dir.rglob("*") if p.is_file()) / 1e6
+    parts = {k: v / 1e6 for k, v in sqlite_parts(db).items()}
+    cached = db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+    chunks = lidx.store.counts()["chunks"]
+    # Scaled to 100k chunks, each part by what it grows with: the store by the chunks
+    # it holds, the embedding cache and chroma by the vectors they hold.
+    scaled = {k: v * 100_000 / max(cached if k == "embedding cache" else chunks, 1)
+              for k, v in parts.items()}
+    scaled["chroma HNSW"] = hnsw_mb * 100_000 / max(n_vectors, 1)
+    scaled["chroma SQLite"] = (chroma_mb - hnsw_mb) * 100_000 / max(n_vectors, 1)
+    print("disk per 100k chunks: " + ", ".join(f"{k} {v:.0f} MB" for k, v in
+                                              sorted(scaled.items(), key=lambda kv: -kv[1])),
+          flush=True)
+    lidx.close()
+    (tmp / "large.json").write_text(json.dumps({
+        "packages": large_packages, "files": lstats.files, "chunks": lcounts["chunks"],
+        "seconds": large_s, "load": load_large.share, "query_ms": query_ms,
+        "n_vectors": n_vectors, "embedded": est.embedded + est.reused, "scaled": scaled,
+        "sqlite_mb": sum(parts.values()), "chroma_mb": chroma_mb, "cached": cached,
+        "rss_build": rss_build, "rss_model": rss_model, "rss_vectors": rss_vectors,
+        "rss_embed": rss_embed, "rss": max(rss_build, rss_vectors, rss_embed)}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--embed-sample", type=int, default=2000,
@@ -206,10 +311,17 @@ def main() -> int:
                         help="vectors in the store for the query-latency figure")
     parser.add_argument("--large-files", type=int, default=10_000,
                         help="files of the large repository indexed from nothing")
+    parser.add_argument("--embed-with-vectors", type=int, default=1000,
+                        help="chunks of the large repository embedded with --chunks vectors "
+                             "in its store")
+    parser.add_argument("--large-stage", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--phase1-only", action="store_true",
                         help="time phase 1 only and print it (docs/benchmarks.md is not touched)")
     args = parser.parse_args()
+    if args.large_stage:  # the child process main() starts for the large repository
+        large_stage(args.large_stage, args.large_files, args.chunks, args.embed_with_vectors)
+        return 0
     load_before = wait_for_quiet()
 
     tmp = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
@@ -304,83 +416,18 @@ def main() -> int:
     idx.close()
     print(f"RSS after the small corpus, its index closed: {rss_mb()[0]:.0f} MB", flush=True)
 
-    # The large repository, from nothing to searchable by name and words (phase 1).
-    large = tmp / "large"
-    large_packages = build_large_corpus(large, args.large_files)
-    reset_peak()
-    lidx = WorkspaceIndex(large, tmp / "cache-large")
-    with OtherLoad([os.getpid()]) as load_large:
-        t0 = time.perf_counter()
-        lstats = lidx.update()
-        found = lidx.search("parse the configuration file", 5)
-        large_s = time.perf_counter() - t0
-    if not found:
-        raise SystemExit("the large repository's lexical search found nothing")
-    lcounts = lidx.store.counts()
-    rss_large = rss_mb()[1]
-    print(f"large repository: {lstats.files} files, {lcounts['chunks']} chunks searchable in "
-          f"{large_s:.1f} s ({lstats.files / large_s:.0f} files/s); other load "
-          f"{load_large.share:.0%}", flush=True)
-
-    print(f"RSS after the large repository's phase 1: {rss_mb()[0]:.0f} MB", flush=True)
-    # --chunks of its real chunks get a vector (a sampled real embedding plus noise:
-    # the vector store's cost does not depend on where a vector came from) and an
-    # embedding-cache row, as phase 2 would leave them; queries then rank, fetch and
-    # assemble real chunks.
-    reset_peak()
-    vectors = lidx.open_vectors(embedder)
-    db = lidx.store.db
-    picked = db.execute("SELECT id, hash FROM chunks ORDER BY (id * 2654435761) % 4294967296 "
-                        "LIMIT ?", (args.chunks,)).fetchall()
-    rng = np.random.default_rng(0)
-    for i in range(0, len(picked), 5000):
-        part = picked[i: i + 5000]
-        vecs = base[rng.integers(0, len(base), len(part))] + rng.normal(
-            0, 0.05, (len(part), base.shape[1]))
-        vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
-        vectors.upsert([cid for cid, _ in part], vecs)
-        with lidx.store.transaction():
-            db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?,?,?)",
-                           [(embedder.name, h, pack_vector(v))
-                            for (_, h), v in zip(part, vecs, strict=True)])
-            db.executemany("UPDATE chunks SET embedded = 1 WHERE id = ?",
-                           [(cid,) for cid, _ in part])
-    queries = ["parse a configuration file", "matrix multiplication", "send a JSON-RPC request",
-               "tokenize text into words", "compute the gradient", "open a database connection",
-               "render a template", "convert degrees to radians", "hash a password",
-               "read a file line by line"]
-    query_ms = []
-    answered = 0
-    for _ in range(3):
-        for q in queries:
-            t0 = time.perf_counter()
-            answered += bool(lidx.hybrid_search(q, 10, embedder, vectors))
-            query_ms.append((time.perf_counter() - t0) * 1000)
-    n_vectors = vectors.count()
-    print(f"query at {n_vectors} vectors: p50 {pct(query_ms, .5):.1f} ms, "
-          f"p95 {pct(query_ms, .95):.1f} ms ({answered}/{len(query_ms)} with results)",
-          flush=True)
-    rss_vectors = rss_mb()[1]
-    rss = max(rss_p1, rss_small, rss_large, rss_vectors)  # less the raw-encode baseline
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file alone, as a close leaves it
-    chroma_dir = lidx.dir / "chroma"
-    hnsw_mb = sum(p.stat().st_size for p in chroma_dir.rglob("*")
-                  if p.is_file() and p.parent != chroma_dir) / 1e6
-    chroma_mb = sum(p.stat().st_size for p in chroma_dir.rglob("*") if p.is_file()) / 1e6
-    parts = {k: v / 1e6 for k, v in sqlite_parts(db).items()}
-    cached = db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
-    # Scaled to 100k chunks, each part by what it grows with: the store by the chunks
-    # it holds, the embedding cache and chroma by the vectors they hold.
-    scaled = {k: v * 100_000 / max(cached if k == "embedding cache" else lcounts["chunks"], 1)
-              for k, v in parts.items()}
-    scaled["chroma HNSW"] = hnsw_mb * 100_000 / max(n_vectors, 1)
-    scaled["chroma SQLite"] = (chroma_mb - hnsw_mb) * 100_000 / max(n_vectors, 1)
+    # The large repository, in a process of its own: a server that opens it starts
+    # afresh, without this process's small-corpus history (the raw-encode baseline's
+    # buffers among it).
+    np.save(tmp / "base.npy", base)
+    out = tmp / "large.json"
+    subprocess.run([sys.executable, __file__, "--large-stage", str(tmp), "--large-files",
+                    str(args.large_files), "--chunks", str(args.chunks), "--embed-with-vectors",
+                    str(args.embed_with_vectors)], check=True)
+    large = json.loads(out.read_text())
+    rss = max(rss_p1, rss_small, large["rss"])  # less the raw-encode baseline
+    query_ms, scaled = large["query_ms"], large["scaled"]
     per_100k = sum(scaled.values())
-    sqlite_mb = sum(parts.values())
-    print("disk per 100k chunks: " + ", ".join(f"{k} {v:.0f} MB" for k, v in
-                                              sorted(scaled.items(), key=lambda kv: -kv[1])),
-          flush=True)
-    lidx.close()
 
     lines = [
         f"Corpus: {stats.files} indexable files ({files_on_disk} on disk) copied from site-packages "
@@ -399,38 +446,42 @@ def main() -> int:
         f"batch 64) | {raw_s:.1f} s / {est.seconds:.1f} s = **{ratio:.2f}** | ≥ 0.9 |",
         f"| embedded tokens/s, Hearth / raw encode | {tokens / est.seconds:.0f} / "
         f"{tokens / raw_s:.0f} | |",
-        f"| a {lstats.files}-file repository (Python sources of "
-        f"{', '.join(large_packages)}), from nothing to a lexical search's answer | "
-        f"{lcounts['chunks']} chunks in **{large_s:.1f} s** ({lstats.files / large_s:.0f} "
-        f"files/s) | < 30 s |",
+        f"| a {large['files']}-file repository (Python sources of "
+        f"{', '.join(large['packages'])}), from nothing to a lexical search's answer | "
+        f"{large['chunks']} chunks in **{large['seconds']:.1f} s** "
+        f"({large['files'] / large['seconds']:.0f} files/s) | < 30 s |",
         f"| re-index after editing one function (parse + embed + store), p50 / p95 | "
         f"{pct(reindex_ms, .5):.0f} ms / **{pct(reindex_ms, .95):.0f} ms** ({len(reindex_ms)} edits) "
         f"| p95 ≤ 300 ms |",
-        f"| hybrid query incl. query embedding, {n_vectors} vectors behind real chunks of "
+        f"| hybrid query incl. query embedding, {args.chunks} vectors behind real chunks of "
         f"that repository, p50 / p95 | "
         f"{pct(query_ms, .5):.1f} ms / **{pct(query_ms, .95):.1f} ms** | p95 ≤ 100 ms |",
         f"| index folder (SQLite + chroma), scaled to 100k chunks | **{per_100k:.0f} MB**: "
         + ", ".join(f"{k} {v:.0f}" for k, v in sorted(scaled.items(), key=lambda kv: -kv[1]))
-        + f" (measured on the large repository: SQLite {sqlite_mb:.0f} MB for "
-        f"{lcounts['chunks']} chunks and {cached} cached vectors, chroma {chroma_mb:.0f} MB "
-        f"for {n_vectors} vectors) | ≤ 400 MB |",
-        f"| peak RSS of the indexing process | **{rss:.0f} MB**: phase 1 {rss_p1:.0f} "
-        f"(each parsing worker {workers_rss:.0f}), model loaded {rss_model:.0f}, phase 2 "
-        f"{rss_p2:.0f}, the large repository's phase 1 {rss_large:.0f}, with its "
-        f"{n_vectors} vectors {rss_vectors:.0f} | ≤ 1000 MB |",
+        + f" (measured on the large repository: SQLite {large['sqlite_mb']:.0f} MB for "
+        f"{large['chunks']} chunks and {large['cached']} cached vectors, chroma "
+        f"{large['chroma_mb']:.0f} MB for {large['n_vectors']} vectors) | ≤ 400 MB |",
+        f"| peak RSS of an indexing process | **{rss:.0f} MB**: the bench corpus: phase 1 "
+        f"{rss_p1:.0f} (each parsing worker {workers_rss:.0f}), model loaded {rss_model:.0f}, "
+        f"phase 2 {rss_p2:.0f}, with 50 re-indexed edits {rss_small:.0f}; the large "
+        f"repository (a process of its own): phase 1 {large['rss_build']:.0f}, model loaded "
+        f"{large['rss_model']:.0f}, with {args.chunks} vectors and queries "
+        f"{large['rss_vectors']:.0f}, then phase 2 on {large['embedded']} more of its chunks "
+        f"{large['rss_embed']:.0f} | ≤ 1000 MB |",
         "",
         f"Phase 2 embedded a sample of {len(texts)} chunks (all {counts['chunks']} would take "
         f"about {counts['chunks'] / len(texts) * est.seconds / 60:.0f} min at this rate); "
-        f"on the large repository, {n_vectors} of its real chunks then got a vector (a "
+        f"on the large repository, {args.chunks} of its real chunks then got a vector (a "
         "sampled real embedding plus noise, which costs the vector store the same as the "
         "chunk's own) and an embedding-cache row, so queries rank, fetch and assemble real "
-        "chunks. "
-        "The peak RSS leaves out the raw-encode baseline (its buffers are given back and "
-        "the peak is read afresh after it). "
+        f"chunks, and phase 2 then embedded {large['embedded']} more with those vectors in "
+        "the store. The large repository runs in a process of its own, as a server opening "
+        "it would. The bench corpus's peak RSS leaves out the raw-encode baseline (its "
+        "buffers are given back and the peak is read afresh after it). "
         "Other processes' share of the machine while it ran (`/proc/stat` less this "
         f"process and its finished workers): phase 1 {load1.share:.0%}, raw "
         f"encode {load_raw.share:.0%}, Hearth's phase 2 {load_hearth.share:.0%}, the large "
-        f"repository {load_large.share:.0%}.",
+        f"repository {large['load']:.0%}.",
     ]
     print("\n".join(lines))
     if not args.no_write:

