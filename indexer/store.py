@@ -96,14 +96,26 @@ def lexical_terms(text: str) -> str:
     return " ".join(map(_word_terms, dict.fromkeys(_IDENT.findall(text))))
 
 
+# English words that nearly every chunk holds (in comments, docstrings, keywords).
+# bm25 gives them almost no weight, but matching them is what costs: "compute the
+# gradient" took 60 ms on 222,908 chunks, "compute gradient" 3 ms.
+STOPWORDS = frozenset({
+    "a", "an", "the", "to", "of", "in", "on", "at", "by", "for", "from", "with", "into",
+    "and", "or", "is", "are", "be", "as", "it", "its", "this", "that", "these", "those",
+    "was", "were", "been", "has", "have", "had", "do", "does", "can", "will", "would",
+    "should", "may", "than", "then", "so", "such", "via"})
+
+
 def fts_query(query: str) -> str:
-    """An FTS5 OR-query of the query's words and identifier parts, safely quoted."""
+    """An FTS5 OR-query of the query's words and identifier parts, safely quoted;
+    without STOPWORDS unless the query is nothing else."""
     terms: list[str] = []
     for word in _IDENT.findall(query):
         for term in [word.lower(), *split_identifier(word)]:
             if term not in terms and len(term) > 1:
                 terms.append(term)
-    return " OR ".join(f'"{t}"' for t in terms)
+    telling = [t for t in terms if t not in STOPWORDS]
+    return " OR ".join(f'"{t}"' for t in telling or terms)
 
 
 def chunk_terms(symbol: str, path: str, text: str) -> tuple[str, str]:

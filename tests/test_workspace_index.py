@@ -47,6 +47,24 @@ def test_search_finds_identifiers_by_their_parts(index):
     assert {r.path for r in index.search("price", path_glob="pkg/*.py")} == {"pkg/prices.py"}
 
 
+def test_english_filler_words_do_not_match_on_their_own(ws, tmp_path):
+    """Nearly every chunk says "the" or "to": as query terms they cost a scan of the
+    whole lexical index and find nothing the other words do not."""
+    from hearth_lsp.indexer.store import fts_query
+
+    assert fts_query("convert degrees to radians") == '"convert" OR "degrees" OR "radians"'
+    assert fts_query("this") == '"this"'  # nothing else to search for
+    (ws / "pkg" / "notes.py").write_text(
+        'def look():\n    """The end of the line is the place to look."""\n')
+    idx = WorkspaceIndex(ws, tmp_path / "cache")
+    try:
+        idx.update()
+        assert {r.path for r in idx.search("the price of the item", k=10)} == {"pkg/prices.py"}
+        assert {r.path for r in idx.search("the", k=10)} == {"pkg/notes.py"}
+    finally:
+        idx.close()
+
+
 def test_editing_one_function_replaces_only_its_chunk(index, ws):
     before = chunk_rows(index)
     path = ws / "pkg" / "prices.py"
