@@ -182,7 +182,11 @@ _JUNK_SUMMARY = re.compile(
     r"^(this|the) doc ?string\b|^python (\d|function|method|code|script|docstring)|"
     # Chat addressed to the user, not documentation ("Your code is already a good start").
     r"^(your code|sure\b|certainly\b|of course\b|i('ll| will| would| have)\b|"
-    r"here('s| is| are)\b|great\b)", re.I)
+    r"here('s| is| are)\b|great\b)|"
+    # The task told back ("Provide a docstring that describes the function's purpose,
+    # parameters and return values.").
+    r"^(please )?(provide|write|give)s? (a|the) (doc ?string|documentation) (that|which|"
+    r"for|describing)\b|\bdescribes? the (function|method)'?s (purpose|parameters)\b", re.I)
 
 
 def summary_junk_reason(summary: str, name: str = "") -> str | None:

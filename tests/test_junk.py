@@ -79,6 +79,9 @@ def test_placeholder_summaries_are_junk(summary):
      "generate_lorem_ipsum"),
     ("Here is the docstring for the function.", "mean"),
     ("Sells and sells items based on the SKU of a given item.", "Inventory.add"),  # hearth demo
+    # Held-back half, session 8 (SmolLM2, for jinja2's generate_lorem_ipsum): shown.
+    ("Provide a docstring that describes the function's purpose, parameters and return "
+     "values.", "generate_lorem_ipsum"),
 ])
 def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
     assert cleaning.summary_junk_reason(summary, qualname)
@@ -87,6 +90,8 @@ def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
 @pytest.mark.parametrize("summary", ["Return the area of a circle.", "Average of the values.",
                                      "Convert the token to a dict.", "Parse Python 3 syntax.",
                                      "Strip the docstrings of a module.",
+                                     "Write the documentation of each module to a folder.",
+                                     "Generate a docstring from a function's signature.",
                                      "Call the `mean` of each group's values."])
 def test_real_summaries_are_not(summary):
     assert cleaning.summary_junk_reason(summary, "mean") is None
