@@ -203,9 +203,10 @@ def sqlite_parts(db) -> dict[str, float]:
 
 def large_stage(tmp: Path, files: int, n_chunks: int, embed_n: int) -> None:
     """The large repository from nothing to a lexical answer; then ``n_chunks`` of its
-    real chunks get a vector and queries run against them; then ``embed_n`` of its
-    pending chunks are embedded with those vectors in the store (indexing at that size).
-    Writes its figures, the process's peak RSS among them, to ``tmp/large.json``."""
+    real chunks get a vector; then ``embed_n`` of its pending chunks are embedded with
+    those vectors in the store (indexing at that size); then queries run against them.
+    Writes its figures, the process's peak RSS so far after each step, to
+    ``tmp/large.json``."""
     large = tmp / "large"
     large_packages = build_large_corpus(large, files)
     base = np.load(tmp / "base.npy")
@@ -284,10 +285,10 @@ def large_stage(tmp: Path, files: int, n_chunks: int, embed_n: int) -> None:
     chroma_mb = sum(p.stat().st_size for p in chroma_dir.rglob("*") if p.is_file()) / 1e6
     parts = {k: v / 1e6 for k, v in sqlite_parts(db).items()}
     cached = db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
-    chunks = lidx.store.counts()["chunks"]
     # Scaled to 100k chunks, each part by what it grows with: the store by the chunks
-    # it holds, the embedding cache and chroma by the vectors they hold.
-    scaled = {k: v * 100_000 / max(cached if k == "embedding cache" else chunks, 1)
+    # it holds (embedding changes none), the embedding cache and chroma by the vectors
+    # they hold.
+    scaled = {k: v * 100_000 / max(cached if k == "embedding cache" else lcounts["chunks"], 1)
               for k, v in parts.items()}
     scaled["chroma HNSW"] = hnsw_mb * 100_000 / max(n_vectors, 1)
     scaled["chroma SQLite"] = (chroma_mb - hnsw_mb) * 100_000 / max(n_vectors, 1)
