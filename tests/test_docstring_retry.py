@@ -48,10 +48,13 @@ async def test_the_second_refusal_is_the_answer():
         await document(["Python docstring for `tau`.", "Docstring for `tau`."])
 
 
-async def test_a_property_is_not_asked_again():
-    with pytest.raises(docstring.DocstringError, match="placeholder"):
-        await document(["Python docstring for `tau`.", "The circle constant."],
-                       PROPERTY, line=2)
+async def test_a_property_is_asked_again_beginning_with_a_noun_phrase():
+    engine, result = await document(["Python docstring for `tau`.", "The circle constant."],
+                                    PROPERTY, line=2)
+    assert result.text == "The circle constant."
+    assert engine.grammars[0] is None
+    assert engine.grammars[1] == docstring.summary_grammar(docstring.list_functions(PROPERTY)[0])
+    assert '"The"' in engine.grammars[1]
 
 
 async def test_a_file_denser_than_the_estimate_gets_a_smaller_share_of_the_prompt():

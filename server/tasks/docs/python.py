@@ -470,8 +470,8 @@ def build_prompt(source: str, fn: FunctionTarget, *, path: str, chat_template: s
 # first word is constrained to a verb. The grammar admits what a tokenizer begins
 # such a word with: either case, either form, after a space or a new line
 # (completion-style prompts continue right after the opening quotes), and leaves
-# everything after the first word free. Properties and dunders describe a thing
-# ("The second item of ...") and get no constraint.
+# everything after the first word free. Properties describe a thing ("The second
+# item of ...") and begin with a noun phrase's first word instead; dunders are free.
 
 _SUMMARY_VERB_LIST = """
 accept add adjust allow append apply ask assign attach build calculate call cast check
@@ -507,13 +507,28 @@ def _verb_rule() -> str:
     return "verb ::= " + " | ".join(f'"{f}"' for f in forms) + "\n"
 
 
+# A property describes a thing: its summary begins with an article, "Whether", one
+# of the words of its own name ("Runtime path tied to the user" for
+# ``user_runtime_path``) or a verb ("Return the ...", as many projects write).
+NOUN_OPENERS = ("the", "a", "an", "whether", "true", "each", "all", "any", "its")
+
+
+def _is_property(fn: FunctionTarget) -> bool:
+    return any(d.rsplit(".", 1)[-1] in ("property", "cached_property")
+               or d.endswith((".setter", ".getter", ".deleter")) for d in fn.decorators)
+
+
 def summary_grammar(fn: FunctionTarget) -> str | None:
-    """GBNF for a docstring whose summary begins with a verb (None: no constraint)."""
-    if fn.name.startswith("__") or any(d.rsplit(".", 1)[-1] in ("property", "cached_property")
-                                      or d.endswith((".setter", ".getter", ".deleter"))
-                                      for d in fn.decorators):
+    """GBNF for a docstring's summary: a function's begins with a verb, a property's
+    with a noun phrase's first word; None for a dunder (no constraint)."""
+    if fn.name.startswith("__"):
         return None
-    return (r'root ::= [ \t\n]* verb ([ ,.;:\n] rest)?' + "\n" + _verb_rule()
+    rule = _verb_rule()
+    if _is_property(fn):
+        words = {w.lower() for w in re.findall(r"[A-Za-z]{2,}", fn.name)} | set(NOUN_OPENERS)
+        rule = rule.rstrip("\n") + "".join(
+            f' | "{f}"' for f in sorted({v for w in words for v in (w, w.capitalize())})) + "\n"
+    return (r'root ::= [ \t\n]* verb ([ ,.;:\n] rest)?' + "\n" + rule
             + r'rest ::= [^\x00]*' + "\n")
 
 

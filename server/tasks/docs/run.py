@@ -74,7 +74,7 @@ async def generate_docstring(
     # on into "Accept ..."); when the summary is refused (chatter such as "Python
     # docstring for `f`"), once more with its first word constrained to a verb.
     grammar = None
-    verb_first = docstring.summary_grammar(fn)  # None: a property or dunder, no constraint
+    verb_first = docstring.summary_grammar(fn)  # None: a dunder, no constraint
     while True:
         completion = await run.generate("docstring", prompt.text, sampling,
                                         stop=list(prompt.stop), grammar=grammar,
@@ -89,8 +89,8 @@ async def generate_docstring(
             if grammar is not None or verb_first is None:
                 raise
             grammar = verb_first
-            log.info("docstring for %s refused (%s): asking again, beginning with a verb",
-                     fn.qualname, exc)
+            log.info("docstring for %s refused (%s): asking again, its first word "
+                     "constrained", fn.qualname, exc)
     notice = None
     try:
         docstring.check_params(text, fn)
