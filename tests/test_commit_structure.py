@@ -87,6 +87,16 @@ def test_the_subject_names_what_fits_and_counts_the_rest(style, expected):
     assert st.structural_message([MODELS, PRICING, TESTS], style, cm.MAX_HEADER) == expected
 
 
+def test_fewer_names_before_a_count():
+    # "server: change 4 definitions" told the reader nothing a name would have.
+    changed = [st.Fact("change", n, "server/index.py")
+               for n in ("WorkspaceIndex", "read_changes", "embed_batch", "query_vectors")]
+    assert st.subject(changed, 60) == "change WorkspaceIndex, read_changes, embed_batch and 1 more"
+    assert st.subject(changed, 46) == "change WorkspaceIndex, read_changes and 2 more"
+    assert st.subject(changed, 35) == "change WorkspaceIndex and 3 more"
+    assert st.subject(changed, 25) == "change 4 definitions"
+
+
 def test_the_type_claims_no_more_than_the_structure_shows():
     assert st.structural_message([MODELS], "conventional", 72) == "docs: document total_value"
     assert st.structural_message([TESTS], "conventional", 72) == \

@@ -106,10 +106,10 @@ def _verb(action: str) -> str:
     return "add" if action == "test" else action  # "add test_x"
 
 
-def _names(names: list[str]) -> str:
-    quoted = names[:3]
-    if len(names) > 3:
-        return ", ".join(quoted) + f" and {len(names) - 3} more"
+def _names(names: list[str], keep: int = 3) -> str:
+    quoted = names[:keep]
+    if len(names) > keep:
+        return ", ".join(quoted) + f" and {len(names) - keep} more"
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
@@ -119,7 +119,8 @@ _COUNTED = {"add": "definitions", "remove": "definitions", "change": "definition
 
 def subject(found: list[Fact], limit: int) -> str | None:
     """"document a and b, add test_c" within ``limit`` characters: names while they fit,
-    then counts ("add 2 tests"), last clauses first; whole clauses only."""
+    then fewer names ("change a and 3 more"), then counts ("add 2 tests"), last clauses
+    first; whole clauses only. A name tells the reader more than a count does."""
     groups = []
     for action in ORDER:
         names = list(dict.fromkeys(f.name for f in found if f.action == action))
@@ -127,14 +128,18 @@ def subject(found: list[Fact], limit: int) -> str | None:
             groups.append((action, names))
     if not groups:
         return None
-    named = [f"{_verb(a)} {_names(n)}" for a, n in groups]
-    counted = [f"{_verb(a)} {len(n)} {_COUNTED[a]}" if len(n) > 1 else
-               f"{_verb(a)} a {_COUNTED[a][:-1]}" for a, n in groups]
-    clauses = list(named)
-    for i in reversed(range(len(clauses))):  # count the later clauses first
+    # Each clause's forms, longest first: up to three names, fewer, then a count.
+    forms = [[f"{_verb(a)} {_names(n, keep)}" for keep in range(min(3, len(n)), 0, -1)]
+             + [f"{_verb(a)} {len(n)} {_COUNTED[a]}" if len(n) > 1 else
+                f"{_verb(a)} a {_COUNTED[a][:-1]}"] for a, n in groups]
+    clauses = [f[0] for f in forms]
+    for i in reversed(range(len(clauses))):  # shorten the later clauses first
+        for form in forms[i]:
+            clauses[i] = form
+            if len(", ".join(clauses)) <= limit:
+                break
         if len(", ".join(clauses)) <= limit:
             break
-        clauses[i] = counted[i]
     while clauses and len(", ".join(clauses)) > limit:
         clauses.pop()
     return ", ".join(clauses) or None
