@@ -169,7 +169,7 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
         findings = [f for r in results for f in r.findings]
         dropped = sum(r.dropped for r in results)
         report.end(count(len(findings), "finding")
-                   + (f" ({dropped} unanchored dropped)" if dropped else ""))
+                   + (f" ({dropped} dropped by the checks)" if dropped else ""))
     current = ls.open_document(uri)
     if current is None or current.version != version:
         if interactive:

@@ -3,8 +3,9 @@
 Pure functions. The model sees the code with line numbers and answers JSON
 under a grammar (the same shape is described in the prompt). A finding is
 kept only when its ``quote`` is really in the code at or near its ``line``;
-the quote, not the line number, decides where the diagnostic goes. Anything
-else is a hallucination and is dropped. Lines are 0-based here; columns are
+the quote, not the line number, decides where the diagnostic goes, and its
+message must say something about the code (not a placeholder, not words for the
+program's user, no names the file does not have). Anything else is dropped. Lines are 0-based here; columns are
 Python string indices (the LSP layer converts them to UTF-16).
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...chat_format import Message
+from ...cleaning import file_words, invented_reason, placeholder_reason
 from ...prompts import task_prompt
 from ..runner import Refusal
 
@@ -143,6 +145,26 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
+# Text for a user of the program, not a review of its code: SmolLM2's one finding in
+# `make demo` read "The item is not available for this quantity. Please try to find it
+# again later."
+_TO_A_USER = re.compile(r"\b(please|sorry|thank you|thanks|try (it |that )?again|"
+                        r"(contact|ask) (us|the (administrator|support)))\b",
+                        re.I)
+
+
+def message_junk_reason(message: str, known: frozenset[str] | None = None) -> str | None:
+    """Why a finding's message is not worth a diagnostic, or None. ``known``: the
+    file's words (names the message may cite)."""
+    placeholder = placeholder_reason(message)
+    if placeholder:
+        return f"the message is {placeholder}"
+    m = _TO_A_USER.search(message)
+    if m:
+        return f"the message speaks to a user of the program ({m.group(0)!r}), not of its code"
+    return invented_reason(message, known)
+
+
 def anchor(item: dict, lines: list[str], span: Span) -> Finding | None:
     """A checked Finding, or None when the item is malformed or its quote is not there."""
     try:
@@ -180,13 +202,15 @@ def anchor(item: dict, lines: list[str], span: Span) -> Finding | None:
 
 
 def check_findings(raw: str, source: str, span: Span, *, language: str = "") -> list[Finding]:
-    """Anchored, de-duplicated findings; quick fixes only where the result still parses."""
+    """Anchored, de-duplicated findings whose message says something about the code;
+    quick fixes only where the result still parses."""
     lines = source.splitlines()
+    known = file_words(source)
     out: list[Finding] = []
     seen = set()
     for item in parse_findings(raw)[:MAX_FINDINGS]:
         finding = anchor(item, lines, span)
-        if finding is None:
+        if finding is None or message_junk_reason(finding.message, known):
             continue
         key = (finding.line, finding.category)
         if key in seen:
