@@ -171,7 +171,7 @@ def _reopen(client: LanguageClient, path: Path) -> str:
 async def _review(client: DemoClient, workspace: Path) -> None:
     path = workspace / "inventory" / "models.py"
     print("\n== review: inventory/models.py (hearth.review, whole file; only findings whose "
-          "quote is really in the code are kept)")
+          "quote is really in the code and whose message is about it are kept)")
     uri = _reopen(client, path)
     t0 = time.perf_counter()
     result = await _command(client, "hearth.review", {"uri": uri, "scope": "file"})
