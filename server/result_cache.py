@@ -4,13 +4,16 @@ The key is a hash of everything that decides the model's answer: the task,
 the exact prompt (which holds the code and the retrieved context), the
 grammar, the sampling settings and the model file. The value is the raw
 answer, stored only once the task's result passed validation (see
-tasks/runner.py); validation runs again on a replayed one. Bounded (least recently used entries go first); `hearth cache
-clear` empties it.
+tasks/runner.py); validation runs again on a replayed one. The checks themselves
+are in the key too (``checks_epoch``): an answer kept by a version whose checks
+were fewer is not replayed to be refused. Bounded (least recently used entries go
+first); `hearth cache clear` empties it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -21,6 +24,17 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def checks_epoch(here: Path = Path(__file__).parent) -> str:
+    """A hash of the code that prompts for and checks answers (the tasks and the shared
+    junk checks, under ``here``): any change to it is a new epoch of the cache."""
+    digest = hashlib.sha256()
+    for path in sorted([here / "cleaning.py", *(here / "tasks").rglob("*.py")]):
+        with contextlib.suppress(OSError):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 MAX_ENTRIES = 5000
 MAX_BYTES = 50 << 20
@@ -147,6 +161,17 @@ class ResultCache:
                 self._write_failed(exc)
                 return
             self._write_ok()
+
+    def delete(self, key: str) -> None:
+        """Forget one answer (today's checks refuse it)."""
+        with self._lock:
+            if self._db is None:
+                return
+            try:
+                self._db.execute("DELETE FROM results WHERE key = ?", (key,))
+                self._db.commit()
+            except sqlite3.Error as exc:
+                self._write_failed(exc)
 
     def resize(self, max_bytes: int) -> None:
         """A new size limit (`cache.maxMb` changed): evict down to it now."""

@@ -56,6 +56,26 @@ def test_a_rejected_message_is_asked_again_with_the_reason(demo_repo, capsys):
     assert "That message was rejected: " in engine.prompts[1]
 
 
+def test_a_cached_message_that_todays_checks_refuse_is_not_an_attempt(demo_repo, capsys,
+                                                                      tmp_path, monkeypatch):
+    from hearth_lsp.server.result_cache import ResultCache
+
+    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
+    (demo_repo / "inventory" / "models.py").write_text("# emptied\n")
+    git(demo_repo, "add", "-A")
+    argv = ["commit-msg", "--repo", str(demo_repo)]
+    assert run_cli(argv, ["refactor(models): remove the models"])[0] == 0
+    cache = ResultCache(tmp_path / "cache" / "results.sqlite")
+    [key] = [row[0] for row in cache._open().execute("SELECT key FROM results")]
+    cache.put(key, "commit", "feat: type is one of: feat, fix, docs")  # an earlier version's
+    cache.close()
+    capsys.readouterr()
+    code, engine = run_cli(argv, ["refactor(models): remove the models"])
+    assert code == 0 and "refactor(models): remove the models" in capsys.readouterr().out
+    assert len(engine.prompts) == 1 and "rejected" not in engine.prompts[0]
+
+
 def test_a_repository_that_writes_plain_subjects_gets_one_with_its_examples(demo_repo, capsys):
     for n, subject in enumerate(["Shorten the title.", "Fix the footer links",
                                  "Add a changelog entry", "Bump the version"]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hearth_lsp.server import cli
 from hearth_lsp.server.engine.fake import FakeEngine
-from hearth_lsp.server.result_cache import ResultCache
+from hearth_lsp.server.result_cache import ResultCache, checks_epoch
 
 
 def test_bounded_least_recently_used_first(tmp_path):
@@ -78,6 +78,70 @@ def test_a_refused_answer_is_not_replayed(tmp_path, capsys, monkeypatch):
     code, out = _docstring(tmp_path, capsys, factory)
     assert code == 0 and "Shout it." in out.out
     assert engines[1].prompts, "the second request was answered from the cache"
+
+
+def test_a_cached_answer_that_todays_checks_refuse_is_dropped_and_the_model_asked(
+        tmp_path, capsys, monkeypatch):
+    """An answer kept by an earlier version, whose checks were fewer, is not shown as a
+    refusal: it leaves the cache and the model answers as if it had never been kept
+    (`make demo` refused parse_price twice from the cache, never asking the model)."""
+    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text("def shout(text):\n    return text.upper()\n")
+    engines = []
+
+    def factory(settings, cache):
+        engines.append(FakeEngine(responses=["Shout it.\n\nArgs:\n    text: what to shout"]))
+        return engines[-1]
+
+    code, out = _docstring(tmp_path, capsys, factory)
+    assert code == 0 and len(engines[0].prompts) == 1
+    # What an earlier version kept for the same prompt, refused today (a placeholder).
+    cache = ResultCache(tmp_path / "cache" / "results.sqlite")
+    [key] = [row[0] for row in cache._open().execute("SELECT key FROM results")]
+    cache.put(key, "docstring", "This is a docstring.\n\nArgs:\n    text: what to shout")
+    cache.close()
+    code, out = _docstring(tmp_path, capsys, factory)
+    assert code == 0 and "Shout it." in out.out
+    assert len(engines[1].prompts) == 1, "the model was not asked"
+    assert engines[1].grammars == [None]  # its first attempt, not the constrained re-ask
+    cache = ResultCache(tmp_path / "cache" / "results.sqlite")
+    assert cache.get(key) == "Shout it.\n\nArgs:\n    text: what to shout"  # kept anew
+    cache.close()
+
+
+def test_the_checks_are_part_of_the_key(tmp_path, capsys, monkeypatch):
+    """A new version's checks start a new epoch: nothing an older one kept is replayed."""
+    from hearth_lsp.server.tasks import runner
+
+    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text("def shout(text):\n    return text.upper()\n")
+    engines = []
+
+    def factory(settings, cache):
+        engines.append(FakeEngine(responses=["Shout it.\n\nArgs:\n    text: what to shout"]))
+        return engines[-1]
+
+    _docstring(tmp_path, capsys, factory)
+    monkeypatch.setattr(runner, "checks_epoch", lambda: "a later version")
+    code, out = _docstring(tmp_path, capsys, factory)
+    assert code == 0 and len(engines[1].prompts) == 1
+
+
+def test_the_epoch_follows_the_task_code(tmp_path):
+    (tmp_path / "tasks" / "docs").mkdir(parents=True)
+    (tmp_path / "cleaning.py").write_text("JUNK = ()\n")
+    (tmp_path / "tasks" / "docs" / "python.py").write_text("def check(): pass\n")
+    epoch = checks_epoch.__wrapped__
+    first = epoch(tmp_path)
+    assert epoch(tmp_path) == first
+    (tmp_path / "tasks" / "docs" / "python.py").write_text("def check(): raise Junk\n")
+    assert epoch(tmp_path) != first
+    (tmp_path / "cleaning.py").write_text("JUNK = ('foo',)\n")
+    assert len({first, epoch(tmp_path)}) == 2
 
 
 def test_regenerate_samples_anew_instead_of_replaying(tmp_path, capsys, monkeypatch):

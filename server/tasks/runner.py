@@ -23,6 +23,7 @@ from ..chat_format import ChatTemplateError, Message, merge_system, render_chat
 from ..engine.base import Completion, EngineError, ModelInfo, ModelUnavailable
 from ..engine.router import Backend, first_ready
 from ..engine.worker import GenerationWorker, Priority, wait_for
+from ..result_cache import checks_epoch
 from ..settings import SamplingSettings, Settings, local_only
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ class TaskRun:
     _at: int = 0  # index in ``route`` of the backend in use
     _blocked: str | None = None  # why this task may not run at all (see keep_local)
     _answers: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    _hit: str | None = None  # the cache key of the last answer replayed from the cache
+    _stale: set[str] = dataclasses.field(default_factory=set)  # never replayed again here
 
     async def count_tokens(self, text: str) -> int | None:
         """``text``'s length in the ready model's tokens; None when it cannot say."""
@@ -189,6 +192,7 @@ class TaskRun:
         prefill is then cut from the front of its answer, so that both engines hand
         back what follows the prefill."""
         self.token.check(kind)
+        self._hit = None
         remote_chat = self.remote and messages is not None
         if remote_chat and self.redactor is not None:
             messages = [dataclasses.replace(m, content=self.redactor(m.content))
@@ -208,10 +212,12 @@ class TaskRun:
             cache_key = cache.key(kind, prompt=prompt, grammar=grammar, stop=stop, start=start,
                                   sampling=decides,
                                   model=[info.name, info.path, info.file_size,
-                                         info.context_length])
-            hit = None if self.fresh else await asyncio.to_thread(cache.get, cache_key)
+                                         info.context_length], checks=checks_epoch())
+            hit = None if self.fresh or cache_key in self._stale else \
+                await asyncio.to_thread(cache.get, cache_key)
             if hit is not None:
                 log.info("%s: answered from the result cache", kind)
+                self._hit = cache_key
                 if on_piece is not None:
                     on_piece(hit)
                 return Completion(hit, 0, 0, 0.0, 0.0, "cached")
@@ -254,6 +260,19 @@ class TaskRun:
             return
         for cache_key, kind, text in answers:
             await asyncio.to_thread(cache.put, cache_key, kind, text)
+
+    async def stale(self, completion: Completion) -> bool:
+        """``completion`` came from the cache and today's checks refuse it (they grow
+        between versions; it passed those of its day): it leaves the cache, and True
+        says to ask the model instead, without counting it as the task's attempt."""
+        key, self._hit = self._hit, None
+        if completion.finish_reason != "cached" or key is None or self.worker.results is None:
+            return False
+        log.info("a cached answer fails today's checks: removed from the cache, asking the "
+                 "model")
+        self._stale.add(key)  # (even if the cache cannot delete it now)
+        await asyncio.to_thread(self.worker.results.delete, key)
+        return True
 
     async def forget(self) -> None:
         """The answers so far failed validation: never replay them."""

@@ -124,7 +124,8 @@ async def generate_commit_message(
     turns = messages
     grammar = msg.grammar(style, changes.described, changes.recent)
     errors = []
-    for attempt in range(2):  # one re-ask, warmer, when the first answer fails the checks
+    attempt = 0
+    while attempt < 2:  # one re-ask, warmer, when the first answer fails the checks
         tuned = sampling if attempt == 0 else dataclasses.replace(
             sampling, temperature=max(0.7, sampling.temperature), seed=-1)
         done = await run.generate("commit", prompt, tuned, stop=stops(info, "\n\n\n"),
@@ -132,7 +133,10 @@ async def generate_commit_message(
         try:
             message = msg.validate(done.text, changes, style)
         except msg.CommitMessageError as exc:
-            log.info("commit message rejected (attempt %d): %s", attempt + 1, exc)
+            if await run.stale(done):
+                continue
+            attempt += 1
+            log.info("commit message rejected (attempt %d): %s", attempt, exc)
             errors.append(str(exc))
             if messages is not None:  # re-ask once, saying what was wrong with the answer
                 turns = [*messages, Message("assistant", done.text.strip()),

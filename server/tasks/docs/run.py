@@ -86,6 +86,8 @@ async def generate_docstring(
             text = _checked_docstring(completion, fn, source, prompt.stop, regenerate)
             break
         except docstring.DocstringError as exc:
+            if await run.stale(completion):
+                continue
             if grammar is not None or verb_first is None:
                 raise
             grammar = verb_first
