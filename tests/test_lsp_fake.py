@@ -73,6 +73,21 @@ async def test_docstring_action_is_cheap_then_resolves_to_a_versioned_edit(fake)
     assert ast.get_docstring(fn) == DOC
 
 
+async def test_a_replayed_answer_says_it_came_from_the_cache(demo_repo, tmp_path):
+    env = {"FAKE_ENGINE_RESPONSES": json.dumps([DOC, DOC]), "HEARTH_CACHE_ENABLED": "true",
+           "HEARTH_CACHE_DIR": str(tmp_path / "cache")}
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env=env)
+    try:
+        uri = open_doc(client, demo_repo / "inventory" / "pricing.py")
+        for _ in range(2):
+            [action] = await actions_at(client, uri, 9, only=["refactor.rewrite.hearth.docstring"])
+            await client.code_action_resolve_async(action)
+        ends = [end for title, end in progress_titles(client) if "docstring" in title]
+        assert len(ends) == 2 and "tok/s" in ends[0] and ends[1] == "from the answer cache", ends
+    finally:
+        await stop(client)
+
+
 async def test_documented_functions_offer_regenerate(fake):
     client, _, root = fake
     uri = open_doc(client, root / "x.py", text='def f(text):\n    """Old."""\n    return text\n')

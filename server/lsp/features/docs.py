@@ -168,8 +168,9 @@ async def _document_symbol(ls: HearthServer, doc: TextDocument, line: int,
                 report.run, ls.settings, source=source, path=ls.document_path(doc),
                 language=lang, line=line, root=ls.root_of(doc.uri), regenerate=regenerate,
                 chat=ls.chat_mode(), on_piece=lambda p: call_soon(loop, on_piece, p))
-        report.end(f"{result.completion.completion_tokens} tokens, "
-                   f"{result.completion.tokens_per_s:.0f} tok/s")
+        done = result.completion
+        report.end("from the answer cache" if done.finish_reason == "cached" else
+                   f"{done.completion_tokens} tokens, {done.tokens_per_s:.0f} tok/s")
     if doc.version != version:
         raise JsonRpcContentModified(f"{doc.uri} changed while the docstring was written")
     return result
