@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hearth_lsp.server import cli
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.result_cache import ResultCache, checks_epoch
+
+SHOUT = "Shout it.\n\nArgs:\n    text: what to shout"
+
+
+@pytest.fixture
+def shout(tmp_path, monkeypatch):
+    """A workspace with `m.py::shout`, the cache on, and a factory whose engines (listed)
+    answer SHOUT."""
+    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
+    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text("def shout(text):\n    return text.upper()\n")
+    engines: list[FakeEngine] = []
+
+    def factory(settings, cache):
+        engines.append(FakeEngine(responses=[SHOUT]))
+        return engines[-1]
+
+    return factory, engines
 
 
 def test_bounded_least_recently_used_first(tmp_path):
@@ -29,17 +50,8 @@ def test_a_damaged_cache_starts_again(tmp_path):
     assert cache.get("k") == "v"
 
 
-def test_a_repeated_cli_request_does_not_run_the_model(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
-    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "m.py").write_text("def shout(text):\n    return text.upper()\n")
-    engines = []
-
-    def factory(settings, cache):
-        engines.append(FakeEngine(responses=["Shout it.\n\nArgs:\n    text: what to shout"]))
-        return engines[-1]
-
+def test_a_repeated_cli_request_does_not_run_the_model(shout, capsys):
+    factory, engines = shout
     for _ in range(2):
         args = cli.build_parser().parse_args(["docstring", "m.py::shout"])
         assert cli.cmd_docstring(args, factory=factory) == 0
@@ -81,20 +93,11 @@ def test_a_refused_answer_is_not_replayed(tmp_path, capsys, monkeypatch):
 
 
 def test_a_cached_answer_that_todays_checks_refuse_is_dropped_and_the_model_asked(
-        tmp_path, capsys, monkeypatch):
+        shout, tmp_path, capsys):
     """An answer kept by an earlier version, whose checks were fewer, is not shown as a
     refusal: it leaves the cache and the model answers as if it had never been kept
     (`make demo` refused parse_price twice from the cache, never asking the model)."""
-    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
-    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "m.py").write_text("def shout(text):\n    return text.upper()\n")
-    engines = []
-
-    def factory(settings, cache):
-        engines.append(FakeEngine(responses=["Shout it.\n\nArgs:\n    text: what to shout"]))
-        return engines[-1]
-
+    factory, engines = shout
     code, out = _docstring(tmp_path, capsys, factory)
     assert code == 0 and len(engines[0].prompts) == 1
     # What an earlier version kept for the same prompt, refused today (a placeholder).
@@ -107,24 +110,15 @@ def test_a_cached_answer_that_todays_checks_refuse_is_dropped_and_the_model_aske
     assert len(engines[1].prompts) == 1, "the model was not asked"
     assert engines[1].grammars == [None]  # its first attempt, not the constrained re-ask
     cache = ResultCache(tmp_path / "cache" / "results.sqlite")
-    assert cache.get(key) == "Shout it.\n\nArgs:\n    text: what to shout"  # kept anew
+    assert cache.get(key) == SHOUT  # kept anew
     cache.close()
 
 
-def test_the_checks_are_part_of_the_key(tmp_path, capsys, monkeypatch):
+def test_the_checks_are_part_of_the_key(shout, tmp_path, capsys, monkeypatch):
     """A new version's checks start a new epoch: nothing an older one kept is replayed."""
     from hearth_lsp.server.tasks import runner
 
-    monkeypatch.setenv("HEARTH_CACHE_ENABLED", "true")
-    monkeypatch.setenv("HEARTH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "m.py").write_text("def shout(text):\n    return text.upper()\n")
-    engines = []
-
-    def factory(settings, cache):
-        engines.append(FakeEngine(responses=["Shout it.\n\nArgs:\n    text: what to shout"]))
-        return engines[-1]
-
+    factory, engines = shout
     _docstring(tmp_path, capsys, factory)
     monkeypatch.setattr(runner, "checks_epoch", lambda: "a later version")
     code, out = _docstring(tmp_path, capsys, factory)
