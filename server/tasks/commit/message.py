@@ -127,7 +127,12 @@ _VERBS = frozenset(_VERB_LIST.split())
 _PROMPT_PHRASES = ("type is one of", "type(scope)", "scope (optional)", "scope): subject",
                    "subject is lowercase", "imperative mood", "at most 72 characters",
                    "no period", "in your own words",
-                   "lines of the diff", "bullet lines")
+                   "lines of the diff", "bullet lines",
+                   # the re-ask's rejection reasons, told back ("The subject does not
+                   # say anything: a new commit message")
+                   "message was rejected", "does not say anything", "neither a verb nor",
+                   "repeats the diff", "stops mid-sentence", "is about nothing in the diff",
+                   "copies the prompt's example", "copies a recent commit")
 
 
 class CommitMessageError(Refusal):
@@ -219,6 +224,8 @@ def _echoes(text: str, diff_lines: set[str]) -> bool:
     t = text.strip().lower().rstrip(".")
     if re.search(r"^(diff --git|index [0-9a-f]|@@|\+\+\+|---)|[{};]|\bdef \b|\breturn\b", t):
         return True
+    if re.search(r"\(\+\d+ -\d+\)", t):  # the prompt's file list: "tasks.py (+10 -8)"
+        return True
     return len(t) >= 12 and any(t in line or line in t for line in diff_lines)
 
 
@@ -255,12 +262,14 @@ def first_word_problem(subject: str, words: set[str]) -> str | None:
     bare = first.strip(",:;.'\"()[]!?").lower()
     if not bare:
         return f"the subject does not begin with a word: {subject!r}"
+    if re.search(r"[:%={}<>\[\]()]", bare):  # "load1.share:.0% for phase 2"
+        return f"the subject begins with code, not a word: {subject!r}"
     if _imperative(bare) or bare in words or bare in _OTHER_STARTERS:
         return None
-    if "." in bare or "/" in bare or "_" in bare:
-        tail = re.split(r"[./]", bare)
-        if any(t in words for t in tail):
-            return None
+    # A path or a dotted name of the changes ("bench/tasks.py", "Store.close"), by its
+    # first part: "irepo.py" is not one because "py" is.
+    if re.search(r"[./_]", bare) and re.split(r"[./]", bare)[0] in words:
+        return None
     return (f"the subject begins with {first!r}, which is neither a verb nor a word "
             f"of the changes: {subject!r}")
 
