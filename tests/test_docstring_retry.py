@@ -38,6 +38,18 @@ async def test_a_refused_summary_is_asked_again_beginning_with_a_verb():
     assert engine.grammars[1] == docstring.summary_grammar(docstring.list_functions(SOURCE)[0])
 
 
+async def test_the_re_ask_does_not_begin_as_the_refused_answer_did():
+    # SmolLM2 in `make demo` copied a neighbour's "Sorts the items ..." for two more
+    # methods, the re-ask beginning with "Sorts" again.
+    source = ('def order(items):\n    """Sorts the items by price."""\n    return items\n\n\n'
+              + SOURCE)
+    engine, result = await document(["Sorts the items by price.", "Print tau."], source,
+                                    line=5)
+    assert result.text == "Print tau."
+    assert '"Sorts"' not in engine.grammars[1] and '"sort"' not in engine.grammars[1]
+    assert '"Print"' in engine.grammars[1] and '"Returns"' in engine.grammars[1]
+
+
 async def test_a_summary_that_passes_is_not_constrained():
     engine, result = await document(["Show the circle constant."])
     assert result.text == "Show the circle constant." and engine.grammars == [None]

@@ -500,10 +500,8 @@ def _third_person(verb: str) -> str:
     return verb + "s"
 
 
-@functools.cache
-def _verb_rule() -> str:
-    forms = sorted({f for v in SUMMARY_VERBS for base in (v, _third_person(v))
-                    for f in (base, base.capitalize())})
+def _first_words(words: set[str]) -> str:
+    forms = sorted({f for w in words for f in (w, w.capitalize())})
     return "verb ::= " + " | ".join(f'"{f}"' for f in forms) + "\n"
 
 
@@ -518,17 +516,19 @@ def _is_property(fn: FunctionTarget) -> bool:
                or d.endswith((".setter", ".getter", ".deleter")) for d in fn.decorators)
 
 
-def summary_grammar(fn: FunctionTarget) -> str | None:
+def summary_grammar(fn: FunctionTarget, avoid: str = "") -> str | None:
     """GBNF for a docstring's summary: a function's begins with a verb, a property's
-    with a noun phrase's first word; None for a dunder (no constraint)."""
+    with a noun phrase's first word; None for a dunder (no constraint). ``avoid``: the
+    refused answer's first word, which the re-ask may not begin with (in either form:
+    a model that copied "Sorts the items ..." from a neighbour starts it again)."""
     if fn.name.startswith("__"):
         return None
-    rule = _verb_rule()
+    words = {f for v in SUMMARY_VERBS for f in (v, _third_person(v))
+             if avoid.lower() not in (v, _third_person(v))}
     if _is_property(fn):
-        words = {w.lower() for w in re.findall(r"[A-Za-z]{2,}", fn.name)} | set(NOUN_OPENERS)
-        rule = rule.rstrip("\n") + "".join(
-            f' | "{f}"' for f in sorted({v for w in words for v in (w, w.capitalize())})) + "\n"
-    return (r'root ::= [ \t\n]* verb ([ ,.;:\n] rest)?' + "\n" + rule
+        words |= {w.lower() for w in re.findall(r"[A-Za-z]{2,}", fn.name)} | set(NOUN_OPENERS)
+        words.discard(avoid.lower())
+    return (r'root ::= [ \t\n]* verb ([ ,.;:\n] rest)?' + "\n" + _first_words(words)
             + r'rest ::= [^\x00]*' + "\n")
 
 

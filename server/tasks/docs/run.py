@@ -74,7 +74,7 @@ async def generate_docstring(
     # on into "Accept ..."); when the summary is refused (chatter such as "Python
     # docstring for `f`"), once more with its first word constrained to a verb.
     grammar = None
-    verb_first = docstring.summary_grammar(fn)  # None: a dunder, no constraint
+    constrained = docstring.summary_grammar(fn) is not None  # False: a dunder
     while True:
         completion = await run.generate("docstring", prompt.text, sampling,
                                         stop=list(prompt.stop), grammar=grammar,
@@ -88,9 +88,11 @@ async def generate_docstring(
         except docstring.DocstringError as exc:
             if await run.stale(completion):
                 continue
-            if grammar is not None or verb_first is None:
+            if grammar is not None or not constrained:
                 raise
-            grammar = verb_first
+            refused = completion.text.split()
+            grammar = docstring.summary_grammar(fn, avoid=refused[0].strip("`'\".,:;") if
+                                                refused else "")
             log.info("docstring for %s refused (%s): asking again, its first word "
                      "constrained", fn.qualname, exc)
     notice = None
