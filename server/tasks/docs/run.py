@@ -72,7 +72,8 @@ async def generate_docstring(
                              context_tokens - int((used - room) * 1.2) - 1)
     # Free first (a constraint distorts what the model meant: "A function ..." forced
     # on into "Accept ..."); when the summary is refused (chatter such as "Python
-    # docstring for `f`"), once more with its first word constrained to a verb.
+    # docstring for `f`"), once more with its first word constrained: a verb (for a
+    # property, a noun phrase's first word too), not the refused answer's own.
     grammar = None
     constrained = docstring.summary_grammar(fn) is not None  # False: a dunder
     while True:
