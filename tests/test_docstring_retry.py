@@ -50,6 +50,12 @@ async def test_the_re_ask_does_not_begin_as_the_refused_answer_did():
     assert '"Print"' in engine.grammars[1] and '"Returns"' in engine.grammars[1]
 
 
+async def test_a_dunder_is_not_asked_again():
+    source = "class C:\n    def __len__(self):\n        return 1\n"
+    with pytest.raises(docstring.DocstringError, match="placeholder"):
+        await document(["Python docstring for `__len__`.", "The length."], source, line=1)
+
+
 async def test_a_summary_that_passes_is_not_constrained():
     engine, result = await document(["Show the circle constant."])
     assert result.text == "Show the circle constant." and engine.grammars == [None]

@@ -75,7 +75,6 @@ async def generate_docstring(
     # docstring for `f`"), once more with its first word constrained: a verb (for a
     # property, a noun phrase's first word too), not the refused answer's own.
     grammar = None
-    constrained = docstring.summary_grammar(fn) is not None  # False: a dunder
     while True:
         completion = await run.generate("docstring", prompt.text, sampling,
                                         stop=list(prompt.stop), grammar=grammar,
@@ -89,11 +88,13 @@ async def generate_docstring(
         except docstring.DocstringError as exc:
             if await run.stale(completion):
                 continue
-            if grammar is not None or not constrained:
+            if grammar is not None:
                 raise
             refused = completion.text.split()
             grammar = docstring.summary_grammar(fn, avoid=refused[0].strip("`'\".,:;") if
                                                 refused else "")
+            if grammar is None:  # a dunder: nothing to constrain the re-ask with
+                raise
             log.info("docstring for %s refused (%s): asking again, its first word "
                      "constrained", fn.qualname, exc)
     notice = None
