@@ -36,6 +36,7 @@ def checks_epoch(here: Path = Path(__file__).parent) -> str:
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
+
 MAX_ENTRIES = 5000
 MAX_BYTES = 50 << 20
 

@@ -262,9 +262,11 @@ class TaskRun:
             await asyncio.to_thread(cache.put, cache_key, kind, text)
 
     async def stale(self, completion: Completion) -> bool:
-        """``completion`` came from the cache and today's checks refuse it (they grow
-        between versions; it passed those of its day): it leaves the cache, and True
-        says to ask the model instead, without counting it as the task's attempt."""
+        """``completion`` came from the cache and the checks refuse it now: it passed
+        them when it was kept, but some read more than the prompt (a recent commit's
+        subject, a docstring outside the prompt's part of the file; a change to the
+        checks' code is a new cache epoch instead). It leaves the cache, and True says
+        to ask the model, without counting it as the task's attempt."""
         key, self._hit = self._hit, None
         if completion.finish_reason != "cached" or key is None or self.worker.results is None:
             return False

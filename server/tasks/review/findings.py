@@ -5,8 +5,9 @@ under a grammar (the same shape is described in the prompt). A finding is
 kept only when its ``quote`` is really in the code at or near its ``line``;
 the quote, not the line number, decides where the diagnostic goes, and its
 message must say something about the code (not a placeholder, not words for the
-program's user, no names the file does not have). Anything else is dropped. Lines are 0-based here; columns are
-Python string indices (the LSP layer converts them to UTF-16).
+program's user, no names the file does not have). Anything else is dropped.
+Lines are 0-based here; columns are Python string indices (the LSP layer
+converts them to UTF-16).
 """
 
 from __future__ import annotations
