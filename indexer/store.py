@@ -19,8 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .chunker import Chunk, Symbol
 
 log = logging.getLogger(__name__)
@@ -159,6 +157,8 @@ def pack_vector(vector: Any) -> bytes:
     float32 and half of the float16 used before (the cache was the store's largest
     part, ~115 MB per 100k chunks). Unpacked, it keeps cosine > 0.9999 with the
     original (test_vectors), so rankings move only among near-ties (< 1e-3 apart)."""
+    import numpy as np  # here, not above: a window on the shared daemon never needs it
+
     values = np.asarray(vector, dtype=np.float32)
     peak = float(np.abs(values).max()) if values.size else 0.0
     scale = peak / 127 if peak > 0 else 1.0
@@ -168,6 +168,8 @@ def pack_vector(vector: Any) -> bytes:
 
 def unpack_vector(blob: bytes) -> Any:
     """pack_vector's vector (float32, unit length), or a float16 one of older stores."""
+    import numpy as np
+
     if len(blob) % 2 == 0:
         return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
     scale = np.frombuffer(blob, dtype=np.float32, count=1, offset=1)[0]

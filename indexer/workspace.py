@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .chunker import chunk_file
 from .context import ContextPiece, assemble, chunk_at
 from .discovery import Discovery, discover, skip_reason
@@ -704,7 +702,7 @@ class WorkspaceIndex:
                 texts, counts = embedder.fit_counted(
                     [embedding_text(r[2], r[3], r[4], r[5], unpack_text(r[6]), unpack_text(r[7]))
                      for r in todo.values()])
-                fresh = embedder.encode(texts, counts).astype(np.float32)
+                fresh = embedder.encode(texts, counts).astype("float32")
                 stats.embedded += len(todo)
                 stats.tokens += sum(counts)
                 for h, vec in zip(todo, fresh, strict=True):

@@ -591,3 +591,18 @@ def test_a_grammar_llama_cpp_cannot_parse_is_never_sent(proxies, engines):
         engine.generate("x", greedy(2), [], never, lambda _p: None, grammar="root ::= [a-z")
     assert "invalid grammar" in str(caught.value) and "backend 'team'" in str(caught.value)
     assert proxy.posts() == []
+
+
+def test_https_servers_have_their_certificates_checked_plain_http_loads_none(engines):
+    import ssl
+
+    def context(url: str) -> ssl.SSLContext:
+        engine = engines(url)
+        engine._start()  # builds the client; connects to nothing
+        return engine._client._transport._pool._ssl_context  # type: ignore[union-attr]
+
+    checked = context("https://models.example.internal/v1")
+    assert checked.verify_mode == ssl.CERT_REQUIRED and checked.check_hostname
+    assert checked.cert_store_stats()["x509_ca"] > 0  # the CA bundle is loaded
+    plain = context("http://127.0.0.1:9/v1")  # the daemon, a local llama-server
+    assert plain.cert_store_stats()["x509_ca"] == 0
