@@ -268,6 +268,30 @@ def test_prompt_echoes_are_refused_in_plain_style_and_dropped_from_bullets():
         "fix: skip missing values in total\n\n- totals ignore None values now"
 
 
+@pytest.mark.parametrize("raw, style, reason", [
+    # Real SmolLM2 answers on this repository's history (bench/quality.py, held-back
+    # half, at 3c8cd3f), shown before this check:
+    # ("The server/index_service.py: 2) a new way to handle write-onlyFiles"; "The"
+    # passed the first-word check there because that diff's comments have it)
+    ("Total: 2) a new way to handle write-only totals", "plain", "numbered list"),
+    ("Handle write-onlyFiles in the total", "plain", "names 'onlyFiles'"),
+    ("fix: skip get_values in the total", "conventional", "names 'get_values'"),
+    ("fix: keep sha256sums of the total", "conventional", "names 'sha256sums'"),
+])
+def test_subjects_naming_what_the_changes_do_not_have_are_refused(raw, style, reason):
+    with pytest.raises(cm.CommitMessageError, match=re.escape(reason)):
+        cm.validate(raw, changes_of(APP), style)
+
+
+@pytest.mark.parametrize("raw", [
+    "fix: skip None values in total(xs)", "fix: keep the total of xs in app.py",
+    "fix: total counts utf8 and UTF-16 values", "fix: skip gaps in the total for v2.1",
+    "fix: skip gaps in the SQLite and JavaScript totals",
+])
+def test_names_of_the_changes_and_ordinary_words_pass(raw):
+    assert cm.validate(raw, changes_of(APP)) == raw
+
+
 def test_first_word_check():
     words = cm.diff_words([APP])
     assert {"total", "xs", "app", "app.py"} <= words

@@ -274,6 +274,27 @@ def first_word_problem(subject: str, words: set[str]) -> str | None:
             f"of the changes: {subject!r}")
 
 
+def _name_like(piece: str) -> bool:
+    """A snake_case or lowerCamel name, or letters and digits mixed: never a word of
+    prose ("onlyFiles", "load_config", "utf8x"), so it must come from the changes."""
+    return ("_" in piece.strip("_") or bool(re.match(r"[a-z]+[A-Z]", piece))
+            or (len(piece) >= 5 and bool(re.search(r"[A-Za-z]", piece))
+                and bool(re.search(r"\d", piece)) and not re.fullmatch(r"v?\d[\w.]*", piece)))
+
+
+def subject_problem(subject: str, words: set[str]) -> str | None:
+    """Why the subject, past its first word, is not a sentence about the changes: a
+    list's numbered item ("The index_service.py: 2) a new way to ...") or a name the
+    changes do not have ("write-onlyFiles"), as small models make them up."""
+    if re.search(r"(^|\s)\(?\d{1,2}\)\s", subject):
+        return f"the subject is an item of a numbered list: {subject!r}"
+    made_up = [piece for piece in re.findall(r"[A-Za-z0-9_]+", subject)
+               if _name_like(piece) and piece.lower() not in words]
+    if made_up:
+        return f"the subject names {made_up[0]!r}, which the changes do not have: {subject!r}"
+    return None
+
+
 def echoes_prompt(text: str) -> bool:
     """Whether ``text`` repeats the prompt's instructions ("type is one of: feat, fix")."""
     t = " ".join(text.lower().split())
@@ -339,13 +360,17 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
             or re.search(r"[,;:(`'\"]$", subject):
         # cut at the grammar's length: "... how to test a function. The"
         raise CommitMessageError(f"the subject stops mid-sentence: {subject!r}")
+    words_of_changes = diff_words(files)
     if verb is None:
         described = subject
         if style == "scoped":  # "a cancel kills ...": the word after the article
             described = re.sub(r"^(a|an|the)\s+", "", subject, flags=re.I)
-        problem = first_word_problem(described, diff_words(files))
+        problem = first_word_problem(described, words_of_changes)
         if problem:
             raise CommitMessageError(problem)
+    problem = subject_problem(subject, words_of_changes) if files else None
+    if problem:
+        raise CommitMessageError(problem)
     vocabulary = _vocabulary(files)
     if not _grounded(subject, vocabulary):
         raise CommitMessageError(f"the subject is about nothing in the diff: {subject!r}")
