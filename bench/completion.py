@@ -13,8 +13,9 @@ earlier warmed the KV cache with the same file (a user typing). Raw is
 asked for as many tokens as Hearth generated (counted by re-tokenizing its output).
 
 Quality is measured twice on the same held-back cursor positions: without and with
-repository context (definitions of the names near the cursor from a workspace index
-of the package the file belongs to, built here without embeddings). The held-back
+repository context (code of the package's other files like the lines above the cursor,
+and the definitions of the names near the cursor, from a workspace index of the package
+the file belongs to, built here without embeddings). The held-back
 positions were not looked at while the context was designed (``--dev`` runs on the
 development positions instead).
 
@@ -31,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,9 +43,9 @@ from hearth_lsp.server.index_service import IndexService  # noqa: E402
 from hearth_lsp.server.local import llama_engine_factory  # noqa: E402
 from hearth_lsp.server.settings import Settings, cache_dir  # noqa: E402
 from hearth_lsp.server.tasks.completion import run as completion_run  # noqa: E402
-from hearth_lsp.server.tasks.completion.context import repo_definitions  # noqa: E402
+from hearth_lsp.server.tasks.completion.context import with_repo_context  # noqa: E402
 from hearth_lsp.server.tasks.completion.model import CompletionModel  # noqa: E402
-from hearth_lsp.server.tasks.completion.prompt import build_prompt  # noqa: E402
+from hearth_lsp.server.tasks.completion.prompt import SNIPPET_LINES, build_prompt  # noqa: E402
 from hearth_lsp.server.tasks.completion.run import CompletionRequest  # noqa: E402
 from hearth_lsp.server.tasks.completion.session import CompletionSession  # noqa: E402
 from hearth_lsp.server.tasks.runner import TaskRun, ready_engine  # noqa: E402
@@ -189,24 +191,24 @@ async def main() -> None:
         raw_s.append(time.perf_counter() - started)
 
     # ----------------------------------------------- quality with repository context
-    context_s, with_defs, context_tokens, lookup_ms = [], 0, [], []
+    context_s, with_context_n, with_snippet, context_tokens, lookup_ms = [], 0, 0, [], []
     details = []
     for pkg, path, prefix, suffix, rest in cases:
         plain = CompletionRequest(prefix, suffix, path=path, language="python")
         started = time.perf_counter()
-        defs = repo_definitions(indexes[pkg], plain, path, settings)
+        request = with_repo_context(indexes[pkg], plain, path, settings)
         lookup_ms.append((time.perf_counter() - started) * 1000)
-        warm = CompletionRequest(prefix[:-1], prefix[-1] + suffix, path=path,
-                                 language="python", definitions=defs)
+        warm = replace(request, prefix=prefix[:-1], suffix=prefix[-1] + suffix)
         await CompletionSession().suggest("doc", warm, new_run=new_run, generate=generate)
-        request = CompletionRequest(prefix, suffix, path=path, language="python",
-                                    definitions=defs)
         found, took, _ = await suggest(CompletionSession(), request)
         context_s.append(took)
         with_context.add(found.text, suffix, rest)
         shown = build_prompt(prefix, suffix, fmt=fmt, budget_tokens=budget, path=path,
-                             language="python", definitions=defs).context
-        with_defs += bool(shown)
+                             language="python", definitions=request.definitions,
+                             snippet=request.snippet,
+                             context_tokens=sampling.repo_context_tokens).context
+        with_context_n += bool(shown)
+        with_snippet += "# Similar code in " in shown
         context_tokens.append(len(raw.tokenize(shown.encode(), add_bos=False)) if shown else 0)
         details.append((path, rest, found.text))
     for pkg_svc in indexes.values():
@@ -292,6 +294,12 @@ async def main() -> None:
     n = len(cases)
     which = "development" if args.dev else "held-back"
 
+    pairs = list(zip(with_context.similar, without.similar, strict=True))
+    better = sum(a > b for a, b in pairs)
+    worse = sum(a < b for a, b in pairs)
+    gain = statistics.mean(a - b for a, b in pairs)
+    gain_lo, gain_hi = report.bootstrap_interval(with_context.similar, without.similar, seed=1)
+
     def row(name: str, sc: Score) -> str:
         return (f"| {name} | {sc.exact}/{n} ({100 * sc.exact / n:.0f}%) | "
                 f"{statistics.mean(sc.similar):.3f} | {sc.empty}/{n} | {sc.dup}/{n} |")
@@ -312,7 +320,7 @@ stops at the end of the line or block by itself).
 | Hearth: request → ghost text (ms) | {pct(ms, .5):.0f} | {pct(ms, .95):.0f} | {max(ms):.0f} |
 | raw llama_cpp, same prompts and token counts (ms) | {pct(raw_ms, .5):.0f} | {pct(raw_ms, .95):.0f} | {max(raw_ms):.0f} |
 | Hearth with repository context: request → ghost text (ms) | {pct(ctx_ms, .5):.0f} | {pct(ctx_ms, .95):.0f} | {max(ctx_ms):.0f} |
-| looking the definitions up in the index (ms, per request) | {pct(lookup_ms, .5):.1f} | {pct(lookup_ms, .95):.1f} | {max(lookup_ms):.1f} |
+| looking the repository context up in the index (ms, per request) | {pct(lookup_ms, .5):.1f} | {pct(lookup_ms, .95):.1f} | {max(lookup_ms):.1f} |
 | cancel: an edit that disagrees → the worker idle (ms, {len(cancel_ms)} runs) | {pct(cancel_ms, .5):.0f} | {pct(cancel_ms, .95):.0f} | {max(cancel_ms):.0f} |
 | **Hearth with `completion.answerWithinMs` {sampling.answer_within_ms} (the default): request → first ghost text (ms)** | **{pct(first_ms, .5):.0f}** | **{pct(first_ms, .95):.0f}** | {max(first_ms):.0f} |
 
@@ -331,11 +339,14 @@ in the editor the debounce comes first.
   ({100 * through_reused / max(1, through_requests):.0f}%).
 
 Line completion quality on the {n} {which} cursor positions (lines {HELD_BACK_START if not args.dev else DEV_START}, +{STEP}, …
-of each file), without and with repository context: the definitions of the names near
-the cursor (12 lines above, 3 below) from an index of the package the file belongs to
-(`IndexService`, symbols only), their signatures as comments before the file
-(`REPO_CONTEXT_TOKENS`, 160 tokens), leaving out those the document window shows.
-{with_defs}/{n} prompts got some context (mean {statistics.mean(context_tokens):.0f} tokens,
+of each file), without and with repository context, from an index of the package the
+file belongs to (`IndexService`, lexical index and symbols, no embeddings), as comments
+before the file within `completion.repoContextTokens` ({sampling.repo_context_tokens}
+tokens): first the window of {SNIPPET_LINES} lines of another file whose names are most like
+the {SNIPPET_LINES} lines above the cursor's (among the chunks a lexical search for those
+names finds), then the signatures of the names near the cursor (12 lines above, 3 below)
+that the document window does not show. {with_context_n}/{n} prompts got some context,
+{with_snippet} of them a snippet (mean {statistics.mean(context_tokens):.0f} tokens,
 max {max(context_tokens)}). Edit similarity is difflib's ratio of the suggestion to the
 blanked rest of the line; duplication counts suggestions that only repeat the text
 after the cursor.
@@ -344,6 +355,10 @@ after the cursor.
 |---|---|---|---|---|
 {row("without repository context", without)}
 {row("with repository context", with_context)}
+
+With the context, the suggestion's edit similarity rose at {better} positions and fell at
+{worse} (the rest unchanged); the mean difference is {gain:+.3f}, 95% paired bootstrap
+interval [{gain_lo:+.3f}, {gain_hi:+.3f}].
 
 {report.machine_description(model_where=where, load_before=load_before)}
 """

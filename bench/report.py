@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import random
 import re
 import subprocess
 from pathlib import Path
@@ -212,3 +213,16 @@ def write_section(name: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
+
+
+def bootstrap_interval(a: list[float], b: list[float], seed: int,
+                       rounds: int = 2000) -> tuple[float, float]:
+    """95% paired bootstrap interval of mean(a) - mean(b) (same queries, resampled)."""
+    rng = random.Random(seed)
+    n = len(a)
+    diffs = []
+    for _ in range(rounds):
+        idx = [rng.randrange(n) for _ in range(n)]
+        diffs.append(sum(a[i] - b[i] for i in idx) / n)
+    diffs.sort()
+    return diffs[int(0.025 * rounds)], diffs[int(0.975 * rounds) - 1]

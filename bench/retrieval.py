@@ -35,7 +35,13 @@ from hearth_lsp.indexer.workspace import (  # noqa: E402
     lexical_weight,
 )
 
-from report import NOISE, machine_description, wait_for_quiet, write_section  # noqa: E402
+from report import (  # noqa: E402
+    NOISE,
+    bootstrap_interval,
+    machine_description,
+    wait_for_quiet,
+    write_section,
+)
 
 SITE = Path(np.__file__).resolve().parent.parent
 _SENTENCE = re.compile(r"^(.+?[.!?])(\s|$)", re.S)
@@ -117,19 +123,6 @@ def evaluate(idx: WorkspaceIndex, queries: list[tuple[tuple[str, str], str]], mo
     n = len(queries)
     return {"recall5": hits5 / n, "mrr": rr / n, "ms": sorted(ms)[len(ms) // 2],
             "rr": per_query}
-
-
-def bootstrap_interval(a: list[float], b: list[float], seed: int,
-                       rounds: int = 2000) -> tuple[float, float]:
-    """95% paired bootstrap interval of mean(a) - mean(b) (same queries, resampled)."""
-    rng = random.Random(seed)
-    n = len(a)
-    diffs = []
-    for _ in range(rounds):
-        idx = [rng.randrange(n) for _ in range(n)]
-        diffs.append(sum(a[i] - b[i] for i in idx) / n)
-    diffs.sort()
-    return diffs[int(0.025 * rounds)], diffs[int(0.975 * rounds) - 1]
 
 
 def split(queries: list[tuple[tuple[str, str], str]], seed: int, half: int

@@ -94,15 +94,16 @@ class IndexService:
             self._queue.put(("files", rels))
 
     def search(self, query: str, k: int = 10, path_glob: str | None = None,
-               language: str | None = None) -> list[SearchResult]:
-        """Blocking: call from a worker thread (asyncio.to_thread)."""
+               language: str | None = None, dense: bool = True) -> list[SearchResult]:
+        """Blocking: call from a worker thread (asyncio.to_thread). ``dense=False``: the
+        lexical index alone (no query embedding: names looked up as they are typed)."""
         if not self.ready.is_set() or self.reader is None:
             raise IndexNotReady(self.error or "the workspace index is still being built")
         embedder = vectors = None
         with self._read_lock, self._damage_is_repaired():
             if self.reader is None:  # replaced meanwhile
                 raise IndexNotReady(self.error or "the workspace index is being rebuilt")
-            if self._vectors is not None and self.reader.store.has_embeddings():
+            if dense and self._vectors is not None and self.reader.store.has_embeddings():
                 embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
             return self.reader.hybrid_search(query, k, embedder, vectors, path_glob=path_glob,
                                              language=language)

@@ -215,8 +215,9 @@ class CompletionSettings(SamplingSettings):
         "more sees further, but the first request on a file evaluates all of it.",
         minimum=64, maximum=32768)
     repo_context_tokens: int = setting(
-        160, "Tokens of definitions from the workspace index (signatures of the names near "
-        "the cursor) put before the file in a completion prompt; 0 turns it off.",
+        160, "Tokens of repository context from the workspace index put before the file in "
+        "a completion prompt: code of another file like the lines above the cursor, then "
+        "the signatures of the names near it; 0 turns it off.",
         minimum=0, maximum=4096)
 
 

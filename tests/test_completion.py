@@ -464,6 +464,110 @@ def test_repository_context_from_an_index_leaves_local_only_files_out_with_model
     assert [d.path for d in shared] == ["pricing.py"]
 
 
+from hearth_lsp.server.tasks.completion.prompt import (  # noqa: E402
+    Snippet,
+    best_snippet,
+    lines_above,
+    render_snippet,
+    snippet_query,
+)
+
+SIMILAR = ["def load(path):", "    with open(path) as f:", "        data = json.load(f)",
+           "    return Config(**data)", "", "def save(cfg, path):",
+           "    with open(path, 'w') as f:", "        json.dump(asdict(cfg), f)"]
+
+
+def test_the_lines_above_and_their_names_leave_out_the_line_being_typed():
+    prefix = "import json\n\ndef read(path):\n    with open(path) as f:\n        data = js"
+    above = lines_above(prefix, n=3)
+    assert above == ["", "def read(path):", "    with open(path) as f:"]
+    assert lines_above(prefix + "on.lo", n=3) == above  # stable while the line is typed
+    # names nearest line first, each once, no keywords or short names
+    assert snippet_query(above) == "open path read"
+    assert snippet_query(["x = 1  # a comment_name", "'in_a_string'"]) == ""
+
+
+def test_the_most_similar_window_of_the_candidates_is_chosen():
+    above = ["def read(path):", "    with open(path) as f:", "        data = json.load(f)"]
+    unrelated = ["class Point:", "    x: int", "    y: int"]
+    found = best_snippet(above, [("geo.py", unrelated, 0, 3), ("io.py", SIMILAR, 0, 8)],
+                         window=3)
+    assert found == Snippet("io.py", 0, tuple(SIMILAR[:3]), found.similarity)
+    assert found.similarity > 0.5
+    # only windows that start inside a candidate's range (its chunk) are looked at
+    later = best_snippet(above, [("io.py", SIMILAR, 5, 8)], window=3)
+    assert later is not None and later.line == 5
+    assert best_snippet(above, [("geo.py", unrelated, 0, 3)]) is None  # nothing alike
+    assert best_snippet([], [("io.py", SIMILAR, 0, 8)]) is None
+
+
+def test_a_snippet_renders_as_whole_commented_lines_within_its_budget():
+    snippet = Snippet("pkg/io.py", 0, tuple(SIMILAR[:5]), 0.6)
+    text = render_snippet(snippet, language="python", budget_chars=500)
+    assert text.splitlines() == ["# Similar code in pkg/io.py:", "# def load(path):",
+                                 "#     with open(path) as f:", "#         data = json.load(f)",
+                                 "#     return Config(**data)", ""]  # no blank line kept
+    small = render_snippet(snippet, language="python", budget_chars=60)
+    assert small.splitlines() == ["# Similar code in pkg/io.py:", "# def load(path):", ""]
+    assert render_snippet(snippet, language="python", budget_chars=20) == ""
+    assert render_snippet(snippet, language=None, budget_chars=500) == ""
+    assert render_snippet(snippet, language="go", budget_chars=500).startswith("// Similar")
+
+
+def test_the_snippet_comes_first_and_the_definitions_get_what_it_leaves():
+    snippet = Snippet("pkg/io.py", 0, tuple(SIMILAR[:4]), 0.6)
+    defs = [Definition("add_item", "shop/cart.py", 0, "def add_item(cart, item, qty=1):")]
+    prefix = "def read(path):\n    with open(path) as f:\n        data = "
+    for fmt in (None, FIM_FORMATS[0]):
+        prompt = build_prompt(prefix, "\n", fmt=fmt, budget_tokens=512, path="m.py",
+                              language="python", definitions=defs, snippet=snippet)
+        assert prompt.context.startswith("# Similar code in pkg/io.py:\n# def load(path):")
+        assert "# def add_item(cart, item, qty=1):" in prompt.context
+        assert prompt.text.index(prompt.context) <= len(fmt.prefix if fmt else "")
+    # a budget the snippet fills leaves the definitions out
+    tight = build_prompt(prefix, "\n", fmt=None, budget_tokens=512, path="m.py",
+                         language="python", definitions=defs, snippet=snippet,
+                         context_tokens=40)
+    assert "Similar code" in tight.context and "add_item" not in tight.context
+
+
+def test_a_snippet_comes_from_other_files_the_index_finds_and_never_a_local_only_one(
+        tmp_path):
+    from types import SimpleNamespace
+
+    from hearth_lsp.server.index_service import IndexNotReady
+    from hearth_lsp.server.settings import BackendSettings
+    from hearth_lsp.server.tasks.completion.context import repo_snippet
+
+    (tmp_path / "io.py").write_text("\n".join(SIMILAR) + "\n")
+    (tmp_path / "secret.py").write_text("\n".join(SIMILAR) + "\n")
+    (tmp_path / "m.py").write_text("\n".join(SIMILAR) + "\n")
+    hits = [SimpleNamespace(path=p, start_line=1, end_line=8)
+            for p in ("m.py", "secret.py", "io.py")]
+    asked = []
+
+    def search(query, k, dense):
+        asked.append((query, dense))
+        return hits
+
+    index = SimpleNamespace(root=tmp_path, search=search)
+    request = CompletionRequest("def read(path):\n    with open(path) as f:\n        da", "\n",
+                                path="m.py", language="python")
+    settings = Settings()
+    settings.privacy.local_only = ["secret.py"]
+    found = repo_snippet(index, request, "m.py", settings)
+    assert found is not None and found.path == "secret.py"  # m.py is the document itself
+    assert asked == [("open path read", False)]  # the lexical index alone: no embedding
+    settings.backends = {"team": BackendSettings("team", "http://127.0.0.1:9/v1")}
+    assert repo_snippet(index, request, "m.py", settings).path == "io.py"
+
+    def not_ready(query, k, dense):
+        raise IndexNotReady("still being built")
+
+    assert repo_snippet(SimpleNamespace(root=tmp_path, search=not_ready), request, "m.py",
+                        settings) is None
+
+
 class Gated(Script):
     """Writes ``first``, then waits for ``gate`` before the rest: a generation still
     running when the request's time is up, whatever the machine's speed."""

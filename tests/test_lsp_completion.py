@@ -214,7 +214,7 @@ async def test_turned_off_it_answers_nothing(demo_repo, tmp_path):
         await stop(client)
 
 
-async def test_definitions_of_the_names_near_the_cursor_come_first_from_the_index(
+async def test_similar_code_and_definitions_from_the_index_come_first(
         demo_repo, tmp_path):
     from test_faults_lsp import wait_index
 
@@ -229,10 +229,13 @@ async def test_definitions_of_the_names_near_the_cursor_come_first_from_the_inde
         assert await ghost(client, uri, 3, 44) == ["10)"]
         [prompt] = prompts(record)
         context, rest = prompt.split("# shop.py\n", 1)
-        # the signature from another file, as comments, before the file itself
-        assert context.startswith("# Definitions used here, from the workspace:\n")
-        assert "# inventory/pricing.py:\n# def apply_discount(cents: int, percent: float)" \
-            " -> int:\n" in context
+        # as comments, before the file itself: code of another file that uses the same
+        # names as the lines above the cursor, then the signature from a third
+        assert context.startswith("# Similar code in tests/test_pricing.py:\n"
+                                  "# import pytest\n"
+                                  "# from inventory.pricing import apply_discount,")
+        assert "\n# Definitions used here, from the workspace:\n# inventory/pricing.py:\n" \
+            "# def apply_discount(cents: int, percent: float) -> int:\n" in context
         assert rest.startswith("from inventory.pricing import apply_discount")
     finally:
         await stop(client)

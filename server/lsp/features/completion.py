@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 import weakref
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,7 +25,7 @@ from ...engine.router import Backend
 from ...engine.worker import Priority
 from ...settings import LOCAL, Settings, local_only
 from ...tasks.completion import run as completion_run
-from ...tasks.completion.context import FileLines, repo_definitions
+from ...tasks.completion.context import FileLines, with_repo_context
 from ...tasks.completion.model import CompletionModel
 from ...tasks.completion.run import CompletionRequest
 from ...tasks.completion.session import CompletionSession, Suggestion
@@ -98,12 +98,10 @@ async def suggest(ls: HearthServer, doc: TextDocument, position: types.Position,
     async def generate(run: TaskRun, req: CompletionRequest, on_piece: Any):
         if index is not None:  # after the debounce: only for a request that generates
             try:
-                defs = await asyncio.to_thread(repo_definitions, index, req, rel, settings,
-                                               st.files)
+                req = await asyncio.to_thread(with_repo_context, index, req, rel, settings,
+                                              st.files)
             except Exception:  # noqa: BLE001 - a completion goes without context, not fails
                 log.debug("completion: no repository context", exc_info=True)
-                defs = ()
-            req = replace(req, definitions=defs)
         return await completion_run.generate(run, st.model.format, req, sampling, on_piece)
 
     found = await st.session.suggest(doc.uri, request, new_run=new_run, generate=generate,

@@ -1,22 +1,34 @@
-"""Repository context for a completion: the definitions of the names near the cursor,
-from a workspace index's symbol table, their heads read from the files (the edited
-document's own from the editor's text). Blocking (SQLite, files): call in a thread."""
+"""Repository context for a completion: code elsewhere in the workspace like the lines
+above the cursor (the index's lexical search), and the definitions of the names near
+the cursor (its symbol table), read from the files (the edited document's own from the
+editor's text). Blocking (SQLite, files): call in a thread."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ...index_service import IndexNotReady
 from ...settings import Settings, local_only
-from .prompt import Definition, identifiers_near, pick_definitions
+from .prompt import (
+    Definition,
+    Snippet,
+    best_snippet,
+    identifiers_near,
+    lines_above,
+    pick_definitions,
+    snippet_query,
+)
 from .run import CompletionRequest
 
 FILES_CACHED = 64  # other files' lines kept for definition heads (by path and mtime)
 MAX_FILE_BYTES = 1 << 20
 LOOKUP_LIMIT = 8  # rows asked of the symbol table per name (exact names come first)
+SNIPPET_CANDIDATES = 8  # chunks the lexical search gives for the snippet to be chosen from
 
 
 class FileLines:
@@ -64,11 +76,48 @@ def repo_definitions(index: Any, request: CompletionRequest, rel: str, settings:
     def read(path: str) -> Sequence[str] | None:
         return current if path == rel else lines_of(root / path)
 
-    def allowed(path: str) -> bool:
-        return not (settings.backends and local_only(settings, [path]))
-
     return tuple(pick_definitions(names, lambda name: index.symbols(name, LOOKUP_LIMIT), read,
-                                  allowed, current=rel))
+                                  lambda path: _allowed(settings, path), current=rel))
 
 
-__all__ = ["FileLines", "repo_definitions"]
+def _allowed(settings: Settings, path: str) -> bool:
+    """Whether ``path`` may be quoted in a prompt: privacy.localOnly files only while
+    no model server is configured."""
+    return not (settings.backends and local_only(settings, [path]))
+
+
+def repo_snippet(index: Any, request: CompletionRequest, rel: str, settings: Settings,
+                 files: FileLines | None = None) -> Snippet | None:
+    """The code of another file most like the lines above the cursor, from the chunks
+    that ``index`` (an IndexService) finds for their names; None while the index is
+    not ready."""
+    above = lines_above(request.prefix)
+    query = snippet_query(above)
+    if not query:
+        return None
+    try:
+        hits = index.search(query, k=SNIPPET_CANDIDATES, dense=False)
+    except IndexNotReady:  # still being built: no snippet, and no waiting for one
+        return None
+    lines_of = files or FileLines()
+    candidates = []
+    for hit in hits:
+        if hit.path == rel or not _allowed(settings, hit.path):
+            continue  # the document window shows its own file
+        lines = lines_of(Path(index.root) / hit.path)
+        if lines is not None:
+            candidates.append((hit.path, lines, hit.start_line - 1, hit.end_line))
+    return best_snippet(above, candidates)
+
+
+def with_repo_context(index: Any, request: CompletionRequest, rel: str, settings: Settings,
+                      files: FileLines | None = None) -> CompletionRequest:
+    """``request`` with its repository context (nothing when the budget is 0)."""
+    if settings.completion.repo_context_tokens <= 0:
+        return request
+    files = files or FileLines()
+    return replace(request, snippet=repo_snippet(index, request, rel, settings, files),
+                   definitions=repo_definitions(index, request, rel, settings, files))
+
+
+__all__ = ["FileLines", "repo_definitions", "repo_snippet", "with_repo_context"]

@@ -13,7 +13,7 @@ from ...engine.base import Completion
 from ...engine.worker import GenerationWorker
 from ...settings import CompletionSettings
 from ..runner import TaskRun, routed, stops
-from .prompt import Definition, FimFormat, build_prompt
+from .prompt import Definition, FimFormat, Snippet, build_prompt
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,11 @@ class CompletionRequest:
     path: str = ""
     language: str | None = None
     multiline: bool = True
-    # Repository context: definitions of the names near the cursor (already filtered
-    # for privacy.localOnly where the prompt may leave the machine).
+    # Repository context: code like the lines above the cursor and the definitions of
+    # the names near it (already filtered for privacy.localOnly where the prompt may
+    # leave the machine).
     definitions: tuple[Definition, ...] = ()
+    snippet: Snippet | None = None
 
 
 @routed
@@ -46,7 +48,7 @@ async def generate(run: TaskRun, fmt_of: Callable[[GenerationWorker], Awaitable[
     budget = max(64, min(context_tokens, info.context_length - settings.max_tokens - 16))
     prompt = build_prompt(request.prefix, request.suffix, fmt=fmt, budget_tokens=budget,
                           path=request.path, language=request.language,
-                          definitions=request.definitions,
+                          definitions=request.definitions, snippet=request.snippet,
                           context_tokens=settings.repo_context_tokens)
     return await run.generate("completion", prompt.text, settings,
                               stop=stops(info, *prompt.stops), grammar=None,
