@@ -501,6 +501,21 @@ def test_the_most_similar_window_of_the_candidates_is_chosen():
     assert best_snippet([], [("io.py", SIMILAR, 0, 8)]) is None
 
 
+def test_the_snippet_shown_before_stays_while_it_is_nearly_as_good():
+    above = ["def read(path):", "    with open(path) as f:", "        data = json.load(f)"]
+    best = best_snippet(above, [("io.py", SIMILAR, 0, 8)], window=3)
+    before = Snippet("old.py", 4, ("def read(path):", "    with open(path) as f:"), 0.9)
+    kept = best_snippet(above, [("io.py", SIMILAR, 0, 8)], window=3, keep=before)
+    assert best is not None and best.path == "io.py"
+    assert kept is not None and (kept.path, kept.line) == ("old.py", 4)  # the prompt's start
+    assert kept.similarity < best.similarity  # rescored against the lines above now
+    assert best_snippet(above, [("io.py", SIMILAR, 0, 8)], window=3, keep=before,
+                        keep_share=1.0) == best
+    gone = Snippet("old.py", 4, ("class Point:", "    x: int"), 0.9)  # nothing alike now
+    assert best_snippet(above, [("io.py", SIMILAR, 0, 8)], window=3, keep=gone) == best
+    assert best_snippet(above, [], keep=gone) is None
+
+
 def test_a_snippet_renders_as_whole_commented_lines_within_its_budget():
     snippet = Snippet("pkg/io.py", 0, tuple(SIMILAR[:5]), 0.6)
     text = render_snippet(snippet, language="python", budget_chars=500)
@@ -560,6 +575,10 @@ def test_a_snippet_comes_from_other_files_the_index_finds_and_never_a_local_only
     assert asked == [("open path read", False)]  # the lexical index alone: no embedding
     settings.backends = {"team": BackendSettings("team", "http://127.0.0.1:9/v1")}
     assert repo_snippet(index, request, "m.py", settings).path == "io.py"
+    # nor does the local-only file's snippet, remembered from before, stay
+    assert repo_snippet(index, request, "m.py", settings, keep=found).path == "io.py"
+    before = Snippet("old.py", 0, ("def read(path):", "    with open(path) as f:"), 0.5)
+    assert repo_snippet(index, request, "m.py", settings, keep=before).path == "old.py"
 
     def not_ready(query, k, dense):
         raise IndexNotReady("still being built")

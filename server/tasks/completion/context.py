@@ -87,10 +87,11 @@ def _allowed(settings: Settings, path: str) -> bool:
 
 
 def repo_snippet(index: Any, request: CompletionRequest, rel: str, settings: Settings,
-                 files: FileLines | None = None) -> Snippet | None:
+                 files: FileLines | None = None, keep: Snippet | None = None
+                 ) -> Snippet | None:
     """The code of another file most like the lines above the cursor, from the chunks
-    that ``index`` (an IndexService) finds for their names; None while the index is
-    not ready."""
+    that ``index`` (an IndexService) finds for their names (``keep``, the document's
+    snippet before, while it is nearly as good); None while the index is not ready."""
     above = lines_above(request.prefix)
     query = snippet_query(above)
     if not query:
@@ -107,16 +108,20 @@ def repo_snippet(index: Any, request: CompletionRequest, rel: str, settings: Set
         lines = lines_of(Path(index.root) / hit.path)
         if lines is not None:
             candidates.append((hit.path, lines, hit.start_line - 1, hit.end_line))
-    return best_snippet(above, candidates)
+    if keep is not None and not _allowed(settings, keep.path):
+        keep = None  # (a model server was configured since)
+    return best_snippet(above, candidates, keep=keep)
 
 
 def with_repo_context(index: Any, request: CompletionRequest, rel: str, settings: Settings,
-                      files: FileLines | None = None) -> CompletionRequest:
-    """``request`` with its repository context (nothing when the budget is 0)."""
+                      files: FileLines | None = None, keep: Snippet | None = None
+                      ) -> CompletionRequest:
+    """``request`` with its repository context (nothing when the budget is 0); ``keep``:
+    the document's snippet before."""
     if settings.completion.repo_context_tokens <= 0:
         return request
     files = files or FileLines()
-    return replace(request, snippet=repo_snippet(index, request, rel, settings, files),
+    return replace(request, snippet=repo_snippet(index, request, rel, settings, files, keep),
                    definitions=repo_definitions(index, request, rel, settings, files))
 
 

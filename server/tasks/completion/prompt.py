@@ -13,7 +13,7 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Estimated characters per token for the budget (the index's context uses the same).
 CHARS_PER_TOKEN = 3
@@ -274,6 +274,12 @@ def render_definitions(definitions: Sequence[Definition], *, language: str | Non
 
 SNIPPET_LINES = 8  # lines above the cursor compared, and most lines of code shown
 SNIPPET_MIN_SIMILARITY = 0.1  # Jaccard of the two windows' names; below it, nothing
+# The snippet shown for the line before is kept while it scores at least this share of
+# the best one: a new snippet changes the prompt's start, and the whole prompt is then
+# evaluated again (the KV cache holds nothing after a change). Kept this way, it
+# changed on 17% of new lines instead of 38% (bench/completion.py's files, typed
+# through line by line).
+SNIPPET_KEEP_SHARE = 0.7
 
 
 @dataclass(frozen=True)
@@ -305,13 +311,20 @@ def _names(lines: Sequence[str]) -> set[str]:
     return set(_IDENT.findall("\n".join(lines)))
 
 
+def _similarity(mine: set[str], lines: Sequence[str]) -> float:
+    theirs = _names(lines)
+    return len(mine & theirs) / len(mine | theirs) if theirs else 0.0
+
+
 def best_snippet(above: Sequence[str], candidates: Iterable[tuple[str, Sequence[str], int, int]],
-                 *, window: int = SNIPPET_LINES,
-                 min_similarity: float = SNIPPET_MIN_SIMILARITY) -> Snippet | None:
+                 *, window: int = SNIPPET_LINES, min_similarity: float = SNIPPET_MIN_SIMILARITY,
+                 keep: Snippet | None = None,
+                 keep_share: float = SNIPPET_KEEP_SHARE) -> Snippet | None:
     """The ``window`` lines most like ``above`` (Jaccard similarity of their names,
     keywords included: they carry the shape) among ``candidates``: (path, the file's
     lines, first line, end line), 0-based and end exclusive, as the index's chunks
-    give them; every window that starts inside a candidate's range is tried."""
+    give them; every window that starts inside a candidate's range is tried. ``keep``
+    (the snippet shown before) stays while it scores ``keep_share`` of the best."""
     mine = _names(above)
     if not mine:
         return None
@@ -319,12 +332,13 @@ def best_snippet(above: Sequence[str], candidates: Iterable[tuple[str, Sequence[
     for path, lines, start, end in candidates:
         for first in range(max(0, start), max(start + 1, end - window + 1)):
             shown = lines[first: first + window]
-            theirs = _names(shown)
-            if not theirs:
-                continue
-            similarity = len(mine & theirs) / len(mine | theirs)
+            similarity = _similarity(mine, shown)
             if similarity >= min_similarity and (best is None or similarity > best.similarity):
                 best = Snippet(path, first, tuple(shown), similarity)
+    if keep is not None:
+        kept = _similarity(mine, keep.lines)
+        if kept >= min_similarity and (best is None or kept >= keep_share * best.similarity):
+            return replace(keep, similarity=kept)
     return best
 
 
