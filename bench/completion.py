@@ -43,9 +43,17 @@ from hearth_lsp.server.index_service import IndexService  # noqa: E402
 from hearth_lsp.server.local import llama_engine_factory  # noqa: E402
 from hearth_lsp.server.settings import Settings, cache_dir  # noqa: E402
 from hearth_lsp.server.tasks.completion import run as completion_run  # noqa: E402
-from hearth_lsp.server.tasks.completion.context import with_repo_context  # noqa: E402
+from hearth_lsp.server.tasks.completion.context import (  # noqa: E402
+    FileLines,
+    repo_snippet,
+    with_repo_context,
+)
 from hearth_lsp.server.tasks.completion.model import CompletionModel  # noqa: E402
-from hearth_lsp.server.tasks.completion.prompt import SNIPPET_LINES, build_prompt  # noqa: E402
+from hearth_lsp.server.tasks.completion.prompt import (  # noqa: E402
+    SNIPPET_KEEP_SHARE,
+    SNIPPET_LINES,
+    build_prompt,
+)
 from hearth_lsp.server.tasks.completion.run import CompletionRequest  # noqa: E402
 from hearth_lsp.server.tasks.completion.session import CompletionSession  # noqa: E402
 from hearth_lsp.server.tasks.runner import TaskRun, ready_engine  # noqa: E402
@@ -96,6 +104,28 @@ def samples(n: int, roots: dict[str, Path], start: int
             if picked >= per:
                 break
     return out[:n]
+
+
+def snippet_changes(indexes: dict, roots: dict[str, Path], settings: Settings,
+                    keep: bool) -> tuple[int, int]:
+    """(new lines, those on which the snippet changed) while typing through the first
+    file of each package line by line (the cursor indented on a new line after lines
+    20 to 219), as the server asks: with or without the snippet shown before."""
+    files = FileLines()
+    lines_typed = changed = 0
+    for pkg, names in PACKAGES:
+        lines = (roots[pkg] / names[0]).read_text().splitlines(keepends=True)
+        before, shown = None, None
+        for i in range(20, min(len(lines), 220)):
+            request = CompletionRequest("".join(lines[:i]) + "    ", "\n", path=names[0],
+                                        language="python")
+            before = repo_snippet(indexes[pkg], request, names[0], settings, files,
+                                  keep=before if keep else None)
+            now = (before.path, before.line) if before else None
+            lines_typed += i > 20
+            changed += i > 20 and now != shown
+            shown = now
+    return lines_typed, changed
 
 
 class Score:
@@ -211,6 +241,8 @@ async def main() -> None:
         with_snippet += "# Similar code in " in shown
         context_tokens.append(len(raw.tokenize(shown.encode(), add_bos=False)) if shown else 0)
         details.append((path, rest, found.text))
+    typed_lines, changed_kept = snippet_changes(indexes, roots, settings, keep=True)
+    _, changed_fresh = snippet_changes(indexes, roots, settings, keep=False)
     for pkg_svc in indexes.values():
         pkg_svc.stop()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -359,6 +391,12 @@ after the cursor.
 With the context, the suggestion's edit similarity rose at {better} positions and fell at
 {worse} (the rest unchanged); the mean difference is {gain:+.3f}, 95% paired bootstrap
 interval [{gain_lo:+.3f}, {gain_hi:+.3f}].
+
+The snippet is at the prompt's start: when it changes, the whole prompt is evaluated
+again. Typing through the first file of each package line by line ({typed_lines} new
+lines), it changed on {100 * changed_kept / typed_lines:.0f}% of them with the snippet shown
+before kept while it scores {SNIPPET_KEEP_SHARE} of the best (the server's way), on
+{100 * changed_fresh / typed_lines:.0f}% when chosen afresh each time.
 
 {report.machine_description(model_where=where, load_before=load_before)}
 """
