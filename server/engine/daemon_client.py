@@ -45,7 +45,7 @@ from ..daemon import (
 )
 from ..settings import BackendSettings, ModelSettings, SamplingSettings, Settings
 from .base import Completion, Engine, EngineError, ModelInfo, ModelUnavailable
-from .httpx_import import httpx
+from .httpx_import import httpx, verify
 from .remote import BackendUnavailable, Capabilities, RemoteEngine, _Failure
 from .worker import Priority
 
@@ -128,10 +128,9 @@ def daemon_command(config: dict[str, Any], idle_s: int) -> list[str]:
 def _answers(state: DaemonState, timeout: float = 2.0) -> dict[str, Any] | None:
     """The daemon's /hearth/info, or None when it does not answer with our token."""
     try:
-        # The daemon speaks plain HTTP on loopback: no CA bundle to load (1.7 MB).
         response = httpx.get(f"{state.root}/hearth/info", timeout=timeout, trust_env=False,
                              headers={"Authorization": f"Bearer {state.token}"},
-                             verify=state.root.startswith("https:"))
+                             verify=verify(state.root))
     except httpx.HTTPError:
         return None
     if response.status_code != 200:

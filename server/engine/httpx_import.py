@@ -15,4 +15,13 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 import httpx  # noqa: E402
 
-__all__ = ["httpx"]
+
+def verify(url: str) -> bool:
+    """httpx's ``verify`` for a server at ``url``: certificates are checked over HTTPS;
+    a plain-HTTP server (the shared daemon, a llama-server on this machine) has none,
+    and loading the CA bundle anyway costs each editor window 1.7 MB. (Redirects are
+    not followed, so a plain-HTTP client never reaches an HTTPS server.)"""
+    return url.lower().startswith("https:")
+
+
+__all__ = ["httpx", "verify"]

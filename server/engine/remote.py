@@ -44,7 +44,7 @@ from ..chat_format import Message
 from ..settings import STRUCTURED_MODES, SamplingSettings
 from ..settings import BackendSettings as BackendConfig
 from .base import Completion, EngineError, ModelInfo
-from .httpx_import import httpx
+from .httpx_import import httpx, verify
 
 log = logging.getLogger(__name__)
 
@@ -425,16 +425,13 @@ class RemoteEngine:
 
             async def make_client() -> httpx.AsyncClient:
                 # trust_env=False: no proxy variables or .netrc credentials sneak in.
-                # A plain-HTTP server (the shared daemon, a llama-server on this machine)
-                # has no certificate to check, and redirects are not followed to one:
-                # loading the CA bundle anyway would cost each editor window 1.7 MB.
                 return httpx.AsyncClient(
                     timeout=httpx.Timeout(connect=cfg.connect_timeout_s, read=None,
                                           write=max(cfg.connect_timeout_s, 10.0),
                                           pool=cfg.connect_timeout_s),
                     limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
                     trust_env=False, follow_redirects=False,
-                    verify=urlsplit(self.url).scheme == "https")
+                    verify=verify(self.url))
 
             self._client = asyncio.run_coroutine_threadsafe(make_client(), loop).result()
             self._loop, self._thread = loop, thread
