@@ -294,8 +294,9 @@ class Snippet:
 def lines_above(prefix: str, n: int = SNIPPET_LINES) -> list[str]:
     """The ``n`` complete lines above the cursor's line. The line being typed is left
     out, so the snippet (at the prompt's start, where the KV cache begins) stays the
-    same while the user types a line."""
-    return prefix.split("\n")[:-1][-n:]
+    same while the user types a line. (Only the document's tail is split: the prefix
+    is all of it, on every keystroke.)"""
+    return prefix.rsplit("\n", n + 1)[-n - 1:-1]
 
 
 def snippet_query(above: Sequence[str], limit: int = MAX_NAMES) -> str:
@@ -329,11 +330,19 @@ def best_snippet(above: Sequence[str], candidates: Iterable[tuple[str, Sequence[
         return None
     best: Snippet | None = None
     for path, lines, start, end in candidates:
-        for first in range(max(0, start), max(start + 1, end - window + 1)):
-            shown = lines[first: first + window]
-            similarity = _similarity(mine, shown)
+        firsts = range(max(0, start), max(start + 1, end - window + 1))
+        if not firsts:
+            continue
+        # each line's names once, not once per window it is in
+        per_line = [_names([line]) for line in lines[firsts[0]: firsts[-1] + window]]
+        for first in firsts:
+            at = first - firsts[0]
+            theirs = set().union(*per_line[at: at + window])
+            if not theirs:
+                continue
+            similarity = len(mine & theirs) / len(mine | theirs)
             if similarity >= min_similarity and (best is None or similarity > best.similarity):
-                best = Snippet(path, first, tuple(shown), similarity)
+                best = Snippet(path, first, tuple(lines[first: first + window]), similarity)
     if keep is not None:
         kept = _similarity(mine, keep.lines)
         if kept >= min_similarity and (best is None or kept >= keep_share * best.similarity):
