@@ -6,7 +6,10 @@ One run, the bundled SmolLM2 on this machine, in fresh cache dirs (no answer cac
    (model.shared = false) vs three windows sharing the daemon: for each window, the
    time from `initialize` to its first docstring (the code action resolved), the model
    loads, and the resident memory of the processes holding a model.
-2. The git hook (`hearth commit-msg --hook FILE`, a real process as git runs it) on a
+2. The same three windows on three projects with the index on (the default): each
+   indexes, embeds and searches its project; the embedding model loads and the resident
+   memory, each window embedding for itself vs all of them at the daemon.
+3. The git hook (`hearth commit-msg --hook FILE`, a real process as git runs it) on a
    staged change: loading its own model (cold), starting the daemon (cold, shared),
    and with the daemon warm.
 
@@ -64,6 +67,7 @@ def rss_mib(pid: int) -> float:
 
 def workspace(tmp: Path) -> Path:
     dest = tmp / "ws"
+    tmp.mkdir(parents=True, exist_ok=True)
     shutil.copytree(DEMO, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
     env = {**os.environ, **GIT_ENV}
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
@@ -71,10 +75,11 @@ def workspace(tmp: Path) -> Path:
     return dest
 
 
-def env_for(cache: Path, shared: bool) -> dict[str, str]:
+def env_for(cache: Path, shared: bool, index: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTH_", "HEARTHD_"))}
     env.update(HEARTH_CACHE_DIR=str(cache), HEARTH_CACHE_ENABLED="false",
-               HEARTH_INDEX_ENABLED="false", HEARTH_CONFIG_FILE=str(cache / "none.toml"),
+               HEARTH_INDEX_ENABLED="true" if index else "false",
+               HEARTH_CONFIG_FILE=str(cache / "none.toml"),
                HEARTH_MODEL_SHARED="true" if shared else "false",
                HEARTH_COMMIT_HOOK_TIMEOUT_S="600")  # measure the message, not the limit
     return env
@@ -152,6 +157,54 @@ async def windows(shared: bool) -> dict:
             stop_daemons(cache)
 
 
+async def index_status(client) -> dict:
+    from lsprotocol import types
+
+    return (await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="hearth.status")))["index"]
+
+
+async def indexed_windows(shared: bool) -> dict:
+    """Three windows on three projects (copies of the demo), the index on (the default):
+    each indexes and embeds its project and answers one search; then the resident memory
+    of the windows and the daemon."""
+    from lsprotocol import types
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        cache.mkdir()
+        opened, pids = [], []
+        try:
+            for i in range(len(WINDOWS)):
+                ws = workspace(Path(tmp) / f"project{i}")
+                quiet_moment(max_wait_s=10)
+                client, _, _ = await start(REAL_SERVER, ws, env=env_for(cache, shared, True),
+                                           init_options={"model": {"shared": shared}})
+                opened.append(client)
+                pids.append(client._server.pid)  # type: ignore[attr-defined]
+                assert (await wait_model(client, timeout=600))["model"] == "ready"
+                deadline = time.monotonic() + 600
+                while True:
+                    index = await index_status(client)
+                    if index["state"] == "ready" and index.get("embedded") == index.get("chunks"):
+                        break
+                    assert time.monotonic() < deadline and not index["error"], index
+                    await asyncio.sleep(0.2)
+                found = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+                    command="hearth.search", arguments=[{"query": "convert a price to cents"}]))
+                assert found, "the search found nothing"
+            info = daemon_info(cache) if shared else {}
+            windows_mib = [rss_mib(p) for p in pids]
+            daemon_mib = rss_mib(info["pid"]) if info else 0.0
+            return {"rss_mib": sum(windows_mib) + daemon_mib, "windows_mib": windows_mib,
+                    "daemon_mib": daemon_mib,
+                    "embedding_loads": info.get("embeddingLoads") if shared else len(WINDOWS)}
+        finally:
+            for client in opened:
+                await stop(client)  # type: ignore[arg-type]
+            stop_daemons(cache)
+
+
 def hook_run(repo: Path, cache: Path, shared: bool) -> tuple[float, str]:
     message = repo / ".git" / "COMMIT_EDITMSG"
     message.write_text("\n# Please enter the commit message for your changes.\n")
@@ -191,10 +244,12 @@ def main() -> int:
     load_before = load_average()
     separate = asyncio.run(windows(shared=False))
     shared = asyncio.run(windows(shared=True))
+    indexed = {"separate": asyncio.run(indexed_windows(shared=False)),
+               "shared": asyncio.run(indexed_windows(shared=True))}
     skip_hook = "--no-hook" in sys.argv  # the hook runs whole commit-message tasks: slow
     hook = None if skip_hook else hooks()
-    print(json.dumps({"separate": separate, "shared": shared, "hook": hook}, indent=2),
-          file=sys.stderr)
+    print(json.dumps({"separate": separate, "shared": shared, "indexed": indexed,
+                      "hook": hook}, indent=2), file=sys.stderr)
     n = len(WINDOWS)
     rows = ["| | each window loads its own model | one shared daemon |", "|---|---:|---:|"]
     for i, name in enumerate(["first", "second", "third"][:n]):
@@ -214,6 +269,15 @@ def main() -> int:
         f"({mib(separate['windows_mib'])}) | {shared['rss_mib']:.0f} MiB "
         f"({shared['rss_mib'] / separate['rss_mib']:.2f}×; the daemon "
         f"{shared['daemon_mib']:.0f}, windows {mib(shared['windows_mib'])}) |",
+    ]
+    apart, one = indexed["separate"], indexed["shared"]
+    rows += [
+        f"| embedding model loads, {n} windows on {n} projects with the index on "
+        f"(the default) | {apart['embedding_loads']} | {one['embedding_loads']} |",
+        f"| resident memory, the same (each project indexed, embedded, searched once) | "
+        f"{apart['rss_mib']:.0f} MiB ({mib(apart['windows_mib'])}) | "
+        f"{one['rss_mib']:.0f} MiB ({one['rss_mib'] / apart['rss_mib']:.2f}×; the daemon "
+        f"{one['daemon_mib']:.0f}, windows {mib(one['windows_mib'])}) |",
     ]
     table = "\n".join(rows)
     hooks_table = "The hook was not measured in this run (`--no-hook`)." if hook is None \
@@ -235,7 +299,11 @@ def main() -> int:
             "Python's start-up and Hearth's imports in every process. Memory is each "
             "process's resident set once every window has written its docstring; a window "
             "on the daemon still holds the interpreter, pygls and lsprotocol: about 40 MiB "
-            "before any of Hearth's code is imported.\n\n"
+            "before any of Hearth's code is imported. The first rows have the index off, "
+            "so that they measure the model alone; the last two have it on, as it is by "
+            "default: each window then embeds its project, with torch and the embedding "
+            "model in every window, or in the daemon once (windows on the daemon still hold "
+            "their own vector store: numpy and chromadb).\n\n"
             f"{table}\n\n{hooks_table}\n\n{loads_line}")
     write_section("daemon", body)
     return 0

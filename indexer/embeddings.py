@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,24 @@ def embedding_text(path: str, symbol: str, kind: str, signature: str, doc: str,
     return "\n".join(head) + "\n" + text
 
 
+class TextEmbedder(Protocol):
+    """What the index needs of an embedding model: Embedder (in this process), or the
+    shared daemon's (hearth_lsp.server.engine.daemon_embedder)."""
+
+    name: str  # vectors are cached and collected under it
+    max_tokens: int
+
+    def embed_counted(self, texts: Sequence[str]) -> tuple[Any, list[int]]: ...
+
+    def encode(self, texts: Sequence[str], counts: Sequence[int] | None = None) -> Any: ...
+
+
+def model_name(folder: Path) -> str:
+    """The name an embedding model's vectors are cached and collected under: its folder's
+    (the package's, for a folder called ``model``)."""
+    return folder.parent.name if folder.name == "model" else folder.name
+
+
 class Embedder:
     def __init__(self, model_dir: Path | None = None, *, batch_size: int = 64,
                  device: str | None = None,
@@ -113,7 +131,7 @@ class Embedder:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
         self.folder = folder
-        self.name = folder.parent.name if folder.name == "model" else folder.name
+        self.name = model_name(folder)
         self.batch_size = batch_size
         self.max_batch_tokens: int | None = MAX_BATCH_TOKENS.get(
             device.split(":")[0], MAX_BATCH_TOKENS["cpu"]) if max_batch_tokens == "auto" \
@@ -138,6 +156,13 @@ class Embedder:
             out.append(text[:end])
             counts.append(len(offsets))
         return out, counts
+
+    def embed_counted(self, texts: Sequence[str]) -> tuple[Any, list[int]]:
+        """Each text cut where the model stops reading, embedded: (unit-length float32
+        vectors in the order given, each fitted text's token count). What the index calls,
+        here or at the shared daemon (whose answer carries the same two)."""
+        fitted, counts = self.fit_counted(texts)
+        return self.encode(fitted, counts), counts
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         enc = self.tokenizer(list(texts), truncation=False, add_special_tokens=True, verbose=False)

@@ -62,7 +62,7 @@ from .vectors import (
 )
 
 if TYPE_CHECKING:
-    from .embeddings import Embedder
+    from .embeddings import TextEmbedder
     from .vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -665,7 +665,7 @@ class WorkspaceIndex:
 
     # ------------------------------------------------------------- phase 2
 
-    def embed_pending(self, embedder: Embedder, vectors: VectorStore,
+    def embed_pending(self, embedder: TextEmbedder, vectors: VectorStore,
                       progress: Progress | None = None, *, first: Sequence[str] = (),
                       batch: int = 256) -> EmbedStats:
         """Embed chunks not embedded yet: files in ``first`` (open in the editor),
@@ -699,10 +699,10 @@ class WorkspaceIndex:
                 f"({','.join('?' * len(hashes))})", [model, *hashes])}
             todo = {r[1]: r for r in rows if r[1] not in cached}
             if todo:
-                texts, counts = embedder.fit_counted(
+                fresh, counts = embedder.embed_counted(
                     [embedding_text(r[2], r[3], r[4], r[5], unpack_text(r[6]), unpack_text(r[7]))
                      for r in todo.values()])
-                fresh = embedder.encode(texts, counts).astype("float32")
+                fresh = fresh.astype("float32")
                 stats.embedded += len(todo)
                 stats.tokens += sum(counts)
                 for h, vec in zip(todo, fresh, strict=True):
@@ -719,7 +719,7 @@ class WorkspaceIndex:
         stats.seconds = time.perf_counter() - started
         return stats
 
-    def ranked(self, query: str, pool: int, embedder: Embedder | None,
+    def ranked(self, query: str, pool: int, embedder: TextEmbedder | None,
                vectors: VectorStore | None, mode: str = "hybrid",
                lexical_weight_: float | None = None) -> list[tuple[int, float]]:
         """(chunk id, score), best first: dense and lexical fused by weighted
@@ -742,7 +742,7 @@ class WorkspaceIndex:
         weight = lexical_weight(query) if lexical_weight_ is None else lexical_weight_
         return reciprocal_rank_fusion(rankings, [weight, 1.0])
 
-    def hybrid_search(self, query: str, k: int, embedder: Embedder | None,
+    def hybrid_search(self, query: str, k: int, embedder: TextEmbedder | None,
                       vectors: VectorStore | None, *, path_glob: str | None = None,
                       language: str | None = None, mode: str = "hybrid") -> list[SearchResult]:
         """Dense and lexical rankings fused by reciprocal rank; filters applied here."""
@@ -751,7 +751,7 @@ class WorkspaceIndex:
 
     def context(self, budget: int, count_tokens: Callable[[str], int], *,
                 path: str | None = None, line: int | None = None, query: str = "",
-                embedder: Embedder | None = None,
+                embedder: TextEmbedder | None = None,
                 vectors: VectorStore | None = None) -> list[ContextPiece]:
         """Chunks for a prompt about ``path``:``line`` (0-based) and/or ``query``,
         within ``budget`` tokens: neighbours of the chunk there, fused with search."""
@@ -762,7 +762,7 @@ class WorkspaceIndex:
         return assemble(self.store, budget, count_tokens, anchor=anchor, ranked=ranked,
                         exclude=exclude)
 
-    def open_vectors(self, embedder: Embedder, chroma_url: str | None = None) -> VectorStore:
+    def open_vectors(self, embedder: TextEmbedder, chroma_url: str | None = None) -> VectorStore:
         """The vector collection for this workspace and embedding model.
 
         An embedded store that was not closed cleanly (or changed since) is read

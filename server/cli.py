@@ -157,12 +157,23 @@ def _open_index(root: Path, readonly: bool = False):
 
 
 def _vectors(index, root: Path):
-    from ..indexer.embeddings import Embedder
-    from .settings import SettingsSources
+    """The embedding model (the shared daemon's with model.shared) and the vectors."""
+    from .index_service import local_embedder
+    from .settings import SettingsSources, cache_dir
 
-    settings = SettingsSources(root=root).resolve().settings.index
-    model = Path(settings.embedding_model) if settings.embedding_model else None
-    embedder = Embedder(model)
+    resolved = SettingsSources(root=root).resolve().settings
+    settings, model = resolved.index, resolved.model
+    folder = Path(settings.embedding_model) if settings.embedding_model else None
+    if model.shared:
+        from .engine.daemon_embedder import shared_embedder
+
+        def notice(text: str) -> None:
+            print(f"hearth: {text}", file=sys.stderr)
+
+        embedder = shared_embedder(model, cache_dir(), folder, idle_s=model.daemon_idle_s,
+                                   fallback=lambda: local_embedder(folder), on_notice=notice)
+    else:
+        embedder = local_embedder(folder)
     return embedder, index.open_vectors(embedder, settings.chroma_url)
 
 

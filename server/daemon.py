@@ -9,6 +9,8 @@ serves them on 127.0.0.1 over an OpenAI-compatible streaming HTTP API:
   ``grammar`` (GBNF), ``start`` (a regex the first token must match) and
   ``priority`` (0-4 or a name: completion, user, save, background; default user).
 - ``POST /extras/tokenize/count``: ``{"input": text}`` -> ``{"count": n}``.
+- ``POST /v1/embeddings`` and ``POST /hearth/embedder``: the embedding model, for
+  windows' indexes (daemon_embeddings.py).
 - ``GET /hearth/info``: the state (loading, ready, error), the ModelInfo (chat
   template, bos/eos, context length: clients render prompts exactly as for a model
   of their own), the pid, how many loads, the queue.
@@ -56,6 +58,15 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .daemon_embeddings import (
+    EmbeddingRequestError,
+    Embeddings,
+    EmbeddingUnavailable,
+    Loader,
+    answer,
+    load_embedder,
+    parse_input,
+)
 from .engine.base import Engine
 from .engine.worker import GenerationWorker, Job, Priority
 from .settings import ModelSettings, SamplingSettings
@@ -69,6 +80,8 @@ PRIORITY_NAMES = {"completion": Priority.COMPLETION, "user": Priority.USER,
 # How often a waiting request looks whether its client is still there.
 POLL_S = 0.05
 MAX_BODY = 16 << 20
+# The longest a background embedding request waits for users' generations to finish.
+USERS_FIRST_MAX_S = 60.0
 # The job trace (JSONL) is rotated past this size: one older file is kept.
 TRACE_MAX_BYTES = 4 << 20
 # Latency buckets (seconds) for everything from ghost text to a long background job.
@@ -361,7 +374,7 @@ class Daemon:
     def __init__(self, model: ModelSettings, cache: Path, make_engine: EngineMaker, *,
                  idle_s: float = 900.0, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, write_state: bool = True,
-                 allow_remote: bool = False) -> None:
+                 allow_remote: bool = False, load_embedder: Loader = load_embedder) -> None:
         check_bind(host, allow_remote)
         self.model = model
         self.cache = cache
@@ -372,6 +385,7 @@ class Daemon:
         self.write_state = write_state
         self.worker = GenerationWorker("hearth-daemon-generation")
         self._make_engine = make_engine
+        self.embeddings = Embeddings(load_embedder)
         self.loads = 0
         self.counts = {"requests": 0, "completed": 0, "cancelled": 0, "refused": 0}
         self.clients: set[str] = set()  # client names seen (X-Hearth-Client)
@@ -482,6 +496,7 @@ class Daemon:
             "running": ({"kind": running.kind, "priority": int(running.priority)}
                         if running is not None and running.load is None else None),
             "counts": dict(self.counts), "clients": sorted(self.clients),
+            "embedders": self.embeddings.names(), "embeddingLoads": self.embeddings.loads,
             "uptimeS": round(time.time() - self.started, 3)}
         return out
 
@@ -618,6 +633,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._completions(body)
             elif path == "/extras/tokenize/count":
                 self._count(body)
+            elif path in ("/v1/embeddings", "/hearth/embedder"):
+                self._embeddings(body, describe=path == "/hearth/embedder")
             elif path == "/hearth/reload":
                 # A client found the model in error (a file fixed since?): load it again.
                 if self.daemon.worker.state != "loading":
@@ -638,6 +655,58 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "input must be a string")
         else:
             self._send_json(200, {"count": engine.count_tokens(text)})
+
+    def _embeddings(self, body: dict[str, Any], *, describe: bool) -> None:
+        daemon = self.daemon
+        received = time.perf_counter()
+        try:
+            if describe:
+                self._send_json(200, daemon.embeddings.describe(body.get("model")))
+                return
+            texts, encoding = parse_input(body)
+            priority = parse_priority(body.get("priority"))
+        except (EmbeddingRequestError, ValueError) as exc:  # parse_priority's too
+            self._error(400, str(exc))
+            return
+        except EmbeddingUnavailable as exc:
+            self._error(503, str(exc), "server_error")
+            return
+        if priority > Priority.USER and not self._users_first():
+            return
+        try:
+            name, vectors, counts = daemon.embeddings.embed(body.get("model"), texts)
+        except EmbeddingRequestError as exc:
+            self._error(400, str(exc))
+            return
+        except EmbeddingUnavailable as exc:
+            self._error(503, str(exc), "server_error")
+            return
+        except Exception as exc:  # noqa: BLE001 - the daemon stays up for the others
+            log.exception("embeddings")
+            daemon.metrics.record("embeddings", "failed", time.perf_counter() - received,
+                                  None, None, 0, 0)
+            self._error(500, f"embedding failed: {exc}", "server_error")
+            return
+        daemon.metrics.record("embeddings", "completed", time.perf_counter() - received,
+                              None, None, sum(counts), 0)
+        self._send_json(200, answer(name, vectors, counts, encoding))
+
+    def _users_first(self) -> bool:
+        """A background embedding (an index's) waits, up to USERS_FIRST_MAX_S, while a
+        generation a user waits for runs or is queued: on these cores the two would
+        share the time. False when the client left meanwhile."""
+        worker, deadline = self.daemon.worker, time.monotonic() + USERS_FIRST_MAX_S
+
+        def user_waits() -> bool:
+            job = worker.running()
+            return (job is not None and job.load is None and job.priority <= Priority.USER) \
+                or worker.completion_waiting()
+
+        while user_waits() and time.monotonic() < deadline:
+            if self._client_gone() or self.daemon.stopping:
+                return False
+            time.sleep(POLL_S)
+        return True
 
     def _completions(self, body: dict[str, Any]) -> None:
         daemon = self.daemon

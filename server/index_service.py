@@ -17,13 +17,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..indexer.context import ContextPiece, prompt_context
 from ..indexer.store import CorruptIndex, IndexUnavailable
 from ..indexer.vectors import VectorStoreUnavailable
 from ..indexer.workspace import SearchResult, WorkspaceIndex
 from .settings import IndexSettings
+
+if TYPE_CHECKING:
+    from ..indexer.embeddings import TextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,12 @@ MAX_REPAIRS = 2  # rebuilds of a store found damaged while in use, per process
 class IndexService:
     def __init__(self, root: Path, cache: Path, settings: IndexSettings, *,
                  report: Report | None = None, busy: Callable[[], bool] = lambda: False,
-                 embed: bool = True, open_paths: Callable[[], list[Path]] = list):
+                 embed: bool = True, open_paths: Callable[[], list[Path]] = list,
+                 load_embedder: Callable[[Path | None], TextEmbedder] | None = None):
+        """``load_embedder(folder)``: the embedding model (None: the bundled one); by
+        default loaded in this process (the shared daemon's with model.shared)."""
         self.root, self.cache, self.settings = root, cache, settings
+        self._load_embedder = load_embedder or local_embedder
         self.open_paths = open_paths
         self.report = report or (lambda phase, message, pct: None)
         self.busy = busy
@@ -104,7 +111,7 @@ class IndexService:
             if self.reader is None:  # replaced meanwhile
                 raise IndexNotReady(self.error or "the workspace index is being rebuilt")
             if dense and self._vectors is not None and self.reader.store.has_embeddings():
-                embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
+                embedder, vectors = self._guarded(), self._vectors
             return self.reader.hybrid_search(query, k, embedder, vectors, path_glob=path_glob,
                                              language=language)
 
@@ -120,7 +127,7 @@ class IndexService:
                 return []
             embedder = vectors = None
             if query and self._vectors is not None and self.reader.store.has_embeddings():
-                embedder, vectors = _Locked(self._embedder, self._embed_lock), self._vectors
+                embedder, vectors = self._guarded(), self._vectors
             try:
                 with self._damage_is_repaired():
                     pieces = self.reader.context(budget, count_tokens, path=path, line=line,
@@ -154,6 +161,15 @@ class IndexService:
                     return self.reader.store.definitions(query, limit)
             except IndexNotReady:
                 return []
+
+    def _guarded(self) -> Any:
+        """The embedder, its calls one at a time where it needs it (a model in this
+        process); the daemon's serializes encodes itself, and a lock held here while an
+        index batch waits there for a user's generation would hold up this window's
+        searches."""
+        if getattr(self._embedder, "thread_safe", False):
+            return self._embedder
+        return _Locked(self._embedder, self._embed_lock)
 
     def status(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -399,12 +415,10 @@ class IndexService:
             return
         if self._vectors is None:
             try:
-                from ..indexer.embeddings import Embedder
-
                 model = Path(self.settings.embedding_model) if self.settings.embedding_model \
                     else None
                 if self._embedder is None:  # a retry keeps the loaded model
-                    self._embedder = Embedder(model)
+                    self._embedder = self._load_embedder(model)
                 self._vectors = self.writer.open_vectors(self._embedder, self.settings.chroma_url)
             except VectorStoreUnavailable as exc:
                 self._collect_notices()
@@ -430,7 +444,7 @@ class IndexService:
 
         first = self._open_rels()
         try:
-            stats = self.writer.embed_pending(_Locked(self._embedder, self._embed_lock),
+            stats = self.writer.embed_pending(self._guarded(),
                                               self._vectors, progress, first=first, batch=64)
         except VectorStoreUnavailable as exc:
             if not self.settings.chroma_url:
@@ -462,6 +476,12 @@ class IndexService:
         self.state, self.error = "error", message
         log.error("%s", message)
         self.report("", message, None)
+
+
+def local_embedder(folder: Path | None) -> TextEmbedder:
+    from ..indexer.embeddings import Embedder
+
+    return Embedder(folder)
 
 
 class IndexNotReady(RuntimeError):

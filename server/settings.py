@@ -86,8 +86,8 @@ class ModelSettings:
         reload=True)
     shared: bool = setting(
         False, "Share one warm model between every editor window, the command line and the "
-        "git hook: a local daemon (`hearth daemon`) holds it and is started on demand; off = "
-        "each process loads its own.")
+        "git hook: a local daemon (`hearth daemon`) holds it, and the index's embedding model, "
+        "and is started on demand; off = each process loads its own.")
     daemon_idle_s: int = setting(
         900, "The shared-model daemon exits after this many seconds without a client.",
         minimum=10, maximum=604800)

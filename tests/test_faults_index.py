@@ -182,8 +182,8 @@ class FixedEmbedder:
     def __init__(self):
         self.encoded = 0
 
-    def fit_counted(self, texts):
-        return list(texts), [1] * len(texts)
+    def embed_counted(self, texts):
+        return self.encode(texts), [1] * len(texts)
 
     def encode(self, texts, counts=None):
         self.encoded += len(texts)

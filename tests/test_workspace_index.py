@@ -340,8 +340,8 @@ class RecordingEmbedder:
     def __init__(self):
         self.seen: list[str] = []
 
-    def fit_counted(self, texts):
-        return list(texts), [len(t.split()) for t in texts]
+    def embed_counted(self, texts):
+        return self.encode(texts), [len(t.split()) for t in texts]
 
     def encode(self, texts, counts=None):
         import numpy as np

@@ -500,7 +500,8 @@ class HearthServer(LanguageServer):
 
         settings = folder.settings.index
         folder.index = IndexService(folder.root, self.cache, settings, embed=settings.embeddings,
-                                    report=report, busy=busy, open_paths=open_paths)
+                                    report=report, busy=busy, open_paths=open_paths,
+                                    load_embedder=self._shared_embedder(loop))
         folder.index.start()
         try:
             from ...indexer.watch import Watcher
@@ -510,6 +511,24 @@ class HearthServer(LanguageServer):
             folder.watcher.start()
         except Exception as exc:  # e.g. inotify limits: editor events still work
             log.warning("not watching %s for outside changes: %s", folder.root, exc)
+
+    def _shared_embedder(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """With the model on the shared daemon, the index's embedding model is the
+        daemon's too (no torch in this window); None: loaded in this process."""
+        model = self.settings.model
+        if not (model.shared and self.backends.uses_local(self.all_settings())):
+            return None
+        from ..engine.daemon_embedder import shared_embedder
+        from ..index_service import local_embedder
+
+        def notice(text: str) -> None:
+            loop.call_soon_threadsafe(self.say_once, ("index warning", text), f"Hearth: {text}")
+
+        def load(folder: Path | None) -> Any:
+            return shared_embedder(model, self.cache, folder, idle_s=model.daemon_idle_s,
+                                   fallback=lambda: local_embedder(folder), on_notice=notice)
+
+        return load
 
     def files_changed(self, paths: list[Path]) -> None:
         """Saves and file events: each folder's index re-reads its own files; a changed
