@@ -443,7 +443,8 @@ def main() -> int:
         "with a file the diff does not have, or that tells back the prompt's file list or "
         "the re-ask's reason, is refused, and this judge counts the re-ask's words as "
         "prompt echo (the validator had let such a subject through and the judge had not "
-        "seen it)."]
+        "seen it); from the same answers, later (d4115d8), a subject that is an item of a "
+        "numbered list or names what the changes do not have is refused."]
     if write:
         write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
                       + "\n".join(description))
