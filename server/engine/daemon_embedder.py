@@ -72,6 +72,12 @@ class DaemonEmbedder:
         self.max_tokens: int = int(info["maxTokens"])
         self.dimension: int = int(info.get("dimension") or 0)
 
+    @property
+    def where(self) -> str:
+        if self.in_process is not None:
+            return f"{getattr(self.in_process, 'where', 'in this process')} (the daemon is gone)"
+        return f"at the shared daemon (pid {self.state.pid})"
+
     # ---- what the index calls ----------------------------------------------------
 
     def embed_counted(self, texts: Sequence[str]) -> tuple[Any, list[int]]:
