@@ -29,7 +29,8 @@ def add_daemon_parser(sub: Any) -> None:
                         "model.daemonIdleS)")
     action = daemon.add_mutually_exclusive_group()
     action.add_argument("--status", action="store_true",
-                        help="list the running daemons: model, pid, loads, queue")
+                        help="list the running daemons: model, pid, loads, queue, "
+                        "embedding models")
     action.add_argument("--stop", action="store_true", help="stop every running daemon")
     daemon.add_argument("--json", action="store_true", help="with --status: a JSON list")
     daemon.add_argument("--host", default="127.0.0.1",
@@ -108,7 +109,8 @@ def _status(cache: Path, as_json: bool) -> int:
                      "answers": info is not None, "state": (info or {}).get("state"),
                      "model": model.get("name"), "path": model.get("path"),
                      "loads": (info or {}).get("loads"), "queue": (info or {}).get("queue"),
-                     "clients": (info or {}).get("clients"), "stateFile": str(path)})
+                     "clients": (info or {}).get("clients"),
+                     "embedders": (info or {}).get("embedders") or [], "stateFile": str(path)})
     if as_json:
         print(json.dumps(rows))
         return 0
@@ -118,8 +120,9 @@ def _status(cache: Path, as_json: bool) -> int:
         if not row["answers"]:
             print(f"pid {row['pid']}: not answering (stale {row['stateFile']})")
             continue
+        embedders = f", embeddings: {', '.join(row['embedders'])}" if row["embedders"] else ""
         print(f"pid {row['pid']} at {row['url']}: {row['state']}, {row['model']} "
-              f"({row['path']}), {row['loads']} load(s), {row['queue']} queued")
+              f"({row['path']}), {row['loads']} load(s), {row['queue']} queued{embedders}")
     return 0
 
 

