@@ -158,7 +158,7 @@ def _open_index(root: Path, readonly: bool = False):
 
 def _vectors(index, root: Path):
     """The embedding model (the shared daemon's with model.shared) and the vectors."""
-    from .index_service import local_embedder
+    from ..indexer.embeddings import Embedder
     from .settings import SettingsSources, cache_dir
 
     resolved = SettingsSources(root=root).resolve().settings
@@ -170,10 +170,9 @@ def _vectors(index, root: Path):
         def notice(text: str) -> None:
             print(f"hearth: {text}", file=sys.stderr)
 
-        embedder = shared_embedder(model, cache_dir(), folder, idle_s=model.daemon_idle_s,
-                                   fallback=lambda: local_embedder(folder), on_notice=notice)
+        embedder = shared_embedder(model, cache_dir(), folder, on_notice=notice)
     else:
-        embedder = local_embedder(folder)
+        embedder = Embedder(folder)
     return embedder, index.open_vectors(embedder, settings.chroma_url)
 
 

@@ -57,6 +57,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..indexer.embeddings import Embedder  # torch: when an Embedder is made
 from . import __version__
 from .daemon_embeddings import (
     EmbeddingRequestError,
@@ -64,7 +65,6 @@ from .daemon_embeddings import (
     EmbeddingUnavailable,
     Loader,
     answer,
-    load_embedder,
     parse_input,
 )
 from .engine.base import Engine
@@ -374,7 +374,7 @@ class Daemon:
     def __init__(self, model: ModelSettings, cache: Path, make_engine: EngineMaker, *,
                  idle_s: float = 900.0, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, write_state: bool = True,
-                 allow_remote: bool = False, load_embedder: Loader = load_embedder) -> None:
+                 allow_remote: bool = False, load_embedder: Loader = Embedder) -> None:
         check_bind(host, allow_remote)
         self.model = model
         self.cache = cache
@@ -664,16 +664,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, daemon.embeddings.describe(body.get("model")))
                 return
             texts, encoding = parse_input(body)
-            priority = parse_priority(body.get("priority"))
-        except (EmbeddingRequestError, ValueError) as exc:  # parse_priority's too
-            self._error(400, str(exc))
-            return
-        except EmbeddingUnavailable as exc:
-            self._error(503, str(exc), "server_error")
-            return
-        if priority > Priority.USER and not self._users_first():
-            return
-        try:
+            try:
+                priority = parse_priority(body.get("priority"))
+            except ValueError as exc:
+                raise EmbeddingRequestError(str(exc)) from None
+            if priority > Priority.USER and not self._users_first():
+                return
             name, vectors, counts = daemon.embeddings.embed(body.get("model"), texts)
         except EmbeddingRequestError as exc:
             self._error(400, str(exc))

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..indexer.embeddings import BUNDLED_PACKAGE, TextEmbedder
+from ..indexer.embeddings import BUNDLED_PACKAGE, Embedder, TextEmbedder
 
 log = logging.getLogger("hearth.daemon")
 
@@ -50,12 +50,6 @@ class EmbeddingRequestError(ValueError):
 
 class EmbeddingUnavailable(RuntimeError):
     """The embedding model cannot be loaded; the message says why (answered with 503)."""
-
-
-def load_embedder(folder: Path | None) -> TextEmbedder:
-    from ..indexer.embeddings import Embedder
-
-    return Embedder(folder)
 
 
 def parse_input(body: dict[str, Any]) -> tuple[list[str], str]:
@@ -92,13 +86,12 @@ class Embeddings:
     """The daemon's embedding models, loaded on first use; one encode at a time (a
     fast tokenizer is not safe across threads, and two encodes only share the cores)."""
 
-    def __init__(self, load: Loader = load_embedder) -> None:
+    def __init__(self, load: Loader = Embedder) -> None:
         self._load = load
         self._models: OrderedDict[str, TextEmbedder] = OrderedDict()
         self._load_lock = threading.Lock()
         self._use_lock = threading.Lock()
         self.loads = 0
-        self.texts = 0
 
     def names(self) -> list[str]:
         return [m.name for m in list(self._models.values())]
@@ -154,9 +147,8 @@ class Embeddings:
         embedder = self.get(model)
         with self._use_lock:
             vectors, counts = embedder.embed_counted(texts)
-        self.texts += len(texts)
         return embedder.name, vectors, list(counts)
 
 
 __all__ = ["EmbeddingRequestError", "EmbeddingUnavailable", "Embeddings", "answer",
-           "load_embedder", "parse_input"]
+           "parse_input"]

@@ -17,16 +17,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..indexer.context import ContextPiece, prompt_context
+from ..indexer.embeddings import Embedder, TextEmbedder  # torch: when an Embedder is made
 from ..indexer.store import CorruptIndex, IndexUnavailable
 from ..indexer.vectors import VectorStoreUnavailable
 from ..indexer.workspace import SearchResult, WorkspaceIndex
 from .settings import IndexSettings
-
-if TYPE_CHECKING:
-    from ..indexer.embeddings import TextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ class IndexService:
         """``load_embedder(folder)``: the embedding model (None: the bundled one); by
         default loaded in this process (the shared daemon's with model.shared)."""
         self.root, self.cache, self.settings = root, cache, settings
-        self._load_embedder = load_embedder or local_embedder
+        self._load_embedder = load_embedder or Embedder
         self.open_paths = open_paths
         self.report = report or (lambda phase, message, pct: None)
         self.busy = busy
@@ -479,12 +477,6 @@ class IndexService:
         self.state, self.error = "error", message
         log.error("%s", message)
         self.report("", message, None)
-
-
-def local_embedder(folder: Path | None) -> TextEmbedder:
-    from ..indexer.embeddings import Embedder
-
-    return Embedder(folder)
 
 
 class IndexNotReady(RuntimeError):

@@ -22,11 +22,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...indexer.embeddings import TextEmbedder
+from ...indexer.embeddings import Embedder, TextEmbedder
 from ..daemon import DaemonState
 from ..settings import ModelSettings
 from .daemon_client import DaemonUnavailable, ensure_daemon
 from .httpx_import import httpx, verify
+from .remote import _server_message
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +49,31 @@ def embedder_notice(reason: BaseException | str) -> str:
             "embedding model is loaded in this process instead")
 
 
+def _tell(notice: str, on_notice: Callable[[str], None] | None) -> None:
+    log.warning("%s", notice)
+    if on_notice is not None:
+        with contextlib.suppress(Exception):
+            on_notice(notice)
+
+
 class DaemonEmbedder:
-    """A TextEmbedder whose model the daemon for ``model`` holds."""
+    """A TextEmbedder whose model the daemon for ``model`` holds; ``fallback``: the
+    model in this process, once the daemon cannot be started again (default: loaded
+    from ``folder``)."""
 
     thread_safe = True  # the daemon takes one encode at a time; a query need not wait here
 
     def __init__(self, model: ModelSettings, cache: Path, folder: Path | None, *,
-                 idle_s: int = 900, fallback: Callable[[], TextEmbedder] | None = None,
+                 fallback: Callable[[], TextEmbedder] | None = None,
                  on_notice: Callable[[str], None] | None = None) -> None:
-        self._model, self._cache, self._idle_s = model, cache, idle_s
+        self._model, self._cache = model, cache
         self._name_of = str(folder.expanduser().resolve()) if folder else None
-        self._fallback, self.on_notice = fallback, on_notice
+        self._fallback = fallback or (lambda: Embedder(folder))
+        self.on_notice = on_notice
         self._lock = threading.Lock()
         self._local_lock = threading.Lock()  # a model in this process: not thread-safe
         self.in_process: TextEmbedder | None = None
-        self.restarts = 0
-        self.state: DaemonState = ensure_daemon(model, cache, idle_s=idle_s)
+        self.state: DaemonState = ensure_daemon(model, cache, idle_s=model.daemon_idle_s)
         try:
             info = self._call("/hearth/embedder", {"model": self._name_of})
         except _Gone as exc:
@@ -130,10 +140,10 @@ class DaemonEmbedder:
             else:
                 if response.status_code == 200:
                     return response.json()
-                message = _message(response)
+                message = _server_message(response.content)
                 if response.status_code != 503 or "stopping" not in message:
-                    raise EmbedderUnavailable(f"the shared model daemon's embedding model: "
-                                              f"{message}")
+                    raise EmbedderUnavailable(f"the shared model daemon's embedding model "
+                                              f"(HTTP {response.status_code}): {message}")
                 failure = RuntimeError(message)
             if attempt == 0:
                 log.warning("the shared model daemon (pid %d) is gone (%s); starting it again",
@@ -142,8 +152,7 @@ class DaemonEmbedder:
                     with self._lock:
                         if self.state == state:
                             self.state = ensure_daemon(self._model, self._cache,
-                                                       idle_s=self._idle_s)
-                            self.restarts += 1
+                                                       idle_s=self._model.daemon_idle_s)
                 except DaemonUnavailable as exc:
                     failure = exc
                     break
@@ -153,39 +162,24 @@ class DaemonEmbedder:
         with self._lock:
             if self.in_process is not None:
                 return self.in_process
-            if self._fallback is None:
-                raise EmbedderUnavailable(f"the shared model daemon is gone: {reason}")
             notice = embedder_notice(reason)
-            log.warning("%s", notice)
             self.in_process = self._fallback()
-        if self.on_notice is not None:
-            with contextlib.suppress(Exception):
-                self.on_notice(notice)
+        _tell(notice, self.on_notice)
         return self.in_process
 
 
 def shared_embedder(model: ModelSettings, cache: Path, folder: Path | None, *,
-                    idle_s: int = 900, fallback: Callable[[], TextEmbedder],
+                    fallback: Callable[[], TextEmbedder] | None = None,
                     on_notice: Callable[[str], None] | None = None) -> TextEmbedder:
     """The daemon's embedding model (the daemon started if need be), or, when the daemon
-    cannot be started or reached, ``fallback``'s in this process, with a notice."""
+    cannot be started or reached, the one in this process (``fallback``'s, default
+    loaded from ``folder``), with a notice."""
+    local = fallback or (lambda: Embedder(folder))
     try:
-        return DaemonEmbedder(model, cache, folder, idle_s=idle_s, fallback=fallback,
-                              on_notice=on_notice)
+        return DaemonEmbedder(model, cache, folder, fallback=local, on_notice=on_notice)
     except DaemonUnavailable as exc:
-        notice = embedder_notice(exc)
-        log.warning("%s", notice)
-        if on_notice is not None:
-            with contextlib.suppress(Exception):
-                on_notice(notice)
-        return fallback()
-
-
-def _message(response: Any) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}: {response.text[:200]}"
+        _tell(embedder_notice(exc), on_notice)
+        return local()
 
 
 __all__ = ["DaemonEmbedder", "EmbedderUnavailable", "embedder_notice", "shared_embedder"]

@@ -519,14 +519,12 @@ class HearthServer(LanguageServer):
         if not (model.shared and self.backends.uses_local(self.all_settings())):
             return None
         from ..engine.daemon_embedder import shared_embedder
-        from ..index_service import local_embedder
 
         def notice(text: str) -> None:
             loop.call_soon_threadsafe(self.say_once, ("index warning", text), f"Hearth: {text}")
 
         def load(folder: Path | None) -> Any:
-            return shared_embedder(model, self.cache, folder, idle_s=model.daemon_idle_s,
-                                   fallback=lambda: local_embedder(folder), on_notice=notice)
+            return shared_embedder(model, self.cache, folder, on_notice=notice)
 
         return load
 
