@@ -17,6 +17,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import tree_sitter as ts
 
@@ -51,14 +52,16 @@ class Chunk:
         return self.symbol.rsplit(".", 1)[-1]
 
 
-@dataclass(frozen=True)
-class Symbol:
-    name: str
-    kind: str  # e.g. function, class, method, call
+class Symbol(NamedTuple):
+    """A definition or reference; a tuple in the store's row order (store.SymbolRow),
+    since phase 1 makes ~100 per file and a frozen dataclass cost 5x a tuple to build."""
+
     line: int
     col: int  # UTF-16 column, as the LSP wants it
-    end_col: int
     is_definition: bool
+    name: str
+    kind: str  # e.g. function, class, method, call
+    end_col: int
 
 
 @dataclass
@@ -332,37 +335,45 @@ def _symbols(lang: str, tree: ts.Tree, lines: list[str],
     seen = set()
     n_lines = len(lines)
     unstored = UNSTORED_REFERENCES.get(lang, frozenset())
-    for _, captures in ts.QueryCursor(query).matches(tree.root_node):
+    # Each pattern's role capture, found once: phase 1 meets ~100 matches per file.
+    roles: dict[int, tuple[str, str, bool] | None] = {}
+    for pattern, captures in ts.QueryCursor(query).matches(tree.root_node):
         names = captures.get("name")
         if not names:
             continue
-        role = info = None
-        for capture in captures:
-            info = _role(capture)
-            if info is not None:
-                role = capture
-                break
-        if role is None or info is None:
+        role = roles.get(pattern)
+        if pattern not in roles or (role is not None and role[0] not in captures):
+            role = roles[pattern] = _match_role(captures)
+        if role is None:
             continue
-        kind, is_def = info
+        capture, kind, is_def = role
         node = names[0]
         row, col = node.start_point
         end_row, end_col = node.end_point
+        name = node.text.decode("utf-8", "replace") if node.text else ""
+        if not is_def and name in unstored:
+            continue
         line = lines[row] if row < n_lines else ""
         if end_row != row:
             end_col = len(line.encode())
-        if spec is not None and is_def and captures[role]:
-            kind = _definition_kind(captures[role][0], kind, spec)
-        name = node_text(node)
-        if not is_def and name in unstored:
-            continue
+        if spec is not None and is_def:
+            kind = _definition_kind(captures[capture][0], kind, spec)
         if not line.isascii():
             col, end_col = _utf16(line, col), _utf16(line, end_col)
         key = (name, row, col, is_def)
         if key not in seen:
             seen.add(key)
-            out.append(Symbol(name, kind, row, col, end_col, is_def))
+            out.append(Symbol(row, col, is_def, name, kind, end_col))
     return out
+
+
+def _match_role(captures: dict[str, list[ts.Node]]) -> tuple[str, str, bool] | None:
+    """A match's role capture: (its name, kind, is a definition); None when it has none."""
+    for capture, nodes in captures.items():
+        info = _role(capture)
+        if info is not None and nodes:
+            return capture, info[0], info[1]
+    return None
 
 
 @functools.lru_cache(maxsize=256)

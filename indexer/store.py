@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .chunker import Chunk, Symbol
 
@@ -72,17 +72,15 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 @lru_cache(maxsize=65536)
 def split_identifier(word: str) -> tuple[str, ...]:
     """``parsePrice`` -> (parse, price); ``HTTPServer_v2`` -> (http, server, v, 2)."""
-    parts: list[str] = []
-    for piece in word.split("_"):
-        parts.extend(m.group(0).lower() for m in _CAMEL.finditer(piece))
-    return tuple(parts)
+    # No part holds `_` and no lookahead crosses it: one findall splits at it too.
+    return tuple(part.lower() for part in _CAMEL.findall(word))
 
 
 @lru_cache(maxsize=1 << 17)
 def _word_terms(word: str) -> str:
     """One identifier's terms: itself lower-cased, then its parts when it has several."""
-    parts = split_identifier(word)
-    return word.lower() if len(parts) <= 1 else f"{word.lower()} {' '.join(parts)}"
+    parts = _CAMEL.findall(word)  # split_identifier's, lower-cased below in one go
+    return word.lower() if len(parts) <= 1 else f"{word} {' '.join(parts)}".lower()
 
 
 def lexical_terms(text: str) -> str:
@@ -187,7 +185,8 @@ def unpack_text(value: str | bytes | None) -> str:
 
 
 def symbol_rows(symbols: Iterable[Symbol]) -> list[SymbolRow]:
-    return [(s.line, s.col, int(s.is_definition), s.name, s.kind, s.end_col) for s in symbols]
+    # A Symbol is a SymbolRow already; plain tuples cross to the writer cheaper.
+    return cast(list[SymbolRow], list(map(tuple, symbols)))
 
 
 @dataclass
