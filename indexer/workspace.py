@@ -493,13 +493,16 @@ class WorkspaceIndex:
         todo: list[tuple[str, str | None]] = []
         for rel in order:  # size + mtime first: unchanged files cost one stat
             rec = known.get(rel)
+            if rec is None:  # new: parse_file reads it, and says so when it cannot
+                todo.append((rel, None))
+                continue
             try:
                 st = (self.root / rel).stat()
             except OSError:
                 stats.skipped["unreadable"] += 1
                 continue
-            if rec is None or rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
-                todo.append((rel, rec.hash if rec else None))
+            if rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
+                todo.append((rel, rec.hash))
         # Chunks per file already stored, for the chunk cap.
         stored = dict(self.store.db.execute("SELECT path, count(*) FROM chunks GROUP BY path")
                       ) if self.max_chunks is not None else {}
