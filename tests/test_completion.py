@@ -516,6 +516,23 @@ def test_the_snippet_shown_before_stays_while_it_is_nearly_as_good():
     assert best_snippet(above, [], keep=gone) is None
 
 
+def test_each_document_keeps_its_last_snippet_and_the_least_recent_documents_go_first():
+    from hearth_lsp.server.tasks.completion.context import RecentSnippets
+
+    def snip(n: int) -> Snippet:
+        return Snippet(f"s{n}.py", n, (f"def f{n}():",), 0.5)
+
+    recent = RecentSnippets(size=2)
+    recent.remember("a", snip(1))
+    recent.remember("b", snip(2))
+    recent.remember("a", snip(3))  # a new line in a: a's snippet now, a used last
+    assert recent.get("a") == snip(3) and recent.get("b") == snip(2)
+    recent.remember("c", snip(4))  # a third document: b was used least recently
+    assert recent.get("b") is None and recent.get("a") == snip(3) and len(recent) == 2
+    recent.remember("a", None)  # nothing alike any more: the old one is not kept
+    assert recent.get("a") is None and recent.get("c") == snip(4) and len(recent) == 1
+
+
 def test_a_snippet_renders_as_whole_commented_lines_within_its_budget():
     snippet = Snippet("pkg/io.py", 0, tuple(SIMILAR[:5]), 0.6)
     text = render_snippet(snippet, language="python", budget_chars=500)

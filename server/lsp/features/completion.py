@@ -25,9 +25,8 @@ from ...engine.router import Backend
 from ...engine.worker import Priority
 from ...settings import LOCAL, Settings, local_only
 from ...tasks.completion import run as completion_run
-from ...tasks.completion.context import FileLines, with_repo_context
+from ...tasks.completion.context import FileLines, RecentSnippets, with_repo_context
 from ...tasks.completion.model import CompletionModel
-from ...tasks.completion.prompt import Snippet
 from ...tasks.completion.run import CompletionRequest
 from ...tasks.completion.session import CompletionSession, Suggestion
 from ...tasks.runner import TaskRun
@@ -41,24 +40,12 @@ CMD_STATS = "hearth.completionStats"
 _WORD = re.compile(r"\w*$")
 
 
-SNIPPETS_KEPT = 64  # documents whose last snippet is remembered
-
-
 class _State:
     def __init__(self, ls: HearthServer) -> None:
         self.model = CompletionModel(ls.engine_factory, ls.cache)
         self.session = CompletionSession()
         self.files = FileLines()
-        # Each document's last snippet of similar code: kept while nearly as good, so
-        # the prompt's start (and the KV cache behind it) survives a new line.
-        self.snippets: dict[str, Snippet] = {}
-
-    def remember_snippet(self, uri: str, snippet: Snippet | None) -> None:
-        self.snippets.pop(uri, None)
-        if snippet is not None:
-            self.snippets[uri] = snippet
-            while len(self.snippets) > SNIPPETS_KEPT:
-                del self.snippets[next(iter(self.snippets))]  # the least recent
+        self.snippets = RecentSnippets()
 
 
 _states: weakref.WeakKeyDictionary[HearthServer, _State] = weakref.WeakKeyDictionary()
@@ -114,7 +101,7 @@ async def suggest(ls: HearthServer, doc: TextDocument, position: types.Position,
             try:
                 req = await asyncio.to_thread(with_repo_context, index, req, rel, settings,
                                               st.files, st.snippets.get(doc.uri))
-                st.remember_snippet(doc.uri, req.snippet)
+                st.snippets.remember(doc.uri, req.snippet)
             except Exception:  # noqa: BLE001 - a completion goes without context, not fails
                 log.debug("completion: no repository context", exc_info=True)
         return await completion_run.generate(run, st.model.format, req, sampling, on_piece)

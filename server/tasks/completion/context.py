@@ -29,6 +29,7 @@ FILES_CACHED = 64  # other files' lines kept for definition heads (by path and m
 MAX_FILE_BYTES = 1 << 20
 LOOKUP_LIMIT = 8  # rows asked of the symbol table per name (exact names come first)
 SNIPPET_CANDIDATES = 8  # chunks the lexical search gives for the snippet to be chosen from
+SNIPPETS_KEPT = 64  # documents whose last snippet is remembered
 
 
 class FileLines:
@@ -86,6 +87,30 @@ def _allowed(settings: Settings, path: str) -> bool:
     return not (settings.backends and local_only(settings, [path]))
 
 
+class RecentSnippets:
+    """Each document's last snippet of similar code, for the ``size`` documents used
+    most recently: kept while nearly as good (best_snippet's ``keep``), so the prompt's
+    start, and the KV cache behind it, survives a new line."""
+
+    def __init__(self, size: int = SNIPPETS_KEPT) -> None:
+        self.size = size
+        self._by_uri: OrderedDict[str, Snippet] = OrderedDict()
+
+    def get(self, uri: str) -> Snippet | None:
+        return self._by_uri.get(uri)
+
+    def remember(self, uri: str, snippet: Snippet | None) -> None:
+        """``snippet`` is the document's now; None forgets the one before."""
+        self._by_uri.pop(uri, None)
+        if snippet is not None:
+            self._by_uri[uri] = snippet
+            while len(self._by_uri) > self.size:
+                self._by_uri.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._by_uri)
+
+
 def repo_snippet(index: Any, request: CompletionRequest, rel: str, settings: Settings,
                  files: FileLines | None = None, keep: Snippet | None = None
                  ) -> Snippet | None:
@@ -125,4 +150,4 @@ def with_repo_context(index: Any, request: CompletionRequest, rel: str, settings
                    definitions=repo_definitions(index, request, rel, settings, files))
 
 
-__all__ = ["FileLines", "repo_definitions", "repo_snippet", "with_repo_context"]
+__all__ = ["FileLines", "RecentSnippets", "repo_definitions", "repo_snippet", "with_repo_context"]
