@@ -78,6 +78,18 @@ def dedent_block(text: str) -> str:
 # ("foo", "Hello, World!", "test.txt"), the name repeated, one word, the same words
 # for every parameter. Pure checks, shared by every task that shows prose.
 
+def third_person(verb: str) -> str:
+    """"compute" -> "computes", "pass" -> "passes", "apply" -> "applies"; a word that
+    already is ("returns") or is not a word stays as it is."""
+    if not verb.isalpha() or (verb.endswith("s") and not verb.endswith("ss")):
+        return verb
+    if verb.endswith(("ss", "sh", "ch", "x", "z", "o")):
+        return verb + "es"
+    if verb.endswith("y") and len(verb) > 1 and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
 _PLACEHOLDER_LIST = (
     "foo bar baz qux quux spam eggs ham foobar hello world lorem ipsum dolor example "
     "sample dummy placeholder todo fixme xxx tbd something stuff thing none null nil "

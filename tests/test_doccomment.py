@@ -138,6 +138,9 @@ def test_copied_placeholders_and_echoed_prompts_are_refused():
 @pytest.mark.parametrize("summary, line", [
     ("The function `Total` adds a and b.", "// Total adds a and b."),
     ("Return the sum.", "// Total returns the sum."),
+    ("Process the items in order.", "// Total processes the items in order."),
+    ("Returns the sum.", "// Total returns the sum."),
+    ("Apply the tax.", "// Total applies the tax."),
     ("The sum of a and b.", "// Total: The sum of a and b."),
 ])
 def test_go_comments_start_with_the_name(summary, line):

@@ -316,7 +316,7 @@ def render_comment(content: DocContent, target: DocTarget) -> str:
             if first.lower() in _NOT_VERBS:  # "The sum of ..." cannot follow the name
                 summary = f"{target.name}: {summary}"
             else:
-                summary = f"{target.name} {_third_person(first.lower())} {rest}".rstrip()
+                summary = f"{target.name} {cleaning.third_person(first.lower())} {rest}".rstrip()
         return f"{ind}// {summary}\n"
     if style == "rust":
         body = [content.summary]
@@ -339,15 +339,6 @@ def render_comment(content: DocContent, target: DocTarget) -> str:
 _NOT_VERBS = frozenset(["the", "this", "a", "an", "it", "its", "that", "these", "those", "which", "when", "if", "in", "on", "for"])
 
 
-def _third_person(verb: str) -> str:
-    """"compute" -> "computes" (the summary was imperative; Go wants "Name computes")."""
-    if verb.endswith("s") or not verb.isalpha():
-        return verb
-    if verb.endswith(("sh", "ch", "x", "z", "o")):
-        return verb + "es"
-    if verb.endswith("y") and len(verb) > 1 and verb[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
 
 
 @dataclass(frozen=True)

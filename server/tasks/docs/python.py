@@ -492,17 +492,9 @@ wait walk warn wrap write yield
 SUMMARY_VERBS = tuple(_SUMMARY_VERB_LIST.split())
 
 
-def _third_person(verb: str) -> str:
-    if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
-        return verb + "es"
-    if verb.endswith("y") and verb[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
-
-
 def _first_words(words: set[str]) -> str:
     forms = sorted({f for w in words for f in (w, w.capitalize())})
-    return "verb ::= " + " | ".join(f'"{f}"' for f in forms) + "\n"
+    return "first ::= " + " | ".join(f'"{f}"' for f in forms) + "\n"
 
 
 # A property describes a thing: its summary begins with an article, "Whether", one
@@ -523,12 +515,12 @@ def summary_grammar(fn: FunctionTarget, avoid: str = "") -> str | None:
     a model that copied "Sorts the items ..." from a neighbour starts it again)."""
     if fn.name.startswith("__"):
         return None
-    words = {f for v in SUMMARY_VERBS for f in (v, _third_person(v))
-             if avoid.lower() not in (v, _third_person(v))}
+    words = {f for v in SUMMARY_VERBS for f in (v, cleaning.third_person(v))
+             if avoid.lower() not in (v, cleaning.third_person(v))}
     if _is_property(fn):
         words |= {w.lower() for w in re.findall(r"[A-Za-z]{2,}", fn.name)} | set(NOUN_OPENERS)
         words.discard(avoid.lower())
-    return (r'root ::= [ \t\n]* verb ([ ,.;:\n] rest)?' + "\n" + _first_words(words)
+    return (r'root ::= [ \t\n]* first ([ ,.;:\n] rest)?' + "\n" + _first_words(words)
             + r'rest ::= [^\x00]*' + "\n")
 
 
