@@ -137,10 +137,8 @@ def subject(found: list[Fact], limit: int) -> str | None:
         for form in forms[i]:
             clauses[i] = form
             if len(", ".join(clauses)) <= limit:
-                break
-        if len(", ".join(clauses)) <= limit:
-            break
-    while clauses and len(", ".join(clauses)) > limit:
+                return ", ".join(clauses)
+    while clauses and len(", ".join(clauses)) > limit:  # the shortest forms do not fit
         clauses.pop()
     return ", ".join(clauses) or None
 
