@@ -53,8 +53,8 @@ class Chunk:
 
 
 class Symbol(NamedTuple):
-    """A definition or reference; a tuple in the store's row order (store.SymbolRow),
-    since phase 1 makes ~100 per file and a frozen dataclass cost 5x a tuple to build."""
+    """A definition or reference; a tuple in the store's row order (store.SymbolRow):
+    phase 1 makes ~100 per file, and a frozen dataclass took 3x as long to build."""
 
     line: int
     col: int  # UTF-16 column, as the LSP wants it
