@@ -20,8 +20,12 @@ def tree(root, files: dict[str, bytes | str]):
 FILES = {
     "app/main.py": "def main():\n    pass\n",
     "app/util.ts": "export const x = 1;\n",
-    "app/.gitignore": "secret_*.py\n",
+    "app/.gitignore": "secret_*.py\n/local.py\n",
     "app/secret_keys.py": "KEY = 1\n",
+    "secret_top.py": "KEY = 1\n",  # app/.gitignore's rules hold inside app/ only
+    "app/local.py": "x = 1\n",  # anchored to app/ ...
+    "app/deep/local.py": "x = 1\n",  # ... so not this one
+    "lib/local.py": "x = 1\n",  # nor this
     "app/deep/.gitignore": "*.go\n!keep.go\n",
     "app/deep/skip.go": "package deep\n",
     "app/deep/keep.go": "package deep\n",
@@ -55,6 +59,8 @@ def test_ignore_rules_and_skip_reasons(tmp_path, use_git):
     names = {p.as_posix() for p in found.files}
     assert "app/main.py" in names and "app/util.ts" in names and "app/deep/keep.go" in names
     assert "app/secret_keys.py" not in names  # nested .gitignore
+    assert {"secret_top.py", "app/deep/local.py", "lib/local.py"} <= names
+    assert "app/local.py" not in names
     assert "app/deep/skip.go" not in names
     assert not any(n.startswith(("build/", "node_modules/")) for n in names)
     assert "debug.log" not in names
