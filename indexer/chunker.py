@@ -350,7 +350,7 @@ def _symbols(lang: str, tree: ts.Tree, lines: list[str],
         node = names[0]
         row, col = node.start_point
         end_row, end_col = node.end_point
-        name = node.text.decode("utf-8", "replace") if node.text else ""
+        name = node_text(node)
         if not is_def and name in unstored:
             continue
         line = lines[row] if row < n_lines else ""
