@@ -311,8 +311,7 @@ def _names(lines: Sequence[str]) -> set[str]:
     return set(_IDENT.findall("\n".join(lines)))
 
 
-def _similarity(mine: set[str], lines: Sequence[str]) -> float:
-    theirs = _names(lines)
+def _jaccard(mine: set[str], theirs: set[str]) -> float:
     return len(mine & theirs) / len(mine | theirs) if theirs else 0.0
 
 
@@ -337,14 +336,11 @@ def best_snippet(above: Sequence[str], candidates: Iterable[tuple[str, Sequence[
         per_line = [_names([line]) for line in lines[firsts[0]: firsts[-1] + window]]
         for first in firsts:
             at = first - firsts[0]
-            theirs = set().union(*per_line[at: at + window])
-            if not theirs:
-                continue
-            similarity = len(mine & theirs) / len(mine | theirs)
+            similarity = _jaccard(mine, set().union(*per_line[at: at + window]))
             if similarity >= min_similarity and (best is None or similarity > best.similarity):
                 best = Snippet(path, first, tuple(lines[first: first + window]), similarity)
     if keep is not None:
-        kept = _similarity(mine, keep.lines)
+        kept = _jaccard(mine, _names(keep.lines))
         if kept >= min_similarity and (best is None or kept >= keep_share * best.similarity):
             return replace(keep, similarity=kept)
     return best
