@@ -213,7 +213,8 @@ def summary_junk_reason(summary: str, name: str = "") -> str | None:
     if re.search(r"\b(\w{3,}) (and|or) \1\b", first, re.I):  # "Sells and sells items"
         return f"the summary repeats itself: {first[:60]!r}"
     words = [w for w in _norm_words(first) if w not in _ARTICLES]
-    if len([w for w in words if not w.isdigit()]) < 2:  # "Python 3.8"
+    # "Python 3.8"; one token is not a sentence either ("Version.py", "Publicshare.py")
+    if len([w for w in words if not w.isdigit()]) < 2 or " " not in first:
         return f"the summary says nothing: {first[:60]!r}"
     if all(w in _PLACEHOLDER_WORDS for w in words):
         return f"the summary is a placeholder: {first[:60]!r}"
@@ -223,8 +224,10 @@ def summary_junk_reason(summary: str, name: str = "") -> str | None:
         return f"the summary only repeats the name: {first[:60]!r}"
     parts = set().union(*(_split_identifier(p) for p in name.split("."))) if name else set()
     if name and re.fullmatch(r"`?[\w.]+`?:?(\s+\w+)?\.?", first) and \
-            set(words) <= parts | {"function", "method", "python", "property"}:
-        return f"the summary only repeats the name: {first[:60]!r}"  # "Cycler.next"
+            set().union(*map(_split_identifier, re.findall(r"\w+", first))) <= \
+            parts | {"function", "method", "python", "property"}:
+        # "Cycler.current: python", "Token.attrJoin: python" (a code fence's language)
+        return f"the summary only repeats the name: {first[:60]!r}"
     short = name.rsplit(".", 1)[-1]
     if short and re.search(rf"`?\b{re.escape(short)}\b`?(\(\))?\s+(function|method)\b|"
                            rf"\b(function|method)\s+`?{re.escape(short)}\b", first, re.I):

@@ -82,6 +82,10 @@ def test_placeholder_summaries_are_junk(summary):
     # Held-back half, session 8 (SmolLM2, for jinja2's generate_lorem_ipsum): shown.
     ("Provide a docstring that describes the function's purpose, parameters and return "
      "values.", "generate_lorem_ipsum"),
+    # SmolLM2 on the tuning half of bench/quality.py (session 13): shown before.
+    ("Token.attrJoin:\npython", "Token.attrJoin"),
+    ("Version.py", "Version.__replace__"),
+    ("Publicshare.py", "PlatformDirsABC.user_publicshare_path"),
 ])
 def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
     assert cleaning.summary_junk_reason(summary, qualname)
