@@ -206,9 +206,10 @@ class CompletionSettings(SamplingSettings):
     multiline: bool = setting(True, "Suggest whole blocks (stopping at the end of the block), "
                               "not only the rest of the line.")
     answer_within_ms: int = setting(
-        450, "Show what the model has written by then (whole words) instead of waiting for the "
-        "whole suggestion, which goes on generating: the rest appears as you accept or type "
-        "on (milliseconds from the keystroke; 0 waits for the whole suggestion).",
+        450, "Show the line at the cursor as soon as it is written, and by this time what the "
+        "model has written (whole words), instead of waiting for the whole suggestion, which "
+        "goes on generating: the rest appears as you accept or type on (milliseconds from "
+        "the keystroke; 0 waits for the whole suggestion).",
         minimum=0, maximum=10000)
     context_tokens: int = setting(
         512, "Most of the document a completion prompt holds (prefix and suffix, tokens): "

@@ -652,3 +652,29 @@ async def test_nothing_whole_yet_waits_for_the_first_word():
     assert not pending.done()  # "retu" is not a word to show
     script.gate.set()
     assert (await pending).text == "return 1"
+
+
+async def test_a_whole_line_is_shown_at_once_and_the_block_after_it_on_accept():
+    # The block goes on (gated), the time limit is far: the line shows without either.
+    session = CompletionSession()
+    script = Gated("for item in items:\n        total +=", " item\n    return total\n")
+    first = await asyncio.wait_for(session.suggest(
+        "a", req("def f(items):\n    total = 0\n    "), new_run=new_run, generate=script,
+        answer_within_s=60), 5)
+    assert (first.text, first.source) == ("for item in items:", "partial")
+    script.gate.set()
+    accepted = await session.suggest("a", req("def f(items):\n    total = 0\n    for item in "
+                                              "items:"), new_run=new_run, generate=script,
+                                     answer_within_s=60)
+    assert accepted.text == "\n        total += item" and script.calls == 1
+
+
+async def test_without_a_time_limit_a_block_shows_whole():
+    session = CompletionSession()
+    script = Gated("for item in items:\n        total +=", " item\n    return total\n")
+    pending = asyncio.ensure_future(session.suggest(
+        "a", req("def f(items):\n    total = 0\n    "), new_run=new_run, generate=script))
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+    script.gate.set()
+    assert (await pending).text == "for item in items:\n        total += item"

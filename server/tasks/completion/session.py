@@ -12,10 +12,11 @@ generation and, across documents, the last finished ones:
   generation replaces the running one, which is cancelled;
 - an edit that disagrees with the running generation cancels it at once;
 - a generation stops as soon as the line or block it completes has ended;
-- with ``answer_within_s``, a request still waiting at that time is answered with
-  the whole words written so far while the generation goes on: the rest is ready
-  (reused) when the user accepts them or types on. The time limit llama.vim calls
-  ``t_max_predict_ms``, without throwing the rest away.
+- with ``answer_within_s``, a request is answered before its generation ends: with
+  the line being completed as soon as that line is whole and more lines are coming
+  (a block), or at that time with the whole words written so far; the generation goes
+  on and the rest is ready (reused) when the user accepts them or types on. The time
+  limit llama.vim calls ``t_max_predict_ms``, without throwing the rest away.
 
 A request that is cancelled ($/cancelRequest: the user typed on) leaves its
 generation running, for the next request to reuse.
@@ -57,7 +58,8 @@ class SessionStats:
     superseded: int = 0  # requests a newer one replaced during the debounce
     cancelled_by_edit: int = 0  # running generations an edit contradicted
     stopped_early: int = 0  # generations stopped at the end of the line or block
-    partial: int = 0  # answered at the time limit with part of a running generation
+    partial: int = 0  # answered early with part of a running generation
+    whole_line: int = 0  # of them, with the line at the cursor once it was whole
 
     @property
     def reused(self) -> int:
@@ -73,6 +75,9 @@ class _Generation:
     done: bool = False
     stopped_early: bool = False
     failed: str | None = None
+    # Set (on the event loop) when a line of it ends, then replaced by a fresh one: a
+    # request's line can be shown once it is whole, before the rest is written.
+    line_ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def produced(self) -> str:
@@ -80,6 +85,10 @@ class _Generation:
 
     def cancel(self) -> None:
         self.run.token.cancel()
+
+    def end_line(self) -> None:
+        ended, self.line_ended = self.line_ended, asyncio.Event()
+        ended.set()
 
 
 class CompletionSession:
@@ -90,16 +99,19 @@ class CompletionSession:
         self.stats = SessionStats()
         self._seq: dict[Hashable, int] = {}
 
-    def _answer(self, gen: _Generation, request: CompletionRequest, source: str
-                ) -> Suggestion | None:
+    def _answer(self, gen: _Generation, request: CompletionRequest, source: str,
+                one_line: bool = False) -> Suggestion | None:
         rest = typed_through(gen.request.prefix, gen.request.suffix, gen.produced,
                              request.prefix, request.suffix)
         if rest is None:
             return None
-        if not gen.done:  # part of a running generation: whole words only
+        if one_line and not finished(rest, prefix=request.prefix, suffix=request.suffix,
+                                     multiline=False):
+            return None  # the line at the cursor is not whole yet
+        if not gen.done and not one_line:  # part of a running generation: whole words
             rest = whole_words(rest)
         text = clean_suggestion(rest, prefix=request.prefix, suffix=request.suffix,
-                                multiline=request.multiline)
+                                multiline=request.multiline and not one_line)
         return Suggestion(text, source) if text else None
 
     def cached(self, key: Hashable, request: CompletionRequest) -> Suggestion | None:
@@ -115,15 +127,28 @@ class CompletionSession:
 
     async def _wait(self, gen: _Generation, request: CompletionRequest,
                     deadline: float | None) -> Suggestion | None:
-        """Wait for ``gen``; past ``deadline`` (loop time) answer with what it has
-        written so far, if that is a whole word or more (None: wait for the end)."""
+        """Wait for ``gen``. With a ``deadline`` (loop time), answer before it ends: with
+        the line at the cursor as soon as that line is whole (a block may follow), or
+        past the deadline with what it has written so far, if that is a whole word or
+        more (None: wait for the end)."""
         assert gen.task is not None
         loop = asyncio.get_running_loop()
         while deadline is not None and not gen.done:
+            ended = gen.line_ended  # taken before looking: a line ending after it sets it
             left = deadline - loop.time()
             if left > 0:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(gen.task), left)
+                found = self._answer(gen, request, "partial", one_line=True) \
+                    if request.multiline else None
+                if found is not None:
+                    self.stats.partial += 1
+                    self.stats.whole_line += 1
+                    return found
+                waits: set[asyncio.Future] = {gen.task, asyncio.ensure_future(ended.wait())}
+                try:
+                    await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits - {gen.task}:
+                        w.cancel()
                 continue
             found = self._answer(gen, request, "partial")
             if found is not None and not gen.done:
@@ -187,9 +212,13 @@ class CompletionSession:
         gen = _Generation(request, run)
         self.running[key] = gen
         self.stats.generated += 1
+        loop = asyncio.get_running_loop()
 
         def on_piece(piece: str) -> None:  # on the generation thread
             gen.pieces.append(piece)
+            if "\n" in piece and request.multiline:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                    loop.call_soon_threadsafe(gen.end_line)
             if not gen.stopped_early and finished(gen.produced, prefix=request.prefix,
                                                   suffix=request.suffix,
                                                   multiline=request.multiline):
