@@ -339,8 +339,6 @@ def render_comment(content: DocContent, target: DocTarget) -> str:
 _NOT_VERBS = frozenset(["the", "this", "a", "an", "it", "its", "that", "these", "those", "which", "when", "if", "in", "on", "for"])
 
 
-
-
 @dataclass(frozen=True)
 class LineEdit:
     start: int  # replace lines start..end-1 (end == start: insert)

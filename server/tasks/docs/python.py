@@ -515,8 +515,9 @@ def summary_grammar(fn: FunctionTarget, avoid: str = "") -> str | None:
     a model that copied "Sorts the items ..." from a neighbour starts it again)."""
     if fn.name.startswith("__"):
         return None
-    words = {f for v in SUMMARY_VERBS for f in (v, cleaning.third_person(v))
-             if avoid.lower() not in (v, cleaning.third_person(v))}
+    avoided = avoid.lower()
+    words = {form for forms in ((v, cleaning.third_person(v)) for v in SUMMARY_VERBS)
+             if avoided not in forms for form in forms}
     if _is_property(fn):
         words |= {w.lower() for w in re.findall(r"[A-Za-z]{2,}", fn.name)} | set(NOUN_OPENERS)
         words.discard(avoid.lower())
