@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import httpx  # noqa: E402
 
-from hearth_lsp.server.daemon import daemon_dir, pid_alive, read_state  # noqa: E402
+from hearth_lsp.server.daemon_files import daemon_dir, pid_alive, read_state  # noqa: E402
 
 from lsp_helpers import REAL_SERVER, actions_at, open_doc, start, stop, wait_model  # noqa: E402
 from report import (  # noqa: E402

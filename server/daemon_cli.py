@@ -47,7 +47,7 @@ def add_daemon_parser(sub: Any) -> None:
 
 
 def _running(cache: Path) -> list[tuple[Path, Any, dict[str, Any] | None]]:
-    from .daemon import daemon_dir, pid_alive, read_state
+    from .daemon_files import daemon_dir, pid_alive, read_state
     from .engine.daemon_client import _answers
 
     found = []

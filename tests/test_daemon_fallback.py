@@ -21,7 +21,7 @@ from test_daemon_shared import (  # noqa: F401 - the fixture is used by name
     shared_settings,
 )
 
-from hearth_lsp.server.daemon import pid_alive
+from hearth_lsp.server.daemon_files import pid_alive
 from hearth_lsp.server.engine.daemon_client import DaemonEngine, shared_engine_factory
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.engine.shared_worker import SharedWorker

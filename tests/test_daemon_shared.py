@@ -25,7 +25,7 @@ import httpx
 import pytest
 from lsprotocol import types
 
-from hearth_lsp.server.daemon import DaemonFiles, daemon_key, pid_alive, read_state
+from hearth_lsp.server.daemon_files import DaemonFiles, daemon_key, pid_alive, read_state
 from hearth_lsp.server.engine.base import ModelUnavailable
 from hearth_lsp.server.engine.daemon_client import (
     DaemonUnavailable,

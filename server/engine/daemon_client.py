@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..chat_format import Message
-from ..daemon import (
+from ..daemon_files import (
     DaemonFiles,
     DaemonState,
     daemon_key,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ...indexer.embeddings import Embedder, TextEmbedder
-from ..daemon import DaemonState
+from ..daemon_files import DaemonState
 from ..settings import ModelSettings
 from .daemon_client import DaemonUnavailable, ensure_daemon
 from .httpx_import import httpx, verify

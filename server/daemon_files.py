@@ -1,0 +1,138 @@
+"""The shared-model daemon's files and keys: which daemon serves a model configuration,
+where its state file (port, token, pid; user-only) and locks are, and reading them.
+
+Apart from daemon.py so that a client (an editor window, the CLI, the git hook) finds
+and starts the daemon without importing its HTTP server and embedding service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .settings import ModelSettings
+
+# The fields of model.* that choose what the daemon loads (and so which daemon).
+MODEL_FIELDS = ("preset", "path", "gpu_layers", "context_length", "threads", "batch_size")
+
+try:  # POSIX; elsewhere two daemons may race (the loser's state file is not used)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+def model_config(model: ModelSettings) -> dict[str, Any]:
+    """What the daemon is asked to load, as plain JSON (a path made absolute)."""
+    out = {name: getattr(model, name) for name in MODEL_FIELDS}
+    if out["path"]:
+        out["path"] = str(Path(out["path"]).expanduser().resolve())
+    return out
+
+
+def model_settings(config: dict[str, Any], base: ModelSettings | None = None) -> ModelSettings:
+    known = {k: v for k, v in config.items() if k in MODEL_FIELDS}
+    return dataclasses.replace(base or ModelSettings(), **known)
+
+
+def daemon_key(model: ModelSettings) -> str:
+    """The name of the daemon for this model configuration."""
+    text = json.dumps({"version": __version__, **model_config(model)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def daemon_dir(cache: Path) -> Path:
+    folder = cache / "daemon"
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        folder.chmod(0o700)
+    return folder
+
+
+@dataclass(frozen=True)
+class DaemonFiles:
+    state: Path  # port, token, pid (0600)
+    lock: Path  # held by the running daemon
+    spawn: Path  # held by a client while it starts one
+    log: Path  # the daemon's stderr
+    trace: Path  # one JSON line per job (0600; no prompt text)
+
+    @classmethod
+    def of(cls, cache: Path, key: str) -> DaemonFiles:
+        folder = daemon_dir(cache)
+        return cls(folder / f"{key}.json", folder / f"{key}.lock", folder / f"{key}.spawn",
+                   folder / f"{key}.log", folder / f"{key}.trace.jsonl")
+
+
+@dataclass(frozen=True)
+class DaemonState:
+    url: str  # http://127.0.0.1:PORT/v1
+    token: str
+    pid: int
+    key: str
+    version: str = ""
+
+    @property
+    def root(self) -> str:
+        return self.url.removesuffix("/v1")
+
+
+def read_state(path: Path) -> DaemonState | None:
+    """The state file's content, or None when it is missing or not whole."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return DaemonState(url=str(data["url"]), token=str(data["token"]), pid=int(data["pid"]),
+                           key=str(data["key"]), version=str(data.get("version", "")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` so that only the user can read it, replacing the file atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive flock on ``path``; yields whether it was taken (always, if blocking)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
