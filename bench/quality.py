@@ -314,7 +314,7 @@ async def commit_messages(worker, settings: Settings, sample: list[str], repo: P
     ws = tmp / "clone"
     subprocess.run(["git", "clone", "-q", "--no-checkout", str(repo), str(ws)], check=True,
                    capture_output=True, env=GIT_ENV)
-    made = valid = nonword = echo = structural = 0
+    made = valid = nonword = echo = structural = good = 0
     styles: Counter[str] = Counter()
     scores, structure_scores, seconds, samples = [], [], [], []
     for sha in sample:
@@ -348,13 +348,17 @@ async def commit_messages(worker, settings: Settings, sample: list[str], repo: P
         reference = real.split(": ", 1)[1] if prefixed else real
         score = rouge_l(header.split(": ", 1)[-1] if style != "plain" else header, reference)
         (structure_scores if result.from_structure else scores).append(score)
+        # The model's own message, shown and passing every check of this judge: what
+        # choosing a model by evaluation counts (a message from the structure is not).
+        good += (not result.from_structure and checks["valid"] and not checks["nonword"]
+                 and not checks["echo"])
         problems = [k for k in ("nonword", "echo") if checks[k]] + (
             ["from the structure"] if result.from_structure else [])
         samples.append((real, header, ", ".join(problems + ([] if checks["valid"]
                                                            else ["invalid"]))))
     n = len(sample)
     return {"style": ", ".join(f"{k} {v}" for k, v in styles.most_common()), "total": n, "made": made, "refused": n - made, "valid": valid,
-            "nonword": nonword, "structural": structural,
+            "nonword": nonword, "structural": structural, "good": good,
             "echo": echo, "rouge": sum(scores) / len(scores) if scores else 0.0,
             "structure_rouge": (sum(structure_scores) / len(structure_scores)
                                 if structure_scores else 0.0),
@@ -465,9 +469,11 @@ def main() -> int:
                       + "\n".join(description))
     print("\n".join(description), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="hearth-quality-"))
+    results: dict[str, dict] = {}
     for preset in filter(None, args.models.split(",")):
         load_before = wait_for_quiet(60)
-        r = asyncio.run(evaluate(preset, docs, files, commits, args.repo, words, tmp))
+        r = results[preset] = asyncio.run(
+            evaluate(preset, docs, files, commits, args.repo, words, tmp))
         dc, cm = r["docstrings"], r["commits"]
         for name, text, why in dc["samples"]:
             print(f"  docstring {name}: {text or 'refused'!r} {why}")
@@ -497,7 +503,43 @@ def main() -> int:
                           + "\n\n" + NOISE + " Only the seconds column depends on it.\n\n"
                           + "\n".join(lines) + before(f"quality-{preset}"))
     shutil.rmtree(tmp, ignore_errors=True)
+    if len(results) > 1:
+        lines = choice(results)
+        print("\n".join(lines), flush=True)
+        if write:
+            write_section("quality-default", "### The default model, by evaluation\n\n"
+                          + "\n".join(lines))
     return 0
+
+
+def choice(results: dict[str, dict]) -> list[str]:
+    """The issue's rule for the default: the bundled model giving the most acceptable
+    answers per second of generation. A docstring counts when this judge accepts it; a
+    commit message when the model wrote it (not the diff's structure) and it passes
+    every check (valid header, no non-word start, no echo). One model serves the chat
+    tasks (`model.preset`), so the two tasks are also counted together."""
+    rows, rates = [], {}
+    for preset, r in results.items():
+        dc, cm = r["docstrings"], r["commits"]
+        doc_s, commit_s = dc["s_per"] * dc["total"], cm["s_per"] * cm["total"]
+        both = (dc["acceptable"] + cm["good"]) / (doc_s + commit_s) * 60 \
+            if doc_s + commit_s else 0.0
+        rates[preset] = both
+        rows.append(f"| `{preset}` | {dc['acceptable']}/{dc['total']} in {doc_s:.0f} s = "
+                    f"{dc['acceptable'] / doc_s * 60 if doc_s else 0:.2f} | "
+                    f"{cm['good']}/{cm['total']} in {commit_s:.0f} s = "
+                    f"{cm['good'] / commit_s * 60 if commit_s else 0:.2f} | {both:.2f} |")
+    best = max(rates, key=lambda k: rates[k])
+    default = Settings().model.preset
+    verdict = (f"The default (`model.preset` = `{default}`) is the model this evaluation "
+               "puts first." if best == default else
+               f"This evaluation puts `{best}` first, not the default `{default}`.")
+    return ["Acceptable answers per minute of generation on the held-back half (this run's "
+            "tables above; a docstring this judge accepts; a commit message the model itself "
+            "wrote that passes every check). Inline completion has its own model "
+            "(`completion.preset`), chosen in bench/completion.py.", "",
+            "| model | docstrings | commit messages | both tasks (per minute) |",
+            "|---|---:|---:|---:|", *rows, "", verdict]
 
 
 if __name__ == "__main__":
