@@ -217,6 +217,22 @@ def test_finished_says_when_more_tokens_cannot_change_the_suggestion():
     assert finished("\n    return a\nprint", prefix="def f(a):", suffix="\n")
 
 
+def test_finished_once_the_model_writes_out_the_code_after_the_cursor():
+    # A base model, mid-function, writes the line at the cursor and then the lines
+    # that already follow it: clean_suggestion cuts those, so decoding on is waste.
+    prefix, suffix = "def total(items):\n    s = 0\n    ", "\n    for x in items:\n        s += x\n"
+    assert not finished("s = sum(items)\n    for x in it", prefix=prefix, suffix=suffix)
+    raw = "s = sum(items)\n    for x in items:\n"
+    assert finished(raw, prefix=prefix, suffix=suffix)
+    assert clean_suggestion(raw + "        s += x\n    return s", prefix=prefix,
+                            suffix=suffix) == clean_suggestion(raw, prefix=prefix,
+                                                               suffix=suffix) == "s = sum(items)"
+    # a fence or a third identical line in a row ends it too
+    assert finished("x = 1\n```\n", prefix="def f():\n    ", suffix="\n")
+    assert finished("pass\n    pass\n    pass\n", prefix="def f():\n    ", suffix="\n")
+    assert not finished("pass\n    pass\n", prefix="def f():\n    ", suffix="\n")
+
+
 def test_typing_through_a_suggestion_reuses_it():
     assert typed_through("x = ", "\n", "foo(1)", "x = fo", "\n") == "o(1)"
     assert typed_through("x = ", "\n", "foo(1)", "x = ba", "\n") is None

@@ -157,11 +157,27 @@ def finished(raw: str, *, prefix: str, suffix: str, multiline: bool = True) -> b
     if not multiline or mid_line:
         # One line; at the end of a line with nothing typed yet, the next one.
         return bool(lines[0].strip()) or mid_line or len(lines) > 2
+    # Lines that have ended cut the suggestion whatever follows them, as
+    # clean_suggestion would: a line of the document after the cursor (the model
+    # writing out the code that is already there, a base model's habit: decoding on
+    # only made text that was cut away), a code fence, a decoding loop.
+    ended = lines[:-1]
+    following = _following(suffix)
+    if any(line.strip() and line.strip() in following for line in ended[1:]):
+        return True
+    if "```" in "\n".join(ended) or len(_loops(ended)) < len(ended):
+        return True
     # The last line may still grow, but once it has a character its indentation is known.
-    complete = lines if lines[-1].strip() else lines[:-1]
+    complete = lines if lines[-1].strip() else ended
     if len(complete) < 2:
         return False
     return _block_end(complete, line_prefix)[1]
+
+
+def _following(suffix: str) -> list[str]:
+    """The first lines of the document after the cursor's line (stripped, not blank):
+    a suggestion that reaches one of them ends before it."""
+    return [ln.strip() for ln in suffix.split("\n")[1:] if ln.strip()][:3]
 
 
 def _loops(lines: list[str]) -> list[str]:
@@ -225,7 +241,7 @@ def _cut_suffix_repeats(text: str, line_suffix: str, suffix: str) -> str:
         first = first[:first.index(rest)]
         text = first if not more else first + "\n" + more
     # The next lines of the document, if the suggestion reaches them, end it.
-    following = [ln.strip() for ln in suffix.split("\n")[1:] if ln.strip()][:3]
+    following = _following(suffix)
     if following and "\n" in text:
         lines = text.split("\n")
         for n, line in enumerate(lines[1:], start=1):
