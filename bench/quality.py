@@ -53,6 +53,7 @@ from hearth_lsp.server.tasks.runner import Refusal, TaskRun  # noqa: E402
 
 from report import (  # noqa: E402
     NOISE,
+    commit,
     machine_description,
     read_section,
     wait_for_quiet,
@@ -531,9 +532,9 @@ def choice(results: dict[str, dict]) -> list[str]:
                     f"{cm['good'] / commit_s * 60 if commit_s else 0:.2f} | {both:.2f} |")
     best = max(rates, key=lambda k: rates[k])
     default = Settings().model.preset
-    verdict = (f"The default (`model.preset` = `{default}`) is the model this evaluation "
-               "puts first." if best == default else
-               f"This evaluation puts `{best}` first, not the default `{default}`.")
+    verdict = (f"The default at {commit()} (`model.preset` = `{default}`) is the model this "
+               "evaluation puts first." if best == default else
+               f"This evaluation puts `{best}` first, not `{default}`, the default at {commit()}.")
     return ["Acceptable answers per minute of generation on the held-back half (this run's "
             "tables above; a docstring this judge accepts; a commit message the model itself "
             "wrote that passes every check). Inline completion has its own model "
