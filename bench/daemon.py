@@ -1,6 +1,6 @@
 """One warm model for every window and the git hook (`model.shared`), measured.
 
-One run, the bundled SmolLM2 on this machine, in fresh cache dirs (no answer cache):
+One run, the bundled default model on this machine, in fresh cache dirs (no answer cache):
 
 1. Three editor windows (`hearth serve`, real processes) each loading their own model
    (model.shared = false) vs three windows sharing the daemon: for each window, the
@@ -36,6 +36,8 @@ sys.path.insert(0, str(REPO / "tests"))
 import httpx  # noqa: E402
 
 from hearth_lsp.server.daemon_files import daemon_dir, pid_alive, read_state  # noqa: E402
+from hearth_lsp.server.models import PRESETS  # noqa: E402
+from hearth_lsp.server.settings import ModelSettings  # noqa: E402
 
 from lsp_helpers import REAL_SERVER, actions_at, open_doc, start, stop, wait_model  # noqa: E402
 from report import (  # noqa: E402
@@ -293,7 +295,9 @@ def main() -> int:
                                           "time(s) for the three hook runs that used it.\n")
     body = (f"## Shared model: `bench/daemon.py`\n\n"
             f"{machine_description(load_before=load_before)}\n\n{NOISE}\n\n"
-            "The bundled SmolLM2 (135M, loads in well under a second), so the figures show "
+            f"The bundled default model (`{ModelSettings().preset}`: "
+            f"{PRESETS[ModelSettings().preset].description}; it loads in about a second), "
+            "so the figures show "
             "the floor of what the daemon saves: with a 7B model the load it spares each "
             "window and each commit is tens of seconds and gigabytes. Times include "
             "Python's start-up and Hearth's imports in every process. Memory is each "

@@ -69,7 +69,7 @@ def smollm2_path() -> Path:
     from hearth_lsp.server.models import resolve_model_path
     from hearth_lsp.server.settings import ModelSettings
 
-    return resolve_model_path(ModelSettings(), shared_cache())
+    return resolve_model_path(ModelSettings(preset="smollm2"), shared_cache())
 
 
 def free_port() -> int:

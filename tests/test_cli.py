@@ -60,7 +60,8 @@ def test_configuration_reference_in_docs_is_current():
 def test_doctor_reports_the_model_and_exits_zero():
     out = hearth("doctor", "--no-probe")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "ok    model: Smollm2 135M" in out.stdout and "chat template" in out.stdout
+    # the bundled default: a base model, prompted completion-style
+    assert "ok    model: Gemma 3 270m" in out.stdout and "no chat template" in out.stdout
     assert "llama-cpp-python: " in out.stdout and "git: git version" in out.stdout
 
 

@@ -108,7 +108,9 @@ def test_the_format_is_read_from_the_gguf_vocabulary(tmp_path):
 
 def test_completion_shares_the_task_worker_only_for_the_same_file():
     s = Settings()
-    assert not same_model(s)  # smollm2 for tasks, gemma3-270m for completion
+    assert same_model(s)  # gemma3-270m, the default, for the tasks and for completion
+    s.model.preset = "smollm2"
+    assert not same_model(s)
     s.completion.preset = "smollm2"
     assert same_model(s)
     s.model.path = s.completion.path = "/m/a.gguf"

@@ -47,6 +47,9 @@ def shared_settings() -> Settings:
     return settings
 
 
+SMOL = ModelSettings(preset="smollm2")
+
+
 def info(cache: Path, model: ModelSettings | None = None) -> dict:
     state = read_state(DaemonFiles.of(cache, daemon_key(model or ModelSettings())).state)
     assert state is not None, "no daemon state file"
@@ -81,7 +84,7 @@ def docstring_of(text: str, name: str) -> str | None:
 async def test_two_editor_windows_share_one_model_load(demo_repo, cache):
     record = cache / "prompts.jsonl"
     env = {"HEARTH_CACHE_DIR": str(cache), "FAKE_ENGINE_RECORD": str(record)}
-    opts = {"model": {"shared": True}}
+    opts = {"model": {"shared": True, "preset": "smollm2"}}  # a chat model: its template
     path = demo_repo / "inventory" / "pricing.py"
     pids = []
     windows = []
@@ -96,8 +99,8 @@ async def test_two_editor_windows_share_one_model_load(demo_repo, cache):
             resolved = await client.code_action_resolve_async(actions[0])
             assert docstring_of(apply(path.read_text(), resolved.edit, uri),
                                 "parse_price") == DOC
-            pids.append(info(cache)["pid"])
-        daemon = info(cache)
+            pids.append(info(cache, SMOL)["pid"])
+        daemon = info(cache, SMOL)
         assert daemon["loads"] == 1  # the second window loaded nothing
         assert pids[0] == pids[1] == daemon["pid"]
         assert len(daemon["clients"]) == 2  # two server processes asked
@@ -276,6 +279,7 @@ def test_smollm2_is_loaded_once_for_two_clients(cache, monkeypatch):
     model's own chat template and context length reach the clients."""
     monkeypatch.delenv("HEARTHD_SCRIPT")
     settings = shared_settings()
+    settings.model.preset = "smollm2"  # a chat model: its template reaches the clients
     settings.model.context_length = 1024
     first = shared_engine_factory(settings, cache)
     second = shared_engine_factory(settings, cache)

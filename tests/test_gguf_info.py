@@ -29,7 +29,7 @@ def make_gguf(path, *, template: str | None = "{{ messages }}", tensors: int = 2
     return path
 
 
-def test_reads_the_bundled_default_model(smollm2_path):
+def test_reads_the_bundled_smollm2(smollm2_path):
     info = read_gguf(smollm2_path)
     assert info.architecture == "llama" and info.block_count == 30
     assert info.context_length == 8192

@@ -68,7 +68,8 @@ async def session(root, tmp_path, *, answer=ANSWER, delay=0.0, options=None, env
 
 
 async def test_ghost_text_from_the_completion_model_ends_with_the_block(demo_repo, tmp_path):
-    client, result, record = await session(demo_repo, tmp_path)
+    client, result, record = await session(demo_repo, tmp_path,
+                                           options={"model": {"preset": "smollm2"}})
     try:
         assert result.capabilities.inline_completion_provider is not None
         uri = open_doc(client, demo_repo / "m.py", text="import os\n\ndef add(a, b):\n    return \n")
@@ -77,7 +78,7 @@ async def test_ghost_text_from_the_completion_model_ends_with_the_block(demo_rep
         # Gemma (the completion preset) has no FIM tokens: the file's prefix, under its name.
         assert prompt == "# m.py\nimport os\n\ndef add(a, b):\n    return "
         seen = await stats(client)
-        assert seen["model"]["worker"] == "own"  # not the task model (smollm2)
+        assert seen["model"]["worker"] == "own"  # not the task model (smollm2 here)
         assert seen["generated"] == 1
     finally:
         await stop(client)
@@ -173,8 +174,7 @@ async def test_fill_in_the_middle_for_a_model_file_with_fim_tokens(demo_repo, tm
 
 
 async def test_the_same_model_shares_the_task_worker(demo_repo, tmp_path):
-    client, _, _ = await session(demo_repo, tmp_path,
-                                 options={"completion": {"preset": "smollm2"}})
+    client, _, _ = await session(demo_repo, tmp_path)  # gemma3-270m for both, the defaults
     try:
         uri = open_doc(client, demo_repo / "m.py", text="def add(a, b):\n    return \n")
         assert await ghost(client, uri, 1, 11) == ["a + b"]

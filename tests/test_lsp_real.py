@@ -85,7 +85,7 @@ async def test_initialize_answers_before_the_model_is_loaded(real):
     assert status["model"] in ("loading", "empty")
     status = await wait_model(client)
     assert status["model"] == "ready", status["error"]
-    assert status["info"]["chatTemplate"] is True
+    assert status["info"]["chatTemplate"] is False  # the default: Gemma 3 270M, a base model
     # Where the engine says it runs: every layer on the GPU when this llama.cpp
     # build has one (model.gpuLayers unset), else the CPU.
     assert status["info"]["where"].startswith("GPU (" if gpu_offload_supported() else "CPU (")

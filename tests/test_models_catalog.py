@@ -246,7 +246,7 @@ def test_hf_cache_and_dedupe_with_the_bundled_file(stores):
     assert "download did not finish" in missing["problem"] and missing["architecture"] is None
     # The snapshot links to the bundled file: one entry, the bundled one.
     smol = entries["smollm2"]
-    assert smol["source"] == "bundled" and smol["current"] is True
+    assert smol["source"] == "bundled" and smol["current"] is False  # the default: Gemma
     assert smol["architecture"] == "llama" and smol["chat_template"] is True
     assert [a["source"] for a in smol["also"]] == ["huggingface"]
     assert not any("smollm2.gguf" in n for n in entries)

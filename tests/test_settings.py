@@ -22,7 +22,7 @@ def write(path, text):
 
 def test_defaults_come_from_nowhere(tmp_path):
     resolved = SettingsSources(root=tmp_path, environ={}).resolve()
-    assert resolved.settings.model.preset == "smollm2"
+    assert resolved.settings.model.preset == "gemma3-270m"
     assert resolved.settings.docstring.max_tokens == 160
     assert set(resolved.sources.values()) == {"default"}
     assert resolved.problems == []
@@ -66,7 +66,7 @@ def test_invalid_values_are_reported_by_key_and_layer_and_lower_layer_kept():
                  flatten({"model": {"threads": 0, "preset": "gpt-9", "contextLength": "big"},
                           "docstring": {"temperature": True}}, "high")])
     assert r.settings.model.threads == 4
-    assert r.settings.model.preset == "smollm2"
+    assert r.settings.model.preset == "gemma3-270m"
     assert r.settings.model.context_length == 4096
     assert r.settings.docstring.temperature == 0.1
     text = "\n".join(r.problems)
@@ -109,7 +109,7 @@ def test_broken_toml_is_a_problem(tmp_path):
     write(tmp_path / ".hearth.toml", "[model\npreset=")
     r = SettingsSources(root=tmp_path, environ={"HEARTH_CONFIG_FILE": str(tmp_path / "none")}).resolve()
     assert r.problems and "cannot read" in r.problems[0]
-    assert r.settings.model.preset == "smollm2"
+    assert r.settings.model.preset == "gemma3-270m"
 
 
 def test_changed_keys_and_reload_flags():

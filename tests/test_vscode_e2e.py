@@ -248,7 +248,7 @@ def test_vscode_with_the_real_model_through_python_path(code_server, demo_repo, 
                    file="inventory/pricing.py", line=10)
     steps = {s["name"]: s for s in result["steps"]}
     label = steps["model ready"]["label"]
-    assert "smollm2" in label.lower() and "on CPU" in label  # the bundled default model
+    assert "gemma" in label.lower() and "on CPU" in label  # the bundled default model
     assert {"Hearth: Generate docstring", "Hearth: Generate tests for parse_price",
             "Hearth: Review function parse_price"} <= set(steps["code actions"]["actions"])
     # The real model's docstring: inserted, or refused with a reason shown to the user.
