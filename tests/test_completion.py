@@ -230,7 +230,8 @@ def test_finished_once_the_model_writes_out_the_code_after_the_cursor():
                             suffix=suffix) == clean_suggestion(raw, prefix=prefix,
                                                                suffix=suffix) == "s = sum(items)"
     # a fence or a third identical line in a row ends it too
-    assert finished("x = 1\n```\n", prefix="def f():\n    ", suffix="\n")
+    assert finished("x = 1\n    ```\n", prefix="def f():\n    ", suffix="\n")
+    assert not finished("x = 1\n    y = 2\n", prefix="def f():\n    ", suffix="\n")
     assert finished("pass\n    pass\n    pass\n", prefix="def f():\n    ", suffix="\n")
     assert not finished("pass\n    pass\n", prefix="def f():\n    ", suffix="\n")
 
