@@ -92,10 +92,12 @@ def english_words() -> set[str]:
 
 
 def code_words(text: str) -> set[str]:
-    """Identifiers of code or a diff and their snake_case/camelCase parts, lowercase."""
+    """Identifiers of code or a diff and their snake_case/camelCase parts, lowercase;
+    a private name without its underscores too (`_LocalVersion` is "LocalVersion" in
+    prose: session 14's held-back run called that a non-word)."""
     out: set[str] = set()
     for ident in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text):
-        out.add(ident.lower())
+        out |= {ident.lower(), ident.strip("_").lower()}
         out |= {p.lower() for p in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", ident)}
     return out
 

@@ -172,6 +172,20 @@ def invented_reason(text: str, known: frozenset[str] | None) -> str | None:
     return f"names what the code does not have: {made_up[:3]}" if len(made_up) >= 2 else None
 
 
+_LINK = re.compile(r"\b(?:https?://|www\.)[^\s)>\]'\"`]+", re.I)
+
+
+def invented_link(text: str, source: str) -> str | None:
+    """Why ``text`` is made up, when it cites a link ``source`` does not have: small
+    models write plausible URLs ("https://docs.python.org/3/whatsnew/...") that no one
+    checked, and a reader would follow them."""
+    for link in _LINK.findall(text):
+        link = link.rstrip(".,;:")
+        if link not in source:
+            return f"cites a link the code does not have: {link!r}"
+    return None
+
+
 def repeated_descriptions(descriptions: dict[str, str]) -> list[str]:
     """Names whose description is word for word another name's (junk by copying)."""
     seen: dict[str, str] = {}

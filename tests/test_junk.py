@@ -260,3 +260,30 @@ def test_a_quoted_name_the_file_does_not_have_is_made_up():
     with pytest.raises(ds.DocstringError, match="does not have"):
         ds.drop_junk("Clear the default environment of a given `get_spontaneous` function.",
                      fn, source)
+
+
+JSON_DUMPS = ("def htmlsafe_json_dumps(obj, dumps=None, **kwargs):\n"
+              "    if dumps is None:\n        dumps = json.dumps\n"
+              "    return markupsafe.Markup(dumps(obj, **kwargs).replace('<', '\\\\u003c'))\n")
+
+
+def test_a_paragraph_that_cites_a_link_the_code_does_not_have_is_dropped():
+    # Gemma on bench/quality.py's held-back half (session 14): the summary and its
+    # first paragraph as the run printed them; the link stands in for the cut-off rest,
+    # where the judge found "whatsnew".
+    fn = ds.list_functions(JSON_DUMPS)[0]
+    summary = "JSON dumps for HTML and XML."
+    text = (f"{summary}\n\nThis method is used to convert a JSON object into a markup "
+            "language representation.\nSee https://docs.python.org/3/whatsnew/3.4.html.")
+    assert ds.drop_junk(text, fn, JSON_DUMPS) == summary
+    assert any("link" in r for r in ds.docstring_junk(text, fn, JSON_DUMPS))
+    with pytest.raises(ds.DocstringError, match="link"):  # in the summary: nothing is kept
+        ds.drop_junk("Dump JSON, see https://docs.python.org/3/whatsnew/.", fn, JSON_DUMPS)
+
+
+def test_a_link_the_code_has_may_be_cited():
+    source = "def spec():\n    # https://spec.commonmark.org/0.31.2/#tabs\n    return 4\n"
+    fn = ds.list_functions(source)[0]
+    text = "The tab width.\n\nFollows https://spec.commonmark.org/0.31.2/#tabs."
+    assert ds.drop_junk(text, fn, source) == text
+    assert ds.docstring_junk(text, fn, source) == []

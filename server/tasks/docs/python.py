@@ -790,8 +790,11 @@ def docstring_junk(text: str, fn: FunctionTarget, source: str = "") -> list[str]
         reasons.append("the docstring copies a marker of the prompt")
     items = _param_descriptions(text, fn)
     known = cleaning.file_words(source) if source else None
-    if why := cleaning.invented_reason(first, known):
+    if why := _made_up(first, known, source):
         reasons.append(f"the summary {why}")
+    for paragraph in _body_paragraphs(text):
+        if why := _made_up(paragraph.text, known, source):
+            reasons.append(f"a paragraph {why}")
     for name, sec in items.items():
         for why in (cleaning.placeholder_reason(sec.description, name),
                     cleaning.invented_reason(sec.description, known)):
@@ -819,6 +822,34 @@ def docstring_junk(text: str, fn: FunctionTarget, source: str = "") -> list[str]
     return reasons
 
 
+@dataclass(frozen=True)
+class _Paragraph:
+    text: str
+    first: int  # line numbers in the docstring, inclusive
+    last: int
+
+
+def _body_paragraphs(text: str) -> list[_Paragraph]:
+    """The paragraphs between the summary and the first section: prose the model wrote
+    about the function beyond its first sentence."""
+    end = len(summary_part(text).splitlines())
+    out: list[_Paragraph] = []
+    start: int | None = None
+    lines = text.splitlines()[:end]
+    for n, line in enumerate([*lines, ""]):
+        if line.strip() and start is None:
+            start = n
+        elif not line.strip() and start is not None:
+            out.append(_Paragraph("\n".join(lines[start:n]), start, n - 1))
+            start = None
+    return out[1:]  # the first paragraph is the summary, checked on its own
+
+
+def _made_up(text: str, known: frozenset[str] | None, source: str) -> str | None:
+    return cleaning.invented_reason(text, known) or (
+        cleaning.invented_link(text, source) if source else None)
+
+
 def _param_type_conflict(declared: str, name: str, fn: FunctionTarget) -> str | None:
     del declared, name, fn  # parameter annotations are not kept yet: nothing to contradict
     return None
@@ -831,12 +862,15 @@ def drop_junk(text: str, fn: FunctionTarget, source: str = "") -> str:
     first = summary_part(text).split("\n\n", 1)[0]
     why = cleaning.summary_junk_reason(first, fn.qualname)
     known = cleaning.file_words(source) if source else None
-    if not why and (made_up := cleaning.invented_reason(first, known)):
+    if not why and (made_up := _made_up(first, known, source)):
         why = f"the summary {made_up}"
     if why:
         raise DocstringError(f"{why}; not shown")
     lines = text.splitlines()
     drop: set[int] = set()
+    for paragraph in _body_paragraphs(text):  # the summary stays; made-up prose goes
+        if _made_up(paragraph.text, known, source):
+            drop.update(range(paragraph.first, paragraph.last + 1))
     items = _param_descriptions(text, fn)
     repeated = set(cleaning.repeated_descriptions(
         {n: sec.description for n, sec in items.items()}))
