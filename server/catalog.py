@@ -828,9 +828,11 @@ def calibrate(fits: list[Fit]) -> None:
 
 
 def rank(fits: list[Fit], min_speed: float = 8.0) -> list[Fit]:
-    """Best first: models that fit and decode at least `min_speed` tokens/s (chat
-    models first, then the largest), then slower ones (fastest first), then the ones
-    a probe could not run, then those that do not fit or cannot be read."""
+    """Best first: models that fit and decode at least `min_speed` tokens/s (the
+    largest first, a chat template breaking ties: bench/quality.py found the larger
+    base Gemma 3 270M better at Hearth's tasks than the chat SmolLM2 135M), then slower
+    ones (fastest first), then the ones a probe could not run, then those that do not
+    fit or cannot be read."""
     def key(f: Fit) -> tuple:
         probe_failed = f.probe is not None and not f.probe.get("ok")
         if f.where == "no":
@@ -842,7 +844,7 @@ def rank(fits: list[Fit], min_speed: float = 8.0) -> list[Fit]:
         else:
             group = 1
         if group == 0:
-            return (group, not f.entry.chat_template, -(f.entry.parameters or 0),
+            return (group, -(f.entry.parameters or 0), not f.entry.chat_template,
                     -(f.tok_s or 0), f.entry.name)
         return (group, -(f.tok_s or 0), f.entry.name)
     return sorted(fits, key=key)

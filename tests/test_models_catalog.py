@@ -374,8 +374,12 @@ def test_plan_and_rank(tmp_path):
     assert fits[mid.name].where == "cpu" and fits[mid.name].gpu_layers == 0
     assert fits["broken"].where == "no" and fits["broken"].reason == "truncated"
     order = [f.entry.name for f in catalog.rank(list(fits.values()), min_speed=8)]
-    # Fast enough: chat models first, largest first; then slower; unusable last.
-    assert order == [small.name, base.name, mid.name, huge.name, "broken"]
+    # Fast enough: largest first (the base model before the smaller chat one); then
+    # slower; unusable last.
+    assert order == [base.name, small.name, mid.name, huge.name, "broken"]
+    twin = catalog.plan(_entry(tmp_path, int(0.5 * gb), chat=False, params=1), cpu_box)
+    tied = catalog.rank([twin, fits[small.name]], min_speed=8)
+    assert tied[0] is fits[small.name]  # the same size: the chat template breaks the tie
     assert fits[mid.name].tok_s < 8 <= fits[small.name].tok_s
 
     gpu_box = Machine(16 * gb, 12 * gb, 8, [GPU("test", 24 * gb, 20 * gb)], gpu_offload=True)
