@@ -4,7 +4,8 @@ One run, the bundled default model on this machine, in fresh cache dirs (no answ
 
 1. Three editor windows (`hearth serve`, real processes) each loading their own model
    (model.shared = false) vs three windows sharing the daemon: for each window, the
-   time from `initialize` to its first docstring (the code action resolved), the model
+   time from `initialize` to its first docstring (the code action resolved) and, on the
+   daemon, to that docstring's first token (from the daemon's job trace), the model
    loads, and the resident memory of the processes holding a model.
 2. The same three windows on three projects with the index on (the default): each
    indexes, embeds and searches its project; the embedding model loads and the resident
@@ -112,12 +113,35 @@ WINDOWS = [("inventory/pricing.py", 9), ("inventory/models.py", 24),
            ("tests/test_pricing.py", 4)]
 
 
+def first_tokens(cache: Path, began: list[float]) -> list[float | None]:
+    """For each window (``began``: its initialize, wall clock), seconds until the first
+    token of the first job it sent the daemon, read from the daemon's job trace: the
+    time a user waits for the answer to start, the model's load included when this
+    window's request waited for it."""
+    jobs = []
+    for path in daemon_dir(cache).glob("*.trace.jsonl"):
+        for line in path.read_text().splitlines():
+            job = json.loads(line)
+            if job.get("first_token_s") is not None:
+                received = job["ts"] - job["latency_s"]
+                jobs.append((received, received + job["first_token_s"]))
+    jobs.sort()
+    out: list[float | None] = []
+    for i, opened_at in enumerate(began):
+        end = began[i + 1] if i + 1 < len(began) else float("inf")
+        mine = [first for received, first in jobs if opened_at <= received < end]
+        out.append(mine[0] - opened_at if mine else None)
+    return out
+
+
 async def window(ws: Path, cache: Path, shared: bool, file: str,
-                 line: int) -> tuple[object, float, float, int]:
+                 line: int) -> tuple[object, float, float, int, float]:
     """One editor window: seconds from initialize to its model ready, and to its first
     docstring (each window documents a function of its own file, so that the daemon's
-    KV prefix cache does not answer the second from the first)."""
+    KV prefix cache does not answer the second from the first); and when it began
+    (wall clock, for the daemon's trace)."""
     quiet_moment(max_wait_s=10)
+    began = time.time()
     started = time.perf_counter()
     client, _, _ = await start(REAL_SERVER, ws, env=env_for(cache, shared),
                                init_options={"model": {"shared": shared}})
@@ -129,7 +153,7 @@ async def window(ws: Path, cache: Path, shared: bool, file: str,
     await client.code_action_resolve_async(actions[0])  # type: ignore[attr-defined]
     took = time.perf_counter() - started
     pid = client._server.pid  # type: ignore[attr-defined]
-    return client, ready, took, pid
+    return client, ready, took, pid, began
 
 
 async def windows(shared: bool) -> dict:
@@ -139,17 +163,19 @@ async def windows(shared: bool) -> dict:
         ws = workspace(Path(tmp))
         opened = []
         try:
-            ready, took, pids = [], [], []
+            ready, took, pids, began = [], [], [], []
             for file, line in WINDOWS:  # one after the other, as a user opens them
-                client, r, t, pid = await window(ws, cache, shared, file, line)
+                client, r, t, pid, b = await window(ws, cache, shared, file, line)
                 opened.append(client)
                 ready.append(r)
                 took.append(t)
                 pids.append(pid)
+                began.append(b)
             info = daemon_info(cache) if shared else {}
             windows_mib = [rss_mib(p) for p in pids]
             daemon_mib = rss_mib(info["pid"]) if info else 0.0
             return {"ready_s": ready, "first_s": took,
+                    "first_token_s": first_tokens(cache, began) if shared else [],
                     "rss_mib": sum(windows_mib) + daemon_mib,
                     "windows_mib": windows_mib, "daemon_mib": daemon_mib,
                     "loads": info.get("loads", len(WINDOWS)) if shared else len(WINDOWS)}
@@ -265,6 +291,12 @@ def main() -> int:
         rows.append(f"| {bold}{name} window{bold}: initialize → its first docstring | "
                     f"{separate['first_s'][i]:.2f} s | {bold}{shared['first_s'][i]:.2f} s{bold}"
                     f"{ratio} |")
+        ttft = shared["first_token_s"]
+        if ttft[i] is not None:
+            ratio = (f" ({ttft[i] / ttft[0]:.2f}× the first window's)"
+                     if i and ttft[0] else "")
+            rows.append(f"| {bold}{name} window{bold}: initialize → its first docstring's "
+                        f"first token | (not traced) | {bold}{ttft[i]:.2f} s{bold}{ratio} |")
     rows += [
         f"| model loads for {n} windows | {separate['loads']} | {shared['loads']} |",
         f"| resident memory, {n} windows (+ the daemon) | {separate['rss_mib']:.0f} MiB "
