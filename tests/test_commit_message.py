@@ -223,6 +223,44 @@ def test_two_worked_examples_come_first_in_the_style_asked_for(style, answers):
                     changes_of(APP), style)
 
 
+def test_the_repositorys_own_small_commits_are_the_worked_examples(repo):
+    # History: a small plain-style commit, a large one, a long subject, a conventional one.
+    def commit(subject: str, path: str, text: str) -> None:
+        (repo / path).write_text(text)
+        git(repo, "add", path)
+        git(repo, "commit", "-qm", subject)
+
+    commit("Skip empty values in the total", "app.py",
+           "def total(xs):\n    return sum(x for x in xs if x)\n")
+    commit("Add the price list", "prices.py", "".join(f"P{i} = {i}\n" for i in range(80)))
+    commit("Round the total to cents, as the shop's receipts and the tax office's forms "
+           "both expect it", "app.py", "def total(xs):\n    return round(sum(x for x in xs "
+           "if x), 2)\n")
+    commit("fix: count zero prices", "app.py",
+           "def total(xs):\n    return round(sum(x for x in xs if x is not None), 2)\n")
+    (repo / "app.py").write_text("def total(xs, tax=0):\n    return sum(xs) * (1 + tax)\n")
+    git(repo, "add", "app.py")
+    changes = read_changes(repo)
+    # Newest first; the large commit and the root commit are not examples.
+    assert [p.subject for p in changes.past] == [
+        "fix: count zero prices", "Round the total to cents, as the shop's receipts and the "
+        "tax office's forms both expect it"]
+    assert changes.past[0].files[0].path == "app.py"
+    assert "+    return round(sum(x for x in xs if x is not None), 2)" in \
+        changes.past[0].files[0].patch
+    # Shown only in the style asked for and within the subject's length; else made-up ones.
+    messages, _ = cm.build_prompt(changes, APP.patch, style="conventional", chat=True)
+    assert [m.content for m in messages if m.role == "assistant"] == ["fix: count zero prices"]
+    assert "is not None), 2)" in messages[1].content
+    _, completion = cm.build_prompt(changes, APP.patch, style="plain", chat=False)
+    assert "to_celsius" in completion and "Round the total" not in completion.split(
+        "Files changed:")[1]
+    changes.past = changes.past[:1]
+    _, completion = cm.build_prompt(changes, APP.patch, style="conventional", chat=False)
+    assert "Commit message: fix: count zero prices" in completion
+    assert "to_celsius" not in completion
+
+
 # ------------------------------------------- issue 11: what the grammar no longer forces
 
 @pytest.mark.parametrize("raw, expected", [

@@ -32,6 +32,14 @@ class FileDiff:
 
 
 @dataclass
+class PastCommit:
+    """A recent commit of the repository, whole and small: a worked example for the
+    prompt, in the repository's own words and style."""
+    files: list[FileDiff]
+    subject: str
+
+
+@dataclass
 class Changes:
     repo: Path
     staged: bool  # False: nothing was staged, these are the unstaged changes
@@ -42,6 +50,8 @@ class Changes:
     # The repository's latest commit subjects (newest first, merges left out): its
     # style, and examples for the prompt.
     recent: list[str] = field(default_factory=list)
+    # The newest small commits among them, whole (newest first): worked examples.
+    past: list[PastCommit] = field(default_factory=list)
 
     @property
     def described(self) -> list[FileDiff]:
@@ -53,6 +63,8 @@ class Changes:
 
 
 RECENT_SUBJECTS = 20
+PAST_COMMITS = 2  # worked examples from the history
+PAST_COMMIT_CHARS = 900  # the most diff one example may have: the real change needs the room
 
 
 def _open_repo(path: Path):
@@ -140,7 +152,12 @@ def read_changes(path: Path) -> Changes:
                        "before the model saw it")
     recent = [] if initial else recent_subjects(repo)
     recent = [redact(s) for s in recent]
-    return Changes(root, staged, files, branch, initial, notices, recent)
+    past = [] if initial else past_commits(repo)
+    for commit in past:
+        commit.subject = redact(commit.subject)
+        for f in commit.files:
+            f.patch = redact(f.patch)
+    return Changes(root, staged, files, branch, initial, notices, recent, past)
 
 
 def recent_subjects(repo, n: int = RECENT_SUBJECTS) -> list[str]:
@@ -154,8 +171,41 @@ def recent_subjects(repo, n: int = RECENT_SUBJECTS) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def _diff(repo, *, cached: bool) -> list[FileDiff]:
-    args = ["--cached"] if cached else []
+def past_commits(repo, n: int = PAST_COMMITS, look_at: int = RECENT_SUBJECTS,
+                 max_chars: int = PAST_COMMIT_CHARS) -> list[PastCommit]:
+    """Up to ``n`` of the last ``look_at`` non-merge commits of HEAD whose whole diff
+    is small (one or two files, at most ``max_chars``, nothing left out), newest first."""
+    import git
+
+    try:
+        log = repo.git.log("-n", str(look_at), "--no-merges", "--format=%x01%H %P%x02%s",
+                           "--numstat")
+    except git.GitCommandError:  # e.g. a shallow or damaged history: no examples
+        return []
+    out: list[PastCommit] = []
+    for block in log.split("\x01")[1:]:
+        head, _, rest = block.partition("\x02")
+        subject, *rows = rest.splitlines()
+        shas = head.split()
+        stats = [r.split("\t") for r in rows if r.strip()]
+        if len(shas) != 2 or not 1 <= len(stats) <= 2 or any(a == "-" for a, *_ in stats) \
+                or sum(int(a) + int(d) for a, d, *_ in stats) > max_chars // 20:
+            continue  # a root commit, a large or binary change: the prompt has no room
+        try:
+            files = _diff(repo, between=(shas[1], shas[0]))
+        except git.GitCommandError:
+            continue
+        if files and not any(f.left_out for f in files) and \
+                sum(len(f.patch) for f in files) <= max_chars:
+            out.append(PastCommit(files, subject.strip()))
+            if len(out) == n:
+                break
+    return out
+
+
+def _diff(repo, *, cached: bool = False, between: tuple[str, str] | None = None
+          ) -> list[FileDiff]:
+    args = ["--cached"] if cached else [*between] if between else []
     # -M: renames as renames; --no-color/--no-ext-diff: the user's config must not
     # change what we parse.
     common = [*args, "-M", "--no-color", "--no-ext-diff"]

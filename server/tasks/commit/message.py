@@ -512,12 +512,18 @@ def shot_message(style: str, ctype: str, path: str, subject: str) -> str:
 def build_prompt(changes: Changes, diff_text: str, *, style: str, chat: bool,
                  root: Path | None = None) -> tuple[list[Message] | None, str]:
     """(chat messages, completion-style text): one of them is used, per the model.
-    The real change comes after two worked examples in the same format."""
+    The real change comes after worked examples in the same format: the repository's
+    own small recent commits in its style (oldest first), else two made-up ones."""
     areas = scopes(changes.described, changes.recent) if style == "scoped" else []
     common = {"rules": _style_rules(style, areas),
               "examples": examples_block(changes.recent, style)}
-    shots = [({"files": stat_line(f), "branch": "main", "diff": f.patch.rstrip()},
-              shot_message(style, ctype, f.path, subject)) for f, ctype, subject in _SHOTS]
+    shots = [({"files": "\n".join(stat_line(f) for f in past.files), "branch": "main",
+               "diff": "".join(f.patch for f in past.files).rstrip()}, past.subject)
+             for past in reversed(changes.past)
+             if _style_of(past.subject) == style and len(past.subject) <= MAX_HEADER]
+    if not shots:  # no small commit of this repository in its style: two made-up ones
+        shots = [({"files": stat_line(f), "branch": "main", "diff": f.patch.rstrip()},
+                  shot_message(style, ctype, f.path, subject)) for f, ctype, subject in _SHOTS]
     real = {"files": files_block(changes), "branch": changes.branch or "(detached HEAD)",
             "diff": diff_text.rstrip()}
     if chat:
