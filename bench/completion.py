@@ -48,7 +48,7 @@ from hearth_lsp.server.tasks.completion.context import (  # noqa: E402
     repo_snippet,
     with_repo_context,
 )
-from hearth_lsp.server.tasks.completion.model import CompletionModel  # noqa: E402
+from hearth_lsp.server.tasks.completion.model import CompletionModel, same_model  # noqa: E402
 from hearth_lsp.server.tasks.completion.prompt import (  # noqa: E402
     SNIPPET_KEEP_SHARE,
     SNIPPET_LINES,
@@ -165,7 +165,10 @@ async def main() -> None:
     sampling = settings.completion
     cache = cache_dir()
     model = CompletionModel(llama_engine_factory, cache)
-    worker = model.worker(settings, GenerationWorker())
+    shared = GenerationWorker()
+    if same_model(settings):  # the tasks' model completes too (the default): the server's one
+        shared.load(lambda: llama_engine_factory(settings, cache))
+    worker = model.worker(settings, shared)
     produced: list[str] = []
 
     async def generate(run, request, on_piece):

@@ -451,7 +451,9 @@ def main() -> int:
         "the subject against the real subject (type or area prefixes removed). A message "
         "written from the diff's structure (every answer of the model refused; "
         "`commit.fromStructure`, on by default) is counted as shown, in its own column, "
-        "and its ROUGE-L apart from the model's.",
+        "and its ROUGE-L apart from the model's. Beside them, the ROUGE-L of the real "
+        "subject's own first 72 characters against the whole of it: what a header of that "
+        "length could reach with the real words (this history's subjects are long).",
         "- Not blind after commit 03c7c24's run: five of the validator's junk rules (a "
         "summary that is only the qualified name, chat addressed to the user, a quoted name "
         "the file does not have, a description that is a code expression, a summary that "
@@ -479,7 +481,14 @@ def main() -> int:
         "judge's dictionary, the standard library's words alone before, made \"routing\" "
         "and \"comprehension\" (tuning half) and, in that change's held-back run, "
         "\"personal\" non-words: it now takes pyspellchecker's English dictionary too. "
-        "That run's junk figure (1/20, that one summary) was this judge's mistake."]
+        "That run's junk figure (1/20, that one summary) was this judge's mistake.",
+        "- Not blind after commit 64a3fd8's run (session 14, held-back): Gemma's two junk "
+        "docstrings by this judge were `_parse_local_version` (\"LocalVersion\": this judge "
+        "split `_LocalVersion`, which the file has, wrongly; corrected) and "
+        "`htmlsafe_json_dumps` (a paragraph citing a docs.python.org/3/whatsnew link: "
+        "the validator now drops a paragraph with a link or names the file does not have, "
+        "fdd376a). The worked examples of a commit prompt are the repository's own small "
+        "commits since 8a2b54d (tried on the tuning half)."]
     if write:
         write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
                       + "\n".join(description))
