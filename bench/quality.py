@@ -92,12 +92,10 @@ def english_words() -> set[str]:
 
 
 def code_words(text: str) -> set[str]:
-    """Identifiers of code or a diff and their snake_case/camelCase parts, lowercase;
-    a private name without its underscores too (`_LocalVersion` is "LocalVersion" in
-    prose: session 14's held-back run called that a non-word)."""
+    """Identifiers of code or a diff and their snake_case/camelCase parts, lowercase."""
     out: set[str] = set()
     for ident in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text):
-        out |= {ident.lower(), ident.strip("_").lower()}
+        out.add(ident.lower())
         out |= {p.lower() for p in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", ident)}
     return out
 
@@ -483,12 +481,13 @@ def main() -> int:
         "\"personal\" non-words: it now takes pyspellchecker's English dictionary too. "
         "That run's junk figure (1/20, that one summary) was this judge's mistake.",
         "- Not blind after commit 64a3fd8's run (session 14, held-back): Gemma's two junk "
-        "docstrings by this judge were `_parse_local_version` (\"LocalVersion\": this judge "
-        "split `_LocalVersion`, which the file has, wrongly; corrected) and "
-        "`htmlsafe_json_dumps` (a paragraph citing a docs.python.org/3/whatsnew link: "
-        "the validator now drops a paragraph with a link or names the file does not have, "
-        "fdd376a). The worked examples of a commit prompt are the repository's own small "
-        "commits since 8a2b54d (tried on the tuning half)."]
+        "docstrings by this judge were `_parse_local_version` (a paragraph naming "
+        "`_LocalVersion`, which packaging/version.py does not have) and "
+        "`htmlsafe_json_dumps` (a paragraph citing a docs.python.org/3/whatsnew link): "
+        "the validator now drops a paragraph after the summary that cites a link the file "
+        "does not have (fdd376a) or, after 905281f's run showed the first again, names one "
+        "thing the file does not have. The worked examples of a commit prompt are the "
+        "repository's own small commits since 8a2b54d (tried on the tuning half)."]
     if write:
         write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
                       + "\n".join(description))

@@ -163,13 +163,14 @@ def invented_names(text: str, known: frozenset[str]) -> list[str]:
     return found
 
 
-def invented_reason(text: str, known: frozenset[str] | None) -> str | None:
-    """Why ``text`` is made up, when it names two or more things the code does not have
+def invented_reason(text: str, known: frozenset[str] | None, at_least: int = 2) -> str | None:
+    """Why ``text`` is made up, when it names ``at_least`` things the code does not have
     (``known``: the file's words; None: nothing to check against)."""
     if known is None:
         return None
     made_up = invented_names(text, known)
-    return f"names what the code does not have: {made_up[:3]}" if len(made_up) >= 2 else None
+    return f"names what the code does not have: {made_up[:3]}" if len(made_up) >= at_least \
+        else None
 
 
 _LINK = re.compile(r"\b(?:https?://|www\.)[^\s)>\]'\"`]+", re.I)

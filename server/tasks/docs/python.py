@@ -793,7 +793,7 @@ def docstring_junk(text: str, fn: FunctionTarget, source: str = "") -> list[str]
     if why := _made_up(first, known, source):
         reasons.append(f"the summary {why}")
     for paragraph in _body_paragraphs(text):
-        if why := _made_up(paragraph.text, known, source):
+        if why := _made_up(paragraph.text, known, source, names=1):
             reasons.append(f"a paragraph {why}")
     for name, sec in items.items():
         for why in (cleaning.placeholder_reason(sec.description, name),
@@ -845,8 +845,13 @@ def _body_paragraphs(text: str) -> list[_Paragraph]:
     return out[1:]  # the first paragraph is the summary, checked on its own
 
 
-def _made_up(text: str, known: frozenset[str] | None, source: str) -> str | None:
-    return cleaning.invented_reason(text, known) or (
+def _made_up(text: str, known: frozenset[str] | None, source: str,
+             names: int = 2) -> str | None:
+    """Why ``text`` is made up: ``names`` or more names the file does not have, or a
+    link it does not have. A paragraph after the summary goes for one such name ("If
+    the value is not an instance of _LocalVersion", in a file without it: Gemma,
+    packaging/version.py): the summary is kept, so little is lost."""
+    return cleaning.invented_reason(text, known, names) or (
         cleaning.invented_link(text, source) if source else None)
 
 
@@ -869,7 +874,7 @@ def drop_junk(text: str, fn: FunctionTarget, source: str = "") -> str:
     lines = text.splitlines()
     drop: set[int] = set()
     for paragraph in _body_paragraphs(text):  # the summary stays; made-up prose goes
-        if _made_up(paragraph.text, known, source):
+        if _made_up(paragraph.text, known, source, names=1):
             drop.update(range(paragraph.first, paragraph.last + 1))
     items = _param_descriptions(text, fn)
     repeated = set(cleaning.repeated_descriptions(
