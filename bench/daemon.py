@@ -325,10 +325,11 @@ def main() -> int:
     ])
     loads_line = "" if hook is None else (f"The daemon loaded the model {hook['loads']} "
                                           "time(s) for the three hook runs that used it.\n")
+    preset = ModelSettings().preset
     body = (f"## Shared model: `bench/daemon.py`\n\n"
             f"{machine_description(load_before=load_before)}\n\n{NOISE}\n\n"
-            f"The bundled default model (`{ModelSettings().preset}`: "
-            f"{PRESETS[ModelSettings().preset].description}; it loads in about a second), "
+            f"The bundled default model (`{preset}`: "
+            f"{PRESETS[preset].description}; it loads in about a second), "
             "so the figures show "
             "the floor of what the daemon saves: with a 7B model the load it spares each "
             "window and each commit is tens of seconds and gigabytes. Times include "

@@ -66,8 +66,8 @@ PRESETS = ("smollm2", "gemma3-270m")
 @dataclass
 class ModelSettings:
     preset: str = setting(
-        # bench/quality.py's choice: the more acceptable answers per minute (docstrings
-        # 12.2 against 5.0; neither model's own commit messages pass), and the model the
+        # bench/quality.py's choice: the more acceptable answers per minute (its
+        # "default model, by evaluation" table in docs/benchmarks.md), and the model the
         # completions already use, so that one model serves both.
         "gemma3-270m",
         "Bundled model: `gemma3-270m` (Gemma 3 270M base, completion-style prompts; the "
