@@ -339,6 +339,35 @@ async def test_a_cancelled_request_leaves_its_generation_for_the_next_one():
     assert second.text == "o(1)" and script.calls == 1
 
 
+async def test_nothing_suggested_before_a_key_does_not_answer_for_after_it():
+    """A generation that ends with nothing at "x = " says nothing about "x = f": the
+    request made after the key gets a generation of its own (the editor asks again
+    only at the next key, so an empty answer here would leave no ghost text at all)."""
+    session, release, prompts = CompletionSession(), asyncio.Event(), []
+
+    async def generate(run, request, on_piece):
+        prompts.append(request.prefix)
+        if request.prefix == "x = ":
+            await release.wait()  # still running, nothing written, when "f" is typed
+            return Completion("", 1, 0, 0.0, 0.0, "stop")
+        on_piece("oo(1)\n")
+        return Completion("oo(1)\n", 1, 1, 0.0, 0.0, "stop")
+
+    first = asyncio.ensure_future(session.suggest("a", req("x = "), new_run=new_run,
+                                                  generate=generate))
+    while not prompts:
+        await asyncio.sleep(0)
+    second = asyncio.ensure_future(session.suggest("a", req("x = f"), new_run=new_run,
+                                                   generate=generate))
+    for _ in range(3):  # the second request is now waiting for the first generation
+        await asyncio.sleep(0)
+    release.set()
+    assert (await first).text == ""
+    found = await second
+    assert (found.text, found.source) == ("oo(1)", "generated")
+    assert prompts == ["x = ", "x = f"]
+
+
 # ------------------------------------------------------------ repository context
 
 from hearth_lsp.server.tasks.completion.prompt import (  # noqa: E402

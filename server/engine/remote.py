@@ -930,7 +930,10 @@ class RemoteEngine:
                 return
             await self._read_stream(response, stream, deadline, what)
         finally:
-            await response.aclose()
+            # Shielded: the worker cancels this task again while it closes, and a close
+            # cut short leaves the socket open, so the server never learns that its
+            # client left and generates on to max_tokens.
+            await asyncio.shield(response.aclose())
 
     @staticmethod
     async def _read_some(response: httpx.Response) -> bytes:

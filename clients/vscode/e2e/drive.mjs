@@ -213,7 +213,12 @@ async function inlineCompletion() {
   const ghostAppears = async () => {
     const deadline = Date.now() + 60_000;
     while (!(await ghostText()).includes(cfg.ghostHas)) {
-      if (Date.now() > deadline) throw new Error(`no ghost text "${cfg.ghostHas}": "${await ghostText()}"`);
+      if (Date.now() > deadline) {
+        // What the editor holds and what the server saw, for the failure's diagnosis.
+        throw new Error(`no ghost text "${cfg.ghostHas}": "${await ghostText()}"\n` +
+          `lines: ${JSON.stringify(await lineText())}\n` +
+          `server log:\n${readFileSync(cfg.serverLog, 'utf8').slice(-3000)}`);
+      }
       await page.waitForTimeout(100);
     }
   };

@@ -186,7 +186,10 @@ class CompletionSession:
                     return found
                 if self._seq.get(key) != seq:
                     return Suggestion("", "none", "superseded")
-                if gen.failed is None and not gen.stopped_early and not gen.produced:
+                # Nothing written says nothing about what the user typed since: only
+                # at the same cursor is the answer nothing; after it, a generation here.
+                if gen.failed is None and not gen.stopped_early and not gen.produced \
+                        and request.prefix == gen.request.prefix:
                     return Suggestion("", "none", "the model suggested nothing here")
             else:
                 gen.cancel()
