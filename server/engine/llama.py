@@ -26,6 +26,7 @@ from typing import Any
 from ..gguf_info import GGUFError, GGUFInfo, read_gguf
 from ..settings import ModelSettings, SamplingSettings
 from .base import Completion, EngineError, ModelInfo, ModelUnavailable
+from .grammar_window import GrammarWindow, tokens_needed
 
 log = logging.getLogger(__name__)
 # llama.cpp's own log lines (model loading, KV cache layout, warnings) as Python
@@ -339,6 +340,10 @@ class LlamaEngine:
         self._llama_cpp = llama_cpp
         route_native_logs()
         self._grammars: dict[str, object] = {}
+        # False: llama.cpp's grammar sampler on every token at every step (benchmarks
+        # and tests compare the two); last_grammar: the last generation's window.
+        self.grammar_window = True
+        self.last_grammar: GrammarWindow | None = None
         self._masks: dict[str, Any] = {}
         header = read_gguf(path)  # clear errors for missing/truncated/non-GGUF files
         threads = model.threads or default_threads()
@@ -483,6 +488,17 @@ class LlamaEngine:
         # Before anything runs: an invalid grammar is an EngineError, never a crash.
         compiled = self._grammar(grammar) if grammar else None
         first_token = self._first_token_filter(start, prompt_tokens) if start else None
+        # The grammar on the likeliest tokens first (grammar_window.py) when the
+        # samplers after it keep a few tokens; else llama.cpp's, on every token.
+        needed = tokens_needed(sampling.temperature, sampling.top_k)
+        window = None
+        if grammar and needed and self.grammar_window:
+            window = GrammarWindow(self._llama_cpp, self.llm._model.vocab, grammar,
+                                   prompt_tokens, needed, self.llm.token_eos(),
+                                   sampling.repeat_penalty)
+            compiled = None
+        self.last_grammar = window
+        processors = [p for p in (first_token, window) if p is not None]
         # Checked by llama.cpp after every sampled token: the cancellation point.
         cancelled = False
         armed = False
@@ -505,8 +521,8 @@ class LlamaEngine:
             stop=[s for s in [*stop, *sampling.stop] if s] or None, stream=True,
             stopping_criteria=self._llama_cpp.StoppingCriteriaList([stop_now]),
             grammar=compiled,
-            logits_processor=self._llama_cpp.LogitsProcessorList([first_token])
-            if first_token else None)
+            logits_processor=self._llama_cpp.LogitsProcessorList(processors)
+            if processors else None)
         pieces: list[str] = []
         first = 0.0
         finish = "stop"
@@ -532,6 +548,10 @@ class LlamaEngine:
             cancelled = True
         finally:
             self._arm_abort(False)
+            if window is not None:
+                window.close()
+        if window is not None and window.broken:
+            raise EngineError(f"llama.cpp sampled outside the grammar ({window.broken})")
         if cancelled:
             finish = "cancelled"
         # Pieces can hold several tokens (text held back while matching stops).
