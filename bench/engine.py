@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from hearth_lsp.server.gguf_info import read_gguf  # noqa: E402
 from hearth_lsp.server.models import resolve_model_path  # noqa: E402
-from hearth_lsp.server.settings import Settings, cache_dir  # noqa: E402
+from hearth_lsp.server.settings import SamplingSettings, Settings, cache_dir  # noqa: E402
 from hearth_lsp.server.tasks.docs import python as docstring  # noqa: E402
 from hearth_lsp.server.tasks.review import findings as review  # noqa: E402
 from hearth_lsp.server.tasks.review.run import review_spans_for  # noqa: E402
@@ -157,11 +157,13 @@ class Raw:
         return allowed
 
     def generate(self, prompt: str, stop: list[str], *, max_tokens: int,
-                 grammar: str | None = None, start: str | None = None) -> Timed:
-        """One streamed completion. Tokens are counted as sampled, by a stopping
-        criterion (llama-cpp-python calls it once per sampled token, and once more
-        after the loop), not as streamed text chunks."""
-        s = self.settings.docstring
+                 grammar: str | None = None, start: str | None = None,
+                 sampling: SamplingSettings | None = None) -> Timed:
+        """One streamed completion (the docstring task's sampling unless ``sampling``).
+        Tokens are counted as sampled, by a stopping criterion (llama-cpp-python calls
+        it once per sampled token, and once more after the loop), not as streamed text
+        chunks."""
+        s = sampling or self.settings.docstring
         n_prompt = len(self.tokens(prompt))
         processors = None
         if start:

@@ -80,8 +80,8 @@ def test_enough_allowed_among_the_likeliest_checks_only_them():
     expected = whole_vocabulary(scores, fake, 40)
     out = w(np.arange(3), scores.copy())
     assert kept(out, 40) == expected
-    assert w.whole_vocabulary == 0 and fake.checked == WINDOW  # not the 4000
-    assert np.count_nonzero(np.isfinite(out)) <= WINDOW
+    assert w.whole_vocabulary == 0 and fake.checked <= 2 * WINDOW  # not the 4000
+    assert np.count_nonzero(np.isfinite(out)) <= 2 * WINDOW
 
 
 def test_too_few_allowed_among_the_likeliest_checks_every_token():
@@ -90,24 +90,53 @@ def test_too_few_allowed_among_the_likeliest_checks_every_token():
     scores = scores_for(1)
     out = w(np.arange(3), scores.copy())
     assert kept(out, 40) == whole_vocabulary(scores, fake, 40)
-    assert w.whole_vocabulary == 1 and fake.checked == WINDOW + VOCAB
+    assert w.whole_vocabulary == 1 and fake.checked > VOCAB
+
+
+def test_logits_too_flat_for_a_window_check_every_token():
+    fake = FakeGrammar(lambda t, _: t % 2 == 0)
+    w = window(fake, needed=40)
+    out = w(np.arange(3), np.ones(VOCAB, dtype=np.single))
+    assert w.whole_vocabulary == 1 and fake.checked == VOCAB
+    assert np.count_nonzero(np.isfinite(out)) == VOCAB // 2
+
+
+def written(tokens, penalty):
+    """A window whose text so far (the prompt) ends with ``tokens``: the repetition
+    penalty reaches them."""
+    fake = FakeGrammar(lambda t, _: True)
+    history = np.asarray(tokens, dtype=np.intc)
+    return fake, history, GrammarWindow(fake, None, "root ::= x", len(history), 40, EOS,
+                                        penalty, penalty_last_n=len(history))
 
 
 def test_a_penalty_that_could_reorder_the_tail_checks_every_token():
     """The window's allowed tokens would all lose to an outside token if the penalty
-    hit them: the whole vocabulary decides, and the choice is the same as llama.cpp's."""
-    fake = FakeGrammar(lambda t, _: True)
+    hit them, and it can (they were just written): the whole vocabulary decides, and
+    the choice is the same as llama.cpp's."""
     scores = np.linspace(10.0, 9.0, VOCAB).astype(np.single)  # close together
-    penalised = list(range(WINDOW))  # the window's tokens were all just written
-    out = window(fake, needed=40, penalty=1.5)(np.arange(3), scores.copy())
+    penalised = list(range(WINDOW))
+    fake, history, w = written(penalised, 1.5)
+    out = w(history, scores.copy())
+    assert w.whole_vocabulary == 1
     assert kept(out, 40, 1.5, penalised) == whole_vocabulary(scores, fake, 40, 1.5, penalised)
     peaked = scores_for(6)
     peaked[:50] += 30.0  # fifty tokens far above the rest: penalised or not, they win
-    fake2 = FakeGrammar(lambda t, _: True)
-    w2 = window(fake2, needed=40, penalty=1.5)
-    out2 = w2(np.arange(3), peaked.copy())
+    fake2, history2, w2 = written(penalised, 1.5)
+    out2 = w2(history2, peaked.copy())
     assert w2.whole_vocabulary == 0
     assert kept(out2, 40, 1.5, penalised) == whole_vocabulary(peaked, fake2, 40, 1.5, penalised)
+
+
+def test_the_penalty_is_reckoned_only_for_the_tokens_it_can_reach():
+    """The same close logits, the penalty on tokens outside the window only: the
+    window decides, and still as llama.cpp would."""
+    scores = np.linspace(10.0, 9.0, VOCAB).astype(np.single)
+    penalised = list(range(VOCAB - 64, VOCAB))
+    fake, history, w = written(penalised, 1.5)
+    out = w(history, scores.copy())
+    assert w.whole_vocabulary == 0
+    assert kept(out, 40, 1.5, penalised) == whole_vocabulary(scores, fake, 40, 1.5, penalised)
 
 
 def test_each_sampled_token_advances_the_grammar_once():

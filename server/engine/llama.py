@@ -495,7 +495,7 @@ class LlamaEngine:
         if grammar and needed and self.grammar_window:
             window = GrammarWindow(self._llama_cpp, self.llm._model.vocab, grammar,
                                    prompt_tokens, needed, self.llm.token_eos(),
-                                   sampling.repeat_penalty)
+                                   sampling.repeat_penalty, self.llm.last_n_tokens_size)
             compiled = None
         self.last_grammar = window
         processors = [p for p in (first_token, window) if p is not None]
