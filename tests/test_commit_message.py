@@ -241,24 +241,35 @@ def test_the_repositorys_own_small_commits_are_the_worked_examples(repo):
     (repo / "app.py").write_text("def total(xs, tax=0):\n    return sum(xs) * (1 + tax)\n")
     git(repo, "add", "app.py")
     changes = read_changes(repo)
-    # Newest first; the large commit and the root commit are not examples.
+    # Newest first; the large commit, the long subject and the root commit are not
+    # examples.
     assert [p.subject for p in changes.past] == [
-        "fix: count zero prices", "Round the total to cents, as the shop's receipts and the "
-        "tax office's forms both expect it"]
+        "fix: count zero prices", "Skip empty values in the total"]
     assert changes.past[0].files[0].path == "app.py"
     assert "+    return round(sum(x for x in xs if x is not None), 2)" in \
         changes.past[0].files[0].patch
-    # Shown only in the style asked for and within the subject's length; else made-up ones.
+    # Shown only in the style asked for, however far back; else made-up ones.
     messages, _ = cm.build_prompt(changes, APP.patch, style="conventional", chat=True)
     assert [m.content for m in messages if m.role == "assistant"] == ["fix: count zero prices"]
     assert "is not None), 2)" in messages[1].content
     _, completion = cm.build_prompt(changes, APP.patch, style="plain", chat=False)
-    assert "to_celsius" in completion and "Round the total" not in completion.split(
-        "Files changed:")[1]
-    changes.past = changes.past[:1]
-    _, completion = cm.build_prompt(changes, APP.patch, style="conventional", chat=False)
-    assert "Commit message: fix: count zero prices" in completion
-    assert "to_celsius" not in completion
+    assert "Commit message: Skip empty values in the total" in completion
+    assert "to_celsius" not in completion and "count zero prices" not in completion
+    _, completion = cm.build_prompt(changes, APP.patch, style="scoped", chat=False)
+    assert "to_celsius" in completion  # none in this style
+
+
+def test_at_most_two_worked_examples_the_newest_in_the_style(repo):
+    for n in range(4):
+        (repo / "app.py").write_text(f"def total(xs):\n    return sum(xs) + {n}\n")
+        git(repo, "add", "app.py")
+        git(repo, "commit", "-qm", f"fix: add {n} to the total")
+    (repo / "app.py").write_text("def total(xs):\n    return 0\n")
+    git(repo, "add", "app.py")
+    changes = read_changes(repo)
+    messages, _ = cm.build_prompt(changes, APP.patch, style="conventional", chat=True)
+    assert [m.content for m in messages if m.role == "assistant"] == [
+        "fix: add 2 to the total", "fix: add 3 to the total"]  # oldest first, as history
 
 
 # ------------------------------------------- issue 11: what the grammar no longer forces

@@ -64,6 +64,12 @@ class Changes:
 
 RECENT_SUBJECTS = 20
 PAST_COMMITS = 2  # worked examples from the history
+# Candidates for them: the prompt shows the newest PAST_COMMITS in the style it asks
+# for, so a repository whose styles are mixed still finds some a few commits back.
+PAST_CANDIDATES = 4
+# The longest subject a worked example may have (the header's limit): longer ones
+# would teach the model to write what the checks refuse.
+MAX_SUBJECT = 72
 PAST_COMMIT_CHARS = 900  # the most diff one example may have: the real change needs the room
 
 
@@ -171,10 +177,11 @@ def recent_subjects(repo, n: int = RECENT_SUBJECTS) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def past_commits(repo, n: int = PAST_COMMITS, look_at: int = RECENT_SUBJECTS,
+def past_commits(repo, n: int = PAST_CANDIDATES, look_at: int = RECENT_SUBJECTS,
                  max_chars: int = PAST_COMMIT_CHARS) -> list[PastCommit]:
     """Up to ``n`` of the last ``look_at`` non-merge commits of HEAD whose whole diff
-    is small (one or two files, at most ``max_chars``, nothing left out), newest first."""
+    is small (one or two files, at most ``max_chars``, nothing left out) and whose
+    subject is at most MAX_SUBJECT characters, newest first."""
     import git
 
     try:
@@ -189,7 +196,8 @@ def past_commits(repo, n: int = PAST_COMMITS, look_at: int = RECENT_SUBJECTS,
         shas = head.split()
         stats = [r.split("\t") for r in rows if r.strip()]
         if len(shas) != 2 or not 1 <= len(stats) <= 2 or any(a == "-" for a, *_ in stats) \
-                or sum(int(a) + int(d) for a, d, *_ in stats) > max_chars // 20:
+                or sum(int(a) + int(d) for a, d, *_ in stats) > max_chars // 20 \
+                or len(subject.strip()) > MAX_SUBJECT:
             continue  # a root commit, a large or binary change: the prompt has no room
         try:
             files = _diff(repo, between=(shas[1], shas[0]))

@@ -17,11 +17,11 @@ from pathlib import Path
 from ...chat_format import Message
 from ...prompts import render, task_prompt
 from ..runner import Refusal
-from .gitdiff import Changes, FileDiff, stat_line, trim_patch
+from .gitdiff import MAX_SUBJECT, PAST_COMMITS, Changes, FileDiff, stat_line, trim_patch
 
 TYPES = ("feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "ci", "chore",
          "revert")
-MAX_HEADER = 72
+MAX_HEADER = MAX_SUBJECT
 MAX_BULLETS = 5
 STYLES = ("conventional", "scoped", "plain")
 
@@ -517,10 +517,11 @@ def build_prompt(changes: Changes, diff_text: str, *, style: str, chat: bool,
     areas = scopes(changes.described, changes.recent) if style == "scoped" else []
     common = {"rules": _style_rules(style, areas),
               "examples": examples_block(changes.recent, style)}
+    mine = [past for past in changes.past  # newest first
+            if _style_of(past.subject) == style and len(past.subject) <= MAX_HEADER]
     shots = [({"files": "\n".join(stat_line(f) for f in past.files), "branch": "main",
                "diff": "".join(f.patch for f in past.files).rstrip()}, past.subject)
-             for past in reversed(changes.past)
-             if _style_of(past.subject) == style and len(past.subject) <= MAX_HEADER]
+             for past in reversed(mine[:PAST_COMMITS])]
     if not shots:  # no small commit of this repository in its style: two made-up ones
         shots = [({"files": stat_line(f), "branch": "main", "diff": f.patch.rstrip()},
                   shot_message(style, ctype, f.path, subject)) for f, ctype, subject in _SHOTS]
