@@ -156,9 +156,9 @@ def read_changes(path: Path) -> Changes:
     if redacted:
         notices.append(f"{redacted} secret value(s) in the diff were replaced by placeholders "
                        "before the model saw it")
-    recent = [] if initial else recent_subjects(repo)
-    recent = [redact(s) for s in recent]
-    past = [] if initial else past_commits(repo)
+    logged = [] if initial else history(repo)
+    recent = [redact(s) for s in recent_subjects(logged)]
+    past = past_commits(repo, logged)
     for commit in past:
         commit.subject = redact(commit.subject)
         for f in commit.files:
@@ -166,22 +166,18 @@ def read_changes(path: Path) -> Changes:
     return Changes(root, staged, files, branch, initial, notices, recent, past)
 
 
-def recent_subjects(repo, n: int = RECENT_SUBJECTS) -> list[str]:
-    """The subjects of the last ``n`` non-merge commits of HEAD, newest first."""
-    import git
-
-    try:
-        out = repo.git.log("-n", str(n), "--no-merges", "--format=%s")
-    except git.GitCommandError:  # e.g. a shallow or damaged history: no examples
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
+@dataclass
+class _Logged:
+    """One commit of `git log --numstat`: its shas (its own, then its parents'), its
+    subject and its numstat rows (added, deleted, path)."""
+    shas: list[str]
+    subject: str
+    stats: list[list[str]]
 
 
-def past_commits(repo, n: int = PAST_CANDIDATES, look_at: int = RECENT_SUBJECTS,
-                 max_chars: int = PAST_COMMIT_CHARS) -> list[PastCommit]:
-    """Up to ``n`` of the last ``look_at`` non-merge commits of HEAD whose whole diff
-    is small (one or two files, at most ``max_chars``, nothing left out) and whose
-    subject is at most MAX_SUBJECT characters, newest first."""
+def history(repo, look_at: int = RECENT_SUBJECTS) -> list[_Logged]:
+    """The last ``look_at`` non-merge commits of HEAD, newest first, from one `git log`
+    (the recent subjects and the worked examples both come from it)."""
     import git
 
     try:
@@ -189,23 +185,41 @@ def past_commits(repo, n: int = PAST_CANDIDATES, look_at: int = RECENT_SUBJECTS,
                            "--numstat")
     except git.GitCommandError:  # e.g. a shallow or damaged history: no examples
         return []
-    out: list[PastCommit] = []
+    out = []
     for block in log.split("\x01")[1:]:
         head, _, rest = block.partition("\x02")
-        subject, *rows = rest.splitlines()
-        shas = head.split()
-        stats = [r.split("\t") for r in rows if r.strip()]
-        if len(shas) != 2 or not 1 <= len(stats) <= 2 or any(a == "-" for a, *_ in stats) \
+        subject, *rows = rest.splitlines() or [""]
+        out.append(_Logged(head.split(), subject.strip(),
+                           [r.split("\t") for r in rows if r.strip()]))
+    return out
+
+
+def recent_subjects(logged: list[_Logged]) -> list[str]:
+    """The subjects of ``logged`` (history()), newest first."""
+    return [c.subject for c in logged if c.subject]
+
+
+def past_commits(repo, logged: list[_Logged], n: int = PAST_CANDIDATES,
+                 max_chars: int = PAST_COMMIT_CHARS) -> list[PastCommit]:
+    """Up to ``n`` of the commits in ``logged`` (history()) whose whole diff is small
+    (one or two files, at most ``max_chars``, nothing left out) and whose subject is at
+    most MAX_SUBJECT characters, newest first."""
+    import git
+
+    out: list[PastCommit] = []
+    for c in logged:
+        stats = c.stats
+        if len(c.shas) != 2 or not 1 <= len(stats) <= 2 or any(a == "-" for a, *_ in stats) \
                 or sum(int(a) + int(d) for a, d, *_ in stats) > max_chars // 20 \
-                or len(subject.strip()) > MAX_SUBJECT:
+                or len(c.subject) > MAX_SUBJECT:
             continue  # a root commit, a large or binary change: the prompt has no room
         try:
-            files = _diff(repo, between=(shas[1], shas[0]))
+            files = _diff(repo, between=(c.shas[1], c.shas[0]))
         except git.GitCommandError:
             continue
         if files and not any(f.left_out for f in files) and \
                 sum(len(f.patch) for f in files) <= max_chars:
-            out.append(PastCommit(files, subject.strip()))
+            out.append(PastCommit(files, c.subject))
             if len(out) == n:
                 break
     return out
