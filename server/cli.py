@@ -170,9 +170,10 @@ def _vectors(index, root: Path):
         def notice(text: str) -> None:
             print(f"hearth: {text}", file=sys.stderr)
 
-        embedder = shared_embedder(model, cache_dir(), folder, on_notice=notice)
+        embedder = shared_embedder(model, cache_dir(), folder,
+                                   backend=settings.embedding_backend, on_notice=notice)
     else:
-        embedder = Embedder(folder)
+        embedder = Embedder(folder, backend=settings.embedding_backend, cache=cache_dir())
     return embedder, index.open_vectors(embedder, settings.chroma_url)
 
 

@@ -56,7 +56,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..indexer.embeddings import Embedder  # torch: when an Embedder is made
 from . import __version__
 from .daemon_embeddings import (
     EmbeddingRequestError,
@@ -64,6 +63,7 @@ from .daemon_embeddings import (
     EmbeddingUnavailable,
     Loader,
     answer,
+    load_embedder,
     parse_input,
 )
 from .daemon_files import (
@@ -266,7 +266,7 @@ class Daemon:
     def __init__(self, model: ModelSettings, cache: Path, make_engine: EngineMaker, *,
                  idle_s: float = 900.0, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, write_state: bool = True,
-                 allow_remote: bool = False, load_embedder: Loader = Embedder) -> None:
+                 allow_remote: bool = False, load_embedder: Loader = load_embedder) -> None:
         check_bind(host, allow_remote)
         self.model = model
         self.cache = cache
@@ -553,7 +553,8 @@ class _Handler(BaseHTTPRequestHandler):
         received = time.perf_counter()
         try:
             if describe:
-                self._send_json(200, daemon.embeddings.describe(body.get("model")))
+                self._send_json(200, daemon.embeddings.describe(body.get("model"),
+                                                                body.get("backend")))
                 return
             texts, encoding = parse_input(body)
             try:
@@ -562,7 +563,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise EmbeddingRequestError(str(exc)) from None
             if priority > Priority.USER and not self._users_first():
                 return
-            name, vectors, counts = daemon.embeddings.embed(body.get("model"), texts)
+            name, vectors, counts = daemon.embeddings.embed(body.get("model"), texts,
+                                                            body.get("backend"))
         except EmbeddingRequestError as exc:
             self._error(400, str(exc))
             return

@@ -16,7 +16,9 @@ the machine that speaks OpenAI's embeddings API):
 
 ``model`` is left out (or names the bundled all-MiniLM-L6-v2, or a model already
 loaded) for the bundled model, or is the absolute path of a sentence-transformers
-folder (``index.embeddingModel``). Loaded on first use; at most MAX_MODELS at once.
+folder (``index.embeddingModel``). ``backend`` (optional, default "auto") is how it
+runs (``index.embeddingBackend``: torch, onnx, onnx-int8). Loaded on first use; at most
+MAX_MODELS (model, backend) pairs at once.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..indexer.embeddings import BUNDLED_PACKAGE, Embedder, TextEmbedder
+from ..indexer.embeddings import BACKENDS, BUNDLED_PACKAGE, Embedder, TextEmbedder
 
 log = logging.getLogger("hearth.daemon")
 
@@ -41,7 +43,20 @@ MAX_MODELS = 2
 BUNDLED_NAMES = {"", BUNDLED_PACKAGE, BUNDLED_PACKAGE.replace("_", "-"), "all-minilm-l6-v2",
                  "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
-Loader = Callable[[Path | None], TextEmbedder]
+Loader = Callable[[Path | None, str], TextEmbedder]  # (folder, backend)
+
+
+def load_embedder(folder: Path | None, backend: str) -> TextEmbedder:
+    return Embedder(folder, backend=backend)
+
+
+def parse_backend(value: Any) -> str:
+    if value is None:
+        return "auto"
+    if value not in BACKENDS:
+        raise EmbeddingRequestError(f"backend must be one of {', '.join(BACKENDS)}, "
+                                    f"not {value!r}")
+    return str(value)
 
 
 class EmbeddingRequestError(ValueError):
@@ -86,7 +101,7 @@ class Embeddings:
     """The daemon's embedding models, loaded on first use; one encode at a time (a
     fast tokenizer is not safe across threads, and two encodes only share the cores)."""
 
-    def __init__(self, load: Loader = Embedder) -> None:
+    def __init__(self, load: Loader = load_embedder) -> None:
         self._load = load
         self._models: OrderedDict[str, TextEmbedder] = OrderedDict()
         self._load_lock = threading.Lock()
@@ -104,7 +119,8 @@ class Embeddings:
             raise EmbeddingRequestError("model must be a string")
         for key, loaded in list(self._models.items()):
             if model == loaded.name:
-                return Path(key) if key else None
+                folder = key.rsplit("|", 1)[0]
+                return Path(folder) if folder else None
         path = Path(model).expanduser()
         if not path.is_absolute():
             raise EmbeddingRequestError(
@@ -114,16 +130,17 @@ class Embeddings:
             raise EmbeddingRequestError(f"embedding model {model!r}: no such folder")
         return path.resolve()
 
-    def get(self, model: Any) -> TextEmbedder:
+    def get(self, model: Any, backend: Any = None) -> TextEmbedder:
         folder = self.folder_of(model)
-        key = str(folder) if folder else ""
+        backend = parse_backend(backend)
+        key = f"{folder or ''}|{backend}"
         with self._load_lock:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
             started = time.perf_counter()
             try:
-                embedder = self._load(folder)
+                embedder = self._load(folder, backend)
             except Exception as exc:  # missing package, not a model folder, torch errors
                 raise EmbeddingUnavailable(f"the embedding model could not be loaded: {exc}") \
                     from exc
@@ -137,14 +154,15 @@ class Embeddings:
                          MAX_MODELS)
             return embedder
 
-    def describe(self, model: Any) -> dict[str, Any]:
-        embedder = self.get(model)
+    def describe(self, model: Any, backend: Any = None) -> dict[str, Any]:
+        embedder = self.get(model, backend)
         return {"name": embedder.name, "maxTokens": embedder.max_tokens,
                 "dimension": int(getattr(embedder, "dimension", 0) or 0)}
 
-    def embed(self, model: Any, texts: list[str]) -> tuple[str, Any, list[int]]:
+    def embed(self, model: Any, texts: list[str], backend: Any = None
+              ) -> tuple[str, Any, list[int]]:
         """(the model's name, vectors, token counts) of ``texts``."""
-        embedder = self.get(model)
+        embedder = self.get(model, backend)
         with self._use_lock:
             vectors, counts = embedder.embed_counted(texts)
         return embedder.name, vectors, list(counts)

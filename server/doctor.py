@@ -115,17 +115,35 @@ def gpu_check(offload: bool) -> Check:
     return Check("ok", "gpu", text)
 
 
-def embeddings_check() -> Check:
-    """Where the embedding model runs: the GPU when torch sees one (indexer/embeddings.py)."""
+def embeddings_check(backend: str = "auto") -> Check:
+    """Where and how the embedding model runs (indexer/embeddings.py): torch on the GPU
+    when torch sees one; on a CPU what ``index.embeddingBackend`` picks."""
+    from ..indexer.embeddings import Embedder
+
     try:
         import torch
     except ImportError as exc:
         return Check("warn", "embeddings", f"torch is not importable ({exc}): no dense search")
+    setting = f"index.embeddingBackend = {backend}"
     if torch.cuda.is_available():
         return Check("ok", "embeddings", f"torch {torch.__version__} on the GPU "
-                     f"({torch.cuda.get_device_name(0)})")
+                     f"({torch.cuda.get_device_name(0)}); {setting}")
     built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build"
-    return Check("ok", "embeddings", f"torch {torch.__version__} ({built}) on the CPU")
+    runs = Embedder.auto_backend("cpu") if backend == "auto" else backend
+    if runs == "torch":
+        return Check("ok", "embeddings", f"torch {torch.__version__} ({built}) on the CPU; "
+                     f"{setting}")
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as exc:
+        return Check("warn" if backend == "auto" else "FAIL", "embeddings",
+                     f"{setting} wants ONNX Runtime, but {exc.name} is not importable: "
+                     + ("torch runs the model instead" if backend == "auto" else
+                        "no dense search until it is installed or the setting is torch"))
+    weights = "int8 weights" if runs == "onnx-int8" else "float32"
+    return Check("ok", "embeddings", f"ONNX Runtime {onnxruntime.__version__} on the CPU, "
+                 f"{weights} (exported from the model folder on first use); {setting}")
 
 
 def backend_checks(settings: Settings, probe: bool = True) -> list[Check]:
@@ -187,7 +205,7 @@ def run_checks(root: Path, probe: bool = True) -> list[Check]:
     except ImportError as exc:
         checks.append(Check("FAIL", "llama-cpp-python", f"not importable: {exc}; run `make setup`"))
     checks.append(gpu_check(gpu))
-    checks.append(embeddings_check())
+    checks.append(embeddings_check(settings.index.embedding_backend))
 
     cache = cache_dir()
     try:

@@ -36,11 +36,13 @@ class IndexService:
     def __init__(self, root: Path, cache: Path, settings: IndexSettings, *,
                  report: Report | None = None, busy: Callable[[], bool] = lambda: False,
                  embed: bool = True, open_paths: Callable[[], list[Path]] = list,
-                 load_embedder: Callable[[Path | None], TextEmbedder] | None = None):
-        """``load_embedder(folder)``: the embedding model (None: the bundled one); by
-        default loaded in this process (the shared daemon's with model.shared)."""
+                 load_embedder: Callable[[Path | None, str], TextEmbedder] | None = None):
+        """``load_embedder(folder, backend)``: the embedding model (folder None: the
+        bundled one; backend: index.embeddingBackend); by default loaded in this process
+        (the shared daemon's with model.shared)."""
         self.root, self.cache, self.settings = root, cache, settings
-        self._load_embedder = load_embedder or Embedder
+        self._load_embedder = load_embedder or (
+            lambda folder, backend: Embedder(folder, backend=backend, cache=cache))
         self.open_paths = open_paths
         self.report = report or (lambda phase, message, pct: None)
         self.busy = busy
@@ -419,7 +421,8 @@ class IndexService:
                 model = Path(self.settings.embedding_model) if self.settings.embedding_model \
                     else None
                 if self._embedder is None:  # a retry keeps the loaded model
-                    self._embedder = self._load_embedder(model)
+                    self._embedder = self._load_embedder(model,
+                                                         self.settings.embedding_backend)
                 self._vectors = self.writer.open_vectors(self._embedder, self.settings.chroma_url)
             except VectorStoreUnavailable as exc:
                 self._collect_notices()

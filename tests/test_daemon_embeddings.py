@@ -87,6 +87,7 @@ def test_openai_embeddings_are_the_model_s_own_vectors(daemon, local):
     ({"input": "x", "model": "text-embedding-3-small"}, "unknown embedding model"),
     ({"input": "x", "model": "/no/such/folder"}, "no such folder"),
     ({"input": "x", "priority": "urgent"}, "priority 'urgent'"),
+    ({"input": "x", "backend": "tensorrt"}, "backend must be one of auto, torch"),
 ])
 def test_bad_embedding_requests_are_told_what_is_wrong(daemon, body, message):
     answer = post(daemon, "/v1/embeddings", body)
@@ -118,6 +119,20 @@ def test_the_index_embedder_on_the_daemon_matches_the_one_in_process(daemon, loc
                        local.encode(["where are prices parsed"]), atol=1e-5)
 
 
+def test_each_window_s_backend_runs_at_the_daemon_under_its_own_name(daemon, local):
+    """index.embeddingBackend travels with the requests: int8 vectors and the default's
+    float ones are two models at the daemon, never mixed."""
+    remote = DaemonEmbedder(ModelSettings(), daemon.cache, None, backend="onnx-int8")
+    assert remote.name == local.name + "-int8"
+    vectors, _ = remote.embed_counted(TEXTS)
+    floats = local.encode(local.fit(TEXTS))
+    near = (vectors * floats).sum(axis=1)
+    assert near.min() > 0.97 and not np.allclose(vectors, floats, atol=1e-3)
+    answer = post(daemon, "/v1/embeddings", {"input": TEXTS, "backend": "onnx-int8"}).json()
+    assert answer["model"] == remote.name
+    assert np.allclose([item["embedding"] for item in answer["data"]], vectors, atol=1e-5)
+
+
 def test_background_embeddings_wait_for_a_user_s_generation(tmp_path):
     """A chunk batch (priority background) sent while a user's generation runs is
     answered after that generation, not beside it; a query (user) is not held."""
@@ -132,7 +147,7 @@ def test_background_embeddings_wait_for_a_user_s_generation(tmp_path):
             return np.ones((len(texts), 2), dtype=np.float32), [1] * len(texts)
 
     d = Daemon(ModelSettings(), tmp_path, lambda _m, _c: engine,
-               load_embedder=lambda folder: Recording())
+               load_embedder=lambda folder, backend: Recording())
     d.start()
     try:
         d.worker.load_job.future.result(timeout=30)
@@ -218,7 +233,7 @@ def test_a_search_does_not_wait_behind_an_index_batch_held_at_the_daemon(demo_re
 
     held = HeldAtTheDaemon()
     service = IndexService(demo_repo, tmp_path / "cache", IndexSettings(),
-                           load_embedder=lambda folder: held)
+                           load_embedder=lambda folder, backend: held)
     service.start()
     try:
         deadline = time.monotonic() + 120

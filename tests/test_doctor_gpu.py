@@ -54,11 +54,18 @@ def test_no_gpu_and_a_failing_nvidia_smi(tmp_path, monkeypatch):
     assert check.status == "warn" and "nvidia-smi failed: NVIDIA-SMI has failed" in check.detail
 
 
-def test_embeddings_line_says_where_torch_runs(tmp_path):
+def test_embeddings_line_says_where_and_how_the_model_runs(tmp_path):
     torch = pytest.importorskip("torch")
     detail = checks_by_name(tmp_path)["embeddings"].detail
     assert ("on the GPU" in detail) == torch.cuda.is_available()
-    assert f"torch {torch.__version__}" in detail
+    assert detail.endswith("index.embeddingBackend = auto")
+    if torch.cuda.is_available():
+        assert f"torch {torch.__version__}" in detail
+    else:  # "auto" on a CPU: the float ONNX export
+        onnxruntime = pytest.importorskip("onnxruntime")
+        assert f"ONNX Runtime {onnxruntime.__version__} on the CPU, float32" in detail
+    torch_line = doctor.embeddings_check("torch").detail
+    assert f"torch {torch.__version__}" in torch_line and torch_line.endswith("= torch")
 
 
 def test_probe_uses_the_layers_the_engine_would():

@@ -16,7 +16,7 @@ from hearth_lsp.indexer.embeddings import Embedder
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return Embedder()
+    return Embedder(backend="torch")  # the OpenMP team is torch's
 
 
 def test_every_encode_runs_in_a_thread_that_ends_with_it(embedder, monkeypatch):

@@ -278,13 +278,11 @@ def test_a_deleted_or_damaged_chroma_folder_is_rebuilt_from_the_embedding_cache(
 def test_a_chroma_folder_deleted_under_a_running_server(tmp_path, monkeypatch, caplog):
     """Writes to the deleted folder fail ("readonly database"); the service lets go of
     the store, opens a new one and restores the vectors from the embedding cache."""
-    import hearth_lsp.indexer.embeddings as embeddings
-
-    monkeypatch.setattr(embeddings, "Embedder", lambda model=None: FixedEmbedder())
     root = make_workspace(tmp_path / "ws", files=10)
     reports: list[tuple] = []
     svc = IndexService(root, tmp_path / "cache", IndexSettings(), embed=True,
-                       report=lambda *a: reports.append(a))
+                       report=lambda *a: reports.append(a),
+                       load_embedder=lambda folder, backend: FixedEmbedder())
     monkeypatch.setattr(svc, "_retry_later", lambda message: (
         reports.append(("retry", message, None)), svc._queue.put(("embed", None))))
     svc.start()

@@ -80,7 +80,7 @@ def test_the_batch_token_limit_follows_the_device(embedder):
     from hearth_lsp.indexer.embeddings import MAX_BATCH_TOKENS
 
     # Measured on a CPU: smaller batches are faster there; a GPU wants large ones.
-    assert embedder.max_batch_tokens == MAX_BATCH_TOKENS[embedder.model.device.type]
+    assert embedder.max_batch_tokens == MAX_BATCH_TOKENS[embedder.device]
     assert MAX_BATCH_TOKENS["cpu"] < MAX_BATCH_TOKENS["cuda"]
 
 

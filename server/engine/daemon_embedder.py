@@ -64,18 +64,21 @@ class DaemonEmbedder:
     thread_safe = True  # the daemon takes one encode at a time; a query need not wait here
 
     def __init__(self, model: ModelSettings, cache: Path, folder: Path | None, *,
+                 backend: str = "auto",
                  fallback: Callable[[], TextEmbedder] | None = None,
                  on_notice: Callable[[str], None] | None = None) -> None:
         self._model, self._cache = model, cache
         self._name_of = str(folder.expanduser().resolve()) if folder else None
-        self._fallback = fallback or (lambda: Embedder(folder))
+        self._backend = backend
+        self._fallback = fallback or (lambda: Embedder(folder, backend=backend, cache=cache))
         self.on_notice = on_notice
         self._lock = threading.Lock()
         self._local_lock = threading.Lock()  # a model in this process: not thread-safe
         self.in_process: TextEmbedder | None = None
         self.state: DaemonState = ensure_daemon(model, cache, idle_s=model.daemon_idle_s)
         try:
-            info = self._call("/hearth/embedder", {"model": self._name_of})
+            info = self._call("/hearth/embedder", {"model": self._name_of,
+                                                   "backend": backend})
         except _Gone as exc:
             raise DaemonUnavailable(str(exc.args[0])) from None
         self.name: str = str(info["name"])
@@ -110,8 +113,8 @@ class DaemonEmbedder:
     def _embed(self, texts: Sequence[str], priority: str) -> tuple[Any, list[int]]:
         import numpy as np
 
-        body = {"model": self._name_of, "input": list(texts), "encoding_format": "base64",
-                "priority": priority}
+        body = {"model": self._name_of, "backend": self._backend, "input": list(texts),
+                "encoding_format": "base64", "priority": priority}
         try:
             data = self._call("/v1/embeddings", body)
         except _Gone as exc:
@@ -169,14 +172,16 @@ class DaemonEmbedder:
 
 
 def shared_embedder(model: ModelSettings, cache: Path, folder: Path | None, *,
+                    backend: str = "auto",
                     fallback: Callable[[], TextEmbedder] | None = None,
                     on_notice: Callable[[str], None] | None = None) -> TextEmbedder:
     """The daemon's embedding model (the daemon started if need be), or, when the daemon
     cannot be started or reached, the one in this process (``fallback``'s, default
-    loaded from ``folder``), with a notice."""
-    local = fallback or (lambda: Embedder(folder))
+    loaded from ``folder`` to run on ``backend``), with a notice."""
+    local = fallback or (lambda: Embedder(folder, backend=backend, cache=cache))
     try:
-        return DaemonEmbedder(model, cache, folder, fallback=local, on_notice=on_notice)
+        return DaemonEmbedder(model, cache, folder, backend=backend, fallback=local,
+                              on_notice=on_notice)
     except DaemonUnavailable as exc:
         _tell(embedder_notice(exc), on_notice)
         return local()

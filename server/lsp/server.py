@@ -523,8 +523,9 @@ class HearthServer(LanguageServer):
         def notice(text: str) -> None:
             loop.call_soon_threadsafe(self.say_once, ("index warning", text), f"Hearth: {text}")
 
-        def load(folder: Path | None) -> Any:
-            return shared_embedder(model, self.cache, folder, on_notice=notice)
+        def load(folder: Path | None, backend: str) -> Any:
+            return shared_embedder(model, self.cache, folder, backend=backend,
+                                   on_notice=notice)
 
         return load
 
