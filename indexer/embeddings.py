@@ -34,10 +34,11 @@ MAX_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
 # ONNX export run by ONNX Runtime (onnx_encoder.py): float32 (the same vectors) or
 # int8 weights (close vectors, under a name of their own so they are never mixed with
 # float ones). "auto": float ONNX on a CPU, torch on a GPU. Not int8 by default: its
-# Recall@5 was 1.0 point under torch's (dense; hybrid 1.0 over), the edge of what a
-# default may lose, and its vectors move with the batch a text is in (activations are
-# quantized with one scale per batch); float ONNX gives torch's vectors, so a store
-# embedded with torch carries over. docs/benchmarks.md has each one's speed and recall.
+# dense Recall@5 was 1.0 and 0.7 points under torch's in two runs of bench/retrieval.py
+# (hybrid 1.0 over), at the edge of what a default may lose, and its vectors move with
+# the batch a text is in (activations are quantized with one scale per batch); float
+# ONNX gives torch's vectors, so a store embedded with torch carries over.
+# docs/benchmarks.md has each one's speed and recall.
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 AUTO_CPU_BACKEND = "onnx"
 
