@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -174,10 +175,21 @@ def exported(folder: Path, cache: Path, name: str, *, int8: bool) -> Path:
             log.info("exporting %s to ONNX in %s", folder, where)
             _export_float(folder, Path(tmp) / FLOAT_FILE)
             os.replace(Path(tmp) / FLOAT_FILE, float_file)
+            _forget_older(where, name)
         if int8:
             _export_int8(float_file, Path(tmp) / INT8_FILE)
             os.replace(Path(tmp) / INT8_FILE, target)
     return target
+
+
+def _forget_older(current: Path, name: str) -> None:
+    """Exports of ``name`` from before (an updated model or torch or ONNX Runtime gives
+    a new fingerprint): ~90 MB each that nothing would read again."""
+    older = re.compile(re.escape(name) + r"-[0-9a-f]{16}")
+    for other in current.parent.iterdir():
+        if other != current and other.is_dir() and older.fullmatch(other.name):
+            log.info("removing an older ONNX export: %s", other)
+            shutil.rmtree(other, ignore_errors=True)
 
 
 class OnnxEncoder:

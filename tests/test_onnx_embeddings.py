@@ -80,6 +80,20 @@ def test_a_damaged_export_is_made_again(exports, torch_vectors):
     assert (again.encode(TEXTS[:2]) * torch_vectors[0][:2]).sum(axis=1).min() > 0.999
 
 
+def test_a_new_export_removes_the_older_exports_of_that_model_only(tmp_path):
+    cache = tmp_path / "exports"
+    name = Embedder(backend="torch").name
+    older = cache / "onnx" / f"{name}-0123456789abcdef"
+    other_model = cache / "onnx" / f"{name}-large-0123456789abcdef"
+    for folder in (older, other_model):
+        folder.mkdir(parents=True)
+        (folder / FLOAT_FILE).write_bytes(b"from an earlier torch")
+    Embedder(backend="onnx", cache=cache)
+    current = export_folder(bundled_model_dir(), cache, name)
+    assert (current / FLOAT_FILE).is_file()
+    assert not older.exists() and other_model.exists()
+
+
 @pytest.fixture
 def max_pooled(tmp_path) -> Path:
     """The bundled model with a pooling the ONNX path does not do."""
