@@ -386,7 +386,8 @@ def main() -> int:
     unique = {r[6]: r for r in rows}
     texts = embedder.fit([embedding_text(*r[:4], unpack_text(r[4]), unpack_text(r[5]))
                           for r in unique.values()])
-    tokens = sum(embedder.token_counts(texts))
+    counts_all = embedder.token_counts(texts)
+    tokens = sum(counts_all)
     embedder.encode(texts[:64])  # warm up both paths equally
     with OtherLoad([os.getpid()]) as load_raw:
         t0 = time.perf_counter()
@@ -406,7 +407,6 @@ def main() -> int:
     del raw
     # The model alone, each way it can run, on the very same texts (same batching as
     # the pipeline's; the float export's vectors would come from torch's cache).
-    counts_all = embedder.token_counts(texts)
     backends = {"torch": est.seconds}
     for backend in ("onnx", "onnx-int8"):
         other = Embedder(backend=backend, batch_size=64)

@@ -67,13 +67,14 @@ def pipeline(folder: Path) -> str:
     """The pooling ("mean" or "cls") of a folder whose modules.json is the usual
     Transformer -> Pooling -> optional Normalize; OnnxUnavailable otherwise. (Vectors
     are always made unit length: the index asks for them so, with either backend.)"""
-    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in _modules(folder)]
+    modules = _modules(folder)
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
     if kinds[:1] != ["Transformer"] or any(k not in ("Pooling", "Normalize") for k in kinds[1:]):
         raise OnnxUnavailable(f"its modules ({' -> '.join(kinds)}) are not Transformer -> "
                               "Pooling -> Normalize")
     pooling = "mean"
-    for module in _modules(folder):
-        if str(module.get("type", "")).endswith("Pooling"):
+    for module, kind in zip(modules, kinds, strict=True):
+        if kind == "Pooling":
             try:
                 config = json.loads((folder / str(module.get("path", "")) / "config.json")
                                     .read_text(encoding="utf-8"))

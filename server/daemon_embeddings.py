@@ -103,7 +103,8 @@ class Embeddings:
 
     def __init__(self, load: Loader = load_embedder) -> None:
         self._load = load
-        self._models: OrderedDict[str, TextEmbedder] = OrderedDict()
+        # (the folder, "" for the bundled model; the backend) -> the model loaded
+        self._models: OrderedDict[tuple[str, str], TextEmbedder] = OrderedDict()
         self._load_lock = threading.Lock()
         self._use_lock = threading.Lock()
         self.loads = 0
@@ -117,9 +118,8 @@ class Embeddings:
             return None
         if not isinstance(model, str):
             raise EmbeddingRequestError("model must be a string")
-        for key, loaded in list(self._models.items()):
+        for (folder, _), loaded in list(self._models.items()):
             if model == loaded.name:
-                folder = key.rsplit("|", 1)[0]
                 return Path(folder) if folder else None
         path = Path(model).expanduser()
         if not path.is_absolute():
@@ -133,7 +133,7 @@ class Embeddings:
     def get(self, model: Any, backend: Any = None) -> TextEmbedder:
         folder = self.folder_of(model)
         backend = parse_backend(backend)
-        key = f"{folder or ''}|{backend}"
+        key = (str(folder) if folder else "", backend)
         with self._load_lock:
             if key in self._models:
                 self._models.move_to_end(key)

@@ -122,6 +122,7 @@ def test_the_index_embedder_on_the_daemon_matches_the_one_in_process(daemon, loc
 def test_each_window_s_backend_runs_at_the_daemon_under_its_own_name(daemon, local):
     """index.embeddingBackend travels with the requests: int8 vectors and the default's
     float ones are two models at the daemon, never mixed."""
+    assert post(daemon, "/v1/embeddings", {"input": "x"}).json()["model"] == local.name
     remote = DaemonEmbedder(ModelSettings(), daemon.cache, None, backend="onnx-int8")
     assert remote.name == local.name + "-int8"
     vectors, _ = remote.embed_counted(TEXTS)
