@@ -38,6 +38,7 @@ framework to install, and a request's thread simply waits on its job's pieces.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
@@ -88,6 +89,10 @@ PRIORITY_NAMES = {"completion": Priority.COMPLETION, "user": Priority.USER,
                   "save": Priority.SAVE, "background": Priority.BACKGROUND}
 # How often a waiting request looks whether its client is still there.
 POLL_S = 0.05
+# A running job its client left stops at its next token; its trace line waits this long
+# for that, to count the tokens it did generate (a client that stops a refused answer
+# early, as the commit task does, is most of the hook's jobs).
+ACCOUNT_WAIT_S = 2.0
 MAX_BODY = 16 << 20
 # The longest a background embedding request waits for users' generations to finish.
 USERS_FIRST_MAX_S = 60.0
@@ -639,6 +644,9 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if job.cancelled:
                 daemon.counts["cancelled"] += 1
+                with contextlib.suppress(concurrent.futures.TimeoutError,
+                                         concurrent.futures.CancelledError):
+                    job.future.exception(timeout=ACCOUNT_WAIT_S)
             elif job.future.done() and not job.future.cancelled() \
                     and job.future.exception() is None:
                 daemon.counts["completed"] += 1

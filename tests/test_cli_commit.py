@@ -56,6 +56,24 @@ def test_a_rejected_message_is_asked_again_with_the_reason(demo_repo, capsys):
     assert "That message was rejected: " in engine.prompts[1]
 
 
+def test_an_answer_whose_first_line_is_refused_stops_there(demo_repo, capsys):
+    # Only the header can refuse a message: its body is not generated at all (on a
+    # small model that is most of a refused attempt's time), and the re-ask shows the
+    # model only the line that was refused.
+    (demo_repo / "inventory" / "models.py").write_text("# emptied\n")
+    git(demo_repo, "add", "-A")
+    body = "".join(f"- the body line number {n} goes on about nothing\n" for n in range(5))
+    code, engine = run_cli(["commit-msg", "--repo", str(demo_repo), "--json"],
+                           ["feat: type is one of: feat, fix, docs\n\n" + body,
+                            "refactor(models): remove the models\n\n" + body])
+    assert code == 0
+    assert "type is one of: feat, fix, docs" in engine.prompts[1]
+    assert "body line number" not in engine.prompts[1]
+    # An accepted header's body is generated and kept where it passes the checks.
+    assert json.loads(capsys.readouterr().out)["message"].startswith(
+        "refactor(models): remove the models")
+
+
 def test_a_cached_message_that_todays_checks_refuse_is_not_an_attempt(demo_repo, capsys,
                                                                       tmp_path, monkeypatch):
     from hearth_lsp.server.result_cache import ResultCache

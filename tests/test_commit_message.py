@@ -163,6 +163,29 @@ def test_bad_messages_are_refused(raw, reason):
         cm.validate(raw, changes_of(APP))
 
 
+@pytest.mark.parametrize("raw", [
+    "fix(app): skip missing values in total\n\n- totals ignore None now\n",
+    "fix: handle None\n\n- return sum(x for x in xs if x is not None)\n- keep the total\n",
+    "Update the app\n\n- totals ignore None now\n",
+    "feat: add user login with passwords\n\n- skip missing values in total\n",
+    " fix: add-1\n\n- add-2\n",
+])
+def test_the_first_line_alone_decides_a_refusal(raw):
+    # What lets a refused answer stop at its first line: never a message refused
+    # for its body, never one let through because of it.
+    refused = cm.header_refusal(changes_of(APP), "conventional")
+    head = raw.lstrip().split("\n", 1)[0]
+    assert not refused(head)  # the line is not complete yet: undecided
+    try:
+        cm.validate(raw, changes_of(APP))
+    except cm.CommitMessageError:
+        whole_refused = True
+    else:
+        whole_refused = False
+    assert refused(head + "\n") is whole_refused
+    assert refused(raw) is whole_refused
+
+
 def test_the_type_follows_files_that_leave_no_doubt():
     docs = FileDiff("docs/usage.md", "M", "@@ -1 +1 @@\n-Options\n+Options and defaults\n", 1, 1)
     tests = FileDiff("tests/test_app.py", "A", "@@ -0,0 +1 @@\n+def test_total_of_empty_lists(): ...\n", 1, 0)

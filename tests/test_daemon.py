@@ -241,6 +241,24 @@ def test_one_process_queues_its_urgent_job_at_the_daemon_beside_a_waiting_one(
         worker.cancel_where(lambda j: True)
         assert long.future.result(20).finish_reason == "cancelled"
         wait_until(lambda: daemon.worker.running() is None)
+        # A job told it has enough stops at the daemon too, and keeps what it had.
+        engine.responses = ["word " * 2000]
+        seen: list[str] = []
+        told = threading.Event()
+
+        def piece(text: str) -> None:
+            seen.append(text)
+            if len(seen) == 3:
+                told.wait(10)
+                enough.enough()
+
+        enough = worker.submit("commit", "enough", SAMPLING.__class__(max_tokens=5000),
+                               on_piece=piece)
+        told.set()
+        done = enough.future.result(20)
+        assert done.finish_reason == "enough" and done.text.startswith("".join(seen[:3]))
+        assert len(done.text.split()) < 100
+        wait_until(lambda: daemon.worker.running() is None)
     finally:
         release.set()
         worker.shutdown()

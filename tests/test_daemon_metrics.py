@@ -88,6 +88,14 @@ def test_metrics_count_a_job_with_its_tokens_and_latency(make_daemon, clients):
     thread.join(30)
     wait_until(lambda: samples(daemon2).get(
         ("hearth_daemon_jobs_total", (("outcome", "cancelled"), ("task", "commit")))) == 1)
+    # ... with the tokens it did generate before it stopped, in the trace too.
+    assert samples(daemon2).get(
+        ("hearth_daemon_completion_tokens_total", (("task", "commit"),)), 0) >= 1
+    wait_until(lambda: daemon2.files.trace.exists())
+    [line] = [record for t in daemon2.files.trace.read_text().splitlines()
+              if (record := json.loads(t))["task"] == "commit"]
+    assert line["outcome"] == "cancelled" and line["tokens_out"] >= 1
+    assert line["finish"] == "cancelled" and isinstance(line["first_token_s"], float)
 
 
 def test_the_trace_has_a_line_per_job_and_no_prompt_text(make_daemon, clients):

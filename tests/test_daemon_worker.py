@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from test_worker import (  # noqa: F401 - collected again, on this module's fixture
     test_a_failed_load_keeps_the_worker_up_and_explains,
+    test_a_job_told_enough_stops_there_and_finishes_with_that_text,
     test_a_newer_job_with_the_same_key_cancels_the_older,
     test_a_running_review_on_save_yields_to_a_completion_and_runs_again,
     test_a_yielded_job_cancelled_while_queued_again_ends_cancelled,

@@ -36,6 +36,25 @@ def test_generates_and_streams_pieces(worker):
     assert result.finish_reason == "stop" and result.completion_tokens == 3
 
 
+def test_a_job_told_enough_stops_there_and_finishes_with_that_text(worker):
+    # (a commit message whose first line is refused: the rest is not generated)
+    loaded(worker, FakeEngine.scripted(["one two three four five six"]))
+    submitted = threading.Event()
+    jobs = []
+
+    def piece(text):
+        submitted.wait(5)
+        if "two" in text:
+            jobs[0].enough()
+
+    jobs.append(worker.submit("t", "p", S, on_piece=piece))
+    submitted.set()
+    result = jobs[0].future.result(5)
+    assert result.text == "one two" and result.finish_reason == "enough"
+    assert not jobs[0].cancelled
+    assert worker.submit("t", "p", S).future.result(5).finish_reason == "stop"  # still up
+
+
 def test_stop_sequences_and_max_tokens(worker):
     loaded(worker, FakeEngine.scripted(["a b STOP c", "a b c d"]))
     assert worker.submit("t", "p", S, stop=["STOP"]).future.result(5).text == "a b "

@@ -61,7 +61,7 @@ class Completion:
     completion_tokens: int
     first_token_s: float  # time from start of the job to the first token
     total_s: float
-    finish_reason: str  # "stop" | "length" | "cancelled"
+    finish_reason: str  # "stop" | "length" | "cancelled" | "enough" (Job.enough)
 
     @property
     def tokens_per_s(self) -> float:

@@ -109,7 +109,7 @@ class SharedWorker(GenerationWorker):
             on_piece = job.on_piece or (lambda _piece: None)
             try:
                 result = engine.generate(  # type: ignore[call-arg]
-                    job.prompt, job.sampling, job.stop, job.cancel_event.is_set, on_piece,
+                    job.prompt, job.sampling, job.stop, job.should_stop, on_piece,
                     job.grammar, job.start, priority=job.priority, kind=job.kind)
             except EngineError as exc:
                 job.future.set_exception(exc)
@@ -118,7 +118,7 @@ class SharedWorker(GenerationWorker):
                 log.exception("generation failed")
                 job.future.set_exception(EngineError(f"generation failed: {exc}"))
                 return
-            job.future.set_result(result)
+            job.future.set_result(job.outcome(result))
         finally:
             self._forget(job)
             self._slots.release()

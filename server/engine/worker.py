@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import itertools
 import logging
 import queue
@@ -60,6 +61,9 @@ class Job:
     load: Callable[[], Engine] | None = None
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    # Set by the caller once the text so far decides the answer (e.g. a refused first
+    # line): the generation stops at the next token and hands back what it has.
+    enough_event: threading.Event = field(default_factory=threading.Event)
     id: int = 0
     restarts: int = 0  # times it yielded to a completion and was queued again
     delivered: int = 0  # characters already given to on_piece (not given again on a rerun)
@@ -72,6 +76,22 @@ class Job:
     @property
     def cancelled(self) -> bool:
         return self.cancel_event.is_set()
+
+    def enough(self) -> None:
+        """The text so far is all the caller needs: stop at the next token, and finish
+        with that text (finish_reason "enough") instead of being cancelled."""
+        self.enough_event.set()
+
+    def should_stop(self) -> bool:
+        return self.cancel_event.is_set() or self.enough_event.is_set()
+
+    def outcome(self, result: Completion) -> Completion:
+        """The engine's result as the caller sees it: a generation stopped by enough()
+        is finished, not cancelled."""
+        if self.enough_event.is_set() and not self.cancelled \
+                and result.finish_reason == "cancelled":
+            return dataclasses.replace(result, finish_reason="enough")
+        return result
 
 
 StateListener = Callable[[str, "GenerationWorker"], None]
@@ -246,7 +266,7 @@ class GenerationWorker:
 
         def should_stop() -> bool:
             nonlocal yielded
-            if job.cancel_event.is_set():
+            if job.should_stop():
                 return True
             if preemptible and self.completion_waiting():
                 yielded = True
@@ -273,6 +293,7 @@ class GenerationWorker:
             log.exception("generation failed")
             job.future.set_exception(EngineError(f"generation failed: {exc}"))
             return False
+        result = job.outcome(result)
         if yielded and result.finish_reason == "cancelled" and not job.cancelled:
             job.restarts += 1
             log.debug("%s: yielded to a completion after %d tokens; queued again (%d)",

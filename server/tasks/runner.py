@@ -22,7 +22,7 @@ from ...indexer.secrets import Redactor
 from ..chat_format import ChatTemplateError, Message, merge_system, render_chat
 from ..engine.base import Completion, EngineError, ModelInfo, ModelUnavailable
 from ..engine.router import Backend, first_ready
-from ..engine.worker import GenerationWorker, Priority, wait_for
+from ..engine.worker import GenerationWorker, Job, Priority, wait_for
 from ..result_cache import checks_epoch
 from ..settings import SamplingSettings, Settings, local_only
 
@@ -183,14 +183,19 @@ class TaskRun:
                        stop: list[str], grammar: str | None,
                        on_piece: Callable[[str], None] | None = None,
                        start: str | None = None, messages: list[Message] | None = None,
-                       prefill: str = "") -> Completion:
+                       prefill: str = "",
+                       enough: Callable[[str], bool] | None = None) -> Completion:
         """One generation (or a cached answer that once passed validation).
 
         ``prompt`` is the text for the local model (ending with ``prefill``, the opening
         of the answer, when there is one); ``messages`` are the chat turns it was
         rendered from, which a model server takes instead and answers whole: the
         prefill is then cut from the front of its answer, so that both engines hand
-        back what follows the prefill."""
+        back what follows the prefill.
+
+        ``enough``: asked with the text so far as it streams; once it says True the
+        generation stops there (finish_reason "enough"), e.g. when a first line
+        already decides that the answer will be refused."""
         self.token.check(kind)
         self._hit = None
         remote_chat = self.remote and messages is not None
@@ -228,10 +233,13 @@ class TaskRun:
         # A chat server writes the prefill itself: a stop string inside it would end
         # the answer before it begins; those are applied below, after the prefill.
         sent_stops = [s for s in all_stops if s not in prefill] if remote_chat else all_stops
+        watch = _Enough(enough, on_piece) if enough is not None else None
         job = self.worker.submit(kind, prompt, sampling, stop=sent_stops,
                                  grammar=grammar, start=start, priority=self.priority,
-                                 key=self.key, on_piece=on_piece,
+                                 key=self.key, on_piece=watch.piece if watch else on_piece,
                                  messages=messages if remote_chat else None)
+        if watch is not None:
+            watch.attach(job)
         unregister = self.token.on_cancel(job.cancel)
         try:
             completion: Completion = await wait_for(job)
@@ -283,6 +291,36 @@ class TaskRun:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class _Enough:
+    """Streams pieces on, and stops the job once ``enough`` says the text so far decides
+    the answer. (Pieces may stream before submit() returns the job: they are kept, and
+    looked at when the job is attached.)"""
+
+    def __init__(self, enough: Callable[[str], bool],
+                 on_piece: Callable[[str], None] | None) -> None:
+        self.enough, self.on_piece = enough, on_piece
+        self.text = ""
+        self.job: Job | None = None
+        self.lock = threading.Lock()
+
+    def piece(self, text: str) -> None:
+        if self.on_piece is not None:
+            self.on_piece(text)
+        with self.lock:
+            self.text += text
+            self._check()
+
+    def attach(self, job: Job) -> None:
+        with self.lock:
+            self.job = job
+            self._check()
+
+    def _check(self) -> None:
+        if self.job is not None and not self.job.enough_event.is_set() \
+                and self.enough(self.text):
+            self.job.enough()
 
 
 def routed(task: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:

@@ -10,7 +10,7 @@ otherwise: no message beats a wrong one.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -405,6 +405,28 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
         if len(bullets) == MAX_BULLETS:
             break
     return header + ("\n\n" + "\n".join(bullets) if bullets else "")
+
+
+def header_refusal(changes: Changes | None, style: str) -> Callable[[str], bool]:
+    """For an answer as it streams: True once its first line is complete and validate()
+    refuses it. Only the header can refuse a message (a bad bullet is dropped), so the
+    rest of the answer cannot save it, and its generation can stop there."""
+    decided: dict[str, bool] = {}
+
+    def refused(text: str) -> bool:
+        head, newline, _ = text.lstrip().partition("\n")
+        if not newline:
+            return False
+        if head not in decided:
+            try:
+                validate(head, changes, style)
+            except CommitMessageError:
+                decided[head] = True
+            else:
+                decided[head] = False
+        return decided[head]
+
+    return refused
 
 
 # ------------------------------------------------------------------ prompts

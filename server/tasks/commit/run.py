@@ -123,13 +123,15 @@ async def generate_commit_message(
         notices.append("cut to fit the model's context: " + ", ".join(cut))
     turns = messages
     grammar = msg.grammar(style, changes.described, changes.recent)
+    # A refused first line ends that attempt at once: the body cannot save it.
+    refused_header = msg.header_refusal(changes, style)
     errors = []
     attempt = 0
     while attempt < 2:  # one re-ask, warmer, when the first answer fails the checks
         tuned = sampling if attempt == 0 else dataclasses.replace(
             sampling, temperature=max(0.7, sampling.temperature), seed=-1)
         done = await run.generate("commit", prompt, tuned, stop=stops(info, "\n\n\n"),
-                                  grammar=grammar, messages=turns)
+                                  grammar=grammar, messages=turns, enough=refused_header)
         try:
             message = msg.validate(done.text, changes, style)
         except msg.CommitMessageError as exc:
