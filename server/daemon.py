@@ -621,12 +621,15 @@ class _Handler(BaseHTTPRequestHandler):
         grammar = body.get("grammar") if isinstance(body.get("grammar"), str) else None
         start = body.get("start") if isinstance(body.get("start"), str) else None
         stream = body.get("stream", False) is True
-        pieces: queue.Queue[str] = queue.Queue()
+        pieces: queue.Queue[str | None] = queue.Queue()
         kind = str(body.get("kind") or "request")[:40]
         received = time.perf_counter()
         job = daemon.worker.submit(kind, prompt, sampling,
                                    stop=stop, priority=priority, grammar=grammar or None,
                                    start=start or None, on_piece=pieces.put)
+        # None once the job is done: the answer's end goes out at once, not at the next
+        # poll (up to POLL_S later, on every request).
+        job.future.add_done_callback(lambda _done: pieces.put(None))
         created = int(time.time())
         ident = f"cmpl-{daemon.key[:6]}-{job.id}"
         model = daemon.worker.engine.info.name if daemon.worker.engine else "hearth"
@@ -694,7 +697,7 @@ class _Handler(BaseHTTPRequestHandler):
             record["error"] = error  # the type only: a message may quote the prompt
         daemon.trace.write(record)
 
-    def _wait(self, job: Job, pieces: queue.Queue[str]) -> Iterator[str]:
+    def _wait(self, job: Job, pieces: queue.Queue[str | None]) -> Iterator[str]:
         """The job's pieces as they come, until it is done; _Gone when the client leaves
         (looked at whenever no piece is waiting, so a queued job is dropped too)."""
         while True:
@@ -707,7 +710,9 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             if job.future.done():
                 while not pieces.empty():
-                    yield pieces.get_nowait()
+                    left = pieces.get_nowait()
+                    if left is not None:
+                        yield left
                 return
             if self._client_gone() or self.daemon.stopping:
                 raise _Gone
@@ -718,7 +723,7 @@ class _Handler(BaseHTTPRequestHandler):
         exc = job.future.exception()
         return None if exc is None else (str(exc) or type(exc).__name__)
 
-    def _single(self, job: Job, pieces: queue.Queue[str], ident: str, created: int,
+    def _single(self, job: Job, pieces: queue.Queue[str | None], ident: str, created: int,
                 model: str) -> None:
         for _ in self._wait(job, pieces):
             pass
@@ -737,7 +742,7 @@ class _Handler(BaseHTTPRequestHandler):
                       "completion_tokens": result.completion_tokens,
                       "total_tokens": result.prompt_tokens + result.completion_tokens}})
 
-    def _stream(self, job: Job, pieces: queue.Queue[str], ident: str, created: int,
+    def _stream(self, job: Job, pieces: queue.Queue[str | None], ident: str, created: int,
                 model: str) -> None:
         started = False
 

@@ -145,6 +145,31 @@ def test_a_client_renders_with_the_daemons_model_info(make_daemon, clients):
     assert daemon.info()["counts"]["completed"] == 1
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_an_answer_ends_when_its_job_does_not_at_the_next_poll(make_daemon, clients,
+                                                                monkeypatch, stream):
+    # The handler looks at its client between pieces every POLL_S; the end of an answer
+    # must not wait for that look (it did: up to POLL_S on every request).
+    from hearth_lsp.server import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "POLL_S", 120.0)
+    daemon = make_daemon(FakeEngine(default="one two three"))
+    if stream:
+        thread, out = in_thread(generate, clients(daemon), "p")
+    else:
+        state = read_state(daemon.files.state)
+        assert state is not None
+        thread, out = in_thread(httpx.post, f"{state.root}/v1/completions",
+                                json={"prompt": "p", "max_tokens": 8}, timeout=60,
+                                headers={"Authorization": f"Bearer {state.token}"})
+    thread.join(30)
+    assert not thread.is_alive(), "the answer waited for the handler's next poll"
+    if stream:
+        assert out["result"][0].text == "one two three"
+    else:
+        assert out["result"].json()["choices"][0]["text"] == "one two three"
+
+
 def test_a_client_that_cancels_frees_the_daemon(make_daemon, clients):
     # 2000 pieces at 20 ms: 40 s unless the daemon stops when the client leaves.
     engine = FakeEngine(responses=["word " * 2000, "next answer"], piece_delay_s=0.02)
