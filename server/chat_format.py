@@ -10,9 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from jinja2.exceptions import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 
 @dataclass(frozen=True)
 class Message:
@@ -30,6 +27,10 @@ def _raise(message: str) -> None:
 
 @lru_cache(maxsize=8)
 def _compile(template: str):
+    # jinja2 here, not above: a completion-style model never renders a chat, and the
+    # import is a twelfth of a language server's start.
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = _raise
     return env.from_string(template)
@@ -38,6 +39,8 @@ def _compile(template: str):
 def render_chat(template: str, messages: list[Message], *, bos_token: str = "",
                 eos_token: str = "", add_generation_prompt: bool = True) -> str:
     """The prompt text for ``messages``; raises ChatTemplateError if the template fails."""
+    from jinja2.exceptions import TemplateError
+
     try:
         return _compile(template).render(
             messages=[{"role": m.role, "content": m.content} for m in messages],
