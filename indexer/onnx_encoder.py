@@ -34,6 +34,8 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -43,6 +45,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# The export (a few seconds here) in its own process gives up past this.
+EXPORT_TIMEOUT_S = 900
 FLOAT_FILE, INT8_FILE = "model.onnx", "model-int8.onnx"
 
 
@@ -172,15 +176,50 @@ def exported(folder: Path, cache: Path, name: str, *, int8: bool) -> Path:
     # once, or one killed half way, never leave a half file under the final name.
     with tempfile.TemporaryDirectory(dir=where, prefix=".export-") as tmp:
         float_file = where / FLOAT_FILE
-        if not float_file.is_file():
+        make_float = not float_file.is_file()
+        if make_float:
             log.info("exporting %s to ONNX in %s", folder, where)
-            _export_float(folder, Path(tmp) / FLOAT_FILE)
+        _in_child(str(folder), tmp, str(float_file), make_float, int8)
+        if make_float:
             os.replace(Path(tmp) / FLOAT_FILE, float_file)
             _forget_older(where, name)
         if int8:
-            _export_int8(float_file, Path(tmp) / INT8_FILE)
             os.replace(Path(tmp) / INT8_FILE, target)
     return target
+
+
+def _in_child(folder: str, tmp: str, float_file: str, make_float: bool, int8: bool) -> None:
+    """The export, in a process of its own: tracing and optimizing the model takes ~600 MB
+    that a process does not give back (a server or the daemon that exported stayed
+    ~600 MB larger); the child's is gone when it exits. A fresh interpreter, not a
+    multiprocessing child: that would run a calling script's unguarded top level again.
+    Its stderr (the exporter's and the quantizer's warnings) is shown only if it fails."""
+    argv = [sys.executable, "-m", __name__, folder, tmp, float_file,
+            str(int(make_float)), str(int(int8))]
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, errors="replace",
+                              timeout=EXPORT_TIMEOUT_S)
+    except OSError as exc:  # no process to be had: the export costs this one memory
+        log.warning("exporting in this process (no process of its own: %s)", exc)
+        _export_steps(folder, tmp, float_file, make_float, int8)
+        return
+    except subprocess.TimeoutExpired as exc:
+        raise OnnxUnavailable(f"the export took more than {EXPORT_TIMEOUT_S} s") from exc
+    if done.returncode != 0:
+        last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:]
+        raise OnnxUnavailable(f"the export failed (exit {done.returncode}"
+                              + (f": {last[0].strip()}" if last else "") + ")")
+
+
+def _export_steps(folder: str, tmp: str, float_file: str, make_float: bool,
+                  int8: bool) -> None:
+    """In the child: the float file (when missing), then the int8 one from it."""
+    source = Path(tmp) / FLOAT_FILE if make_float else Path(float_file)
+    if make_float:
+        _export_float(Path(folder), source)
+    if int8:
+        _export_int8(source, Path(tmp) / INT8_FILE)
 
 
 def _forget_older(current: Path, name: str) -> None:
@@ -248,3 +287,8 @@ class OnnxEncoder:
 
 
 __all__ = ["OnnxEncoder", "OnnxUnavailable", "exported", "pipeline"]
+
+
+if __name__ == "__main__":  # _in_child's process
+    folder_arg, tmp_arg, float_arg, make_float_arg, int8_arg = sys.argv[1:]
+    _export_steps(folder_arg, tmp_arg, float_arg, make_float_arg == "1", int8_arg == "1")

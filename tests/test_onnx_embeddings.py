@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +80,49 @@ def test_a_damaged_export_is_made_again(exports, torch_vectors):
     again = Embedder(backend="onnx", cache=exports)
     assert (folder / FLOAT_FILE).stat().st_size > 1_000_000
     assert (again.encode(TEXTS[:2]) * torch_vectors[0][:2]).sum(axis=1).min() > 0.999
+
+
+def test_the_export_runs_in_a_process_of_its_own(tmp_path):
+    # Tracing and optimizing the model takes ~600 MB a process keeps: an indexing
+    # server or the daemon would hold it for good. A fresh process that exports (with
+    # a folder that has no export yet) must never import the exporter's modules.
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from hearth_lsp.indexer.embeddings import Embedder\n"
+        f"e = Embedder(backend='onnx-int8', cache=Path({str(tmp_path)!r}))\n"
+        "assert e.onnx is not None\n"
+        "print(sorted(m for m in ('torch.onnx', 'onnxruntime.transformers.optimizer',\n"
+        "      'onnxruntime.quantization') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+    assert list(tmp_path.glob("onnx/*/" + FLOAT_FILE))  # and the export is there
+
+
+def test_a_script_without_a_main_guard_gets_its_export_once(tmp_path):
+    # A multiprocessing child would run a script's unguarded top level again (and with
+    # it a second export); the export's process is a fresh interpreter instead.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys; from pathlib import Path\n"
+        "from hearth_lsp.indexer.embeddings import Embedder\n"
+        "print('ran', file=sys.stderr)\n"
+        f"e = Embedder(backend='onnx', cache=Path({str(tmp_path / 'cache')!r}))\n"
+        "print(e.onnx is not None, 'torch.onnx' in sys.modules)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True False"
+    assert done.stderr.count("ran") == 1
+
+
+def test_an_export_that_fails_in_its_process_says_why(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(bundled_model_dir(), folder)
+    (folder / "model.safetensors").write_bytes(b"not weights")  # read by the export only
+    with pytest.raises(EmbeddingModelMissing, match=r"the export failed \(exit 1: .+\)"):
+        Embedder(folder, backend="onnx", cache=tmp_path / "cache")
 
 
 def test_a_new_export_removes_the_older_exports_of_that_model_only(tmp_path):
