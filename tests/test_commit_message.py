@@ -349,6 +349,10 @@ def test_prompt_echoes_are_refused_in_plain_style_and_dropped_from_bullets():
     ("Handle write-onlyFiles in the total", "plain", "names 'onlyFiles'"),
     ("fix: skip get_values in the total", "conventional", "names 'get_values'"),
     ("fix: keep sha256sums of the total", "conventional", "names 'sha256sums'"),
+    # Gemma, scoped style, accepted before (bench/quality.py, tuning half, session 18):
+    # "models_cli.py: machine, item-name: _resolve_target(args, found)"
+    ("fix: skip None values in total(xs, key)", "conventional", "quotes code"),
+    ("App: total, item-name: total(xs, key)", "plain", "quotes code"),
 ])
 def test_subjects_naming_what_the_changes_do_not_have_are_refused(raw, style, reason):
     with pytest.raises(cm.CommitMessageError, match=re.escape(reason)):

@@ -288,6 +288,9 @@ def subject_problem(subject: str, words: set[str]) -> str | None:
     changes do not have ("write-onlyFiles"), as small models make them up."""
     if re.search(r"(^|\s)\(?\d{1,2}\)\s", subject):
         return f"the subject is an item of a numbered list: {subject!r}"
+    call = re.search(r"[A-Za-z_][\w.]*\([^()]*,[^()]*\)", subject)
+    if call:  # "total(xs)" names a call; "_resolve_target(args, found)" quotes one
+        return f"the subject quotes code (a call with its arguments): {call[0]!r}"
     made_up = [piece for piece in re.findall(r"[A-Za-z0-9_]+", subject)
                if _name_like(piece) and piece.lower() not in words]
     if made_up:
