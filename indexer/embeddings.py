@@ -13,7 +13,7 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -221,6 +221,12 @@ class Embedder:
         self.max_tokens = min(_max_seq_length(folder) or limit, limit)
         self.dimension = int(config.hidden_size)
         self.tokenizer = tokenizer
+
+    @classmethod
+    def loader(cls, cache: Path | None = None) -> Callable[[Path | None, str], Embedder]:
+        """``load(folder, backend)``: the model of ``folder`` (None: the bundled one) on
+        ``backend``, its ONNX export kept in ``cache`` (None: default_cache())."""
+        return lambda folder, backend: cls(folder, backend=backend, cache=cache)
 
     def fit(self, texts: Sequence[str]) -> list[str]:
         """Cut each text where the model would stop reading."""

@@ -57,6 +57,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..indexer.embeddings import Embedder  # torch only when a model is made
 from . import __version__
 from .daemon_embeddings import (
     EmbeddingRequestError,
@@ -64,7 +65,6 @@ from .daemon_embeddings import (
     EmbeddingUnavailable,
     Loader,
     answer,
-    load_embedder,
     parse_input,
 )
 from .daemon_files import (
@@ -271,7 +271,9 @@ class Daemon:
     def __init__(self, model: ModelSettings, cache: Path, make_engine: EngineMaker, *,
                  idle_s: float = 900.0, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, write_state: bool = True,
-                 allow_remote: bool = False, load_embedder: Loader = load_embedder) -> None:
+                 allow_remote: bool = False, load_embedder: Loader | None = None) -> None:
+        """``load_embedder(folder, backend)``: an embedding model for the embeddings
+        endpoints (default: loaded here, its ONNX export kept in ``cache``)."""
         check_bind(host, allow_remote)
         self.model = model
         self.cache = cache
@@ -282,7 +284,7 @@ class Daemon:
         self.write_state = write_state
         self.worker = GenerationWorker("hearth-daemon-generation")
         self._make_engine = make_engine
-        self.embeddings = Embeddings(load_embedder)
+        self.embeddings = Embeddings(load_embedder or Embedder.loader(cache))
         self.loads = 0
         self.counts = {"requests": 0, "completed": 0, "cancelled": 0, "refused": 0}
         self.clients: set[str] = set()  # client names seen (X-Hearth-Client)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..indexer.embeddings import BACKENDS, BUNDLED_PACKAGE, Embedder, TextEmbedder
+from ..indexer.embeddings import BACKENDS, BUNDLED_PACKAGE, TextEmbedder
 
 log = logging.getLogger("hearth.daemon")
 
@@ -44,10 +44,6 @@ BUNDLED_NAMES = {"", BUNDLED_PACKAGE, BUNDLED_PACKAGE.replace("_", "-"), "all-mi
                  "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 Loader = Callable[[Path | None, str], TextEmbedder]  # (folder, backend)
-
-
-def load_embedder(folder: Path | None, backend: str) -> TextEmbedder:
-    return Embedder(folder, backend=backend)
 
 
 def parse_backend(value: Any) -> str:
@@ -101,7 +97,7 @@ class Embeddings:
     """The daemon's embedding models, loaded on first use; one encode at a time (a
     fast tokenizer is not safe across threads, and two encodes only share the cores)."""
 
-    def __init__(self, load: Loader = load_embedder) -> None:
+    def __init__(self, load: Loader) -> None:
         self._load = load
         # (the folder, "" for the bundled model; the backend) -> the model loaded
         self._models: OrderedDict[tuple[str, str], TextEmbedder] = OrderedDict()

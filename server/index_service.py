@@ -41,8 +41,7 @@ class IndexService:
         bundled one; backend: index.embeddingBackend); by default loaded in this process
         (the shared daemon's with model.shared)."""
         self.root, self.cache, self.settings = root, cache, settings
-        self._load_embedder = load_embedder or (
-            lambda folder, backend: Embedder(folder, backend=backend, cache=cache))
+        self._load_embedder = load_embedder or Embedder.loader(cache)
         self.open_paths = open_paths
         self.report = report or (lambda phase, message, pct: None)
         self.busy = busy

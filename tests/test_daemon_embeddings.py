@@ -132,6 +132,8 @@ def test_each_window_s_backend_runs_at_the_daemon_under_its_own_name(daemon, loc
     answer = post(daemon, "/v1/embeddings", {"input": TEXTS, "backend": "onnx-int8"}).json()
     assert answer["model"] == remote.name
     assert np.allclose([item["embedding"] for item in answer["data"]], vectors, atol=1e-5)
+    # Exported into the daemon's own cache folder, as a language server's into its own.
+    assert list(daemon.cache.glob("onnx/*/model-int8.onnx"))
 
 
 def test_background_embeddings_wait_for_a_user_s_generation(tmp_path):
