@@ -51,6 +51,7 @@ from retrieval import SITE, strip_docstrings  # noqa: E402
 
 from hearth_lsp.server.local import local_worker  # noqa: E402
 from hearth_lsp.server.settings import Settings, cache_dir  # noqa: E402
+from hearth_lsp.server.tasks.commit.message import lcs_length  # noqa: E402
 from hearth_lsp.server.tasks.commit.run import generate_commit_message  # noqa: E402
 from hearth_lsp.server.tasks.docs import python as docstring  # noqa: E402
 from hearth_lsp.server.tasks.docs.run import generate_docstring  # noqa: E402
@@ -107,13 +108,7 @@ def rouge_l(candidate: str, reference: str) -> float:
     a, b = words(candidate), words(reference)
     if not a or not b:
         return 0.0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b, 1):
-            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
-        prev = cur
-    lcs = prev[-1]
+    lcs = lcs_length(a, b)
     if lcs == 0:
         return 0.0
     p, r = lcs / len(a), lcs / len(b)

@@ -116,6 +116,16 @@ def test_a_long_patch_is_cut_at_a_hunk_and_says_so():
     assert trim_patch(patch, 10_000) == patch
 
 
+def test_a_new_file_too_long_for_the_prompt_shows_its_first_lines():
+    # One hunk, larger than the room: its first whole lines, not the header alone.
+    patch = ("diff --git a/p.py b/p.py\nnew file mode 100644\n--- /dev/null\n+++ b/p.py\n"
+             "@@ -0,0 +1,80 @@\n" + "".join(f"+P{i} = {i}\n" for i in range(80)))
+    cut = trim_patch(patch, 300)
+    assert "+P0 = 0\n" in cut and "+P79" not in cut and "more characters of this diff]" in cut
+    assert all(line.startswith(("diff", "new", "---", "+++", "@@", "+P", "[..."))
+               for line in cut.splitlines())  # no line cut in two
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -246,7 +256,7 @@ def test_two_worked_examples_come_first_in_the_style_asked_for(style, answers):
                     changes_of(APP), style)
 
 
-def test_the_repositorys_own_small_commits_are_the_worked_examples(repo):
+def test_the_repositorys_own_commits_are_the_worked_examples(repo):
     # History: a small plain-style commit, a large one, a long subject, a conventional one.
     def commit(subject: str, path: str, text: str) -> None:
         (repo / path).write_text(text)
@@ -264,19 +274,25 @@ def test_the_repositorys_own_small_commits_are_the_worked_examples(repo):
     (repo / "app.py").write_text("def total(xs, tax=0):\n    return sum(xs) * (1 + tax)\n")
     git(repo, "add", "app.py")
     changes = read_changes(repo)
-    # Newest first; the large commit, the long subject and the root commit are not
-    # examples.
+    # Newest first; not the root commit. A long subject is cut to its first clause (a
+    # repository that writes long subjects still has examples in its own words), a
+    # large diff to its start.
     assert [p.subject for p in changes.past] == [
-        "fix: count zero prices", "Skip empty values in the total"]
+        "fix: count zero prices", "Round the total to cents", "Add the price list",
+        "Skip empty values in the total"]
     assert changes.past[0].files[0].path == "app.py"
     assert "+    return round(sum(x for x in xs if x is not None), 2)" in \
         changes.past[0].files[0].patch
+    large = changes.past[2].files[0].patch
+    assert "+P0 = 0\n" in large and "+P79 = 79" not in large and "more characters" in large
+    assert len(large) < 1000
     # Shown only in the style asked for, however far back; else made-up ones.
     messages, _ = cm.build_prompt(changes, APP.patch, style="conventional", chat=True)
     assert [m.content for m in messages if m.role == "assistant"] == ["fix: count zero prices"]
     assert "is not None), 2)" in messages[1].content
     _, completion = cm.build_prompt(changes, APP.patch, style="plain", chat=False)
-    assert "Commit message: Skip empty values in the total" in completion
+    assert "Commit message: Round the total to cents\n" in completion
+    assert "Commit message: Add the price list\n" in completion
     assert "to_celsius" not in completion and "count zero prices" not in completion
     _, completion = cm.build_prompt(changes, APP.patch, style="scoped", chat=False)
     assert "to_celsius" in completion  # none in this style
@@ -467,3 +483,58 @@ def test_common_verbs_begin_a_subject():
     for verb in ("append", "redact", "stream", "summarize", "toggle"):
         assert cm.first_word_problem(f"{verb} the totals", set()) is None
     assert cm.first_word_problem("xtlbuildshell the totals", set())
+
+
+# Gemma 270M's answers on the tuning half of bench/quality.py, each another commit's
+# subject with a word changed or cut short (the recent subject it came from first).
+@pytest.mark.parametrize("other, answer, style", [
+    ("Answer cache: only answers whose result passed validation are kept (a refused "
+     "docstring is asked again)",
+     "Answer cached: only answers whose result passed validation are kept", "plain"),
+    ("bench/index.py: machine line from the engine and torch, load average before",
+     "app.py: machine from the engine and torch", "scoped"),
+    ("make setup installs bubblewrap (Debian, as root) for the test sandbox",
+     "Make setup installs bubblewrap for the test", "plain"),
+])
+def test_another_commits_subject_with_a_word_changed_is_refused(other, answer, style):
+    changes = Changes(Path("."), True, [APP], "main", recent=[other])
+    with pytest.raises(cm.CommitMessageError, match="another commit's subject"):
+        cm.validate(answer, changes, style)
+    # The same answer where no commit had it first: refused for something else or not at
+    # all, never as a copy.
+    try:
+        cm.validate(answer, changes_of(APP), style)
+    except cm.CommitMessageError as exc:
+        assert "another commit" not in str(exc)
+
+
+def test_an_examples_pattern_about_this_diff_is_not_a_copy():
+    # The example's words, with this change's own where they differ.
+    changes = Changes(Path("."), True, [APP], "main",
+                      recent=["Add tests for parse_date", "fix: return 0 for an empty cart"])
+    assert cm.validate("fix: skip None values in total", changes) == \
+        "fix: skip None values in total"
+    assert not cm.near_copy("return 0 for an empty total", "return 0 for an empty cart",
+                            cm.diff_words([APP]))
+    assert cm.near_copy("return 0 for an empty basket", "return 0 for an empty cart",
+                        cm.diff_words([APP]))
+
+
+def test_a_subject_cut_after_a_hyphen_or_a_slash_stops_mid_sentence():
+    for cut in ("skip values that are not-", "skip values of the files in server/"):
+        with pytest.raises(cm.CommitMessageError, match="mid-sentence"):
+            cm.validate(cut, changes_of(APP), "plain")
+
+
+def test_half_a_subject_taken_from_another_commit_is_refused():
+    # Gemma, for a change to a test, began with a recent subject's first clause.
+    other = ("The answer cache never fails a task: a cache that cannot be opened (read-only "
+             "or missing folder) is off")
+    answer = "The answer cache never fails a task: an invalid total is a clear error"
+    with pytest.raises(cm.CommitMessageError, match="another commit's subject"):
+        cm.validate(answer, Changes(Path("."), True, [APP], "main", recent=[other]), "plain")
+    # Words shared with a recent subject that are all this diff's own are no copy.
+    assert cm.validate("Skip None values in total and sum the rest",
+                       Changes(Path("."), True, [APP], "main",
+                               recent=["Skip None values in total before the tax"]),
+                       "plain") == "Skip None values in total and sum the rest"

@@ -201,3 +201,13 @@ async def test_a_diff_denser_than_the_estimate_is_cut_by_the_tokenizers_count(st
     room = 4096 - 2 * Settings().commit.max_tokens - 80
     assert all(engine.count_tokens(p) <= room for p in engine.prompts)
     assert any("cut to fit the model's context: notes.py" in n for n in result.notices)
+
+
+def test_a_change_to_a_file_without_definitions_is_named_by_the_file():
+    # A document's change: "change benchmarks.md" says little, but it is true; the check
+    # for a subject of fewer than two words counts a file's name as a word.
+    f = FileDiff("docs/benchmarks.md", "M", "diff --git a/docs/benchmarks.md b/docs/"
+                 "benchmarks.md\n@@ -1,2 +1,2 @@\n # Benchmarks\n-old figure\n+new figure\n", 1, 1)
+    text = st.structural_message([f], "plain", 72)
+    assert text == "Change benchmarks.md"
+    assert cm.validate(text, Changes(Path("."), True, [f], "main"), "plain") == text

@@ -7,6 +7,7 @@ only listed), and how a diff too large for the context is split per file.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ PAST_CANDIDATES = 4
 # would teach the model to write what the checks refuse.
 MAX_SUBJECT = 72
 PAST_COMMIT_CHARS = 900  # the most diff one example may have: the real change needs the room
+MAX_PAST_FILES = 4
 
 
 def _open_repo(path: Path):
@@ -199,29 +201,54 @@ def recent_subjects(logged: list[_Logged]) -> list[str]:
     return [c.subject for c in logged if c.subject]
 
 
+# Where a subject's clause ends: " (", ", ", "; ", " - ", ": ".
+_CLAUSE_END = re.compile(r" \(|[,;:] | [-\u2013\u2014] ")
+
+
+def headline(subject: str, limit: int = MAX_SUBJECT) -> str | None:
+    """``subject`` when it fits ``limit`` characters, else its first clauses that do
+    ("Round the total to cents, as the receipts expect it" -> "Round the total to
+    cents"), else None. A repository that writes long subjects still has worked
+    examples in its own words; one cut at a length, mid-clause, would teach the model
+    to stop mid-sentence."""
+    subject = subject.strip()
+    if len(subject) <= limit:
+        return subject
+    for m in reversed(list(_CLAUSE_END.finditer(subject, 0, limit + 1))):
+        head = subject[:m.start()].rstrip(" .")
+        if len(head.split()) >= 4 and head.count("(") == head.count(")") \
+                and head.count("`") % 2 == 0:
+            return head
+    return None
+
+
 def past_commits(repo, logged: list[_Logged], n: int = PAST_CANDIDATES,
                  max_chars: int = PAST_COMMIT_CHARS) -> list[PastCommit]:
-    """Up to ``n`` of the commits in ``logged`` (history()) whose whole diff is small
-    (one or two files, at most ``max_chars``, nothing left out) and whose subject is at
-    most MAX_SUBJECT characters, newest first."""
+    """Up to ``n`` of the commits in ``logged`` (history()) of at most MAX_PAST_FILES
+    text files, nothing left out, with a headline() of at most MAX_SUBJECT characters,
+    newest first; a diff larger than ``max_chars`` is cut to that, its files sharing
+    it (the example teaches the repository's words and style; its whole diff would
+    crowd out the real one)."""
     import git
 
     out: list[PastCommit] = []
     for c in logged:
         stats = c.stats
-        if len(c.shas) != 2 or not 1 <= len(stats) <= 2 or any(a == "-" for a, *_ in stats) \
-                or sum(int(a) + int(d) for a, d, *_ in stats) > max_chars // 20 \
-                or len(c.subject) > MAX_SUBJECT:
-            continue  # a root commit, a large or binary change: the prompt has no room
+        subject = headline(c.subject)
+        if len(c.shas) != 2 or not 1 <= len(stats) <= MAX_PAST_FILES \
+                or any(a == "-" for a, *_ in stats) or subject is None:
+            continue  # a root commit, a binary or sprawling change, a subject too long
         try:
             files = _diff(repo, between=(c.shas[1], c.shas[0]))
         except git.GitCommandError:
             continue
-        if files and not any(f.left_out for f in files) and \
-                sum(len(f.patch) for f in files) <= max_chars:
-            out.append(PastCommit(files, c.subject))
-            if len(out) == n:
-                break
+        if not files or any(f.left_out for f in files):
+            continue
+        share = max_chars // len(files)
+        files = [dataclasses.replace(f, patch=trim_patch(f.patch, share)) for f in files]
+        out.append(PastCommit(files, subject))
+        if len(out) == n:
+            break
     return out
 
 
@@ -316,13 +343,17 @@ def stat_line(f: FileDiff) -> str:
 
 
 def trim_patch(patch: str, max_chars: int) -> str:
-    """A file's patch cut at a hunk boundary to at most ``max_chars`` (marked when cut)."""
+    """A file's patch cut at a hunk boundary to at most ``max_chars`` (marked when cut);
+    when not even the first hunk fits, at a line boundary within it."""
     if len(patch) <= max_chars:
         return patch
     hunks = re.split(r"(?m)^(?=@@ )", patch)
     out = hunks[0]
-    for hunk in hunks[1:]:
+    for n, hunk in enumerate(hunks[1:]):
         if len(out) + len(hunk) > max_chars:
+            if n == 0:  # not even the first hunk fits (a new file): its first lines
+                head = hunk[:max(0, max_chars - len(out))]
+                out += head[:head.rfind("\n") + 1]
             break
         out += hunk
     if len(out) > max_chars:

@@ -192,6 +192,7 @@ def _diff_lines(files: list[FileDiff]) -> set[str]:
 
 _WORD = re.compile(r"[A-Za-z]{2,}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*[A-Za-z0-9](\(\))?")
+_FILE_NAME = re.compile(r"[A-Za-z_][\w/-]*\.[A-Za-z]\w{0,5}")
 # Words a subject cannot end with: it was cut short.
 _DANGLING = frozenset(["the", "a", "an", "of", "to", "for", "with", "and", "or", "in", "on",
                        "by", "from", "that", "which", "is", "are", "as", "at", "into"])
@@ -343,8 +344,16 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
         raise CommitMessageError("the subject is empty")
     if changes is not None and _norm(header) in {_norm(s) for s in changes.recent}:
         raise CommitMessageError(f"the message copies a recent commit's subject: {header!r}")
-    if _norm(subject) in {_norm(sub) for _, _, sub in _SHOTS}:
+    examples = [sub for _, _, sub in _SHOTS] + [  # the worked examples
+        past.subject for past in (changes.past if changes else [])]
+    if _norm(subject) in {_norm(e) for e in examples} or \
+            _norm(header) in {_norm(e) for e in examples}:
         raise CommitMessageError(f"the message copies the prompt's example: {header!r}")
+    copied = next((other for other in [*examples, *(changes.recent if changes else [])]
+                   if near_copy(subject, other, diff_words(files))), None)
+    if copied is not None:
+        raise CommitMessageError(f"the message is another commit's subject, not this "
+                                 f"change's: {header!r} (from {copied!r})")
     verb = _imperative(words[0])
     if verb is not None:
         words[0] = verb
@@ -357,10 +366,11 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
                                  f"{subject!r}")
     if len([w for w in subject.split()
             if _WORD.fullmatch(w.strip(",:;`'\"()")) or _IDENTIFIER.fullmatch(w.strip("`'\""))
-            ]) < 2:  # (a name is a word: "add to_euros")
+            or _FILE_NAME.fullmatch(w.strip("`'\""))
+            ]) < 2:  # (a name is a word: "add to_euros", "change benchmarks.md")
         raise CommitMessageError(f"the subject does not say anything: {subject!r}")
     if subject.split()[-1].lower() in _DANGLING or re.search(r"\.\s+[A-Z]\w*$", subject) \
-            or re.search(r"[,;:(`'\"]$", subject):
+            or re.search(r"[,;:(`'\"/-]$", subject):
         # cut at the grammar's length: "... how to test a function. The"
         raise CommitMessageError(f"the subject stops mid-sentence: {subject!r}")
     words_of_changes = diff_words(files)
@@ -408,6 +418,60 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
         if len(bullets) == MAX_BULLETS:
             break
     return header + ("\n\n" + "\n".join(bullets) if bullets else "")
+
+
+def lcs_length(a: list[str], b: list[str]) -> int:
+    """The length of the longest common subsequence of two word lists (ROUGE-L's)."""
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b, 1):
+            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
+        prev = cur
+    return prev[-1]
+
+
+def _longest_run(a: list[str], b: list[str]) -> list[str]:
+    """The longest run of words ``a`` and ``b`` share, in order and contiguous."""
+    best: tuple[int, int] = (0, 0)  # (length, end in a)
+    prev = [0] * (len(b) + 1)
+    for i, x in enumerate(a, 1):
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, 1):
+            if x == y:
+                cur[j] = prev[j - 1] + 1
+                best = max(best, (cur[j], i))
+        prev = cur
+    return a[best[1] - best[0]:best[1]]
+
+
+def _subject_words(text: str) -> list[str]:
+    m = _SCOPE.match(text) or _HEADER.match(text)
+    body = m["subject"] if m else text
+    return [w for w in (t.strip(",:;.`'\"()[]").lower() for t in body.split()) if w]
+
+
+def near_copy(subject: str, other: str, words_of_changes: set[str]) -> bool:
+    """Whether ``subject`` is ``other`` (an example or a recent subject) with a word or
+    two changed, and nothing of this diff brought in: most of its words in order from
+    ``other``, and what differs either nothing ("benchmarks.md: machine from the engine
+    and torch", cut from another commit's subject) or words the changes do not have
+    ("Answer cached: only answers whose result passed validation are kept").
+    "return 0 for an empty inventory" after the example "return 0 for an empty cart"
+    is this diff's, when the diff has an inventory. Or half of it or more is a run of
+    the other's words that names things this diff does not have ("The answer cache
+    never fails a task: an invalid grammar is a clear", for a change to a test)."""
+    mine, theirs = _subject_words(subject), _subject_words(other)
+    if len(mine) < 4:
+        return False
+    run = _longest_run(mine, theirs)
+    if len(run) >= max(4, len(mine) / 2) and len(
+            [w for w in _content_words(" ".join(run)) if w not in words_of_changes]) >= 2:
+        return True
+    if lcs_length(mine, theirs) < 0.75 * len(mine):
+        return False
+    new = set(mine) - set(theirs)
+    return not new or any(w not in words_of_changes for w in new)
 
 
 def header_refusal(changes: Changes | None, style: str) -> Callable[[str], bool]:
