@@ -487,7 +487,13 @@ def main() -> int:
         "the validator now drops a paragraph after the summary that cites a link the file "
         "does not have (fdd376a) or, after 905281f's run showed the first again, names one "
         "thing the file does not have. The worked examples of a commit prompt are the "
-        "repository's own small commits since 8a2b54d (tried on the tuning half)."]
+        "repository's own small commits since 8a2b54d (tried on the tuning half).",
+        "- From the tuning half only (session 19, Gemma), in a004d15: worked examples from a "
+        "history of long subjects (each subject's first clauses, each diff's first 900 "
+        "characters) and the refusal of an answer that is another commit's subject with a "
+        "word changed, or half of it a run of one naming what the diff does not have (15 of "
+        "the 45 attempts refused on 24 tuning commits were refused for it); the held-back "
+        "half was not looked at for them."]
     if write:
         write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
                       + "\n".join(description))
