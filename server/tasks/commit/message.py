@@ -349,8 +349,9 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
     if _norm(subject) in {_norm(e) for e in examples} or \
             _norm(header) in {_norm(e) for e in examples}:
         raise CommitMessageError(f"the message copies the prompt's example: {header!r}")
+    words_of_changes = diff_words(files)
     copied = next((other for other in [*examples, *(changes.recent if changes else [])]
-                   if near_copy(subject, other, diff_words(files))), None)
+                   if near_copy(subject, other, words_of_changes)), None)
     if copied is not None:
         raise CommitMessageError(f"the message is another commit's subject, not this "
                                  f"change's: {header!r} (from {copied!r})")
@@ -373,7 +374,6 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
             or re.search(r"[,;:(`'\"/-]$", subject):
         # cut at the grammar's length: "... how to test a function. The"
         raise CommitMessageError(f"the subject stops mid-sentence: {subject!r}")
-    words_of_changes = diff_words(files)
     if verb is None:
         described = subject
         if style == "scoped":  # "a cancel kills ...": the word after the article
