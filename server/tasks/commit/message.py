@@ -346,8 +346,8 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
         raise CommitMessageError(f"the message copies a recent commit's subject: {header!r}")
     examples = [sub for _, _, sub in _SHOTS] + [  # the worked examples
         past.subject for past in (changes.past if changes else [])]
-    if _norm(subject) in {_norm(e) for e in examples} or \
-            _norm(header) in {_norm(e) for e in examples}:
+    shown = {_norm(e) for e in examples}
+    if _norm(subject) in shown or _norm(header) in shown:
         raise CommitMessageError(f"the message copies the prompt's example: {header!r}")
     words_of_changes = diff_words(files)
     copied = next((other for other in [*examples, *(changes.recent if changes else [])]
