@@ -436,7 +436,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
         "commit-msg", settings, cache, lambda run: generate_commit_message(
             run, settings, repo, root=repo, changes=changes,
             progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
-            else None), factory, Priority.BACKGROUND if args.hook else Priority.USER, root=repo,
+            else None), factory, Priority.HOOK if args.hook else Priority.USER, root=repo,
         route="commit")
     if result is FAILED:
         return 1

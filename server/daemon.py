@@ -7,7 +7,9 @@ serves them on 127.0.0.1 over an OpenAI-compatible streaming HTTP API:
 - ``POST /v1/completions``: a completion-style text prompt, streamed as server-sent
   events (or one JSON answer with ``"stream": false``). Hearth's extensions:
   ``grammar`` (GBNF), ``start`` (a regex the first token must match) and
-  ``priority`` (0-4 or a name: completion, user, save, background; default user).
+  ``priority`` (1-5 or a name: completion, user, save, hook, background; default
+  user). A running save, hook or background job stops for a more urgent one at the
+  next token and runs again after it.
 - ``POST /extras/tokenize/count``: ``{"input": text}`` -> ``{"count": n}``.
 - ``POST /v1/embeddings`` and ``POST /hearth/embedder``: the embedding model, for
   windows' indexes (daemon_embeddings.py).
@@ -86,7 +88,8 @@ from .settings import ModelSettings, SamplingSettings
 log = logging.getLogger("hearth.daemon")
 
 PRIORITY_NAMES = {"completion": Priority.COMPLETION, "user": Priority.USER,
-                  "save": Priority.SAVE, "background": Priority.BACKGROUND}
+                  "save": Priority.SAVE, "hook": Priority.HOOK,
+                  "background": Priority.BACKGROUND}
 # How often a waiting request looks whether its client is still there.
 POLL_S = 0.05
 # A running job its client left stops at its next token; its trace line waits this long
@@ -132,7 +135,7 @@ def check_bind(host: str, allow_remote: bool) -> None:
 
 
 def parse_priority(value: Any) -> Priority:
-    """A request's ``priority``: a number (1-4) or a name; USER when absent."""
+    """A request's ``priority``: a number (1-5) or a name; USER when absent."""
     if value is None:
         return Priority.USER
     if isinstance(value, str):
@@ -140,11 +143,11 @@ def parse_priority(value: Any) -> Priority:
         if named is not None:
             return named
         if not value.strip().isdigit():
-            raise ValueError(f"priority {value!r}: use a number 1-4 or one of "
+            raise ValueError(f"priority {value!r}: use a number 1-5 or one of "
                              f"{', '.join(PRIORITY_NAMES)}")
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"priority {value!r}: use a number 1-4 or a name")
+        raise ValueError(f"priority {value!r}: use a number 1-5 or a name")
     return Priority(min(max(value, Priority.COMPLETION), Priority.BACKGROUND))
 
 
@@ -676,9 +679,13 @@ class _Handler(BaseHTTPRequestHandler):
             outcome = "failed"
         tokens_in = result.prompt_tokens if result is not None else 0
         tokens_out = result.completion_tokens if result is not None else 0
-        queue_s = max(0.0, latency_s - result.total_s) if result is not None else None
-        first_s = (queue_s + result.first_token_s) if result is not None and queue_s \
+        # Before its (last) run began: the queue, and an earlier run that yielded.
+        before_s = max(0.0, latency_s - result.total_s) if result is not None else None
+        first_s = (before_s + result.first_token_s) if result is not None and before_s \
             is not None and result.completion_tokens else None
+        # In the queue before it first ran (the wait a more urgent job should not have).
+        queue_s = job.started_at - job.submitted_at if job.started_at is not None \
+            else before_s
         try:
             daemon.metrics.record(job.kind, outcome, latency_s, queue_s, first_s,
                                   tokens_in, tokens_out)
@@ -693,6 +700,7 @@ class _Handler(BaseHTTPRequestHandler):
             "queue_s": round(queue_s, 4) if queue_s is not None else None,
             "first_token_s": round(first_s, 4) if first_s is not None else None,
             "generate_s": round(result.total_s, 4) if result is not None else None,
+            "restarts": job.restarts,
             "finish": result.finish_reason if result is not None else None,
             "grammar": job.grammar is not None}
         if error:

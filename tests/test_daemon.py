@@ -216,16 +216,16 @@ def test_a_queued_job_whose_client_leaves_never_runs(make_daemon, clients):
 
 
 def test_priorities_order_jobs_across_clients(make_daemon, clients):
-    """A BACKGROUND job (the git hook) queued first still runs after a USER one from
-    another client (an editor window)."""
+    """A HOOK job (the git hook) queued first still runs after a USER one from another
+    client (an editor window), both waiting for a third client's action to finish."""
     engine = FakeEngine(default="done", responses=["word " * 2000], piece_delay_s=0.02)
     daemon = make_daemon(engine)
     hook, window, other = clients(daemon), clients(daemon), clients(daemon)
     release = threading.Event()
     blocker, _ = in_thread(other.generate, "blocker", SAMPLING.__class__(max_tokens=5000), [],
-                           release.is_set, lambda _p: None, priority=Priority.SAVE)
+                           release.is_set, lambda _p: None, priority=Priority.USER)
     wait_until(lambda: engine.prompts == ["blocker"])
-    background, bg_out = in_thread(generate, hook, "hook", Priority.BACKGROUND)
+    background, bg_out = in_thread(generate, hook, "hook", Priority.HOOK)
     wait_until(lambda: daemon.worker.pending() == 1)
     user, user_out = in_thread(generate, window, "user", Priority.USER)
     wait_until(lambda: daemon.worker.pending() == 2)
@@ -290,6 +290,29 @@ def test_one_process_queues_its_urgent_job_at_the_daemon_beside_a_waiting_one(
         blocker.join(20)
 
 
+def test_a_user_action_from_one_client_stops_another_client_s_background_answer(
+        make_daemon, clients):
+    """Another tool's long answer (priority background) is running at the daemon when a
+    window asks for a docstring: the tool's answer stops at its next token, the user's
+    runs, then the tool's runs again from the start and streams on where it was."""
+    text = "word " * 300
+    engine = FakeEngine(default=text, piece_delay_s=0.03)  # 50 tokens: 1.5 s
+    daemon = make_daemon(engine)
+    tool = clients(daemon)
+    engine.responses = [text, "the docstring"]  # the tool's first run, then the user's
+    background, out = in_thread(generate, tool, "tool", priority=Priority.BACKGROUND)
+    wait_until(lambda: engine.prompts == ["tool"])
+    user, _ = generate(clients(daemon), "user")
+    assert user.text == "the docstring"
+    assert background.is_alive()  # the tool's answer was not run to its end first
+    background.join(30)
+    answer, pieces = out["result"]
+    assert engine.prompts == ["tool", "user", "tool"]
+    # Streamed once, whole: the rerun's first tokens were not sent again.
+    assert answer.text == "".join(pieces) and text.startswith(answer.text)
+    assert answer.completion_tokens == SAMPLING.max_tokens
+
+
 def test_shared_worker_is_a_plain_worker_for_an_in_process_engine():
     engine = FakeEngine(default="x", piece_delay_s=0.01)
     worker = SharedWorker()
@@ -335,6 +358,8 @@ def test_bad_requests_are_answered_with_the_reason(make_daemon):
     assert httpx.get(f"{url}/nowhere", headers=auth).status_code == 404
     assert engine.prompts == []
     assert parse_priority("background") == Priority.BACKGROUND
+    assert parse_priority("hook") == parse_priority(4) == Priority.HOOK
+    assert parse_priority(9) == Priority.BACKGROUND
     assert parse_priority(0) == Priority.COMPLETION  # nobody jumps ahead of a load
     assert parse_priority(None) == Priority.USER
 

@@ -214,6 +214,27 @@ def test_the_cli_uses_the_daemon_and_restarts_a_killed_one(demo_repo, cache):
     assert info(cache)["pid"] != started["pid"]
 
 
+def test_the_git_hook_queues_at_the_daemon_as_the_hook(demo_repo, cache, monkeypatch):
+    """The hook's jobs wait behind a window's reviews on save, and other tools' background
+    work waits behind them: the daemon's trace says "hook" for each of its jobs."""
+    monkeypatch.setenv("FAKE_ENGINE_DEFAULT", "docs: document parse_price")
+    path = demo_repo / "inventory" / "pricing.py"
+    source = path.read_text()
+    assert "def parse_price(text: str) -> int:\n" in source
+    path.write_text(source.replace("def parse_price(text: str) -> int:\n",
+                                   'def parse_price(text: str) -> int:\n'
+                                   '    """Convert a price to cents."""\n', 1))
+    subprocess.run(["git", "add", "-A"], cwd=demo_repo, check=True)
+    message = demo_repo / ".git" / "COMMIT_EDITMSG"
+    message.write_text("\n# Please enter the commit message for your changes.\n")
+    done = run_cli(demo_repo, cache, "commit-msg", "--hook", str(message))
+    assert done.returncode == 0, done.stderr
+    assert message.read_text().startswith("docs: document parse_price\n")
+    trace = DaemonFiles.of(cache, daemon_key(ModelSettings())).trace
+    jobs = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert jobs and {(j["task"], j["priority"]) for j in jobs} == {("commit", "hook")}
+
+
 def test_a_client_restarts_a_daemon_killed_between_requests(cache):
     settings = shared_settings()
     engine = shared_engine_factory(settings, cache)

@@ -14,7 +14,7 @@ import pytest
 
 from hearth_lsp.server.engine.base import EngineError, ModelUnavailable
 from hearth_lsp.server.engine.llama import LlamaEngine, gpu_offload_supported
-from hearth_lsp.server.engine.worker import GenerationWorker
+from hearth_lsp.server.engine.worker import GenerationWorker, Priority
 from hearth_lsp.server.settings import ModelSettings, SamplingSettings
 
 pytestmark = pytest.mark.slow
@@ -121,6 +121,29 @@ def test_cancel_as_soon_as_the_job_runs_frees_the_worker(worker):
     assert result.finish_reason == "cancelled" and result.completion_tokens == 0
     if not on_gpu(worker):  # a GPU may have evaluated the whole prompt before the cancel
         assert worker.engine.llm.n_tokens < result.prompt_tokens
+
+
+def test_a_sampled_answer_that_yields_to_a_user_action_runs_again_to_the_same_text(worker):
+    """A hook's answer at temperature 0.9 (seed -1: random) stops for a user's action
+    after a few tokens and runs again from the start, after the user's prompt has
+    replaced the KV cache: the seed drawn at submit makes the rerun sample the same
+    tokens, so what was streamed before the stop is the start of the final text."""
+    pieces: list[str] = []
+    jobs: dict = {}
+    sampled = SamplingSettings(temperature=0.9, top_k=40, top_p=0.95, max_tokens=24, seed=-1)
+
+    def on_piece(piece: str) -> None:  # on the worker thread
+        pieces.append(piece)
+        if len(pieces) == 4:
+            jobs["user"] = worker.submit("doc", "A short poem about rain:",
+                                         SamplingSettings(temperature=0, max_tokens=6))
+
+    hook = worker.submit("commit", "Write a commit message for a typo fix in the README:",
+                         sampled, priority=Priority.HOOK, on_piece=on_piece)
+    result = hook.future.result(120)
+    assert jobs["user"].future.result(60).text
+    assert hook.restarts == 1
+    assert result.completion_tokens > 4 and "".join(pieces) == result.text
 
 
 def test_an_invalid_grammar_is_a_clear_error_before_sampling(worker):

@@ -1,6 +1,6 @@
 """Priorities: what the user asked for runs before a review on save or the commit hook.
 
-One worker owns the model and takes jobs by priority (load > user > save >
+One worker owns the model and takes jobs by priority (load > user > save > hook >
 background); these tests check that each task really submits at its own
 priority, through the runner and through the LSP.
 """
@@ -33,7 +33,7 @@ async def test_the_runner_submits_at_the_task_priority():
         first = generate(TaskRun(worker, key="first"), "first")
         await wait_until(lambda: worker.running() is not None, timeout=10)
         saved = generate(TaskRun(worker, key="save", priority=Priority.SAVE), "save review")
-        hook = generate(TaskRun(worker, key="hook", priority=Priority.BACKGROUND), "hook")
+        hook = generate(TaskRun(worker, key="hook", priority=Priority.HOOK), "hook")
         await wait_until(lambda: worker.pending() == 2, timeout=10)
         user = generate(TaskRun(worker, key="user"), "user action")
         await asyncio.gather(first, saved, hook, user)

@@ -81,14 +81,15 @@ def test_everything_runs_on_one_thread(worker):
 
 def test_user_requests_jump_ahead_of_background_work(worker):
     engine = loaded(worker, FakeEngine(default="w " * 20, piece_delay_s=0.01))
-    first = worker.submit("bg", "first", S, priority=Priority.BACKGROUND)
+    first = worker.submit("doc", "first", S, priority=Priority.USER)  # never yields
     time.sleep(0.05)  # `first` is running; the rest queue up behind it
     bg = worker.submit("bg", "background", S, priority=Priority.BACKGROUND)
+    hook = worker.submit("commit", "hook", S, priority=Priority.HOOK)
     save = worker.submit("review", "save", S, priority=Priority.SAVE)
     user = worker.submit("doc", "user", S, priority=Priority.USER)
-    for j in (first, bg, save, user):
+    for j in (first, bg, hook, save, user):
         j.future.result(10)
-    assert engine.prompts == ["first", "user", "save", "background"]
+    assert engine.prompts == ["first", "user", "save", "hook", "background"]
 
 
 def test_cancel_stops_a_running_generation_within_a_token(worker):
@@ -192,8 +193,9 @@ def test_shutdown_never_frees_the_model_under_a_running_generation():
     assert job.future.result(5).finish_reason in ("stop", "cancelled")
 
 
-def _completion_arrives_mid_generation(worker, priority, cancel_first_during_completion=False):
-    """A job at ``priority`` streams; after its first piece a COMPLETION job is submitted
+def _completion_arrives_mid_generation(worker, priority, cancel_first_during_completion=False,
+                                       urgent=Priority.COMPLETION):
+    """A job at ``priority`` streams; after its first piece an ``urgent`` job is submitted
     (from its on_piece, so the order of events is fixed, not timed)."""
     text = "one two three four five six seven eight"
     engine = loaded(worker, FakeEngine(default=text, piece_delay_s=0.001))
@@ -207,7 +209,7 @@ def _completion_arrives_mid_generation(worker, priority, cancel_first_during_com
     def first_piece(piece):
         pieces.append(piece)
         if "ghost" not in jobs:
-            jobs["ghost"] = worker.submit("completion", "ghost", S, priority=Priority.COMPLETION,
+            jobs["ghost"] = worker.submit("completion", "ghost", S, priority=urgent,
                                           on_piece=ghost_piece)
 
     jobs["first"] = worker.submit("review", "review", S, priority=priority,
@@ -241,6 +243,53 @@ def test_background_work_yields_too_but_a_user_action_does_not(worker):
         assert result.text == text
     finally:
         user_worker.shutdown()
+
+
+@pytest.mark.parametrize(("running", "urgent"), [
+    (Priority.SAVE, Priority.USER),  # a review on save waits for the user's action
+    (Priority.HOOK, Priority.USER),
+    (Priority.HOOK, Priority.SAVE),
+    (Priority.BACKGROUND, Priority.HOOK),  # another tool's work waits for a commit
+])
+def test_a_running_job_yields_to_any_more_urgent_one(worker, running, urgent):
+    engine, job, result, pieces, text = _completion_arrives_mid_generation(
+        worker, running, urgent=urgent)
+    # The urgent job ran after one token of the other, not after its whole answer.
+    assert engine.prompts == ["review", "ghost", "review"] and job.restarts == 1
+    assert result.text == "".join(pieces) == text
+
+
+@pytest.mark.parametrize(("running", "urgent"), [
+    (Priority.SAVE, Priority.SAVE), (Priority.BACKGROUND, Priority.BACKGROUND),
+    (Priority.USER, Priority.USER),
+])
+def test_a_job_of_the_same_priority_waits_its_turn(worker, running, urgent):
+    engine, job, *_ = _completion_arrives_mid_generation(worker, running, urgent=urgent)
+    assert engine.prompts == ["review", "ghost"] and job.restarts == 0
+
+
+def test_a_rerun_after_yielding_samples_with_the_first_run_s_seed(worker):
+    """A random seed (-1) is drawn once, when the job is submitted: the rerun samples
+    the same answer, so what the first run streamed stays the start of it."""
+    random_seed = SamplingSettings(max_tokens=1000, seed=-1)
+    text = "one two three four"
+    engine = loaded(worker, FakeEngine(default=text, piece_delay_s=0.001))
+    jobs: dict = {}
+
+    def first_piece(_piece):
+        if "user" not in jobs:
+            jobs["user"] = worker.submit("doc", "user", S, priority=Priority.USER)
+
+    jobs["hook"] = worker.submit("commit", "hook", random_seed, priority=Priority.HOOK,
+                                 on_piece=first_piece)
+    jobs["hook"].future.result(10)
+    jobs["user"].future.result(10)
+    assert engine.prompts == ["hook", "user", "hook"]
+    first, _, rerun = engine.samplings
+    assert first.seed == rerun.seed >= 0
+    other = worker.submit("commit", "again", random_seed, priority=Priority.HOOK)
+    other.future.result(10)
+    assert engine.samplings[-1].seed >= 0 and random_seed.seed == -1  # the caller's is kept
 
 
 def test_a_yielded_job_cancelled_while_queued_again_ends_cancelled(worker):

@@ -25,6 +25,7 @@ class FakeEngine:
     prompts: list[str] = field(default_factory=list)
     grammars: list[str | None] = field(default_factory=list)
     starts: list[str | None] = field(default_factory=list)
+    samplings: list[SamplingSettings] = field(default_factory=list)
     info: ModelInfo = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +45,7 @@ class FakeEngine:
         self.prompts.append(prompt)
         self.grammars.append(grammar)
         self.starts.append(start)
+        self.samplings.append(sampling)
         answer = self.responses.pop(0) if self.responses else self.default
         text = answer(prompt) if callable(answer) else answer
         # Honour stop sequences the way llama.cpp does: cut before the first one.

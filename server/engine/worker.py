@@ -3,11 +3,13 @@
 A llama.cpp context is not thread-safe, so every load and every generation
 runs here, one at a time, taken from a priority queue: loading a model first,
 then completions (ghost text the user is typing against),
-then what the user asked for, then review-on-save, then background work.
-A job is cancelled by setting its event; the engine checks it between tokens.
-A running review-on-save or background generation yields to a completion that
-arrives meanwhile: it stops at the next token and is queued again, to run from
-the start once the completion is done (its future is only ever set once).
+then what the user asked for, then review-on-save, then the commit hook, then
+background work. A job is cancelled by setting its event; the engine checks it
+between tokens. A running review-on-save, hook or background generation yields to
+a more urgent job that arrives meanwhile (a completion, a user's action, a review
+before the hook): it stops at the next token and is queued again, to run from the
+start once the queue comes back to it (its future is only ever set once; its seed is
+fixed when it is submitted, so the rerun writes what the first run had begun).
 The asyncio loop only ever waits on futures, so it is never blocked.
 """
 
@@ -19,7 +21,9 @@ import dataclasses
 import itertools
 import logging
 import queue
+import random
 import threading
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -37,10 +41,12 @@ class Priority(IntEnum):
     COMPLETION = 1  # ghost text: the user is typing and waits for it
     USER = 2  # an action the user invoked
     SAVE = 3  # review-on-save
-    BACKGROUND = 4
+    HOOK = 4  # the git hook: a commit waits for it, but the user did not ask in the editor
+    BACKGROUND = 5  # other tools' work through the daemon's API
 
 
-# Generations at this priority or lower stop for a waiting COMPLETION and run again.
+# Generations at this priority or lower stop for any more urgent job that is waiting,
+# and run again: the user's wait is one token, not the rest of someone else's answer.
 PREEMPTIBLE = Priority.SAVE
 
 
@@ -65,8 +71,11 @@ class Job:
     # line): the generation stops at the next token and hands back what it has.
     enough_event: threading.Event = field(default_factory=threading.Event)
     id: int = 0
-    restarts: int = 0  # times it yielded to a completion and was queued again
+    restarts: int = 0  # times it yielded to a more urgent job and was queued again
     delivered: int = 0  # characters already given to on_piece (not given again on a rerun)
+    # perf_counter() when it was queued and when it first ran: its wait in the queue.
+    submitted_at: float = 0.0
+    started_at: float | None = None
 
     def cancel(self) -> None:
         """Stop this job: dropped if still queued, stopped at the next token if running."""
@@ -131,6 +140,7 @@ class GenerationWorker:
 
     def _enqueue(self, job: Job) -> Job:
         job.id = next(self._seq)
+        job.submitted_at = time.perf_counter()
         with self._lock:
             self._jobs.add(job)
         self._start()
@@ -151,6 +161,9 @@ class GenerationWorker:
         """Queue a generation. A newer job with the same key cancels the older one."""
         if key is not None:
             self.cancel_where(lambda j: j.key == key)
+        if sampling.seed < 0:  # "random": drawn once, so that a rerun after yielding
+            # samples what the interrupted run did, and what it streamed stays true
+            sampling = dataclasses.replace(sampling, seed=random.randrange(2**31))
         job = Job(kind=kind, priority=priority, key=key, prompt=prompt, sampling=sampling,
                   stop=list(stop or []), grammar=grammar, start=start,
                   on_piece=on_piece, messages=messages)
@@ -168,8 +181,13 @@ class GenerationWorker:
 
     def completion_waiting(self) -> bool:
         """A COMPLETION job is queued (not cancelled, not the running one)."""
+        return self.more_urgent_waiting(Priority.USER)
+
+    def more_urgent_waiting(self, priority: Priority) -> bool:
+        """A generation more urgent than ``priority`` is queued (not cancelled, not the
+        running one)."""
         with self._lock:
-            return any(j.priority == Priority.COMPLETION and j.load is None
+            return any(j.priority < priority and j.load is None
                        and j is not self._running and not j.cancelled for j in self._jobs)
 
     def pending(self) -> int:
@@ -218,6 +236,8 @@ class GenerationWorker:
                 return  # cancelled while queued
             with self._lock:
                 self._running = job
+            if job.started_at is None:
+                job.started_at = time.perf_counter()
             self.idle.clear()
             if job.load is not None:
                 self._do_load(job)
@@ -252,7 +272,8 @@ class GenerationWorker:
         job.future.set_result(engine.info)
 
     def _do_generate(self, job: Job) -> bool:
-        """Run one generation; True when it yielded to a completion (queue it again)."""
+        """Run one generation; True when it yielded to a more urgent job (queue it
+        again)."""
         engine = self.engine
         if engine is None:
             reason = self.error or "no model is loaded"
@@ -268,7 +289,7 @@ class GenerationWorker:
             nonlocal yielded
             if job.should_stop():
                 return True
-            if preemptible and self.completion_waiting():
+            if preemptible and self.more_urgent_waiting(job.priority):
                 yielded = True
                 return True
             return False
@@ -296,7 +317,7 @@ class GenerationWorker:
         result = job.outcome(result)
         if yielded and result.finish_reason == "cancelled" and not job.cancelled:
             job.restarts += 1
-            log.debug("%s: yielded to a completion after %d tokens; queued again (%d)",
+            log.debug("%s: yielded to a more urgent job after %d tokens; queued again (%d)",
                       job.kind, result.completion_tokens, job.restarts)
             return True
         log.debug("%s: %d prompt + %d tokens, first token %.0f ms, %.1f tok/s (%s)",
