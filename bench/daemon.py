@@ -13,6 +13,11 @@ One run, the bundled default model on this machine, in fresh cache dirs (no answ
 3. The git hook (`hearth commit-msg --hook FILE`, a real process as git runs it) on a
    staged change: loading its own model (cold), starting the daemon (cold, shared),
    and with the daemon warm.
+4. A user's action while two other clients have background work at the daemon: two
+   tools on its OpenAI API each ask for a long answer (priority background: one runs,
+   one waits), then a window asks for a docstring. Its wait in the daemon's queue
+   against one token's time (the background answers' decode time per token, from the
+   trace).
 
 Writes the `daemon` section of docs/benchmarks.md (bench/report.py). Not a test.
 """
@@ -24,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -268,6 +274,91 @@ def hooks() -> dict:
             "loads": loads, "messages": [msg_cold, msg_start, msg_warm]}
 
 
+BACKGROUND_PROMPT = "# A long module of helpers for prices and stock.\n\n"  # + the demo's code
+BACKGROUND_TOKENS = 256
+
+
+async def user_waits() -> dict:
+    """Two tools' long background answers at the daemon, one running and one queued, then
+    a window's docstring, three times (a function of each of WINDOWS' files): how long
+    each of the window's jobs waited in the daemon's queue, against one token of the
+    background answers (their decode seconds per token)."""
+    import threading
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        cache.mkdir()
+        ws = workspace(Path(tmp))
+        client = None
+        asked: list[tuple[float, float]] = []
+        try:
+            client, _, _ = await start(REAL_SERVER, ws, env=env_for(cache, True),
+                                       init_options={"model": {"shared": True}})
+            assert (await wait_model(client, timeout=600))["model"] == "ready"
+            state = next(s for s in (read_state(p) for p in daemon_dir(cache).glob("*.json"))
+                         if s is not None)
+            auth = {"Authorization": f"Bearer {state.token}"}
+            prompt = BACKGROUND_PROMPT + (ws / "inventory" / "models.py").read_text() \
+                + "\n\ndef "  # mid-module: a base model writes on
+
+            def tool() -> None:  # another program on the machine, on the OpenAI API
+                httpx.post(f"{state.root}/v1/completions", headers=auth, timeout=600, json={
+                    "prompt": prompt, "max_tokens": BACKGROUND_TOKENS, "temperature": 0,
+                    "priority": "background", "stream": False}).raise_for_status()
+
+            for file, line in WINDOWS:
+                tools = [threading.Thread(target=tool) for _ in range(2)]
+                for thread in tools:
+                    thread.start()
+                deadline = time.monotonic() + 60
+                while True:  # one decoding, the other queued behind it
+                    info = daemon_info(cache)
+                    if info.get("running") and info.get("queue") == 1:
+                        break
+                    assert time.monotonic() < deadline, info
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)  # past its prompt: decoding, token by token
+                began = time.time()
+                uri = open_doc(client, ws / file)
+                actions = await actions_at(client, uri, line,
+                                           only=["refactor.rewrite.hearth.docstring"])
+                await client.code_action_resolve_async(actions[0])  # type: ignore[attr-defined]
+                asked.append((began, time.time()))
+                for thread in tools:
+                    thread.join(600)
+            deadline = time.monotonic() + 10  # a job's trace line follows its answer
+            while True:
+                jobs = [json.loads(line) for path in daemon_dir(cache).glob("*.trace.jsonl")
+                        for line in path.read_text().splitlines()]
+                if sum(j["priority"] == "background" for j in jobs) >= 2 * len(WINDOWS) \
+                        or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            if client is not None:
+                await stop(client)  # type: ignore[arg-type]
+            stop_daemons(cache)
+    background = [j for j in jobs if j["priority"] == "background"]
+
+    def received(job: dict) -> float:
+        return job["ts"] - job["latency_s"]
+
+    mine = [j for j in jobs if j["priority"] == "user"
+            and any(a <= received(j) <= b for a, b in asked)]
+    # Decode seconds per token of the background answers' last runs: their generation
+    # less their first token (the trace's first token counts from the request).
+    per_token = [(j["generate_s"] - (j["first_token_s"] - (j["latency_s"] - j["generate_s"])))
+                 / (j["tokens_out"] - 1) for j in background if j["tokens_out"] > 1]
+    # Each of the window's jobs arrived while a background answer was under way.
+    overlapped = sum(any(received(b) <= received(m) <= b["ts"] for b in background)
+                     for m in mine)
+    return {"waits_s": [j["queue_s"] for j in mine], "tasks": [j["task"] for j in mine],
+            "token_s": statistics.median(per_token) if per_token else None,
+            "background_tokens": [j["tokens_out"] for j in background],
+            "restarts": sum(j.get("restarts", 0) for j in background),
+            "overlapped": overlapped, "actions_s": [b - a for a, b in asked]}
+
+
 def compile_bytecode() -> None:
     """Hearth's modules as bytecode, as pip leaves an installed package and as Python
     writes on a first import; where PYTHONDONTWRITEBYTECODE is set (here) nothing writes
@@ -287,8 +378,9 @@ def main() -> int:
                "shared": asyncio.run(indexed_windows(shared=True))}
     skip_hook = "--no-hook" in sys.argv  # the hook runs whole commit-message tasks: slow
     hook = None if skip_hook else hooks()
+    waits = asyncio.run(user_waits())
     print(json.dumps({"separate": separate, "shared": shared, "indexed": indexed,
-                      "hook": hook}, indent=2), file=sys.stderr)
+                      "hook": hook, "waits": waits}, indent=2), file=sys.stderr)
     n = len(WINDOWS)
     rows = ["| | each window loads its own model | one shared daemon |", "|---|---:|---:|"]
     for i, name in enumerate(["first", "second", "third"][:n]):
@@ -334,6 +426,24 @@ def main() -> int:
         f"| **warm daemon** | **{hook['warm_s']:.2f} s** "
         f"({hook['warm_s'] / hook['cold_s']:.2f}× cold) |",
     ])
+    token_ms = waits["token_s"] * 1000
+    worst = max(waits["waits_s"])
+    waits_table = "\n".join([
+        "| a window's docstring while two tools' background answers are at the daemon "
+        "(one decoding, one queued), 3 times | |",
+        "|---|---:|",
+        "| each of the window's jobs: its wait in the daemon's queue | "
+        + " / ".join(f"{w * 1000:.1f} ms" for w in waits["waits_s"])
+        + f" ({len(waits['waits_s'])} jobs: {', '.join(dict.fromkeys(waits['tasks']))}; "
+        f"{waits['overlapped']} of them arrived while a background answer ran) |",
+        f"| one token of the background answers (decode, median of "
+        f"{len(waits['background_tokens'])} answers of {BACKGROUND_TOKENS} tokens) | "
+        f"{token_ms:.1f} ms |",
+        f"| **the longest wait ÷ one token** | **{worst * 1000 / token_ms:.2f}** "
+        f"(median {statistics.median(waits['waits_s']) * 1000 / token_ms:.2f}) |",
+        f"| background answers stopped for them at their next token and run again | "
+        f"{waits['restarts']} |",
+    ])
     loads_line = "" if hook is None else (f"The daemon loaded the model {hook['loads']} "
                                           "time(s) for the three hook runs that used it.\n")
     preset = ModelSettings().preset
@@ -355,7 +465,12 @@ def main() -> int:
             "default: each window then embeds its project, with torch and the embedding "
             "model in every window, or in the daemon once (windows on the daemon still hold "
             "their own vector store: numpy and chromadb).\n\n"
-            f"{table}\n\n{hooks_table}\n\n{loads_line}")
+            f"{table}\n\n{hooks_table}\n\n{loads_line}\n"
+            "Before a user's job runs, a running review on save, hook or background answer "
+            "stops at its next token (llama.cpp checks between tokens) and runs again "
+            "after it; the wait is the time from the job's arrival in the daemon's queue to "
+            "its start (the trace's `queue_s`).\n\n"
+            f"{waits_table}\n")
     write_section("daemon", body)
     return 0
 
