@@ -97,6 +97,36 @@ def test_fewer_names_before_a_count():
     assert st.subject(changed, 25) == "change 4 definitions"
 
 
+def test_a_name_or_a_file_before_counts_that_say_nothing():
+    # bench/quality.py's tuning half (session 20): "add 4 definitions, change a
+    # definition, document a definition" was all the room allowed, and the validator
+    # refused it as about nothing in the diff: the user got no message at all.
+    where = "server/tasks/commit/gitdiff.py"
+    found = [st.Fact("add", n, where) for n in ("read_staged_changes_once",
+                                                 "past_commit_examples", "headline_of_subject",
+                                                 "trim_patch_to_room")]
+    found += [st.Fact("change", "generate_commit_message_from_diff", where),
+              st.Fact("document", "summarise_large_files", where)]
+    assert st.subject(found, 72) == \
+        "add read_staged_changes_once, past_commit_examples and 2 more"
+    # Names too long for any room: the count says which file.
+    long = [st.Fact("test", "test_tests_are_merged_into_the_unsaved_test_file_in_the_editor",
+                    "tests/test_merge.py"),
+            st.Fact("test", "test_a_second_test_with_a_name_as_long_as_the_first", "tests/"
+                    "test_merge.py")]
+    assert st.subject(long, 72) == "add 2 tests to test_merge.py"
+    assert st.subject(long, 20) == "add 2 tests"  # the file does not fit either
+    assert st.subject([*long, st.Fact("remove", "an_old_helper_with_a_long_name",
+                                      "a/b.py")], 50) == \
+        "remove an_old_helper_with_a_long_name, add 2 tests"  # a name before a file
+    for subject in ("add read_staged_changes_once, past_commit_examples and 2 more",
+                    "add 2 tests to test_merge.py"):
+        files = [FileDiff(f.path, "M", f"@@ -1 +1,2 @@\n+def {f.name}():\n", 1, 0)
+                 for f in (found if "read" in subject else long)]
+        assert cm.validate(subject, Changes(Path("."), True, files, "main"), "plain") == \
+            subject[0].upper() + subject[1:]
+
+
 def test_the_type_claims_no_more_than_the_structure_shows():
     assert st.structural_message([MODELS], "conventional", 72) == "docs: document total_value"
     assert st.structural_message([TESTS], "conventional", 72) == \
@@ -201,6 +231,18 @@ async def test_a_diff_denser_than_the_estimate_is_cut_by_the_tokenizers_count(st
     room = 4096 - 2 * Settings().commit.max_tokens - 80
     assert all(engine.count_tokens(p) <= room for p in engine.prompts)
     assert any("cut to fit the model's context: notes.py" in n for n in result.notices)
+
+
+def test_a_name_whose_parts_are_short_still_grounds_the_subject():
+    # bench/quality.py's tuning half (session 20): "add on_gpu, change 2 definitions"
+    # was refused as about nothing in the diff (neither "on" nor "gpu" has 4 letters).
+    f = FileDiff("tests/test_engine_real.py", "M", "@@ -40,3 +40,6 @@\n+def on_gpu(worker):\n"
+                 "+    return worker.engine.info.gpu_layers != 0\n", 2, 0)
+    changes = Changes(Path("."), True, [f], "main")
+    assert cm.validate("Add on_gpu, change 2 definitions", changes, "plain") == \
+        "Add on_gpu, change 2 definitions"
+    with pytest.raises(cm.CommitMessageError, match="about nothing in the diff"):
+        cm.validate("Add a helper, change 2 definitions", changes, "plain")
 
 
 def test_a_change_to_a_file_without_definitions_is_named_by_the_file():

@@ -204,11 +204,16 @@ def _content_words(text: str) -> list[str]:
             if len(w) >= 4 and w.lower() not in _STOPWORDS and w.lower() not in _VERBS]
 
 
-def _grounded(text: str, vocabulary: set[str]) -> bool:
+def _grounded(text: str, vocabulary: set[str], names: set[str] | None = None) -> bool:
     """Whether some content word of ``text`` shares a 4-letter stem with the changes
-    (identifiers are split, so `parse_price` grounds "prices")."""
+    (identifiers are split, so `parse_price` grounds "prices"), or it names one of the
+    changes' identifiers whole (``names``: `on_gpu`, whose parts are too short to)."""
     words = _content_words(text)
-    return not words or not vocabulary or any(w[:4] in vocabulary for w in words)
+    if not words or not vocabulary or any(w[:4] in vocabulary for w in words):
+        return True
+    return names is not None and any(
+        ("_" in token or not token.isalpha()) and token.lower() in names
+        for token in (w.strip(",:;`'\"()") for w in text.split()))
 
 
 def _vocabulary(files: list[FileDiff]) -> set[str]:
@@ -385,7 +390,7 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
     if problem:
         raise CommitMessageError(problem)
     vocabulary = _vocabulary(files)
-    if not _grounded(subject, vocabulary):
+    if not _grounded(subject, vocabulary, words_of_changes):
         raise CommitMessageError(f"the subject is about nothing in the diff: {subject!r}")
     if style == "conventional" and scope and files and not any(
             scope.lower() in f"{f.path}\n{f.patch}".lower() for f in files):

@@ -115,32 +115,56 @@ def _names(names: list[str], keep: int = 3) -> str:
 
 _COUNTED = {"add": "definitions", "remove": "definitions", "change": "definitions",
             "document": "definitions", "test": "tests"}
+_WHERE = {"add": "to", "test": "to", "remove": "from"}  # else "in"
+
+
+def _count(action: str, n: int, where: str | None) -> str:
+    """"add 2 tests", or with the one file they are in: "add 2 tests to test_x.py"."""
+    noun = _COUNTED[action]
+    text = f"{_verb(action)} {n} {noun}" if n > 1 else f"{_verb(action)} a {noun[:-1]}"
+    return f"{text} {_WHERE.get(action, 'in')} {where}" if where else text
 
 
 def subject(found: list[Fact], limit: int) -> str | None:
     """"document a and b, add test_c" within ``limit`` characters: names while they fit,
-    then fewer names ("change a and 3 more"), then counts ("add 2 tests"), last clauses
-    first; whole clauses only. A name tells the reader more than a count does."""
+    then fewer names ("change a and 3 more"), then counts with their file ("add 2 tests
+    to test_x.py"), then bare counts ("add 2 tests"), last clauses first; whole clauses
+    only. A name tells the reader more than a file does, and a file more than a count:
+    when every clause has come down to a bare count, the first clause alone with a name
+    or its file is said instead."""
     groups = []
     for action in ORDER:
-        names = list(dict.fromkeys(f.name for f in found if f.action == action))
+        facts_of = [f for f in found if f.action == action]
+        names = list(dict.fromkeys(f.name for f in facts_of))
         if names:
-            groups.append((action, names))
+            paths = {f.path for f in facts_of}
+            groups.append((action, names, paths.pop().rsplit("/", 1)[-1]
+                           if len(paths) == 1 else None))
     if not groups:
         return None
-    # Each clause's forms, longest first: up to three names, fewer, then a count.
+    # Each clause's forms, most telling first: up to three names, fewer, then counts.
     forms = [[f"{_verb(a)} {_names(n, keep)}" for keep in range(min(3, len(n)), 0, -1)]
-             + [f"{_verb(a)} {len(n)} {_COUNTED[a]}" if len(n) > 1 else
-                f"{_verb(a)} a {_COUNTED[a][:-1]}"] for a, n in groups]
+             + ([_count(a, len(n), where)] if where else []) + [_count(a, len(n), None)]
+             for a, n, where in groups]
+    bare = {f[-1] for f in forms}
     clauses = [f[0] for f in forms]
+    said = None
     for i in reversed(range(len(clauses))):  # shorten the later clauses first
         for form in forms[i]:
             clauses[i] = form
             if len(", ".join(clauses)) <= limit:
-                return ", ".join(clauses)
-    while clauses and len(", ".join(clauses)) > limit:  # the shortest forms do not fit
-        clauses.pop()
-    return ", ".join(clauses) or None
+                said = ", ".join(clauses)
+                break
+        if said is not None:
+            break
+    else:
+        while clauses and len(", ".join(clauses)) > limit:  # the shortest do not fit
+            clauses.pop()
+        said = ", ".join(clauses) or None
+    if said is not None and not set(said.split(", ")) <= bare:
+        return said
+    first = next((form for f in forms for form in f[:-1] if len(form) <= limit), None)
+    return first or said
 
 
 def conventional_type(found: list[Fact], files: list[FileDiff]) -> str:
