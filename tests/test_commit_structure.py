@@ -186,6 +186,17 @@ async def test_refused_answers_give_the_subject_from_the_structure_and_say_so(st
                for n in result.notices)
 
 
+async def test_a_change_to_files_the_prompt_only_lists_is_named_by_them(repo):
+    # b349f7a changed indexer/secrets.py alone: a secret file by its name, listed in
+    # the prompt and never shown, so there was no structure to write from and the user
+    # got a refusal. Its name (already in the prompt) still says what changed.
+    (repo / "secrets.py").write_text("TOKEN_NAMES = ('key',)\n")
+    (repo / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0binary")
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True, capture_output=True)
+    result = await commit_message(repo, JUNK)
+    assert result.from_structure and result.message == "feat: add logo.png and secrets.py"
+
+
 async def test_a_valid_answer_is_the_models(staged):
     result = await commit_message(staged, ["docs: explain what total returns"])
     assert result.message == "docs: explain what total returns" and not result.from_structure

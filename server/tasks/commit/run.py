@@ -152,7 +152,7 @@ async def generate_commit_message(
         return CommitResult(message, changes, notices, summarised,
                             time.perf_counter() - started)
     refused = "the model gave no valid commit message (" + "; ".join(errors) + ")"
-    fallback = structure.structural_message(changes.described, style, msg.MAX_HEADER) \
+    fallback = structure.structural_message(changes.files, style, msg.MAX_HEADER) \
         if settings.commit.from_structure else None
     if fallback is not None:
         try:
