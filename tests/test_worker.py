@@ -290,6 +290,24 @@ def test_a_rerun_after_yielding_samples_with_the_first_run_s_seed(worker):
     other = worker.submit("commit", "again", random_seed, priority=Priority.HOOK)
     other.future.result(10)
     assert engine.samplings[-1].seed >= 0 and random_seed.seed == -1  # the caller's is kept
+    assert engine.samplings[-1].seed != first.seed  # asked again: another answer
+
+
+def test_random_seeds_repeat_from_process_to_process():
+    """As llama.cpp's own seed sequence did: the same requests in a new process (a rerun
+    of bench/quality.py) sample the same answers, while each request gets a new seed."""
+    seeds = []
+    for _ in range(2):
+        w = GenerationWorker()
+        try:
+            engine = loaded(w, FakeEngine(default="x"))
+            for n in range(3):
+                w.submit("t", str(n), SamplingSettings(seed=-1)).future.result(10)
+            w.submit("t", "fixed", SamplingSettings(seed=7)).future.result(10)
+            seeds.append([s.seed for s in engine.samplings])
+        finally:
+            w.shutdown()
+    assert seeds[0] == seeds[1] and len(set(seeds[0][:3])) == 3 and seeds[0][3] == 7
 
 
 def test_a_yielded_job_cancelled_while_queued_again_ends_cancelled(worker):

@@ -48,6 +48,7 @@ class Priority(IntEnum):
 # Generations at this priority or lower stop for any more urgent job that is waiting,
 # and run again: the user's wait is one token, not the rest of someone else's answer.
 PREEMPTIBLE = Priority.SAVE
+SEEDS_START = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED
 
 
 @dataclass(eq=False)
@@ -125,6 +126,10 @@ class GenerationWorker:
         self.results: Any = None
         self.idle = threading.Event()
         self.idle.set()
+        # The seeds of "random" (-1) answers: a new one for each job, from a sequence
+        # that starts alike in every process, as llama.cpp's own does, so that a run of
+        # the same requests (bench/quality.py's) samples the same answers again.
+        self._seeds = random.Random(SEEDS_START)
 
     # ------------------------------------------------------------------ control
 
@@ -163,7 +168,9 @@ class GenerationWorker:
             self.cancel_where(lambda j: j.key == key)
         if sampling.seed < 0:  # "random": drawn once, so that a rerun after yielding
             # samples what the interrupted run did, and what it streamed stays true
-            sampling = dataclasses.replace(sampling, seed=random.randrange(2**31))
+            with self._lock:
+                seed = self._seeds.randrange(2**31)
+            sampling = dataclasses.replace(sampling, seed=seed)
         job = Job(kind=kind, priority=priority, key=key, prompt=prompt, sampling=sampling,
                   stop=list(stop or []), grammar=grammar, start=start,
                   on_piece=on_piece, messages=messages)
