@@ -493,7 +493,16 @@ def main() -> int:
         "characters) and the refusal of an answer that is another commit's subject with a "
         "word changed, or half of it a run of one naming what the diff does not have (15 of "
         "the 45 attempts refused on 24 tuning commits were refused for it); the held-back "
-        "half was not looked at for them."]
+        "half was not looked at for them.",
+        "- From the tuning half only (session 20, Gemma), in 47b3b78 and 882f985: a subject "
+        "written from the diff's structure names something, or the file, rather than bare "
+        "counts (\"add 4 definitions, change a definition\"), names the files the prompt "
+        "only lists, and a whole identifier of the diff (`on_gpu`) grounds a subject; 5 of "
+        "the 6 refusals on 24 tuning commits were these. From f43fc1a a sampled answer (a "
+        "re-ask's, warmer) takes its seed from Hearth's own sequence, not llama.cpp's: "
+        "answers after a re-ask differ from earlier runs for that reason alone, and repeat "
+        "from run to run as before. That run's one junk docstring (SmolLM2, a heading's "
+        "markup as the summary) is refused since the commit after it: not blind."]
     if write:
         write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
                       + "\n".join(description))
