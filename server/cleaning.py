@@ -235,6 +235,9 @@ def summary_junk_reason(summary: str, name: str = "") -> str | None:
         return f"the summary is a placeholder: {first[:60]!r}"
     if first.endswith(":"):
         return f"the summary is a label, not a sentence: {first[:60]!r}"
+    if first.startswith("#") or re.search(r"(^|\s)([=~^*#-])\2{2,}(\s|$)", first):
+        # "PythonDocs.py / ===== / # PlatformDirsABC.pythondocstring": a title
+        return f"the summary is a heading's markup, not a sentence: {first[:60]!r}"
     if name and set(words) <= _split_identifier(name.rsplit(".", 1)[-1]) | {"function", "method"}:
         return f"the summary only repeats the name: {first[:60]!r}"
     parts = set().union(*(_split_identifier(p) for p in name.split("."))) if name else set()

@@ -91,12 +91,23 @@ def test_summaries_that_only_name_the_function_are_junk(summary, qualname):
     assert cleaning.summary_junk_reason(summary, qualname)
 
 
+@pytest.mark.parametrize("summary", [
+    # SmolLM2 on the held-back half of bench/quality.py (session 20), for platformdirs'
+    # PlatformDirsABC.iter_runtime_dirs: shown, and that run's one junk docstring.
+    "PythonDocs.py\n==========================\n# PlatformDirsABC.pythondocstring",
+    "Runtime directories\n-------------------", "## Iterate the runtime directories"])
+def test_a_heading_is_not_a_summary(summary):
+    assert "heading" in cleaning.summary_junk_reason(summary, "PlatformDirsABC.iter_runtime_dirs")
+
+
 @pytest.mark.parametrize("summary", ["Return the area of a circle.", "Average of the values.",
                                      "Convert the token to a dict.", "Parse Python 3 syntax.",
                                      "Strip the docstrings of a module.",
                                      "Write the documentation of each module to a folder.",
                                      "Generate a docstring from a function's signature.",
-                                     "Call the `mean` of each group's values."])
+                                     "Call the `mean` of each group's values.",
+                                     "Split a range -- both ends included.",
+                                     "Return x ** 2 for each value."])
 def test_real_summaries_are_not(summary):
     assert cleaning.summary_junk_reason(summary, "mean") is None
 
