@@ -152,8 +152,11 @@ async def generate_commit_message(
         return CommitResult(message, changes, notices, summarised,
                             time.perf_counter() - started)
     refused = "the model gave no valid commit message (" + "; ".join(errors) + ")"
-    fallback = structure.structural_message(changes.files, style, msg.MAX_HEADER) \
-        if settings.commit.from_structure else None
+    fallback = None
+    if settings.commit.from_structure:  # the files only listed (a lockfile, a binary)
+        # are named when nothing else can be
+        fallback = structure.structural_message(changes.described, style, msg.MAX_HEADER) \
+            or structure.structural_message(changes.files, style, msg.MAX_HEADER)
     if fallback is not None:
         try:
             message = msg.validate(fallback, changes, style)
