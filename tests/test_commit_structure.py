@@ -244,6 +244,25 @@ async def test_a_diff_denser_than_the_estimate_is_cut_by_the_tokenizers_count(st
     assert any("cut to fit the model's context: notes.py" in n for n in result.notices)
 
 
+def test_a_verb_the_structure_contradicts_is_refused():
+    # bench/daemon.py's hook (session 20): Gemma's warmer re-ask "chore: change to_euros"
+    # for a diff that adds to_euros was accepted, where the structure says "add".
+    euros = FileDiff("inventory/pricing.py", "M", "@@ -30,3 +30,6 @@ def apply_discount(c):\n"
+                     "     return c\n+\n+\n+def to_euros(cents):\n+    return cents / 100\n", 3, 0)
+    changes = Changes(Path("."), True, [euros, REWORK], "main")
+    for refused, why in (("chore: change to_euros", "which this change adds"),
+                         ("chore: fix the to_euros", "which this change adds"),
+                         ("chore: add old_helper", "which this change removes"),
+                         ("chore: add legacy_total, update `to_euros` for cents",
+                          "which this change adds")):
+        with pytest.raises(cm.CommitMessageError, match=why):
+            cm.validate(refused, changes)
+    for fine in ("feat: add to_euros", "chore: remove old_helper", "chore: change total",
+                 "chore: add legacy_total and a tax to total"):
+        assert cm.validate(fine, changes) == fine
+    assert st.contradiction("change to_euros", [MODELS]) is None  # nothing added there
+
+
 def test_a_name_whose_parts_are_short_still_grounds_the_subject():
     # bench/quality.py's tuning half (session 20): "add on_gpu, change 2 definitions"
     # was refused as about nothing in the diff (neither "on" nor "gpu" has 4 letters).

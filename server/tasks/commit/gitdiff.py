@@ -63,6 +63,22 @@ class Changes:
         return [f for f in self.files if f.left_out]
 
 
+TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.\w+$|[^/]*\.(test|spec)\.\w+$)")
+
+
+def type_hint(files: list[FileDiff]) -> str | None:
+    """The type a message must have when the files leave no doubt (all docs, all tests)."""
+    paths = [f.path for f in files]
+    if not paths:
+        return None
+    if all(p.lower().endswith((".md", ".rst", ".txt", ".adoc")) or p.startswith("docs/")
+           for p in paths):
+        return "docs"
+    if all(TEST_PATH.search(p) for p in paths):
+        return "test"
+    return None
+
+
 RECENT_SUBJECTS = 20
 PAST_COMMITS = 2  # worked examples from the history
 # Candidates for them: the prompt shows the newest PAST_COMMITS in the style it asks

@@ -17,7 +17,16 @@ from pathlib import Path
 from ...chat_format import Message
 from ...prompts import render, task_prompt
 from ..runner import Refusal
-from .gitdiff import MAX_SUBJECT, PAST_COMMITS, Changes, FileDiff, stat_line, trim_patch
+from . import structure
+from .gitdiff import (
+    MAX_SUBJECT,
+    PAST_COMMITS,
+    Changes,
+    FileDiff,
+    stat_line,
+    trim_patch,
+    type_hint,
+)
 
 TYPES = ("feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "ci", "chore",
          "revert")
@@ -163,22 +172,6 @@ def _imperative(word: str) -> str | None:
 
 
 # A test file by its path: tests/, test_x.py, x_test.go, x.test.ts, x.spec.js.
-TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.\w+$|[^/]*\.(test|spec)\.\w+$)")
-
-
-def type_hint(files: list[FileDiff]) -> str | None:
-    """The type a message must have when the files leave no doubt (all docs, all tests)."""
-    paths = [f.path for f in files]
-    if not paths:
-        return None
-    if all(p.lower().endswith((".md", ".rst", ".txt", ".adoc")) or p.startswith("docs/")
-           for p in paths):
-        return "docs"
-    if all(TEST_PATH.search(p) for p in paths):
-        return "test"
-    return None
-
-
 def _diff_lines(files: list[FileDiff]) -> set[str]:
     out = set()
     for f in files:
@@ -392,6 +385,9 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
     vocabulary = _vocabulary(files)
     if not _grounded(subject, vocabulary, words_of_changes):
         raise CommitMessageError(f"the subject is about nothing in the diff: {subject!r}")
+    problem = structure.contradiction(subject, files)
+    if problem:
+        raise CommitMessageError(problem)
     if style == "conventional" and scope and files and not any(
             scope.lower() in f"{f.path}\n{f.patch}".lower() for f in files):
         scope = None  # a scope named after nothing that changed is dropped

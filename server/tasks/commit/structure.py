@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .gitdiff import FileDiff
-from .message import TEST_PATH, type_hint
+from .gitdiff import TEST_PATH, FileDiff, type_hint
 
 # A definition line in Python, JS/TS, Go, Rust, Ruby, Kotlin, Swift (+ or - or context).
 _DEF = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
@@ -165,6 +164,39 @@ def subject(found: list[Fact], limit: int) -> str | None:
         return said
     first = next((form for f in forms for form in f[:-1] if len(form) <= limit), None)
     return first or said
+
+
+# Verbs that say a definition was there before the change, and that it still is after.
+_WAS_THERE_LIST = """change update fix refactor rename modify rework simplify improve tweak
+adjust extend remove delete drop revert restore move"""
+_STILL_THERE_LIST = """add introduce create implement change update fix refactor rename modify
+rework simplify improve tweak adjust extend document restore"""
+_WAS_THERE = frozenset(_WAS_THERE_LIST.split())
+_STILL_THERE = frozenset(_STILL_THERE_LIST.split())
+
+
+def contradiction(subject: str, files: list[FileDiff]) -> str | None:
+    """Why the subject's verb cannot be true of the definition it names, or None:
+    "change to_euros" when the diff adds to_euros (it was not there to change), "add
+    old_helper" when it removes it. Each clause ("add a, change b") is read on its own:
+    its first word, then the name after it (past an article)."""
+    found = facts(files)
+    added = {f.name for f in found if f.action in ("add", "test")}
+    removed = {f.name for f in found if f.action == "remove"}
+    if not added and not removed:
+        return None
+    for clause in subject.split(","):
+        words = [w.strip("`'\"().:;") for w in clause.split()]
+        if len(words) < 2:
+            continue
+        verb, rest = words[0].lower(), [w for w in words[1:] if w.lower() not in
+                                         ("a", "an", "the")]
+        name = rest[0] if rest else ""
+        if name in added and verb in _WAS_THERE:
+            return f"the subject says to {verb} {name}, which this change adds: {subject!r}"
+        if name in removed and verb in _STILL_THERE:
+            return f"the subject says to {verb} {name}, which this change removes: {subject!r}"
+    return None
 
 
 def conventional_type(found: list[Fact], files: list[FileDiff]) -> str:
