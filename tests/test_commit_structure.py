@@ -261,6 +261,9 @@ def test_a_verb_the_structure_contradicts_is_refused():
                  "chore: add legacy_total and a tax to total"):
         assert cm.validate(fine, changes) == fine
     assert st.contradiction("change to_euros", [MODELS]) is None  # nothing added there
+    moved = [FileDiff("a.py", "M", "@@ -1,2 +1 @@\n-def helper():\n-    pass\n", 0, 2),
+             FileDiff("b.py", "M", "@@ -1 +1,2 @@\n+def helper():\n+    pass\n", 2, 0)]
+    assert st.contradiction("move helper to b.py", moved) is None
 
 
 def test_a_name_whose_parts_are_short_still_grounds_the_subject():

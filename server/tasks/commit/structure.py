@@ -183,6 +183,7 @@ def contradiction(subject: str, files: list[FileDiff]) -> str | None:
     found = facts(files)
     added = {f.name for f in found if f.action in ("add", "test")}
     removed = {f.name for f in found if f.action == "remove"}
+    added, removed = added - removed, removed - added  # moved from file to file: both
     if not added and not removed:
         return None
     for clause in subject.split(","):
