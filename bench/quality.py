@@ -502,7 +502,10 @@ def main() -> int:
         "re-ask's, warmer) takes its seed from Hearth's own sequence, not llama.cpp's: "
         "answers after a re-ask differ from earlier runs for that reason alone, and repeat "
         "from run to run as before. That run's one junk docstring (SmolLM2, a heading's "
-        "markup as the summary) is refused since the commit after it: not blind."]
+        "markup as the summary) is refused since the commit after it: not blind. The "
+        "refusal of a subject whose verb the diff's structure contradicts (\"change "
+        "to_euros\" when the diff adds it; 289b1f2) came from bench/daemon.py's hook on the "
+        "demo workspace."]
     if write:
         write_section("quality", "## Quality on real code: `bench/quality.py`\n\n"
                       + "\n".join(description))
