@@ -63,6 +63,7 @@ class Changes:
         return [f for f in self.files if f.left_out]
 
 
+# A test file by its path: tests/, test_x.py, x_test.go, x.test.ts, x.spec.js.
 TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.\w+$|[^/]*\.(test|spec)\.\w+$)")
 
 

@@ -171,7 +171,6 @@ def _imperative(word: str) -> str | None:
     return next((c for c in candidates if c in _VERBS), None)
 
 
-# A test file by its path: tests/, test_x.py, x_test.go, x.test.ts, x.spec.js.
 def _diff_lines(files: list[FileDiff]) -> set[str]:
     out = set()
     for f in files:

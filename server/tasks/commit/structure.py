@@ -173,6 +173,7 @@ _STILL_THERE_LIST = """add introduce create implement change update fix refactor
 rework simplify improve tweak adjust extend document restore"""
 _WAS_THERE = frozenset(_WAS_THERE_LIST.split())
 _STILL_THERE = frozenset(_STILL_THERE_LIST.split())
+_SAYS_OF_A_NAME = _WAS_THERE | _STILL_THERE
 
 
 def contradiction(subject: str, files: list[FileDiff]) -> str | None:
@@ -180,19 +181,19 @@ def contradiction(subject: str, files: list[FileDiff]) -> str | None:
     "change to_euros" when the diff adds to_euros (it was not there to change), "add
     old_helper" when it removes it. Each clause ("add a, change b") is read on its own:
     its first word, then the name after it (past an article)."""
+    claims = []  # (verb, name) of each clause whose verb says something of a name
+    for clause in subject.split(","):
+        words = [w.strip("`'\"().:;") for w in clause.split()]
+        rest = [w for w in words[1:] if w.lower() not in ("a", "an", "the")]
+        if rest and words[0].lower() in _SAYS_OF_A_NAME:
+            claims.append((words[0].lower(), rest[0]))
+    if not claims:  # the diff is read only for a subject that says something of it
+        return None
     found = facts(files)
     added = {f.name for f in found if f.action in ("add", "test")}
     removed = {f.name for f in found if f.action == "remove"}
     added, removed = added - removed, removed - added  # moved from file to file: both
-    if not added and not removed:
-        return None
-    for clause in subject.split(","):
-        words = [w.strip("`'\"().:;") for w in clause.split()]
-        if len(words) < 2:
-            continue
-        verb, rest = words[0].lower(), [w for w in words[1:] if w.lower() not in
-                                         ("a", "an", "the")]
-        name = rest[0] if rest else ""
+    for verb, name in claims:
         if name in added and verb in _WAS_THERE:
             return f"the subject says to {verb} {name}, which this change adds: {subject!r}"
         if name in removed and verb in _STILL_THERE:
