@@ -145,6 +145,14 @@ class CommitSettings(SamplingSettings):
         True, "When every answer of the model is refused, write the subject from the diff's "
         "structure instead (definitions added, removed, changed or documented, tests added), "
         "and say so; `false`: refuse.")
+    author_words: str = setting(
+        "auto", "A subject in the words the change's author wrote in it (a new "
+        "definition's docstring, a comment): \"add name_reason: what a file is by its "
+        "name alone\". `first` = before asking the model; `fallback` = when every answer "
+        "of the model is refused, before the subject from the structure alone "
+        "(commit.fromStructure); `auto` = `first` with a model file under 500 MB (the "
+        "bundled models' own subjects were worse, see docs/benchmarks.md), else "
+        "`fallback`; `off` = never.", choices=("auto", "first", "fallback", "off"))
     hook_timeout_s: int = setting(
         30, "Time limit of the prepare-commit-msg hook (`hearth hook install`), seconds: "
         "past it, the commit goes on with git's message as it was.", minimum=1, maximum=3600)

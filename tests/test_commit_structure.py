@@ -286,3 +286,180 @@ def test_a_change_to_a_file_without_definitions_is_named_by_the_file():
     text = st.structural_message([f], "plain", 72)
     assert text == "Change benchmarks.md"
     assert cm.validate(text, Changes(Path("."), True, [f], "main"), "plain") == text
+
+
+# ------------------------------------------------------------- the author's own words
+
+# 6a14e8b of this repository: its subject is "One place says what a file is by its
+# name (secret, lockfile, generated) ..."; from the structure alone Hearth wrote "Add
+# name_reason, change skip_reason and 3 more, document a definition".
+NAME_REASON = FileDiff("indexer/discovery.py", "M", '''\
+@@ -95,6 +95,18 @@ def _inside(root: Path, path: Path) -> bool:
+         return False
+\x20
+\x20
++def name_reason(name: str) -> str | None:
++    """What a file is by its name alone, when that keeps it out of the index and out of
++    prompts: "secret", "lockfile" or "generated" (None otherwise)."""
++    if is_secret_file(name):
++        return "secret"
++    return None
++
++
+ def skip_reason(root: Path, rel: str, *, max_file_kb: int,
+@@ -105,12 +117,9 @@ def skip_reason(root: Path, rel: str, *, max_file_kb: int,
+     name = parts[-1]
+-    if is_secret_file(name):
+-        return "secret"
++    by_name = name_reason(name)  # the index and the commit prompts ask the same
++    if by_name:
++        return by_name
+''', 11, 2)
+
+
+@pytest.mark.parametrize("style, expected", [
+    ("plain", "Add name_reason: what a file is by its name alone"),
+    ("conventional", "chore: add name_reason: what a file is by its name alone"),
+    ("scoped", "discovery: add name_reason — what a file is by its name alone"),
+])
+def test_a_new_definitions_docstring_says_what_the_change_does(style, expected):
+    changes = Changes(Path("."), True, [NAME_REASON], "main")
+    assert st.authored_message([NAME_REASON], style, cm.MAX_HEADER) == expected
+    assert cm.validate(expected, changes, style) == expected
+    assert st.structural_messages([NAME_REASON], style, cm.MAX_HEADER)[0] == expected
+    assert len(st.structural_messages([NAME_REASON], style, cm.MAX_HEADER,
+                                      authored=False)) == 1
+
+
+def test_a_docstring_added_to_a_definition_says_what_it_does_not_what_changed():
+    # The demo's change: "document total_value" says it; "document total_value:
+    # returns the total value of all items" would describe the function instead.
+    assert st.authored_message([MODELS, PRICING], "plain", 72) is None
+    assert st.structural_messages([MODELS, PRICING], "plain", 72) == [
+        "Document total_value and apply_discount"]
+
+
+def test_which_words_are_the_authors_prose():
+    f = FileDiff("src/cache.c", "M", '''\
+@@ -1,4 +1,16 @@ int open_cache(const char *path)
++#define CACHE_LINES 64
++// TODO: remove this once the old format is gone for good
++# x = load(path, mode="r")
++/* ------------------------------------------------------------ */
++    int n = count(lines);  // lines read since the cache was last opened
++#include <stdio.h>
++    // A cache that cannot be opened says why
++    // instead of failing the task.
++    return n;
+''', 9, 0)
+    assert [(n.kind, n.name, n.text) for n in st.notes(f)] == [
+        ("trailing", None, "lines read since the cache was last opened"),
+        ("comment", None, "A cache that cannot be opened says why instead of failing "
+                          "the task.")]  # (C's definitions are not read: no name)
+    # A comment comes before one after code; said of the file, for want of a name.
+    assert st.authored_message([f], "plain", 72) == \
+        "Change cache.c: a cache that cannot be opened says why instead"
+    go = FileDiff("cache.go", "M", "@@ -3,2 +3,4 @@ func openCache(path string) int {\n"
+                  "+\t// A cache that cannot be opened says why\n+\treturn n\n", 2, 0)
+    assert st.authored_message([go], "plain", 72) == \
+        "Change openCache: a cache that cannot be opened says why"  # the function it is in
+    # The code's words come before a test's, whatever their kinds.
+    test = FileDiff("tests/test_cache.py", "M", '''\
+@@ -1,2 +1,5 @@
++def test_an_unreadable_cache_is_reported():
++    """An unreadable cache is reported to the user, not raised."""
++    assert report(open_cache("/nonexistent"))
+''', 3, 0)
+    assert st.author_words([test, f], st.facts([test, f]))[0].name == "cache.c"
+    assert st.author_words([test], st.facts([test])) == (
+        st.Fact("test", "test_an_unreadable_cache_is_reported", "tests/test_cache.py"),
+        "an unreadable cache is reported to the user, not raised")
+
+
+def test_the_words_are_cut_at_a_clause_and_never_left_open():
+    text = ("every this many texts embedded, the encoder's freed buffers go back to the "
+            "system (a malloc_trim takes milliseconds)")
+    assert st._cut(text, 200) == text
+    assert st._cut(text, 60) == "every this many texts embedded"  # the last clause that fits
+    # "the files of server/" would end open on a folder's slash, "the files of" on "of":
+    # two words are left, too few to say anything.
+    assert st._cut("the files of server/, indexer/ and bench/ that differ", 30) is None
+    for room in range(10, 120):
+        cut = st._cut(text, room)
+        assert cut is None or (len(cut) <= room and cut.split()[-1] not in st._DANGLING
+                               and cut.count("(") == cut.count(")")
+                               and not cut.endswith((",", ":", "/", "-"))), (room, cut)
+    assert st._cut("a cache that opens", 8) is None  # fewer than three words left
+    assert st._cut("pytest as it runs it (the variable set outside, before", 48) == \
+        "pytest as it runs it"
+
+
+@pytest.fixture
+def new_function(repo):  # test_commit_message's repository, a documented function added
+    (repo / "app.py").write_text('def total(xs):\n    return sum(xs)\n\n\ndef mean(xs):\n'
+                                 '    """The average of the values, or 0 for none."""\n'
+                                 '    return sum(xs) / len(xs) if xs else 0\n')
+    subprocess.run(["git", "-C", str(repo), "add", "app.py"], check=True, capture_output=True)
+    return repo
+
+
+AUTHORED = "feat: add mean: the average of the values, or 0 for none"
+
+
+async def with_author_words(repo: Path, mode: str, answers: list[str], file_size: int = 0):
+    engine = FakeEngine.scripted(answers)
+    engine.info = dataclasses.replace(engine.info, file_size=file_size)
+    worker = GenerationWorker()
+    worker.load(lambda: engine)
+    settings = Settings()
+    settings.cache.enabled = False
+    settings.commit.author_words = mode
+    try:
+        return await generate_commit_message(TaskRun(worker), settings, repo), engine
+    finally:
+        worker.shutdown()
+
+
+@pytest.mark.parametrize("mode, file_size", [("first", 0), ("auto", 250_000_000)])
+async def test_the_authors_words_first_ask_no_model(new_function, mode, file_size):
+    # "auto" with a model of the bundled models' size: their own subjects scored below
+    # the author's words on bench/quality.py's tuning half.
+    result, engine = await with_author_words(new_function, mode, ["feat: add a helper"],
+                                             file_size)
+    assert result.message == AUTHORED and engine.prompts == []
+    assert any("author's own words" in n for n in result.notices)
+
+
+async def test_a_larger_model_or_a_server_answers_first(new_function):
+    # A model server's size is unknown (0), a local model file may be large: the model's
+    # valid answer is the message.
+    for size in (0, 4_000_000_000):
+        result, engine = await with_author_words(new_function, "auto",
+                                                 ["feat: add mean of the values"], size)
+        assert result.message == "feat: add mean of the values" and engine.prompts
+
+
+async def test_refused_answers_give_the_authors_words_then_the_structure(new_function):
+    result, _ = await with_author_words(new_function, "fallback", JUNK)
+    assert result.message == AUTHORED and result.from_structure
+    result, _ = await with_author_words(new_function, "off", JUNK)
+    assert result.message == "feat: add mean" and result.from_structure
+
+
+def test_a_documents_change_is_named_by_its_section():
+    def doc(patch: str, path: str = "README.md") -> str | None:
+        return st.structural_message([FileDiff(path, "M", patch, 1, 1)], "plain", 72)
+
+    assert doc("@@ -10,4 +10,4 @@\n ## Install: `pip`\n \n-pip install old\n+pip install new\n") \
+        == "Change the Install section of README.md"
+    assert doc("@@ -1,3 +1,3 @@\n # Hearth\n-A server.\n+A language server.\n") == \
+        "Change README.md"  # under the document's title: no section
+    assert doc("@@ -10,3 +10,3 @@ ## Usage\n-old\n+new\n@@ -40,2 +40,2 @@\n ## Install\n-a\n+b\n") \
+        == "Change the Usage and Install sections of README.md"
+    assert doc("@@ -3,3 +3,3 @@\n-old\n+new\n") == "Change README.md"  # out of view
+    assert doc("@@ -1,6 +1,6 @@\n # Hearth\n-A server.\n+A language server.\n ## Install\n"
+               "-a\n+b\n") == "Change README.md"  # the title's part and a section
+    assert doc("@@ -1,5 +1,4 @@\n # Hearth\n-\n ## Install\n-a\n+b\n") == \
+        "Change the Install section of README.md"  # a blank line is not a change of words
+    assert doc("@@ -5,5 +5,5 @@\n Usage\n -----\n \n-old\n+new\n", "docs/guide.rst") == \
+        "Change the Usage section of guide.rst"

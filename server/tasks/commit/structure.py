@@ -81,12 +81,14 @@ def file_facts(f: FileDiff) -> list[Fact]:
     found += [Fact("remove", n, f.path) for n in removed if n not in added]
     found += [Fact("change", n, f.path) for n in dict.fromkeys([*signature, *changed])
               if (n not in added and n not in removed) or n in signature]
-    found += [Fact("document", n, f.path) for n in documented]
+    said = {fact.name for fact in found}  # "add mean" says it, not "add mean, document mean"
+    found += [Fact("document", n, f.path) for n in documented if n not in said]
     return found
 
 
 def facts(files: list[FileDiff]) -> list[Fact]:
-    """Every file's facts; a file whose patch shows no definition is a fact of its own."""
+    """Every file's facts; a file whose patch shows no definition is a fact of its own
+    (a document's change in one section: "the Install section of README.md")."""
     out: list[Fact] = []
     for f in files:
         found = file_facts(f) if f.patch else []
@@ -97,8 +99,58 @@ def facts(files: list[FileDiff]) -> list[Fact]:
             action = {"A": "add", "D": "remove"}.get(f.status[:1], "change")
             if f.status.startswith("R") and f.old_path:
                 action, name = "change", f"{f.old_path.rsplit('/', 1)[-1]} -> {name}"
+            elif action == "change" and _DOCUMENT.search(f.path):
+                changed = sections(f.patch)
+                titles = [t for t in changed if t is not None]
+                said = titles and f"the {_names(titles)} section{'s' * (len(titles) > 1)} of {name}"
+                if said and titles == changed and len(said) <= 48:  # else the file says it
+                    name = said
             out.append(Fact(action, name, f.path))
     return out
+
+
+_DOCUMENT = re.compile(r"\.(md|markdown|rst|adoc|txt)$", re.I)
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)[\s#]*$")
+_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
+
+
+def _title(heading: str | None) -> str | None:
+    if heading is None:
+        return None
+    title = heading.replace("`", "").split(": ", 1)[0].strip(" .:")
+    return title if 0 < len(title) <= 40 and re.search(r"[A-Za-z]", title) else None
+
+
+def sections(patch: str) -> list[str | None]:
+    """The headings (Markdown, reStructuredText) of the sections a document's patch
+    changes, in order, each once: the last heading above each changed line that the
+    patch shows ("Engine" for "## Engine: `bench/engine.py`"). None stands for a change
+    under the document's title (`# Title`), above every heading, or below a heading
+    out of view."""
+    found: dict[str | None, None] = {}
+    heading: str | None = None
+    previous = ""
+    for raw in patch.splitlines():
+        if raw.startswith(("+++", "---", "diff --git", "index ")):
+            continue
+        hunk = _HUNK.match(raw)
+        if hunk:
+            m = _MD_HEADING.match(hunk.group(1))
+            heading = m.group(2) if m and len(m.group(1)) > 1 else None
+            previous = ""
+            continue
+        sign, line = raw[:1], raw[1:]
+        if sign != "-":
+            m = _MD_HEADING.match(line)
+            if m:
+                heading = m.group(2) if len(m.group(1)) > 1 else None  # "# Title": none
+            elif _RST_UNDERLINE.match(line) and previous.strip() and \
+                    not _RST_UNDERLINE.match(previous):
+                heading = previous.strip()
+            previous = line
+        if sign in "+-" and line.strip() and not _MD_HEADING.match(line):
+            found[_title(heading)] = None
+    return list(found)
 
 
 def _verb(action: str) -> str:
@@ -235,23 +287,215 @@ def area(files: list[FileDiff]) -> str:
     return "/".join(common)
 
 
-def structural_message(files: list[FileDiff], style: str, max_header: int) -> str | None:
-    """The subject line for ``files`` in ``style``, from their structure; None when
-    the diff shows nothing to name."""
-    found = facts(files)
+def _prefix(found: list[Fact], files: list[FileDiff], style: str) -> str:
     if style == "conventional":
-        prefix = conventional_type(found, files) + ": "
-    elif style == "scoped":
+        return conventional_type(found, files) + ": "
+    if style == "scoped":
         where = area(files)
         if not where and found:  # no common folder: the one most of the facts are in
             tops = [f.path.split("/", 1)[0] if "/" in f.path else _stem(f.path) for f in found]
             where = max(dict.fromkeys(tops), key=tops.count)
-        prefix = f"{where}: " if where else ""
-    else:
-        prefix = ""
-    text = subject(found, max_header - len(prefix))
-    if text is None:
-        return None
+        return f"{where}: " if where else ""
+    return ""
+
+
+def _header(prefix: str, style: str, text: str) -> str:
     if style == "plain" or not prefix:
         text = text[0].upper() + text[1:]
     return prefix + text
+
+
+def structural_message(files: list[FileDiff], style: str, max_header: int) -> str | None:
+    """The subject line for ``files`` in ``style``, from their structure; None when
+    the diff shows nothing to name."""
+    found = facts(files)
+    prefix = _prefix(found, files, style)
+    text = subject(found, max_header - len(prefix))
+    return None if text is None else _header(prefix, style, text)
+
+
+def authored_message(files: list[FileDiff], style: str, max_header: int) -> str | None:
+    """The subject line for ``files`` with one fact in the author's own words ("add
+    name_reason: what a file is by its name alone"); None when the added lines hold
+    no prose of the author's."""
+    found = facts(files)
+    words = author_words(files, found)
+    if words is None:
+        return None
+    fact, text = words
+    prefix = _prefix(found, files, style)
+    lead = f"{_verb(fact.action)} {fact.name}"
+    joint = " — " if style == "scoped" else ": "  # not a second "area: "
+    cut = _cut(text, max_header - len(prefix) - len(lead) - len(joint))
+    return None if cut is None else _header(prefix, style, lead + joint + cut)
+
+
+def structural_messages(files: list[FileDiff], style: str, max_header: int, *,
+                        authored: bool = True) -> list[str]:
+    """The subject lines for ``files``, best first: in the author's words (unless not
+    ``authored``), then the facts alone."""
+    said = [authored_message(files, style, max_header) if authored else None,
+            structural_message(files, style, max_header)]
+    return [s for s in said if s is not None]
+
+
+# --------------------------------------------------------------- the author's words
+# What the change's author wrote in it, in prose: the docstring of a new definition,
+# a comment. Subjects often say what those say ("One place says what a file is by its
+# name" for a new name_reason documented "What a file is by its name alone"). A
+# docstring added to a definition that had none says what the definition does, not
+# what the change does: "document total_value" says that already.
+
+_LINE_COMMENT = re.compile(r"^\s*(?:#|//+)(?!!)\s?(.*)$")
+_PREPROCESSOR = re.compile(r"^\s*#\s*(include|define|undef|ifn?def|if|elif|else|endif|pragma|"
+                           r"error|region|endregion)\b")
+_DOC_START = re.compile(r"^\s*[rRuU]?(\"\"\"|''')(.*)$|^\s*/\*\*?(.*)$")
+_TRAILING = re.compile(r"^\s*[^\s#/].*?\s(?:#|//)\s+(.+)$")
+_PROSE_WORD = re.compile(r"[\"'`(]*[A-Za-z][A-Za-z'’-]*[\"'`),.;:!?]*")
+_NOT_PROSE = re.compile(r"\b(TODO|FIXME|XXX|noqa|pragma|pylint|eslint|fmt|coding|copyright|"
+                        r"licen[cs]e|SPDX)\b|type:\s*ignore|https?://|[-=*#~_]{3}", re.I)
+# Words a cut must not end on: the sentence would stop open.
+_DANGLING_LIST = """the a an of to for with and or in on by from that which is are as at
+into when its their but not so if than be was were this these those"""
+_DANGLING = frozenset(_DANGLING_LIST.split())
+_RANK = {"doc": 0, "comment": 1, "trailing": 2}
+
+
+def _prose(text: str) -> bool:
+    """A sentence of words, not code commented out or a marker ("TODO", "noqa")."""
+    words = text.split()
+    if len(words) < 4 or _NOT_PROSE.search(text):
+        return False
+    return sum(bool(_PROSE_WORD.fullmatch(w)) for w in words) >= 0.7 * len(words)
+
+
+@dataclass(frozen=True)
+class Note:
+    kind: str  # "doc" (a docstring or doc comment), "comment", "trailing" (after code)
+    name: str | None  # the definition it documents or is in
+    text: str  # its lines joined into one
+
+
+def notes(f: FileDiff) -> list[Note]:
+    """The prose of one file's added lines, in the order found."""
+    out: list[Note] = []
+    block: list[str] = []  # a run of whole-line comments
+    doc: list[str] | None = None  # an open docstring (or /** */ comment)
+    close = ""
+    current: str | None = None  # the definition the lines are in
+    last_def: str | None = None  # a definition on the line just before (for docstrings)
+
+    def add(kind: str, lines: list[str], name: str | None) -> None:
+        text = " ".join(" ".join(lines).split())
+        if _prose(text):
+            out.append(Note(kind, name, text))
+
+    for raw in f.patch.splitlines():
+        if raw.startswith(("+++", "---", "diff --git", "index ")):
+            continue
+        hunk = _HUNK.match(raw)
+        sign, line = raw[:1], raw[1:]
+        if doc is not None:
+            end = line.find(close) if sign == "+" else 0
+            doc.append((line[:end] if end >= 0 else line).strip(" */"))
+            if end >= 0:
+                add("doc", doc, current)
+                doc = None
+            continue
+        if hunk or sign != "+":
+            if block:
+                add("comment", block, current)
+                block = []
+            name = _defined(hunk.group(1) if hunk else line)
+            if name is not None:
+                current = last_def = name
+            elif hunk or line.strip():
+                last_def = None
+            continue
+        name = _defined(line)
+        if name is not None:
+            current = last_def = name
+            continue
+        opened = _DOC_START.match(line)
+        if opened and not block:
+            close = opened.group(1) or "*/"
+            rest = opened.group(2) if opened.group(1) else opened.group(3)
+            current = last_def or current
+            if close in rest:
+                add("doc", [rest[:rest.index(close)].strip(" *")], current)
+            else:
+                doc = [rest.strip(" *")]
+            last_def = None
+            continue
+        comment = _LINE_COMMENT.match(line)
+        if comment and not _PREPROCESSOR.match(line):
+            block.append(comment.group(1))
+            continue
+        if block:
+            add("comment", block, current)
+            block = []
+        trailing = _TRAILING.match(line)
+        if trailing and line.count("'") % 2 == 0 and line.count('"') % 2 == 0:
+            add("trailing", [trailing.group(1)], current)  # (not a "#" inside a string)
+        if line.strip():
+            last_def = None
+    if block:
+        add("comment", block, current)
+    if doc:
+        add("doc", doc, current)
+    return out
+
+
+def author_words(files: list[FileDiff], found: list[Fact]) -> tuple[Fact, str] | None:
+    """The fact the author's words are about, and their first sentence; None when the
+    change has no prose of its author's. A docstring of a new or changed definition
+    comes before a comment, a comment before one after code, code before tests."""
+    by_name: dict[str, Fact] = {}
+    for fact in found:  # (a name moved between files is said to be added)
+        by_name.setdefault(fact.name, fact)
+    candidates = []
+    for i, f in enumerate(files):
+        test_file = bool(TEST_PATH.search(f.path))
+        for j, note in enumerate(notes(f) if f.patch else []):
+            about = by_name.get(note.name or "")
+            if note.kind == "doc" and (about is None or about.action == "document"):
+                continue  # the definition was documented, not changed: see above
+            about = about or next((x for x in found if x.path == f.path), None)
+            if about is not None:
+                candidates.append(((test_file, _RANK[note.kind], i, j), about, note.text))
+    if not candidates:
+        return None
+    _, about, text = min(candidates, key=lambda c: c[0])
+    return about, _first_sentence(text)
+
+
+def _first_sentence(text: str) -> str:
+    end = re.search(r"(?<=[a-z0-9)\]`'\"])[.;](\s|$)", text)
+    text = text[:end.start()] if end else text.rstrip(".")
+    head = text.split(": ", 1)[0]  # "aborted inside the batch: the prompt never ..."
+    text = head if head != text and len(head.split()) >= 4 else text
+    if re.match(r"[A-Z][a-z]*\b", text) and not re.match(r"I\b", text):
+        # "What a file is" -> "add x: what a file is"; not "HEAD", "RemoteEngine" or "I"
+        text = text[0].lower() + text[1:]
+    return text
+
+
+def _cut(text: str, room: int) -> str | None:
+    """``text`` within ``room`` characters: whole, else at the last clause boundary
+    that fits, else at a word; never ending on a word that leaves the sentence open.
+    None when fewer than three words are left."""
+    if len(text) > room:
+        bounds = [m.start() for m in re.finditer(r"[,;:](?=\s)|\s(?=\()|\s[-—]\s", text)
+                  if m.start() <= room]
+        text = next((text[:b] for b in reversed(bounds) if len(text[:b].split()) >= 3),
+                    text[:room + 1].rsplit(" ", 1)[0])
+    if text.count("(") > text.count(")"):  # "... runs it (the variable set outside"
+        text = text[:text.rindex("(")]
+    words = text.split()
+    while words and (words[-1].lower() in _DANGLING or re.search(r"[,;:(\"'`/—-]$", words[-1])):
+        stripped = words[-1].rstrip(",;:")
+        if stripped and stripped != words[-1] and not re.search(r"[(\"'`/—-]$", stripped):
+            words[-1] = stripped  # "files," -> "files"
+        else:
+            words.pop()
+    return " ".join(words) if len(words) >= 3 else None
