@@ -163,13 +163,14 @@ class DenseEngine(FakeEngine):
 
 
 async def commit_message(repo: Path, answers: list[str] | FakeEngine, *,
-                         from_structure: bool = True):
+                         from_structure: bool = True, author_words: str = "auto"):
     engine = answers if isinstance(answers, FakeEngine) else FakeEngine.scripted(answers)
     worker = GenerationWorker()
     worker.load(lambda: engine)
     settings = Settings()
     settings.cache.enabled = False
     settings.commit.from_structure = from_structure
+    settings.commit.author_words = author_words
     try:
         return await generate_commit_message(TaskRun(worker), settings, repo)
     finally:
@@ -371,6 +372,9 @@ def test_which_words_are_the_authors_prose():
 +    assert report(open_cache("/nonexistent"))
 ''', 3, 0)
     assert st.author_words([test, f], st.facts([test, f]))[0].name == "cache.c"
+    pages = FileDiff("pages.py", "M", "@@ -1 +1,2 @@ def pages(total, count):\n"
+                     "+    n = total // count  # the whole pages in the result\n", 1, 0)
+    assert [n.text for n in st.notes(pages)] == ["the whole pages in the result"]
     assert st.author_words([test], st.facts([test])) == (
         st.Fact("test", "test_an_unreadable_cache_is_reported", "tests/test_cache.py"),
         "an unreadable cache is reported to the user, not raised")
@@ -409,15 +413,7 @@ AUTHORED = "feat: add mean: the average of the values, or 0 for none"
 async def with_author_words(repo: Path, mode: str, answers: list[str], file_size: int = 0):
     engine = FakeEngine.scripted(answers)
     engine.info = dataclasses.replace(engine.info, file_size=file_size)
-    worker = GenerationWorker()
-    worker.load(lambda: engine)
-    settings = Settings()
-    settings.cache.enabled = False
-    settings.commit.author_words = mode
-    try:
-        return await generate_commit_message(TaskRun(worker), settings, repo), engine
-    finally:
-        worker.shutdown()
+    return await commit_message(repo, engine, author_words=mode), engine
 
 
 @pytest.mark.parametrize("mode, file_size", [("first", 0), ("auto", 250_000_000)])
@@ -457,6 +453,9 @@ def test_a_documents_change_is_named_by_its_section():
     assert doc("@@ -10,3 +10,3 @@ ## Usage\n-old\n+new\n@@ -40,2 +40,2 @@\n ## Install\n-a\n+b\n") \
         == "Change the Usage and Install sections of README.md"
     assert doc("@@ -3,3 +3,3 @@\n-old\n+new\n") == "Change README.md"  # out of view
+    heading = FileDiff("README.md", "M", "@@ -3,2 +3,4 @@\n+## Models already on the machine\n"
+                       "+Hearth finds them.\n", 2, 0)
+    assert st.authored_message([heading], "plain", 72) is None  # a heading, not a comment
     assert doc("@@ -1,6 +1,6 @@\n # Hearth\n-A server.\n+A language server.\n ## Install\n"
                "-a\n+b\n") == "Change README.md"  # the title's part and a section
     assert doc("@@ -1,5 +1,4 @@\n # Hearth\n-\n ## Install\n-a\n+b\n") == \

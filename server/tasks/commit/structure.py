@@ -350,7 +350,7 @@ _LINE_COMMENT = re.compile(r"^\s*(?:#|//+)(?!!)\s?(.*)$")
 _PREPROCESSOR = re.compile(r"^\s*#\s*(include|define|undef|ifn?def|if|elif|else|endif|pragma|"
                            r"error|region|endregion)\b")
 _DOC_START = re.compile(r"^\s*[rRuU]?(\"\"\"|''')(.*)$|^\s*/\*\*?(.*)$")
-_TRAILING = re.compile(r"^\s*[^\s#/].*?\s(?:#|//)\s+(.+)$")
+_TRAILING = re.compile(r"^\s*[^\s#/].*\s(?:#|//)\s+(.+)$")  # the last: "a // b  # pages"
 _PROSE_WORD = re.compile(r"[\"'`(]*[A-Za-z][A-Za-z'’-]*[\"'`),.;:!?]*")
 _NOT_PROSE = re.compile(r"\b(TODO|FIXME|XXX|noqa|pragma|pylint|eslint|fmt|coding|copyright|"
                         r"licen[cs]e|SPDX)\b|type:\s*ignore|https?://|[-=*#~_]{3}", re.I)
@@ -456,7 +456,8 @@ def author_words(files: list[FileDiff], found: list[Fact]) -> tuple[Fact, str] |
     candidates = []
     for i, f in enumerate(files):
         test_file = bool(TEST_PATH.search(f.path))
-        for j, note in enumerate(notes(f) if f.patch else []):
+        prose = f.patch and not _DOCUMENT.search(f.path)  # a document's "#" is a heading
+        for j, note in enumerate(notes(f) if prose else []):
             about = by_name.get(note.name or "")
             if note.kind == "doc" and (about is None or about.action == "document"):
                 continue  # the definition was documented, not changed: see above
