@@ -371,13 +371,13 @@ def test_which_words_are_the_authors_prose():
 +    """An unreadable cache is reported to the user, not raised."""
 +    assert report(open_cache("/nonexistent"))
 ''', 3, 0)
-    assert st.author_words([test, f], st.facts([test, f]))[0].name == "cache.c"
+    assert st.author_words([test, f], st.facts([test, f]))[0][0].name == "cache.c"
     pages = FileDiff("pages.py", "M", "@@ -1 +1,2 @@ def pages(total, count):\n"
                      "+    n = total // count  # the whole pages in the result\n", 1, 0)
     assert [n.text for n in st.notes(pages)] == ["the whole pages in the result"]
-    assert st.author_words([test], st.facts([test])) == (
+    assert st.author_words([test], st.facts([test])) == [(
         st.Fact("test", "test_an_unreadable_cache_is_reported", "tests/test_cache.py"),
-        "an unreadable cache is reported to the user, not raised")
+        "an unreadable cache is reported to the user, not raised")]
 
 
 def test_the_words_are_cut_at_a_clause_and_never_left_open():
@@ -462,3 +462,30 @@ def test_a_documents_change_is_named_by_its_section():
         "Change the Install section of README.md"  # a blank line is not a change of words
     assert doc("@@ -5,5 +5,5 @@\n Usage\n -----\n \n-old\n+new\n", "docs/guide.rst") == \
         "Change the Usage section of guide.rst"
+
+
+def test_the_best_words_that_fit():
+    # A new definition's docstring before a changed one's, the file with more lines
+    # added before the other; words that leave too little room give way to the next.
+    changed = FileDiff("a.py", "M", '@@ -1,3 +1,3 @@\n def old(x):\n-    """Was this."""\n'
+                       '+    """Now returns the value twice over."""\n', 1, 1)
+    new = FileDiff("b.py", "M", "@@ -1 +1,6 @@\n"
+                   "+def a_name_so_long_that_it_leaves_no_room_for_the_words_after_it(x):\n"
+                   '+    """Doubles the value given to it."""\n'
+                   "+def half(x):\n"
+                   '+    """Halves the value given to it."""\n'
+                   "+    return x / 2\n", 5, 0)
+    more = dataclasses.replace(changed, added=9)
+    assert st.authored_message([changed, new], "plain", 72) == \
+        "Add half: halves the value given to it"
+    assert [fact.name for fact, _ in st.author_words([more, new], st.facts([more, new]))] == \
+        ["a_name_so_long_that_it_leaves_no_room_for_the_words_after_it", "half", "old"]
+    two = dataclasses.replace(new, path="c.py")
+    comments = [FileDiff(p, "M", f"@@ -1 +1,2 @@ def {n}():\n+    # {n} counts the lines it reads\n",
+                         added, 0) for p, n, added in (("c.py", "few", 1), ("d.py", "many", 7))]
+    assert st.author_words([*comments, two], st.facts([*comments, two]))[-2][0].name == "many"
+    assert st._cut("the worker thread may stop early", 24) == "the worker thread"  # not "may"
+    # A clause boundary that leaves an open parenthesis is passed for a word boundary.
+    assert st._cut("the headings (Markdown, reStructuredText) of the sections a document's "
+                   "patch changes", 58) == \
+        "the headings (Markdown, reStructuredText) of the sections"

@@ -319,15 +319,14 @@ def authored_message(files: list[FileDiff], style: str, max_header: int) -> str 
     name_reason: what a file is by its name alone"); None when the added lines hold
     no prose of the author's."""
     found = facts(files)
-    words = author_words(files, found)
-    if words is None:
-        return None
-    fact, text = words
     prefix = _prefix(found, files, style)
-    lead = f"{_verb(fact.action)} {fact.name}"
     joint = " — " if style == "scoped" else ": "  # not a second "area: "
-    cut = _cut(text, max_header - len(prefix) - len(lead) - len(joint))
-    return None if cut is None else _header(prefix, style, lead + joint + cut)
+    for fact, text in author_words(files, found):  # the best whose words fit
+        lead = f"{_verb(fact.action)} {fact.name}"
+        cut = _cut(text, max_header - len(prefix) - len(lead) - len(joint))
+        if cut is not None:
+            return _header(prefix, style, lead + joint + cut)
+    return None
 
 
 def structural_messages(files: list[FileDiff], style: str, max_header: int, *,
@@ -356,9 +355,11 @@ _NOT_PROSE = re.compile(r"\b(TODO|FIXME|XXX|noqa|pragma|pylint|eslint|fmt|coding
                         r"licen[cs]e|SPDX)\b|type:\s*ignore|https?://|[-=*#~_]{3}", re.I)
 # Words a cut must not end on: the sentence would stop open.
 _DANGLING_LIST = """the a an of to for with and or in on by from that which is are as at
-into when its their but not so if than be was were this these those"""
+into when its their but not so if than be was were this these those about over under
+after before between through without within via per like since until while whose may might can could will would shall should must has have had do does
+did"""
 _DANGLING = frozenset(_DANGLING_LIST.split())
-_RANK = {"doc": 0, "comment": 1, "trailing": 2}
+_RANK = {"doc": 0, "comment": 2, "trailing": 3}  # a changed definition's doc: 1
 
 
 def _prose(text: str) -> bool:
@@ -446,10 +447,10 @@ def notes(f: FileDiff) -> list[Note]:
     return out
 
 
-def author_words(files: list[FileDiff], found: list[Fact]) -> tuple[Fact, str] | None:
-    """The fact the author's words are about, and their first sentence; None when the
-    change has no prose of its author's. A docstring of a new or changed definition
-    comes before a comment, a comment before one after code, code before tests."""
+def author_words(files: list[FileDiff], found: list[Fact]) -> list[tuple[Fact, str]]:
+    """Each fact the author's words are about, with their first sentence, best first:
+    a new definition's docstring, a changed one's, a comment, a comment after code;
+    code before tests; in a file with more lines added before one with fewer."""
     by_name: dict[str, Fact] = {}
     for fact in found:  # (a name moved between files is said to be added)
         by_name.setdefault(fact.name, fact)
@@ -463,11 +464,10 @@ def author_words(files: list[FileDiff], found: list[Fact]) -> tuple[Fact, str] |
                 continue  # the definition was documented, not changed: see above
             about = about or next((x for x in found if x.path == f.path), None)
             if about is not None:
-                candidates.append(((test_file, _RANK[note.kind], i, j), about, note.text))
-    if not candidates:
-        return None
-    _, about, text = min(candidates, key=lambda c: c[0])
-    return about, _first_sentence(text)
+                rank = _RANK[note.kind] + (note.kind == "doc" and about.action not in ("add", "test"))
+                candidates.append(((test_file, rank, -f.added, i, j), about, note.text))
+    return [(about, _first_sentence(text))
+            for _, about, text in sorted(candidates, key=lambda c: c[0])]
 
 
 def _first_sentence(text: str) -> str:
@@ -485,18 +485,22 @@ def _cut(text: str, room: int) -> str | None:
     """``text`` within ``room`` characters: whole, else at the last clause boundary
     that fits, else at a word; never ending on a word that leaves the sentence open.
     None when fewer than three words are left."""
+    tries = [text]
     if len(text) > room:
         bounds = [m.start() for m in re.finditer(r"[,;:](?=\s)|\s(?=\()|\s[-—]\s", text)
                   if m.start() <= room]
-        text = next((text[:b] for b in reversed(bounds) if len(text[:b].split()) >= 3),
-                    text[:room + 1].rsplit(" ", 1)[0])
-    if text.count("(") > text.count(")"):  # "... runs it (the variable set outside"
-        text = text[:text.rindex("(")]
-    words = text.split()
-    while words and (words[-1].lower() in _DANGLING or re.search(r"[,;:(\"'`/—-]$", words[-1])):
-        stripped = words[-1].rstrip(",;:")
-        if stripped and stripped != words[-1] and not re.search(r"[(\"'`/—-]$", stripped):
-            words[-1] = stripped  # "files," -> "files"
-        else:
-            words.pop()
-    return " ".join(words) if len(words) >= 3 else None
+        tries = [text[:b] for b in reversed(bounds)] + [text[:room + 1].rsplit(" ", 1)[0]]
+    for cut in tries:
+        if cut.count("(") > cut.count(")"):  # "... runs it (the variable set outside"
+            cut = cut[:cut.rindex("(")]
+        words = cut.split()
+        while words and (words[-1].lower() in _DANGLING
+                         or re.search(r"[,;:(\"'`/—-]$", words[-1])):
+            stripped = words[-1].rstrip(",;:")
+            if stripped and stripped != words[-1] and not re.search(r"[(\"'`/—-]$", stripped):
+                words[-1] = stripped  # "files," -> "files"
+            else:
+                words.pop()
+        if len(words) >= 3:
+            return " ".join(words)
+    return None
