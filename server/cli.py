@@ -449,7 +449,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     elif args.json:
         print(json.dumps({"message": result.message, "notices": result.notices,
                           "staged": result.changes.staged, "summarised": result.summarised,
-                          "fromStructure": result.from_structure,
+                          "fromStructure": result.from_structure, "source": result.source,
                           "seconds": round(result.seconds, 2)}))
     else:
         print(result.message)

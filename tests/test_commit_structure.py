@@ -200,7 +200,8 @@ async def test_a_change_to_files_the_prompt_only_lists_is_named_by_them(repo):
 
 async def test_a_valid_answer_is_the_models(staged):
     result = await commit_message(staged, ["docs: explain what total returns"])
-    assert result.message == "docs: explain what total returns" and not result.from_structure
+    assert result.message == "docs: explain what total returns" and result.source == "model"
+    assert not result.from_structure
 
 
 async def test_without_the_fallback_refused_answers_are_a_refusal(staged):
@@ -422,7 +423,7 @@ async def test_the_authors_words_first_ask_no_model(new_function, mode, file_siz
     # the author's words on bench/quality.py's tuning half.
     result, engine = await with_author_words(new_function, mode, ["feat: add a helper"],
                                              file_size)
-    assert result.message == AUTHORED and engine.prompts == []
+    assert result.message == AUTHORED and engine.prompts == [] and result.source == "author"
     assert any("author's own words" in n for n in result.notices)
 
 
@@ -437,9 +438,9 @@ async def test_a_larger_model_or_a_server_answers_first(new_function):
 
 async def test_refused_answers_give_the_authors_words_then_the_structure(new_function):
     result, _ = await with_author_words(new_function, "fallback", JUNK)
-    assert result.message == AUTHORED and result.from_structure
+    assert result.message == AUTHORED and result.source == "structure"
     result, _ = await with_author_words(new_function, "off", JUNK)
-    assert result.message == "feat: add mean" and result.from_structure
+    assert result.message == "feat: add mean" and result.source == "structure"
 
 
 def test_a_documents_change_is_named_by_its_section():

@@ -62,7 +62,7 @@ async def test_nothing_valid_gives_the_structures_message_and_says_so(demo_repo)
     client = await server(demo_repo, ["Update pricing.py", "changed things"])
     try:
         result = await commit_message(client)
-        assert result["fromStructure"] is True
+        assert result["fromStructure"] is True and result["source"] == "structure"
         assert result["message"] == "chore: change format_price"
         assert any("written from the diff's structure" in n for n in result["notices"])
     finally:

@@ -184,16 +184,20 @@ async function writeCommitMessage(arg?: { rootUri?: vscode.Uri }): Promise<void>
     || (active && git.getRepository(active)) || git.repositories[0];
   const result = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.SourceControl, title: 'Hearth: commit message' },
-    () => execute<{ message: string; notices: string[]; fromStructure?: boolean }>(
+    () => execute<{ message: string; notices: string[]; source?: string }>(
       'hearth.generateCommitMessage', [{ repo: repo.rootUri.fsPath }]));
   if (!result) return;
   repo.inputBox.value = result.message;
   for (const notice of result.notices) output.appendLine(`commit message: ${notice}`);
-  if (result.fromStructure) {
-    // Not the model's words: say so where the user looks, not only in the log.
+  // Not the model's words: say so where the user looks, not only in the log.
+  if (result.source === 'structure') {
     void vscode.window.showInformationMessage(
       "Hearth: the model's messages were refused; this one is written from the diff's " +
       'structure (see the Hearth output for why).');
+  } else if (result.source === 'author') {
+    void vscode.window.showInformationMessage(
+      "Hearth: this message is in the change's own words (a docstring or comment it adds), " +
+      'not the model\'s (hearth.commit.authorWords).');
   }
 }
 

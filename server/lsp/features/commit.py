@@ -31,7 +31,7 @@ def _encodable(text: str) -> bool:
 
 
 async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]:
-    """[{repo?: path or file URI}] -> {message, notices, staged, summarised, fromStructure,
+    """[{repo?: path or file URI}] -> {message, notices, staged, summarised, fromStructure, source,
     files}."""
     params = args[0] if args else {}
     if params is None:
@@ -65,7 +65,8 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
         report.end(f"done in {result.seconds:.1f} s")
     return {"message": result.message, "notices": result.notices,
             "staged": result.changes.staged, "summarised": result.summarised,
-            "fromStructure": result.from_structure, "repo": str(result.changes.repo),
+            "fromStructure": result.from_structure, "source": result.source,
+            "repo": str(result.changes.repo),
             "files": [{"path": f.path, "status": f.status, "leftOut": f.left_out or None}
                       for f in result.changes.files]}
 

@@ -46,7 +46,13 @@ class CommitResult:
     notices: list[str]
     summarised: bool  # the diff was too large and went through per-file summaries
     seconds: float
-    from_structure: bool = False  # the model's answers were refused: written from the diff
+    # Whose words: "model"; "author" (commit.authorWords: the change's own prose, the
+    # model not asked); "structure" (the model's answers were refused: from the diff).
+    source: str = "model"
+
+    @property
+    def from_structure(self) -> bool:  # not the model's words
+        return self.source != "model"
 
 
 @routed
@@ -85,7 +91,7 @@ async def generate_commit_message(
             notices.append("written from the author's own words in the diff "
                            "(commit.authorWords)")
             return CommitResult(early, changes, notices, False,
-                                time.perf_counter() - started, from_structure=True)
+                                time.perf_counter() - started, source="author")
     info = info or await run.ready()
     chat = bool(info.chat_template)
     empty_messages, empty_text = msg.build_prompt(changes, "", style=style, chat=chat, root=root)
@@ -184,7 +190,7 @@ async def generate_commit_message(
             notices.append(f"written from the diff's structure: {refused} "
                            "(commit.fromStructure)")
             return CommitResult(valid, changes, notices, summarised,
-                                time.perf_counter() - started, from_structure=True)
+                                time.perf_counter() - started, source="structure")
     raise msg.CommitMessageError(refused + "; write it yourself or configure a larger model")
 
 
