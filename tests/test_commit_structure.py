@@ -391,7 +391,7 @@ def test_the_words_are_cut_at_a_clause_and_never_left_open():
     assert st._cut("the files of server/, indexer/ and bench/ that differ", 30) is None
     for room in range(10, 120):
         cut = st._cut(text, room)
-        assert cut is None or (len(cut) <= room and cut.split()[-1] not in st._DANGLING
+        assert cut is None or (len(cut) <= room and cut.split()[-1] not in st._OPEN
                                and cut.count("(") == cut.count(")")
                                and not cut.endswith((",", ":", "/", "-"))), (room, cut)
     assert st._cut("a cache that opens", 8) is None  # fewer than three words left
@@ -454,6 +454,8 @@ def test_a_documents_change_is_named_by_its_section():
     assert doc("@@ -10,3 +10,3 @@ ## Usage\n-old\n+new\n@@ -40,2 +40,2 @@\n ## Install\n-a\n+b\n") \
         == "Change the Usage and Install sections of README.md"
     assert doc("@@ -3,3 +3,3 @@\n-old\n+new\n") == "Change README.md"  # out of view
+    assert doc("@@ -10,3 +10,3 @@ ## Installing on Linux\n-old\n+new\n@@ -40,2 +40,2 @@ "
+               "## Configuring the editors\n-a\n+b\n") == "Change README.md"  # too long
     heading = FileDiff("README.md", "M", "@@ -3,2 +3,4 @@\n+## Models already on the machine\n"
                        "+Hearth finds them.\n", 2, 0)
     assert st.authored_message([heading], "plain", 72) is None  # a heading, not a comment

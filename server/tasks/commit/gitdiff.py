@@ -65,6 +65,10 @@ class Changes:
 
 # A test file by its path: tests/, test_x.py, x_test.go, x.test.ts, x.spec.js.
 TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*$|[^/]*_test\.\w+$|[^/]*\.(test|spec)\.\w+$)")
+DOCUMENT_SUFFIXES = (".md", ".rst", ".txt", ".adoc")  # prose, by the file's name (lowercase)
+# Words a subject cannot end with: it was cut short ("... how to test a function. The").
+DANGLING = frozenset(["the", "a", "an", "of", "to", "for", "with", "and", "or", "in", "on",
+                      "by", "from", "that", "which", "is", "are", "as", "at", "into"])
 
 
 def type_hint(files: list[FileDiff]) -> str | None:
@@ -72,8 +76,7 @@ def type_hint(files: list[FileDiff]) -> str | None:
     paths = [f.path for f in files]
     if not paths:
         return None
-    if all(p.lower().endswith((".md", ".rst", ".txt", ".adoc")) or p.startswith("docs/")
-           for p in paths):
+    if all(p.lower().endswith(DOCUMENT_SUFFIXES) or p.startswith("docs/") for p in paths):
         return "docs"
     if all(TEST_PATH.search(p) for p in paths):
         return "test"

@@ -19,6 +19,7 @@ from ...prompts import render, task_prompt
 from ..runner import Refusal
 from . import structure
 from .gitdiff import (
+    DANGLING,
     MAX_SUBJECT,
     PAST_COMMITS,
     Changes,
@@ -185,9 +186,6 @@ def _diff_lines(files: list[FileDiff]) -> set[str]:
 _WORD = re.compile(r"[A-Za-z]{2,}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*[A-Za-z0-9](\(\))?")
 _FILE_NAME = re.compile(r"[A-Za-z_][\w/-]*\.[A-Za-z]\w{0,5}")
-# Words a subject cannot end with: it was cut short.
-_DANGLING = frozenset(["the", "a", "an", "of", "to", "for", "with", "and", "or", "in", "on",
-                       "by", "from", "that", "which", "is", "are", "as", "at", "into"])
 _STOPWORDS = frozenset(["the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "from", "by", "at", "as", "is", "are", "be", "it", "its", "this", "that", "into", "when", "than", "then", "not", "no", "new", "old", "all", "any", "some", "more", "less", "only", "also", "now", "use", "using"])
 
 
@@ -367,7 +365,7 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
             or _FILE_NAME.fullmatch(w.strip("`'\""))
             ]) < 2:  # (a name is a word: "add to_euros", "change benchmarks.md")
         raise CommitMessageError(f"the subject does not say anything: {subject!r}")
-    if subject.split()[-1].lower() in _DANGLING or re.search(r"\.\s+[A-Z]\w*$", subject) \
+    if subject.split()[-1].lower() in DANGLING or re.search(r"\.\s+[A-Z]\w*$", subject) \
             or re.search(r"[,;:(`'\"/-]$", subject):
         # cut at the grammar's length: "... how to test a function. The"
         raise CommitMessageError(f"the subject stops mid-sentence: {subject!r}")

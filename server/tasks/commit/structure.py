@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .gitdiff import TEST_PATH, FileDiff, type_hint
+from .gitdiff import DANGLING, DOCUMENT_SUFFIXES, TEST_PATH, FileDiff, type_hint
 
 # A definition line in Python, JS/TS, Go, Rust, Ruby, Kotlin, Swift (+ or - or context).
 _DEF = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
@@ -99,17 +99,20 @@ def facts(files: list[FileDiff]) -> list[Fact]:
             action = {"A": "add", "D": "remove"}.get(f.status[:1], "change")
             if f.status.startswith("R") and f.old_path:
                 action, name = "change", f"{f.old_path.rsplit('/', 1)[-1]} -> {name}"
-            elif action == "change" and _DOCUMENT.search(f.path):
+            elif action == "change" and _document(f.path):
                 changed = sections(f.patch)
                 titles = [t for t in changed if t is not None]
-                said = titles and f"the {_names(titles)} section{'s' * (len(titles) > 1)} of {name}"
-                if said and titles == changed and len(said) <= 48:  # else the file says it
-                    name = said
+                if titles and len(titles) == len(changed):  # every change under a heading
+                    said = f"the {_names(titles)} section{'s' * (len(titles) > 1)} of {name}"
+                    name = said if len(said) <= 48 else name  # else the file says it
             out.append(Fact(action, name, f.path))
     return out
 
 
-_DOCUMENT = re.compile(r"\.(md|markdown|rst|adoc|txt)$", re.I)
+def _document(path: str) -> bool:
+    return path.lower().endswith(DOCUMENT_SUFFIXES)
+
+
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)[\s#]*$")
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
 
@@ -353,12 +356,12 @@ _TRAILING = re.compile(r"^\s*[^\s#/].*\s(?:#|//)\s+(.+)$")  # the last: "a // b 
 _PROSE_WORD = re.compile(r"[\"'`(]*[A-Za-z][A-Za-z'’-]*[\"'`),.;:!?]*")
 _NOT_PROSE = re.compile(r"\b(TODO|FIXME|XXX|noqa|pragma|pylint|eslint|fmt|coding|copyright|"
                         r"licen[cs]e|SPDX)\b|type:\s*ignore|https?://|[-=*#~_]{3}", re.I)
-# Words a cut must not end on: the sentence would stop open.
-_DANGLING_LIST = """the a an of to for with and or in on by from that which is are as at
-into when its their but not so if than be was were this these those about over under
-after before between through without within via per like since until while whose may might can could will would shall should must has have had do does
-did"""
-_DANGLING = frozenset(_DANGLING_LIST.split())
+# Words a cut must not end on, besides those the validator refuses: the sentence would
+# stop open.
+_OPEN_LIST = """when its their but not so if than be was were this these those about over
+under after before between through without within via per like since until while whose
+may might can could will would shall should must has have had do does did"""
+_OPEN = DANGLING | frozenset(_OPEN_LIST.split())
 _RANK = {"doc": 0, "comment": 2, "trailing": 3}  # a changed definition's doc: 1
 
 
@@ -457,7 +460,7 @@ def author_words(files: list[FileDiff], found: list[Fact]) -> list[tuple[Fact, s
     candidates = []
     for i, f in enumerate(files):
         test_file = bool(TEST_PATH.search(f.path))
-        prose = f.patch and not _DOCUMENT.search(f.path)  # a document's "#" is a heading
+        prose = f.patch and not _document(f.path)  # a document's "#" is a heading
         for j, note in enumerate(notes(f) if prose else []):
             about = by_name.get(note.name or "")
             if note.kind == "doc" and (about is None or about.action == "document"):
@@ -494,7 +497,7 @@ def _cut(text: str, room: int) -> str | None:
         if cut.count("(") > cut.count(")"):  # "... runs it (the variable set outside"
             cut = cut[:cut.rindex("(")]
         words = cut.split()
-        while words and (words[-1].lower() in _DANGLING
+        while words and (words[-1].lower() in _OPEN
                          or re.search(r"[,;:(\"'`/—-]$", words[-1])):
             stripped = words[-1].rstrip(",;:")
             if stripped and stripped != words[-1] and not re.search(r"[(\"'`/—-]$", stripped):
