@@ -415,9 +415,10 @@ def _hook_deadline(seconds: float) -> threading.Lock:
 def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     """Print (or, from the hook, fill in) a commit message for the staged changes."""
     from .engine.worker import Priority
+    from .local import model_file_bytes
     from .tasks.commit.gitdiff import GitStateError, read_changes
     from .tasks.commit.hook import fill_message_file
-    from .tasks.commit.run import generate_commit_message
+    from .tasks.commit.run import early_message, generate_commit_message
 
     logs.setup_stderr("warning")
     repo = Path(args.repo or ".").resolve()
@@ -432,7 +433,10 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     except GitStateError as exc:
         print(f"hearth commit-msg: {exc}", file=sys.stderr)
         return 1
-    result = _run_task(
+    # commit.authorWords: a subject in the change's own words needs no model, and a
+    # hook that loads none for it is done at once.
+    result = early_message(settings, changes, model_file_bytes(
+        settings, cache, settings.routes.commit, factory)) or _run_task(
         "commit-msg", settings, cache, lambda run: generate_commit_message(
             run, settings, repo, root=repo, changes=changes,
             progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from .engine.base import Engine, ModelUnavailable
 from .engine.worker import GenerationWorker, wait_for
-from .models import resolve_model_path
+from .models import ModelNotFound, resolve_model_path
 from .result_cache import ResultCache
-from .settings import Settings
+from .settings import LOCAL, Settings
 
 EngineFactory = Callable[[Settings, Path], Engine]
 
@@ -22,6 +22,18 @@ def llama_engine_factory(settings: Settings, cache: Path) -> Engine:
     from .engine.llama import LlamaEngine  # imports llama_cpp: only when loading
 
     return LlamaEngine(resolve_model_path(settings.model, cache), settings.model)
+
+
+def model_file_bytes(settings: Settings, cache: Path, route: list[str],
+                     factory: EngineFactory | None = None) -> int:
+    """The size of the GGUF file the route's first backend would load, known without
+    loading it; 0 when it is not known (a model server first, a test's engine, no file)."""
+    if factory is not None or not route or route[0] != LOCAL:
+        return 0
+    try:
+        return resolve_model_path(settings.model, cache).stat().st_size
+    except (OSError, ModelNotFound):
+        return 0
 
 
 def engine_factory_for(settings: Settings, factory: EngineFactory | None = None) -> EngineFactory:

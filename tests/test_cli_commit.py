@@ -112,6 +112,64 @@ def test_a_repository_that_writes_plain_subjects_gets_one_with_its_examples(demo
     assert "copies a recent commit's subject" in engine.prompts[1]
 
 
+def stage_a_documented_function(repo):
+    path = repo / "inventory" / "pricing.py"
+    path.write_text(path.read_text() + '\n\ndef to_euros(cents):\n'
+                    '    """Cents as euros, for the invoice totals."""\n'
+                    '    return cents / 100\n')
+    git(repo, "add", "-A")
+
+
+def no_model(settings, cache):
+    raise AssertionError("the model was loaded")
+
+
+@pytest.mark.parametrize("mode, model_bytes", [("first", 600_000_000), ("auto", 1000)])
+def test_the_authors_words_load_no_model(demo_repo, tmp_path, capsys, monkeypatch, mode,
+                                         model_bytes):
+    # commit.authorWords: a subject in the change's own words is written before any model
+    # loads ("auto": the model file, not loaded, is small), so the hook is done at once.
+    model = tmp_path / "model.gguf"
+    with model.open("wb") as f:
+        f.truncate(model_bytes)  # sparse: its size is all that is read
+    monkeypatch.setenv("HEARTH_MODEL_PATH", str(model))
+    monkeypatch.setenv("HEARTH_COMMIT_AUTHOR_WORDS", mode)
+    stage_a_documented_function(demo_repo)
+    args = cli.build_parser().parse_args(["commit-msg", "--repo", str(demo_repo), "--json"])
+    # "auto" goes through the route's real engine (no factory): a load would fail on
+    # this file, which is no GGUF.
+    assert cli.cmd_commit_msg(args, factory=no_model if mode == "first" else None) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == "author", out
+    assert out["message"] == "feat: add to_euros: cents as euros, for the invoice totals"
+
+
+def test_a_large_model_file_is_asked_before_the_authors_words(demo_repo, tmp_path, capsys,
+                                                              monkeypatch):
+    model = tmp_path / "model.gguf"
+    with model.open("wb") as f:
+        f.truncate(600_000_000)
+    monkeypatch.setenv("HEARTH_MODEL_PATH", str(model))
+    stage_a_documented_function(demo_repo)
+    args = cli.build_parser().parse_args(["commit-msg", "--repo", str(demo_repo)])
+    assert cli.cmd_commit_msg(args) == 1  # the load was tried, and this file is no GGUF
+    assert "hearth commit-msg: " in capsys.readouterr().err
+
+
+def test_the_model_file_size_is_known_only_for_a_local_first_route(tmp_path):
+    from hearth_lsp.server.local import model_file_bytes
+    from hearth_lsp.server.settings import Settings
+
+    settings = Settings()
+    settings.model.path = str(tmp_path / "model.gguf")
+    (tmp_path / "model.gguf").write_bytes(b"x" * 1000)
+    assert model_file_bytes(settings, tmp_path, ["local"]) == 1000
+    assert model_file_bytes(settings, tmp_path, ["lab", "local"]) == 0  # a server first
+    assert model_file_bytes(settings, tmp_path, ["local"], factory=no_model) == 0
+    settings.model.path = str(tmp_path / "missing.gguf")
+    assert model_file_bytes(settings, tmp_path, ["local"]) == 0
+
+
 def test_commit_msg_errors_are_one_clear_line(tmp_path, capsys):
     code, _ = run_cli(["commit-msg", "--repo", str(tmp_path)], [])
     assert code == 1

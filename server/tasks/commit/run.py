@@ -75,23 +75,14 @@ async def generate_commit_message(
         run.keep_local(f"the diff touches {', '.join(private[:3])}"
                        f"{' and more' if len(private) > 3 else ''} (privacy.localOnly)")
     sampling = settings.commit
-    style = settings.commit.style
-    if style == "auto":  # a repository that writes "Shorten title." gets no `docs(scope):`
-        style = msg.detect_style(changes.recent)
+    style = commit_style(settings, changes)
     notices = list(changes.notices)
     info = None
-    first = sampling.author_words == "first"
     if sampling.author_words == "auto":  # the model's size is in its info
         info = await run.ready()
-        first = 0 < info.file_size < SMALL_MODEL_BYTES
-    if first:
-        early = _valid(structure.authored_message(changes.described, style, msg.MAX_HEADER),
-                       changes, style)
-        if early is not None:
-            notices.append("written from the author's own words in the diff "
-                           "(commit.authorWords)")
-            return CommitResult(early, changes, notices, False,
-                                time.perf_counter() - started, source="author")
+    early = early_message(settings, changes, info.file_size if info else 0, started)
+    if early is not None:
+        return early
     info = info or await run.ready()
     chat = bool(info.chat_template)
     empty_messages, empty_text = msg.build_prompt(changes, "", style=style, chat=chat, root=root)
@@ -192,6 +183,33 @@ async def generate_commit_message(
             return CommitResult(valid, changes, notices, summarised,
                                 time.perf_counter() - started, source="structure")
     raise msg.CommitMessageError(refused + "; write it yourself or configure a larger model")
+
+
+def commit_style(settings: Settings, changes: gitdiff.Changes) -> str:
+    """commit.style, or with "auto" the recent subjects': a repository that writes
+    "Shorten title." gets no `docs(scope):`."""
+    style = settings.commit.style
+    return msg.detect_style(changes.recent) if style == "auto" else style
+
+
+def early_message(settings: Settings, changes: gitdiff.Changes, model_bytes: int,
+                  started: float | None = None) -> CommitResult | None:
+    """commit.authorWords' answer before the model is asked: the change's own prose in
+    a subject that passes the checks ("first"; "auto" when the model file is known and
+    under SMALL_MODEL_BYTES: ``model_bytes``, 0 when unknown), else None."""
+    mode = settings.commit.author_words
+    if not (mode == "first" or (mode == "auto" and 0 < model_bytes < SMALL_MODEL_BYTES)):
+        return None
+    started = time.perf_counter() if started is None else started
+    style = commit_style(settings, changes)
+    early = _valid(structure.authored_message(changes.described, style, msg.MAX_HEADER),
+                   changes, style)
+    if early is None:
+        return None
+    notices = [*changes.notices, "written from the author's own words in the diff "
+               "(commit.authorWords)"]
+    return CommitResult(early, changes, notices, False, time.perf_counter() - started,
+                        source="author")
 
 
 def _valid(message: str | None, changes: gitdiff.Changes, style: str) -> str | None:
