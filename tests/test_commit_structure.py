@@ -15,6 +15,7 @@ from test_commit_message import repo  # noqa: F401 - a fixture, taken by name
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.engine.worker import GenerationWorker
 from hearth_lsp.server.settings import Settings
+from hearth_lsp.server.tasks.commit import gitdiff
 from hearth_lsp.server.tasks.commit import message as cm
 from hearth_lsp.server.tasks.commit import structure as st
 from hearth_lsp.server.tasks.commit.gitdiff import Changes, FileDiff
@@ -459,12 +460,42 @@ def test_a_documents_change_is_named_by_its_section():
     heading = FileDiff("README.md", "M", "@@ -3,2 +3,4 @@\n+## Models already on the machine\n"
                        "+Hearth finds them.\n", 2, 0)
     assert st.authored_message([heading], "plain", 72) is None  # a heading, not a comment
+    # A change under the title as well (an intro's figures): the section is named.
     assert doc("@@ -1,6 +1,6 @@\n # Hearth\n-A server.\n+A language server.\n ## Install\n"
-               "-a\n+b\n") == "Change README.md"  # the title's part and a section
+               "-a\n+b\n") == "Change the Install section of README.md"
+    assert doc("@@ -55,4 +55,4 @@ ## Index\n-a\n+b\n@@ -90,4 +90,4 @@ ## Retrieval quality\n"
+               "-a\n+b\n", "docs/benchmarks.md") == \
+        "Change the Index and Retrieval quality sections"  # without the file: too long
     assert doc("@@ -1,5 +1,4 @@\n # Hearth\n-\n ## Install\n-a\n+b\n") == \
         "Change the Install section of README.md"  # a blank line is not a change of words
     assert doc("@@ -5,5 +5,5 @@\n Usage\n -----\n \n-old\n+new\n", "docs/guide.rst") == \
         "Change the Usage section of guide.rst"
+
+
+def test_a_hunk_header_names_the_heading_above_it_as_gits_markdown_driver_would(repo):
+    text = ("# Guide\n\nIntro.\n\n## Install\n\n```sh\n# not a heading\n```\n\n"
+            + "".join(f"Line {n}.\n" for n in range(20)) + "\n### Linux\n\nUse apt.\n")
+    (repo / "guide.md").write_text(text)
+    subprocess.run(["git", "-C", str(repo), "add", "guide.md"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "guide"], check=True)
+    (repo / "guide.md").write_text(text.replace("Line 15.", "Line fifteen.").replace(
+        "Use apt.", "Use apt or dnf."))
+    subprocess.run(["git", "-C", str(repo), "add", "guide.md"], check=True)
+    [guide] = gitdiff.read_changes(repo).files
+    # git's default names the last line starting with a letter ("Line 11."); the
+    # fenced comment is no heading.
+    assert [line for line in guide.patch.splitlines() if line.startswith("@@")] == [
+        "@@ -23,7 +23,7 @@ ## Install", "@@ -31,4 +31,4 @@ ## Install"]
+    assert st.structural_message([guide], "plain", 72) == \
+        "Change the Install and Linux sections of guide.md"
+    subprocess.run(["git", "-C", str(repo), "reset", "-q"], check=True)
+    [unstaged] = gitdiff.read_changes(repo).files  # the file read from the tree
+    assert unstaged.patch == guide.patch
+    subprocess.run(["git", "-C", str(repo), "rm", "-qf", "guide.md"], check=True)
+    [removed] = gitdiff.read_changes(repo).files  # nothing left to read the headings in
+    assert removed.status == "D" and "@@ -1,34 +0,0 @@\n" in removed.patch
+    assert gitdiff.section_headers("@@ -1,2 +1,2 @@ x\n-a\n+b\n", "a\nb\n") == \
+        "@@ -1,2 +1,2 @@\n-a\n+b\n"  # no heading above: none named
 
 
 def test_the_best_words_that_fit():

@@ -281,7 +281,57 @@ def _diff(repo, *, cached: bool = False, between: tuple[str, str] | None = None
     numstat = repo.git.diff(*common, "--numstat", "-z")
     status = repo.git.diff(*common, "--name-status", "-z")
     patch = repo.git.diff(*common, "--unified=3")
-    return parse_diff(numstat, status, patch)
+    files = parse_diff(numstat, status, patch)
+    for f in files:
+        if f.patch and f.path.lower().endswith(".md"):
+            text = _new_text(repo, f.path, cached, between)
+            if text is not None:
+                f.patch = section_headers(f.patch, text)
+    return files
+
+
+MAX_SECTIONS_READ = 2_000_000  # characters of a document read for its headings
+
+
+def _new_text(repo, path: str, cached: bool, between: tuple[str, str] | None) -> str | None:
+    """A file as the diff leaves it: staged, committed (``between``) or in the tree."""
+    import git
+
+    try:
+        if cached or between:
+            text = repo.git.show(f"{between[1] if between else ''}:{path}")
+        else:
+            text = (Path(repo.working_tree_dir) / path).read_text(encoding="utf-8")
+    except (git.GitCommandError, OSError, UnicodeDecodeError, ValueError):
+        return None
+    return text if len(text) <= MAX_SECTIONS_READ else None
+
+
+_HUNK_START = re.compile(r"^(@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@).*$", re.M)
+_MD_HEADING_LINE = re.compile(r"^ {0,3}#{1,6}[ \t]")  # git's own markdown driver's
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+
+
+def section_headers(patch: str, text: str) -> str:
+    """A Markdown file's patch with each hunk header naming the heading above the hunk
+    in ``text`` (the file as the diff leaves it), as git's markdown diff driver would
+    (`*.md diff=markdown` in .gitattributes, which few repositories set; git's default
+    names the last line that starts with a letter). The prompt, and a subject, can then
+    say which section changed. Headings inside code fences are not headings."""
+    headings: list[tuple[int, str]] = []
+    fenced = False
+    for n, line in enumerate(text.splitlines(), 1):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and _MD_HEADING_LINE.match(line):
+            headings.append((n, line.strip()))
+
+    def named(m: re.Match[str]) -> str:
+        start = int(m.group(2))
+        above = [heading for n, heading in headings if n < start]
+        return f"{m.group(1)} {above[-1]}" if above else m.group(1)
+
+    return _HUNK_START.sub(named, patch)
 
 
 def parse_diff(numstat_z: str, name_status_z: str, patch: str) -> list[FileDiff]:

@@ -100,11 +100,14 @@ def facts(files: list[FileDiff]) -> list[Fact]:
             if f.status.startswith("R") and f.old_path:
                 action, name = "change", f"{f.old_path.rsplit('/', 1)[-1]} -> {name}"
             elif action == "change" and _document(f.path):
-                changed = sections(f.patch)
-                titles = [t for t in changed if t is not None]
-                if titles and len(titles) == len(changed):  # every change under a heading
-                    said = f"the {_names(titles)} section{'s' * (len(titles) > 1)} of {name}"
-                    name = said if len(said) <= 48 else name  # else the file says it
+                # The sections named: a change under the title or above every
+                # heading as well (an intro's figures) is the named sections' context.
+                titles = [t for t in sections(f.patch) if t is not None]
+                if titles:
+                    said = f"the {_names(titles)} section{'s' * (len(titles) > 1)}"
+                    # of the file, or, when that is too long, the sections alone
+                    name = next((s for s in (f"{said} of {name}", said) if len(s) <= 48),
+                                name)
             out.append(Fact(action, name, f.path))
     return out
 
