@@ -498,6 +498,35 @@ def test_a_hunk_header_names_the_heading_above_it_as_gits_markdown_driver_would(
         "@@ -1,2 +1,2 @@\n-a\n+b\n"  # no heading above: none named
 
 
+def test_source_in_a_string_and_a_tests_own_helpers_are_not_facts():
+    # The shape of a real commit (tests/test_lsp_review.py): a test's fixture source
+    # in a string, the test's local helpers, after another test in the hunk's header.
+    patch = ("@@ -40,3 +40,16 @@ def test_bad_requests_are_errors(client):\n"
+             "     assert client.errors == 1\n"
+             "\x20\n"
+             "+THREE = \'\'\'def one(a):\n"
+             "+    return a\n"
+             "+def two(b):\n"
+             "+    return b\n"
+             "+\'\'\'\n"
+             "+\n"
+             "+\n"
+             "+async def test_left_out_functions_are_reviewed_next(client):\n"
+             "+    def reviewed() -> list[str]:\n"
+             "+        return client.reviewed\n"
+             "+\n"
+             "+    assert reviewed() == []\n")
+    f = FileDiff("tests/test_review.py", "M", patch, 13, 0)
+    assert st.file_facts(f) == [st.Fact("test", "test_left_out_functions_are_reviewed_next",
+                                        f.path)]
+    # A class's methods are its own facts; a closing brace belongs to the function above.
+    js = FileDiff("src/a.js", "M", "@@ -1,3 +1,9 @@ function old() {\n-  return 1;\n"
+                  "+  return 2;\n }\n+class Cart {\n+  def total(self):\n+    pass\n"
+                  "+function helper() {\n+  function inner() {}\n+}\n", 7, 1)
+    assert [(x.action, x.name) for x in st.file_facts(js)] == [
+        ("add", "Cart"), ("add", "total"), ("add", "helper"), ("change", "old")]
+
+
 def test_the_best_words_that_fit():
     # A new definition's docstring before a changed one's, the file with more lines
     # added before the other; words that leave too little room give way to the next.

@@ -30,9 +30,21 @@ class Fact:
     path: str
 
 
+_FUNCTION = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
+                       r"(?:def|function|fn|func|fun)\s")
+_TRIPLE = ('"""', "'''")
+# Lines at the top level that still belong to the definition above (its closing
+# bracket, Ruby's end) or to the next one (a decorator).
+_NOT_TOP_LEVEL = ("}", ")", "]", "end", "@")
+
+
 def _defined(line: str) -> str | None:
     m = _DEF.match(line)
     return m.group(1) if m else None
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def file_facts(f: FileDiff) -> list[Fact]:
@@ -44,15 +56,35 @@ def file_facts(f: FileDiff) -> list[Fact]:
     current: str | None = None  # the definition the lines are in
     last_def: str | None = None  # a definition on the line just before (for docstrings)
     in_doc = False
+    # The triple quote of a multi-line string the lines are in: a `def` in it is text
+    # (a test's source code), not a definition.
+    in_string: str | None = None
+    # The functions seen opened in this hunk, (indent, name): a `def` inside one is
+    # local to it (a test's helper), a change of it and not a fact of its own.
+    functions: list[tuple[int, str]] = []
     for raw in f.patch.splitlines():
         if raw.startswith(("+++", "---", "diff --git", "index ")):
             continue
         hunk = _HUNK.match(raw)
         if hunk:
             current, last_def, in_doc = _defined(hunk.group(1)), None, False
+            in_string, functions = None, []
             continue
         sign, line = raw[:1], raw[1:]
+        if in_string is not None and not in_doc:
+            if sign != "-" and line.count(in_string) % 2:
+                in_string = None
+            if sign in "+-" and line.strip() and current is not None:
+                changed[current] = None
+            continue
+        if line.strip() and not in_doc:
+            while functions and functions[-1][0] >= _indent(line):
+                functions.pop()
         name = _defined(line)
+        if name is not None and functions:
+            name = None  # local to the function it is in: that one changes
+        elif name is not None and _FUNCTION.match(line):
+            functions.append((_indent(line), name))
         if name is not None:
             if sign == "+":
                 added[name] = None
@@ -72,6 +104,10 @@ def file_facts(f: FileDiff) -> list[Fact]:
             continue
         if line.strip():
             last_def = None
+            if not _indent(line) and not line.startswith(_NOT_TOP_LEVEL):
+                current = None  # code at the top level: no definition's change
+        if sign != "-":
+            in_string = next((q for q in _TRIPLE if line.count(q) % 2), None)
         if sign in "+-" and line.strip() and current is not None:
             changed[current] = None
     test_file = bool(TEST_PATH.search(f.path))
