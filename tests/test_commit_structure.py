@@ -398,6 +398,9 @@ def test_the_words_are_cut_at_a_clause_and_never_left_open():
     assert st._cut("a cache that opens", 8) is None  # fewer than three words left
     assert st._cut("pytest as it runs it (the variable set outside, before", 48) == \
         "pytest as it runs it"
+    # A verb that wants its object is not an end either (a real cut read "... says").
+    assert st._cut("a cache that cannot be opened or written says why (exit 1)", 46) == \
+        "a cache that cannot be opened or written"
 
 
 @pytest.fixture

@@ -399,7 +399,8 @@ _NOT_PROSE = re.compile(r"\b(TODO|FIXME|XXX|noqa|pragma|pylint|eslint|fmt|coding
 # stop open.
 _OPEN_LIST = """when its their but not so if than be was were this these those about over
 under after before between through without within via per like since until while whose
-may might can could will would shall should must has have had do does did"""
+may might can could will would shall should must has have had do does did
+says tells gives takes makes keeps holds puts sets gets names"""  # verbs wanting an object
 _OPEN = DANGLING | frozenset(_OPEN_LIST.split())
 _RANK = {"doc": 0, "comment": 2, "trailing": 3}  # a changed definition's doc: 1
 
