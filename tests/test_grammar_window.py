@@ -14,7 +14,12 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from hearth_lsp.server.engine.grammar_window import WINDOW, GrammarWindow, tokens_needed
+from hearth_lsp.server.engine.grammar_window import (
+    WINDOW,
+    AllowedCache,
+    GrammarWindow,
+    tokens_needed,
+)
 
 VOCAB = 4000
 EOS = 1
@@ -91,6 +96,44 @@ def test_too_few_allowed_among_the_likeliest_checks_every_token():
     out = w(np.arange(3), scores.copy())
     assert kept(out, 40) == whole_vocabulary(scores, fake, 40)
     assert w.whole_vocabulary == 1 and fake.checked > VOCAB
+
+
+def test_a_step_that_checked_every_token_is_not_checked_again():
+    """The same grammar after the same tokens allows the same ones: a second window
+    (a re-ask, the next commit message) takes them from the cache."""
+    cache = AllowedCache()
+    rule = FakeGrammar(lambda t, accepted: t % 50 == len(accepted))  # few, by position
+    scores = scores_for(1)
+    masked = scores.copy()
+    masked[[0, 50, 100]] = -np.inf  # another processor's mask (a first-token rule)
+    first = GrammarWindow(rule, None, "root ::= x", 3, 40, EOS, cache=cache)
+    out = first(np.arange(3), masked)
+    assert first.whole_vocabulary == 1 and np.isneginf(out[[0, 50, 100]]).all()
+    fake = FakeGrammar(rule.allowed)
+    again = GrammarWindow(fake, None, "root ::= x", 3, 40, EOS, cache=cache)
+    out = again(np.arange(3), scores.copy())
+    assert again.whole_vocabulary == 0 and fake.checked == 0 and cache.hits == 1
+    # The grammar's verdict was kept, not the other processor's mask.
+    assert kept(out, 40) == whole_vocabulary(scores, fake, 40)
+    # After another token, or with another grammar, the grammar is asked again.
+    after = GrammarWindow(fake, None, "root ::= x", 3, 40, EOS, cache=cache)
+    after(np.array([0, 1, 2, 50]), scores.copy())  # 50: one the grammar allowed
+    assert after.broken is None and after.whole_vocabulary == 1 and cache.hits == 1
+    other = GrammarWindow(FakeGrammar(rule.allowed), None, "root ::= y", 3, 40, EOS,
+                          cache=cache)
+    other(np.arange(3), scores.copy())
+    assert other.whole_vocabulary == 1 and cache.hits == 1
+
+
+def test_the_cache_keeps_only_restrictive_steps_and_the_latest():
+    cache = AllowedCache()
+    cache.put(("g", ()), np.arange(AllowedCache.MAX_IDS + 1))
+    assert cache.get(("g", ())) is None
+    for n in range(AllowedCache.MAX_ENTRIES):
+        cache.put(("g", (n,)), np.arange(3))
+    assert cache.get(("g", (0,))) is not None  # used: now the latest
+    cache.put(("g", (-1,)), np.arange(3))
+    assert cache.get(("g", (1,))) is None and cache.get(("g", (0,))) is not None
 
 
 def test_logits_too_flat_for_a_window_check_every_token():

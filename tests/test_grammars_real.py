@@ -245,10 +245,16 @@ def test_the_grammar_window_samples_what_llama_cpps_grammar_samples(worker, temp
             worker.engine.grammar_window = True
         return done.text, worker.engine.last_grammar
 
-    run(True)  # the prompt in the KV cache: the runs compared below start alike
+    _, first = run(True)  # the prompt in the KV cache: the runs compared below start alike
     whole, none = run(False)
+    hits = worker.engine.allowed.hits
     windowed, used = run(True)
     assert none is None and used is not None
     assert windowed == whole
+    # The first run's steps that checked every token (greedy: the likeliest is
+    # seldom refused) were not checked again (grammar_window.AllowedCache), and the
+    # tokens are still llama.cpp's.
+    assert first is not None and used.whole_vocabulary < max(1, first.whole_vocabulary)
+    assert first.whole_vocabulary == 0 or worker.engine.allowed.hits > hits
     assert CONVENTIONAL.match(windowed), windowed
     assert used.steps >= 5 and used.whole_vocabulary < used.steps / 2

@@ -22,6 +22,7 @@ and top-k). It holds its own grammar sampler and advances it with each sampled t
 from __future__ import annotations
 
 import ctypes
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,38 @@ def tokens_needed(temperature: float, top_k: int) -> int:
     return top_k
 
 
+class AllowedCache:
+    """The tokens a grammar allows after given tokens, kept from steps that checked the
+    whole vocabulary: the same grammar after the same tokens allows the same ones.
+
+    Such steps are a commit message's first ones, where a keyword's letters are not
+    among the likeliest tokens: checking Gemma 3's 262k tokens took 20-90 ms a step
+    here, in each of a message's two attempts, with the same grammar for every
+    repository of a style. Only restrictive steps are kept (at most MAX_IDS tokens
+    allowed), the latest MAX_ENTRIES of them."""
+
+    MAX_ENTRIES = 256
+    MAX_IDS = 16384  # 64 KiB of ids: the cache holds at most 16 MiB
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[str, tuple[int, ...]], np.ndarray] = OrderedDict()
+        self.hits = 0
+
+    def get(self, key: tuple[str, tuple[int, ...]]) -> np.ndarray | None:
+        ids = self._entries.get(key)
+        if ids is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return ids
+
+    def put(self, key: tuple[str, tuple[int, ...]], ids: np.ndarray) -> None:
+        if len(ids) <= self.MAX_IDS:
+            self._entries[key] = ids
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.MAX_ENTRIES:
+                self._entries.popitem(last=False)
+
+
 class GrammarWindow:
     """One generation's grammar (``llama_cpp``: the module; ``vocab``: the loaded model's
     llama_vocab pointer; ``prompt_tokens``: where the sampled tokens begin in the ids
@@ -60,8 +93,9 @@ class GrammarWindow:
 
     def __init__(self, llama_cpp: Any, vocab: Any, grammar: str, prompt_tokens: int,
                  needed: int, eos: int, repeat_penalty: float = 1.0,
-                 penalty_last_n: int = 64) -> None:
+                 penalty_last_n: int = 64, cache: AllowedCache | None = None) -> None:
         self._lib = llama_cpp
+        self._grammar, self._start, self._cache = grammar, prompt_tokens, cache
         self._sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"),
                                                              b"root")
         if not self._sampler:  # the engine parsed it before: not expected
@@ -115,6 +149,13 @@ class GrammarWindow:
             return scores
         self.steps += 1
         n = len(scores)
+        key = (self._grammar, tuple(int(t) for t in input_ids[self._start:]))
+        known = self._cache.get(key) if self._cache is not None else None
+        if known is not None:
+            kept = scores[known]
+            scores[:] = -np.inf
+            scores[known] = kept
+            return scores
         if self._needed and n > WINDOW * 4:
             # About WINDOW of the likeliest: those at or above a threshold read from a
             # sample of the logits (a full partition of 262k logits took 4 ms a step).
@@ -139,7 +180,13 @@ class GrammarWindow:
                     scores[ids] = checked
                     return scores
         self.whole_vocabulary += 1
-        scores[:] = self._check(np.arange(n, dtype=np.intc), scores)
+        # The grammar's own verdict (on finite stand-ins: a token another processor
+        # masked may still be one the grammar allows), then the mask.
+        allowed = np.isfinite(self._check(np.arange(n, dtype=np.intc),
+                                          np.zeros(n, dtype=np.single)))
+        scores[~allowed] = -np.inf
+        if self._cache is not None:
+            self._cache.put(key, np.flatnonzero(allowed))
         return scores
 
     def close(self) -> None:
@@ -149,4 +196,4 @@ class GrammarWindow:
         self._buffers.clear()
 
 
-__all__ = ["WINDOW", "GrammarWindow", "tokens_needed"]
+__all__ = ["WINDOW", "AllowedCache", "GrammarWindow", "tokens_needed"]

@@ -26,7 +26,7 @@ from typing import Any
 from ..gguf_info import GGUFError, GGUFInfo, read_gguf
 from ..settings import ModelSettings, SamplingSettings
 from .base import Completion, EngineError, ModelInfo, ModelUnavailable
-from .grammar_window import GrammarWindow, tokens_needed
+from .grammar_window import AllowedCache, GrammarWindow, tokens_needed
 
 log = logging.getLogger(__name__)
 # llama.cpp's own log lines (model loading, KV cache layout, warnings) as Python
@@ -345,6 +345,7 @@ class LlamaEngine:
         self.grammar_window = True
         self.last_grammar: GrammarWindow | None = None
         self._masks: dict[str, Any] = {}
+        self.allowed = AllowedCache()  # grammar steps that checked every token, kept
         header = read_gguf(path)  # clear errors for missing/truncated/non-GGUF files
         threads = model.threads or default_threads()
         wanted = model.gpu_layers
@@ -495,7 +496,8 @@ class LlamaEngine:
         if grammar and needed and self.grammar_window:
             window = GrammarWindow(self._llama_cpp, self.llm._model.vocab, grammar,
                                    prompt_tokens, needed, self.llm.token_eos(),
-                                   sampling.repeat_penalty, self.llm.last_n_tokens_size)
+                                   sampling.repeat_penalty, self.llm.last_n_tokens_size,
+                                   self.allowed)
             compiled = None
         self.last_grammar = window
         processors = [p for p in (first_token, window) if p is not None]
