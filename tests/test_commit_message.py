@@ -196,6 +196,28 @@ def test_the_first_line_alone_decides_a_refusal(raw):
     assert refused(raw) is whole_refused
 
 
+# bench/daemon.py's hook (the demo): to_euros added below inventory_value's last line.
+EUROS = FileDiff("inventory/pricing.py", "M", "diff --git a/inventory/pricing.py "
+                 "b/inventory/pricing.py\n@@ -20,4 +20,8 @@ def inventory_value(items):\n"
+                 "     # 0 for an empty inventory\n     return sum(i.price for i in items)\n"
+                 "+\n+\n+def to_euros(cents):\n+    return cents / 100\n", 4, 0)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ("fix(inventory/pricing): fix 0 for an empty inventory", "leaves as they are"),  # Gemma's
+    ("feat: sum up the items", "leaves as they are"),
+    ("feat: add to_euros", None),
+    ("feat: convert cents to euros", None),  # the added lines' words
+    ("feat(pricing): add a conversion for the prices", None),  # the file's own name
+])
+def test_a_subject_is_about_what_the_change_touches(raw, reason):
+    if reason is None:
+        cm.validate(raw, changes_of(EUROS))
+        return
+    with pytest.raises(cm.CommitMessageError, match=reason):
+        cm.validate(raw, changes_of(EUROS))
+
+
 def test_the_type_follows_files_that_leave_no_doubt():
     docs = FileDiff("docs/usage.md", "M", "@@ -1 +1 @@\n-Options\n+Options and defaults\n", 1, 1)
     tests = FileDiff("tests/test_app.py", "A", "@@ -0,0 +1 @@\n+def test_total_of_empty_lists(): ...\n", 1, 0)

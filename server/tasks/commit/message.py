@@ -207,7 +207,27 @@ def _grounded(text: str, vocabulary: set[str], names: set[str] | None = None) ->
 
 
 def _vocabulary(files: list[FileDiff]) -> set[str]:
-    text = " ".join(f"{f.path} {f.old_path} {f.patch}" for f in files)
+    return _stems(" ".join(f"{f.path} {f.old_path} {f.patch}" for f in files))
+
+
+def touched(files: list[FileDiff]) -> list[FileDiff]:
+    """The files with only what the change touches: the added and removed lines, the
+    definitions they are in (structure's facts) and the file's name, not the unchanged
+    lines shown around them (nor git's hunk header: the definition above a hunk, which
+    a function added after it is not in)."""
+    out = []
+    for f, facts in ((f, structure.file_facts(f)) for f in files):
+        kept = [line[1:] for line in f.patch.splitlines()
+                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        kept += [fact.name for fact in facts]  # not git's hunk header: the def above
+        # The file's own name, not its folders' ("inventory/" of every file there).
+        out.append(FileDiff(f.path.rsplit("/", 1)[-1], f.status, "\n".join(kept),
+                            old_path=f.old_path.rsplit("/", 1)[-1]))
+    return out
+
+
+def _stems(text: str) -> set[str]:
+    """The 4-letter stems of the words of ``text``, identifiers split."""
     words = set()
     for token in re.findall(r"[A-Za-z][A-Za-z0-9]*", text.replace("_", " ")):
         for part in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", token):
@@ -382,6 +402,12 @@ def validate(raw: str, changes: Changes | None = None, style: str = "conventiona
     vocabulary = _vocabulary(files)
     if not _grounded(subject, vocabulary, words_of_changes):
         raise CommitMessageError(f"the subject is about nothing in the diff: {subject!r}")
+    changed = touched(files)
+    if files and not _grounded(subject, _vocabulary(changed), diff_words(changed)):
+        # A small model retells a comment next to the change ("fix 0 for an empty
+        # inventory" for a new to_euros below "# 0 for an empty inventory").
+        raise CommitMessageError(f"the subject is about lines the change leaves as they "
+                                 f"are: {subject!r}")
     problem = structure.contradiction(subject, files)
     if problem:
         raise CommitMessageError(problem)
