@@ -16,8 +16,9 @@ from .gitdiff import DANGLING, DOCUMENT_SUFFIXES, TEST_PATH, FileDiff, type_hint
 
 # A definition line in Python, JS/TS, Go, Rust, Ruby, Kotlin, Swift (+ or - or context).
 _DEF = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
-                  r"(?:def|class|function|fn|func|fun|interface|struct|enum|trait)\s+"
+                  r"(def|class|function|fn|func|fun|interface|struct|enum|trait)\s+"
                   r"(?:\([^)]*\)\s*)?([A-Za-z_]\w*)")
+_FUNCTIONS = frozenset(["def", "function", "fn", "func", "fun"])  # _DEF's, not a class's
 _HUNK = re.compile(r"^@@ [^@]* @@ ?(.*)$")
 _DOC_OPEN = re.compile(r"^\s*[rRuU]?(\"\"\"|''')|^\s*/\*\*|^\s*///")
 ORDER = ("add", "remove", "change", "document", "test")
@@ -30,8 +31,6 @@ class Fact:
     path: str
 
 
-_FUNCTION = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
-                       r"(?:def|function|fn|func|fun)\s")
 _TRIPLE = ('"""', "'''")
 # Lines at the top level that still belong to the definition above (its closing
 # bracket, Ruby's end) or to the next one (a decorator).
@@ -40,7 +39,7 @@ _NOT_TOP_LEVEL = ("}", ")", "]", "end", "@")
 
 def _defined(line: str) -> str | None:
     m = _DEF.match(line)
-    return m.group(1) if m else None
+    return m.group(2) if m else None
 
 
 def _indent(line: str) -> int:
@@ -80,11 +79,12 @@ def file_facts(f: FileDiff) -> list[Fact]:
         if line.strip() and not in_doc:
             while functions and functions[-1][0] >= _indent(line):
                 functions.pop()
-        name = _defined(line)
+        definition = _DEF.match(line)
+        name = definition.group(2) if definition else None
         if name is not None and functions:
             name = None  # local to the function it is in: that one changes
-        elif name is not None and _FUNCTION.match(line):
-            functions.append((_indent(line), name))
+        elif definition is not None and definition.group(1) in _FUNCTIONS:
+            functions.append((_indent(line), definition.group(2)))
         if name is not None:
             if sign == "+":
                 added[name] = None
