@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import random
 import re
@@ -46,7 +47,11 @@ from tasks import GIT_ENV, rouge_l  # noqa: E402
 
 from hearth_lsp.server.local import local_worker  # noqa: E402
 from hearth_lsp.server.settings import Settings, cache_dir  # noqa: E402
-from hearth_lsp.server.tasks.commit.run import generate_commit_message  # noqa: E402
+from hearth_lsp.server.tasks.commit.gitdiff import read_changes  # noqa: E402
+from hearth_lsp.server.tasks.commit.run import (  # noqa: E402
+    early_message,
+    generate_commit_message,
+)
 from hearth_lsp.server.tasks.docs import python as docstring  # noqa: E402
 from hearth_lsp.server.tasks.docs.run import generate_docstring  # noqa: E402
 from hearth_lsp.server.tasks.runner import Refusal, TaskRun  # noqa: E402
@@ -258,6 +263,9 @@ async def evaluate(preset: str, docs: list[tuple[str, str]], files: dict, commit
     settings.model.preset = preset
     settings.cache.enabled = False
     settings.model.context_length = CONTEXT
+    # The model asked before the structure, to measure its subjects: as shipped
+    # ("auto"), a model under 500 MB comes after Hearth's own subject (a column apart).
+    settings.commit.from_structure = "fallback"
     out: dict = {"model": preset}
     async with local_worker(settings, cache_dir()) as worker:
         out["where"] = worker.engine.info.where if worker.engine else "?"
@@ -318,6 +326,10 @@ async def commit_messages(worker, settings: Settings, sample: list[str], repo: P
     made = valid = nonword = echo = structural = good = 0
     styles: Counter[str] = Counter()
     scores, structure_scores, seconds, samples, ceilings = [], [], [], [], []
+    shipped_scores, shipped_model = [], 0
+    shipped_settings = dataclasses.replace(settings, commit=dataclasses.replace(
+        settings.commit, from_structure="auto"))
+    model_bytes = worker.engine.info.file_size if worker.engine else 0
     for sha in sample:
         # The style of the history the commit was written on (its last 20 subjects).
         style = repo_style(git(repo, "log", "-n", "20", "--no-merges", "--format=%s",
@@ -330,14 +342,21 @@ async def commit_messages(worker, settings: Settings, sample: list[str], repo: P
         patch = git(ws, "diff", "--binary", f"{sha}^", sha)
         subprocess.run(["git", "-C", str(ws), "apply", "--index"], input=patch, text=True,
                        check=True, capture_output=True, env=GIT_ENV)
+        prefixed = style != "plain" and (_CONVENTIONAL.match(real) or _SCOPED.match(real))
+        reference = real.split(": ", 1)[1] if prefixed else real
+        shipped = early_message(shipped_settings, read_changes(ws), model_bytes)
         t0 = time.perf_counter()
         try:
             result = await generate_commit_message(TaskRun(worker), settings, ws)
         except Refusal as exc:
             seconds.append(time.perf_counter() - t0)
             samples.append((real, None, str(exc)[:110]))
+            if shipped is not None:
+                shipped_scores.append(subject_rouge(shipped.message, reference, style))
             continue
         seconds.append(time.perf_counter() - t0)
+        shipped_model += shipped is None  # as shipped, the model's answer (or refusal)
+        shipped_scores.append(subject_rouge((shipped or result).message, reference, style))
         made += 1
         structural += result.from_structure
         header = result.message.splitlines()[0]
@@ -345,10 +364,8 @@ async def commit_messages(worker, settings: Settings, sample: list[str], repo: P
         valid += checks["valid"]
         nonword += checks["nonword"]
         echo += checks["echo"]
-        prefixed = style != "plain" and (_CONVENTIONAL.match(real) or _SCOPED.match(real))
-        reference = real.split(": ", 1)[1] if prefixed else real
         ceilings.append(rouge_l(within_header(reference), reference))
-        score = rouge_l(header.split(": ", 1)[-1] if style != "plain" else header, reference)
+        score = subject_rouge(header, reference, style)
         (structure_scores if result.from_structure else scores).append(score)
         # The model's own message, shown and passing every check of this judge: what
         # choosing a model by evaluation counts (a message from the structure is not).
@@ -365,7 +382,16 @@ async def commit_messages(worker, settings: Settings, sample: list[str], repo: P
             "structure_rouge": (sum(structure_scores) / len(structure_scores)
                                 if structure_scores else 0.0),
             "ceiling": sum(ceilings) / len(ceilings) if ceilings else 0.0,
+            "shipped_rouge": sum(shipped_scores) / n if n else 0.0,  # a refusal scores 0
+            "shipped_model": shipped_model,
             "s_per": sum(seconds) / len(seconds) if seconds else 0.0, "samples": samples}
+
+
+def subject_rouge(message: str, reference: str, style: str) -> float:
+    """ROUGE-L of a message's header, its type or area prefix removed, against the real
+    subject (``reference``, its own prefix already removed)."""
+    header = message.splitlines()[0]
+    return rouge_l(header.split(": ", 1)[-1] if style != "plain" else header, reference)
 
 
 def within_header(subject: str, limit: int = 72) -> str:
@@ -448,10 +474,13 @@ def main() -> int:
         "dictionary nor the diff. *Echo*: the prompt's instructions repeated. ROUGE-L of "
         "the subject against the real subject (type or area prefixes removed). A message "
         "written from the diff's structure (every answer of the model refused; "
-        "`commit.fromStructure`, on by default) or from its author's own words in it (a new "
+        "`commit.fromStructure` = `fallback` in this run, so that the model is asked) or from "
+        "its author's own words in it (a new "
         "definition's docstring, a comment: with `commit.authorWords` = `auto`, the default, "
         "before asking a model under 500 MB, as both bundled ones are) is counted as shown, "
-        "in its own column, and its ROUGE-L apart from the model's. Beside them, the ROUGE-L of the real "
+        "in its own column, and its ROUGE-L apart from the model's. The last column is what "
+        "the defaults show (`commit.fromStructure` = `auto`: the structure's "
+        "subject too before asking a model under 500 MB), a refusal scoring 0. Beside them, the ROUGE-L of the real "
         "subject's own first 72 characters against the whole of it: what a header of that "
         "length could reach with the real words (this history's subjects are long).",
         "- Not blind after commit 03c7c24's run: five of the validator's junk rules (a "
@@ -558,13 +587,15 @@ def main() -> int:
             "| commit messages shown | of them written from the diff's structure | refused | "
             f"valid header (styles: {cm['style']}) | non-word start | prompt echo | subject "
             "ROUGE-L, model's / structure's (the real subject's first 72 characters: "
-            f"{cm['ceiling']:.2f}) | s/answer |",
-            "|---|---|---|---|---|---|---|---|",
+            f"{cm['ceiling']:.2f}) | s/answer | as shipped (`commit.fromStructure` = `auto`: "
+            "Hearth's own subject before a model under 500 MB), subject ROUGE-L |",
+            "|---|---|---|---|---|---|---|---|---|",
             f"| {pct(cm['made'], cm['total'])} | {pct(cm['structural'], cm['made'])} | "
             f"{pct(cm['refused'], cm['total'])} | "
             f"{pct(cm['valid'], cm['made'])} | {pct(cm['nonword'], cm['made'])} | "
             f"{pct(cm['echo'], cm['made'])} | {cm['rouge']:.2f} / {cm['structure_rouge']:.2f} | "
-            f"{cm['s_per']:.1f} s |"]
+            f"{cm['s_per']:.1f} s | {cm['shipped_rouge']:.2f} ({cm['total'] - cm['shipped_model']}"
+            f"/{cm['total']} without the model) |"]
         print("\n".join(lines), flush=True)
         if write:
             write_section(f"quality-{preset}", f"### Quality with `{preset}`\n\n"

@@ -47,16 +47,18 @@ WORKSPACE_FILE = ".hearth.toml"
 
 def setting(default: Any, doc: str, *, choices: tuple[str, ...] | None = None,
             minimum: float | None = None, maximum: float | None = None,
-            reload: bool = False, trusted: bool = False) -> Any:
+            reload: bool = False, trusted: bool = False,
+            aliases: dict[str, str] | None = None) -> Any:
     """Declare one setting: its default, documentation and constraints.
 
     ``reload`` marks settings that need the model to be loaded again. ``trusted``
     marks settings that run a program, send code off the machine or load files
     from elsewhere: a workspace's `.hearth.toml` sets them only once the user trusts
-    that folder (server/trust.py).
+    that folder (server/trust.py). ``aliases``: a setting's old values (as text:
+    `true`, `false`) read as its new ones, so that a user's file keeps working.
     """
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
-            "reload": reload, "trusted": trusted}
+            "reload": reload, "trusted": trusted, "aliases": tuple((aliases or {}).items())}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -141,10 +143,15 @@ class CommitSettings(SamplingSettings):
                          "the area a changed path, as in git, Linux and Go) or `plain` (a "
                          "capitalized imperative subject); the shape is enforced by a grammar.",
                          choices=("auto", "conventional", "scoped", "plain"))
-    from_structure: bool = setting(
-        True, "When every answer of the model is refused, write the subject from the diff's "
-        "structure instead (definitions added, removed, changed or documented, tests added), "
-        "and say so; `false`: refuse.")
+    from_structure: str = setting(
+        "auto", "A subject written from the diff's structure (definitions added, removed, "
+        "changed or documented, tests added), said so: `first` = before asking the model; "
+        "`fallback` = when every answer of the model is refused; `auto` = `first` with a "
+        "model file under 500 MB (the bundled models' own subjects were worse and slower, "
+        "see docs/benchmarks.md), else `fallback`; `off` = never (a refusal instead). "
+        "`true` and `false`, its old values, read as `fallback` and `off`.",
+        choices=("auto", "first", "fallback", "off"),
+        aliases={"true": "fallback", "false": "off"})
     author_words: str = setting(
         "auto", "A subject in the words the change's author wrote in it (a new "
         "definition's docstring, a comment): \"add name_reason: what a file is by its "
@@ -456,6 +463,7 @@ class SettingSpec:
     maximum: float | None
     reload: bool
     trusted: bool = False  # a workspace's .hearth.toml sets it only in a trusted folder
+    aliases: tuple[tuple[str, str], ...] = ()  # old values (as text) -> new ones
 
     @property
     def key(self) -> str:
@@ -482,7 +490,7 @@ def setting_specs() -> dict[tuple[str, str], SettingSpec]:
                 default=getattr(section_obj, f.name), doc=f.metadata["doc"],
                 choices=f.metadata["choices"], minimum=f.metadata["minimum"],
                 maximum=f.metadata["maximum"], reload=f.metadata["reload"],
-                trusted=f.metadata["trusted"])
+                trusted=f.metadata["trusted"], aliases=f.metadata["aliases"])
     return specs
 
 
@@ -551,6 +559,9 @@ def coerce(spec: SettingSpec, value: Any, *, from_text: bool = False) -> Any:
             raise SettingError(f"expected a number, got {value!r}")
         value = float(value)
     elif tp is str:
+        if spec.aliases:  # an old value, as TOML (true) or as text ("true")
+            old = str(value).lower() if isinstance(value, bool) else value
+            value = dict(spec.aliases).get(old, value) if isinstance(old, str) else value
         if not isinstance(value, str):
             raise SettingError(f"expected a string, got {value!r}")
         if spec.choices and value not in spec.choices:

@@ -144,6 +144,26 @@ def test_the_authors_words_load_no_model(demo_repo, tmp_path, capsys, monkeypatc
     assert out["message"] == "feat: add to_euros: cents as euros, for the invoice totals"
 
 
+@pytest.mark.parametrize("mode, model_bytes", [("first", 600_000_000), ("auto", 1000)])
+def test_the_structures_subject_loads_no_model(demo_repo, tmp_path, capsys, monkeypatch,
+                                               mode, model_bytes):
+    # commit.fromStructure: no prose in the change, so the subject comes from what it
+    # adds, still before any model loads ("auto": the model file is small).
+    model = tmp_path / "model.gguf"
+    with model.open("wb") as f:
+        f.truncate(model_bytes)
+    monkeypatch.setenv("HEARTH_MODEL_PATH", str(model))
+    monkeypatch.setenv("HEARTH_COMMIT_FROM_STRUCTURE", mode)
+    path = demo_repo / "inventory" / "pricing.py"
+    path.write_text(path.read_text() + "\n\ndef to_euros(cents):\n    return cents / 100\n")
+    git(demo_repo, "add", "-A")
+    args = cli.build_parser().parse_args(["commit-msg", "--repo", str(demo_repo), "--json"])
+    assert cli.cmd_commit_msg(args, factory=no_model if mode == "first" else None) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == "structure" and out["message"] == "feat: add to_euros", out
+    assert any("before asking the model" in n for n in out["notices"])
+
+
 def test_a_large_model_file_is_asked_before_the_authors_words(demo_repo, tmp_path, capsys,
                                                               monkeypatch):
     model = tmp_path / "model.gguf"

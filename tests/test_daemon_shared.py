@@ -218,6 +218,9 @@ def test_the_git_hook_queues_at_the_daemon_as_the_hook(demo_repo, cache, monkeyp
     """The hook's jobs wait behind a window's reviews on save, and other tools' background
     work waits behind them: the daemon's trace says "hook" for each of its jobs."""
     monkeypatch.setenv("FAKE_ENGINE_DEFAULT", "docs: document parse_price")
+    # The model first, as with one over 500 MB: the bundled one's size would let
+    # Hearth's own subject come first, and the hook would ask no model at all.
+    monkeypatch.setenv("HEARTH_COMMIT_FROM_STRUCTURE", "fallback")
     path = demo_repo / "inventory" / "pricing.py"
     source = path.read_text()
     assert "def parse_price(text: str) -> int:\n" in source

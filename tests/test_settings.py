@@ -124,3 +124,15 @@ def test_key_spelling_helpers_round_trip():
     for _section, name in SPECS:
         assert to_snake(to_camel(name)) == name
     assert as_dict(resolve([]).settings)["model"]["gpuLayers"] is None
+
+
+def test_a_settings_old_values_read_as_its_new_ones(tmp_path):
+    # commit.fromStructure was true/false before it had `first` and `auto`: a user's
+    # file or variable with the old value keeps its meaning, not a problem.
+    user = write(tmp_path / "user.toml", "[commit]\nfromStructure = false\n")
+    r = SettingsSources(root=tmp_path, environ={"HEARTH_CONFIG_FILE": str(user)}).resolve()
+    assert r.settings.commit.from_structure == "off" and r.problems == []
+    r = resolve([env_layer({"HEARTH_COMMIT_FROM_STRUCTURE": "true"})])
+    assert r.settings.commit.from_structure == "fallback" and r.problems == []
+    bad = resolve([flatten({"commit": {"fromStructure": 1}}, "x")])
+    assert bad.settings.commit.from_structure == "auto" and "expected a string" in bad.problems[0]
