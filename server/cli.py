@@ -435,10 +435,10 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
         return 1
     # commit.authorWords: a subject in the change's own words needs no model, and a
     # hook that loads none for it is done at once.
-    result = early_message(settings, changes, model_file_bytes(
-        settings, cache, settings.routes.commit, factory)) or _run_task(
+    model_bytes = model_file_bytes(settings, cache, settings.routes.commit, factory)
+    result = early_message(settings, changes, model_bytes) or _run_task(
         "commit-msg", settings, cache, lambda run: generate_commit_message(
-            run, settings, repo, root=repo, changes=changes,
+            run, settings, repo, root=repo, changes=changes, model_bytes=model_bytes,
             progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
             else None), factory, Priority.HOOK if args.hook else Priority.USER, root=repo,
         route="commit")

@@ -9,7 +9,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from lsp_helpers import FAKE_SERVER, progress_titles, start, stop, wait_model
+from lsp_helpers import FAKE_SERVER, REAL_SERVER, progress_titles, start, stop, wait_model
 
 
 async def commit_message(client, **params):
@@ -109,5 +109,24 @@ async def test_bad_repositories_and_params_are_clear_errors(demo_repo, params, e
             await commit_message(client, **params)
         with pytest.raises(JsonRpcException, match="nothing to describe"):
             await commit_message(client)  # a clean work tree
+    finally:
+        await stop(client)
+
+
+async def test_a_small_models_file_gives_the_structures_subject_without_its_load(demo_repo,
+                                                                                 tmp_path):
+    # commit.fromStructure "auto": with a model file under 500 MB, Hearth's own subject
+    # comes first, so the server reads the file's size and does not wait for the load:
+    # here a file that cannot load at all (no GGUF), and the message is still written.
+    model = tmp_path / "small.gguf"
+    with model.open("wb") as f:
+        f.truncate(1000)  # sparse: its size is all that is read
+    stage_change(demo_repo)
+    client, _, _ = await start(REAL_SERVER, demo_repo, env={"HEARTH_MODEL_PATH": str(model)})
+    try:
+        result = await commit_message(client)
+        assert result["source"] == "structure", result
+        assert result["message"] == "chore: change format_price"
+        assert any("auto, with a model under 500 MB" in n for n in result["notices"])
     finally:
         await stop(client)

@@ -40,7 +40,13 @@ from ..engine.router import Backends
 from ..engine.shared_worker import SharedWorker
 from ..engine.worker import GenerationWorker, Job, Priority
 from ..index_service import IndexService
-from ..local import EngineFactory, engine_factory_for, llama_engine_factory, open_result_cache
+from ..local import (
+    EngineFactory,
+    engine_factory_for,
+    llama_engine_factory,
+    model_file_bytes,
+    open_result_cache,
+)
 from ..models import preset_uses_chat
 from ..settings import (
     WORKSPACE_FILE,
@@ -656,6 +662,14 @@ class HearthServer(LanguageServer):
             if local_only(settings, [rel]):
                 run.keep_local(f"{rel} is local-only (privacy.localOnly)")
         return Progress(self, title, run)
+
+    def model_bytes(self, settings: Settings, route: str) -> int:
+        """The size of the GGUF file the local model of ``routes.<route>`` (in the folder
+        ``settings``) is loaded from, known without waiting for a load in progress; 0 when
+        a model server comes first or a test's engine stands in for llama.cpp."""
+        factory = None if self.engine_factory is llama_engine_factory else self.engine_factory
+        return model_file_bytes(self.settings, self.cache, getattr(settings.routes, route),
+                                factory)
 
     def fallback_notice(self, text: str) -> None:
         """A backend was skipped or failed and the next one of the route runs: shown

@@ -58,10 +58,14 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
     async with ls.task("Hearth: commit message", ("commit", str(repo)), route="commit",
                        uri=repo.as_uri()) as report:
         assert report.run is not None
+        settings = ls.settings_of(repo.as_uri())
         with failures_reported(report):
+            # The model file's size, known before its load ends: with a small model
+            # (commit.fromStructure "auto") Hearth's own subject needs no model at all.
             result = await generate_commit_message(
-                report.run, ls.settings_of(repo.as_uri()), repo, root=ls.root_of(repo.as_uri()),
-                progress=lambda message: call_soon(loop, report, message))
+                report.run, settings, repo, root=ls.root_of(repo.as_uri()),
+                progress=lambda message: call_soon(loop, report, message),
+                model_bytes=ls.model_bytes(settings, "commit"))
         report.end(f"done in {result.seconds:.1f} s")
     return {"message": result.message, "notices": result.notices,
             "staged": result.changes.staged, "summarised": result.summarised,

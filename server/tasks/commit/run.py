@@ -61,12 +61,14 @@ class CommitResult:
 async def generate_commit_message(
     run: TaskRun, settings: Settings, repo: Path, *,
     root: Path | None = None, progress: Callable[[str], None] | None = None,
-    changes: gitdiff.Changes | None = None,
+    changes: gitdiff.Changes | None = None, model_bytes: int = 0,
 ) -> CommitResult:
     """A validated commit message for the staged changes of the repository at ``repo``.
 
     ``changes``: the diff if the caller already read it (to fail fast before the
-    model loads). Raises GitStateError (not a repository, a merge in progress,
+    model loads). ``model_bytes``: the size of the GGUF file the route's local model
+    is (or will be) loaded from, when the caller knows it without waiting for the
+    load (0: learn it from the loaded model). Raises GitStateError (not a repository, a merge in progress,
     nothing to describe, ...) or CommitMessageError (the model gave nothing valid).
     """
     started = time.perf_counter()
@@ -80,9 +82,10 @@ async def generate_commit_message(
     style = commit_style(settings, changes)
     notices = list(changes.notices)
     info = None
-    if "auto" in (sampling.author_words, sampling.from_structure):  # the model's size
-        info = await run.ready()  # is in its info
-    early = early_message(settings, changes, info.file_size if info else 0, started)
+    if not model_bytes and "auto" in (sampling.author_words, sampling.from_structure):
+        info = await run.ready()  # the loaded model's size is in its info
+        model_bytes = info.file_size
+    early = early_message(settings, changes, model_bytes, started)
     if early is not None:
         return early
     info = info or await run.ready()
