@@ -308,7 +308,8 @@ def _new_text(repo, path: str, cached: bool, between: tuple[str, str] | None) ->
 
 
 _HUNK_START = re.compile(r"^(@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@).*$", re.M)
-_MD_HEADING_LINE = re.compile(r"^ {0,3}#{1,6}[ \t]")  # git's own markdown driver's
+# A Markdown heading (its level, its text), as git's own markdown diff driver finds one.
+MD_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(\S.*?)[\s#]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 
@@ -323,7 +324,7 @@ def section_headers(patch: str, text: str) -> str:
     for n, line in enumerate(text.splitlines(), 1):
         if _FENCE.match(line):
             fenced = not fenced
-        elif not fenced and _MD_HEADING_LINE.match(line):
+        elif not fenced and MD_HEADING.match(line):
             headings.append((n, line.strip()))
 
     def named(m: re.Match[str]) -> str:

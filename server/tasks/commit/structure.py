@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .gitdiff import DANGLING, DOCUMENT_SUFFIXES, TEST_PATH, FileDiff, type_hint
+from .gitdiff import DANGLING, DOCUMENT_SUFFIXES, MD_HEADING, TEST_PATH, FileDiff, type_hint
 
 # A definition line in Python, JS/TS, Go, Rust, Ruby, Kotlin, Swift (+ or - or context).
 _DEF = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?"
@@ -152,7 +152,6 @@ def _document(path: str) -> bool:
     return path.lower().endswith(DOCUMENT_SUFFIXES)
 
 
-_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)[\s#]*$")
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
 
 
@@ -177,20 +176,20 @@ def sections(patch: str) -> list[str | None]:
             continue
         hunk = _HUNK.match(raw)
         if hunk:
-            m = _MD_HEADING.match(hunk.group(1))
+            m = MD_HEADING.match(hunk.group(1))
             heading = m.group(2) if m and len(m.group(1)) > 1 else None
             previous = ""
             continue
         sign, line = raw[:1], raw[1:]
         if sign != "-":
-            m = _MD_HEADING.match(line)
+            m = MD_HEADING.match(line)
             if m:
                 heading = m.group(2) if len(m.group(1)) > 1 else None  # "# Title": none
             elif _RST_UNDERLINE.match(line) and previous.strip() and \
                     not _RST_UNDERLINE.match(previous):
                 heading = previous.strip()
             previous = line
-        if sign in "+-" and line.strip() and not _MD_HEADING.match(line):
+        if sign in "+-" and line.strip() and not MD_HEADING.match(line):
             found[_title(heading)] = None
     return list(found)
 
