@@ -22,7 +22,7 @@ from hearth_lsp.server.daemon import Daemon, daemon_key, parse_priority, read_st
 from hearth_lsp.server.engine.base import EngineError
 from hearth_lsp.server.engine.daemon_client import DaemonEngine
 from hearth_lsp.server.engine.fake import FakeEngine
-from hearth_lsp.server.engine.shared_worker import SharedWorker
+from hearth_lsp.server.engine.shared_worker import MAX_IN_FLIGHT, SharedWorker
 from hearth_lsp.server.engine.worker import GenerationWorker, Priority
 from hearth_lsp.server.settings import ModelSettings, SamplingSettings
 
@@ -284,6 +284,37 @@ def test_one_process_queues_its_urgent_job_at_the_daemon_beside_a_waiting_one(
         assert done.finish_reason == "enough" and done.text.startswith("".join(seen[:3]))
         assert len(done.text.split()) < 100
         wait_until(lambda: daemon.worker.running() is None)
+    finally:
+        release.set()
+        worker.shutdown()
+        blocker.join(20)
+
+
+def test_a_user_action_goes_to_the_daemon_when_background_jobs_fill_the_room(
+        make_daemon, clients):
+    # Four reviews on save (MAX_IN_FLIGHT) wait at the daemon behind another client's
+    # answer, a fifth waits here; the user's action still goes to the daemon at once,
+    # ahead of the fifth, and runs first there.
+    engine = FakeEngine(default="done", responses=["word " * 2000], piece_delay_s=0.02)
+    daemon = make_daemon(engine)
+    release = threading.Event()
+    blocker, _ = in_thread(clients(daemon).generate, "blocker", SAMPLING.__class__(
+        max_tokens=5000), [], release.is_set, lambda _p: None)
+    wait_until(lambda: engine.prompts == ["blocker"])
+    worker = SharedWorker()
+    try:
+        worker.load(lambda: clients(daemon)).future.result(10)
+        saves = [worker.submit("review", f"save{n}", SAMPLING, priority=Priority.SAVE)
+                 for n in range(MAX_IN_FLIGHT + 1)]
+        wait_until(lambda: daemon.worker.pending() == MAX_IN_FLIGHT)
+        user = worker.submit("docstring", "user", SAMPLING, priority=Priority.USER)
+        wait_until(lambda: daemon.worker.pending() == MAX_IN_FLIGHT + 1)
+        assert worker.in_flight() == MAX_IN_FLIGHT + 1  # the fifth save still waits here
+        release.set()
+        assert user.future.result(20).text == "done"
+        assert all(s.future.result(20).text == "done" for s in saves)
+        assert engine.prompts[:2] == ["blocker", "user"]
+        assert engine.prompts[-1] == f"save{MAX_IN_FLIGHT}"
     finally:
         release.set()
         worker.shutdown()

@@ -10,7 +10,7 @@ import pytest
 
 from hearth_lsp.server.engine.base import EngineError, ModelUnavailable
 from hearth_lsp.server.engine.fake import FakeEngine
-from hearth_lsp.server.engine.worker import GenerationWorker, Priority, wait_for
+from hearth_lsp.server.engine.worker import MAX_RESTARTS, GenerationWorker, Priority, wait_for
 from hearth_lsp.server.settings import SamplingSettings
 
 S = SamplingSettings(max_tokens=1000)
@@ -266,6 +266,26 @@ def test_a_running_job_yields_to_any_more_urgent_one(worker, running, urgent):
 def test_a_job_of_the_same_priority_waits_its_turn(worker, running, urgent):
     engine, job, *_ = _completion_arrives_mid_generation(worker, running, urgent=urgent)
     assert engine.prompts == ["review", "ghost"] and job.restarts == 0
+
+
+def test_urgent_work_that_never_stops_coming_does_not_starve_a_yielding_job(worker):
+    # Ghost text while the user types: a completion arrives during every run of the hook's
+    # job. It yields MAX_RESTARTS times, then runs to its end; the completions still run.
+    engine = loaded(worker, FakeEngine(default="feat: add to_euros", piece_delay_s=0.001))
+    generate = engine.generate
+    ghosts = []
+
+    def typing(prompt, *args, **kwargs):
+        if prompt == "hook":
+            ghosts.append(worker.submit("completion", "ghost", S, priority=Priority.COMPLETION))
+        return generate(prompt, *args, **kwargs)
+
+    engine.generate = typing  # type: ignore[method-assign]
+    job = worker.submit("commit", "hook", S, priority=Priority.HOOK)
+    assert job.future.result(10).text == "feat: add to_euros"
+    assert job.restarts == MAX_RESTARTS
+    assert engine.prompts == ["hook", "ghost"] * (MAX_RESTARTS + 1)
+    assert all(g.future.result(10).finish_reason == "stop" for g in ghosts)
 
 
 def test_a_rerun_after_yielding_samples_with_the_first_run_s_seed(worker):

@@ -221,6 +221,9 @@ class DaemonEngine(RemoteEngine):
     """An Engine whose model is held by Hearth's daemon (see the module docstring)."""
 
     concurrent = True  # SharedWorker runs its generations side by side
+    # SharedWorker's MAX_IN_FLIGHT less urgent jobs, and the user's and completions,
+    # which never wait for room.
+    max_connections = 16
 
     def __init__(self, state: DaemonState, *, model: ModelSettings | None = None,
                  cache: Path | None = None, idle_s: int = 900,

@@ -293,6 +293,8 @@ def _is_html(content_type: str, body: bytes = b"") -> bool:
 class RemoteEngine:
     """An Engine whose model runs on an OpenAI-compatible server."""
 
+    max_connections = 4  # requests of this process at the server at once
+
     def __init__(self, config: BackendConfig, *, environ: Mapping[str, str] = os.environ):
         if config.structured not in STRUCTURED_MODES:
             raise EngineError(f"{config.setting('structured')} is {config.structured!r}; "
@@ -429,7 +431,8 @@ class RemoteEngine:
                     timeout=httpx.Timeout(connect=cfg.connect_timeout_s, read=None,
                                           write=max(cfg.connect_timeout_s, 10.0),
                                           pool=cfg.connect_timeout_s),
-                    limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+                    limits=httpx.Limits(max_connections=self.max_connections,
+                                        max_keepalive_connections=2),
                     trust_env=False, follow_redirects=False,
                     verify=verify(self.url))
 

@@ -8,7 +8,7 @@ background work. A job is cancelled by setting its event; the engine checks it
 between tokens. A running review-on-save, hook or background generation yields to
 a more urgent job that arrives meanwhile (a completion, a user's action, a review
 before the hook): it stops at the next token and is queued again, to run from the
-start once the queue comes back to it (its future is only ever set once; its seed is
+start once the queue comes back to it, and after MAX_RESTARTS such restarts to its end (its future is only ever set once; its seed is
 fixed when it is submitted, so the rerun writes what the first run had begun).
 The asyncio loop only ever waits on futures, so it is never blocked.
 """
@@ -48,6 +48,9 @@ class Priority(IntEnum):
 # Generations at this priority or lower stop for any more urgent job that is waiting,
 # and run again: the user's wait is one token, not the rest of someone else's answer.
 PREEMPTIBLE = Priority.SAVE
+# A job that has yielded this many times runs to its end: urgent work that never stops
+# coming (ghost text while the user types) must not keep a commit's hook from finishing.
+MAX_RESTARTS = 3
 SEEDS_START = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED
 
 
@@ -288,7 +291,7 @@ class GenerationWorker:
             return False
         assert job.sampling is not None
         on_piece = job.on_piece or (lambda _piece: None)
-        preemptible = job.priority >= PREEMPTIBLE
+        preemptible = job.priority >= PREEMPTIBLE and job.restarts < MAX_RESTARTS
         yielded = False
         produced = 0
 
@@ -343,5 +346,5 @@ async def wait_for(job: Job) -> Any:
         raise
 
 
-__all__ = ["PREEMPTIBLE", "Completion", "GenerationWorker", "Job", "ModelInfo", "Priority",
+__all__ = ["MAX_RESTARTS", "PREEMPTIBLE", "Completion", "GenerationWorker", "Job", "ModelInfo", "Priority",
            "wait_for"]
