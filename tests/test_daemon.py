@@ -236,17 +236,24 @@ def test_priorities_order_jobs_across_clients(make_daemon, clients):
     assert bg_out["result"][0].text == user_out["result"][0].text == "done"
 
 
-def test_one_process_queues_its_urgent_job_at_the_daemon_beside_a_waiting_one(
-        make_daemon, clients):
-    """SharedWorker hands the daemon both of its jobs at once, so the daemon's queue puts
-    the USER job first; one-at-a-time GenerationWorker would hold it back until its
-    BACKGROUND job had run (the daemon would see ["blocker", "hook", "user"])."""
+def busy_daemon(make_daemon, clients):
+    """A daemon whose model another client keeps busy with a long answer until the
+    returned event is set: what a window sends it meanwhile waits in its queue."""
     engine = FakeEngine(default="done", responses=["word " * 2000], piece_delay_s=0.02)
     daemon = make_daemon(engine)
     release = threading.Event()
     blocker, _ = in_thread(clients(daemon).generate, "blocker", SAMPLING.__class__(
         max_tokens=5000), [], release.is_set, lambda _p: None)
     wait_until(lambda: engine.prompts == ["blocker"])
+    return engine, daemon, release, blocker
+
+
+def test_one_process_queues_its_urgent_job_at_the_daemon_beside_a_waiting_one(
+        make_daemon, clients):
+    """SharedWorker hands the daemon both of its jobs at once, so the daemon's queue puts
+    the USER job first; one-at-a-time GenerationWorker would hold it back until its
+    BACKGROUND job had run (the daemon would see ["blocker", "hook", "user"])."""
+    engine, daemon, release, blocker = busy_daemon(make_daemon, clients)
     worker = SharedWorker()
     try:
         client = clients(daemon)
@@ -295,12 +302,7 @@ def test_a_user_action_goes_to_the_daemon_when_background_jobs_fill_the_room(
     # Four reviews on save (MAX_IN_FLIGHT) wait at the daemon behind another client's
     # answer, a fifth waits here; the user's action still goes to the daemon at once,
     # ahead of the fifth, and runs first there.
-    engine = FakeEngine(default="done", responses=["word " * 2000], piece_delay_s=0.02)
-    daemon = make_daemon(engine)
-    release = threading.Event()
-    blocker, _ = in_thread(clients(daemon).generate, "blocker", SAMPLING.__class__(
-        max_tokens=5000), [], release.is_set, lambda _p: None)
-    wait_until(lambda: engine.prompts == ["blocker"])
+    engine, daemon, release, blocker = busy_daemon(make_daemon, clients)
     worker = SharedWorker()
     try:
         worker.load(lambda: clients(daemon)).future.result(10)
