@@ -644,11 +644,14 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._single(job, pieces, ident, created, model)
         except _Gone:
-            job.cancel()
-            log.info("job %d (%s): the client went away; cancelled", job.id, priority.name)
+            if not job.future.done():  # (a finished job's answer just was not read)
+                job.cancel()
+                log.info("job %d (%s): the client went away; cancelled", job.id,
+                         priority.name)
         except (BrokenPipeError, ConnectionResetError, OSError):
-            job.cancel()
-            log.info("job %d: the connection broke; cancelled", job.id)
+            if not job.future.done():
+                job.cancel()
+                log.info("job %d: the connection broke; cancelled", job.id)
         finally:
             if job.cancelled:
                 daemon.counts["cancelled"] += 1
@@ -709,7 +712,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _wait(self, job: Job, pieces: queue.Queue[str | None]) -> Iterator[str]:
         """The job's pieces as they come, until it is done; _Gone when the client leaves
-        (looked at whenever no piece is waiting, so a queued job is dropped too)."""
+        (looked at every POLL_S: while the job waits in the queue, and while its pieces
+        come faster than that, which a request that does not stream never sends on)."""
+        looked = time.monotonic()
         while True:
             try:
                 piece: str | None = pieces.get(timeout=POLL_S)
@@ -717,6 +722,11 @@ class _Handler(BaseHTTPRequestHandler):
                 piece = None
             if piece is not None:
                 yield piece
+                if time.monotonic() - looked < POLL_S:
+                    continue
+                looked = time.monotonic()
+                if self._client_gone() or self.daemon.stopping:
+                    raise _Gone
                 continue
             if job.future.done():
                 while not pieces.empty():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -191,6 +192,22 @@ def test_a_client_that_cancels_frees_the_daemon(make_daemon, clients):
     result, _ = generate(clients(daemon), "after")
     assert result.text == "next answer"
     assert engine.prompts == ["long", "after"]
+
+
+def test_a_client_that_leaves_a_request_that_does_not_stream_frees_the_daemon(make_daemon):
+    # Another tool's `"stream": false` request, its pieces faster than the daemon's poll
+    # (50000 at 1 ms: 50 s): the tool quits while it runs (Ctrl-C), and the model is free.
+    engine = FakeEngine(default="word " * 50000, piece_delay_s=0.001)
+    daemon = make_daemon(engine)
+    body = json.dumps({"prompt": "long", "max_tokens": 50000, "stream": False}).encode()
+    host, port = daemon.url.removeprefix("http://").removesuffix("/v1").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     + f"Authorization: Bearer {daemon.token}\r\n".encode()
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        wait_until(lambda: engine.prompts == ["long"])
+    wait_until(lambda: daemon.worker.running() is None and daemon.counts["cancelled"] == 1)
 
 
 def test_a_queued_job_whose_client_leaves_never_runs(make_daemon, clients):
