@@ -314,6 +314,14 @@ class Daemon:
 
     # ---- life cycle ----------------------------------------------------------
 
+    def reload(self) -> None:
+        """Load the model again when it is not loaded (its load failed: the file may be
+        fixed since): once, however many clients ask at the same moment, and never
+        under a loaded model, which the worker would free while other requests use it."""
+        with self._lock:
+            if self.worker.state in ("error", "empty"):
+                self.load()  # the worker is "loading" before this returns
+
     def load(self) -> Job:
         def factory() -> Engine:
             self.loads += 1
@@ -538,9 +546,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path in ("/v1/embeddings", "/hearth/embedder"):
                 self._embeddings(body, describe=path == "/hearth/embedder")
             elif path == "/hearth/reload":
-                # A client found the model in error (a file fixed since?): load it again.
-                if self.daemon.worker.state != "loading":
-                    self.daemon.load()
+                self.daemon.reload()
                 self._send_json(200, {"state": self.daemon.worker.state})
             elif path == "/v1/chat/completions":
                 self._error(404, "this daemon takes text prompts at /v1/completions (Hearth "

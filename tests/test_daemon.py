@@ -210,6 +210,37 @@ def test_a_client_that_leaves_a_request_that_does_not_stream_frees_the_daemon(ma
     wait_until(lambda: daemon.worker.running() is None and daemon.counts["cancelled"] == 1)
 
 
+def test_a_reload_asked_for_a_loaded_model_loads_nothing(make_daemon, clients):
+    # Clients ask for a reload when they find the model not loaded; asked of a loaded one
+    # (two clients at once, one late), it would free the model under other requests.
+    daemon = make_daemon(FakeEngine(default="ok"))
+    clients(daemon)  # connected: the model is loaded
+    for _ in range(2):
+        response = httpx.post(f"{daemon.url.removesuffix('/v1')}/hearth/reload", json={},
+                              headers={"Authorization": f"Bearer {daemon.token}"})
+        assert response.json() == {"state": "ready"}
+    assert daemon.loads == 1
+
+
+def test_a_client_reloads_a_model_whose_load_failed(cache, clients):
+    # The file was broken when the daemon started and is fixed since: the next client
+    # asks for a reload and gets the model.
+    def make(_model, _cache):
+        if daemon.loads == 1:
+            raise EngineError("not a GGUF file")
+        return FakeEngine(default="ok")
+
+    cache.mkdir()
+    daemon = Daemon(ModelSettings(), cache, make)
+    daemon.start()
+    try:
+        wait_until(lambda: daemon.worker.state == "error")
+        result, _ = generate(clients(daemon), "p")
+        assert result.text == "ok" and daemon.loads == 2
+    finally:
+        daemon.stop()
+
+
 def test_a_queued_job_whose_client_leaves_never_runs(make_daemon, clients):
     engine = FakeEngine(responses=["word " * 2000, "unused", "third"], piece_delay_s=0.02)
     daemon = make_daemon(engine)
