@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,18 +48,21 @@ WORKSPACE_FILE = ".hearth.toml"
 
 def setting(default: Any, doc: str, *, choices: tuple[str, ...] | None = None,
             minimum: float | None = None, maximum: float | None = None,
-            reload: bool = False, trusted: bool = False,
+            reload: bool = False, trusted: bool = False, protects: bool = False,
             aliases: dict[str, str] | None = None) -> Any:
     """Declare one setting: its default, documentation and constraints.
 
     ``reload`` marks settings that need the model to be loaded again. ``trusted``
     marks settings that run a program, send code off the machine or load files
     from elsewhere: a workspace's `.hearth.toml` sets them only once the user trusts
-    that folder (server/trust.py). ``aliases``: a setting's old values (as text:
+    that folder (server/trust.py). ``protects`` marks settings that guard the user
+    (the sandbox's walls, files kept off model servers): a `.hearth.toml` in a folder
+    not trusted may only make them stricter. ``aliases``: a setting's old values (as text:
     `true`, `false`) read as its new ones, so that a user's file keeps working.
     """
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
-            "reload": reload, "trusted": trusted, "aliases": tuple((aliases or {}).items())}
+            "reload": reload, "trusted": trusted, "protects": protects,
+            "aliases": tuple((aliases or {}).items())}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -197,7 +201,7 @@ class TestsSettings(SamplingSettings):
         trusted=True)
     require_isolation: bool = setting(
         False, "Refuse to run generated tests when the sandbox cannot isolate them fully "
-        "(bubblewrap missing) instead of running them with a warning.")
+        "(bubblewrap missing) instead of running them with a warning.", protects=True)
     timeout_s: int = setting(10, "Time limit per generated test (seconds).", minimum=1,
                              maximum=600)
     repair: bool = setting(True, "Feed failures back to the model once, to fix its tests.")
@@ -394,7 +398,7 @@ class PrivacySettings:
         [], "Gitignore-style patterns (relative to the workspace root) of files whose content "
         "never goes to a model server: tasks on them (and commit messages for diffs that "
         "touch them) run on the local model, or are refused when the route names none. "
-        "Secret files (`.env*`, keys, credentials) are always local-only.")
+        "Secret files (`.env*`, keys, credentials) are always local-only.", protects=True)
 
 
 def local_only(settings: Settings, rel_paths: list[str]) -> list[str]:
@@ -463,6 +467,7 @@ class SettingSpec:
     maximum: float | None
     reload: bool
     trusted: bool = False  # a workspace's .hearth.toml sets it only in a trusted folder
+    protects: bool = False  # ... and in an untrusted one, only stricter than the user's
     aliases: tuple[tuple[str, str], ...] = ()  # old values (as text) -> new ones
 
     @property
@@ -490,7 +495,8 @@ def setting_specs() -> dict[tuple[str, str], SettingSpec]:
                 default=getattr(section_obj, f.name), doc=f.metadata["doc"],
                 choices=f.metadata["choices"], minimum=f.metadata["minimum"],
                 maximum=f.metadata["maximum"], reload=f.metadata["reload"],
-                trusted=f.metadata["trusted"], aliases=f.metadata["aliases"])
+                trusted=f.metadata["trusted"], protects=f.metadata["protects"],
+                aliases=f.metadata["aliases"])
     return specs
 
 
@@ -650,16 +656,29 @@ def env_layer(environ: Mapping[str, str]) -> Layer:
     return layer
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def toml_layer(path: Path, name: str) -> Layer:
+    """A TOML settings file. Only a regular file of at most MAX_CONFIG_BYTES is read: a
+    repository's `.hearth.toml` may be a link to /dev/zero or a FIFO (opened without
+    waiting for a writer)."""
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return Layer(name, {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        layer = Layer(name, {})
-        layer.problems.append(f"{name}: cannot read {path}: {exc}")
-        return layer
+    except OSError as exc:
+        return Layer(name, {}, problems=[f"{name}: cannot read {path}: {exc}"])
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError("not a regular file")
+            if info.st_size > MAX_CONFIG_BYTES:
+                raise ValueError(f"larger than {MAX_CONFIG_BYTES >> 20} MiB")
+            data = tomllib.load(fh)
+    except (OSError, ValueError) as exc:  # (tomllib.TOMLDecodeError is a ValueError)
+        return Layer(name, {}, problems=[f"{name}: cannot read {path}: {exc}"])
     return flatten(data, name)
 
 
@@ -766,17 +785,38 @@ class SettingsSources:
         trusted = self.root is None or self.trusted()
         untrusted: list[str] = []
         if not trusted:  # the repository's author is not the user
-            for layer in layers:
+            for n, layer in enumerate(layers):
                 if layer.name != WORKSPACE_FILE:
                     continue
                 for ident in [i for i in layer.values if SPECS[i].trusted]:
                     untrusted.append(SPECS[ident].key)
                     del layer.values[ident]
+                untrusted += _only_stricter(layer, resolve(layers[:n]))
                 untrusted.extend(f"backends.{name}" for name in layer.backends)
                 layer.backends = {}
         resolved = resolve(layers)
         resolved.untrusted, resolved.trusted = untrusted, trusted
         return resolved
+
+
+def _only_stricter(layer: Layer, below: Resolved) -> list[str]:
+    """An untrusted workspace layer's values of the settings that guard the user, made
+    no weaker than ``below`` (the user's own): a flag stays on when the user set it, a
+    list keeps the user's entries. The keys whose value it tried to weaken."""
+    weakened = []
+    for ident in [i for i in layer.values if SPECS[i].protects]:
+        spec, value = SPECS[ident], layer.values[ident]
+        users = getattr(getattr(below.settings, spec.section), spec.name)
+        if isinstance(value, bool) and isinstance(users, bool):
+            stricter: Any = value or users
+        elif isinstance(value, list) and isinstance(users, list):
+            stricter = users + [v for v in value if v not in users]
+        else:  # a value of the wrong type: resolve() reports it and keeps the user's
+            continue
+        if stricter != value and (isinstance(value, bool) or set(users) - set(value)):
+            weakened.append(f"{spec.key} (only stricter than yours)")
+        layer.values[ident] = stricter
+    return weakened
 
 
 def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -812,7 +852,10 @@ def markdown_reference() -> str:
         "elsewhere: a workspace's `.hearth.toml` sets them only once you trust that folder "
         "(`hearth trust PATH`, VS Code's workspace trust, `:HearthTrust` in Neovim); until "
         "then they are ignored and named once. The user config file, the environment and the "
-        "editor's own settings set them anywhere.", "",
+        "editor's own settings set them anywhere. Settings marked *protects* guard you (the "
+        "test sandbox's walls, files kept off model servers): until you trust the folder, its "
+        "`.hearth.toml` may only make them stricter than yours (turn a flag on, add "
+        "patterns).", "",
         "Example `.hearth.toml`:", "", "```toml", "[model]", 'preset = "smollm2"',
         "context_length = 4096", "", "[docstring]", "temperature = 0.1", "max_tokens = 160",
         "```", "",
@@ -839,6 +882,7 @@ def markdown_reference() -> str:
         doc = spec.doc + (f" ({', '.join(bounds)})" if bounds else "")
         doc += " *reload*" if spec.reload else ""
         doc += " *trusted*" if spec.trusted else ""
+        doc += " *protects*" if spec.protects else ""
         lines.append(f"| `{spec.key}` | {tname} | `{json.dumps(spec.default)}` | {doc} |")
     out = []
     for i, line in enumerate(lines):  # a blank line after each table

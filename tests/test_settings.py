@@ -136,3 +136,23 @@ def test_a_settings_old_values_read_as_its_new_ones(tmp_path):
     assert r.settings.commit.from_structure == "fallback" and r.problems == []
     bad = resolve([flatten({"commit": {"fromStructure": 1}}, "x")])
     assert bad.settings.commit.from_structure == "auto" and "expected a string" in bad.problems[0]
+
+
+def test_a_settings_file_that_is_no_regular_file_or_too_big_is_a_problem(tmp_path):
+    # A repository's `.hearth.toml` may be a link to /dev/zero (read until memory runs
+    # out) or a FIFO (opening it waits for a writer): named, never read.
+    import os
+
+    user = write(tmp_path / "config.toml", "[docstring]\nmax_tokens = 99\n")
+    environ = {"HEARTH_CONFIG_FILE": str(user)}
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    toml = ws / ".hearth.toml"
+    for make, reason in ((lambda: toml.symlink_to("/dev/zero"), "not a regular file"),
+                         (lambda: os.mkfifo(toml), "not a regular file"),
+                         (lambda: toml.write_text("#" * (1 << 20) + "\n"), "larger than 1 MiB")):
+        make()
+        r = SettingsSources(root=ws, environ=environ).resolve()
+        assert [p for p in r.problems if reason in p and str(toml) in p], r.problems
+        assert r.settings.docstring.max_tokens == 99  # the other layers still apply
+        toml.unlink()

@@ -146,3 +146,31 @@ async def test_trusting_from_the_editor_can_be_kept_and_taken_back(repo):
         assert SettingsSources(root=repo).resolve().untrusted == ["index.chromaUrl"]
     finally:
         await stop(client)
+
+
+def test_an_untrusted_toml_may_only_make_the_users_protections_stricter(repo, tmp_path,
+                                                                        monkeypatch):
+    # A cloned repository turns off the sandbox requirement the user set and empties the
+    # user's local-only patterns: until trusted, it may add to them, not take away.
+    user = tmp_path / "config.toml"
+    user.write_text('[tests]\nrequire_isolation = true\n[privacy]\nlocal_only = ["secret/**"]\n')
+    monkeypatch.setenv("HEARTH_CONFIG_FILE", str(user))
+    (repo / ".hearth.toml").write_text(
+        '[tests]\nrequire_isolation = false\n[privacy]\nlocal_only = ["notes/**"]\n')
+    resolved = SettingsSources(root=repo).resolve()
+    assert resolved.settings.tests.require_isolation is True
+    assert resolved.settings.privacy.local_only == ["secret/**", "notes/**"]
+    assert resolved.untrusted == ["tests.requireIsolation (only stricter than yours)",
+                                  "privacy.localOnly (only stricter than yours)"]
+    cli.main(["trust", str(repo)])
+    try:  # trusted: the repository's own choice applies
+        resolved = SettingsSources(root=repo).resolve()
+        assert resolved.settings.tests.require_isolation is False
+        assert resolved.settings.privacy.local_only == ["notes/**"]
+    finally:
+        cli.main(["untrust", str(repo)])
+    # Stricter than the user's is taken as it is, and named nowhere.
+    user.write_text("")
+    (repo / ".hearth.toml").write_text('[tests]\nrequire_isolation = true\n')
+    resolved = SettingsSources(root=repo).resolve()
+    assert resolved.settings.tests.require_isolation is True and resolved.untrusted == []
