@@ -110,3 +110,19 @@ def test_tests_command_writes_only_passing_tests(tmp_path, capsys, monkeypatch):
     assert [t["name"] for t in out["failing"]] == ["test_ratio_none"]
     written = (tmp_path / "tests" / "test_calc.py").read_text()
     assert written.startswith("from calc import ratio\n") and "test_ratio_wrong" not in written
+
+
+def test_a_test_file_that_leads_out_of_the_workspace_is_refused(tmp_path, capsys, monkeypatch):
+    # A cloned repository's tests/test_calc.py is a link to a file of the user's: its text
+    # would be the prompt's "existing tests", and the passing tests written into it.
+    ws, private = tmp_path / "ws", tmp_path / "private.txt"
+    (ws / "tests").mkdir(parents=True)
+    (ws / "calc.py").write_text(PY)
+    private.write_text("the user's own notes\n")
+    (ws / "tests" / "test_calc.py").symlink_to(private)
+    monkeypatch.chdir(ws)
+    code, engine = run(cli.cmd_tests, ["tests", "calc.py::ratio", "--write"],
+                       ["ratio_half():\n    assert ratio(1, 2) == 0.5\n"])
+    assert code == 1 and engine.prompts == []
+    assert "outside the workspace" in capsys.readouterr().err
+    assert private.read_text() == "the user's own notes\n"

@@ -170,3 +170,55 @@ def test_a_cancel_kills_a_process_that_left_the_session(project):
         time.sleep(0.05)
     assert not left, f"the forked child outlived the cancel: {left}"
 
+
+
+def test_without_bwrap_the_hook_stops_moves_links_forks_and_signals_out_of_the_copy(
+        project, tmp_path):
+    # No bubblewrap (macOS, a Linux without it): the audit hook is the wall for writes.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("mine")
+    result = run(project, f"""
+        import os
+
+        def test_replace_a_file_outside():
+            open("payload", "w").write("x")
+            os.replace("payload", {str(victim)!r})
+
+        def test_hard_link_a_file_outside_in():
+            os.link({str(victim)!r}, "linked")
+
+        def test_link_out():
+            os.symlink("payload", {str(outside / "link")!r})
+
+        def test_forkpty():
+            pid, _ = os.forkpty()
+            if pid == 0:
+                os._exit(0)
+
+        def test_signal_another_process():
+            os.kill(os.getppid(), 0)
+    """, use_bwrap=False)
+    assert victim.read_text() == "mine" and [p.name for p in outside.iterdir()] == ["victim.txt"]
+    assert len(result.outcomes) == 5
+    for name, outcome in result.outcomes.items():
+        assert not outcome.passed and "hearth sandbox" in outcome.message, name
+
+
+def test_a_parametrized_test_is_one_test_that_passes_when_every_case_does(project):
+    result = run(project, """
+        import pytest
+
+        @pytest.mark.parametrize("x, want", [(1, 2), (2, 4)])
+        def test_double(x, want):
+            assert double(x) == want
+
+        @pytest.mark.parametrize("x, want", [(1, 2), (2, 5)])
+        def test_one_case_wrong(x, want):
+            assert double(x) == want
+    """)
+    assert set(result.outcomes) == {"test_double", "test_one_case_wrong"}
+    assert result.outcomes["test_double"].passed
+    assert not result.outcomes["test_one_case_wrong"].passed
+    assert "assert 4 == 5" in result.outcomes["test_one_case_wrong"].message

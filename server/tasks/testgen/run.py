@@ -68,6 +68,15 @@ async def generate_tests(
         files.append(rel)
     layout = testgen.find_layout(rel, set(files))
     test_file = root / layout.test_path
+    if test_file.exists() or test_file.is_symlink():
+        # A repository's test file may be a link to a file of the user's elsewhere: its
+        # text would go into the prompt, and the tests into that file.
+        real = test_file.resolve()
+        if not real.is_relative_to(root.resolve()) or not real.is_file():
+            raise testgen.TestGenError(
+                f"{layout.test_path} leads to {real}, "
+                + ("outside the workspace" if real.is_file() else "which is not a regular file")
+                + ": Hearth reads and writes tests only in regular files inside it")
     old_text = open_text(test_file) if open_text is not None else None
     if old_text is None and test_file.exists():
         old_text = test_file.read_text(encoding="utf-8")
