@@ -96,6 +96,8 @@ POLL_S = 0.05
 # for that, to count the tokens it did generate (a client that stops a refused answer
 # early, as the commit task does, is most of the hook's jobs).
 ACCOUNT_WAIT_S = 2.0
+# The longest a daemon starting waits for one that is stopping to let go of the lock.
+STOPPING_WAIT_S = 15.0
 MAX_BODY = 16 << 20
 # The longest a background embedding request waits for users' generations to finish.
 USERS_FIRST_MAX_S = 60.0
@@ -825,28 +827,40 @@ def serve(model: ModelSettings, cache: Path, *, idle_s: float,
 
     Exit status 0, also when a daemon for this model already runs (it says so).
     A ``host`` that is not loopback needs ``allow_remote`` (RemoteBindRefused)."""
-    import signal
-
     check_bind(host, allow_remote)
     files = DaemonFiles.of(cache, daemon_key(model))
-    with file_lock(files.lock, blocking=False) as mine:
-        if not mine:
+    # A daemon that is stopping has removed its state file but holds the lock until its
+    # generation and server have stopped: this one waits for it rather than leave the
+    # client that started it with no daemon at all.
+    deadline = time.monotonic() + STOPPING_WAIT_S
+    while True:
+        with file_lock(files.lock, blocking=False) as mine:
+            if mine:
+                return _serve_locked(model, cache, idle_s=idle_s, host=host, port=port,
+                                     allow_remote=allow_remote, make_engine=make_engine)
             state = read_state(files.state)
-            where = f" (pid {state.pid}, {state.url})" if state else ""
-            log.info("a hearth daemon for this model already runs%s", where)
-            return 0
-        daemon = Daemon(model, cache, make_engine or llama_engine, idle_s=idle_s, host=host,
-                        port=port, allow_remote=allow_remote)
+            if (state is not None and pid_alive(state.pid)) or time.monotonic() > deadline:
+                where = f" (pid {state.pid}, {state.url})" if state else ""
+                log.info("a hearth daemon for this model already runs%s", where)
+                return 0
+        time.sleep(0.1)
 
-        def on_signal(signum: int, _frame: Any) -> None:
-            threading.Thread(target=daemon.stop, args=(f"signal {signum}",),
-                             daemon=True).start()
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(ValueError):  # not the main thread
-                signal.signal(sig, on_signal)
-        daemon.start()
-        daemon.wait()
+def _serve_locked(model: ModelSettings, cache: Path, *, idle_s: float, host: str, port: int,
+                  allow_remote: bool, make_engine: EngineMaker | None) -> int:
+    import signal
+
+    daemon = Daemon(model, cache, make_engine or llama_engine, idle_s=idle_s, host=host,
+                    port=port, allow_remote=allow_remote)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        threading.Thread(target=daemon.stop, args=(f"signal {signum}",), daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(sig, on_signal)
+    daemon.start()
+    daemon.wait()
     return 0
 
 

@@ -19,7 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hearth_lsp.server.daemon import Daemon, daemon_key, parse_priority, read_state
+from hearth_lsp.server.daemon import (
+    Daemon,
+    DaemonFiles,
+    daemon_key,
+    file_lock,
+    parse_priority,
+    read_state,
+    serve,
+)
 from hearth_lsp.server.engine.base import EngineError
 from hearth_lsp.server.engine.daemon_client import DaemonEngine
 from hearth_lsp.server.engine.fake import FakeEngine
@@ -239,6 +247,22 @@ def test_a_client_reloads_a_model_whose_load_failed(cache, clients):
         assert result.text == "ok" and daemon.loads == 2
     finally:
         daemon.stop()
+
+
+def test_a_daemon_started_while_another_stops_waits_for_it_and_serves(cache):
+    # `hearth daemon --stop`, then at once a window: the old daemon has removed its state
+    # file but holds the lock while its generation and server stop. The new one waits
+    # for the lock and serves, rather than exit and leave its client with no daemon.
+    cache.mkdir()
+    files = DaemonFiles.of(cache, daemon_key(ModelSettings()))
+    files.lock.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(files.lock):  # the stopping daemon's
+        thread, out = in_thread(serve, ModelSettings(), cache, idle_s=2,
+                                make_engine=lambda _m, _c: FakeEngine(default="ok"))
+        time.sleep(0.3)  # (it finds the lock taken meanwhile)
+    wait_until(lambda: read_state(files.state) is not None)
+    thread.join(30)  # it stops when idle
+    assert out["result"] == 0
 
 
 def test_a_queued_job_whose_client_leaves_never_runs(make_daemon, clients):
