@@ -293,6 +293,7 @@ class Daemon:
         self.loads = 0
         self.counts = {"requests": 0, "completed": 0, "cancelled": 0, "refused": 0}
         self.clients: set[str] = set()  # client names seen (X-Hearth-Client)
+        self.refs: dict[str, Job] = {}  # running and queued jobs by their client's "ref"
         self._lock = threading.Lock()
         self._active = 0
         self._last = time.monotonic()
@@ -547,6 +548,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._count(body)
             elif path in ("/v1/embeddings", "/hearth/embedder"):
                 self._embeddings(body, describe=path == "/hearth/embedder")
+            elif path == "/hearth/enough":
+                # A client stopped reading a job because it had all it needed: the job
+                # stops at its next token and is done, not cancelled, when it leaves.
+                job = self.daemon.refs.get(str(body.get("ref")))
+                if job is not None:
+                    job.enough()
+                self._send_json(200, {"found": job is not None})
             elif path == "/hearth/reload":
                 self.daemon.reload()
                 self._send_json(200, {"state": self.daemon.worker.state})
@@ -643,6 +651,9 @@ class _Handler(BaseHTTPRequestHandler):
         # None once the job is done: the answer's end goes out at once, not at the next
         # poll (up to POLL_S later, on every request).
         job.future.add_done_callback(lambda _done: pieces.put(None))
+        ref = body.get("ref") if isinstance(body.get("ref"), str) else None
+        if ref:
+            daemon.refs[ref[:64]] = job
         created = int(time.time())
         ident = f"cmpl-{daemon.key[:6]}-{job.id}"
         model = daemon.worker.engine.info.name if daemon.worker.engine else "hearth"
@@ -652,7 +663,10 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._single(job, pieces, ident, created, model)
         except _Gone:
-            if not job.future.done():  # (a finished job's answer just was not read)
+            # (A finished job's answer just was not read; a running one told it had
+            # enough ends at its next token, which may come after this poll.)
+            if not job.future.done() and not (job.enough_event.is_set()
+                                              and job.started_at is not None):
                 job.cancel()
                 log.info("job %d (%s): the client went away; cancelled", job.id,
                          priority.name)
@@ -661,11 +675,14 @@ class _Handler(BaseHTTPRequestHandler):
                 job.cancel()
                 log.info("job %d: the connection broke; cancelled", job.id)
         finally:
-            if job.cancelled:
-                daemon.counts["cancelled"] += 1
+            if ref:
+                daemon.refs.pop(ref[:64], None)
+            if job.cancelled or job.enough_event.is_set():
                 with contextlib.suppress(concurrent.futures.TimeoutError,
                                          concurrent.futures.CancelledError):
                     job.future.exception(timeout=ACCOUNT_WAIT_S)
+            if job.cancelled:
+                daemon.counts["cancelled"] += 1
             elif job.future.done() and not job.future.cancelled() \
                     and job.future.exception() is None:
                 daemon.counts["completed"] += 1

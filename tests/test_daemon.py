@@ -363,6 +363,11 @@ def test_one_process_queues_its_urgent_job_at_the_daemon_beside_a_waiting_one(
         assert done.finish_reason == "enough" and done.text.startswith("".join(seen[:3]))
         assert len(done.text.split()) < 100
         wait_until(lambda: daemon.worker.running() is None)
+        wait_until(lambda: daemon.files.trace.exists() and '"enough"' in
+                   daemon.files.trace.read_text())
+        [line] = [record for text in daemon.files.trace.read_text().splitlines()
+                  if (record := json.loads(text))["finish"] == "enough"]
+        assert line["outcome"] == "completed"  # done at the daemon too, not cancelled
     finally:
         release.set()
         worker.shutdown()

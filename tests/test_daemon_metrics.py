@@ -98,6 +98,24 @@ def test_metrics_count_a_job_with_its_tokens_and_latency(make_daemon, clients):
     assert line["finish"] == "cancelled" and isinstance(line["first_token_s"], float)
 
 
+def test_a_job_its_client_had_enough_of_is_completed_not_cancelled(make_daemon, clients):
+    # The commit task stops reading an answer whose first line is already refused: it
+    # tells the daemon before it leaves, and the job counts as done (most hook jobs).
+    # A token every 0.3 s: the daemon sees the client gone before the job's next token.
+    daemon = make_daemon(FakeEngine(default=" ".join(["w"] * 200), piece_delay_s=0.3))
+    pieces: list[str] = []
+    result = clients(daemon).generate("x", SAMPLING, [], lambda: bool(pieces), pieces.append,
+                                      priority=Priority.HOOK, kind="commit",
+                                      enough=lambda: True)
+    assert result.finish_reason == "cancelled"  # here; the worker's Job makes it "enough"
+    wait_until(lambda: daemon.files.trace.exists() and daemon.files.trace.read_text())
+    [line] = [json.loads(t) for t in daemon.files.trace.read_text().splitlines()]
+    assert line["outcome"] == "completed" and line["finish"] == "enough"
+    assert line["tokens_out"] >= 1 and daemon.counts["cancelled"] == 0
+    assert samples(daemon)[("hearth_daemon_jobs_total",
+                            (("outcome", "completed"), ("task", "commit")))] == 1
+
+
 def test_the_trace_has_a_line_per_job_and_no_prompt_text(make_daemon, clients):
     daemon = make_daemon(FakeEngine(default="alpha beta"))
     client = clients(daemon)

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,6 +314,7 @@ class DaemonEngine(RemoteEngine):
         priority = getattr(self._local, "priority", Priority.USER)
         body["priority"] = int(priority)
         body["kind"] = getattr(self._local, "kind", "request")
+        body["ref"] = getattr(self._local, "ref", None) or uuid.uuid4().hex
         start = getattr(self._local, "start", None)
         if start:
             body["start"] = start
@@ -327,15 +329,21 @@ class DaemonEngine(RemoteEngine):
                  should_stop: Callable[[], bool], on_piece: Callable[[str], None],
                  grammar: str | None = None, start: str | None = None,
                  messages: list[Message] | None = None, json_schema: dict | None = None,
-                 *, priority: Priority = Priority.USER, kind: str = "request") -> Completion:
-        """Generate at the daemon, with ``priority`` in its queue. A daemon that is gone
+                 *, priority: Priority = Priority.USER, kind: str = "request",
+                 enough: Callable[[], bool] | None = None) -> Completion:
+        """Generate at the daemon, with ``priority`` in its queue. ``enough``: whether
+        ``should_stop`` stopping the answer means the caller has all it needs (the daemon
+        is told, and counts the job as done rather than cancelled). A daemon that is gone
         (killed, idle-stopped, or dying in the middle of the answer) is started again and
         the job asked once more there; when it cannot be, and a ``fallback`` was given,
         the job (and every later one) runs on the model loaded in this process."""
         self._local.priority, self._local.start, self._local.kind = priority, start, kind
+        self._local.ref = uuid.uuid4().hex  # the job's name at the daemon, for /hearth/enough
         if self.in_process is not None:
             return self._generate_in_process(prompt, sampling, stop, should_stop, on_piece,
                                              grammar, start)
+        if enough is not None:
+            should_stop = self._telling_enough(should_stop, enough)
         sent: list[str] = []
 
         def tee(piece: str) -> None:
@@ -366,6 +374,29 @@ class DaemonEngine(RemoteEngine):
                 raise self._cut(exc) if "stream was cut" in str(exc) else exc from None
         return self._generate_in_process(prompt, sampling, stop, should_stop, resume.feed,
                                          grammar, start)
+
+    def _telling_enough(self, should_stop: Callable[[], bool],
+                        enough: Callable[[], bool]) -> Callable[[], bool]:
+        """``should_stop``, telling the daemon first (before the stream closes) when the
+        stop is ``enough``: a client that leaves looks the same as one that cancels."""
+        ref = self._local.ref
+        told = False
+
+        def stop() -> bool:
+            nonlocal told
+            if not should_stop():
+                return False
+            if enough() and not told:
+                told = True
+                try:
+                    self._run(self._get_json(f"{self.root}/hearth/enough", method="POST",
+                                             what="POST /hearth/enough", timeout=2.0,
+                                             body={"ref": ref}), timeout=3.0)
+                except Exception:  # noqa: BLE001 - then it counts as cancelled, no more
+                    log.debug("could not tell the daemon a job had enough", exc_info=True)
+            return True
+
+        return stop
 
     def _cut(self, exc: Exception) -> EngineError:
         return EngineError(

@@ -132,7 +132,8 @@ class SharedWorker(GenerationWorker):
             try:
                 result = engine.generate(  # type: ignore[call-arg]
                     job.prompt, job.sampling, job.stop, job.should_stop, on_piece,
-                    job.grammar, job.start, priority=job.priority, kind=job.kind)
+                    job.grammar, job.start, priority=job.priority, kind=job.kind,
+                    enough=job.enough_event.is_set)
             except EngineError as exc:
                 job.future.set_exception(exc)
                 return
