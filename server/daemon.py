@@ -651,9 +651,9 @@ class _Handler(BaseHTTPRequestHandler):
         # None once the job is done: the answer's end goes out at once, not at the next
         # poll (up to POLL_S later, on every request).
         job.future.add_done_callback(lambda _done: pieces.put(None))
-        ref = body.get("ref") if isinstance(body.get("ref"), str) else None
+        ref = body["ref"][:64] if isinstance(body.get("ref"), str) else None
         if ref:
-            daemon.refs[ref[:64]] = job
+            daemon.refs[ref] = job
         created = int(time.time())
         ident = f"cmpl-{daemon.key[:6]}-{job.id}"
         model = daemon.worker.engine.info.name if daemon.worker.engine else "hearth"
@@ -676,7 +676,7 @@ class _Handler(BaseHTTPRequestHandler):
                 log.info("job %d: the connection broke; cancelled", job.id)
         finally:
             if ref:
-                daemon.refs.pop(ref[:64], None)
+                daemon.refs.pop(ref, None)
             if job.cancelled or job.enough_event.is_set():
                 with contextlib.suppress(concurrent.futures.TimeoutError,
                                          concurrent.futures.CancelledError):
@@ -857,7 +857,9 @@ def serve(model: ModelSettings, cache: Path, *, idle_s: float,
                                      allow_remote=allow_remote, make_engine=make_engine)
             state = read_state(files.state)
             if (state is not None and pid_alive(state.pid)) or time.monotonic() > deadline:
-                where = f" (pid {state.pid}, {state.url})" if state else ""
+                where = f" (pid {state.pid}, {state.url})" if state else (
+                    f" (it holds {files.lock} and has not stopped within "
+                    f"{STOPPING_WAIT_S:g} s)")
                 log.info("a hearth daemon for this model already runs%s", where)
                 return 0
         time.sleep(0.1)

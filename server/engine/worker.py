@@ -8,8 +8,9 @@ background work. A job is cancelled by setting its event; the engine checks it
 between tokens. A running review-on-save, hook or background generation yields to
 a more urgent job that arrives meanwhile (a completion, a user's action, a review
 before the hook): it stops at the next token and is queued again, to run from the
-start once the queue comes back to it, and after MAX_RESTARTS such restarts to its end (its future is only ever set once; its seed is
-fixed when it is submitted, so the rerun writes what the first run had begun).
+start once the queue comes back to it (after MAX_RESTARTS such restarts, to its end;
+its future is only ever set once; its seed is fixed when it is submitted, so the rerun
+writes what the first run had begun).
 The asyncio loop only ever waits on futures, so it is never blocked.
 """
 
@@ -346,5 +347,5 @@ async def wait_for(job: Job) -> Any:
         raise
 
 
-__all__ = ["MAX_RESTARTS", "PREEMPTIBLE", "Completion", "GenerationWorker", "Job", "ModelInfo", "Priority",
-           "wait_for"]
+__all__ = ["MAX_RESTARTS", "PREEMPTIBLE", "Completion", "GenerationWorker", "Job",
+           "ModelInfo", "Priority", "wait_for"]

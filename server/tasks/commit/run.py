@@ -68,8 +68,9 @@ async def generate_commit_message(
     ``changes``: the diff if the caller already read it (to fail fast before the
     model loads). ``model_bytes``: the size of the GGUF file the route's local model
     is (or will be) loaded from, when the caller knows it without waiting for the
-    load (0: learn it from the loaded model). Raises GitStateError (not a repository, a merge in progress,
-    nothing to describe, ...) or CommitMessageError (the model gave nothing valid).
+    load (0: learn it from the loaded model). Raises GitStateError (not a repository,
+    a merge in progress, nothing to describe, ...) or CommitMessageError (the model
+    gave nothing valid).
     """
     started = time.perf_counter()
     if changes is None:
