@@ -56,8 +56,9 @@ def setting(default: Any, doc: str, *, choices: tuple[str, ...] | None = None,
     marks settings that run a program, send code off the machine or load files
     from elsewhere: a workspace's `.hearth.toml` sets them only once the user trusts
     that folder (server/trust.py). ``protects`` marks settings that guard the user
-    (the sandbox's walls, files kept off model servers): a `.hearth.toml` in a folder
-    not trusted may only make them stricter. ``aliases``: a setting's old values (as text:
+    (the sandbox's walls, files kept off model servers, the memory, CPU and time a
+    request may take): a `.hearth.toml` in a folder not trusted may only make them
+    stricter (a flag on, patterns added, a number no higher). ``aliases``: a setting's old values (as text:
     `true`, `false`) read as its new ones, so that a user's file keeps working.
     """
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
@@ -89,13 +90,13 @@ class ModelSettings:
         "with GPU support, else 0; -1 = all; 0 = CPU only.", minimum=-1, reload=True)
     context_length: int = setting(
         4096, "Context window (tokens) to allocate.", minimum=256, maximum=262144,
-        reload=True)
+        reload=True, protects=True)
     threads: int | None = setting(
         None, "CPU threads for decoding; unset = every CPU the machine has.",
-        minimum=1, maximum=512, reload=True)
+        minimum=1, maximum=512, reload=True, protects=True)
     batch_size: int = setting(
         512, "Prompt-processing batch size (tokens).", minimum=8, maximum=8192,
-        reload=True)
+        reload=True, protects=True)
     shared: bool = setting(
         False, "Share one warm model between every editor window, the command line and the "
         "git hook: a local daemon (`hearth daemon`) holds it, and the index's embedding model, "
@@ -119,7 +120,8 @@ class SamplingSettings:
     min_p: float = setting(0.05, "Min-p sampling threshold.", minimum=0.0, maximum=1.0)
     repeat_penalty: float = setting(1.1, "Penalty for repeated tokens; 1 disables.",
                                     minimum=0.5, maximum=3.0)
-    max_tokens: int = setting(256, "Most tokens to generate.", minimum=1, maximum=32768)
+    max_tokens: int = setting(256, "Most tokens to generate.", minimum=1, maximum=32768,
+                              protects=True)
     seed: int = setting(-1, "Random seed; -1 = random each time.", minimum=-1)
     stop: list[str] = setting([], "Extra stop sequences (added to the task's own).")
 
@@ -166,7 +168,8 @@ class CommitSettings(SamplingSettings):
         "`fallback`; `off` = never.", choices=("auto", "first", "fallback", "off"))
     hook_timeout_s: int = setting(
         30, "Time limit of the prepare-commit-msg hook (`hearth hook install`), seconds: "
-        "past it, the commit goes on with git's message as it was.", minimum=1, maximum=3600)
+        "past it, the commit goes on with git's message as it was.", minimum=1, maximum=3600,
+        protects=True)
 
 
 def _commit_settings() -> CommitSettings:
@@ -181,10 +184,11 @@ class ReviewSettings(SamplingSettings):
                            "whose lines changed since the last review (or since HEAD); `file` = "
                            "every function of the file.", choices=("off", "changed", "file"))
     max_symbols: int = setting(4, "Most functions reviewed per save or per file review "
-                               "(each is one generation).", minimum=1, maximum=100)
+                               "(each is one generation).", minimum=1, maximum=100,
+                               protects=True)
     context_tokens: int = setting(300, "Token budget for related code from the index "
                                   "(definitions the code uses, callers); 0 = none.",
-                                  minimum=0, maximum=32768)
+                                  minimum=0, maximum=32768, protects=True)
 
 
 def _review_settings() -> ReviewSettings:
@@ -203,7 +207,7 @@ class TestsSettings(SamplingSettings):
         False, "Refuse to run generated tests when the sandbox cannot isolate them fully "
         "(bubblewrap missing) instead of running them with a warning.", protects=True)
     timeout_s: int = setting(10, "Time limit per generated test (seconds).", minimum=1,
-                             maximum=600)
+                             maximum=600, protects=True)
     repair: bool = setting(True, "Feed failures back to the model once, to fix its tests.")
 
 
@@ -239,12 +243,12 @@ class CompletionSettings(SamplingSettings):
     context_tokens: int = setting(
         512, "Most of the document a completion prompt holds (prefix and suffix, tokens): "
         "more sees further, but the first request on a file evaluates all of it.",
-        minimum=64, maximum=32768)
+        minimum=64, maximum=32768, protects=True)
     repo_context_tokens: int = setting(
         160, "Tokens of repository context from the workspace index put before the file in "
         "a completion prompt: code of another file like the lines above the cursor, then "
         "the signatures of the names near it; 0 turns it off.",
-        minimum=0, maximum=4096)
+        minimum=0, maximum=4096, protects=True)
 
 
 def _completion_settings() -> CompletionSettings:
@@ -369,13 +373,14 @@ class IndexSettings:
     embeddings: bool = setting(True, "Embed chunks for semantic search (phase 2); off = "
                                "lexical search only.")
     max_file_kb: int = setting(512, "Files larger than this are not indexed (KiB).", minimum=1,
-                               maximum=1048576)
+                               maximum=1048576, protects=True)
     max_files: int = setting(
         50000, "Most files indexed; on a larger repository the rest is left out (the open "
-        "files are always indexed) and a notice says how many.", minimum=1, maximum=10_000_000)
+        "files are always indexed) and a notice says how many.", minimum=1, maximum=10_000_000,
+        protects=True)
     max_chunks: int = setting(
         400000, "Most chunks (symbols) kept in the index; past it, files are left out as for "
-        "`maxFiles`.", minimum=1, maximum=100_000_000)
+        "`maxFiles`.", minimum=1, maximum=100_000_000, protects=True)
     exclude: list[str] = setting([], "Extra glob patterns (relative to the workspace root) to "
                                  "leave out, on top of .gitignore.")
     embedding_model: str | None = setting(
@@ -416,7 +421,7 @@ class CacheSettings:
     enabled: bool = setting(True, "Keep finished answers on disk (keyed by task, prompt, "
                             "model and settings) so a repeated request is instant.")
     max_mb: int = setting(50, "Size bound of the answer cache; the least recently used go "
-                          "first.", minimum=1, maximum=10240)
+                          "first.", minimum=1, maximum=10240, protects=True)
 
 
 @dataclass
@@ -802,21 +807,33 @@ class SettingsSources:
 def _only_stricter(layer: Layer, below: Resolved) -> list[str]:
     """An untrusted workspace layer's values of the settings that guard the user, made
     no weaker than ``below`` (the user's own): a flag stays on when the user set it, a
-    list keeps the user's entries. The keys whose value it tried to weaken."""
+    list keeps the user's entries, a bound on memory, CPU or time stays no higher than
+    the user's (a repository cannot ask for a 256k-token context, 512 threads or a
+    10-minute test). The keys whose value it tried to weaken."""
     weakened = []
     for ident in [i for i in layer.values if SPECS[i].protects]:
         spec, value = SPECS[ident], layer.values[ident]
         users = getattr(getattr(below.settings, spec.section), spec.name)
         if isinstance(value, bool) and isinstance(users, bool):
             stricter: Any = value or users
+            weaker = stricter != value
         elif isinstance(value, list) and isinstance(users, list):
             stricter = users + [v for v in value if v not in users]
+            weaker = bool(set(users) - set(value))
+        elif _is_number(value) and (users is None or _is_number(users)):
+            # `model.threads` unset = every CPU, the only number whose unset means "all"
+            stricter = min(value, (os.cpu_count() or 1) if users is None else users)
+            weaker = stricter != value
         else:  # a value of the wrong type: resolve() reports it and keeps the user's
             continue
-        if stricter != value and (isinstance(value, bool) or set(users) - set(value)):
+        if weaker:
             weakened.append(f"{spec.key} (only stricter than yours)")
         layer.values[ident] = stricter
     return weakened
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -853,9 +870,9 @@ def markdown_reference() -> str:
         "(`hearth trust PATH`, VS Code's workspace trust, `:HearthTrust` in Neovim); until "
         "then they are ignored and named once. The user config file, the environment and the "
         "editor's own settings set them anywhere. Settings marked *protects* guard you (the "
-        "test sandbox's walls, files kept off model servers): until you trust the folder, its "
-        "`.hearth.toml` may only make them stricter than yours (turn a flag on, add "
-        "patterns).", "",
+        "test sandbox's walls, files kept off model servers, the memory, CPU and time a "
+        "request may take): until you trust the folder, its `.hearth.toml` may only make them "
+        "stricter than yours (turn a flag on, add patterns, lower a number).", "",
         "Example `.hearth.toml`:", "", "```toml", "[model]", 'preset = "smollm2"',
         "context_length = 4096", "", "[docstring]", "temperature = 0.1", "max_tokens = 160",
         "```", "",

@@ -29,10 +29,12 @@ def test_defaults_come_from_nowhere(tmp_path):
 
 
 def test_precedence_lowest_to_highest(tmp_path):
-    user = write(tmp_path / "user.toml", "[model]\ncontext_length = 1000\nthreads = 1\n"
-                 "batch_size = 64\ngpu_layers = 0\n[docstring]\ntemperature = 0.5\n")
+    # (The workspace's numbers are lower than the user's: an untrusted .hearth.toml
+    # may not raise them, test_trust.py.)
+    user = write(tmp_path / "user.toml", "[model]\ncontext_length = 2000\nthreads = 2\n"
+                 "batch_size = 128\ngpu_layers = 0\n[docstring]\ntemperature = 0.5\n")
     write(tmp_path / "ws" / ".hearth.toml",
-          "[model]\ncontextLength = 2000\nthreads = 2\nbatchSize = 128\n")
+          "[model]\ncontextLength = 1000\nthreads = 1\nbatchSize = 64\n")
     environ = {"HEARTH_CONFIG_FILE": str(user), "HEARTH_MODEL_THREADS": "3",
                "HEARTH_MODEL_BATCH_SIZE": "256"}
     sources = SettingsSources(root=tmp_path / "ws", environ=environ,
@@ -40,7 +42,7 @@ def test_precedence_lowest_to_highest(tmp_path):
                               client_configuration={"model": {"gpuLayers": 7}})
     r = sources.resolve()
     m = r.settings.model
-    assert (m.context_length, m.threads, m.batch_size, m.gpu_layers) == (2000, 3, 512, 7)
+    assert (m.context_length, m.threads, m.batch_size, m.gpu_layers) == (1000, 3, 512, 7)
     assert r.settings.docstring.temperature == 0.5
     assert r.sources["model.contextLength"] == ".hearth.toml"
     assert r.sources["model.threads"] == "environment"

@@ -4,6 +4,7 @@ trusts the folder, they apply. Safe settings apply either way."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -174,3 +175,32 @@ def test_an_untrusted_toml_may_only_make_the_users_protections_stricter(repo, tm
     (repo / ".hearth.toml").write_text('[tests]\nrequire_isolation = true\n')
     resolved = SettingsSources(root=repo).resolve()
     assert resolved.settings.tests.require_isolation is True and resolved.untrusted == []
+
+
+def test_an_untrusted_toml_may_lower_the_bounds_on_memory_cpu_and_time_not_raise_them(
+        repo, tmp_path, monkeypatch):
+    # A cloned repository asks for the largest context, every thread it can name, long
+    # generations and test runs, and indexes every file whole: until trusted, it gets no
+    # more than the user's own settings (or the defaults) allow; less is taken as it is.
+    user = tmp_path / "config.toml"
+    user.write_text("[model]\ncontext_length = 8192\n[tests]\ntimeout_s = 20\n")
+    monkeypatch.setenv("HEARTH_CONFIG_FILE", str(user))
+    (repo / ".hearth.toml").write_text(
+        "[model]\ncontext_length = 262144\nthreads = 512\nbatch_size = 256\n"
+        "[tests]\ntimeout_s = 600\nmax_tokens = 32768\n"
+        "[index]\nmax_file_kb = 1048576\n[docstring]\nmax_tokens = 64\n")
+    resolved = SettingsSources(root=repo).resolve()
+    s = resolved.settings
+    assert (s.model.context_length, s.tests.timeout_s) == (8192, 20)  # the user's
+    assert s.model.threads == os.cpu_count()  # the user's unset: every CPU, no more
+    assert (s.tests.max_tokens, s.index.max_file_kb) == (400, 512)  # the defaults
+    assert (s.model.batch_size, s.docstring.max_tokens) == (256, 64)  # lower: kept
+    assert resolved.untrusted == [f"{key} (only stricter than yours)" for key in (
+        "model.contextLength", "model.threads", "tests.timeoutS", "tests.maxTokens",
+        "index.maxFileKb")]
+    cli.main(["trust", str(repo)])
+    try:
+        s = SettingsSources(root=repo).resolve().settings
+        assert (s.model.context_length, s.model.threads, s.tests.timeout_s) == (262144, 512, 600)
+    finally:
+        cli.main(["untrust", str(repo)])
