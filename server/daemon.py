@@ -40,6 +40,7 @@ framework to install, and a request's thread simply waits on its job's pieces.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -79,6 +80,7 @@ from .daemon_files import (
     model_settings,
     pid_alive,
     read_state,
+    rotate_log,
     write_private,
 )
 from .engine.base import Engine
@@ -103,6 +105,7 @@ MAX_BODY = 16 << 20
 USERS_FIRST_MAX_S = 60.0
 # The job trace (JSONL) is rotated past this size: one older file is kept.
 TRACE_MAX_BYTES = 4 << 20
+CLIENTS_KEPT = 64  # the client names /hearth/info lists
 # Latency buckets (seconds) for everything from ghost text to a long background job.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
                    300.0, 600.0)
@@ -207,7 +210,9 @@ class Metrics:
         self.tokens_in = Counter("hearth_daemon_prompt_tokens", "Prompt tokens read, by task",
                                  ["task"], registry=r)
         self.tokens_out = Counter("hearth_daemon_completion_tokens",
-                                  "Tokens generated, by task", ["task"], registry=r)
+                                  "Tokens generated, by task (a job that yielded to a more "
+                                  "urgent one generates its first tokens again: counted "
+                                  "each time)", ["task"], registry=r)
         self.jobs = Counter("hearth_daemon_jobs", "Jobs finished, by task and outcome "
                             "(completed, cancelled, failed)", ["task", "outcome"], registry=r)
         self.refused = Counter("hearth_daemon_refused_requests",
@@ -292,7 +297,9 @@ class Daemon:
         self.embeddings = Embeddings(load_embedder or Embedder.loader(cache))
         self.loads = 0
         self.counts = {"requests": 0, "completed": 0, "cancelled": 0, "refused": 0}
-        self.clients: set[str] = set()  # client names seen (X-Hearth-Client)
+        # The names (X-Hearth-Client) of the last CLIENTS_KEPT clients, most recent last:
+        # every hook and CLI run is a new process, and a new name.
+        self.clients: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.refs: dict[str, Job] = {}  # running and queued jobs by their client's "ref"
         self._lock = threading.Lock()
         self._active = 0
@@ -312,6 +319,7 @@ class Daemon:
             log.warning("listening on %s beyond this machine (--allow-remote): every request "
                         "still needs the token, but travels in plain HTTP", host)
         self._threads: list[threading.Thread] = []
+        self.log_fd = 2  # its stderr: the log file a client opened for it (rotate_log)
         self.metrics = Metrics(self)
         self.trace = Trace(self.files.trace)
 
@@ -378,11 +386,24 @@ class Daemon:
     def _idle_watch(self) -> None:
         step = min(1.0, max(0.05, self.idle_s / 20))
         while not self._stopping.wait(step):
+            rotate_log(self.files.log, self.log_fd)
             with self._lock:
                 quiet = self._active == 0 and time.monotonic() - self._last >= self.idle_s
             if quiet and self.worker.running() is None:
                 self.stop(f"no request for {self.idle_s:g} s; exiting")
                 return
+
+    def count(self, what: str) -> None:
+        """One more of ``what`` in ``counts`` (from the request threads, together)."""
+        with self._lock:
+            self.counts[what] += 1
+
+    def seen(self, client: str) -> None:
+        with self._lock:
+            self.clients[client[:64]] = None
+            self.clients.move_to_end(client[:64])
+            while len(self.clients) > CLIENTS_KEPT:
+                self.clients.popitem(last=False)
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
@@ -401,6 +422,8 @@ class Daemon:
     def info(self) -> dict[str, Any]:
         engine = self.worker.engine
         running = self.worker.running()
+        with self._lock:
+            counts, clients = dict(self.counts), list(self.clients)
         out: dict[str, Any] = {
             "hearth": __version__, "pid": os.getpid(), "key": self.key, "state": self.worker.state,
             "error": self.worker.error, "loads": self.loads, "idleS": self.idle_s,
@@ -408,7 +431,7 @@ class Daemon:
             "settings": model_config(self.model), "queue": self.worker.pending(),
             "running": ({"kind": running.kind, "priority": int(running.priority)}
                         if running is not None and running.load is None else None),
-            "counts": dict(self.counts), "clients": sorted(self.clients),
+            "counts": counts, "clients": clients,
             "embedders": self.embeddings.names(), "embeddingLoads": self.embeddings.loads,
             "uptimeS": round(time.time() - self.started, 3)}
         return out
@@ -460,9 +483,9 @@ class _Handler(BaseHTTPRequestHandler):
                 token.strip().encode(), self.daemon.token.encode()):
             client = self.headers.get("X-Hearth-Client")
             if client:
-                self.daemon.clients.add(client[:64])
+                self.daemon.seen(client)
             return True
-        self.daemon.counts["refused"] += 1
+        self.daemon.count("refused")
         self.daemon.metrics.refused.inc()
         log.warning("refused %s %s: %s", self.command, self.path,
                     "no token" if not given else "wrong token")
@@ -682,14 +705,16 @@ class _Handler(BaseHTTPRequestHandler):
                                          concurrent.futures.CancelledError):
                     job.future.exception(timeout=ACCOUNT_WAIT_S)
             if job.cancelled:
-                daemon.counts["cancelled"] += 1
+                daemon.count("cancelled")
             elif job.future.done() and not job.future.cancelled() \
                     and job.future.exception() is None:
-                daemon.counts["completed"] += 1
-            self._account(job, prompt, model, time.perf_counter() - received)
+                daemon.count("completed")
+            self._account(job, prompt, model, received)
 
-    def _account(self, job: Job, prompt: str, model: str, latency_s: float) -> None:
-        """The job's metrics and its trace line (no prompt text: its sha256)."""
+    def _account(self, job: Job, prompt: str, model: str, received: float) -> None:
+        """The job's metrics and its trace line (no prompt text: its sha256).
+        ``received``: perf_counter() when its request came."""
+        latency_s = time.perf_counter() - received
         daemon = self.daemon
         result = None
         error = None
@@ -709,14 +734,17 @@ class _Handler(BaseHTTPRequestHandler):
         tokens_out = result.completion_tokens if result is not None else 0
         # Before its (last) run began: the queue, and an earlier run that yielded.
         before_s = max(0.0, latency_s - result.total_s) if result is not None else None
-        first_s = (before_s + result.first_token_s) if result is not None and before_s \
-            is not None and result.completion_tokens else None
+        if job.first_piece_at is not None:  # the client's first token, in whichever run
+            first_s: float | None = job.first_piece_at - received
+        else:  # no text (a token of none, a stop at once)
+            first_s = (before_s + result.first_token_s) if result is not None and before_s \
+                is not None and result.completion_tokens else None
         # In the queue before it first ran (the wait a more urgent job should not have).
         queue_s = job.started_at - job.submitted_at if job.started_at is not None \
             else before_s
         try:
             daemon.metrics.record(job.kind, outcome, latency_s, queue_s, first_s,
-                                  tokens_in, tokens_out)
+                                  tokens_in, tokens_out + job.yielded_tokens)
         except Exception:  # noqa: BLE001 - metrics must never fail a job
             log.exception("metrics")
         record: dict[str, Any] = {
@@ -728,7 +756,7 @@ class _Handler(BaseHTTPRequestHandler):
             "queue_s": round(queue_s, 4) if queue_s is not None else None,
             "first_token_s": round(first_s, 4) if first_s is not None else None,
             "generate_s": round(result.total_s, 4) if result is not None else None,
-            "restarts": job.restarts,
+            "restarts": job.restarts, "tokens_yielded": job.yielded_tokens,
             "finish": result.finish_reason if result is not None else None,
             "grammar": job.grammar is not None}
         if error:

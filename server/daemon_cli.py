@@ -17,6 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# How long `--stop` waits for a daemon to exit: its generation stops at the next token,
+# its worker is given 5 s (daemon.py), then the process exits.
+STOP_WAIT_S = 20.0
+
 
 def add_daemon_parser(sub: Any) -> None:
     daemon = sub.add_parser(
@@ -127,20 +131,35 @@ def _status(cache: Path, as_json: bool) -> int:
 
 
 def _stop(cache: Path) -> int:
-    stopped = 0
+    """SIGTERM to every daemon that answers, then wait for each to exit: its state file
+    goes at once, but the process lives on while its generation and server stop, and
+    holds the model's memory (and its lock) until then."""
+    from .daemon_files import pid_alive
+
+    stopping = []
     for path, state, info in _running(cache):
         if info is None or info.get("pid") != state.pid:
             path.unlink(missing_ok=True)  # stale: nothing of ours answers there
             continue
-        os.kill(state.pid, signal.SIGTERM)
-        stopped += 1
-        deadline = time.monotonic() + 10
-        while path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        print(f"stopped pid {state.pid}")
-    if not stopped:
+        try:
+            os.kill(state.pid, signal.SIGTERM)
+        except ProcessLookupError:  # it exited meanwhile
+            continue
+        stopping.append(state.pid)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while any(pid_alive(pid) for pid in stopping) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code = 0
+    for pid in stopping:
+        if pid_alive(pid):
+            print(f"pid {pid} still runs {STOP_WAIT_S:g} s after SIGTERM (inside a generation "
+                  f"that does not stop?): `kill -9 {pid}` ends it", file=sys.stderr)
+            code = 1
+        else:
+            print(f"stopped pid {pid}")
+    if not stopping:
         print("no hearth daemon runs")
-    return 0
+    return code
 
 
 def main(argv: list[str] | None = None, make_engine: Any = None) -> int:

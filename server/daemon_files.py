@@ -71,6 +71,36 @@ class DaemonFiles:
                    folder / f"{key}.log", folder / f"{key}.trace.jsonl")
 
 
+# The daemon's log (its stderr) is moved to `.log.1` past this size; one older file kept.
+LOG_MAX_BYTES = 4 << 20
+
+
+def rotate_log(path: Path, fd: int = 2, max_bytes: int | None = None) -> bool:
+    """When ``fd`` (the daemon's stderr, which the client that started it opened on
+    ``path``) is that file and has passed ``max_bytes``: the file becomes ``path.1`` and
+    ``fd`` goes on in a new one at ``path``. A daemon runs for days while a window is
+    open, and each cancelled ghost text is a line. False when nothing was done (a daemon
+    run by hand writes to its terminal). ``max_bytes``: LOG_MAX_BYTES unless given."""
+    max_bytes = LOG_MAX_BYTES if max_bytes is None else max_bytes
+    try:
+        written, on_disk = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    if (written.st_dev, written.st_ino) != (on_disk.st_dev, on_disk.st_ino) \
+            or written.st_size <= max_bytes:
+        return False
+    try:
+        os.replace(path, path.with_name(path.name + ".1"))
+        new = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:  # a full or read-only disk: go on writing where it was
+        return False
+    try:
+        os.dup2(new, fd)
+    finally:
+        os.close(new)
+    return True
+
+
 @dataclass(frozen=True)
 class DaemonState:
     url: str  # http://127.0.0.1:PORT/v1

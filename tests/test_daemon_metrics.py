@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import time
 
 import httpx
@@ -23,7 +25,8 @@ from test_daemon import (  # noqa: F401 - fixtures, taken by name
     wait_until,
 )
 
-from hearth_lsp.server.daemon import Trace
+from hearth_lsp.server import daemon_files
+from hearth_lsp.server.daemon import CLIENTS_KEPT, Trace
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.engine.worker import Priority
 
@@ -154,3 +157,96 @@ def test_the_trace_is_rotated_past_its_size(tmp_path):
     assert json.loads(current[-1])["job"] == 39  # the newest line is kept
     assert json.loads(older[-1])["job"] + 1 == json.loads(current[0])["job"]
     assert not trace.path.with_name("t.trace.jsonl.2").exists()
+
+
+def test_a_job_that_yielded_is_traced_with_its_first_token_and_every_token_it_made(
+        make_daemon, clients):
+    # A background answer streams, yields to a user's action, and runs again from the
+    # start: its first token is the one its client got in the first run (not the rerun's,
+    # after the user's whole answer), and the tokens of the run that yielded are counted.
+    text = "word " * 300
+    engine = FakeEngine(default=text, piece_delay_s=0.03)
+    daemon = make_daemon(engine)
+    engine.responses = [text, "the docstring " * 10]  # the tool's first run, the user's
+    asked = time.perf_counter()
+    tool, out = in_thread(generate, clients(daemon), "tool", priority=Priority.BACKGROUND,
+                          kind="tool")
+    wait_until(lambda: engine.prompts == ["tool"]
+               and (job := daemon.worker.running()) is not None and job.delivered > 0)
+    streamed = time.perf_counter()  # the tool's client has had text by now
+    generate(clients(daemon), "user", kind="docstring")
+    tool.join(30)
+    answer, _ = out["result"]
+    wait_until(lambda: daemon.files.trace.exists()
+               and len(daemon.files.trace.read_text().splitlines()) == 2)
+    lines = {(r := json.loads(t))["task"]: r for t in daemon.files.trace.read_text().splitlines()}
+    line = lines["tool"]
+    assert line["restarts"] == 1 and line["tokens_out"] == answer.completion_tokens
+    assert line["tokens_yielded"] >= 1
+    assert line["first_token_s"] <= streamed - asked  # (the rerun's came after "user")
+    assert samples(daemon)[("hearth_daemon_completion_tokens_total", (("task", "tool"),))] \
+        == line["tokens_out"] + line["tokens_yielded"]
+
+
+def test_queue_depth_leaves_out_a_job_cancelled_while_queued(make_daemon, clients):
+    engine = FakeEngine(default="word " * 300, piece_delay_s=0.03)
+    daemon = make_daemon(engine)
+    release = threading.Event()
+    blocker, _ = in_thread(generate, clients(daemon), "blocker", stop_when=release.is_set)
+    wait_until(lambda: engine.prompts == ["blocker"])
+    job = daemon.worker.submit("queued", "queued", SAMPLING, priority=Priority.BACKGROUND)
+    assert samples(daemon)[("hearth_daemon_queue_depth", ())] == 1
+    job.cancel()  # it stays in the worker's queue until its turn, but waits for nothing
+    assert samples(daemon)[("hearth_daemon_queue_depth", ())] == 0
+    release.set()
+    blocker.join(30)
+
+
+def test_the_daemon_keeps_the_names_of_its_latest_clients_only(make_daemon):
+    # Every hook and CLI run is a new process with a new name ("pid N").
+    daemon = make_daemon(FakeEngine())
+    base = daemon.url.removesuffix("/v1")
+    with httpx.Client() as http:
+        for n in range(CLIENTS_KEPT + 10):
+            http.get(f"{base}/hearth/info", headers={
+                "Authorization": f"Bearer {daemon.token}", "X-Hearth-Client": f"pid {n}"})
+        http.get(f"{base}/hearth/info", headers={
+            "Authorization": f"Bearer {daemon.token}", "X-Hearth-Client": "pid 20"})
+        info = http.get(f"{base}/hearth/info",
+                        headers={"Authorization": f"Bearer {daemon.token}"}).json()
+    assert len(info["clients"]) == CLIENTS_KEPT
+    assert info["clients"][-2:] == [f"pid {CLIENTS_KEPT + 9}", "pid 20"]  # most recent last
+    assert "pid 0" not in info["clients"] and "pid 10" in info["clients"]
+
+
+def test_the_daemon_log_is_rotated_past_its_size(make_daemon, monkeypatch, tmp_path):
+    # The daemon's stderr is the log file the client that started it opened: past its
+    # size it moves to .log.1 and the daemon writes on in a new one.
+    monkeypatch.setattr(daemon_files, "LOG_MAX_BYTES", 1000)
+    daemon = make_daemon(FakeEngine(), idle_s=5)
+    fd = os.open(daemon.files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        daemon.log_fd = fd
+        os.write(fd, b"old line\n" * 200)
+        older = daemon.files.log.with_name(daemon.files.log.name + ".1")
+        wait_until(older.exists)
+        os.write(fd, b"new line\n")
+        assert older.read_bytes() == b"old line\n" * 200
+        assert daemon.files.log.read_bytes() == b"new line\n"
+        assert daemon.files.log.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.close(fd)
+
+
+def test_rotate_log_leaves_a_stderr_that_is_not_the_log_alone(tmp_path):
+    # `hearth daemon` run by hand writes to its terminal; a log file of the same name
+    # from an earlier daemon is not moved.
+    log = tmp_path / "d.log"
+    log.write_bytes(b"x" * 100)
+    other = os.open(tmp_path / "other", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(other, b"y" * 100)
+        assert not daemon_files.rotate_log(log, other, max_bytes=10)
+        assert log.read_bytes() == b"x" * 100
+    finally:
+        os.close(other)

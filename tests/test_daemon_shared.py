@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,9 +26,11 @@ import httpx
 import pytest
 from lsprotocol import types
 
+from hearth_lsp.server import daemon_cli
 from hearth_lsp.server.daemon_files import DaemonFiles, daemon_key, pid_alive, read_state
-from hearth_lsp.server.engine.base import ModelUnavailable
+from hearth_lsp.server.engine.base import EngineError, ModelUnavailable
 from hearth_lsp.server.engine.daemon_client import (
+    DaemonEngine,
     DaemonUnavailable,
     ensure_daemon,
     shared_engine_factory,
@@ -321,3 +324,30 @@ def test_smollm2_is_loaded_once_for_two_clients(cache, monkeypatch):
     finally:
         first.close()
         second.close()
+
+
+def test_hearth_daemon_stop_returns_once_the_daemon_has_exited(cache, monkeypatch, capsys):
+    # A daemon in the middle of an answer, a token a second: its state file goes at once
+    # on SIGTERM, but the process (and the model's memory) lives until the token ends.
+    monkeypatch.setenv("FAKE_ENGINE_DEFAULT", "word " * 100)
+    monkeypatch.setenv("FAKE_ENGINE_DELAY", "1.0")
+    state = ensure_daemon(ModelSettings(), cache)
+    client = DaemonEngine(state)
+    client.connect()
+
+    def answer() -> None:
+        with contextlib.suppress(EngineError):  # the daemon goes away in the middle
+            client.generate("p", SamplingSettings(max_tokens=50), [], lambda: False,
+                            lambda _p: None)
+
+    answering = threading.Thread(target=answer, daemon=True)
+    answering.start()
+    deadline = time.monotonic() + 20
+    while info(cache)["running"] is None:
+        assert time.monotonic() < deadline, "the answer did not start"
+        time.sleep(0.02)
+    assert daemon_cli.main(["--stop"]) == 0
+    assert not pid_alive(state.pid)  # exited (and reaped by this process, which started it)
+    assert capsys.readouterr().out == f"stopped pid {state.pid}\n"
+    answering.join(30)
+    client.close()

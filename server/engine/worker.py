@@ -81,6 +81,10 @@ class Job:
     # perf_counter() when it was queued and when it first ran: its wait in the queue.
     submitted_at: float = 0.0
     started_at: float | None = None
+    # perf_counter() when its first text went to on_piece (maybe in a run that yielded
+    # later), and the tokens of the runs that yielded, generated again by the next.
+    first_piece_at: float | None = None
+    yielded_tokens: int = 0
 
     def cancel(self) -> None:
         """Stop this job: dropped if still queued, stopped at the next token if running."""
@@ -202,8 +206,10 @@ class GenerationWorker:
                        and j is not self._running and not j.cancelled for j in self._jobs)
 
     def pending(self) -> int:
+        """Jobs waiting to run (a cancelled one stays in the queue until its turn, and
+        is not waiting)."""
         with self._lock:
-            return len([j for j in self._jobs if j is not self._running])
+            return len([j for j in self._jobs if j is not self._running and not j.cancelled])
 
     def shutdown(self, timeout: float = 5.0) -> None:
         self.cancel_where(lambda j: True)
@@ -311,6 +317,8 @@ class GenerationWorker:
             nonlocal produced
             before, produced = produced, produced + len(piece)
             if produced > job.delivered:
+                if job.first_piece_at is None:
+                    job.first_piece_at = time.perf_counter()
                 on_piece(piece[max(0, job.delivered - before):])
                 job.delivered = produced
 
@@ -328,6 +336,7 @@ class GenerationWorker:
         result = job.outcome(result)
         if yielded and result.finish_reason == "cancelled" and not job.cancelled:
             job.restarts += 1
+            job.yielded_tokens += result.completion_tokens
             log.debug("%s: yielded to a more urgent job after %d tokens; queued again (%d)",
                       job.kind, result.completion_tokens, job.restarts)
             return True
