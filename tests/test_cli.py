@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.client import LanguageClient
 
+from hearth_lsp.server import cli
 from hearth_lsp.server.settings import markdown_reference
 from hearth_lsp.server.trust import set_trusted
 
@@ -223,3 +225,14 @@ def test_demo_runs_all_four_tasks_through_the_lsp(tmp_path):
                      out.stdout)
     # The demo worked on a copy: the example workspace itself is untouched.
     assert {p: p.read_bytes() for p in (REPO / "examples").rglob("*.py")} == examples
+
+
+def test_a_command_imports_without_collections_and_leaves_the_collector_on():
+    # `hearth serve` and the hook import with the garbage collector off (faster starts);
+    # it must be on again afterwards, or a server running for days would never collect.
+    assert gc.isenabled()
+    with cli._importing():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0  # what was imported is kept out of collections
+    gc.unfreeze()
