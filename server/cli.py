@@ -462,7 +462,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     result = early_message(settings, changes, model_bytes) or _run_task(
         "commit-msg", settings, cache, lambda run: generate_commit_message(
             run, settings, repo, root=repo, changes=changes, model_bytes=model_bytes,
-            progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
+            early_tried=True, progress=(lambda m: print(f"hearth: {m}", file=sys.stderr)) if args.verbose
             else None), factory, Priority.HOOK if args.hook else Priority.USER, root=repo,
         route="commit")
     if result is FAILED:

@@ -164,7 +164,7 @@ class DenseEngine(FakeEngine):
 
 
 async def commit_message(repo: Path, answers: list[str] | FakeEngine, *,
-                         from_structure: str = "auto", author_words: str = "auto"):
+                         from_structure: str = "auto", author_words: str = "auto", **kwargs):
     engine = answers if isinstance(answers, FakeEngine) else FakeEngine.scripted(answers)
     worker = GenerationWorker()
     worker.load(lambda: engine)
@@ -173,7 +173,7 @@ async def commit_message(repo: Path, answers: list[str] | FakeEngine, *,
     settings.commit.from_structure = from_structure
     settings.commit.author_words = author_words
     try:
-        return await generate_commit_message(TaskRun(worker), settings, repo)
+        return await generate_commit_message(TaskRun(worker), settings, repo, **kwargs)
     finally:
         worker.shutdown()
 
@@ -431,6 +431,21 @@ async def test_the_authors_words_first_ask_no_model(new_function, mode, file_siz
                                              file_size)
     assert result.message == AUTHORED and engine.prompts == [] and result.source == "author"
     assert any("author's own words" in n for n in result.notices)
+
+
+async def test_the_subject_the_caller_already_tried_is_not_tried_again(new_function):
+    # `hearth commit-msg` tries Hearth's own subject before it starts a model, with the
+    # model file's size; the task then goes straight to the model. With no size known
+    # (a model server named by the route), it tries again once the model says its size.
+    engine = FakeEngine.scripted(["feat: add mean of the values"])
+    engine.info = dataclasses.replace(engine.info, file_size=250_000_000)
+    result = await commit_message(new_function, engine, model_bytes=250_000_000,
+                                  early_tried=True)
+    assert result.message == "feat: add mean of the values" and engine.prompts
+    engine = FakeEngine.scripted(["feat: add mean of the values"])
+    engine.info = dataclasses.replace(engine.info, file_size=250_000_000)
+    result = await commit_message(new_function, engine, model_bytes=0, early_tried=True)
+    assert result.message == AUTHORED and engine.prompts == []
 
 
 async def test_a_larger_model_or_a_server_answers_first(new_function):

@@ -61,14 +61,17 @@ class CommitResult:
 async def generate_commit_message(
     run: TaskRun, settings: Settings, repo: Path, *,
     root: Path | None = None, progress: Callable[[str], None] | None = None,
-    changes: gitdiff.Changes | None = None, model_bytes: int = 0,
+    changes: gitdiff.Changes | None = None, model_bytes: int = 0, early_tried: bool = False,
 ) -> CommitResult:
     """A validated commit message for the staged changes of the repository at ``repo``.
 
     ``changes``: the diff if the caller already read it (to fail fast before the
     model loads). ``model_bytes``: the size of the GGUF file the route's local model
     is (or will be) loaded from, when the caller knows it without waiting for the
-    load (0: learn it from the loaded model). Raises GitStateError (not a repository,
+    load (0: learn it from the loaded model). ``early_tried``: the caller has already
+    tried early_message with these changes and ``model_bytes`` (and got None); with
+    ``model_bytes`` 0 it is tried again once the loaded model tells its size. Raises
+    GitStateError (not a repository,
     a merge in progress, nothing to describe, ...) or CommitMessageError (the model
     gave nothing valid).
     """
@@ -83,12 +86,14 @@ async def generate_commit_message(
     style = commit_style(settings, changes)
     notices = list(changes.notices)
     info = None
-    if not model_bytes and "auto" in (sampling.author_words, sampling.from_structure):
-        info = await run.ready()  # the loaded model's size is in its info
-        model_bytes = info.file_size
-    early = early_message(settings, changes, model_bytes, started)
-    if early is not None:
-        return early
+    needs_size = not model_bytes and "auto" in (sampling.author_words, sampling.from_structure)
+    if needs_size or not early_tried:  # (tried with no size: tried again with one)
+        if needs_size:
+            info = await run.ready()  # the loaded model's size is in its info
+            model_bytes = info.file_size
+        early = early_message(settings, changes, model_bytes, started, style)
+        if early is not None:
+            return early
     info = info or await run.ready()
     chat = bool(info.chat_template)
     empty_messages, empty_text = msg.build_prompt(changes, "", style=style, chat=chat, root=root)
@@ -191,7 +196,8 @@ def commit_style(settings: Settings, changes: gitdiff.Changes) -> str:
 
 
 def early_message(settings: Settings, changes: gitdiff.Changes, model_bytes: int,
-                  started: float | None = None) -> CommitResult | None:
+                  started: float | None = None, style: str | None = None,
+                  ) -> CommitResult | None:
     """Hearth's own subject, before the model is asked: the change's own prose
     (commit.authorWords), else one from the diff's structure (commit.fromStructure),
     each when its setting is "first", or "auto" with a model file known to be under
@@ -205,7 +211,7 @@ def early_message(settings: Settings, changes: gitdiff.Changes, model_bytes: int
     if not (authored or structural):
         return None
     started = time.perf_counter() if started is None else started
-    style = commit_style(settings, changes)
+    style = style or commit_style(settings, changes)
     if authored:
         early = _valid(structure.authored_message(changes.described, style, msg.MAX_HEADER),
                        changes, style)
