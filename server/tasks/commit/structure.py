@@ -9,6 +9,7 @@ never wrong about what the diff contains, and said to be written from the diff.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -48,6 +49,14 @@ def _indent(line: str) -> int:
 
 def file_facts(f: FileDiff) -> list[Fact]:
     """The facts of one file's patch, in the order found, each (action, name) once."""
+    return list(_patch_facts(f.path, f.patch))
+
+
+@functools.lru_cache(maxsize=32)  # (a long-running server: patches can be large)
+def _patch_facts(path: str, patch: str) -> tuple[Fact, ...]:
+    """file_facts, kept: each candidate subject is checked against the same files'
+    facts several times (what the change touches, what its verb contradicts), and a
+    re-ask or another candidate checks them again."""
     added: dict[str, None] = {}
     removed: dict[str, None] = {}
     documented: dict[str, None] = {}
@@ -61,7 +70,7 @@ def file_facts(f: FileDiff) -> list[Fact]:
     # The functions seen opened in this hunk, (indent, name): a `def` inside one is
     # local to it (a test's helper), a change of it and not a fact of its own.
     functions: list[tuple[int, str]] = []
-    for raw in f.patch.splitlines():
+    for raw in patch.splitlines():
         if raw.startswith(("+++", "---", "diff --git", "index ")):
             continue
         hunk = _HUNK.match(raw)
@@ -110,16 +119,16 @@ def file_facts(f: FileDiff) -> list[Fact]:
             in_string = next((q for q in _TRIPLE if line.count(q) % 2), None)
         if sign in "+-" and line.strip() and current is not None:
             changed[current] = None
-    test_file = bool(TEST_PATH.search(f.path))
+    test_file = bool(TEST_PATH.search(path))
     signature = [n for n in added if n in removed]  # removed and added again: changed
-    found = [Fact("test" if test_file and n.startswith(("test", "Test")) else "add", n, f.path)
+    found = [Fact("test" if test_file and n.startswith(("test", "Test")) else "add", n, path)
              for n in added if n not in removed]
-    found += [Fact("remove", n, f.path) for n in removed if n not in added]
-    found += [Fact("change", n, f.path) for n in dict.fromkeys([*signature, *changed])
+    found += [Fact("remove", n, path) for n in removed if n not in added]
+    found += [Fact("change", n, path) for n in dict.fromkeys([*signature, *changed])
               if (n not in added and n not in removed) or n in signature]
     said = {fact.name for fact in found}  # "add mean" says it, not "add mean, document mean"
-    found += [Fact("document", n, f.path) for n in documented if n not in said]
-    return found
+    found += [Fact("document", n, path) for n in documented if n not in said]
+    return tuple(found)
 
 
 def facts(files: list[FileDiff]) -> list[Fact]:
