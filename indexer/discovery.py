@@ -9,6 +9,7 @@ is counted by reason, so `hearth index` can say what it left out.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import re
 import subprocess
@@ -22,6 +23,8 @@ import pathspec
 
 from .languages import language_of
 from .secrets import is_secret_file
+
+log = logging.getLogger(__name__)
 
 # Folders of other people's code or build output, skipped even without a .gitignore.
 VENDORED_DIRS = frozenset({
@@ -71,12 +74,9 @@ def _walk_with_gitignore(root: Path) -> Iterator[str]:
         here = os.path.relpath(dirpath, root).replace(os.sep, "/")
         prefix = "" if here == "." else here + "/"
         if ".gitignore" in filenames:
-            try:
-                with open(os.path.join(dirpath, ".gitignore"), encoding="utf-8",
-                          errors="replace") as fh:
-                    specs.append((prefix, pathspec.GitIgnoreSpec.from_lines(fh.read().splitlines())))
-            except OSError:
-                pass
+            spec = _gitignore_spec(os.path.join(dirpath, ".gitignore"))
+            if spec is not None:
+                specs.append((prefix, spec))
 
         def ignored(rel: str, is_dir: bool) -> bool:
             for base, spec in specs:
@@ -92,11 +92,68 @@ def _walk_with_gitignore(root: Path) -> Iterator[str]:
                 yield prefix + name
 
 
+def _gitignore_spec(path: str) -> pathspec.PathSpec | None:
+    """The rules of one .gitignore, without the lines git accepts and pathspec cannot
+    compile (`!`, a trailing backslash, `[z-a]`), as git drops them; None when it
+    cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except Exception:  # noqa: BLE001 - pathspec raises several kinds for one bad line
+        kept = []
+        for line in lines:
+            try:
+                pathspec.GitIgnoreSpec.from_lines([line])
+            except Exception:  # noqa: BLE001
+                log.debug("%s: a line git ignores: %r", path, line)
+                continue
+            kept.append(line)
+        return pathspec.GitIgnoreSpec.from_lines(kept)
+
+
+def ignored(root: Path, rels: Iterable[str]) -> set[str]:
+    """Which of ``rels`` (files under ``root``, relative, POSIX) the ignore rules leave
+    out, as discover() would: git's own rules in a work tree (a tracked file is never
+    ignored), else every .gitignore from the root down to the file's folder. For files
+    named one by one (a save, a file event), which discover()'s listing never saw."""
+    rels = list(rels)
+    if not rels:
+        return set()
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "check-ignore", "--stdin", "-z"],
+            input="\0".join(rels).encode("utf-8", "surrogateescape") + b"\0",
+            capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        out = None
+    if out is not None and out.returncode in (0, 1):  # 1: none ignored; 128: not git
+        return {p for p in out.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
+    specs: dict[str, pathspec.PathSpec | None] = {}
+    found = set()
+    for rel in rels:
+        parts = rel.split("/")
+        for depth in range(len(parts)):
+            base = "/".join(parts[:depth])
+            if base not in specs:
+                specs[base] = _gitignore_spec(os.path.join(root, base, ".gitignore"))
+            spec = specs[base]
+            if spec is None:
+                continue
+            if spec.match_file("/".join(parts[depth:])):  # (a folder's rule: files in it too)
+                found.add(rel)
+                break
+    return found
+
+
 def _inside(root: Path, path: Path) -> bool:
     try:
         path.resolve().relative_to(root)
         return True
-    except (ValueError, OSError):
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a loop of links (3.11)
         return False
 
 
@@ -117,6 +174,10 @@ def skip_reason(root: Path, rel: str, *, max_file_kb: int,
     """Why ``rel`` should not be indexed, or None to index it."""
     # Strings and one lstat, not pathlib and three stats: discovery asks this of every
     # file in the tree before the first one is parsed.
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8: nothing downstream can hold it
+        return "undecodable name"
     parts = rel.split("/")
     if any(p in VENDORED_DIRS for p in parts[:-1]):
         return "vendored"
@@ -130,9 +191,10 @@ def skip_reason(root: Path, rel: str, *, max_file_kb: int,
     try:
         stat = os.lstat(path)
         if S_ISLNK(stat.st_mode):
-            if not _inside(root, Path(path)):
-                return "outside root"
-            stat = os.stat(path)
+            # Its target is indexed under its own name when the rules let it in: a link
+            # judged by its own name would let in an ignored or secret file.
+            return "link" if _inside(root, Path(path)) else "outside root"
+
     except OSError:
         return "unreadable"
     if not S_ISREG(stat.st_mode):

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .chunker import chunk_file
+from .chunker import FileChunks, chunk_file, windows
 from .context import ContextPiece, assemble, chunk_at
-from .discovery import Discovery, discover, skip_reason
+from .discovery import Discovery, discover, ignored, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
 from .secrets import Redactor
@@ -149,7 +149,11 @@ def parse_file(root: str, rel: str, known_hash: str | None) -> ParsedFile:
     record = FileRecord(rel, language_of(rel, content=data), st.st_size, st.st_mtime_ns, digest)
     if digest == known_hash:
         return ParsedFile(rel, record)
-    result = chunk_file(rel, record.language, data)
+    try:
+        result = chunk_file(rel, record.language, data)
+    except RecursionError:  # nested deeper than the chunker's walk goes (a 4 KB file can)
+        result = FileChunks(windows(rel, record.language or "text",
+                                    data.decode("utf-8", "replace")), [])
     redact = _redactor(root).for_text(data.decode("utf-8", "replace"))
     for c in result.chunks:  # secrets never reach the store, the embeddings or a prompt
         text = redact(c.text)
@@ -612,11 +616,12 @@ class WorkspaceIndex:
         known = self.store.files()
         pinned = set(keep)
         held: list[int] | None = None  # [files, chunks] in the store, counted when needed
+        left_out = ignored(self.root, paths)  # as discover() would leave them out
         with self.store.transaction():
             for rel in paths:
                 full = self.root / rel
-                if not full.exists() or skip_reason(self.root, rel, max_file_kb=self.max_file_kb,
-                                                    exclude=self.exclude):
+                if rel in left_out or not full.exists() or skip_reason(
+                        self.root, rel, max_file_kb=self.max_file_kb, exclude=self.exclude):
                     if rel in known:
                         self.store.remove_file(rel)
                         stats.removed += 1

@@ -94,7 +94,7 @@ class IndexService:
         for p in paths:
             try:
                 rels.append(p.resolve().relative_to(self.root).as_posix())
-            except ValueError:
+            except (ValueError, OSError, RuntimeError):  # RuntimeError: a loop of links
                 continue  # not in this workspace
         if rels:
             self._queue.put(("files", rels))

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from hearth_lsp.indexer.discovery import discover
+from hearth_lsp.indexer.discovery import discover, ignored
 
 
 def tree(root, files: dict[str, bytes | str]):
@@ -84,7 +84,53 @@ def test_symlinks_never_lead_outside_the_root(tmp_path):
     os.symlink(outside / "secret.py", root / "link.py")
     os.symlink(outside, root / "linkdir")
     os.symlink(root / "inside.py", root / "alias.py")
+    os.symlink("loop.py", root / "loop.py")  # a link to itself: resolving it raises
     found = discover(root)
     names = {p.as_posix() for p in found.files}
-    assert names == {"inside.py", "alias.py"}
-    assert found.skipped["outside root"] == 1
+    # A link inside the root is its target's business: indexed under its own name.
+    assert names == {"inside.py"}
+    assert found.skipped["outside root"] == 2 and found.skipped["link"] == 1
+
+
+@pytest.mark.parametrize("use_git", [True, False])
+def test_a_link_does_not_let_in_a_file_the_rules_leave_out(tmp_path, use_git):
+    # A link with a harmless name to an ignored file, or to a secret one.
+    tree(tmp_path, {".gitignore": "secrets.py\n", "secrets.py": "PW = 'Tr0ub4dor&3xyz'\n",
+                    "credentials.toml": "admin = 'ops:Tr0ub4dor&3xyz'\n", "app.py": "x = 1\n"})
+    os.symlink("secrets.py", tmp_path / "settings_prod.py")
+    os.symlink("credentials.toml", tmp_path / "config.toml")
+    if use_git:
+        subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    assert [p.as_posix() for p in discover(tmp_path).files] == ["app.py"]
+
+
+@pytest.mark.parametrize("use_git", [True, False])
+def test_a_file_name_that_is_not_utf8_is_left_out_by_name(tmp_path, use_git):
+    tree(tmp_path, {"a.py": "x = 1\n"})
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.py"), "wb") as fh:
+        fh.write(b"def latin():\n    return 2\n")
+    if use_git:
+        subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    found = discover(tmp_path)
+    assert [p.as_posix() for p in found.files] == ["a.py"]
+    assert found.skipped["undecodable name"] == 1
+
+
+def test_gitignore_lines_git_drops_are_dropped_and_the_rest_apply(tmp_path):
+    # Outside git, pathspec refuses lines git accepts (and ignores): "!", a trailing
+    # backslash, an empty range. The file's other rules still hold.
+    tree(tmp_path, {".gitignore": "!\nfoo\\\n[z-a].py\n*.log\n", "a.py": "x = 1\n",
+                    "debug.log": "log\n"})
+    found = discover(tmp_path)
+    assert [p.as_posix() for p in found.files] == ["a.py"]
+
+
+@pytest.mark.parametrize("use_git", [True, False])
+def test_files_named_one_by_one_are_checked_against_the_ignore_rules(tmp_path, use_git):
+    tree(tmp_path, {".gitignore": "local_settings.py\ngenerated/\n", "sub/.gitignore": "*.tmp\n",
+                    "a.py": "", "local_settings.py": "", "generated/out.py": "",
+                    "sub/x.tmp": "", "sub/y.py": "", "tracked.log": ""})
+    if use_git:
+        subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    rels = ["a.py", "local_settings.py", "generated/out.py", "sub/x.tmp", "sub/y.py"]
+    assert ignored(tmp_path, rels) == {"local_settings.py", "generated/out.py", "sub/x.tmp"}

@@ -455,3 +455,15 @@ def test_a_read_only_index_folder_is_searched_as_it_is(tmp_path, caplog):
                 svc.search("handler")
         finally:
             svc.stop()
+
+
+def test_a_file_event_on_a_loop_of_links_loses_none_of_the_others(tmp_path):
+    # One event of a batch on a link to itself: resolving it raises (Python 3.11), and
+    # the whole batch, the good file's save with it, was lost.
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "good.py").write_text("def good():\n    return 2\n")
+    os.symlink("loop", root / "loop")
+    svc = IndexService(root, tmp_path / "cache", IndexSettings(), embed=False)  # not started
+    svc.files_changed([root / "good.py", root / "loop"])
+    assert list(svc._queue.queue) == [("files", ["good.py"])]

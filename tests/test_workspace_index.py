@@ -499,3 +499,39 @@ def test_long_chunk_text_is_stored_deflated_and_reads_back_exactly(ws, tmp_path)
         assert idx.store.check(full=True) == []
     finally:
         idx.close()
+
+
+def test_a_saved_or_created_file_the_ignore_rules_leave_out_is_not_indexed(tmp_path):
+    # A save or a file event names the file: it is checked against .gitignore as the
+    # full build's listing would.
+    root = tmp_path / "ws"
+    (root / "generated").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    (root / ".gitignore").write_text("local_settings.py\ngenerated/\n")
+    (root / "a.py").write_text("def hello():\n    return 1\n")
+    idx = WorkspaceIndex(root, tmp_path / "cache")
+    try:
+        idx.update(workers=1)
+        (root / "local_settings.py").write_text("def private_setting():\n    return 1\n")
+        (root / "generated" / "out.py").write_text("def generated_thing():\n    return 3\n")
+        (root / "b.py").write_text("def other():\n    return 2\n")
+        stats = idx.update_paths(["local_settings.py", "generated/out.py", "b.py"])
+        assert sorted(idx.store.files()) == ["a.py", "b.py"] and stats.changed == 1
+        assert idx.search("private_setting") == []
+    finally:
+        idx.close()
+
+
+def test_a_file_nested_deeper_than_the_chunker_goes_is_indexed_in_windows(tmp_path):
+    # 400 nested Rust modules in 4 KB: the chunker's walk recursed past Python's limit
+    # and the whole build failed.
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "deep.rs").write_text("mod m {\n" * 400 + "fn needle_fn() {}\n" + "}\n" * 400)
+    idx = WorkspaceIndex(root, tmp_path / "cache")
+    try:
+        stats = idx.update(workers=1)
+        assert stats.changed == 1
+        assert [r.path for r in idx.search("needle_fn")] == ["deep.rs"]
+    finally:
+        idx.close()
