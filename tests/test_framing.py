@@ -101,3 +101,31 @@ def test_header_variants_are_understood(client):
     for n, (name, header) in enumerate(GOOD_VARIANTS.items(), start=100):
         client.send(frame(request(n), header))
         assert "result" in client.answer(n), name
+
+
+def test_requests_out_of_the_life_cycle_are_refused_and_answered(tmp_path):
+    # Before initialize: "not initialized" (pygls answered an internal error with a
+    # traceback). A second initialize would move the workspace: refused. After shutdown,
+    # every request but exit is refused (pygls answered none: the editor waited).
+    raw = RawClient({**os.environ, "HEARTH_INDEX_ENABLED": "false"})
+    try:
+        raw.send(frame(request(1)))
+        assert raw.answer(1)["error"]["code"] == -32002
+        init = {"capabilities": {}, "rootUri": tmp_path.as_uri()}
+        raw.send(frame(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "initialize",
+                                   "params": init}).encode()))
+        assert "result" in raw.answer(2)
+        raw.send(frame(b'{"jsonrpc": "2.0", "method": "initialized", "params": {}}'))
+        raw.send(frame(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {
+            **init, "rootUri": (tmp_path / "elsewhere").as_uri()}}).encode()))
+        assert raw.answer(3)["error"]["code"] == -32600
+        raw.send(frame(request(4)))
+        assert raw.answer(4)["result"]["folders"][0]["root"] == str(tmp_path)  # not moved
+        raw.send(frame(b'{"jsonrpc": "2.0", "id": 5, "method": "shutdown"}'))
+        assert raw.answer(5)["result"] is None
+        raw.send(frame(request(6)))
+        assert raw.answer(6)["error"]["code"] == -32600
+        raw.send(frame(b'{"jsonrpc": "2.0", "method": "exit"}'))
+        assert raw.proc.wait(20) == 0
+    finally:
+        raw.close()

@@ -88,3 +88,40 @@ async def test_a_nul_byte_in_a_repository_path_is_invalid_params(client):
     with pytest.raises(JsonRpcException, match="'repo' must be"):
         await client.workspace_execute_command_async(types.ExecuteCommandParams(
             command="hearth.generateCommitMessage", arguments=[{"repo": "/tmp/a\x00b"}]))
+
+
+OTHER = "import os\n\n\n\n\n\n\n\n\ndef delete_everything(path):\n    os.remove(path)\n"
+
+
+async def test_a_file_closed_and_opened_again_mid_docstring_gets_no_edit(demo_repo):
+    # VS Code starts a reopened file's versions at 1 again: the docstring written for the
+    # old text, at the old version, landed in another function of the new text.
+    env = {"FAKE_ENGINE_DEFAULT": "Convert a price to cents.", "FAKE_ENGINE_DELAY": "0.3"}
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env=env)
+    try:
+        await wait_model(client)
+        path = demo_repo / "inventory" / "pricing.py"
+        uri = open_doc(client, path, version=1)
+        asked = asyncio.ensure_future(client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="hearth.generateDocstring",
+                                       arguments=[{"uri": uri, "line": 9}])))
+        await asyncio.sleep(0.5)  # writing
+        client.text_document_did_close(types.DidCloseTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=uri)))
+        open_doc(client, path, text=OTHER, version=1)
+        with pytest.raises(JsonRpcException) as refused:
+            await asyncio.wait_for(asked, 30)
+        assert refused.value.code == types.LSPErrorCodes.ContentModified
+        assert client.applied_edits == []
+    finally:
+        await stop(client)
+
+
+@pytest.mark.parametrize("args", [[1], ["file:///elsewhere"], [["x"]], [{"url": "file:///x"}]])
+async def test_a_malformed_trust_request_trusts_nothing(client, args):
+    # A bare URI string, or an object with a misspelt key, read as "no uri": every folder.
+    client, root = client
+    with pytest.raises(JsonRpcException) as refused:
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="hearth.trustFolder", arguments=args))
+    assert refused.value.code == -32602  # (before anything was trusted)

@@ -239,3 +239,19 @@ async def test_similar_code_and_definitions_from_the_index_come_first(
         assert rest.startswith("from inventory.pricing import apply_discount")
     finally:
         await stop(client)
+
+
+async def test_a_cursor_past_the_end_of_its_line_is_at_the_line_s_end(demo_repo, tmp_path):
+    # LSP: a character past the line's length means its end. pygls moved it to the last
+    # character, before it: the prompt lost the line's last letter and the suggestion
+    # went in before it ("return a" + "b + c" -> "return b + ca").
+    client, _, record = await session(demo_repo, tmp_path, answer=" + c",
+                                      options={"model": {"preset": "smollm2"}})
+    try:
+        uri = open_doc(client, demo_repo / "m.py", text="def add(a, b):\n    return a")
+        result = await client.text_document_inline_completion_async(inline_params(uri, 1, 50))
+        [item] = result.items
+        assert item.range.start == item.range.end == types.Position(line=1, character=12)
+        assert prompts(record)[-1].rstrip().endswith("return a")
+    finally:
+        await stop(client)

@@ -168,7 +168,11 @@ async def command_trust(ls: HearthServer, *args: Any) -> dict[str, Any]:
     """`hearth.trustFolder` [{uri?, persist?, trusted?}]: the user trusts a workspace folder
     (every folder without ``uri``), for this session or (``persist``) in the trust file;
     its `.hearth.toml` and prompt overrides then apply in full."""
-    params = args[0] if args and isinstance(args[0], dict) else {}
+    params = args[0] if args and args[0] is not None else {}
+    if not isinstance(params, dict) or set(params) - {"uri", "persist", "trusted"}:
+        # Not "every folder": a client's mistake ({"url": ...}, a bare URI string).
+        raise JsonRpcInvalidParams('expected [{"uri"?: folder URI, "persist"?: bool, '
+                                   '"trusted"?: bool}]')
     uri = params.get("uri")
     if uri is not None and not isinstance(uri, str):
         raise JsonRpcInvalidParams("'uri' must be a folder URI")

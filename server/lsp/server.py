@@ -28,6 +28,7 @@ from pygls.exceptions import (
     JsonRpcInternalError,
     JsonRpcInvalidParams,
     JsonRpcInvalidRequest,
+    JsonRpcServerNotInitialized,
 )
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
@@ -82,6 +83,7 @@ class HearthProtocol(LanguageServerProtocol):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._asked: set[Any] = set()  # ids of our requests to the client, not answered yet
+        self._initialize_seen = False
         pygls_log = logging.getLogger("pygls.protocol.json_rpc")
         if not any(isinstance(f, _OneLineErrors) for f in pygls_log.filters):
             pygls_log.addFilter(_OneLineErrors())
@@ -104,7 +106,32 @@ class HearthProtocol(LanguageServerProtocol):
                         "this server needs a token: send it as initializationOptions.token "
                         "in initialize").to_response_error())
                 return
+        refusal = self._out_of_turn(msg)
+        if refusal is not None:
+            method, msg_id = getattr(msg, "method", None), msg.id
+            log.warning("refused %s (id %r): %s", method, msg_id, refusal.message)
+            self._send_response(msg_id, None, refusal.to_response_error())
+            return
         super().handle_message(msg)
+
+    def _out_of_turn(self, msg: Any) -> JsonRpcException | None:
+        """The error for a request the life cycle does not allow now, or None. pygls
+        answered a request before `initialize` with an internal error and a traceback,
+        accepted a second `initialize` (moving the workspace to its root), and left
+        every request after `shutdown` unanswered: the editor waited forever."""
+        method, msg_id = getattr(msg, "method", None), getattr(msg, "id", None)
+        if msg_id is None or method is None:  # a notification, or an answer to us
+            return None
+        if method == types.INITIALIZE:
+            if self._initialize_seen:
+                return JsonRpcInvalidRequest("the server is already initialized")
+            self._initialize_seen = True
+            return None
+        if self._shutdown and method != types.EXIT:
+            return JsonRpcInvalidRequest("the server is shutting down: only exit is allowed")
+        if not self._initialize_seen:
+            return JsonRpcServerNotInitialized(f"{method} before initialize")
+        return None
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         if not isinstance(msg_id, (int, str)):  # cattrs lets a list or an object through
@@ -690,13 +717,26 @@ class HearthServer(LanguageServer):
             token.cancel()
 
     @staticmethod
-    def check_position(doc: TextDocument, position: types.Position) -> None:
+    def check_position(doc: TextDocument, position: types.Position) -> types.Position:
+        """``position``, or a clear error when it is not in ``doc``. A character past the
+        end of its line is the line's end, as LSP says: a new Position (pygls moves one
+        past the end to the line's last character, before it, and changes the
+        request's own object)."""
         if position.line < 0 or position.character < 0:
             raise JsonRpcInvalidParams(
                 f"position {position.line}:{position.character} is negative")
         if position.line > len(doc.lines):
             raise JsonRpcInvalidParams(
                 f"line {position.line} is outside {doc.uri} ({len(doc.lines)} lines)")
+        line = doc.lines[position.line] if position.line < len(doc.lines) else ""
+        end = len(line.rstrip("\r\n").encode("utf-16-le", "surrogatepass")) // 2
+        return types.Position(line=position.line, character=min(position.character, end))
+
+    def still_open(self, doc: TextDocument, version: int | None) -> bool:
+        """Whether ``doc`` is still the document open under its URI, at ``version``. A
+        file closed and opened again is another document, and VS Code starts its
+        versions at 1 again: an edit for the old text would land on the new one."""
+        return self.open_document(doc.uri) is doc and doc.version == version
 
     # Where a document belongs: its workspace folder's root, settings and index.
     def root_of(self, uri: str) -> Path | None:

@@ -65,7 +65,7 @@ def actions(ls: HearthServer, doc: TextDocument, params: types.CodeActionParams)
 async def suggest(ls: HearthServer, doc: TextDocument, position: types.Position,
                   settings: Settings, *, multiline: bool) -> Suggestion:
     """The cleaned suggestion at ``position`` (text "" when there is none)."""
-    ls.check_position(doc, position)
+    position = ls.check_position(doc, position)
     if no_actions_reason(doc.source):
         return Suggestion("", "none", "document refused")
     source = doc.source
@@ -120,11 +120,11 @@ async def inline_completion(ls: HearthServer, params: types.InlineCompletionPara
     settings = ls.settings_of(doc.uri)
     if not settings.completion.enabled:
         return None
-    found = await suggest(ls, doc, params.position, settings,
-                          multiline=settings.completion.multiline)
+    position = ls.check_position(doc, params.position)
+    found = await suggest(ls, doc, position, settings, multiline=settings.completion.multiline)
     if not found.text:
         return types.InlineCompletionList(items=[])
-    here = types.Range(start=params.position, end=params.position)
+    here = types.Range(start=position, end=position)
     return types.InlineCompletionList(items=[
         types.InlineCompletionItem(insert_text=found.text, range=here)])
 
@@ -141,23 +141,22 @@ async def completion(ls: HearthServer, params: types.CompletionParams
     settings = ls.settings_of(doc.uri)
     if not (settings.completion.enabled and settings.completion.items):
         return None
-    found = await suggest(ls, doc, params.position, settings, multiline=False)
+    position = ls.check_position(doc, params.position)
+    found = await suggest(ls, doc, position, settings, multiline=False)
     if not found.text:
         return types.CompletionList(is_incomplete=True, items=[])
-    line = doc.lines[params.position.line] if params.position.line < len(doc.lines) else ""
-    before = line[: doc.offset_at_position(params.position)
-                  - doc.offset_at_position(types.Position(line=params.position.line,
-                                                          character=0))]
+    line = doc.lines[position.line] if position.line < len(doc.lines) else ""
+    before = line[: doc.offset_at_position(position)
+                  - doc.offset_at_position(types.Position(line=position.line, character=0))]
     match = _WORD.search(before)
     word = match.group(0) if match else ""
-    start = types.Position(line=params.position.line,
-                           character=params.position.character - _utf16_len(word))
+    start = types.Position(line=position.line, character=position.character - _utf16_len(word))
     text = word + found.text
     label = text.strip().split("\n", 1)[0] or text.strip()
     item = types.CompletionItem(
         label=label, kind=types.CompletionItemKind.Text, detail="Hearth",
         filter_text=text, sort_text="0",
-        text_edit=types.TextEdit(range=types.Range(start=start, end=params.position),
+        text_edit=types.TextEdit(range=types.Range(start=start, end=position),
                                  new_text=text))
     return types.CompletionList(is_incomplete=True, items=[item])
 

@@ -171,8 +171,9 @@ async def _document_symbol(ls: HearthServer, doc: TextDocument, line: int,
         done = result.completion
         report.end("from the answer cache" if done.finish_reason == "cached" else
                    f"{done.completion_tokens} tokens, {done.tokens_per_s:.0f} tok/s")
-    if doc.version != version:
-        raise JsonRpcContentModified(f"{doc.uri} changed while the docstring was written")
+    if not ls.still_open(doc, version):
+        raise JsonRpcContentModified(f"{doc.uri} changed (or was closed) while the docstring "
+                                     "was written")
     return result
 
 
@@ -194,8 +195,9 @@ async def command_document_file(ls: HearthServer, *args: Any) -> dict[str, Any]:
                 report.run, ls.settings, source=source, path=ls.document_path(doc),
                 language=lang, root=ls.root_of(doc.uri), regenerate=regenerate)
         report.end(result.summary[:80])
-    if doc.version != version:
-        raise JsonRpcContentModified(f"{doc.uri} changed while it was being documented")
+    if not ls.still_open(doc, version):
+        raise JsonRpcContentModified(f"{doc.uri} changed (or was closed) while it was being "
+                                     "documented")
     applied = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
         edit=whole_document_edit(doc, result.new_source), label="Document file"))
     return {"applied": bool(applied and applied.applied), "summary": result.summary}

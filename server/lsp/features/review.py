@@ -268,7 +268,7 @@ async def _review_saved(ls: HearthServer, doc: TextDocument, save: int) -> None:
             path = to_fs_path(uri)
             head = await asyncio.to_thread(head_text, Path(path)) if path else None
         spans = spans_to_review(source, every, state.reviewed, head)[:settings.max_symbols]
-    if doc.version != version:  # edited while git ran: the spans are of an older text
+    if not ls.still_open(doc, version):  # edited while git ran: spans of an older text
         return
     if spans and ls.reviews.get(uri).saves == save:  # a newer save has its own review
         await run_review(ls, doc, spans, interactive=False)
