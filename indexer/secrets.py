@@ -19,6 +19,7 @@ What is redacted, each replaced by `<redacted:KIND>`:
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import math
 import re
 from collections import Counter
@@ -52,11 +53,11 @@ def is_secret_file(path: str | Path) -> bool:
 # Each shape with the literals one of which any match contains: a text without them
 # skips the pattern (a substring test is ~100x cheaper than a regex scan, and
 # redaction runs over every indexed chunk).
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
+    r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)", re.DOTALL)
 _TOKEN_SHAPES: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = [
-    ("private-key", re.compile(
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
-        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)", re.DOTALL),
-     ("PRIVATE KEY",)),
+    ("private-key", _PRIVATE_KEY, ("PRIVATE KEY",)),
     ("aws-key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
      ("AKIA", "ASIA", "AGPA", "AIDA", "AROA")),
     ("github-token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})"),
@@ -235,6 +236,24 @@ def _sub_assigned(text: str, lower: str, words: tuple[str, ...],
         return text
     out.append(text[pos:])
     return "".join(out)
+
+
+def blank_key_blocks(text: str) -> str:
+    """``text`` with each private key block replaced and its line breaks kept: a file
+    is redacted whole before it is cut into chunks (a key cut by a chunk's edge would
+    leave its lines after the BEGIN line in the next chunk), and its lines stay where
+    they were."""
+    if "PRIVATE KEY" not in text:
+        return text
+    return _PRIVATE_KEY.sub(lambda m: "<redacted:private-key>" + "\n" * m.group(0).count("\n"),
+                            text)
+
+
+def env_stamp(values: Iterable[str]) -> str:
+    """A digest of a workspace's `.env*` values (not the values): stored with the index,
+    whose chunks were redacted with them; when they change, every file is read again."""
+    return hashlib.sha256("\0".join(sorted(values)).encode("utf-8", "surrogatepass")
+                          ).hexdigest()
 
 
 def env_values(root: Path, files: Iterable[Path] | None = None) -> set[str]:

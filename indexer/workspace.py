@@ -38,7 +38,7 @@ from .context import ContextPiece, assemble, chunk_at
 from .discovery import Discovery, discover, ignored, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
-from .secrets import Redactor
+from .secrets import Redactor, blank_key_blocks, env_stamp, env_values
 from .store import (
     ChunkRow,
     CorruptIndex,
@@ -137,8 +137,11 @@ class ParsedFile:
     error: str | None = None
 
 
-def parse_file(root: str, rel: str, known_hash: str | None) -> ParsedFile:
-    """Read, hash and chunk one file; never raises for bad content."""
+def parse_file(root: str, rel: str, known_hash: str | None,
+               env: frozenset[str] | None = None) -> ParsedFile:
+    """Read, hash and chunk one file; never raises for bad content. ``env``: the values
+    of the workspace's `.env*` files, redacted wherever they appear (read here when
+    not given)."""
     path = Path(root) / rel
     try:
         st = path.stat()
@@ -149,12 +152,16 @@ def parse_file(root: str, rel: str, known_hash: str | None) -> ParsedFile:
     record = FileRecord(rel, language_of(rel, content=data), st.st_size, st.st_mtime_ns, digest)
     if digest == known_hash:
         return ParsedFile(rel, record)
+    text = data.decode("utf-8", "replace")
+    keyless = blank_key_blocks(text)
     try:
-        result = chunk_file(rel, record.language, data)
+        result = chunk_file(rel, record.language,
+                            data if keyless is text else keyless.encode("utf-8"))
     except RecursionError:  # nested deeper than the chunker's walk goes (a 4 KB file can)
-        result = FileChunks(windows(rel, record.language or "text",
-                                    data.decode("utf-8", "replace")), [])
-    redact = _redactor(root).for_text(data.decode("utf-8", "replace"))
+        result = FileChunks(windows(rel, record.language or "text", keyless), [])
+    if env is None:
+        env = frozenset(env_values(Path(root)))
+    redact = _redactor(env).for_text(keyless)
     for c in result.chunks:  # secrets never reach the store, the embeddings or a prompt
         text = redact(c.text)
         if text != c.text:
@@ -166,9 +173,9 @@ def parse_file(root: str, rel: str, known_hash: str | None) -> ParsedFile:
 
 
 @functools.lru_cache(maxsize=16)
-def _redactor(root: str) -> Redactor:
-    """One per workspace and process: the values of its `.env*` files, read once."""
-    return Redactor.for_workspace(Path(root))
+def _redactor(env: frozenset[str]) -> Redactor:
+    """One per set of `.env*` values (a workspace's, as they are now)."""
+    return Redactor(set(env))
 
 
 # SQLite settings while phase 1 writes (see update()).
@@ -206,8 +213,9 @@ def _pool_worker_init(parent: int) -> None:
 BATCHES_AHEAD = 3
 
 
-def _parse_batch(root: str, items: list[tuple[str, str | None]]) -> list[ParsedFile]:
-    return [parse_file(root, rel, known_hash) for rel, known_hash in items]
+def _parse_batch(root: str, items: list[tuple[str, str | None]],
+                 env: frozenset[str]) -> list[ParsedFile]:
+    return [parse_file(root, rel, known_hash, env) for rel, known_hash in items]
 
 
 def _start_pool(workers: int) -> ProcessPoolExecutor:
@@ -224,7 +232,7 @@ def _start_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int,
-               started: ProcessPoolExecutor | None = None
+               started: ProcessPoolExecutor | None, env: frozenset[str]
                ) -> Generator[ParsedFile, None, None]:
     """Parsed files in ``todo`` order, from a process pool when that pays (``started``:
     one already started, used, or shut down once this is iterated; the caller shuts
@@ -233,7 +241,7 @@ def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int,
         if started is not None:
             started.shutdown(wait=False, cancel_futures=True)
         for rel, known_hash in todo:
-            yield parse_file(str(root), rel, known_hash)
+            yield parse_file(str(root), rel, known_hash, env)
         return
     done = 0
     size = max(1, min(32, len(todo) // (workers * 8)))
@@ -244,14 +252,14 @@ def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int,
             # everything at once, and on a large tree the parsed files waiting for the
             # writer (it has one core's share against the workers' two) took ~300 MB.
             ahead: deque[Future[list[ParsedFile]]] = deque(
-                pool.submit(_parse_batch, str(root), batch)
+                pool.submit(_parse_batch, str(root), batch, env)
                 for batch in itertools.islice(batches, workers * BATCHES_AHEAD))
             try:
                 while ahead:
                     parsed_batch = ahead.popleft().result()
                     following = next(batches, None)
                     if following is not None:
-                        ahead.append(pool.submit(_parse_batch, str(root), following))
+                        ahead.append(pool.submit(_parse_batch, str(root), following, env))
                     for parsed in parsed_batch:
                         yield parsed
                         done += 1
@@ -263,7 +271,7 @@ def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int,
         # worker) only costs speed: the rest is parsed here.
         log.warning("parsing in one process (the worker pool failed: %s)", exc)
         for rel, known_hash in todo[done:]:
-            yield parse_file(str(root), rel, known_hash)
+            yield parse_file(str(root), rel, known_hash, env)
 
 
 # Present while a writer has the store open; found at the next open, it means the
@@ -478,6 +486,11 @@ class WorkspaceIndex:
         """update() once the files are known; ``new``: the store holds none of them."""
         stats = IndexStats(files=len(found.files), skipped=found.skipped)
         known = {} if rebuild else self.store.files()
+        env = frozenset(env_values(self.root))
+        stamp = env_stamp(env)
+        row = self.store.db.execute("SELECT value FROM meta WHERE key = 'env'").fetchone()
+        # New `.env*` values: every stored chunk may hold one unredacted; all read again.
+        every = bool(known) and (row is None or row[0] != stamp)
         if rebuild:
             with self.store.transaction():
                 self.store.clear()
@@ -505,7 +518,9 @@ class WorkspaceIndex:
             except OSError:
                 stats.skipped["unreadable"] += 1
                 continue
-            if rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
+            if every:
+                todo.append((rel, None))
+            elif rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
                 todo.append((rel, rec.hash))
         # Chunks per file already stored, for the chunk cap.
         stored = dict(self.store.db.execute("SELECT path, count(*) FROM chunks GROUP BY path")
@@ -518,7 +533,10 @@ class WorkspaceIndex:
         self.store.db.execute(f"PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}")
         self.store.db.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
         self.store.db.execute("BEGIN")
-        parsing = _parse_all(self.root, todo, workers, pool)
+        if not known:  # nothing stored yet: what this build commits, batch by batch,
+            # is read with these values (a build that fails half-way resumes by path)
+            self.store.db.execute("INSERT OR REPLACE INTO meta VALUES ('env', ?)", (stamp,))
+        parsing = _parse_all(self.root, todo, workers, pool, env)
         to_parse = {rel for rel, _ in todo}
         used, full = 0, False
         try:
@@ -557,6 +575,8 @@ class WorkspaceIndex:
                     done += 1
                     if progress and (done % 50 == 0 or done == total):
                         progress(done, total, parsed.rel)
+            if not stats.stopped:  # every file now read with these values
+                self.store.db.execute("INSERT OR REPLACE INTO meta VALUES ('env', ?)", (stamp,))
             self.store.db.commit()
         except BaseException:
             self.store.db.rollback()
@@ -605,8 +625,8 @@ class WorkspaceIndex:
             return self._store_parsed(ParsedFile(rel, error=str(exc)), stats)
         if known and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns:
             return False
-        return self._store_parsed(parse_file(str(self.root), rel, known.hash if known else None),
-                                  stats)
+        return self._store_parsed(parse_file(str(self.root), rel, known.hash if known else None,
+                                             frozenset(env_values(self.root))), stats)
 
     def update_paths(self, paths: list[str], keep: Iterable[str] = ()) -> IndexStats:
         """Re-index some files (saved, changed on disk, created or deleted). A file not

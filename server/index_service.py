@@ -96,7 +96,11 @@ class IndexService:
                 rels.append(p.resolve().relative_to(self.root).as_posix())
             except (ValueError, OSError, RuntimeError):  # RuntimeError: a loop of links
                 continue  # not in this workspace
-        if rels:
+        if any("/" not in rel and rel.startswith(".env") for rel in rels):
+            # New secret values: every chunk is checked for them (the whole index is read
+            # again once, update() knows from the values' digest).
+            self._queue.put(("reindex", False))
+        elif rels:
             self._queue.put(("files", rels))
 
     def search(self, query: str, k: int = 10, path_glob: str | None = None,

@@ -467,3 +467,13 @@ def test_a_file_event_on_a_loop_of_links_loses_none_of_the_others(tmp_path):
     svc = IndexService(root, tmp_path / "cache", IndexSettings(), embed=False)  # not started
     svc.files_changed([root / "good.py", root / "loop"])
     assert list(svc._queue.queue) == [("files", ["good.py"])]
+
+
+def test_a_changed_env_file_reads_the_whole_index_again(tmp_path):
+    # Its values are redacted from every chunk: a full update (which sees that they
+    # changed) rather than the file alone, which is never indexed.
+    root = tmp_path / "ws"
+    root.mkdir()
+    svc = IndexService(root, tmp_path / "cache", IndexSettings(), embed=False)  # not started
+    svc.files_changed([root / ".env.local", root / "a.py"])
+    assert list(svc._queue.queue) == [("reindex", False)]
