@@ -178,6 +178,15 @@ def _redactor(env: frozenset[str]) -> Redactor:
     return Redactor(set(env))
 
 
+def collection_name(raw: str) -> str:
+    """``raw`` as chromadb takes a collection's name: 3-512 characters of
+    [a-zA-Z0-9._-], no "..", starting and ending with a letter or digit. A folder
+    named "My Project" or "código" made one it refused, and dense search never
+    worked there. Names that were valid stay as they were (no store to rebuild)."""
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", raw))[:120]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", name)
+
+
 # SQLite settings while phase 1 writes (see update()).
 BULK_CHECKPOINT_PAGES = 8192
 BULK_CACHE_KB = 32768
@@ -802,7 +811,7 @@ class WorkspaceIndex:
         """
         from .vectors import VectorStore
 
-        name = f"hearth-{self.dir.name}-{embedder.name}"[:120].strip("-_.")
+        name = collection_name(f"hearth-{self.dir.name}-{embedder.name}")
         folder = None if chroma_url else self.dir / "chroma"
         if folder is not None and not self.readonly:
             closed = self.dir / VECTORS_CLOSED

@@ -477,3 +477,18 @@ def test_a_changed_env_file_reads_the_whole_index_again(tmp_path):
     svc = IndexService(root, tmp_path / "cache", IndexSettings(), embed=False)  # not started
     svc.files_changed([root / ".env.local", root / "a.py"])
     assert list(svc._queue.queue) == [("reindex", False)]
+
+
+@pytest.mark.parametrize("folder", ["My Project", "código", "a..b"])
+def test_a_folder_whose_name_chroma_would_refuse_still_gets_vectors(tmp_path, folder):
+    # The collection was named after the folder: chroma refused spaces and accents, and
+    # dense search never worked there.
+    root = tmp_path / folder
+    root.mkdir()
+    (root / "a.py").write_text("def hello():\n    return 1\n")
+    idx, _ = embedded_index(root, tmp_path / "cache")
+    try:
+        assert idx.store.counts()["embedded"] == 1
+    finally:
+        idx.close_vectors()
+        idx.close()
