@@ -194,7 +194,6 @@ def skip_reason(root: Path, rel: str, *, max_file_kb: int,
             # Its target is indexed under its own name when the rules let it in: a link
             # judged by its own name would let in an ignored or secret file.
             return "link" if _inside(root, Path(path)) else "outside root"
-
     except OSError:
         return "unreadable"
     if not S_ISREG(stat.st_mode):

@@ -238,6 +238,11 @@ def _sub_assigned(text: str, lower: str, words: tuple[str, ...],
     return "".join(out)
 
 
+def is_env_file(name: str) -> bool:
+    """A `.env*` file whose values are secrets (not `.env.example` and its kind)."""
+    return name.startswith(".env") and name not in NOT_SECRET_NAMES
+
+
 def blank_key_blocks(text: str) -> str:
     """``text`` with each private key block replaced and its line breaks kept: a file
     is redacted whole before it is cut into chunks (a key cut by a chunk's edge would
@@ -262,8 +267,7 @@ def env_values(root: Path, files: Iterable[Path] | None = None) -> set[str]:
     out: set[str] = set()
     try:
         candidates = list(files) if files is not None else [
-            p for p in root.iterdir() if p.is_file() and p.name.startswith(".env")
-            and p.name not in NOT_SECRET_NAMES]
+            p for p in root.iterdir() if p.is_file() and is_env_file(p.name)]
     except OSError:
         return out
     for path in candidates:

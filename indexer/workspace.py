@@ -138,10 +138,9 @@ class ParsedFile:
 
 
 def parse_file(root: str, rel: str, known_hash: str | None,
-               env: frozenset[str] | None = None) -> ParsedFile:
+               env: frozenset[str]) -> ParsedFile:
     """Read, hash and chunk one file; never raises for bad content. ``env``: the values
-    of the workspace's `.env*` files, redacted wherever they appear (read here when
-    not given)."""
+    of the workspace's `.env*` files (env_values), redacted wherever they appear."""
     path = Path(root) / rel
     try:
         st = path.stat()
@@ -159,8 +158,6 @@ def parse_file(root: str, rel: str, known_hash: str | None,
                             data if keyless is text else keyless.encode("utf-8"))
     except RecursionError:  # nested deeper than the chunker's walk goes (a 4 KB file can)
         result = FileChunks(windows(rel, record.language or "text", keyless), [])
-    if env is None:
-        env = frozenset(env_values(Path(root)))
     redact = _redactor(env).for_text(keyless)
     for c in result.chunks:  # secrets never reach the store, the embeddings or a prompt
         text = redact(c.text)
@@ -627,7 +624,8 @@ class WorkspaceIndex:
         stats.chunks_removed += removed
         return True
 
-    def _index_file(self, rel: str, known: FileRecord | None, stats: IndexStats) -> bool:
+    def _index_file(self, rel: str, known: FileRecord | None, stats: IndexStats,
+                    env: frozenset[str]) -> bool:
         try:
             st = (self.root / rel).stat()
         except OSError as exc:
@@ -635,7 +633,7 @@ class WorkspaceIndex:
         if known and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns:
             return False
         return self._store_parsed(parse_file(str(self.root), rel, known.hash if known else None,
-                                             frozenset(env_values(self.root))), stats)
+                                             env), stats)
 
     def update_paths(self, paths: list[str], keep: Iterable[str] = ()) -> IndexStats:
         """Re-index some files (saved, changed on disk, created or deleted). A file not
@@ -646,6 +644,7 @@ class WorkspaceIndex:
         pinned = set(keep)
         held: list[int] | None = None  # [files, chunks] in the store, counted when needed
         left_out = ignored(self.root, paths)  # as discover() would leave them out
+        env = frozenset(env_values(self.root))  # as they are now
         with self.store.transaction():
             for rel in paths:
                 full = self.root / rel
@@ -667,7 +666,7 @@ class WorkspaceIndex:
                         stats.left_out[cap] += 1
                         continue
                 before = stats.chunks_added
-                self._index_file(rel, known.get(rel), stats)
+                self._index_file(rel, known.get(rel), stats, env)
                 if held is not None and rel not in known:
                     held[0] += 1
                     held[1] += stats.chunks_added - before

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..indexer.context import ContextPiece, prompt_context
 from ..indexer.embeddings import Embedder, TextEmbedder  # torch: when an Embedder is made
+from ..indexer.secrets import is_env_file
 from ..indexer.store import CorruptIndex, IndexUnavailable
 from ..indexer.vectors import VectorStoreUnavailable
 from ..indexer.workspace import SearchResult, WorkspaceIndex
@@ -96,7 +97,7 @@ class IndexService:
                 rels.append(p.resolve().relative_to(self.root).as_posix())
             except (ValueError, OSError, RuntimeError):  # RuntimeError: a loop of links
                 continue  # not in this workspace
-        if any("/" not in rel and rel.startswith(".env") for rel in rels):
+        if any("/" not in rel and is_env_file(rel) for rel in rels):
             # New secret values: every chunk is checked for them (the whole index is read
             # again once, update() knows from the values' digest).
             self._queue.put(("reindex", False))

@@ -35,7 +35,7 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from ...indexer.secrets import Redactor
+from ...indexer.secrets import Redactor, is_env_file
 from .. import __version__, logs
 from ..engine.router import Backends
 from ..engine.shared_worker import SharedWorker
@@ -571,7 +571,7 @@ class HearthServer(LanguageServer):
             self._reload_settings_soon()
         for folder in self.folders.values():
             mine = [p for p in paths if folder.contains(p)]
-            if any(p.name.startswith(".env") for p in mine):
+            if any(is_env_file(p.name) for p in mine):
                 folder._redactor = None  # read the new values on the next task
             if folder.index is not None and mine:
                 folder.index.files_changed(mine)

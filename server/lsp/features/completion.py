@@ -64,8 +64,8 @@ def actions(ls: HearthServer, doc: TextDocument, params: types.CodeActionParams)
 
 async def suggest(ls: HearthServer, doc: TextDocument, position: types.Position,
                   settings: Settings, *, multiline: bool) -> Suggestion:
-    """The cleaned suggestion at ``position`` (text "" when there is none)."""
-    position = ls.check_position(doc, position)
+    """The cleaned suggestion at ``position`` (checked: HearthServer.check_position;
+    text "" when there is none)."""
     if no_actions_reason(doc.source):
         return Suggestion("", "none", "document refused")
     source = doc.source

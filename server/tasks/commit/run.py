@@ -71,9 +71,8 @@ async def generate_commit_message(
     load (0: learn it from the loaded model). ``early_tried``: the caller has already
     tried early_message with these changes and ``model_bytes`` (and got None); with
     ``model_bytes`` 0 it is tried again once the loaded model tells its size. Raises
-    GitStateError (not a repository,
-    a merge in progress, nothing to describe, ...) or CommitMessageError (the model
-    gave nothing valid).
+    GitStateError (not a repository, a merge in progress, nothing to describe, ...) or
+    CommitMessageError (the model gave nothing valid).
     """
     started = time.perf_counter()
     if changes is None:
