@@ -22,6 +22,7 @@ from typing import NamedTuple
 import tree_sitter as ts
 
 from .grammars import LangSpec, language, spec_for, tags_query
+from .lines import split_lines
 
 MAX_CHUNK_LINES = 120  # longer symbols are split at statement boundaries
 RUN_MAX_LINES = 40  # merged top-level statements per chunk
@@ -201,7 +202,7 @@ def _signature(node: ts.Node, lines: list[str]) -> str:
 class _Builder:
     def __init__(self, path: str, lang: str, spec: LangSpec, source: bytes):
         self.path, self.lang, self.spec = path, lang, spec
-        self.lines = source.decode("utf-8", "replace").splitlines()
+        self.lines = split_lines(source.decode("utf-8", "replace"))
         self.chunks: list[Chunk] = []
 
     def text(self, start: int, end: int) -> str:
@@ -412,7 +413,7 @@ def _definition_kind(node: ts.Node, tagged: str, spec: LangSpec) -> str:
 
 def windows(path: str, lang: str, text: str) -> list[Chunk]:
     """Overlapping line windows for files without a grammar."""
-    lines = text.splitlines()
+    lines = split_lines(text)
     out = []
     start = 0
     while start < len(lines):

@@ -22,6 +22,7 @@ from stat import S_ISLNK, S_ISREG
 import pathspec
 
 from .languages import language_of
+from .lines import split_lines
 from .secrets import is_secret_file
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def _gitignore_spec(path: str) -> pathspec.PathSpec | None:
     cannot be read."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().splitlines()
+            lines = split_lines(fh.read())
     except OSError:
         return None
     try:

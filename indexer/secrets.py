@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .lines import split_lines
+
 # Files that are secrets by their name: never indexed, never copied into the test
 # sandbox, and "changed, not shown" in a commit prompt.
 SECRET_FILE_GLOBS = (
@@ -275,7 +277,7 @@ def env_values(root: Path, files: Iterable[Path] | None = None) -> set[str]:
             text = path.read_text(encoding="utf-8", errors="replace")[:1_000_000]
         except OSError:
             continue
-        for line in text.splitlines():
+        for line in split_lines(text):
             line = line.strip()
             if not line or line.startswith("#") or "=" not in line:
                 continue

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..indexer.lines import split_lines
 from . import __version__, logs
 
 log = logging.getLogger("hearth")
@@ -582,7 +583,7 @@ def _symbol_line(source: str, path: Path, language: str | None, symbol: str) -> 
 
     for c in chunk_file(str(path), language, source.encode()).chunks:
         if symbol in (c.symbol, c.name):
-            return c.start_line + next((i for i, ln in enumerate(c.text.splitlines())
+            return c.start_line + next((i for i, ln in enumerate(split_lines(c.text))
                                         if symbol.rsplit(".", 1)[-1] in ln), 0)
     return None
 

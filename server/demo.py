@@ -23,6 +23,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from ..indexer.lines import split_lines
 from . import __version__
 from .lsp.edits import apply_text_edits, edits_for
 from .tasks.docs.python import list_functions
@@ -288,7 +289,7 @@ async def _run(workspace: Path, env: dict[str, str], options: dict[str, Any]) ->
                 text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
                 content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
             new_fn = next(f for f in list_functions(text) if f.qualname == fn.qualname)
-            lines = text.splitlines()[new_fn.def_line: new_fn.body_line + 1]
+            lines = split_lines(text)[new_fn.def_line: new_fn.body_line + 1]
             print(f"   ({time.perf_counter() - t0:.2f} s)")
             print("\n".join("   | " + line for line in lines))
             written += 1

@@ -193,3 +193,38 @@ async def test_functions_left_out_by_the_cap_are_reviewed_on_the_next_save(demo_
         assert reviewed() == ["function one", "function three"]
     finally:
         await stop(client)
+
+
+async def test_a_line_break_only_python_sees_moves_no_finding(demo_repo):
+    """A U+2028 in a comment is no line end for the editor: the server's copy of the
+    buffer follows the editor's edits below it, and the finding and its fix stay on
+    the line the editor shows (pygls split there, edited the line above, and the
+    review never found the quoted code)."""
+    text = "# notes\u2028 pasted\n" + CODE
+    path = demo_repo / "labels.py"
+    path.write_text(text)
+    fix = finding(8, "a / c", "error-handling", "c may be zero", replacement="a / c if c else 0.0")
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_RESPONSES": json.dumps([answer(), answer(fix)]),
+        "FAKE_ENGINE_DEFAULT": answer()})
+    try:
+        await wait_model(client)
+        uri = open_doc(client, path, text=text)
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(start=types.Position(line=7, character=15),
+                                  end=types.Position(line=7, character=16)), text="c")]))
+        edited = text.replace("a / b", "a / c")
+        result = await review(client, uri=uri, scope="file")
+        assert result["findings"] == 1
+        await wait_until(lambda: client.diagnostics.get(uri))
+        [diag] = client.diagnostics[uri]
+        assert (diag.range.start.line, diag.range.start.character) == (7, 11)
+        [action] = await client.text_document_code_action_async(types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), range=diag.range,
+            context=types.CodeActionContext(diagnostics=[diag],
+                                            only=[types.CodeActionKind.QuickFix])))
+        assert apply(edited, action.edit, uri) == edited.replace("a / c", "a / c if c else 0.0")
+    finally:
+        await stop(client)

@@ -13,6 +13,8 @@ from pygls.uris import from_fs_path
 from pygls.workspace import TextDocument
 from pygls.workspace.position_codec import ServerTextPosition
 
+from ...indexer.lines import split_lines
+
 
 def versioned_edit(doc: TextDocument, start: tuple[int, int] | types.Position,
                    end: tuple[int, int] | types.Position, new_text: str,
@@ -50,7 +52,7 @@ def file_edit(path: Path, old_text: str | None, new_text: str,
     if old_text is None:
         changes.append(types.CreateFile(uri=uri, options=types.CreateFileOptions(
             ignore_if_exists=True)))
-    end = types.Position(line=len((old_text or "").splitlines()), character=0)
+    end = types.Position(line=len(split_lines(old_text or "")), character=0)
     changes.append(types.TextDocumentEdit(
         text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None),
         edits=[types.TextEdit(range=types.Range(start=types.Position(line=0, character=0),
@@ -69,7 +71,7 @@ def utf16_to_index(line: str, units: int) -> int:
 
 
 def offset_of(text: str, position: types.Position) -> int:
-    lines = text.splitlines(keepends=True)
+    lines = split_lines(text, keepends=True)
     if position.line >= len(lines):
         return len(text)
     start = sum(len(line) for line in lines[: position.line])

@@ -60,6 +60,7 @@ from ..settings import (
 )
 from ..tasks.review.state import ReviewState
 from ..tasks.runner import CancelToken, TaskRun, shareable_context
+from .documents import as_lsp_workspace
 from .framing import handler_for, read_messages
 
 log = logging.getLogger("hearth")
@@ -87,6 +88,16 @@ class HearthProtocol(LanguageServerProtocol):
         pygls_log = logging.getLogger("pygls.protocol.json_rpc")
         if not any(isinstance(f, _OneLineErrors) for f in pygls_log.filters):
             pygls_log.addFilter(_OneLineErrors())
+
+    @property  # type: ignore[override]
+    def _workspace(self) -> Any:
+        return self.__dict__.get("_lsp_workspace")
+
+    @_workspace.setter
+    def _workspace(self, workspace: Any) -> None:
+        # pygls sets this in its `initialize`; its documents then split lines as the
+        # LSP does (see documents.py).
+        self.__dict__["_lsp_workspace"] = as_lsp_workspace(workspace)
 
     def handle_message(self, msg: Any) -> None:
         """With a token required (`hearth serve --tcp --token-file`), nothing is handled

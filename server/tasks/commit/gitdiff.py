@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ....indexer.discovery import MINIFIED_LINE_CHARS, name_reason
+from ....indexer.lines import split_lines
 from ....indexer.secrets import Redactor
 from ..runner import Refusal
 
@@ -210,7 +211,7 @@ def history(repo, look_at: int = RECENT_SUBJECTS) -> list[_Logged]:
     out = []
     for block in log.split("\x01")[1:]:
         head, _, rest = block.partition("\x02")
-        subject, *rows = rest.splitlines() or [""]
+        subject, *rows = split_lines(rest) or [""]
         out.append(_Logged(head.split(), subject.strip(),
                            [r.split("\t") for r in rows if r.strip()]))
     return out
@@ -321,7 +322,7 @@ def section_headers(patch: str, text: str) -> str:
     say which section changed. Headings inside code fences are not headings."""
     headings: list[tuple[int, str]] = []
     fenced = False
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(split_lines(text), 1):
         if _FENCE.match(line):
             fenced = not fenced
         elif not fenced and MD_HEADING.match(line):
@@ -395,7 +396,7 @@ def leave_out_reason(path: str, patch: str) -> str:
         return "secret file: changed, not shown" if by_name == "secret" else by_name
     if "Binary files" in patch and "differ" in patch and "@@" not in patch:
         return "binary"
-    added = [line for line in patch.splitlines() if line.startswith("+")
+    added = [line for line in split_lines(patch) if line.startswith("+")
              and not line.startswith("+++")]
     if added and sum(map(len, added)) / len(added) > MINIFIED_LINE_CHARS:
         return "minified"

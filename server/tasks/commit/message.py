@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ....indexer.lines import split_lines
 from ...chat_format import Message
 from ...prompts import render, task_prompt
 from ..runner import Refusal
@@ -175,7 +176,7 @@ def _imperative(word: str) -> str | None:
 def _diff_lines(files: list[FileDiff]) -> set[str]:
     out = set()
     for f in files:
-        for line in f.patch.splitlines():
+        for line in split_lines(f.patch):
             if line[:1] in "+- " and not line.startswith(("+++", "---")):
                 text = line[1:].strip().lower()
                 if len(text) >= 12:
@@ -217,7 +218,7 @@ def touched(files: list[FileDiff]) -> list[FileDiff]:
     a function added after it is not in)."""
     out = []
     for f, facts in ((f, structure.file_facts(f)) for f in files):
-        kept = [line[1:] for line in f.patch.splitlines()
+        kept = [line[1:] for line in split_lines(f.patch)
                 if line[:1] in "+-" and not line.startswith(("+++", "---"))]
         kept += [fact.name for fact in facts]  # not git's hunk header: the def above
         # The file's own name, not its folders' ("inventory/" of every file there).

@@ -13,6 +13,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from ....indexer.lines import split_lines
 from .gitdiff import DANGLING, DOCUMENT_SUFFIXES, MD_HEADING, TEST_PATH, FileDiff, type_hint
 
 # A definition line in Python, JS/TS, Go, Rust, Ruby, Kotlin, Swift (+ or - or context).
@@ -70,7 +71,7 @@ def _patch_facts(path: str, patch: str) -> tuple[Fact, ...]:
     # The functions seen opened in this hunk, (indent, name): a `def` inside one is
     # local to it (a test's helper), a change of it and not a fact of its own.
     functions: list[tuple[int, str]] = []
-    for raw in patch.splitlines():
+    for raw in split_lines(patch):
         if raw.startswith(("+++", "---", "diff --git", "index ")):
             continue
         hunk = _HUNK.match(raw)
@@ -180,7 +181,7 @@ def sections(patch: str) -> list[str | None]:
     found: dict[str | None, None] = {}
     heading: str | None = None
     previous = ""
-    for raw in patch.splitlines():
+    for raw in split_lines(patch):
         if raw.startswith(("+++", "---", "diff --git", "index ")):
             continue
         hunk = _HUNK.match(raw)
@@ -442,7 +443,7 @@ def notes(f: FileDiff) -> list[Note]:
         if _prose(text):
             out.append(Note(kind, name, text))
 
-    for raw in f.patch.splitlines():
+    for raw in split_lines(f.patch):
         if raw.startswith(("+++", "---", "diff --git", "index ")):
             continue
         hunk = _HUNK.match(raw)

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ....indexer.lines import split_lines
 from ...index_service import IndexNotReady
 from ...settings import Settings, local_only
 from .prompt import (
@@ -51,7 +52,7 @@ class FileLines:
                 if found is not None:
                     self._cache.move_to_end(key)
                     return found
-            found = file.read_text(encoding="utf-8", errors="replace").splitlines()
+            found = split_lines(file.read_text(encoding="utf-8", errors="replace"))
             with self._lock:
                 self._cache[key] = found
                 while len(self._cache) > self.size:
@@ -70,7 +71,7 @@ def repo_definitions(index: Any, request: CompletionRequest, rel: str, settings:
     names = identifiers_near(request.prefix, request.suffix)
     if not names:
         return ()
-    current = (request.prefix + request.suffix).splitlines()
+    current = split_lines(request.prefix + request.suffix)
     root = Path(index.root)
     lines_of = files or FileLines()
 

@@ -22,6 +22,7 @@ import tree_sitter as ts
 from ....indexer.chunker import definition_name, node_text
 from ....indexer.grammars import language as ts_language
 from ....indexer.grammars import spec_for
+from ....indexer.lines import split_lines
 from ... import cleaning
 from ...chat_format import Message
 from ...prompts import task_prompt
@@ -143,7 +144,7 @@ def find_target(source: str, language: str, line: int) -> DocTarget | None:
     if spec is None or language not in STYLES:
         return None
     tree = _parse(source, language)
-    lines = source.splitlines()
+    lines = split_lines(source)
     best: tuple[ts.Node, str] | None = None
     stack = [tree.root_node]
     while stack:
@@ -237,7 +238,7 @@ def fields_grammar(params: tuple[str, ...], returns: bool, *, summary: bool) -> 
 
 def build_prompt(source: str, target: DocTarget, *, path: str, chat: bool,
                  root: Path | None = None) -> tuple[list[Message] | None, str]:
-    lines = source.splitlines()
+    lines = split_lines(source)
     end = min(len(lines), target.def_line + 40)
     code = "\n".join(lines[target.insert_line: end])
     shape: dict[str, object] = {"summary": SHAPE_SUMMARY}
@@ -353,7 +354,7 @@ def comment_edit(target: DocTarget, comment: str) -> LineEdit:
 
 
 def apply_edit(source: str, edit: LineEdit) -> str:
-    lines = source.splitlines(keepends=True)
+    lines = split_lines(source, keepends=True)
     return "".join(lines[: edit.start]) + edit.new_text + "".join(lines[edit.end:])
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ....indexer.chunker import chunk_file
+from ....indexer.lines import split_lines
 from ...chat_format import Message
 from ...prompts import task_prompt
 from ..runner import Refusal
@@ -41,7 +42,7 @@ class FileDocTarget:
 
 
 def _python_target(source: str) -> FileDocTarget:
-    lines = source.splitlines()
+    lines = split_lines(source)
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
@@ -64,7 +65,7 @@ def find_target(source: str, path: str, language: str) -> FileDocTarget:
     else:
         if not doccomment.supported(language):
             raise FileDocError(f"Hearth cannot document {language} files")
-        lines = source.splitlines()
+        lines = split_lines(source)
         start = 1 if lines and lines[0].startswith("#!") else 0
         existing = None
         end = start
@@ -90,7 +91,7 @@ def find_target(source: str, path: str, language: str) -> FileDocTarget:
             existing = (start, end)
         base = FileDocTarget(language, start, existing, "", frozenset())
     chunks = chunk_file(path, language, source.encode("utf-8", "surrogatepass")).chunks
-    outline = [f"{c.kind} {c.symbol}: {c.signature or c.text.splitlines()[0]}".strip()
+    outline = [f"{c.kind} {c.symbol}: {c.signature or split_lines(c.text)[0]}".strip()
                for c in chunks if c.symbol][:40]
     names = frozenset(part.lower() for c in chunks for part in
                       re.findall(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])", c.symbol) if len(part) >= 4)
@@ -109,7 +110,7 @@ def _style(language: str) -> str:
 
 def build_prompt(source: str, target: FileDocTarget, *, path: str, chat: bool,
                  root: Path | None = None) -> tuple[list[Message] | None, str]:
-    head = "\n".join(source.splitlines()[:30])
+    head = "\n".join(split_lines(source)[:30])
     values = {"path": path, "language": target.language, "outline": target.outline or "(none)",
               "head": head}
     return task_prompt("filedoc", root, chat=chat, **values)
@@ -148,7 +149,7 @@ def render_summary(summary: str, target: FileDocTarget) -> str:
 
 
 def apply(source: str, target: FileDocTarget, comment: str) -> str:
-    lines = source.splitlines(keepends=True)
+    lines = split_lines(source, keepends=True)
     if target.existing is not None:
         a, b = target.existing
         return "".join(lines[:a]) + comment + "".join(lines[b + 1:])

@@ -17,6 +17,7 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
+from ....indexer.lines import split_lines
 from ... import cleaning
 from ...chat_format import ChatTemplateError, Message, merge_system, render_chat
 from ...prompts import render, task_prompt
@@ -120,7 +121,7 @@ def _functions(source: str) -> tuple[FunctionTarget, ...]:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, UnicodeEncodeError):  # lone surrogates, NUL bytes
         return ()
-    lines = source.splitlines()
+    lines = split_lines(source)
     out: list[FunctionTarget] = []
 
     def visit(node: ast.AST, scope: list[str]) -> None:
@@ -240,7 +241,7 @@ def find_function(source: str, line: int) -> FunctionTarget | None:
 
 
 def function_source(source: str, fn: FunctionTarget) -> str:
-    return "\n".join(source.splitlines()[fn.start_line: fn.end_line + 1])
+    return "\n".join(split_lines(source)[fn.start_line: fn.end_line + 1])
 
 
 # ---------------------------------------------------------------------- prompts
@@ -297,7 +298,7 @@ def context_lines(source: str, fn: FunctionTarget, budget_chars: int) -> list[in
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return []
-    lines = source.splitlines()
+    lines = split_lines(source)
     chosen: set[int] = set()
     used = 0
 
@@ -406,7 +407,7 @@ def focused_file(source: str, fn: FunctionTarget, budget_chars: int,
     of it when it fits, else what ``context_lines`` chooses, gaps marked."""
     if len(source) <= budget_chars:
         return source
-    lines = source.splitlines()
+    lines = split_lines(source)
     return _render_lines(lines, context_lines(source, fn, budget_chars), gap)
 
 
@@ -414,7 +415,7 @@ def completion_prefix(source: str, fn: FunctionTarget, budget_chars: int) -> str
     """The text a base model continues: context, then ``fn`` up to its signature's
     colon. The signature is always there, whatever the budget; without a marker
     where lines were left out (small models copy markers into the docstring)."""
-    lines = source.splitlines()
+    lines = split_lines(source)
     head = lines[: fn.colon[0] + 1]
     if fn.body_line == fn.colon[0]:  # one-line function: cut after the colon
         head = lines[: fn.colon[0]] + [lines[fn.colon[0]][: fn.colon[1] + 1]]
@@ -555,7 +556,7 @@ _GOOGLE_ITEM = re.compile(r"^(\*{0,2}[A-Za-z_]\w*)\s*(\([^)]*\))?\s*:")
 
 def documented_params(text: str) -> list[str] | None:
     """Parameter names a docstring documents, or None when it has no parameter section."""
-    lines = text.splitlines()
+    lines = split_lines(text)
     sphinx = re.findall(r"^\s*:param\s+(?:[^:]*\s)?(\*{0,2}\w+)\s*:", text, re.M)
     if sphinx:
         return sphinx
@@ -658,7 +659,7 @@ def _continuation(lines: list[str], n: int, base: int) -> int:
 
 def sections(text: str) -> list[Section]:
     """The parameter items and the returns part of a Google, NumPy or Sphinx docstring."""
-    lines = text.splitlines()
+    lines = split_lines(text)
     out: list[Section] = []
     n = 0
     while n < len(lines):
@@ -832,10 +833,10 @@ class _Paragraph:
 def _body_paragraphs(text: str) -> list[_Paragraph]:
     """The paragraphs between the summary and the first section: prose the model wrote
     about the function beyond its first sentence."""
-    end = len(summary_part(text).splitlines())
+    end = len(split_lines(summary_part(text)))
     out: list[_Paragraph] = []
     start: int | None = None
-    lines = text.splitlines()[:end]
+    lines = split_lines(text)[:end]
     for n, line in enumerate([*lines, ""]):
         if line.strip() and start is None:
             start = n
@@ -871,7 +872,7 @@ def drop_junk(text: str, fn: FunctionTarget, source: str = "") -> str:
         why = f"the summary {made_up}"
     if why:
         raise DocstringError(f"{why}; not shown")
-    lines = text.splitlines()
+    lines = split_lines(text)
     drop: set[int] = set()
     for paragraph in _body_paragraphs(text):  # the summary stays; made-up prose goes
         if _made_up(paragraph.text, known, source, names=1):
@@ -948,11 +949,11 @@ def copies_another_docstring(source: str, text: str) -> bool:
         tree = ast.parse(source)
     except SyntaxError:
         return False
-    first = summary_part(text).splitlines()[0].strip().lower() if text.strip() else ""
+    first = split_lines(summary_part(text))[0].strip().lower() if text.strip() else ""
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             doc = ast.get_docstring(node)
-            if doc and first and doc.strip().splitlines()[0].strip().lower() == first:
+            if doc and first and split_lines(doc.strip())[0].strip().lower() == first:
                 return True
     return False
 
@@ -1111,7 +1112,7 @@ def clean_output(raw: str, fn: FunctionTarget, stops: tuple[str, ...] | list[str
             break
     text = cleaning.strip_chatter(text)
     kept = []
-    for line in text.splitlines():
+    for line in split_lines(text):
         stripped = line.strip()
         # The model echoing the code is not documentation.
         if stripped.startswith(("def ", "async def ", "class ", "@", "return ", "import ",
@@ -1121,7 +1122,7 @@ def clean_output(raw: str, fn: FunctionTarget, stops: tuple[str, ...] | list[str
     text = cleaning.dedent_block("\n".join(kept))
     text = cleaning.drop_repeated_lines(text)
     text = cleaning.tidy_blank_lines(text)
-    lines = text.splitlines()[:40]  # a docstring, not an essay
+    lines = split_lines(text)[:40]  # a docstring, not an essay
     text = drop_meta_subject("\n".join(lines).strip())
     # Junk never reaches the user: a placeholder summary refuses; placeholder
     # parameter lines go (the parameters are then asked for once more).
@@ -1134,7 +1135,7 @@ def clean_output(raw: str, fn: FunctionTarget, stops: tuple[str, ...] | list[str
 def render_docstring(text: str, indent: str) -> str:
     """``text`` as a docstring literal at ``indent`` (no trailing newline)."""
     body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    lines = body.splitlines()
+    lines = split_lines(body)
     if len(lines) == 1:
         return f'{indent}"""{lines[0]}"""'
     rest = [f"{indent}{line}" if line.strip() else "" for line in lines[1:]]
@@ -1157,7 +1158,7 @@ def docstring_edit(source: str, fn: FunctionTarget, text: str) -> Edit:
 
 
 def apply_edit(source: str, edit: Edit) -> str:
-    lines = source.splitlines(keepends=True)
+    lines = split_lines(source, keepends=True)
     if not source.endswith(("\n", "\r")):
         lines.append("")
 

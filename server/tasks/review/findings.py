@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ....indexer.lines import split_lines
 from ...chat_format import Message
 from ...cleaning import file_words, invented_reason, placeholder_reason
 from ...prompts import task_prompt
@@ -102,7 +103,7 @@ def build_prompt(source: str, span: Span, *, path: str, language: str, context: 
                  ) -> tuple[list[Message] | None, str]:
     """(chat messages, completion-style text); the stable part (rules, schema) first."""
     values = {"path": path, "language": language, "label": span.label,
-              "code": numbered(source.splitlines(), span),
+              "code": numbered(split_lines(source), span),
               "schema": json.dumps(FINDING_SCHEMA, indent=1),
               "categories": ", ".join(CATEGORIES), "max_findings": str(MAX_FINDINGS),
               "context": (f"Related code from the workspace (for reference, not under review):\n"
@@ -205,7 +206,7 @@ def anchor(item: dict, lines: list[str], span: Span) -> Finding | None:
 def check_findings(raw: str, source: str, span: Span, *, language: str = "") -> list[Finding]:
     """Anchored, de-duplicated findings whose message says something about the code;
     quick fixes only where the result still parses."""
-    lines = source.splitlines()
+    lines = split_lines(source)
     known = file_words(source)
     out: list[Finding] = []
     seen = set()
@@ -224,7 +225,7 @@ def check_findings(raw: str, source: str, span: Span, *, language: str = "") -> 
 
 
 def apply_fix(source: str, finding: Finding) -> str:
-    lines = source.splitlines(keepends=True)
+    lines = split_lines(source, keepends=True)
     line = lines[finding.line]
     lines[finding.line] = line[: finding.start_col] + (finding.replacement or "") + \
         line[finding.end_col:]
@@ -250,7 +251,7 @@ def changed_lines(old: str, new: str) -> set[int]:
     """0-based lines of ``new`` that differ from ``old`` (added or modified)."""
     import difflib
 
-    a, b = old.splitlines(), new.splitlines()
+    a, b = split_lines(old), split_lines(new)
     out: set[int] = set()
     for tag, _, _, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag in ("replace", "insert"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ....indexer.lines import split_lines
 from .findings import Finding, Span, changed_lines
 
 
@@ -42,7 +43,7 @@ class ReviewState:
         kept = [f for f in doc.findings if not any(s.start <= f.line <= s.end for s in spans)]
         doc.findings = sorted(kept + findings, key=lambda f: (f.line, f.start_col))
         if source is not None:
-            lines = source.splitlines()
+            lines = split_lines(source)
             for span in spans:
                 doc.reviewed[span.label] = span_text(lines, span)
 
@@ -78,7 +79,7 @@ def spans_to_review(source: str, spans: list[Span], reviewed: dict[str, str],
     """`review.onSave = changed`: the spans whose text differs from when they were last
     reviewed; a span never reviewed counts as changed when it differs from HEAD
     (``head_text``; None: not in git, so every never-reviewed span)."""
-    lines = source.splitlines()
+    lines = split_lines(source)
     head_changed = changed_lines(head_text, source) if head_text is not None else None
     out = []
     for span in spans:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from ....indexer.lines import split_lines
 from ... import cleaning
 from ...chat_format import Message
 from ...prompts import task_prompt
@@ -112,7 +113,7 @@ def parse_tests(raw: str, *, taken: set[str] | frozenset[str] = frozenset(), cal
     if not text.lstrip().startswith(("def ", "import ", "from ", "@", "class ")):
         text = PREFILL + text
     # Keep the longest prefix that parses: a cut-off answer loses its last test only.
-    lines = text.splitlines()
+    lines = split_lines(text)
     tree = None
     for end in range(len(lines), 0, -1):
         try:
@@ -181,11 +182,11 @@ def merge(existing: str | None, tests: list[TestCase], import_line: str) -> str:
     body = "\n\n".join(t.source.rstrip() for t in tests) + "\n"
     if not existing or not existing.strip():
         return "\n".join(_sort_imports(wanted)) + "\n\n\n" + body
-    have = {line.strip() for line in existing.splitlines()}
+    have = {line.strip() for line in split_lines(existing)}
     missing = [i for i in wanted if i.strip() not in have and not _covered(i, existing)]
     text = existing.rstrip() + "\n\n\n" + body
     if missing:
-        lines = text.splitlines()
+        lines = split_lines(text)
         last_import = max((n for n, line in enumerate(lines)
                            if line.startswith(("import ", "from "))), default=-1)
         lines[last_import + 1: last_import + 1] = missing
@@ -199,7 +200,7 @@ def _covered(import_line: str, existing: str) -> bool:
     if not m:
         return False
     return any(re.match(rf"from {re.escape(m[1])} import .*\b{m[2]}\b", line)
-               for line in existing.splitlines())
+               for line in split_lines(existing))
 
 
 def _sort_imports(lines: list[str]) -> list[str]:

@@ -1,0 +1,109 @@
+"""Lines end where the editor, git and the parsers end them: at "\\n", "\\r\\n" and "\\r".
+
+A form feed (GNU-style section breaks) or a U+2028 pasted into a comment made
+`str.splitlines()` see one more line than the editor: review findings, docstrings,
+quick fixes and chunks then pointed one line below the code meant.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+from lsprotocol import types
+from pygls.workspace import Workspace
+
+from hearth_lsp.indexer.chunker import chunk_file
+from hearth_lsp.indexer.lines import split_lines
+from hearth_lsp.server.lsp.documents import as_lsp_workspace
+from hearth_lsp.server.lsp.edits import apply_text_edits
+from hearth_lsp.server.tasks.commit.gitdiff import FileDiff
+from hearth_lsp.server.tasks.commit.structure import file_facts
+from hearth_lsp.server.tasks.docs import python as docs
+from hearth_lsp.server.tasks.review.findings import Span, apply_fix, check_findings
+
+# A form feed on a line of its own and a U+2028 inside a comment: one line each.
+SOURCE = ('import math\n'
+          '\x0c\n'
+          '# a note\u2028 pasted from a web page\n'
+          'def area(r):\n'
+          '    return math.pi * r ** 2\n'
+          '\n'
+          '\n'
+          'def ratio(a, b):\n'
+          '    return a / b\n')
+RATIO_RETURN = 8  # 0-based: the editor's line of "return a / b"
+
+
+def _reference(text: str, keepends: bool) -> list[str]:
+    """str.splitlines() with the other breaks hidden from it."""
+    hidden = {"\x0b": "\ue000", "\x0c": "\ue001", "\x1c": "\ue002", "\x1d": "\ue003",
+              "\x1e": "\ue004", "\x85": "\ue005", "\u2028": "\ue006", "\u2029": "\ue007"}
+    for k, v in hidden.items():
+        text = text.replace(k, v)
+    back = {v: k for k, v in hidden.items()}
+    return ["".join(back.get(c, c) for c in line) for line in text.splitlines(keepends)]
+
+
+@given(st.text(alphabet="ab \n\r\x0b\x0c\x1c\x85\u2028\u2029", max_size=30), st.booleans())
+def test_split_lines_breaks_only_at_the_lsp_line_ends(text, keepends):
+    assert split_lines(text, keepends) == _reference(text, keepends)
+    if keepends:
+        assert "".join(split_lines(text, True)) == text
+
+
+def test_a_docstring_goes_under_the_function_below_a_form_feed():
+    fn = docs.find_function(SOURCE, 3)
+    assert fn is not None and fn.name == "area"
+    new = docs.apply_edit(SOURCE, docs.docstring_edit(SOURCE, fn, "The area of a circle."))
+    assert new == SOURCE.replace("def area(r):\n", 'def area(r):\n    """The area of a circle."""\n')
+
+
+def test_a_review_finding_and_its_quick_fix_land_on_the_quoted_line():
+    raw = json.dumps({"findings": [{
+        "line": RATIO_RETURN + 1, "quote": "a / b", "severity": "warning",
+        "category": "error-handling", "message": "b may be zero",
+        "replacement": "a / b if b else 0.0"}]})
+    [finding] = check_findings(raw, SOURCE, Span(7, 8, "function ratio"), language="python")
+    assert finding.line == RATIO_RETURN
+    assert apply_fix(SOURCE, finding) == SOURCE.replace("a / b", "a / b if b else 0.0")
+
+
+def test_chunks_start_and_end_on_the_editors_lines():
+    chunks = {c.symbol: c for c in chunk_file("geo.py", "python", SOURCE.encode()).chunks}
+    assert (chunks["ratio"].start_line, chunks["ratio"].end_line) == (7, 8)
+    assert chunks["ratio"].text == "def ratio(a, b):\n    return a / b"
+
+
+def test_text_edits_count_lines_as_the_editor_does():
+    at = types.Position(line=RATIO_RETURN, character=11)
+    edit = types.TextEdit(range=types.Range(start=at, end=at), new_text="(")
+    assert apply_text_edits(SOURCE, [edit]) == SOURCE.replace("return a", "return (a")
+
+
+def test_the_servers_copy_of_a_buffer_follows_incremental_changes():
+    """pygls's own documents split at U+2028: the edit went to the line above."""
+    workspace = as_lsp_workspace(Workspace(None, types.TextDocumentSyncKind.Incremental))
+    workspace.put_text_document(types.TextDocumentItem(
+        uri="file:///geo.py", language_id="python", version=1, text=SOURCE))
+    doc = workspace.get_text_document("file:///geo.py")
+    at = types.Range(start=types.Position(line=RATIO_RETURN, character=15),
+                     end=types.Position(line=RATIO_RETURN, character=16))
+    doc.apply_change(types.TextDocumentContentChangePartial(range=at, text="c"))
+    assert doc.source == SOURCE.replace("a / b\n", "a / c\n")
+    assert len(doc.lines) == 9 and doc.lines[RATIO_RETURN] == "    return a / c\n"
+
+
+def test_a_form_feed_in_a_changed_line_does_not_cut_the_patch():
+    """The text after the form feed was read as a line of its own: a context line
+    closing the triple-quoted string, and the new method went unseen."""
+    patch = ("@@ -1,4 +1,6 @@\n"
+             " class Shape:\n"
+             "     def area(self):\n"
+             "+        note = \'\'\'\x0c\'\'\'\n"
+             "+        return 1\n"
+             "+    def grow(self):\n"
+             "+        pass\n")
+    found = file_facts(FileDiff("geo.py", "M", patch))
+    assert [(f.action, f.name) for f in found] == [("add", "grow"), ("change", "area")]
