@@ -370,15 +370,28 @@ class Store:
         a parsing worker sends, since tuples cross a process boundary several times
         cheaper than objects. ``new``: the store has nothing of this file (nothing to
         look up, e.g. while bulk_load() has taken the path index away)."""
-        old = {} if new else {h: cid for cid, h in self.db.execute(
-            "SELECT id, hash FROM chunks WHERE path = ?", (record.path,))}
-        keep = {c[7] for c in chunks} & set(old)
-        gone = [cid for h, cid in old.items() if h not in keep]
+        # A file may hold the same chunk twice (two identical line windows, a repeated
+        # statement run): each old row is matched to one new chunk at most, and the
+        # rows left over go. (Keyed by hash alone, one of two twins was never deleted
+        # and its text stayed searchable after the file lost it.)
+        old: dict[str, list[int]] = {}
+        if not new:
+            for cid, h in self.db.execute("SELECT id, hash FROM chunks WHERE path = ? "
+                                          "ORDER BY id", (record.path,)):
+                old.setdefault(h, []).append(cid)
+        kept: list[tuple[int, int, int, int]] = []  # same text: update position only
+        fresh: list[int] = []
+        for i, c in enumerate(chunks):
+            twins = old.get(c[7])
+            if twins:
+                kept.append((c[4], c[5], c[6], twins.pop(0)))
+            else:
+                fresh.append(i)
+        gone = [cid for ids in old.values() for cid in ids]
         self._delete_chunks(gone)
-        if keep:  # same text: update position only
+        if kept:
             self.db.executemany("UPDATE chunks SET start_line=?, end_line=?, part=? WHERE id=?",
-                                [(c[4], c[5], c[6], old[c[7]]) for c in chunks if c[7] in keep])
-        fresh = [i for i, c in enumerate(chunks) if c[7] not in keep]
+                                kept)
         if fresh:
             # Ids as SQLite itself would give them (the largest plus one), chosen here so
             # the rows go in with one executemany each (one writer holds the store).

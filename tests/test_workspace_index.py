@@ -87,6 +87,38 @@ def test_an_edit_takes_the_old_words_out_of_the_lexical_index(index, ws):
     assert index.search("format") == []
 
 
+def test_a_file_that_holds_the_same_chunk_twice_loses_both_when_it_changes(ws, tmp_path):
+    """Two identical line windows (text that repeats every 50 lines): the store kept
+    one row per hash, so one twin outlived the file's next version and stayed
+    searchable, and a file that gained a twin stored it once."""
+    block = "".join(f"line {i} of the zebra notes\n" for i in range(50))
+    notes = ws / "notes.txt"
+    notes.write_text(block * 2)  # windows 0-59 and 50-99
+    idx = WorkspaceIndex(ws, tmp_path / "cache")
+    try:
+        idx.update()
+
+        def windows() -> list[tuple[int, int]]:
+            return sorted(idx.store.db.execute(
+                "SELECT start_line, end_line FROM chunks WHERE path = 'notes.txt'"))
+
+        assert windows() == [(0, 59), (50, 99)]
+        notes.write_text(block * 3)  # 50-109 is the same text as 0-59: a twin
+        idx.update()
+        assert windows() == [(0, 59), (50, 109), (100, 149)]
+        notes.write_text("nothing about animals here\n")
+        idx.update()
+        assert windows() == [(0, 0)]
+        assert index_terms(idx, "zebra") == []
+    finally:
+        idx.close()
+
+
+def index_terms(idx, word):
+    return idx.store.db.execute(
+        "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?", (word,)).fetchall()
+
+
 def test_a_worker_pool_indexes_exactly_what_one_process_does(tmp_path):
     root = tmp_path / "many"
     root.mkdir()
