@@ -152,6 +152,13 @@ async def test_stale_actions_are_refused_with_content_modified(fake):
      "not defined"),
     (lambda c, uri: c.workspace_execute_command_async(types.ExecuteCommandParams(
         command="hearth.generateDocstring", arguments=[{"uri": uri, "line": 0}])), "no Python function"),
+    # Beyond what a Position can hold: lsprotocol refused to build one (an internal error).
+    (lambda c, uri: c.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="hearth.generateDocstring", arguments=[{"uri": uri, "line": 2**31}])),
+     "line 2147483648 is outside"),
+    (lambda c, uri: c.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="hearth.generateTests", arguments=[{"uri": uri, "line": 2**40}])),
+     "no Python function at line"),
 ])
 async def test_bad_requests_get_errors_and_the_server_stays_up(fake, call, message):
     client, _, root = fake
@@ -159,6 +166,22 @@ async def test_bad_requests_get_errors_and_the_server_stays_up(fake, call, messa
     with pytest.raises(JsonRpcException, match=message):
         await call(client, uri)
     assert (await wait_model(client))["model"] == "ready"
+
+
+@pytest.mark.parametrize("command, doing", [("hearth.review", "review"),
+                                             ("hearth.generateTests", "write tests for"),
+                                             ("hearth.generateDocstring", "document")])
+async def test_commands_on_a_huge_file_are_refused_with_the_reason(fake, command, doing):
+    """No action is offered on a 5 MB file, but a key binding can still send the
+    command: the review and the tests parsed it while holding the GIL, and every
+    other request waited seconds."""
+    client, _, root = fake
+    text = "".join(f"def f{n}(a):\n    return a * {n}\n\n\n" for n in range(40_000))
+    uri = open_doc(client, root / "huge.py", text=text)
+    with pytest.raises(JsonRpcException, match=f"cannot {doing} huge.py: it has 1.5 million "
+                       "characters; Hearth offers actions on files up to 512 KB"):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command=command, arguments=[{"uri": uri, "line": 4, "scope": "symbol"}]))
 
 
 def send_raw(client, body: bytes):

@@ -95,3 +95,13 @@ def no_actions_reason(source: str) -> str | None:
     except UnicodeEncodeError:
         return "it contains invalid Unicode (lone surrogates), so it cannot be parsed"
     return None
+
+
+def check_usable(uri: str, source: str, doing: str) -> None:
+    """Refuse a command on text Hearth offers nothing on (no_actions_reason), saying why.
+    A command may name such a file (a key binding, another client) though no action
+    offered it; tree-sitter and ast hold the GIL while they parse, so even from a
+    thread a 5 MB parse held up every other request for a second or more."""
+    refused = no_actions_reason(source)
+    if refused:
+        raise RequestFailed(f"Hearth cannot {doing} {uri.rsplit('/', 1)[-1]}: {refused}")

@@ -736,12 +736,17 @@ class HearthServer(LanguageServer):
         if position.line < 0 or position.character < 0:
             raise JsonRpcInvalidParams(
                 f"position {position.line}:{position.character} is negative")
-        if position.line > len(doc.lines):
-            raise JsonRpcInvalidParams(
-                f"line {position.line} is outside {doc.uri} ({len(doc.lines)} lines)")
+        HearthServer.check_line(doc, position.line)
         line = doc.lines[position.line] if position.line < len(doc.lines) else ""
         end = len(line.rstrip("\r\n").encode("utf-16-le", "surrogatepass")) // 2
         return types.Position(line=position.line, character=min(position.character, end))
+
+    @staticmethod
+    def check_line(doc: TextDocument, line: int) -> None:
+        """A clear error when ``line`` (from a command's arguments, any size) is not a
+        line of ``doc``; the one after the last is, as for an edit at the end."""
+        if not 0 <= line <= len(doc.lines):
+            raise JsonRpcInvalidParams(f"line {line} is outside {doc.uri} ({len(doc.lines)} lines)")
 
     def still_open(self, doc: TextDocument, version: int | None) -> bool:
         """Whether ``doc`` is still the document open under its URI, at ``version``. A

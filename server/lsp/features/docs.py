@@ -25,10 +25,10 @@ from ..common import (
     PROGRESS_INTERVAL_S,
     RequestFailed,
     call_soon,
+    check_usable,
     client_resolves,
     command_action,
     failures_reported,
-    no_actions_reason,
     wants_kind,
 )
 from ..edits import versioned_edit, whole_document_edit
@@ -120,7 +120,7 @@ async def command_docstring(ls: HearthServer, *args: Any) -> dict[str, Any]:
     """`hearth.generateDocstring` [{uri, line, regenerate?}]: compute, apply, report."""
     data = _action_args(args[0] if args else None)
     doc = ls.get_document(data.get("uri"))
-    ls.check_position(doc, types.Position(line=data["line"], character=0))
+    ls.check_line(doc, data["line"])
     result = await _document_symbol(ls, doc, data["line"], bool(data.get("regenerate")))
     edit = result.edit
     applied = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
@@ -131,16 +131,9 @@ async def command_docstring(ls: HearthServer, *args: Any) -> dict[str, Any]:
             "docstring": result.text, "notice": getattr(result, "notice", None)}
 
 
-def _usable(doc: TextDocument) -> None:
-    """Documents Hearth cannot parse (huge, lone surrogates) are refused, with the reason."""
-    refused = no_actions_reason(doc.source)
-    if refused:
-        raise RequestFailed(f"Hearth cannot document {doc.uri.rsplit('/', 1)[-1]}: {refused}")
-
-
 async def _document_symbol(ls: HearthServer, doc: TextDocument, line: int,
                            regenerate: bool) -> DocstringResult | DocCommentResult:
-    _usable(doc)
+    check_usable(doc.uri, doc.source, "document")
     source, version = doc.source, doc.version
     lang = language_of(doc.uri, doc.language_id)
     fn = find_documentable(source, lang, line)
@@ -183,7 +176,7 @@ async def command_document_file(ls: HearthServer, *args: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise JsonRpcInvalidParams('expected [{"uri": ..., "regenerate"?: bool}]')
     doc = ls.get_document(data.get("uri"))
-    _usable(doc)
+    check_usable(doc.uri, doc.source, "document")
     lang = language_of(doc.uri, doc.language_id) or "text"
     source, version = doc.source, doc.version
     regenerate = bool(data.get("regenerate"))

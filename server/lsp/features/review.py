@@ -27,7 +27,14 @@ from ...tasks.review import findings as review
 from ...tasks.review.run import review_code, review_spans_for, review_summary
 from ...tasks.review.state import spans_to_review
 from ...tasks.runner import TaskCancelled, count
-from ..common import RequestFailed, call_soon, command_action, no_actions_reason, wants_kind
+from ..common import (
+    RequestFailed,
+    call_soon,
+    check_usable,
+    command_action,
+    no_actions_reason,
+    wants_kind,
+)
 from ..edits import versioned_edit
 from ..server import HearthServer
 
@@ -111,17 +118,21 @@ async def command_review(ls: HearthServer, *args: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise JsonRpcInvalidParams('expected [{"uri": ..., "scope": "symbol"|"selection"|"file"}]')
     doc = ls.get_document(data.get("uri"))
+    source, version = doc.source, doc.version
+    check_usable(doc.uri, source, "review")
     lang = language_of(to_fs_path(doc.uri) or doc.uri, doc.language_id)
     scope = data.get("scope", "file")
     n_lines = max(1, len(doc.lines))
+    # The parse runs in a thread: its Python half lets other requests through.
     if scope == "file":
-        spans = review_spans_for(doc.source, doc.uri, lang,
-                                 limit=ls.settings_of(doc.uri).review.max_symbols)
+        spans = await asyncio.to_thread(review_spans_for, source, doc.uri, lang,
+                                        limit=ls.settings_of(doc.uri).review.max_symbols)
     elif scope == "symbol":
         line = data.get("line")
         if not isinstance(line, int) or not 0 <= line < n_lines:
             raise JsonRpcInvalidParams(f"'line' must be an integer from 0 to {n_lines - 1}")
-        found = review_spans_for(doc.source, doc.uri, lang, lines={line}, limit=50)
+        found = await asyncio.to_thread(review_spans_for, source, doc.uri, lang,
+                                        lines={line}, limit=50)
         if not found:
             raise RequestFailed(f"no function or definition at line {line + 1}")
         spans = [min(found, key=lambda s: s.end - s.start)]
@@ -132,6 +143,8 @@ async def command_review(ls: HearthServer, *args: Any) -> dict[str, Any]:
         spans = [review.Span(start, end, f"lines {start + 1}-{end + 1}")]
     else:
         raise JsonRpcInvalidParams("'scope' must be symbol, selection or file")
+    if not ls.still_open(doc, version):  # edited while it was parsed: spans of older text
+        raise JsonRpcContentModified(f"{doc.uri} changed while Hearth read it; review again")
     findings = await run_review(ls, doc, spans, interactive=True) if spans else 0
     reviewed = [s.label for s in spans]
     return {"findings": findings, "reviewed": reviewed,

@@ -20,7 +20,14 @@ from pygls.workspace import TextDocument
 from ....indexer.languages import language_of
 from ...tasks.docs.python import find_function
 from ...tasks.testgen.run import generate_tests, tests_summary
-from ..common import RequestFailed, call_soon, command_action, failures_reported, wants_kind
+from ..common import (
+    RequestFailed,
+    call_soon,
+    check_usable,
+    command_action,
+    failures_reported,
+    wants_kind,
+)
 from ..edits import file_edit
 from ..server import HearthServer
 
@@ -49,6 +56,7 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("line"), int):
         raise JsonRpcInvalidParams('expected [{"uri": ..., "line": int}]')
     doc = ls.get_document(data.get("uri"))
+    check_usable(doc.uri, doc.source, "write tests for")
     root = ls.root_of(doc.uri)
     if root is None:
         raise RequestFailed("test generation needs a workspace folder")
