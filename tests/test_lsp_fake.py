@@ -199,7 +199,14 @@ async def test_garbage_on_the_wire_does_not_kill_the_server(fake):
                                  "params": {"garbage": True}}).encode())
     with pytest.raises(JsonRpcException):
         await asyncio.wait_for(asyncio.wrap_future(answer), 5)
+    # Tokens and ids of the wrong type: pygls raised on a list ("Error in server" popup).
+    for method, params in [("window/workDoneProgress/cancel", {"token": [1]}),
+                           ("window/workDoneProgress/cancel", {"token": {"a": 1}}),
+                           ("$/cancelRequest", {"id": [1]})]:
+        send_raw(client, json.dumps({"jsonrpc": "2.0", "method": method,
+                                     "params": params}).encode())
     assert (await wait_model(client))["model"] == "ready"
+    assert not [m.message for m in client.messages if "Error in server" in m.message]
 
 
 async def test_invalid_settings_are_shown_and_defaults_used(demo_repo):

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Generator, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from pygls.exceptions import (
 )
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
@@ -160,6 +161,18 @@ class HearthProtocol(LanguageServerProtocol):
                 while len(server.cancelled_early) > 256:  # ids of requests that had no task
                     server.cancelled_early.pop(next(iter(server.cancelled_early)))
         super()._handle_cancel_notification(msg_id)
+
+    @lsp_method(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def lsp_work_done_progress_cancel(self, params: types.WorkDoneProgressCancelParams
+                                      ) -> Generator[Any, Any, None]:
+        """A token that is neither a string nor an integer is dropped with a log line:
+        pygls looked it up in a dict, and a list raised a TypeError that reached the
+        user as an "Error in server" popup."""
+        if not isinstance(params.token, (int, str)):
+            log.warning("dropped a window/workDoneProgress/cancel for %.40r: not a progress "
+                        "token", params.token)
+            return
+        yield from super().lsp_work_done_progress_cancel(params)
 
     def _execute_handler(self, msg_id: Any, handler: Any, callback: Any,
                          args: Any = None, kwargs: Any = None) -> None:
