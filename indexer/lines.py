@@ -30,3 +30,16 @@ def split_lines(text: str, keepends: bool = False) -> list[str]:
     if lines[-1] == "":  # splitlines() gives no empty line after a final line end
         lines.pop()
     return lines
+
+
+def newline_of(text: str) -> str:
+    """The line end ``text`` uses (its first one; "\\n" when it has none)."""
+    found = _LINE_END.search(text)
+    return found.group() if found else "\n"
+
+
+def with_newlines_of(source: str, text: str) -> str:
+    """``text`` with its line ends made ``source``'s: what goes into a file written
+    with "\\r\\n" is written with "\\r\\n" too, not a mix of both."""
+    nl = newline_of(source)
+    return _LINE_END.sub(nl, text) if nl != "\n" or "\r" in text else text

@@ -61,7 +61,7 @@ def content_for(t: dc.DocTarget) -> dc.DocContent:
 def test_jsdoc_goes_above_the_decorator_and_validates():
     t = dc.find_target(TS, "typescript", 4)
     comment = dc.render_comment(content_for(t), t)
-    after = dc.apply_edit(TS, dc.comment_edit(t, comment))
+    after = dc.apply_edit(TS, dc.comment_edit(TS, t, comment))
     assert after.splitlines()[3:12] == [
         "  /**", "   * Compute the total.", "   *", "   * @param items the items",
         "   * @param tax the tax", "   * @param rest the rest", "   * @returns the result",
@@ -79,7 +79,7 @@ def test_jsdoc_goes_above_the_decorator_and_validates():
 def test_each_convention(language, source, line, first_lines):
     t = dc.find_target(source, language, line)
     comment = dc.render_comment(content_for(t), t)
-    after = dc.apply_edit(source, dc.comment_edit(t, comment))
+    after = dc.apply_edit(source, dc.comment_edit(source, t, comment))
     assert after.startswith("\n".join(first_lines))
     dc.validate(source, after, t, comment)
     if t.existing:  # Go: the old comment was replaced, not stacked
@@ -105,7 +105,7 @@ def test_the_answer_must_name_exactly_the_real_parameters():
 def test_validation_refuses_changed_code_and_wrong_params():
     t = dc.find_target(C, "c", 0)
     comment = dc.render_comment(content_for(t), t)
-    after = dc.apply_edit(C, dc.comment_edit(t, comment))
+    after = dc.apply_edit(C, dc.comment_edit(C, t, comment))
     with pytest.raises(dc.DocCommentError, match="code itself would change"):
         dc.validate(C, after.replace("return 0", "return 1"), t, comment)
     with pytest.raises(dc.DocCommentError, match="differ from the real"):

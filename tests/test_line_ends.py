@@ -20,6 +20,7 @@ from hearth_lsp.server.lsp.documents import as_lsp_workspace
 from hearth_lsp.server.lsp.edits import apply_text_edits
 from hearth_lsp.server.tasks.commit.gitdiff import FileDiff
 from hearth_lsp.server.tasks.commit.structure import file_facts
+from hearth_lsp.server.tasks.docs import comments, file_summary
 from hearth_lsp.server.tasks.docs import python as docs
 from hearth_lsp.server.tasks.review.findings import Span, apply_fix, check_findings
 
@@ -107,3 +108,34 @@ def test_a_form_feed_in_a_changed_line_does_not_cut_the_patch():
              "+        pass\n")
     found = file_facts(FileDiff("geo.py", "M", patch))
     assert [(f.action, f.name) for f in found] == [("add", "grow"), ("change", "area")]
+
+
+CRLF_PY = "import os\r\n\r\n\r\ndef list_prices(folder):\r\n    return os.listdir(folder)\r\n"
+CRLF_TS = "export function total(items: number[], tax: number): number {\r\n  return 0;\r\n}\r\n"
+
+
+def test_a_docstring_in_a_crlf_file_is_written_with_crlf():
+    fn = docs.find_function(CRLF_PY, 3)
+    text = "List the prices.\n\nArgs:\n    folder: where they are."
+    after = docs.apply_edit(CRLF_PY, docs.docstring_edit(CRLF_PY, fn, text))
+    assert "\n" not in after.replace("\r\n", "")  # not a mix of both
+    assert '    """List the prices.\r\n\r\n    Args:\r\n' in after
+    replaced = docs.find_function(after, 3)  # and replacing it keeps them too
+    again = docs.apply_edit(after, docs.docstring_edit(after, replaced, "One line.\nTwo."))
+    assert "\n" not in again.replace("\r\n", "")
+
+
+def test_a_doc_comment_and_a_file_summary_in_a_crlf_file_are_written_with_crlf():
+    target = comments.find_target(CRLF_TS, "typescript", 0)
+    content = comments.DocContent("Compute the total.", {p: f"the {p}" for p in target.params},
+                                  "the result")
+    comment = comments.render_comment(content, target)
+    after = comments.apply_edit(CRLF_TS, comments.comment_edit(CRLF_TS, target, comment))
+    assert after.startswith("/**\r\n * Compute the total.\r\n")
+    assert "\n" not in after.replace("\r\n", "")
+    comments.validate(CRLF_TS, after, target, comment)
+    head = file_summary.find_target(CRLF_PY, "prices.py", "python")
+    summary = file_summary.check_summary("Lists the prices in a folder", head, "prices.py")
+    after = file_summary.apply(CRLF_PY, head, file_summary.render_summary(summary, head))
+    assert after.startswith('"""Lists the prices in a folder."""\r\n\r\nimport os\r\n')
+    assert "\n" not in after.replace("\r\n", "")

@@ -22,7 +22,7 @@ import tree_sitter as ts
 from ....indexer.chunker import definition_name, node_text
 from ....indexer.grammars import language as ts_language
 from ....indexer.grammars import spec_for
-from ....indexer.lines import split_lines
+from ....indexer.lines import split_lines, with_newlines_of
 from ... import cleaning
 from ...chat_format import Message
 from ...prompts import task_prompt
@@ -347,7 +347,10 @@ class LineEdit:
     new_text: str
 
 
-def comment_edit(target: DocTarget, comment: str) -> LineEdit:
+def comment_edit(source: str, target: DocTarget, comment: str) -> LineEdit:
+    """The edit that puts ``comment`` above ``target`` in ``source`` (replacing its
+    doc comment if it has one), in the file's own line ends."""
+    comment = with_newlines_of(source, comment)
     if target.existing is not None:
         return LineEdit(target.existing[0], target.existing[1] + 1, comment)
     return LineEdit(target.insert_line, target.insert_line, comment)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ....indexer.chunker import chunk_file
-from ....indexer.lines import split_lines
+from ....indexer.lines import newline_of, split_lines, with_newlines_of
 from ...chat_format import Message
 from ...prompts import task_prompt
 from ..runner import Refusal
@@ -150,10 +150,11 @@ def render_summary(summary: str, target: FileDocTarget) -> str:
 
 def apply(source: str, target: FileDocTarget, comment: str) -> str:
     lines = split_lines(source, keepends=True)
+    comment = with_newlines_of(source, comment)
     if target.existing is not None:
         a, b = target.existing
         return "".join(lines[:a]) + comment + "".join(lines[b + 1:])
-    blank = "" if target.language == "go" else "\n"
+    blank = "" if target.language == "go" else newline_of(source)
     at = target.insert_line
     return "".join(lines[:at]) + comment + blank + "".join(lines[at:])
 

@@ -17,7 +17,7 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from ....indexer.lines import split_lines
+from ....indexer.lines import split_lines, with_newlines_of
 from ... import cleaning
 from ...chat_format import ChatTemplateError, Message, merge_system, render_chat
 from ...prompts import render, task_prompt
@@ -1147,14 +1147,15 @@ def docstring_edit(source: str, fn: FunctionTarget, text: str) -> Edit:
     literal = render_docstring(text, fn.body_indent)
     if fn.docstring is not None:
         line, col, end_line, end_col = fn.docstring
-        return Edit((line, col), (end_line, end_col), literal.lstrip())
+        return Edit((line, col), (end_line, end_col), with_newlines_of(source, literal.lstrip()))
     if fn.body_line > fn.colon[0]:
         # Insert right under the signature, before comments and the first statement.
-        return Edit((fn.colon[0] + 1, 0), (fn.colon[0] + 1, 0), literal + "\n")
+        return Edit((fn.colon[0] + 1, 0), (fn.colon[0] + 1, 0),
+                    with_newlines_of(source, literal + "\n"))
     # `def f(): return 1`: move the body to its own line under the docstring.
     colon_line, colon_col = fn.colon
     return Edit((colon_line, colon_col + 1), (fn.body_line, fn.body_col),
-                "\n" + literal + "\n" + fn.body_indent)
+                with_newlines_of(source, "\n" + literal + "\n" + fn.body_indent))
 
 
 def apply_edit(source: str, edit: Edit) -> str:

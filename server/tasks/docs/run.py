@@ -200,11 +200,11 @@ async def generate_doc_comment(
                            on_piece=on_piece, messages=messages)
     content = doccomment.parse_answer(done.text, target, path)
     comment = doccomment.render_comment(content, target)
-    edit = doccomment.comment_edit(target, comment)
+    edit = doccomment.comment_edit(source, target, comment)
     doccomment.validate(source, doccomment.apply_edit(source, edit), target, comment)
     await run.keep()
     return DocCommentResult(target, comment, docstring.Edit((edit.start, 0), (edit.end, 0),
-                                                            comment), done)
+                                                            edit.new_text), done)
 
 
 
