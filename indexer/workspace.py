@@ -11,6 +11,7 @@ Only one process writes a workspace's index: it holds an exclusive lock on
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import fnmatch
 import functools
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -138,15 +140,14 @@ class ParsedFile:
 
 
 def parse_file(root: str, rel: str, known_hash: str | None,
-               env: frozenset[str]) -> ParsedFile:
+               env: frozenset[str], max_bytes: int) -> ParsedFile:
     """Read, hash and chunk one file; never raises for bad content. ``env``: the values
-    of the workspace's `.env*` files (env_values), redacted wherever they appear."""
-    path = Path(root) / rel
+    of the workspace's `.env*` files (env_values), redacted wherever they appear;
+    ``max_bytes``: index.maxFileKb, checked again at the read."""
     try:
-        st = path.stat()
-        data = path.read_bytes()
+        st, data = read_regular_file(os.path.join(root, rel), max_bytes)
     except OSError as exc:
-        return ParsedFile(rel, error=str(exc))
+        return ParsedFile(rel, error=exc.strerror or str(exc))
     digest = file_hash(data)
     record = FileRecord(rel, language_of(rel, content=data), st.st_size, st.st_mtime_ns, digest)
     if digest == known_hash:
@@ -167,6 +168,23 @@ def parse_file(root: str, rel: str, known_hash: str | None,
     return ParsedFile(rel, record, [chunk_row(c) for c in result.chunks],
                       symbol_rows(result.symbols), result.parse_errors,
                       [chunk_terms(c.symbol, c.path, c.text) for c in result.chunks])
+
+
+def read_regular_file(path: str, max_bytes: int) -> tuple[os.stat_result, bytes]:
+    """The status and bytes of the regular file at ``path``, at most ``max_bytes``.
+    Discovery checked the file, but it may have changed before the read: a FIFO in
+    its place blocked the parsing worker (and the update) for good, a link in its
+    place led outside the rules, and a log grown to gigabytes was read whole."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(fd, "rb") as fh:  # (closes fd)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (it changed after it was listed)")
+        data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise OSError(errno.EFBIG, f"over index.maxFileKb ({max_bytes // 1024} KB) "
+                          "(it grew after it was listed)")
+    return st, data
 
 
 @functools.lru_cache(maxsize=16)
@@ -220,8 +238,8 @@ BATCHES_AHEAD = 3
 
 
 def _parse_batch(root: str, items: list[tuple[str, str | None]],
-                 env: frozenset[str]) -> list[ParsedFile]:
-    return [parse_file(root, rel, known_hash, env) for rel, known_hash in items]
+                 env: frozenset[str], max_bytes: int) -> list[ParsedFile]:
+    return [parse_file(root, rel, known_hash, env, max_bytes) for rel, known_hash in items]
 
 
 def _start_pool(workers: int) -> ProcessPoolExecutor:
@@ -238,7 +256,7 @@ def _start_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int,
-               started: ProcessPoolExecutor | None, env: frozenset[str]
+               started: ProcessPoolExecutor | None, env: frozenset[str], max_bytes: int
                ) -> Generator[ParsedFile, None, None]:
     """Parsed files in ``todo`` order, from a process pool when that pays (``started``:
     one already started, used, or shut down once this is iterated; the caller shuts
@@ -247,7 +265,7 @@ def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int,
         if started is not None:
             started.shutdown(wait=False, cancel_futures=True)
         for rel, known_hash in todo:
-            yield parse_file(str(root), rel, known_hash, env)
+            yield parse_file(str(root), rel, known_hash, env, max_bytes)
         return
     done = 0
     size = max(1, min(32, len(todo) // (workers * 8)))
@@ -258,14 +276,15 @@ def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int,
             # everything at once, and on a large tree the parsed files waiting for the
             # writer (it has one core's share against the workers' two) took ~300 MB.
             ahead: deque[Future[list[ParsedFile]]] = deque(
-                pool.submit(_parse_batch, str(root), batch, env)
+                pool.submit(_parse_batch, str(root), batch, env, max_bytes)
                 for batch in itertools.islice(batches, workers * BATCHES_AHEAD))
             try:
                 while ahead:
                     parsed_batch = ahead.popleft().result()
                     following = next(batches, None)
                     if following is not None:
-                        ahead.append(pool.submit(_parse_batch, str(root), following, env))
+                        ahead.append(pool.submit(_parse_batch, str(root), following, env,
+                                                    max_bytes))
                     for parsed in parsed_batch:
                         yield parsed
                         done += 1
@@ -277,7 +296,7 @@ def _parse_all(root: Path, todo: list[tuple[str, str | None]], workers: int,
         # worker) only costs speed: the rest is parsed here.
         log.warning("parsing in one process (the worker pool failed: %s)", exc)
         for rel, known_hash in todo[done:]:
-            yield parse_file(str(root), rel, known_hash, env)
+            yield parse_file(str(root), rel, known_hash, env, max_bytes)
 
 
 # Present while a writer has the store open; found at the next open, it means the
@@ -542,7 +561,7 @@ class WorkspaceIndex:
         if not known:  # nothing stored yet: what this build commits, batch by batch,
             # is read with these values (a build that fails half-way resumes by path)
             self.store.db.execute("INSERT OR REPLACE INTO meta VALUES ('env', ?)", (stamp,))
-        parsing = _parse_all(self.root, todo, workers, pool, env)
+        parsing = _parse_all(self.root, todo, workers, pool, env, self.max_file_kb * 1024)
         to_parse = {rel for rel, _ in todo}
         used, full = 0, False
         try:
@@ -633,7 +652,7 @@ class WorkspaceIndex:
         if known and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns:
             return False
         return self._store_parsed(parse_file(str(self.root), rel, known.hash if known else None,
-                                             env), stats)
+                                             env, self.max_file_kb * 1024), stats)
 
     def update_paths(self, paths: list[str], keep: Iterable[str] = ()) -> IndexStats:
         """Re-index some files (saved, changed on disk, created or deleted). A file not

@@ -22,7 +22,7 @@ import pytest
 
 from hearth_lsp.indexer import workspace as workspace_module
 from hearth_lsp.indexer.store import unpack_vector
-from hearth_lsp.indexer.workspace import OPEN_MARKER, WorkspaceIndex
+from hearth_lsp.indexer.workspace import OPEN_MARKER, WorkspaceIndex, parse_file
 from hearth_lsp.server.index_service import IndexNotReady, IndexService
 from hearth_lsp.server.result_cache import ResultCache
 from hearth_lsp.server.settings import IndexSettings
@@ -492,3 +492,22 @@ def test_a_folder_whose_name_chroma_would_refuse_still_gets_vectors(tmp_path, fo
     finally:
         idx.close_vectors()
         idx.close()
+
+
+def test_a_file_replaced_after_it_was_listed_is_refused_at_the_read(tmp_path):
+    """Discovery saw a small regular file; by the read it is a FIFO (the worker blocked
+    on it for good, and the update with it), a link (to a file the rules leave out),
+    or a log grown past index.maxFileKb (read whole)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    os.mkfifo(root / "pipe.py")
+    (root / "secret.txt").write_text("TOKEN = 'x'\n")
+    (root / "link.py").symlink_to(root / "secret.txt")
+    (root / "big.log").write_bytes(b"x" * 5000)
+    (root / "ok.py").write_text("def ok():\n    return 1\n")
+    parsed = {rel: parse_file(str(root), rel, None, frozenset(), 4096)
+              for rel in ("pipe.py", "link.py", "big.log", "ok.py")}
+    assert "not a regular file" in parsed["pipe.py"].error
+    assert parsed["link.py"].error  # O_NOFOLLOW: the link itself is not read through
+    assert "over index.maxFileKb (4 KB)" in parsed["big.log"].error
+    assert parsed["ok.py"].error is None and parsed["ok.py"].chunks
