@@ -8,6 +8,7 @@ is counted by reason, so `hearth index` can say what it left out.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import logging
 import os
@@ -91,6 +92,23 @@ def _walk_with_gitignore(root: Path) -> Iterator[str]:
         for name in sorted(filenames):
             if not ignored(prefix + name, False):
                 yield prefix + name
+
+
+def read_regular_file(path: str, max_bytes: int) -> tuple[os.stat_result, bytes]:
+    """The status and bytes of the regular file at ``path``, at most ``max_bytes``.
+    Discovery checked the file, but it may have changed before the read: a FIFO in
+    its place blocked the parsing worker (and the update) for good, a link in its
+    place led outside the rules, and a log grown to gigabytes was read whole."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(fd, "rb") as fh:  # (closes fd)
+        st = os.fstat(fd)
+        if not S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (it changed after it was listed)")
+        data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise OSError(errno.EFBIG, f"over index.maxFileKb ({max_bytes // 1024} KB) "
+                          "(it grew after it was listed)")
+    return st, data
 
 
 def _gitignore_spec(path: str) -> pathspec.PathSpec | None:

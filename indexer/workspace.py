@@ -11,7 +11,6 @@ Only one process writes a workspace's index: it holds an exclusive lock on
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import fnmatch
 import functools
@@ -23,7 +22,6 @@ import os
 import re
 import shutil
 import sqlite3
-import stat
 import tempfile
 import threading
 import time
@@ -37,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .chunker import FileChunks, chunk_file, windows
 from .context import ContextPiece, assemble, chunk_at
-from .discovery import Discovery, discover, ignored, skip_reason
+from .discovery import Discovery, discover, ignored, read_regular_file, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
 from .secrets import Redactor, blank_key_blocks, env_stamp, env_values
@@ -168,23 +166,6 @@ def parse_file(root: str, rel: str, known_hash: str | None,
     return ParsedFile(rel, record, [chunk_row(c) for c in result.chunks],
                       symbol_rows(result.symbols), result.parse_errors,
                       [chunk_terms(c.symbol, c.path, c.text) for c in result.chunks])
-
-
-def read_regular_file(path: str, max_bytes: int) -> tuple[os.stat_result, bytes]:
-    """The status and bytes of the regular file at ``path``, at most ``max_bytes``.
-    Discovery checked the file, but it may have changed before the read: a FIFO in
-    its place blocked the parsing worker (and the update) for good, a link in its
-    place led outside the rules, and a log grown to gigabytes was read whole."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with open(fd, "rb") as fh:  # (closes fd)
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file (it changed after it was listed)")
-        data = fh.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise OSError(errno.EFBIG, f"over index.maxFileKb ({max_bytes // 1024} KB) "
-                          "(it grew after it was listed)")
-    return st, data
 
 
 @functools.lru_cache(maxsize=16)

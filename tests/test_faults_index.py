@@ -511,3 +511,13 @@ def test_a_file_replaced_after_it_was_listed_is_refused_at_the_read(tmp_path):
     assert parsed["link.py"].error  # O_NOFOLLOW: the link itself is not read through
     assert "over index.maxFileKb (4 KB)" in parsed["big.log"].error
     assert parsed["ok.py"].error is None and parsed["ok.py"].chunks
+
+
+def test_completion_context_never_blocks_on_a_fifo_in_an_indexed_files_place(tmp_path):
+    from hearth_lsp.server.tasks.completion.context import FileLines
+
+    os.mkfifo(tmp_path / "pipe.py")
+    (tmp_path / "ok.py").write_text("def ok():\n    return 1\n")
+    lines = FileLines()
+    assert lines(tmp_path / "pipe.py") is None
+    assert lines(tmp_path / "ok.py") == ["def ok():", "    return 1"]

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ....indexer.discovery import read_regular_file
 from ....indexer.lines import split_lines
 from ...index_service import IndexNotReady
 from ...settings import Settings, local_only
@@ -52,7 +53,9 @@ class FileLines:
                 if found is not None:
                     self._cache.move_to_end(key)
                     return found
-            found = split_lines(file.read_text(encoding="utf-8", errors="replace"))
+            # (not read_text: a FIFO in the indexed file's place blocked the completion)
+            found = split_lines(read_regular_file(str(file), MAX_FILE_BYTES)[1].decode(
+                "utf-8", "replace"))
             with self._lock:
                 self._cache[key] = found
                 while len(self._cache) > self.size:
