@@ -139,3 +139,20 @@ def test_a_doc_comment_and_a_file_summary_in_a_crlf_file_are_written_with_crlf()
     after = file_summary.apply(CRLF_PY, head, file_summary.render_summary(summary, head))
     assert after.startswith('"""Lists the prices in a folder."""\r\n\r\nimport os\r\n')
     assert "\n" not in after.replace("\r\n", "")
+
+
+def test_tests_merged_into_a_crlf_test_file_keep_its_line_ends():
+    """With an import to add, the whole file was joined with "\\n": every line of the
+    user's CRLF file changed; without one, the new tests came in LF (a mix)."""
+    from hearth_lsp.server.tasks.testgen import cases
+
+    case = cases.TestCase("test_a", "def test_a():\n    assert double(1) == 2\n",
+                          ("import pytest",))
+    existing = "from pkg.a import double\r\n\r\n\r\ndef test_old():\r\n    assert double(0) == 0\r\n"
+    merged = cases.merge(existing, [case], "from pkg.a import double")
+    assert merged == ("from pkg.a import double\r\nimport pytest\r\n\r\n\r\ndef test_old():\r\n"
+                      "    assert double(0) == 0\r\n\r\n\r\ndef test_a():\r\n"
+                      "    assert double(1) == 2\r\n")
+    no_import = cases.TestCase("test_b", "def test_b():\n    assert double(2) == 4\n", ())
+    assert "\n" not in cases.merge(existing, [no_import], "from pkg.a import double").replace(
+        "\r\n", "")

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from ....indexer.lines import split_lines
+from ....indexer.lines import newline_of, split_lines, with_newlines_of
 from ... import cleaning
 from ...chat_format import Message
 from ...prompts import task_prompt
@@ -184,13 +184,15 @@ def merge(existing: str | None, tests: list[TestCase], import_line: str) -> str:
         return "\n".join(_sort_imports(wanted)) + "\n\n\n" + body
     have = {line.strip() for line in split_lines(existing)}
     missing = [i for i in wanted if i.strip() not in have and not _covered(i, existing)]
-    text = existing.rstrip() + "\n\n\n" + body
+    # What is added takes the file's line ends; the user's lines stay as they are.
+    nl = newline_of(existing)
+    text = existing.rstrip() + nl * 3 + with_newlines_of(existing, body)
     if missing:
-        lines = split_lines(text)
+        lines = split_lines(text, keepends=True)
         last_import = max((n for n, line in enumerate(lines)
                            if line.startswith(("import ", "from "))), default=-1)
-        lines[last_import + 1: last_import + 1] = missing
-        text = "\n".join(lines) + "\n"
+        lines[last_import + 1: last_import + 1] = [i + nl for i in missing]
+        text = "".join(lines)
     return text
 
 
