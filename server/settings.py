@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import stat
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,7 +309,8 @@ BACKEND_DOCS = {
     "url": "The server's OpenAI-compatible base URL, e.g. `http://127.0.0.1:8080/v1`.",
     "model": "The model to ask for; unset = the server's first model (`/v1/models`).",
     "api_key_env": "An environment variable that holds the API key.",
-    "api_key_command": "A command that prints the API key (e.g. a password manager's).",
+    "api_key_command": "A command that prints the API key (e.g. a password manager's); its "
+                       "first line is the key, as `pass show` prints it.",
     "structured": "How grammars reach the server: `auto` (detected at connect), `grammar`, "
                   "`json_schema` or `none` (answers are only validated afterwards).",
     "connect_timeout_s": "Seconds to wait for a connection.",
@@ -347,15 +350,16 @@ def parse_backend(name: str, raw: Any, where: str) -> tuple[dict[str, Any], list
             if tp is str:
                 if not isinstance(value, str) or not value.strip():
                     raise SettingError(f"expected a string, got {value!r}")
-                if snake == "url" and not re.match(r"^https?://[^/\s]+", value):
-                    raise SettingError(f"expected an http:// or https:// URL, got {value!r}")
+                if snake == "url":
+                    _check_url(value)
                 if snake == "structured" and value not in STRUCTURED_MODES:
                     raise SettingError(f"expected one of {', '.join(STRUCTURED_MODES)}; "
                                        f"got {value!r}")
             elif tp is int:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise SettingError(f"expected a whole number ≥ 0, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and value > 0):  # (TOML has nan and inf)
                 raise SettingError(f"expected a number > 0, got {value!r}")
             else:
                 value = float(value)
@@ -364,6 +368,21 @@ def parse_backend(name: str, raw: Any, where: str) -> tuple[dict[str, Any], list
             continue
         fields[snake] = value
     return fields, problems
+
+
+def _check_url(value: str) -> None:
+    """A backend's URL as the HTTP client will take it: the checks are the client's
+    own (a port past 65535 or a bracket left open failed only at the first request,
+    with an error that named no setting)."""
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise SettingError(f"expected an http:// or https:// URL, got {value!r}")
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError as exc:
+        raise SettingError(f"{value!r} is not a usable URL ({exc})") from None
+    if not parts.hostname:
+        raise SettingError(f"{value!r} names no host")
 
 
 @dataclass

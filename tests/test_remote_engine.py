@@ -606,3 +606,103 @@ def test_https_servers_have_their_certificates_checked_plain_http_loads_none(eng
     assert checked.cert_store_stats()["x509_ca"] > 0  # the CA bundle is loaded
     plain = context("http://127.0.0.1:9/v1")  # the daemon, a local llama-server
     assert plain.cert_store_stats()["x509_ca"] == 0
+
+
+# ---- bad input found by an audit (each reproduced before the fix) ------------------
+
+
+def test_a_key_an_http_header_cannot_carry_is_refused_without_quoting_it(proxies, engines,
+                                                                          caplog):
+    """httpx refused the header and quoted it whole (key and all) in the error, which
+    reached the editor and the log; the failure was also retried as a dead server."""
+    caplog.set_level(logging.DEBUG)
+    proxy = proxies(handler=canned({}))
+    for bad in (f"{KEY}\nlogin: alice", f"{KEY} x", f"{KEY}é"):
+        engine = engines(proxy.url, environ={"TEAM_LLM_KEY": bad}, api_key_env="TEAM_LLM_KEY")
+        with pytest.raises(EngineError) as caught:
+            engine.connect()
+        assert "the API key from backends.team.apiKeyEnv holds a space, a line break" in \
+            str(caught.value)
+        assert KEY not in str(caught.value)
+    assert not proxy.requests
+    assert not [r for r in caplog.records if KEY in r.getMessage() + (r.exc_text or "")]
+
+
+def test_a_key_commands_first_line_is_the_key(proxies, engines):
+    """`pass show` prints the password, then notes on the lines below."""
+    proxy = proxies(handler=canned({}))
+    script = f"print('{KEY}'); print('login: alice')"
+    engine = engines(proxy.url, api_key_command=f"{shlex.quote(sys.executable)} -c "
+                     f"{shlex.quote(script)}")
+    engine.connect()
+    assert proxy.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_a_key_quoted_by_the_server_is_redacted_before_the_quote_is_cut(proxies, engines):
+    """The quote was cut at 200 characters first: a key across the cut was not found
+    whole, and its first part was shown."""
+    said = "x" * 180 + f" Received key: {KEY}"
+    proxy = proxies(handler=canned({"GET /v1/models": Reply(401, {"error": {"message": said}})}))
+    engine = engines(proxy.url, environ={"TEAM_LLM_KEY": KEY}, api_key_env="TEAM_LLM_KEY")
+    with pytest.raises(EngineError) as caught:
+        engine.connect()
+    assert "Received key: [re" in str(caught.value)  # "[redacted]", cut at 200
+    assert KEY[:8] not in str(caught.value)
+
+
+@pytest.mark.timeout(60)
+def test_a_5xx_asking_for_a_long_wait_fails_at_once_for_the_next_backend(proxies, engines):
+    """It slept for the Retry-After (an hour), and the route's next backend never ran."""
+    proxy = proxies(handler=canned({"POST /v1/completions": Reply(
+        503, "busy", headers={"Retry-After": "3600"})}))
+    engine = engines(proxy.url, retries=2, breaker_failures=5)
+    engine.connect()
+    with pytest.raises(BackendUnavailable, match="the server asks to wait 3600 s"):
+        engine.generate("x", greedy(2), [], never, lambda _p: None)
+    assert len(proxy.posts()) == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_never_answers_the_model_list_is_asked_once(proxies, engines):
+    """A wedged server or a dead tunnel cost (retries + 1) x the timeout per connect."""
+    proxy = proxies(handler=canned({"GET /v1/models": Hang()}))
+    engine = engines(proxy.url, first_token_timeout_s=0.5, connect_timeout_s=0.5, retries=2)
+    with pytest.raises(BackendUnavailable, match="no answer within 0.5 s"):
+        engine.connect()
+    assert len([r for r in proxy.requests if r.path == "/v1/models"]) == 1
+
+
+def test_stream_shapes_servers_send(proxies, engines):
+    routes: dict[str, object] = {}
+    proxy = proxies(handler=canned(routes))
+    engine = engines(proxy.url)
+    engine.connect()
+    # "error": null in every event (vLLM, proxies): no error.
+    routes["POST /v1/completions"] = Reply(chunks=sse(
+        {"error": None, "choices": [{"text": "hi", "finish_reason": None}]},
+        {"error": None, "choices": [{"text": "", "finish_reason": "stop"}]}, "[DONE]"))
+    assert engine.generate("x", greedy(4), [], never, lambda _p: None).text == "hi"
+    # A finish reason, then neither [DONE] nor a close: the answer is whole.
+    routes["POST /v1/completions"] = Reply(chunks=completion_events("hello")[:-1] + [": ping\n\n"],
+                                           delays={2: 30.0})
+    assert engine.generate("x", greedy(4), [], never, lambda _p: None).text == "hello"
+    # The stream ended in the middle of an event, after a piece: a cut stream (what
+    # the shared daemon's clients recover from), not "an event that is not JSON".
+    routes["POST /v1/completions"] = Reply(chunks=[
+        *completion_events("par", finish=None)[:-1], 'data: {"choices": [{"te'])
+    with pytest.raises(EngineError, match="the stream was cut in the middle"):
+        engine.generate("x", greedy(4), [], never, lambda _p: None)
+
+
+def test_backend_urls_and_numbers_the_client_cannot_use_are_settings_problems():
+    from hearth_lsp.server.settings import parse_backend
+
+    for url, why in [("http://127.0.0.1:99999/v1", "Port out of range"),
+                     ("http://[::1/v1", "Invalid IPv6 URL"), ("http://:80/v1", "names no host")]:
+        _, problems = parse_backend("team", {"url": url}, "config.toml")
+        assert len(problems) == 1 and why in problems[0], problems
+    _, problems = parse_backend("team", {"url": "http://127.0.0.1:8080/v1",
+                                         "firstTokenTimeoutS": float("nan"),
+                                         "connectTimeoutS": float("inf")}, "config.toml")
+    assert [p.split(": ")[1] for p in problems] == ["backends.team.firstTokenTimeoutS",
+                                                    "backends.team.connectTimeoutS"]

@@ -27,6 +27,7 @@ import contextlib
 import email.utils
 import json
 import logging
+import math
 import os
 import queue
 import random
@@ -61,6 +62,11 @@ POLL_S = 0.01
 # Error bodies are read up to this many bytes, and quoted up to QUOTE characters.
 ERROR_BODY_MAX = 64 * 1024
 QUOTE = 200
+# How long the answer's usage and [DONE] are waited for once its finish reason came:
+# a server that sends neither and keeps the connection open still answered.
+FINISH_GRACE_S = 1.0
+# What an API key may hold: printable ASCII, no spaces (an HTTP header token).
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
 DEFAULT_CONTEXT = 4096
 # Renders messages for prompt_text (cache keys, logs) when the server's own
 # template is not known; the server applies its own template to the messages.
@@ -260,15 +266,31 @@ def _retry_after(value: str | None) -> float | None:
         return None
     value = value.strip()
     with contextlib.suppress(ValueError):
-        return max(0.0, float(value))
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     with contextlib.suppress(TypeError, ValueError):
         when = email.utils.parsedate_to_datetime(value)
         return max(0.0, when.timestamp() - time.time())
     return None
 
 
-def _server_message(body: bytes) -> str:
-    """The error message a server put in its body, else a short quote of the body."""
+def _whole_event(data: list[str]) -> bool:
+    """Whether an SSE event's data lines read to the end are a whole event: [DONE] or
+    JSON that parses."""
+    text = "\n".join(data).strip()
+    if text == "[DONE]":
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _server_message(body: bytes, secret: str | None = None) -> str:
+    """The error message a server put in its body, else a short quote of the body;
+    ``secret`` (the API key) is taken out before the quote is cut, so no part of it
+    is left at the cut."""
     text = body.decode("utf-8", "replace").strip()
     with contextlib.suppress(ValueError):
         data = json.loads(text)
@@ -282,6 +304,8 @@ def _server_message(body: bytes) -> str:
             if err:
                 text = str(err)
     text = " ".join(text.split())
+    if secret:
+        text = text.replace(secret, "[redacted]")
     return text[:QUOTE] + ("..." if len(text) > QUOTE else "")
 
 
@@ -324,6 +348,9 @@ class RemoteEngine:
         if self._key:
             text = text.replace(self._key, "[redacted]")
         return text
+
+    def _said(self, body: bytes) -> str:
+        return _server_message(body, self._key)
 
     def _error(self, what: str, hint: str = "", kind: type[EngineError] = EngineError) -> EngineError:
         text = f"backend '{self.config.name}' ({self.shown_url}): {what}"
@@ -371,9 +398,18 @@ class RemoteEngine:
                                   "which is not set (or empty) in Hearth's environment",
                                   "set it before starting the editor, or use "
                                   f"{cfg.setting('api_key_command')}")
+        source = cfg.setting("api_key_env")
         if key is None and cfg.api_key_command:
-            key = self._run_key_command(cfg.api_key_command)
-        self._key, self._key_loaded = (key.strip() if key else None), True
+            key, source = self._run_key_command(cfg.api_key_command), cfg.setting(
+                "api_key_command")
+        key = key.strip() if key else None
+        if key is not None and not _HEADER_TOKEN.fullmatch(key):
+            # Never quoted: httpx's own refusal quoted the whole header, key and all, and
+            # it reached the editor and the log.
+            raise self._error(f"the API key from {source} holds a space, a line break or a "
+                              "character outside ASCII, which an HTTP header cannot carry",
+                              "it should be the key alone, on one line")
+        self._key, self._key_loaded = key, True
         return self._key
 
     def _run_key_command(self, command: str) -> str:
@@ -393,7 +429,9 @@ class RemoteEngine:
             raise self._error(f"{setting} did not finish within 30 s") from None
         except OSError as exc:
             raise self._error(f"{setting} could not run ({exc.strerror})") from None
-        key = done.stdout.strip()
+        # The first line: `pass show` prints the password there, then notes (user
+        # names, URLs) on the lines below.
+        key = next((line.strip() for line in done.stdout.splitlines() if line.strip()), "")
         # Neither stdout nor stderr is quoted: either may hold the key.
         if done.returncode != 0:
             raise self._error(f"{setting} failed with exit status {done.returncode}")
@@ -460,10 +498,12 @@ class RemoteEngine:
             response = await asyncio.wait_for(
                 self._client.request(method, url, headers=self._headers(), json=body), timeout)
         except (asyncio.TimeoutError, httpx.TimeoutException):
+            # Not retried: a server that takes connections and never answers (wedged, a
+            # dead tunnel) cost (retries + 1) x the timeout before the next backend ran.
             raise _Failure(self._error(
                 f"{what}: no answer within {timeout:g} s",
                 f"is the server overloaded? check {cfg.setting('url')}", BackendUnavailable),
-                retry=True, counts=True) from None
+                retry=False, counts=True) from None
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, started=False) from None
         self._check_status(response.status_code, response.headers, response.content, what)
@@ -477,7 +517,7 @@ class RemoteEngine:
         except ValueError:
             raise _Failure(self._error(
                 f"{what} answered with something that is not JSON "
-                f"({_server_message(response.content)!r})",
+                f"({self._said(response.content)!r})",
                 f"check {cfg.setting('url')}"), retry=False, counts=False) from None
 
     def _transport_failure(self, exc: httpx.TransportError, *, started: bool) -> _Failure:
@@ -512,7 +552,7 @@ class RemoteEngine:
             return
         cfg = self.config
         reason = httpx.codes.get_reason_phrase(status)
-        said = _server_message(body) if not _is_html(headers.get("content-type", ""), body) else ""
+        said = self._said(body) if not _is_html(headers.get("content-type", ""), body) else ""
         detail = f"{status} {reason}" + (f" ({said})" if said else "")
         if status in (401, 403):
             if cfg.api_key_command:  # a rotated token: run the command again next time
@@ -535,9 +575,14 @@ class RemoteEngine:
                 retry=after is None or after <= RETRY_AFTER_MAX_S, counts=False,
                 retry_after=after)
         if status in (408, 425) or status >= 500:
+            # A Retry-After past RETRY_AFTER_MAX_S is not waited for (it slept an hour
+            # on a 503 that asked so, and the route's next backend never got the task).
+            after = _retry_after(headers.get("retry-after"))
+            wait = f"; the server asks to wait {after:.0f} s" if after is not None else ""
             raise _Failure(self._error(
-                f"{what}: {detail}", "the server failed; check its log", BackendUnavailable),
-                retry=True, counts=True, retry_after=_retry_after(headers.get("retry-after")))
+                f"{what}: {detail}{wait}", "the server failed; check its log",
+                BackendUnavailable), retry=after is None or after <= RETRY_AFTER_MAX_S,
+                counts=True, retry_after=after)
         hint = ""
         if any(w in said.lower() for w in ("grammar", "schema", "structured", "guided")):
             hint = f"the server refused the constraint; try {cfg.setting('structured')} = \"none\""
@@ -960,14 +1005,14 @@ class RemoteEngine:
         except ValueError:
             raise _Failure(self._error(
                 f"{what} answered with something that is neither a stream nor JSON "
-                f"({_server_message(raw)!r})", f"check {cfg.setting('url')}"),
+                f"({self._said(raw)!r})", f"check {cfg.setting('url')}"),
                 retry=False, counts=False) from None
         stream.started = True
         self._event(data, stream, what)
         if not stream.finish_seen:
             raise _Failure(self._error(
                 f"{what} answered with JSON that holds no completion "
-                f"({_server_message(raw)!r})", f"check {cfg.setting('url')}"),
+                f"({self._said(raw)!r})", f"check {cfg.setting('url')}"),
                 retry=False, counts=False)
 
     async def _read_stream(self, response: httpx.Response, stream: _Stream,
@@ -986,13 +1031,18 @@ class RemoteEngine:
         finished = False
         last = time.monotonic()
         while True:
-            limit = last + cfg.between_tokens_timeout_s if stream.started else deadline
+            if stream.finish_seen:  # only the usage and [DONE] are to come
+                limit = last + FINISH_GRACE_S
+            else:
+                limit = last + cfg.between_tokens_timeout_s if stream.started else deadline
             try:
                 line = await asyncio.wait_for(lines.__anext__(),
                                               max(0.0, limit - time.monotonic()))
             except StopAsyncIteration:
                 break
             except asyncio.TimeoutError:
+                if stream.finish_seen:  # a server that never sends [DONE] nor closes
+                    break
                 if stream.started:
                     raise _Failure(self._error(
                         f"no token for {cfg.between_tokens_timeout_s:g} s in the middle of "
@@ -1013,7 +1063,7 @@ class RemoteEngine:
                 data.append(line[5:].removeprefix(" "))
                 continue
             if line.startswith("error:"):  # llama-server's in-stream error line
-                said = _server_message(line[6:].strip().encode())
+                said = self._said(line[6:].strip().encode())
                 raise _Failure(self._error(f"{what}: the server reported an error: {said}"),
                                retry=False, counts=False)
             if line.strip():
@@ -1025,6 +1075,9 @@ class RemoteEngine:
                 last = time.monotonic()
                 data = []
         if data and not finished:
+            if not _whole_event(data):  # the connection closed in the middle of an event
+                raise self._transport_failure(httpx.RemoteProtocolError(
+                    "the connection closed in the middle of an event"), started=stream.started)
             finished = self._dispatch(data, stream, what)
         if not finished and not stream.finish_seen:
             raise self._transport_failure(
@@ -1047,7 +1100,7 @@ class RemoteEngine:
             event = json.loads(text)
         except ValueError:
             raise _Failure(self._error(
-                f"{what} sent an event that is not JSON ({_server_message(text.encode())!r})",
+                f"{what} sent an event that is not JSON ({self._said(text.encode())!r})",
                 f"check {self.config.setting('url')}"), retry=False, counts=False) from None
         stream.started = True
         self._event(event, stream, what)
@@ -1056,8 +1109,8 @@ class RemoteEngine:
     def _event(self, event: Any, stream: _Stream, what: str) -> None:
         if not isinstance(event, dict):
             return
-        if "error" in event:
-            said = _server_message(json.dumps(event).encode())
+        if event.get("error"):  # (vLLM and others send "error": null in every event)
+            said = self._said(json.dumps(event).encode())
             hint = ""
             if "model" in said.lower():
                 hint = f"check {self.config.setting('model')}"
@@ -1067,7 +1120,7 @@ class RemoteEngine:
         if isinstance(usage, dict):
             stream.events.put(("usage", usage))
         choices = event.get("choices") or []
-        if not choices or not isinstance(choices[0], dict):
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return
         choice = choices[0]
         piece = choice.get("text")
