@@ -441,7 +441,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
         from .engine.worker import Priority
         from .local import model_file_bytes
         from .tasks.commit.gitdiff import GitStateError, read_changes
-        from .tasks.commit.hook import fill_message_file
+        from .tasks.commit.hook import comment_char, fill_message_file
         from .tasks.commit.run import early_message, generate_commit_message
 
     logs.setup_stderr("warning")
@@ -453,7 +453,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     try:
         # Read before the model loads: a clear error at once, and the diff described
         # is the one staged when the command ran.
-        changes = read_changes(repo)
+        changes = read_changes(repo, hook=bool(args.hook))
     except GitStateError as exc:
         print(f"hearth commit-msg: {exc}", file=sys.stderr)
         return 1
@@ -473,7 +473,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     if args.hook:
         assert writing is not None
         if writing.acquire(blocking=False):  # else the deadline has passed: leave the file
-            fill_message_file(Path(args.hook), result.message)
+            fill_message_file(Path(args.hook), result.message, comment_char(repo))
     elif args.json:
         print(json.dumps({"message": result.message, "notices": result.notices,
                           "staged": result.changes.staged, "summarised": result.summarised,

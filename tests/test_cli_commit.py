@@ -255,7 +255,7 @@ sys.exit(cli.cmd_commit_msg(cli.build_parser().parse_args(sys.argv[3:]), factory
 """
 
 
-def plain_git_commit(repo, tmp_path, **env):
+def plain_git_commit(repo, tmp_path, *args, **env):
     """`git commit` with the hook above; the editor keeps a copy of the message file it
     was given and adds the user's words when the first line is empty."""
     python = tmp_path / "hook-python"
@@ -272,7 +272,7 @@ def plain_git_commit(repo, tmp_path, **env):
                       f'mv {tmp_path / "msg"} "$1"\nfi\n')
     editor.chmod(0o755)
     proc = subprocess.Popen(
-        ["git", "-C", str(repo), "commit"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ["git", "-C", str(repo), "commit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,  # the hook with it, to stop them all
         env={**os.environ, "GIT_EDITOR": str(editor), "GIT_AUTHOR_NAME": "t",
              "GIT_AUTHOR_EMAIL": "t@localhost", "GIT_COMMITTER_NAME": "t",
@@ -304,6 +304,41 @@ def test_the_hook_fills_a_plain_commit(demo_repo, tmp_path):
     assert code == 0, output
     assert seen.startswith(COMMIT_ANSWER + "\n") and "\n# Please enter the commit" in seen, seen
     assert git(demo_repo, "log", "-1", "--format=%s").strip() == COMMIT_ANSWER
+
+
+@pytest.mark.parametrize("how", ["-v", "commentChar", "-a"])
+def test_the_hook_fills_a_verbose_commit_a_commit_with_another_comment_char_and_commit_a(
+        demo_repo, tmp_path, how):
+    """`git commit -v` puts the diff below a scissors line and core.commentChar changes
+    git's comments: the hook took either for the user's own text and wrote nothing. `git
+    commit -a` holds .git/index.lock while the hook runs: no warning that it fails."""
+    if how == "-a":
+        path = demo_repo / "inventory" / "pricing.py"
+        path.write_text(path.read_text() + "\n")  # changed, not staged
+    else:
+        stage_a_change(demo_repo)
+    if how == "commentChar":
+        git(demo_repo, "config", "core.commentChar", ";")
+    code, output, seen = plain_git_commit(demo_repo, tmp_path,
+                                          *([how] if how.startswith("-") else []),
+                                          ANSWER=COMMIT_ANSWER)
+    assert code == 0, output
+    assert seen.startswith(COMMIT_ANSWER + "\n"), seen
+    assert "index is locked" not in output
+    assert git(demo_repo, "log", "-1", "--format=%s").strip() == COMMIT_ANSWER
+
+
+def test_the_hook_never_describes_changes_the_commit_leaves_out(demo_repo, tmp_path):
+    """`git commit --allow-empty` with unstaged edits: the hook described those edits
+    (the CLI's fallback when nothing is staged) for a commit that holds none of them."""
+    path = demo_repo / "inventory" / "pricing.py"
+    path.write_text(path.read_text() + "\n")  # changed, not staged
+    code, output, seen = plain_git_commit(demo_repo, tmp_path, "--allow-empty",
+                                          ANSWER=COMMIT_ANSWER)
+    assert code == 0, output
+    assert "the commit changes no file" in output
+    assert seen.startswith("\n# Please enter the commit message"), seen  # git's own
+    assert git(demo_repo, "log", "-1", "--format=%s").strip() == "my own words"
 
 
 @pytest.mark.parametrize("slow", ["load", "generate"])

@@ -121,10 +121,13 @@ def head_text(path: Path) -> str | None:
         return None
 
 
-def read_changes(path: Path) -> Changes:
+def read_changes(path: Path, *, hook: bool = False) -> Changes:
     """The staged changes of the repository containing ``path`` (or, when nothing is
     staged, the unstaged ones, with a notice). Raises GitStateError with a clear
-    message for states where a message makes no sense."""
+    message for states where a message makes no sense. ``hook``: called by git's
+    prepare-commit-msg, during the commit: the staged changes are the commit's
+    (`git commit -a` stages into the index git names in GIT_INDEX_FILE), unstaged ones
+    are never in it, and the index lock is git's own."""
     import git
 
     repo = _open_repo(path)
@@ -151,7 +154,7 @@ def read_changes(path: Path) -> Changes:
         notices.append("HEAD is detached: the commit will not be on any branch")
     if initial:
         notices.append("this will be the repository's first commit")
-    if (git_dir / "index.lock").exists():
+    if not hook and (git_dir / "index.lock").exists():
         notices.append("git's index is locked (.git/index.lock): another git command is "
                        "running, or one stopped half way; `git commit` fails until it ends "
                        "or the file is removed")
@@ -159,7 +162,7 @@ def read_changes(path: Path) -> Changes:
     try:
         files = _diff(repo, cached=True)
         staged = True
-        if not files:
+        if not files and not hook:
             files = _diff(repo, cached=False)
             staged = False
             if files:
@@ -170,7 +173,8 @@ def read_changes(path: Path) -> Changes:
     if not files:
         untracked = repo.untracked_files
         hint = f" ({len(untracked)} untracked files: `git add` them first)" if untracked else ""
-        raise GitStateError(f"nothing to describe: no staged or unstaged changes{hint}")
+        raise GitStateError("nothing to describe: the commit changes no file" if hook else
+                            f"nothing to describe: no staged or unstaged changes{hint}")
     redact = Redactor.for_workspace(root)
     redacted = 0
     for f in files:  # a secret in a diff never reaches a prompt, local or remote

@@ -60,11 +60,40 @@ def uninstall(repo: Path) -> Path | None:
     return path
 
 
-def fill_message_file(path: Path, message: str) -> None:
-    """Put ``message`` above what git wrote (its `#` comments), unless the user's
-    text is already there."""
-    existing = path.read_text(encoding="utf-8") if path.exists() else ""
-    if any(line.strip() and not line.startswith("#") for line in existing.splitlines()):
+def comment_char(repo: Path) -> str:
+    """What begins git's comment lines in the message file (core.commentChar; "#" when
+    unset; "auto" is resolved by has_user_text from the file itself)."""
+    try:
+        done = subprocess.run(["git", "-C", str(repo), "config", "core.commentChar"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "#"
+    return done.stdout.strip() or "#"
+
+
+def has_user_text(existing: str, comment: str = "#") -> bool:
+    """Whether git's message file holds text of the user's (a template, `-m` was
+    handled before the hook): a line that is neither one of git's comments nor below
+    its scissors line (`git commit -v` puts the diff there). With core.commentChar
+    "auto", git's comments begin with the character its "Please enter" line does."""
+    lines = existing.splitlines()
+    if comment == "auto" or len(comment) != 1:
+        comment = next((line[0] for line in lines if "Please enter the commit message" in line
+                        and line[:1] and not line[0].isalnum()), "#")
+    scissors = f"{comment} {'-' * 24} >8 {'-' * 24}"
+    for line in lines:
+        if line.rstrip() == scissors:
+            break
+        if line.strip() and not line.startswith(comment):
+            return True
+    return False
+
+
+def fill_message_file(path: Path, message: str, comment: str = "#") -> None:
+    """Put ``message`` above what git wrote (its comments, the diff of `commit -v`),
+    unless the user's text is already there."""
+    existing = path.read_bytes() if path.exists() else b""  # (kept byte for byte)
+    if has_user_text(existing.decode("utf-8", "replace"), comment):
         return
-    path.write_text(message.rstrip() + "\n" + ("\n" + existing if existing else ""),
-                    encoding="utf-8")
+    path.write_bytes((message.rstrip() + "\n").encode("utf-8")
+                     + (b"\n" + existing if existing else b""))
