@@ -11,6 +11,7 @@ turns text into numbered lines goes through `split_lines`.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 # The line ends of the LSP (3.17: "\n", "\r\n" and "\r"), git and Python's tokenizer.
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -43,3 +44,15 @@ def with_newlines_of(source: str, text: str) -> str:
     with "\\r\\n" is written with "\\r\\n" too, not a mix of both."""
     nl = newline_of(source)
     return _LINE_END.sub(nl, text) if nl != "\n" or "\r" in text else text
+
+
+def read_source(path: Path) -> str:
+    """A file's text exactly, line ends included (`Path.read_text` turns "\\r\\n" into
+    "\\n", and the file written back lost its CRLF on every line). Raises OSError and
+    UnicodeDecodeError."""
+    return path.read_bytes().decode("utf-8")
+
+
+def write_source(path: Path, text: str) -> None:
+    """Write ``text`` as it is (no newline translation)."""
+    path.write_bytes(text.encode("utf-8"))

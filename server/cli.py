@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..indexer.lines import split_lines
+from ..indexer.lines import read_source, split_lines, write_source
 from . import __version__, logs
 
 log = logging.getLogger("hearth")
@@ -504,7 +504,7 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
     for target in args.files:
         path, symbol = _split_target(target)
         try:
-            source = path.read_text(encoding="utf-8")
+            source = read_source(path)
         except (OSError, UnicodeDecodeError) as exc:
             print(f"hearth review: cannot read {path}: {exc}", file=sys.stderr)
             return 2
@@ -597,7 +597,7 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     logs.setup_stderr("warning")
     path, symbol = _split_target(args.target)
     try:
-        source = path.read_text(encoding="utf-8")
+        source = read_source(path)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"hearth docstring: cannot read {path}: {exc}", file=sys.stderr)
         return 2
@@ -624,7 +624,7 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     if notice:
         print(f"hearth docstring: {notice}", file=sys.stderr)
     if args.write:
-        path.write_text(new_source, encoding="utf-8")
+        write_source(path, new_source)
     if args.json:
         print(json.dumps({"path": str(path), "symbol": result.function.qualname,
                           "language": lang, "text": result.text, "notice": notice,
@@ -647,7 +647,7 @@ def cmd_tests(args: argparse.Namespace, factory=None) -> int:
         print("hearth tests: expected FILE.py::FUNCTION (or FILE.py::LINE)", file=sys.stderr)
         return 2
     try:
-        source = path.read_text(encoding="utf-8")
+        source = read_source(path)
         rel = path.resolve().relative_to(root).as_posix()
     except (OSError, UnicodeDecodeError) as exc:
         print(f"hearth tests: cannot read {path}: {exc}", file=sys.stderr)
@@ -672,7 +672,7 @@ def cmd_tests(args: argparse.Namespace, factory=None) -> int:
     target = root / result.layout.test_path
     if args.write and result.new_text is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(result.new_text, encoding="utf-8")
+        write_source(target, result.new_text)
     if args.json:
         print(json.dumps({"test_file": result.layout.test_path, "written": bool(
             args.write and result.new_text is not None),
@@ -728,7 +728,7 @@ def _document_file(args: argparse.Namespace, path: Path, source: str, lang: str,
     if result is FAILED:
         return 1
     if args.write:
-        path.write_text(result.new_source, encoding="utf-8")
+        write_source(path, result.new_source)
     if args.json:
         print(json.dumps({"path": str(path), "summary": result.summary, "text": result.comment,
                           "written": bool(args.write)}))

@@ -126,3 +126,40 @@ def test_a_test_file_that_leads_out_of_the_workspace_is_refused(tmp_path, capsys
     assert code == 1 and engine.prompts == []
     assert "outside the workspace" in capsys.readouterr().err
     assert private.read_text() == "the user's own notes\n"
+
+
+def test_write_keeps_a_crlf_files_line_ends(tmp_path, capsys, monkeypatch):
+    """Path.read_text turns CRLF into LF: `--write` turned every line of the user's
+    file (the source, or the test file the tests went into) into LF."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEARTH_TESTS_PYTHON", __import__("sys").executable)
+    crlf = PY.replace("\n", "\r\n").encode()
+    (tmp_path / "m.py").write_bytes(crlf)
+    code, _ = run(cli.cmd_docstring, ["docstring", "m.py::shout", "--write"],
+                  ["Shout the text back in capitals.",
+                   json.dumps({"params": {"text": "the words to shout"},
+                               "returns": "the words in capitals"})])
+    written = (tmp_path / "m.py").read_bytes()
+    assert code == 0 and b'"""Shout the text back' in written
+    assert b"\n" not in written.replace(b"\r\n", b"")
+    (tmp_path / "calc.py").write_text(PY)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_calc.py").write_bytes(
+        b"from calc import ratio\r\n\r\n\r\ndef test_one():\r\n    assert ratio(1, 1) == 1\r\n")
+    code, _ = run(cli.cmd_tests, ["tests", "calc.py::ratio", "--write"],
+                  ["ratio_half():\n    assert ratio(1, 2) == 0.5\n"])
+    written = (tmp_path / "tests" / "test_calc.py").read_bytes()
+    assert code == 0 and b"def test_ratio_half():\r\n" in written
+    assert b"\n" not in written.replace(b"\r\n", b"")
+
+
+def test_tests_into_a_test_file_that_is_not_utf8_are_refused_clearly(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "calc.py").write_text(PY)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_calc.py").write_bytes(
+        b"# -*- coding: latin-1 -*-\nfrom calc import ratio\n# caf\xe9\n")
+    code, engine = run(cli.cmd_tests, ["tests", "calc.py::ratio"], ["x"])
+    assert code == 1 and engine.prompts == []
+    assert "tests/test_calc.py is not UTF-8" in capsys.readouterr().err

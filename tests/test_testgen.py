@@ -48,3 +48,28 @@ def test_merge_appends_and_adds_only_missing_imports():
     assert merged.splitlines()[:2] == ["from pkg.a import double, triple", "import pytest"]
     assert merged.endswith("def test_a():\n    assert double(1) == 2\n")
     assert merged.count("from pkg.a import") == 1
+
+
+def test_merge_reads_imports_in_parentheses_as_black_writes_them():
+    """The missing import went after the last line starting with `from`: inside the
+    parentheses, and every generated test failed on the broken file."""
+    case = tg.TestCase("test_t", "def test_t():\n    assert triple(2) == 6\n", ("import pytest",))
+    existing = ("from pkg.calc import (\n    double,\n    triple,\n)\n\n\n"
+                "def test_double():\n    assert double(2) == 4\n")
+    merged = tg.merge(existing, [case], "from pkg.calc import triple")
+    assert merged.startswith("from pkg.calc import (\n    double,\n    triple,\n)\n"
+                             "import pytest\n\n\ndef test_double():")
+    assert merged.count("from pkg.calc import") == 1  # triple was already imported
+    compile(merged, "test_calc.py", "exec")
+    aliased = "from pkg.calc import triple as t\n\n\ndef test_t0():\n    assert t(0) == 0\n"
+    assert "from pkg.calc import triple\n" in tg.merge(aliased, [case], "from pkg.calc import triple")
+
+
+def test_a_module_a_test_uses_without_importing_it_is_imported():
+    """Small models write `pytest.raises` and forget `import pytest`: a NameError."""
+    raw = ("def test_none():\n    with pytest.raises(TypeError):\n        triple(None)\n"
+           "    assert math.isclose(triple(0.1), 0.3)\n")
+    [case] = tg.parse_tests(raw, calls="triple")
+    assert case.imports == ("import math", "import pytest")
+    [case] = tg.parse_tests("import pytest\n\n\n" + raw, calls="triple")
+    assert case.imports == ("import pytest", "import math")

@@ -125,6 +125,7 @@ def parse_tests(raw: str, *, taken: set[str] | frozenset[str] = frozenset(), cal
         return []
     imports = tuple(ast.get_source_segment("\n".join(lines), n) or "" for n in tree.body
                     if isinstance(n, (ast.Import, ast.ImportFrom)) and _allowed_import(n))
+    bound = {name for i in imports for _, name in _names(i)}
     out: list[TestCase] = []
     names = set(taken)
     bodies = test_bodies(existing)
@@ -153,7 +154,12 @@ def parse_tests(raw: str, *, taken: set[str] | frozenset[str] = frozenset(), cal
         if name != node.name:
             code = re.sub(rf"\bdef {node.name}\(", f"def {name}(", code, count=1)
         names.add(name)
-        out.append(TestCase(name, code.rstrip() + "\n", imports))
+        # A module the test uses and the answer never imported (small models write
+        # `pytest.raises` and forget `import pytest`): the test would fail on a NameError.
+        used = sorted({n.id for n in ast.walk(node)
+                       if isinstance(n, ast.Name) and n.id in _ALLOWED_IMPORTS} - bound)
+        out.append(TestCase(name, code.rstrip() + "\n",
+                            imports + tuple(f"import {m}" for m in used)))
     return out
 
 
@@ -182,27 +188,52 @@ def merge(existing: str | None, tests: list[TestCase], import_line: str) -> str:
     body = "\n\n".join(t.source.rstrip() for t in tests) + "\n"
     if not existing or not existing.strip():
         return "\n".join(_sort_imports(wanted)) + "\n\n\n" + body
-    have = {line.strip() for line in split_lines(existing)}
-    missing = [i for i in wanted if i.strip() not in have and not _covered(i, existing)]
+    imported, after = _imports(existing)
+    missing = [i for i in wanted if not _names(i) <= imported]
     # What is added takes the file's line ends; the user's lines stay as they are.
     nl = newline_of(existing)
     text = existing.rstrip() + nl * 3 + with_newlines_of(existing, body)
     if missing:
         lines = split_lines(text, keepends=True)
-        last_import = max((n for n, line in enumerate(lines)
-                           if line.startswith(("import ", "from "))), default=-1)
-        lines[last_import + 1: last_import + 1] = [i + nl for i in missing]
+        lines[after:after] = [i + nl for i in missing]
         text = "".join(lines)
     return text
 
 
-def _covered(import_line: str, existing: str) -> bool:
-    """`from m import a` is covered when `from m import ...` already names ``a``."""
-    m = re.match(r"from (\S+) import (\w+)$", import_line.strip())
-    if not m:
-        return False
-    return any(re.match(rf"from {re.escape(m[1])} import .*\b{m[2]}\b", line)
-               for line in split_lines(existing))
+def _names(import_line: str) -> set[tuple[str, str]]:
+    """What an import statement binds, as (module, name) pairs: ("", "pytest") for
+    `import pytest`, ("pkg.a", "double") for `from pkg.a import double`."""
+    try:
+        tree = ast.parse(import_line.strip())
+    except SyntaxError:
+        return {("", import_line.strip())}
+    out: set[tuple[str, str]] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            out |= {("", a.asname or a.name) for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            out |= {(node.module or "", a.asname or a.name) for a in node.names}
+    return out
+
+
+def _imports(existing: str) -> tuple[set[tuple[str, str]], int]:
+    """What the test file's top-level imports bind (see _names), and the line after its
+    last one: where missing imports go. Read from the syntax tree, so an import in
+    parentheses over several lines (black's, isort's) counts whole; a file that does
+    not parse is read line by line."""
+    try:
+        tree = ast.parse(existing)
+    except SyntaxError:
+        lines = split_lines(existing)
+        heads = [n for n, line in enumerate(lines) if line.startswith(("import ", "from "))]
+        return set().union(*(_names(lines[n]) for n in heads)), (heads[-1] + 1 if heads else 0)
+    imported: set[tuple[str, str]] = set()
+    after = 0
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imported |= _names(ast.get_source_segment(existing, node) or "")
+            after = node.end_lineno or node.lineno
+    return imported, after
 
 
 def _sort_imports(lines: list[str]) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ....indexer.discovery import discover
+from ....indexer.lines import read_source
 from ...settings import Settings
 from ...trust import is_trusted
 from ..docs import python as docstring
@@ -79,7 +80,12 @@ async def generate_tests(
                 + ": Hearth reads and writes tests only in regular files inside it")
     old_text = open_text(test_file) if open_text is not None else None
     if old_text is None and test_file.exists():
-        old_text = test_file.read_text(encoding="utf-8")
+        try:
+            old_text = read_source(test_file)
+        except UnicodeDecodeError:
+            raise testgen.TestGenError(
+                f"{layout.test_path} is not UTF-8: Hearth merges tests only into UTF-8 "
+                "files") from None
     info = await run.ready()
     chat = bool(info.chat_template)
     related = ""
