@@ -352,3 +352,31 @@ def test_a_slow_hook_never_holds_up_the_commit(demo_repo, tmp_path, slow):
     assert "no commit message within 1 s (commit.hookTimeoutS)" in output
     assert seen.startswith("\n# Please enter the commit message"), seen  # git's own
     assert git(demo_repo, "log", "-1", "--format=%s").strip() == "my own words"
+
+
+def test_every_staged_file_keeps_its_patch_whatever_its_name_or_the_diff_config(tmp_path):
+    """git quotes a non-ASCII name (octal escapes) or one with a quote or a line break,
+    a name may hold " b/", and diff.noprefix / diff.mnemonicPrefix change the header:
+    each cost its file's patch (the model saw only file names). A name that is not
+    UTF-8 crashed the prompt's encoding."""
+    from hearth_lsp.server.tasks.commit.gitdiff import read_changes
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    names = ["café.py", "foo b/bar.py", 'say"hi".py', "a\nb.py", "plain.py"]
+    for name in names:
+        (repo / name).parent.mkdir(exist_ok=True)
+        (repo / name).write_text(f"VALUE = {len(name)}\n")
+    (repo.joinpath(os.fsdecode(b"bad\xe9.py"))).write_text("VALUE = 0\n")
+    git(repo, "add", "-A")
+    for config in ([], ["diff.noprefix", "true"], ["diff.mnemonicPrefix", "true"]):
+        if config:
+            git(repo, "config", *config)
+        changes = read_changes(repo)
+        patches = {f.path: f.patch for f in changes.files}
+        assert set(patches) == {*names, "bad\ufffd.py"}, patches.keys()
+        assert all("+VALUE = " in p for p in patches.values()), (config, patches)
+        assert "+++ b/café.py" in patches["café.py"]  # as the model reads it
+        for f in changes.files:
+            (f.path + f.patch).encode("utf-8")

@@ -7,6 +7,7 @@ only listed), and how a diff too large for the context is split per file.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -282,11 +283,17 @@ def _diff(repo, *, cached: bool = False, between: tuple[str, str] | None = None
     args = ["--cached"] if cached else [*between] if between else []
     # -M: renames as renames; --no-color/--no-ext-diff: the user's config must not
     # change what we parse.
-    common = [*args, "-M", "--no-color", "--no-ext-diff"]
+    # The prefixes: diff.noprefix and diff.mnemonicPrefix change them, and the patch
+    # headers are parsed (_header_path); core.quotePath=false: the model reads a
+    # non-ASCII name as it is, not in quotes with octal escapes.
+    common = [*args, "-M", "--no-color", "--no-ext-diff", "--src-prefix=a/", "--dst-prefix=b/"]
     numstat = repo.git.diff(*common, "--numstat", "-z")
     status = repo.git.diff(*common, "--name-status", "-z")
-    patch = repo.git.diff(*common, "--unified=3")
+    patch = repo.git(c="core.quotePath=false").diff(*common, "--unified=3")
     files = parse_diff(numstat, status, patch)
+    for f in files:  # a name that is not UTF-8 (git gives its bytes) must still encode
+        f.path, f.old_path, f.patch = (_printable(f.path), _printable(f.old_path),
+                                       _printable(f.patch))
     for f in files:
         if f.patch and f.path.lower().endswith(".md"):
             text = _new_text(repo, f.path, cached, between)
@@ -381,7 +388,33 @@ def parse_diff(numstat_z: str, name_status_z: str, patch: str) -> list[FileDiff]
     return list(files.values())
 
 
-_DIFF_HEADER = re.compile(r'^diff --git "?a/(.*?)"? "?b/(.*?)"?$', re.M)
+_DIFF_HEADER = re.compile(r"^diff --git (.*)$", re.M)
+_SAME_PATH = re.compile(r"a/(.*) b/\1")
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_TWO_PATHS = re.compile(rf"(?:{_QUOTED}|a/.*?) (?:(?P<quoted>{_QUOTED})|b/(?P<plain>.*))")
+
+
+def _printable(text: str) -> str:
+    """``text`` with the bytes of a name that is not UTF-8 (surrogates, as git's output
+    was decoded) as U+FFFD: a prompt holding them could not be encoded."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _header_path(rest: str) -> str:
+    """The new path in a `diff --git` header (after "diff --git "): `a/x b/x`, a name
+    with spaces (`a/x y b/x y`), or C-quoted (`"a/say\\"hi\\".py" "b/..."`: a quote, a
+    backslash or a control character in it)."""
+    same = _SAME_PATH.fullmatch(rest)
+    if same:
+        return same.group(1)
+    two = _TWO_PATHS.fullmatch(rest)
+    if two is None:
+        return rest
+    if two.group("quoted") is not None:
+        body = two.group("quoted")[1:-1].removeprefix("b/")
+        raw = codecs.escape_decode(body.encode("utf-8", "surrogateescape"))[0]
+        return raw.decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+    return two.group("plain")
 
 
 def _split_patch(patch: str) -> list[tuple[str, str]]:
@@ -389,7 +422,7 @@ def _split_patch(patch: str) -> list[tuple[str, str]]:
     out = []
     for n, m in enumerate(heads):
         end = heads[n + 1].start() if n + 1 < len(heads) else len(patch)
-        out.append((m.group(2), patch[m.start(): end].rstrip("\n") + "\n"))
+        out.append((_header_path(m.group(1)), patch[m.start(): end].rstrip("\n") + "\n"))
     return out
 
 
