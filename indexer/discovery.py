@@ -80,18 +80,20 @@ def _walk_with_gitignore(root: Path) -> Iterator[str]:
             if spec is not None:
                 specs.append((prefix, spec))
 
-        def ignored(rel: str, is_dir: bool) -> bool:
-            for base, spec in specs:
-                if rel.startswith(base) and spec.match_file(
-                        rel[len(base):] + ("/" if is_dir else "")):
-                    return True
-            return False
-
         dirnames[:] = sorted(d for d in dirnames
-                             if d not in VENDORED_DIRS and not ignored(prefix + d, True))
+                             if d not in VENDORED_DIRS and not _ignored_by(specs, prefix + d, True))
         for name in sorted(filenames):
-            if not ignored(prefix + name, False):
+            if not _ignored_by(specs, prefix + name):
                 yield prefix + name
+
+
+def _ignored_by(specs: Iterable[tuple[str, pathspec.PathSpec]], rel: str,
+                is_dir: bool = False) -> bool:
+    """Whether the rules of some .gitignore leave ``rel`` out: each of ``specs`` is (its
+    folder as a prefix, "" for the root else "a/b/"; its rules), matched against the
+    path below that folder (a folder's rule covers the files in it too)."""
+    return any(rel.startswith(base) and spec.match_file(rel[len(base):] + ("/" if is_dir else ""))
+               for base, spec in specs)
 
 
 def read_regular_file(path: str, max_bytes: int) -> tuple[os.stat_result, bytes]:
@@ -151,20 +153,16 @@ def ignored(root: Path, rels: Iterable[str]) -> set[str]:
         out = None
     if out is not None and out.returncode in (0, 1):  # 1: none ignored; 128: not git
         return {p for p in out.stdout.decode("utf-8", "surrogateescape").split("\0") if p}
-    specs: dict[str, pathspec.PathSpec | None] = {}
+    specs: dict[str, pathspec.PathSpec | None] = {}  # by folder prefix, as the walk's
     found = set()
     for rel in rels:
         parts = rel.split("/")
-        for depth in range(len(parts)):
-            base = "/".join(parts[:depth])
-            if base not in specs:
-                specs[base] = _gitignore_spec(os.path.join(root, base, ".gitignore"))
-            spec = specs[base]
-            if spec is None:
-                continue
-            if spec.match_file("/".join(parts[depth:])):  # (a folder's rule: files in it too)
-                found.add(rel)
-                break
+        prefixes = ["/".join(parts[:depth]) + "/" if depth else "" for depth in range(len(parts))]
+        for prefix in prefixes:
+            if prefix not in specs:
+                specs[prefix] = _gitignore_spec(os.path.join(root, prefix, ".gitignore"))
+        if _ignored_by(((p, s) for p in prefixes if (s := specs[p]) is not None), rel):
+            found.add(rel)
     return found
 
 
