@@ -1147,15 +1147,15 @@ def docstring_edit(source: str, fn: FunctionTarget, text: str) -> Edit:
     literal = render_docstring(text, fn.body_indent)
     if fn.docstring is not None:
         line, col, end_line, end_col = fn.docstring
-        return Edit((line, col), (end_line, end_col), with_newlines_of(source, literal.lstrip()))
-    if fn.body_line > fn.colon[0]:
+        edit = Edit((line, col), (end_line, end_col), literal.lstrip())
+    elif fn.body_line > fn.colon[0]:
         # Insert right under the signature, before comments and the first statement.
-        return Edit((fn.colon[0] + 1, 0), (fn.colon[0] + 1, 0),
-                    with_newlines_of(source, literal + "\n"))
-    # `def f(): return 1`: move the body to its own line under the docstring.
-    colon_line, colon_col = fn.colon
-    return Edit((colon_line, colon_col + 1), (fn.body_line, fn.body_col),
-                with_newlines_of(source, "\n" + literal + "\n" + fn.body_indent))
+        edit = Edit((fn.colon[0] + 1, 0), (fn.colon[0] + 1, 0), literal + "\n")
+    else:  # `def f(): return 1`: move the body to its own line under the docstring.
+        colon_line, colon_col = fn.colon
+        edit = Edit((colon_line, colon_col + 1), (fn.body_line, fn.body_col),
+                    "\n" + literal + "\n" + fn.body_indent)
+    return Edit(edit.start, edit.end, with_newlines_of(source, edit.new_text))
 
 
 def apply_edit(source: str, edit: Edit) -> str:
