@@ -372,6 +372,10 @@ def test_an_answer_that_is_not_streamed_is_taken_whole(proxies, engines):
     pieces: list[str] = []
     done = engine.generate("x", greedy(8), [], never, pieces.append)  # connects first
     assert done.text == "whole answer" and pieces == ["whole answer"]
+    # Longer than an error body (64 KiB), pretty-printed over several lines.
+    proxy.handler = canned({"POST /v1/completions": Reply(body=json.dumps(
+        {"choices": [{"text": "y" * 100_000, "finish_reason": "length"}]}, indent=2))})
+    assert engine.generate("x", greedy(8), [], never, lambda _p: None).text == "y" * 100_000
 
 
 # ---- canned servers: failures ------------------------------------------------------
@@ -706,3 +710,69 @@ def test_backend_urls_and_numbers_the_client_cannot_use_are_settings_problems():
                                          "connectTimeoutS": float("inf")}, "config.toml")
     assert [p.split(": ")[1] for p in problems] == ["backends.team.firstTokenTimeoutS",
                                                     "backends.team.connectTimeoutS"]
+
+
+def test_streams_and_errors_are_told_apart_by_their_body_not_their_content_type(proxies,
+                                                                                engines):
+    routes: dict[str, object] = {}
+    proxy = proxies(handler=canned(routes))
+    engine = engines(proxy.url)
+    engine.connect()
+    # An event stream under another type (a bare StreamingResponse, a rewriting proxy)
+    # is still streamed piece by piece.
+    for content_type in ("text/plain; charset=utf-8", "application/x-ndjson"):
+        routes["POST /v1/completions"] = Reply(chunks=completion_events("Hello", " world"),
+                                               headers={"Content-Type": content_type})
+        pieces: list[str] = []
+        assert engine.generate("x", greedy(4), [], never, pieces.append).text == "Hello world"
+        assert pieces == ["Hello", " world"]
+    # CRLF and CR end lines too, also when a CRLF is split between two reads (here in
+    # an event of two data: lines, which one blank line too many would cut in two).
+    event = 'data: {"choices": [{"text": "%s", "finish_reason": %s}]}'
+    routes["POST /v1/completions"] = Reply(chunks=[
+        'data: {"choices": [{"text": "a",\r', '\ndata: "finish_reason": null}]}\r\n\r\n',
+        event % ("b", "null") + "\r\r",
+        event % ("", '"stop"') + "\r\n\r\n", "data: [DONE]\r\n\r\n"])
+    assert engine.generate("x", greedy(4), [], never, lambda _p: None).text == "ab"
+    # A bare JSON error sent as text/event-stream: the server's own message.
+    routes["POST /v1/completions"] = Reply(chunks=[json.dumps(
+        {"error": {"message": "context length exceeded: 9000 > 4096"}})])
+    with pytest.raises(EngineError, match="reported an error: context length exceeded"):
+        engine.generate("x", greedy(4), [], never, lambda _p: None)
+
+
+def test_a_redirect_is_named_and_not_followed(proxies, engines):
+    target = proxies(handler=canned({}))
+    proxy = proxies(handler=canned({
+        "GET /v1/models": Reply(301, headers={"Location": f"{target.url}/models"}),
+        "POST /v1/completions": Reply(307, headers={
+            "Location": "http://user:pw@example.invalid/v1/completions"})}))
+    with pytest.raises(EngineError, match=f"301 Moved Permanently: redirected to {target.url}/"
+                                          "models — set backends.team.url"):
+        engines(proxy.url, api_key_env="K", environ={"K": KEY}).connect()
+    engine = engines(proxy.url)
+    engine.capabilities, engine.model, engine.connected = remote.Capabilities(), "tiny", True
+    with pytest.raises(EngineError) as caught:
+        engine.generate("x", greedy(2), [], never, lambda _p: None)
+    assert ("redirected to http://example.invalid/v1/completions" in str(caught.value)
+            and "pw" not in str(caught.value))
+    assert target.requests == []  # the key went nowhere else
+
+
+def test_bodies_past_the_limit_are_refused_not_kept_in_memory(proxies, engines, monkeypatch):
+    monkeypatch.setattr(remote, "BODY_MAX", 1024 * 1024)
+    routes: dict[str, object] = {"GET /v1/models": Reply(body={
+        **MODELS, "pad": "x" * (2 * 1024 * 1024)})}
+    proxy = proxies(handler=canned(routes))
+    with pytest.raises(EngineError, match="GET /models answered with more than 1 MiB"):
+        engines(proxy.url).connect()
+    del routes["GET /v1/models"]
+    engine = engines(proxy.url)
+    engine.connect()
+    # One line that never ends (the server then waits), and one event of endless
+    # data: lines.
+    for chunks, delays in ((["data: " + "x" * 65536] * 40 + ["\n"], {40: 60.0}),
+                           (["data: " + "x" * 1000 + "\n"] * 2000, {})):
+        routes["POST /v1/completions"] = Reply(chunks=chunks, delays=delays)
+        with pytest.raises(EngineError, match="POST /completions sent more than 1 MiB in one event"):
+            engine.generate("x", greedy(2), [], never, lambda _p: None)

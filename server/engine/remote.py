@@ -36,7 +36,7 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -62,6 +62,15 @@ POLL_S = 0.01
 # Error bodies are read up to this many bytes, and quoted up to QUOTE characters.
 ERROR_BODY_MAX = 64 * 1024
 QUOTE = 200
+# A JSON answer (the model list, a probe, a whole completion) and one line of a stream
+# are read up to this many bytes: past it the server is refused, not kept in memory
+# (a 300 MiB model list took the process to 993 MiB). OpenRouter's list is ~2 MiB.
+BODY_MAX = 32 * 1024 * 1024
+# Server-sent events' lines end in CRLF, LF or CR.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+# A stream's first line that is none of the event-stream's fields: the body is read
+# whole as one JSON answer (an error some servers send under text/event-stream).
+_SSE_FIELD = re.compile(r"(?:data|event|id|retry|error)(?::|$)|:|$")
 # How long the answer's usage and [DONE] are waited for once its finish reason came:
 # a server that sends neither and keeps the connection open still answered.
 FINISH_GRACE_S = 1.0
@@ -309,6 +318,42 @@ def _server_message(body: bytes, secret: str | None = None) -> str:
     return text[:QUOTE] + ("..." if len(text) > QUOTE else "")
 
 
+async def _read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The body, up to ``limit`` bytes; and whether there was more (left unread)."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            return b"".join(parts)[:limit], True
+    return b"".join(parts), False
+
+
+async def _lines(response: httpx.Response, limit: int) -> AsyncGenerator[str, None]:
+    """The body's lines (CRLF, LF or CR), decoded as UTF-8 as event streams are; a line
+    longer than ``limit`` bytes raises ``_TooLong`` instead of growing without end."""
+    buf = bytearray()  # the line so far: it holds no line end, but perhaps a last CR
+    async for part in response.aiter_bytes():
+        start = max(len(buf) - 1, 0)  # only the new bytes are searched: a long line
+        buf += part                   # costs its length, not its length squared
+        pos = 0
+        while (end := _LINE_END.search(buf, start)) is not None:
+            if end.group() == b"\r" and end.end() == len(buf):
+                break  # perhaps the first half of a CRLF split between two reads
+            yield buf[pos:end.start()].decode("utf-8", "replace")
+            pos = start = end.end()
+        del buf[:pos]
+        if len(buf) > limit:
+            raise _TooLong
+    if buf:
+        yield buf.rstrip(b"\r").decode("utf-8", "replace")
+
+
+class _TooLong(Exception):
+    """A line of a stream longer than BODY_MAX."""
+
+
 def _is_html(content_type: str, body: bytes = b"") -> bool:
     head = body[:200].lstrip().lower()
     return "text/html" in content_type or head.startswith((b"<!doctype html", b"<html"))
@@ -494,9 +539,19 @@ class RemoteEngine:
         """GET (or POST) ``url`` for JSON; every failure is a _Failure with a clear error."""
         assert self._client is not None
         cfg = self.config
+        request = self._client.build_request(method, url, headers=self._headers(), json=body)
+
+        async def exchange() -> tuple[httpx.Response, bytes, bool]:
+            response = await self._client.send(request, stream=True)  # type: ignore[union-attr]
+            try:
+                limit = ERROR_BODY_MAX if response.status_code >= 300 else BODY_MAX
+                raw, more = await _read_body(response, limit)
+            finally:
+                await response.aclose()
+            return response, raw, more
+
         try:
-            response = await asyncio.wait_for(
-                self._client.request(method, url, headers=self._headers(), json=body), timeout)
+            response, raw, more = await asyncio.wait_for(exchange(), timeout)
         except (asyncio.TimeoutError, httpx.TimeoutException):
             # Not retried: a server that takes connections and never answers (wedged, a
             # dead tunnel) cost (retries + 1) x the timeout before the next backend ran.
@@ -506,19 +561,27 @@ class RemoteEngine:
                 retry=False, counts=True) from None
         except httpx.TransportError as exc:
             raise self._transport_failure(exc, started=False) from None
-        self._check_status(response.status_code, response.headers, response.content, what)
-        if _is_html(response.headers.get("content-type", ""), response.content):
+        self._check_status(response.status_code, response.headers, raw, what)
+        if _is_html(response.headers.get("content-type", ""), raw):
             raise _Failure(self._error(
                 f"{what} answered with an HTML page, not the API",
                 f"check {cfg.setting('url')}: it should be the API's base URL, usually ending "
                 "in /v1"), retry=False, counts=False)
+        if more:
+            raise self._too_big(f"{what} answered with")
         try:
-            return response.json()
+            return json.loads(raw)
         except ValueError:
             raise _Failure(self._error(
                 f"{what} answered with something that is not JSON "
-                f"({self._said(response.content)!r})",
+                f"({self._said(raw)!r})",
                 f"check {cfg.setting('url')}"), retry=False, counts=False) from None
+
+    def _too_big(self, what: str, tail: str = "") -> _Failure:
+        return _Failure(self._error(
+            f"{what} more than {BODY_MAX / (1024 * 1024):g} MiB{tail}",
+            f"is {self.config.setting('url')} an OpenAI-compatible server?"),
+            retry=False, counts=False)
 
     def _transport_failure(self, exc: httpx.TransportError, *, started: bool) -> _Failure:
         cfg = self.config
@@ -548,9 +611,18 @@ class RemoteEngine:
             retry=True, counts=True)
 
     def _check_status(self, status: int, headers: httpx.Headers, body: bytes, what: str) -> None:
-        if status < 400:
+        if status < 300:
             return
         cfg = self.config
+        if status < 400:
+            # Not followed: the API key would go along to wherever it points.
+            where = headers.get("location")
+            to = f" to {_display_url(where)}" if where else ""
+            raise _Failure(self._error(
+                f"{what}: {status} {httpx.codes.get_reason_phrase(status)}: redirected{to}",
+                f"set {cfg.setting('url')} to the address it points to: Hearth does not follow "
+                "redirects, so the API key goes to no other address"),
+                retry=False, counts=False)
         reason = httpx.codes.get_reason_phrase(status)
         said = self._said(body) if not _is_html(headers.get("content-type", ""), body) else ""
         detail = f"{status} {reason}" + (f" ({said})" if said else "")
@@ -965,32 +1037,24 @@ class RemoteEngine:
             if stream.cancelled:
                 raise asyncio.CancelledError
             content_type = response.headers.get("content-type", "")
-            if response.status_code >= 400 or "text/event-stream" not in content_type:
+            if response.status_code >= 300:
                 try:
-                    raw = await asyncio.wait_for(self._read_some(response),
-                                                 max(0.0, deadline - time.monotonic()))
+                    raw, _ = await asyncio.wait_for(_read_body(response, ERROR_BODY_MAX),
+                                                    max(0.0, deadline - time.monotonic()))
                 except asyncio.TimeoutError:
                     raise first_token_timeout() from None
                 except httpx.TransportError as exc:
                     raise self._transport_failure(exc, started=False) from None
                 self._check_status(response.status_code, response.headers, raw, what)
-                self._single_answer(raw, content_type, what, stream)
-                return
-            await self._read_stream(response, stream, deadline, what)
+            # Not by its Content-Type: servers send streams without text/event-stream (a
+            # bare StreamingResponse, a proxy that rewrote it) and errors with it.
+            # _read_events tells an event stream from one JSON answer by its first line.
+            await self._read_stream(response, stream, deadline, what, content_type)
         finally:
             # Shielded: the worker cancels this task again while it closes, and a close
             # cut short leaves the socket open, so the server never learns that its
             # client left and generates on to max_tokens.
             await asyncio.shield(response.aclose())
-
-    @staticmethod
-    async def _read_some(response: httpx.Response) -> bytes:
-        raw = b""
-        async for part in response.aiter_bytes():
-            raw += part
-            if len(raw) >= ERROR_BODY_MAX:
-                break
-        return raw
 
     def _single_answer(self, raw: bytes, content_type: str, what: str, stream: _Stream) -> None:
         """A 200 that is not a stream: one JSON answer (a server that ignores stream=true)."""
@@ -1016,18 +1080,22 @@ class RemoteEngine:
                 retry=False, counts=False)
 
     async def _read_stream(self, response: httpx.Response, stream: _Stream,
-                           deadline: float, what: str) -> None:
-        lines = response.aiter_lines().__aiter__()
+                           deadline: float, what: str, content_type: str) -> None:
+        lines = _lines(response, BODY_MAX)
         try:
-            await self._read_events(lines, stream, deadline, what)
+            await self._read_events(lines, stream, deadline, what, content_type)
+        except _TooLong:
+            raise self._too_big(f"{what} sent", " in one event") from None
         finally:
             with contextlib.suppress(Exception):
-                await lines.aclose()  # type: ignore[attr-defined]
+                await lines.aclose()
 
-    async def _read_events(self, lines: Any, stream: _Stream, deadline: float,
-                           what: str) -> None:
+    async def _read_events(self, lines: AsyncIterator[str], stream: _Stream, deadline: float,
+                           what: str, content_type: str) -> None:
         cfg = self.config
         data: list[str] = []
+        size = 0  # of the event's data so far
+        bare: list[str] | None = None  # a body that is not an event stream
         finished = False
         last = time.monotonic()
         while True:
@@ -1057,10 +1125,21 @@ class RemoteEngine:
                 raise self._transport_failure(exc, started=stream.started) from None
             if stream.cancelled:
                 raise asyncio.CancelledError
+            if bare is None and not data and not stream.started and not _SSE_FIELD.match(line):
+                bare = []
+            if bare is not None:
+                bare.append(line)
+                size += len(line) + 1
+                if size > BODY_MAX:
+                    raise _TooLong
+                continue
             if line.startswith(":"):  # a comment: keep-alive pings
                 continue
             if line.startswith("data:"):
                 data.append(line[5:].removeprefix(" "))
+                size += len(line)
+                if size > BODY_MAX:  # one event of endless data: lines
+                    raise _TooLong
                 continue
             if line.startswith("error:"):  # llama-server's in-stream error line
                 said = self._said(line[6:].strip().encode())
@@ -1074,6 +1153,10 @@ class RemoteEngine:
                     break
                 last = time.monotonic()
                 data = []
+                size = 0
+        if bare is not None:
+            self._single_answer("\n".join(bare).encode(), content_type, what, stream)
+            return
         if data and not finished:
             if not _whole_event(data):  # the connection closed in the middle of an event
                 raise self._transport_failure(httpx.RemoteProtocolError(
