@@ -163,3 +163,31 @@ def test_tests_into_a_test_file_that_is_not_utf8_are_refused_clearly(tmp_path, c
     code, engine = run(cli.cmd_tests, ["tests", "calc.py::ratio"], ["x"])
     assert code == 1 and engine.prompts == []
     assert "tests/test_calc.py is not UTF-8" in capsys.readouterr().err
+
+
+def test_tests_into_a_test_file_that_does_not_compile_are_refused_before_the_model(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "calc.py").write_text(PY)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_calc.py").write_text(
+        "from calc import ratio\n\n\ndef test_broken(:\n    pass\n")
+    code, engine = run(cli.cmd_tests, ["tests", "calc.py::ratio"], ["x"])
+    assert code == 1 and engine.prompts == []
+    assert "tests/test_calc.py does not compile (line 4: " in capsys.readouterr().err
+
+
+def test_only_the_new_tests_run(
+        tmp_path, capsys, monkeypatch):
+    """The user's tests are not run: one that takes the interpreter down (or a slow one)
+    would take the new ones with it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEARTH_TESTS_PYTHON", __import__("sys").executable)
+    (tmp_path / "calc.py").write_text(PY)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_calc.py").write_text(
+        "import os\n\nfrom calc import ratio\n\n\ndef test_crash():\n    os._exit(3)\n")
+    code, _ = run(cli.cmd_tests, ["tests", "calc.py::ratio", "--json"],
+                  ["ratio_half():\n    assert ratio(1, 2) == 0.5\n"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and [t["name"] for t in out["passing"]] == ["test_ratio_half"]

@@ -222,3 +222,45 @@ def test_a_parametrized_test_is_one_test_that_passes_when_every_case_does(projec
     assert result.outcomes["test_double"].passed
     assert not result.outcomes["test_one_case_wrong"].passed
     assert "assert 4 == 5" in result.outcomes["test_one_case_wrong"].message
+
+
+def test_a_class_test_is_not_the_file_test_of_the_same_name(project):
+    result = run(project, """
+        class TestCalc:
+            def test_double(self):
+                assert double(2) == 5  # the user's known failure
+
+        def test_double():
+            assert double(2) == 4
+    """)
+    assert result.outcomes["test_double"].passed
+    assert not result.outcomes["TestCalc::test_double"].passed
+
+
+def test_only_the_selected_tests_run(project):
+    result = run(project, """
+        def test_theirs():
+            assert double(2) == 5
+
+        def test_new():
+            assert double(2) == 4
+    """, select=["test_new"])
+    assert list(result.outcomes) == ["test_new"] and result.outcomes["test_new"].passed
+
+
+def test_a_test_stuck_in_c_code_fails_alone_and_the_others_still_run(project):
+    # SIGALRM is handled between Python bytecodes; a sum over a huge range never gets
+    # back to one, so only the run's timeout used to stop it, losing the tests after.
+    result = run(project, """
+        def test_first():
+            assert double(1) == 2
+
+        def test_stuck():
+            assert sum(range(10**13)) > 0
+
+        def test_after():
+            assert double(3) == 6
+    """, select=["test_first", "test_stuck", "test_after"], test_timeout=1, run_timeout=90)
+    assert not result.error
+    assert result.outcomes["test_first"].passed and result.outcomes["test_after"].passed
+    assert "inside code the time limit cannot interrupt" in result.outcomes["test_stuck"].message

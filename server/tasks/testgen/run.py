@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
 import logging
@@ -86,6 +87,15 @@ async def generate_tests(
             raise testgen.TestGenError(
                 f"{layout.test_path} is not UTF-8: Hearth merges tests only into UTF-8 "
                 "files") from None
+    if old_text:
+        try:
+            ast.parse(old_text)
+        except SyntaxError as exc:
+            # Else every new test "fails" with the file's collection error, after the
+            # model's time was spent.
+            raise testgen.TestGenError(
+                f"{layout.test_path} does not compile (line {exc.lineno}: {exc.msg}): fix it "
+                "first; Hearth adds tests only to a test file Python can read") from None
     info = await run.ready()
     chat = bool(info.chat_template)
     related = ""
@@ -122,7 +132,8 @@ async def generate_tests(
         ran = await asyncio.to_thread(
             sandbox.run_tests, root, files, layout.test_path, candidate, python=python,
             overrides={rel: source}, test_timeout=settings.tests.timeout_s,
-            on_cancel=run.token.on_cancel, require_isolation=settings.tests.require_isolation)
+            on_cancel=run.token.on_cancel, require_isolation=settings.tests.require_isolation,
+            select=[case.name for case in cases])
         run.token.check("the test run")
         warnings = ran.warnings
         failed_now = []

@@ -8,7 +8,9 @@ Generated code is untrusted. Each run gets:
   PID namespace and a process cap; without bwrap, a network namespace where the
   OS allows it and a warning naming what is not isolated;
 - memory, CPU-time and file-size limits (setrlimit);
-- a per-test time limit (SIGALRM) and a timeout for the whole run; on timeout or
+- a per-test time limit (SIGALRM; a test stuck where it cannot reach, in C code,
+  has its process killed and the other tests run again without it) and a timeout
+  for the whole run; on timeout or
   cancel the process group is killed (and with it the namespace);
 - an audit hook that refuses sockets, subprocesses and writes outside the copy
   (defence in depth, not a boundary: ctypes goes around it);
@@ -26,6 +28,7 @@ import signal
 import subprocess
 import tempfile
 import textwrap
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +39,15 @@ from .isolation import isolation
 
 TEST_TIMEOUT_S = 10
 RUN_TIMEOUT_S = 120
+# A test still running this long after its time limit is stuck where SIGALRM cannot
+# reach (C code): its process is killed.
+STUCK_GRACE_S = 3
 MEMORY_BYTES = 2 << 30
 MAX_COPY_BYTES = 200 << 20
 
 # Loaded into the test process through `-p hearth_sandbox_plugin`.
 PLUGIN = textwrap.dedent('''
-    import json, os, signal, sys
+    import json, os, signal, sys, time
 
     _SANDBOX = os.path.realpath(os.environ["HEARTH_SANDBOX_DIR"])
     _RESULTS = os.environ["HEARTH_SANDBOX_RESULTS"]
@@ -106,6 +112,10 @@ PLUGIN = textwrap.dedent('''
         sys.addaudithook(_audit)
 
     def pytest_runtest_setup(item):
+        # Hearth watches for a start with no end: a test SIGALRM cannot interrupt.
+        _OUT.write(json.dumps({"test": item.nodeid.split("::", 1)[-1], "when": "start",
+                               "at": time.time()}) + "\\n")
+        _OUT.flush()
         signal.signal(signal.SIGALRM, _alarm)
         signal.alarm(_LIMIT)
 
@@ -114,7 +124,8 @@ PLUGIN = textwrap.dedent('''
 
     def pytest_runtest_logreport(report):
         if report.when == "call" or report.outcome != "passed":
-            _OUT.write(json.dumps({"test": report.nodeid.split("::")[-1], "when": report.when,
+            # The test's id within its file: a class's test_a is not the file's test_a.
+            _OUT.write(json.dumps({"test": report.nodeid.split("::", 1)[-1], "when": report.when,
                                    "outcome": report.outcome,
                                    "message": report.longreprtext[-2000:]}) + "\\n")
             _OUT.flush()
@@ -210,8 +221,13 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
               python: str, overrides: dict[str, str] | None = None,
               test_timeout: int = TEST_TIMEOUT_S, run_timeout: int = RUN_TIMEOUT_S,
               on_cancel: Callable[[Callable[[], None]], Callable[[], None]] | None = None,
-              require_isolation: bool = False, use_bwrap: bool = True) -> RunResult:
+              require_isolation: bool = False, use_bwrap: bool = True,
+              select: list[str] | None = None) -> RunResult:
     """Copy the project, write ``test_source`` at ``test_rel`` in the copy, run pytest there.
+
+    ``select`` names the file's tests to run (top-level functions); the file's other
+    tests are not run: a slow or hanging one of the user's would cost the new ones
+    their time, and the outcomes are the new ones' only.
 
     ``overrides`` maps relative paths to the text to use instead of the disk's
     (the editor's unsaved buffer of the code under test). ``on_cancel`` registers
@@ -246,45 +262,104 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
                "HEARTH_SANDBOX_DIR": str(work), "HEARTH_SANDBOX_RESULTS": str(results),
                "HEARTH_SANDBOX_TEST_TIMEOUT": str(test_timeout), "LANG": "C.UTF-8"}
         (work / ".tmp").mkdir()
-        walls = isolation(python, Path(tmp), work, use_bwrap=use_bwrap)
-        if walls.missing and require_isolation:
-            walls.close()
-            raise SandboxError("generated tests were not run: the sandbox cannot isolate "
-                               + "; ".join(walls.missing) + " (tests.requireIsolation)")
-        cmd = [*walls.prefix, walls.python, "-m", "pytest", "-p", "hearth_sandbox_plugin",
-               "-q", "-p", "no:cacheprovider", "--no-header", "-rN", "--rootdir", str(work),
-               "-o", "addopts=", test_rel]
+        base = ["-p", "hearth_sandbox_plugin", "-q", "-p", "no:cacheprovider", "--no-header",
+                "-rN", "--rootdir", str(work), "-o", "addopts="]
+        result = RunResult()
+        deadline = time.monotonic() + run_timeout
+        pending = list(select) if select else None
+        while True:
+            targets = [f"{test_rel}::{name}" for name in pending] if pending else [test_rel]
+            ran = _run_once(python, Path(tmp), work, env, base + targets, results,
+                            deadline=deadline, stuck_after=test_timeout + STUCK_GRACE_S,
+                            on_cancel=on_cancel, require_isolation=require_isolation,
+                            use_bwrap=use_bwrap)
+            result.output = (result.output + ran.output)[-4000:]
+            result.warnings = ran.warnings
+            _read_outcomes(results, result.outcomes)
+            results.unlink(missing_ok=True)  # the next run's records start afresh
+            if ran.stuck is not None:
+                # SIGALRM reaches only Python code: a test inside C code (a sum over
+                # range(10**11)) held the whole run until its timeout, and the tests
+                # after it were lost. It fails; the others run again without it.
+                name = ran.stuck.split("[", 1)[0]
+                result.outcomes[name] = TestOutcome(name, False, (
+                    f"hearth sandbox: the test ran longer than {test_timeout} s inside code "
+                    "the time limit cannot interrupt, and was stopped"))
+                pending = [n for n in pending or [] if n not in result.outcomes]
+                if pending and time.monotonic() < deadline:
+                    continue
+            break
+        output = result.output
+        if ran.timed_out:
+            result.error = f"the test run took longer than {run_timeout} s and was stopped"
+        elif "No module named pytest" in output:
+            raise SandboxError(f"pytest is not installed for {python}; install it there or set "
+                               "tests.python")
+        elif ran.returncode not in (0, 1) and not result.outcomes:
+            result.error = f"the test run failed (exit {ran.returncode}): {output[-800:]}"
+        return result
 
-        def limits() -> None:  # in the child, before exec
-            _limits()
-            walls.preexec()
 
-        try:
-            # stdin is not inherited: the server's is the editor's LSP channel (pytest
-            # points fd 0 at /dev/null for tests, but not for the interpreter's start).
-            proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, preexec_fn=limits)
-        except OSError as exc:
-            walls.close()
-            raise SandboxError(f"cannot run {python}: {exc}") from exc
-        def kill() -> None:
-            # bwrap's sandboxed command runs in a session of its own (--new-session) and
-            # is killed with the namespace when bwrap dies (--die-with-parent), but that
-            # hand-over can be lost under load: kill the process tree as well, and the
-            # pids cgroup's every member where there is one.
-            for pid in [*_descendants(proc.pid), proc.pid]:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+@dataclass
+class _Ran:
+    output: str
+    returncode: int | None
+    warnings: list[str]
+    timed_out: bool = False
+    stuck: str | None = None  # the test that outlived its limit inside C code
+
+
+def _run_once(python: str, sandbox: Path, work: Path, env: dict[str, str], args: list[str],
+              results: Path, *, deadline: float, stuck_after: float,
+              on_cancel: Callable[[Callable[[], None]], Callable[[], None]] | None,
+              require_isolation: bool, use_bwrap: bool) -> _Ran:
+    """One pytest process in its walls, until it ends, the deadline passes or a test
+    is stuck for ``stuck_after`` seconds (then the process group is killed)."""
+    walls = isolation(python, sandbox, work, use_bwrap=use_bwrap)
+    if walls.missing and require_isolation:
+        walls.close()
+        raise SandboxError("generated tests were not run: the sandbox cannot isolate "
+                           + "; ".join(walls.missing) + " (tests.requireIsolation)")
+    cmd = [*walls.prefix, walls.python, "-m", "pytest", *args]
+
+    def limits() -> None:  # in the child, before exec
+        _limits()
+        walls.preexec()
+
+    try:
+        # stdin is not inherited: the server's is the editor's LSP channel (pytest
+        # points fd 0 at /dev/null for tests, but not for the interpreter's start).
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, preexec_fn=limits)
+    except OSError as exc:
+        walls.close()
+        raise SandboxError(f"cannot run {python}: {exc}") from exc
+
+    def kill() -> None:
+        # bwrap's sandboxed command runs in a session of its own (--new-session) and
+        # is killed with the namespace when bwrap dies (--die-with-parent), but that
+        # hand-over can be lost under load: kill the process tree as well, and the
+        # pids cgroup's every member where there is one.
+        for pid in [*_descendants(proc.pid), proc.pid]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            walls.kill()
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        walls.kill()
 
-        unregister = on_cancel(kill) if on_cancel is not None else (lambda: None)
-        try:
-            out, _ = proc.communicate(timeout=run_timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
+    unregister = on_cancel(kill) if on_cancel is not None else (lambda: None)
+    ran = _Ran("", None, list(walls.missing))
+    try:
+        while True:
+            try:
+                out, _ = proc.communicate(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                ran.timed_out = time.monotonic() >= deadline
+                ran.stuck = None if ran.timed_out else _stuck(results, stuck_after)
+                if not (ran.timed_out or ran.stuck):
+                    continue
             kill()
             try:
                 out, _ = proc.communicate(timeout=10)
@@ -293,26 +368,36 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
                 proc.stdout.close()
                 proc.wait(10)
                 out = b""
-            timed_out = True
-        finally:
-            unregister()
-            walls.kill()  # whatever a test left running (the cgroup must be empty to go)
-            walls.close()
-        output = out.decode("utf-8", "replace")
-        result = RunResult(output=output[-4000:], warnings=list(walls.missing))
-        if results.exists():
-            for line in results.read_text(encoding="utf-8").splitlines():
-                item = json.loads(line)
-                name = item["test"].split("[", 1)[0]  # each case of a parametrized test
-                passed = item["outcome"] == "passed"
-                old = result.outcomes.get(name)
-                if old is None or old.passed:  # a failing phase wins
-                    result.outcomes[name] = TestOutcome(name, passed, item["message"])
-        if timed_out:
-            result.error = f"the test run took longer than {run_timeout} s and was stopped"
-        elif "No module named pytest" in output:
-            raise SandboxError(f"pytest is not installed for {python}; install it there or set "
-                               "tests.python")
-        elif proc.returncode not in (0, 1) and not result.outcomes:
-            result.error = f"the test run failed (exit {proc.returncode}): {output[-800:]}"
-        return result
+            break
+    finally:
+        unregister()
+        walls.kill()  # whatever a test left running (the cgroup must be empty to go)
+        walls.close()
+    ran.output, ran.returncode = out.decode("utf-8", "replace"), proc.returncode
+    return ran
+
+
+def _records(results: Path) -> list[dict]:
+    if not results.exists():
+        return []
+    return [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+
+
+def _stuck(results: Path, after: float) -> str | None:
+    """The test that started more than ``after`` seconds ago and has not ended."""
+    records = _records(results)
+    last = records[-1] if records else None
+    if last is not None and last["when"] == "start" and time.time() - last["at"] > after:
+        return str(last["test"])
+    return None
+
+
+def _read_outcomes(results: Path, outcomes: dict[str, TestOutcome]) -> None:
+    for item in _records(results):
+        if item["when"] == "start":
+            continue
+        name = item["test"].split("[", 1)[0]  # each case of a parametrized test
+        passed = item["outcome"] == "passed"
+        old = outcomes.get(name)
+        if old is None or old.passed:  # a failing phase wins
+            outcomes[name] = TestOutcome(name, passed, item["message"])
