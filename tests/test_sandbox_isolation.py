@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +132,22 @@ def test_without_bwrap_the_missing_walls_are_named_or_refused(project):
     with pytest.raises(SandboxError, match="cannot isolate the file system"):
         run(project, "def test_x():\n    assert True\n", use_bwrap=False,
             require_isolation=True)
+
+
+def test_the_cgroups_a_killed_hearth_left_are_removed(project):
+    base = Path("/sys/fs/cgroup/pids")
+    if os.geteuid() != 0 or not os.access(base, os.W_OK):
+        pytest.skip("needs root and a writable pids cgroup")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid is free: the Hearth that made the group was killed
+    left = base / f"hearth-sandbox-{gone.pid}-0123abcd"
+    left.mkdir()
+    mine = base / f"hearth-sandbox-{os.getpid()}-0123abcd"  # this process is alive
+    mine.mkdir()
+    try:
+        run(project, "def test_x():\n    assert True\n")
+        assert not left.exists() and mine.exists()
+    finally:
+        for group in (left, mine):
+            if group.exists():
+                group.rmdir()

@@ -128,10 +128,29 @@ def _bwrap_prefix(exe: str, python: str, sandbox: Path, cwd: Path) -> list[str]:
 Hooks = tuple[Callable[[], None], Callable[[], None], Callable[[], None]]  # join, remove, kill
 
 
+def owner_gone(name: str) -> bool:
+    """Whether the Hearth whose pid is the second part of ``name`` (``hearth-x-PID-...``)
+    has gone: what it left (a project copy, a cgroup) is nobody's."""
+    pid = name.split("-")[2] if name.count("-") >= 3 else ""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's Hearth, alive
+        pass
+    return False
+
+
 def _pids_cgroup(limit: int) -> Hooks | None:
     """A pids cgroup capping the run's processes (root, writable cgroupfs), else None."""
     for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
         if (base / "cgroup.procs").exists() and os.access(base, os.W_OK):
+            for old in base.glob("hearth-sandbox-*-*"):  # a killed Hearth's, empty by now
+                if owner_gone(old.name):
+                    with contextlib.suppress(OSError):
+                        old.rmdir()
             made = _make_group(base / f"hearth-sandbox-{os.getpid()}-{uuid.uuid4().hex[:8]}",
                                limit)
             if made is not None:

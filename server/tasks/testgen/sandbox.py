@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ....indexer.secrets import is_secret_file
 from ..runner import Refusal
-from .isolation import isolation
+from .isolation import isolation, owner_gone
 
 TEST_TIMEOUT_S = 10
 RUN_TIMEOUT_S = 120
@@ -184,15 +184,8 @@ def _remove_orphaned_copies() -> None:
     """Project copies left by a Hearth that was killed (`hearth-tests-<pid>-*` whose
     process is gone): each is a whole copy of someone's project."""
     for folder in Path(tempfile.gettempdir()).glob("hearth-tests-*-*"):
-        pid = folder.name.split("-")[2]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if owner_gone(folder.name):
             shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:  # another user's Hearth, alive
-            pass
 
 
 def _descendants(root: int) -> list[int]:
