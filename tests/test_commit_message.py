@@ -69,6 +69,25 @@ def test_renames_are_renames(repo):
     assert (f.status, f.old_path, f.path) == ("R", "app.py", "totals.py")
 
 
+def test_a_file_turned_into_a_link_shows_both_halves(repo):
+    old = (repo / "app.py").read_text().splitlines()[0]
+    (repo / "app.py").unlink()
+    (repo / "app.py").symlink_to("other.py")
+    git(repo, "add", "-A")
+    [f] = read_changes(repo).files
+    assert f.status == "T" and f"-{old}" in f.patch and "+other.py" in f.patch
+
+
+def test_unresolved_conflicts_are_a_clear_error(repo):
+    (repo / "app.py").write_text("def total(xs):\n    return 1\n")
+    git(repo, "stash")
+    (repo / "app.py").write_text("def total(xs):\n    return 2\n")
+    git(repo, "commit", "-qam", "Return two")
+    subprocess.run(["git", "stash", "pop"], cwd=repo, capture_output=True)  # conflicts
+    with pytest.raises(GitStateError, match="app.py still has merge conflicts: resolve them"):
+        read_changes(repo)
+
+
 @pytest.mark.parametrize("setup, message", [
     ("none", "nothing to describe"),
     ("untracked", "1 untracked files"),

@@ -171,6 +171,12 @@ def read_changes(path: Path, *, hook: bool = False) -> Changes:
                                "(stage them with `git add` before committing)")
     except git.GitCommandError as exc:
         raise GitStateError(f"git failed: {exc.stderr.strip() or exc}") from exc
+    conflicted = [f.path for f in files if f.status == "U"]
+    if conflicted:
+        raise GitStateError(
+            f"{_printable(', '.join(conflicted[:5]))} still "
+            f"{'has' if len(conflicted) == 1 else 'have'} merge conflicts: resolve them and "
+            "`git add` the result first (git refuses the commit until then)")
     if not files:
         untracked = repo.untracked_files
         hint = f" ({len(untracked)} untracked files: `git add` them first)" if untracked else ""
@@ -379,8 +385,8 @@ def parse_diff(numstat_z: str, name_status_z: str, patch: str) -> list[FileDiff]
             f.added, f.removed = int(added), int(removed)
     for chunk in _split_patch(patch):
         f = files.get(chunk[0])
-        if f is not None:
-            f.patch = chunk[1]
+        if f is not None:  # a type change (file -> link) is two diffs of one path
+            f.patch += chunk[1]
     for f in files.values():
         f.left_out = f.left_out or leave_out_reason(f.path, f.patch)
         if f.left_out:
