@@ -191,3 +191,15 @@ def test_only_the_new_tests_run(
                   ["ratio_half():\n    assert ratio(1, 2) == 0.5\n"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and [t["name"] for t in out["passing"]] == ["test_ratio_half"]
+
+
+def test_tests_for_a_function_local_to_another_are_refused_with_the_way_out(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "calc.py").write_text(
+        "def outer():\n    def inner(x):\n        return x * 2\n    return inner\n")
+    code, engine = run(cli.cmd_tests, ["tests", "calc.py::outer.inner"],
+                       ["inner():\n    assert outer()(3) == 6\n"])
+    assert code == 1 and engine.prompts == []
+    assert "inner is local to outer(): a test reaches it only through outer()" in \
+        capsys.readouterr().err

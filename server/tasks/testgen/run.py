@@ -65,6 +65,12 @@ async def generate_tests(
     fn = docstring.find_function(source, line)
     if fn is None:
         raise testgen.TestGenError(f"no Python function at line {line + 1} of {rel}")
+    outer = [f for f in docstring.list_functions(source)
+             if f.start_line < fn.start_line and fn.end_line <= f.end_line]
+    if outer:  # a test cannot import it, and one calling outer() was dropped as not its own
+        raise testgen.TestGenError(
+            f"{fn.name} is local to {outer[-1].qualname}(): a test reaches it only through "
+            f"{outer[0].qualname}(); generate the tests for that instead")
     files = [p.as_posix() for p in (await asyncio.to_thread(discover, root)).files]
     if rel not in files:
         files.append(rel)
