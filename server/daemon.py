@@ -48,8 +48,10 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import queue
+import re
 import secrets
 import select
 import socket
@@ -101,6 +103,11 @@ ACCOUNT_WAIT_S = 2.0
 # The longest a daemon starting waits for one that is stopping to let go of the lock.
 STOPPING_WAIT_S = 15.0
 MAX_BODY = 16 << 20
+# The body of a request without the token is drained up to this size, never more.
+REFUSED_DRAIN_MAX = 64 << 10
+# Task names as /metrics labels: this many, each a word of letters, digits and dashes.
+MAX_TASK_LABELS = 32
+_TASK_LABEL = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 # The longest a background embedding request waits for users' generations to finish.
 USERS_FIRST_MAX_S = 60.0
 # The job trace (JSONL) is rotated past this size: one older file is kept.
@@ -166,13 +173,19 @@ def sampling_from(body: dict[str, Any]) -> SamplingSettings:
         if body.get(name) is not None:
             try:
                 values[name] = kind(body[name])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # int(1e999)
                 raise ValueError(f"{name} must be a number, got {body[name]!r}") from None
+            if not math.isfinite(values[name]) or (values[name] < 0 and name != "seed"):
+                raise ValueError(f"{name} must be a finite number of 0 or more, "
+                                 f"got {body[name]!r}")
     if "repetition_penalty" in body and "repeat_penalty" not in values:
         with contextlib.suppress(TypeError, ValueError):
             values["repeat_penalty"] = float(body["repetition_penalty"])
     if values.get("max_tokens", 1) < 1:
         raise ValueError("max_tokens must be at least 1")
+    for name in ("top_p", "min_p"):
+        if values.get(name, 0) > 1:
+            raise ValueError(f"{name} must be between 0 and 1, got {values[name]!r}")
     return dataclasses.replace(base, **values)
 
 
@@ -213,6 +226,7 @@ class Metrics:
                                   "Tokens generated, by task (a job that yielded to a more "
                                   "urgent one generates its first tokens again: counted "
                                   "each time)", ["task"], registry=r)
+        self.tasks: set[str] = set()
         self.jobs = Counter("hearth_daemon_jobs", "Jobs finished, by task and outcome "
                             "(completed, cancelled, failed)", ["task", "outcome"], registry=r)
         self.refused = Counter("hearth_daemon_refused_requests",
@@ -226,6 +240,12 @@ class Metrics:
 
     def record(self, task: str, outcome: str, latency_s: float, queue_s: float | None,
                first_token_s: float | None, tokens_in: int, tokens_out: int) -> None:
+        # A task is a label: each new one is a series kept for good, and clients name
+        # them, so the names are few and short (1000 made-up names grew /metrics 5 MiB).
+        if task not in self.tasks:
+            if len(self.tasks) >= MAX_TASK_LABELS - 1 or not _TASK_LABEL.fullmatch(task):
+                task = "other"
+            self.tasks.add(task)
         self.latency.labels(task).observe(latency_s)
         if queue_s is not None:
             self.queue_wait.labels(task).observe(queue_s)
@@ -489,18 +509,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.daemon.metrics.refused.inc()
         log.warning("refused %s %s: %s", self.command, self.path,
                     "no token" if not given else "wrong token")
-        # Drain the body so the client reads the answer, not a reset.
-        with contextlib.suppress(Exception):
-            self._body()
+        # The body of a client without the token is not read (it could send any amount):
+        # a small one is drained so that the client reads the answer, not a reset, and
+        # the connection closes after the answer.
+        self.close_connection = True
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) <= REFUSED_DRAIN_MAX:
+            with contextlib.suppress(OSError):
+                self.rfile.read(int(length))
         self._error(401, "this is Hearth's model daemon: send the token from its state file "
                     "as 'Authorization: Bearer TOKEN'", "authentication_error")
         return False
 
     def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            raise ValueError(f"the request body is larger than {MAX_BODY >> 20} MiB")
-        raw = self.rfile.read(length) if length else b""
+        length = (self.headers.get("Content-Length") or "0").strip()
+        if not length.isdigit() or int(length) > MAX_BODY:
+            # The body stays unread: its bytes must not be taken for the next request.
+            self.close_connection = True
+            raise ValueError(f"the request body is larger than {MAX_BODY >> 20} MiB"
+                             if length.isdigit() else f"Content-Length {length!r}")
+        raw = self.rfile.read(int(length)) if int(length) else b""
         if not raw:
             return {}
         data = json.loads(raw)
@@ -564,6 +592,9 @@ class _Handler(BaseHTTPRequestHandler):
                 body = self._body()
             except (ValueError, UnicodeDecodeError) as exc:
                 self._error(400, f"bad request: {exc}")
+                return
+            except RecursionError:
+                self._error(400, "bad request: the JSON is nested too deep")
                 return
             if path == "/v1/completions":
                 self._completions(body)
@@ -652,8 +683,8 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
             prompt = prompt[0]
-        if not isinstance(prompt, str):
-            self._error(400, "prompt must be a string")
+        if not isinstance(prompt, str) or not prompt:
+            self._error(400, "prompt must be a string, not empty")
             return
         try:
             sampling = sampling_from(body)
@@ -664,6 +695,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         grammar = body.get("grammar") if isinstance(body.get("grammar"), str) else None
         start = body.get("start") if isinstance(body.get("start"), str) else None
+        if start:
+            try:
+                re.compile(start)
+            except re.error as exc:
+                self._error(400, f"start is not a regular expression: {exc}")
+                return
         stream = body.get("stream", False) is True
         pieces: queue.Queue[str | None] = queue.Queue()
         kind = str(body.get("kind") or "request")[:40]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hearth_lsp.server import daemon as daemon_module
 from hearth_lsp.server.daemon import (
     Daemon,
     DaemonFiles,
@@ -132,6 +134,47 @@ def test_a_request_without_the_right_token_is_refused(make_daemon):
     ok = httpx.post(f"{daemon.url}/completions", json=body,
                     headers={"Authorization": f"Bearer {daemon.token}"})
     assert ok.status_code == 200 and ok.json()["choices"][0]["text"] == "secret answer"
+
+
+def test_a_body_is_read_only_when_it_may_be_and_never_taken_for_a_request(make_daemon):
+    daemon = make_daemon(FakeEngine(default="ok"))
+    host, port = daemon.url.removeprefix("http://").removesuffix("/v1").split(":")
+
+    def exchange(head: str, body: bytes = b"") -> bytes:
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(head.encode() + body)
+            conn.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+            return answer
+
+    # Without the token, a body of any size is not read, and the connection closes:
+    # the answer comes at once, not after the client has sent all it claims.
+    endless = exchange("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                       "Content-Length: -1\r\n\r\n", b"x" * 100_000)
+    assert endless.startswith(b"HTTP/1.1 401") and endless.count(b"HTTP/1.1") == 1
+    # A length the daemon refuses leaves the body unread: its bytes, here a whole
+    # request, must not be served as the connection's next request.
+    smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    for length in ("-1", "abc", str(64 << 20)):
+        answer = exchange(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                          f"Bearer {daemon.token}\r\nContent-Length: {length}\r\n\r\n",
+                          smuggled)
+        assert answer.startswith(b"HTTP/1.1 400") and answer.count(b"HTTP/1.1") == 1, answer
+
+
+def test_made_up_task_names_share_one_metrics_label(make_daemon):
+    daemon = make_daemon(FakeEngine(default="ok"))
+    auth = {"Authorization": f"Bearer {daemon.token}"}
+    for n in range(daemon_module.MAX_TASK_LABELS + 10):
+        kind = "docstring" if n == 0 else f"made-up-{n}"
+        assert httpx.post(f"{daemon.url}/completions", headers=auth, json={
+            "prompt": "x", "max_tokens": 2, "kind": kind}).status_code == 200
+    exposition = httpx.get(f"{daemon.url.removesuffix('/v1')}/metrics", headers=auth).text
+    tasks = set(re.findall(r'hearth_daemon_jobs_total\{[^}]*task="([^"]+)"', exposition))
+    assert "docstring" in tasks and "other" in tasks
+    assert len(tasks) == daemon_module.MAX_TASK_LABELS
 
 
 def test_a_client_renders_with_the_daemons_model_info(make_daemon, clients):
@@ -460,11 +503,21 @@ def test_bad_requests_are_answered_with_the_reason(make_daemon):
     for body, words in (({"prompt": 3}, "prompt"), ({"prompt": "x", "max_tokens": "many"},
                                                     "max_tokens"),
                         ({"prompt": "x", "priority": "urgent"}, "priority"),
-                        ({"prompt": "x", "stop": [1]}, "stop")):
+                        ({"prompt": "x", "stop": [1]}, "stop"), ({"prompt": ""}, "prompt"),
+                        ({"prompt": "x", "start": "(["}, "start"),
+                        ({"prompt": "x", "top_p": 7}, "top_p"),
+                        ({"prompt": "x", "temperature": -1}, "temperature")):
         response = httpx.post(f"{url}/completions", json=body, headers=auth)
         assert response.status_code == 400 and words in response.json()["error"]["message"]
-    response = httpx.post(f"{url}/completions", content=b"{not json", headers=auth)
-    assert response.status_code == 400
+    # Valid JSON Python cannot hold: an infinite count, nesting past the recursion limit.
+    for raw in (b'{"prompt": "x", "max_tokens": 1e999}', b"[" * 100_000 + b"]" * 100_000,
+                b"{not json"):
+        response = httpx.post(f"{url}/completions", content=raw, headers=auth)
+        assert response.status_code == 400, raw[:40]
+    # A lone surrogate (JSON's \ud800) is counted, not a dropped connection.
+    response = httpx.post(f"{url.removesuffix('/v1')}/extras/tokenize/count",
+                          content=b'{"input": "a\\ud800b"}', headers=auth)
+    assert response.status_code == 200
     assert httpx.get(f"{url}/nowhere", headers=auth).status_code == 404
     assert engine.prompts == []
     assert parse_priority("background") == Priority.BACKGROUND

@@ -38,6 +38,10 @@ def test_streams_pieces_and_counts_tokens(worker):
     assert "".join(pieces) == out.text and out.text.strip()
     assert out.finish_reason in ("length", "stop") and 1 <= out.completion_tokens <= 12
     assert 0 < out.first_token_s <= out.total_s
+    # A lone surrogate (JSON's "\ud800", from an editor or a daemon's client) is text.
+    assert worker.engine.count_tokens("a\ud800b") >= 2
+    odd = worker.submit("t", "x = '\ud800'\n", SamplingSettings(temperature=0, max_tokens=2))
+    assert odd.future.result(60).completion_tokens >= 1
 
 
 def test_first_token_constraint(worker):

@@ -146,6 +146,12 @@ def grammar_problem(text: str, vocab: Any) -> str | None:
 _vocabularies: dict[str, Any] = {}
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8, a lone surrogate (JSON's "\\ud800", from an editor or a
+    daemon's client) as "?": llama.cpp takes bytes, and .encode() raised."""
+    return text.encode("utf-8", "replace")
+
+
 def check_grammar(text: str, model_path: Path) -> None:
     """Raise EngineError unless llama.cpp parses the GBNF ``text``.
 
@@ -471,7 +477,7 @@ class LlamaEngine:
         return first_only
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self.llm.tokenize(_utf8(text), add_bos=False, special=True))
 
     def generate(self, prompt: str, sampling: SamplingSettings, stop: list[str],
                  should_stop: Callable[[], bool], on_piece: Callable[[str], None],
@@ -479,6 +485,7 @@ class LlamaEngine:
         started = time.perf_counter()
         self._check_file()
         n_ctx = self.llm.n_ctx()
+        prompt = _utf8(prompt).decode("utf-8")
         prompt_tokens = len(self.llm.tokenize(prompt.encode("utf-8"), add_bos=True,
                                               special=True))
         room = n_ctx - prompt_tokens
