@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 MAGIC = b"GGUF"
+MAX_DIMS = 4  # GGML_MAX_DIMS
+# No metadata string is near this (a chat template: a few KiB); a corrupt length in a
+# file of gigabytes would be read into memory whole.
+MAX_STRING = 16 << 20
 
 # ggml tensor types: (elements per block, bytes per block). Used to check that
 # the file really holds all the tensor data its header promises.
@@ -64,18 +68,22 @@ class GGUFInfo:
 
     @property
     def context_length(self) -> int | None:
-        value = self.metadata.get(f"{self.architecture}.context_length")
-        return int(value) if value is not None else None
+        return _count(self.metadata.get(f"{self.architecture}.context_length"))
 
     @property
     def block_count(self) -> int | None:
-        value = self.metadata.get(f"{self.architecture}.block_count")
-        return int(value) if value is not None else None
+        return _count(self.metadata.get(f"{self.architecture}.block_count"))
 
     @property
     def chat_template(self) -> str | None:
         value = self.metadata.get("tokenizer.chat_template")
         return value if isinstance(value, str) and value.strip() else None
+
+
+def _count(value: Any) -> int | None:
+    """A count the metadata gives, or None when it is not one (a string, a float)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
 
 
 class _Reader:
@@ -95,7 +103,7 @@ class _Reader:
 
     def string(self) -> str:
         (n,) = struct.unpack("<Q", self.read(8))
-        if n > self.size:
+        if n > min(self.size, MAX_STRING):
             raise GGUFError(f"{self.path}: corrupt header (string of {n} bytes)")
         return self.read(n).decode("utf-8", errors="replace")
 
@@ -106,13 +114,16 @@ class _Reader:
             return self.string()
         if kind == _ARRAY:
             (elem, count) = struct.unpack("<IQ", self.read(12))
+            if count > self.size:  # each item takes a byte at least
+                raise GGUFError(f"{self.path}: corrupt header (array of {count} items)")
+            keep = keep and count <= _KEEP_ARRAYS  # also an array inside a kept one
             if elem in _SCALARS and not keep:
                 self.fh.seek(struct.calcsize(_SCALARS[elem]) * count, 1)
                 return None
             picked: dict[int, Any] = {}
             items = []
             for i in range(count):
-                v = self.value(elem)
+                v = self.value(elem, keep=keep)  # an array of arrays is skipped whole too
                 if keep:
                     items.append(v)
                 elif i in pick:
@@ -169,63 +180,78 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     except OSError as exc:
         raise GGUFError(f"{p}: cannot open ({exc.strerror})") from exc
     with fh:
-        r = _Reader(fh, p, size)
-        if fh.read(4) != MAGIC:
-            raise GGUFError(f"{p}: not a GGUF model file (wrong magic bytes); "
-                            "Hearth needs a llama.cpp GGUF file")
-        version = r.scalar(4)
-        if version < 2:
-            raise GGUFError(f"{p}: GGUF version {version} is too old; convert it again")
-        tensor_count, kv_count = struct.unpack("<QQ", r.read(16))
-        info = GGUFInfo(p, size, version, tensor_count)
-        tokens_at = -1
-        for _ in range(kv_count):
-            key = r.string()
-            kind = r.scalar(4)
-            if kind == _ARRAY:
-                pos = fh.tell()
-                (elem, count) = struct.unpack("<IQ", r.read(12))
-                fh.seek(pos)
-                if key == "tokenizer.ggml.tokens":
-                    tokens_at = pos  # come back for BOS/EOS once their ids are known
-                kept = r.value(kind, keep=count <= _KEEP_ARRAYS)
-                info.metadata[key] = kept if count <= _KEEP_ARRAYS else f"<{count} items>"
-            else:
-                info.metadata[key] = r.value(kind)
-        if tokens_at >= 0:
-            ids = {int(v) for k, v in info.metadata.items()
-                   if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")
-                   and isinstance(v, int) and not isinstance(v, bool)}
-            resume = fh.tell()
-            fh.seek(tokens_at)
-            picked, info.fim_texts = r.scan_strings(ids, _FIM_TEXT_SET)
-            info.special_tokens = dict(sorted(picked.items()))
-            fh.seek(resume)
-            info.bos_token = str(picked.get(int(info.metadata.get("tokenizer.ggml.bos_token_id", -1)), ""))
-            info.eos_token = str(picked.get(int(info.metadata.get("tokenizer.ggml.eos_token_id", -1)), ""))
-        # Tensor infos: check the data they describe is all there.
-        end = 0
-        for _ in range(tensor_count):
-            name = r.string()
-            (n_dims,) = struct.unpack("<I", r.read(4))
-            dims = struct.unpack(f"<{n_dims}Q", r.read(8 * n_dims))
-            ggml_type, offset = struct.unpack("<IQ", r.read(12))
-            n = 1
-            for d in dims:
-                n *= d
-            info.parameters += n
-            info.tensor_types[ggml_type] = info.tensor_types.get(ggml_type, 0) + n
-            block = GGML_BLOCKS.get(ggml_type)
-            nbytes = (n // block[0]) * block[1] if block else 0
-            end = max(end, offset + nbytes)
-            # (an unknown type is sized as 2 bytes an element: f16, the common case)
-            info.tensors[name] = (nbytes if block else n * 2, tuple(dims))
-        align = int(info.metadata.get("general.alignment", 32))
-        data_start = -(-fh.tell() // align) * align
-        if data_start + end > size:
-            missing = data_start + end - size
-            raise GGUFError(f"{p}: file is truncated ({missing} bytes of tensor data "
-                            "missing); download or copy it again")
+        try:
+            return _parse(fh, p, size)
+        except (ValueError, OverflowError, ArithmeticError, MemoryError, struct.error) as exc:
+            # Numbers no real file holds (an alignment of 0, a count of 2**63): one such
+            # file in a model store took every `hearth models` command down.
+            raise GGUFError(f"{p}: corrupt header ({type(exc).__name__}: {exc})") from None
+
+
+def _parse(fh: BinaryIO, p: Path, size: int) -> GGUFInfo:
+    r = _Reader(fh, p, size)
+    if fh.read(4) != MAGIC:
+        raise GGUFError(f"{p}: not a GGUF model file (wrong magic bytes); "
+                        "Hearth needs a llama.cpp GGUF file")
+    version = r.scalar(4)
+    if version < 2:
+        raise GGUFError(f"{p}: GGUF version {version} is too old; convert it again")
+    tensor_count, kv_count = struct.unpack("<QQ", r.read(16))
+    info = GGUFInfo(p, size, version, tensor_count)
+    tokens_at = -1
+    for _ in range(kv_count):
+        key = r.string()
+        kind = r.scalar(4)
+        if kind == _ARRAY:
+            pos = fh.tell()
+            (elem, count) = struct.unpack("<IQ", r.read(12))
+            fh.seek(pos)
+            if key == "tokenizer.ggml.tokens":
+                tokens_at = pos  # come back for BOS/EOS once their ids are known
+            kept = r.value(kind, keep=count <= _KEEP_ARRAYS)
+            info.metadata[key] = kept if count <= _KEEP_ARRAYS else f"<{count} items>"
+        else:
+            info.metadata[key] = r.value(kind)
+    if tokens_at >= 0:
+        ids = {int(v) for k, v in info.metadata.items()
+               if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")
+               and isinstance(v, int) and not isinstance(v, bool)}
+        resume = fh.tell()
+        fh.seek(tokens_at)
+        picked, info.fim_texts = r.scan_strings(ids, _FIM_TEXT_SET)
+        info.special_tokens = dict(sorted(picked.items()))
+        fh.seek(resume)
+        bos, eos = (_count(info.metadata.get(f"tokenizer.ggml.{k}_token_id"))
+                    for k in ("bos", "eos"))
+        info.bos_token = picked.get(bos, "") if bos is not None else ""
+        info.eos_token = picked.get(eos, "") if eos is not None else ""
+    # Tensor infos: check the data they describe is all there.
+    end = 0
+    for _ in range(tensor_count):
+        name = r.string()
+        (n_dims,) = struct.unpack("<I", r.read(4))
+        if n_dims > MAX_DIMS:
+            raise GGUFError(f"{p}: corrupt header (a tensor of {n_dims} dimensions)")
+        dims = struct.unpack(f"<{n_dims}Q", r.read(8 * n_dims))
+        ggml_type, offset = struct.unpack("<IQ", r.read(12))
+        n = 1
+        for d in dims:
+            n *= d
+        info.parameters += n
+        info.tensor_types[ggml_type] = info.tensor_types.get(ggml_type, 0) + n
+        block = GGML_BLOCKS.get(ggml_type)
+        nbytes = (n // block[0]) * block[1] if block else 0
+        end = max(end, offset + nbytes)
+        # (an unknown type is sized as 2 bytes an element: f16, the common case)
+        info.tensors[name] = (nbytes if block else n * 2, tuple(dims))
+    align = info.metadata.get("general.alignment", 32)
+    if _count(align) is None or align < 1 or align & (align - 1):
+        raise GGUFError(f"{p}: corrupt header (alignment {align!r})")
+    data_start = -(-fh.tell() // align) * align
+    if data_start + end > size:
+        missing = data_start + end - size
+        raise GGUFError(f"{p}: file is truncated ({missing} bytes of tensor data "
+                        "missing); download or copy it again")
     return info
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,86 @@ def test_not_gguf_missing_and_directories(tmp_path):
         read_gguf(tmp_path / "nope.gguf")
     with pytest.raises(GGUFError, match="not a file"):
         read_gguf(tmp_path)
+
+
+def _patched(path, marker: bytes, offset: int, value: bytes):
+    """``path`` with ``value`` written ``offset`` bytes after the end of ``marker``."""
+    data = bytearray(path.read_bytes())
+    at = data.index(marker) + len(marker) + offset
+    data[at:at + len(value)] = value
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda w: w.add_uint32("general.alignment", 0), "alignment 0"),
+    (lambda w: w.add_string("general.alignment", "x"), "alignment 'x'"),
+])
+def test_numbers_no_real_file_holds_are_a_corrupt_header(tmp_path, make, why):
+    import gguf
+
+    writer = gguf.GGUFWriter(str(tmp_path / "odd.gguf"), "llama")
+    make(writer)
+    writer.add_tensor("t0", np.arange(64, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(GGUFError, match=f"odd.gguf: corrupt header \\({why}"):
+        read_gguf(tmp_path / "odd.gguf")
+
+
+def test_counts_past_the_file_are_a_corrupt_header_not_a_crash(tmp_path):
+    path = make_gguf(tmp_path / "m.gguf")
+    # The vocabulary's item count (after its key, its type and its items' type).
+    huge = _patched(tmp_path / "m.gguf", b"tokenizer.ggml.tokens", 8, struct.pack("<Q", 2**63))
+    with pytest.raises(GGUFError, match=r"corrupt header \(array of 9223372036854775808 items"):
+        read_gguf(huge)
+    make_gguf(path)
+    # A tensor's number of dimensions (after its name "t0").
+    dims = _patched(path, b"t0", 0, struct.pack("<I", 2**32 - 1))
+    with pytest.raises(GGUFError, match=r"corrupt header \(a tensor of 4294967295 dimensions"):
+        read_gguf(dims)
+
+
+def test_metadata_of_the_wrong_kind_or_size(tmp_path):
+    import gguf
+
+    writer = gguf.GGUFWriter(str(tmp_path / "odd.gguf"), "llama")
+    writer.add_string("llama.context_length", "big")
+    writer.add_token_list(["<unk>", "<s>", "</s>"])
+    writer.add_string("tokenizer.ggml.bos_token_id", "x")
+    writer.add_array("junk.nested", [list(range(100))])  # an array inside a kept one
+    writer.add_tensor("t0", np.arange(64, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    info = read_gguf(tmp_path / "odd.gguf")
+    assert info.context_length is None and info.bos_token == ""
+    assert info.metadata["junk.nested"] == [None]  # skipped, as a large array is
+    # A string's length (the name's) past MAX_STRING, in a file larger than it (real
+    # models are gigabytes): refused, not read into memory.
+    import gguf
+
+    writer = gguf.GGUFWriter(str(tmp_path / "big.gguf"), "llama")
+    writer.add_name("Big")
+    writer.add_tensor("t0", np.zeros(5 << 20, dtype=np.float32))  # 20 MiB
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    big = _patched(tmp_path / "big.gguf", b"general.name", 4, struct.pack("<Q", 17 << 20))
+    with pytest.raises(GGUFError, match=r"corrupt header \(string of 17825792 bytes"):
+        read_gguf(big)
+
+
+def test_any_other_failure_to_read_a_header_is_a_corrupt_header(tmp_path, monkeypatch):
+    from hearth_lsp.server import gguf_info
+
+    def overflow(*_args):
+        raise OverflowError("Python int too large to convert to C ssize_t")
+
+    monkeypatch.setattr(gguf_info, "_parse", overflow)
+    with pytest.raises(GGUFError, match=r"m.gguf: corrupt header \(OverflowError: Python int"):
+        read_gguf(make_gguf(tmp_path / "m.gguf"))
