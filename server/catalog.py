@@ -152,6 +152,9 @@ def walk_files(root: Path, limits: Limits) -> Iterator[Path]:
                 return
             try:
                 is_dir = item.is_dir(follow_symlinks=False)
+                # Not a FIFO (its reader waits for a writer forever) or a device; a
+                # broken link is yielded: a download that did not finish, to name.
+                is_file = not is_dir and (item.is_file() or not os.path.exists(item.path))
             except OSError:
                 continue
             if is_dir:
@@ -159,7 +162,7 @@ def walk_files(root: Path, limits: Limits) -> Iterator[Path]:
                     subdirs.append((Path(item.path), depth + 1))
                 elif str(root) not in limits.truncated:
                     limits.truncated.append(str(root))
-            else:
+            elif is_file:
                 yield Path(item.path)
         stack.extend(reversed(subdirs))
 

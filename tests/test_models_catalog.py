@@ -352,6 +352,15 @@ def test_walk_is_bounded(tmp_path):
     assert limits.truncated
 
 
+@pytest.mark.timeout(30)
+def test_a_fifo_in_a_store_is_passed_over_not_read(tmp_path):
+    manifests = tmp_path / "ollama" / "manifests" / "registry.ollama.ai" / "library" / "m"
+    manifests.mkdir(parents=True)
+    os.mkfifo(manifests / "latest")  # its reader would wait for a writer forever
+    (manifests / "link").symlink_to(manifests / "latest")
+    assert catalog.scan_ollama(tmp_path / "ollama", Limits()) == []
+
+
 def _entry(tmp_path: Path, size: int, chat: bool = True, params: int = 1000) -> Entry:
     path = make_gguf(tmp_path / f"m{size}-{chat}.gguf", template="x" if chat else None)
     e = Entry(path.name, "dir", path, parts=[path])
