@@ -397,11 +397,16 @@ def set_model_setting(text: str, values: dict[str, str], drop: tuple[str, ...] =
 
 
 def write_config(path: Path, values: dict[str, str], drop: tuple[str, ...] = ()) -> None:
-    """Edit ``path`` in place (created with its folder when missing), atomically."""
+    """Edit ``path`` in place (created with its folder when missing), atomically; a
+    link (a dotfiles repository's) is written through, and stays a link."""
     import os
     import tempfile
 
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    path = path.resolve()
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     new = set_model_setting(text, values, drop)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -522,6 +527,9 @@ def quantize(src: Path, dst: Path, type_name: str, *, allow_requantize: bool = F
         info = read_gguf(src)
     except GGUFError as exc:
         raise QuantizeError(str(exc)) from exc
+    if dst.is_dir():
+        raise QuantizeError(f"{dst} is a folder; name the file to write, e.g. "
+                            f"{dst / src.with_suffix('').name}-{type_name.upper()}.gguf")
     if dst.exists() and not force:
         raise QuantizeError(f"{dst} exists; pass --force to replace it")
     if dst.resolve() == src.resolve():
@@ -539,7 +547,11 @@ def quantize(src: Path, dst: Path, type_name: str, *, allow_requantize: bool = F
     params.ftype = ftype
     params.allow_requantize = allow_requantize
     params.nthread = threads
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QuantizeError(f"cannot make the folder {dst.parent}: {exc.strerror or exc}") \
+            from None
     part = dst.with_name(f".{dst.name}.part")
     lines: list[str] = []
 
@@ -562,7 +574,11 @@ def quantize(src: Path, dst: Path, type_name: str, *, allow_requantize: bool = F
                     or "disabled" in ln.lower()), None)
         raise QuantizeError(f"llama.cpp could not quantize {src} to {type_name.upper()}"
                             + (f": {why.strip()}" if why else ""))
-    os.replace(part, dst)
+    try:
+        os.replace(part, dst)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise QuantizeError(f"cannot write {dst}: {exc.strerror or exc}") from None
 
 
 def cmd_models_quantize(args: argparse.Namespace, out: TextIO | None = None) -> int:

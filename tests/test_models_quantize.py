@@ -120,3 +120,16 @@ def test_an_existing_destination_needs_force(tmp_path):
     assert dst.read_text() == "keep me"
     quantize(src, dst, "Q8_0", force=True)
     assert file_type_name(read_gguf(dst)) == "Q8_0"
+
+
+def test_destinations_that_cannot_be_written_are_refused_and_leave_nothing(tmp_path):
+    src = tiny_f16(tmp_path / "t.gguf")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(QuantizeError, match="out is a folder; name the file to write, e.g. "):
+        quantize(src, folder, "Q8_0", force=True)  # before any work, even with --force
+    (tmp_path / "plain").write_text("a file")
+    with pytest.raises(QuantizeError, match="cannot make the folder"):
+        quantize(src, tmp_path / "plain" / "o.gguf", "Q8_0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "plain", "t.gguf"]
+    assert list(folder.iterdir()) == []

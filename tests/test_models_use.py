@@ -104,6 +104,21 @@ def test_the_bundled_file_by_its_path_is_the_preset(home, smollm2_path):
     assert toml_layer(user_config_path(), "u").values == {("model", "preset"): "smollm2"}
 
 
+def test_a_linked_config_is_written_through_and_stays_a_link(home, capsys):
+    dotfiles = home / "dotfiles" / "hearth.toml"
+    dotfiles.parent.mkdir()
+    dotfiles.write_text(USER_CONFIG)
+    config = user_config_path()
+    config.parent.mkdir()
+    config.symlink_to(dotfiles)
+    assert run(["models", "use", "smollm2"])[0] == 0
+    assert config.is_symlink() and 'preset = "smollm2"' in dotfiles.read_text()
+    dotfiles.write_bytes(b"# caf\xe9\n[model]\n")  # Latin-1: refused, kept as it is
+    code, _ = run(["models", "use", "gemma3-270m"])
+    assert code == 1 and "is not valid TOML (not UTF-8" in capsys.readouterr().err
+    assert dotfiles.read_bytes() == b"# caf\xe9\n[model]\n"
+
+
 def test_an_existing_files_mode_is_kept(home):
     config = user_config_path()
     config.parent.mkdir()
