@@ -55,6 +55,7 @@ import re
 import secrets
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -934,8 +935,12 @@ def _serve_locked(model: ModelSettings, cache: Path, *, idle_s: float, host: str
                   allow_remote: bool, make_engine: EngineMaker | None) -> int:
     import signal
 
-    daemon = Daemon(model, cache, make_engine or llama_engine, idle_s=idle_s, host=host,
-                    port=port, allow_remote=allow_remote)
+    try:
+        daemon = Daemon(model, cache, make_engine or llama_engine, idle_s=idle_s, host=host,
+                        port=port, allow_remote=allow_remote)
+    except (OSError, OverflowError) as exc:  # a port in use, or out of range
+        print(f"hearth daemon: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 2
 
     def on_signal(signum: int, _frame: Any) -> None:
         threading.Thread(target=daemon.stop, args=(f"signal {signum}",), daemon=True).start()

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import __version__
 from .settings import ModelSettings
@@ -118,10 +119,20 @@ def read_state(path: Path) -> DaemonState | None:
     """The state file's content, or None when it is missing or not whole."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return DaemonState(url=str(data["url"]), token=str(data["token"]), pid=int(data["pid"]),
-                           key=str(data["key"]), version=str(data.get("version", "")))
-    except (OSError, ValueError, KeyError, TypeError):
+        state = DaemonState(url=str(data["url"]), token=str(data["token"]),
+                            pid=int(data["pid"]), key=str(data["key"]),
+                            version=str(data.get("version", "")))
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
         return None
+    # Not one the daemon wrote (it writes them whole and atomically): a pid past what
+    # the OS has, a URL httpx cannot use, took --status, --stop and every client down.
+    try:
+        parts = urlsplit(state.url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and \
+            parts.port is not None  # (.port raises ValueError past 65535)
+    except ValueError:
+        usable = False
+    return state if usable and 0 < state.pid < 2**31 else None
 
 
 def write_private(path: Path, text: str) -> None:

@@ -57,3 +57,36 @@ def test_allow_remote_binds_and_clients_here_use_loopback(tmp_path):
         assert response.status_code == 401  # the token is still required
     finally:
         daemon.stop()
+
+
+def test_a_port_that_cannot_be_had_is_a_message_not_a_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for given, why in ((str(port), "Address already in use"), ("70000", "0-65535")):
+            done = hearth(tmp_path, "--port", given, "--idle-s", "1")
+            assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+            assert f"cannot listen on 127.0.0.1:{given}: " in done.stderr and why in done.stderr
+
+
+def test_a_state_file_the_daemon_did_not_write_is_stale(tmp_path):
+    import json
+
+    good = {"url": "http://127.0.0.1:8080/v1", "token": "t", "pid": os.getpid(), "key": "k"}
+    path = tmp_path / "state.json"
+    for change in ({}, {"url": "http://[::1]:8080/v1"}):
+        path.write_text(json.dumps({**good, **change}))
+        assert read_state(path) is not None, change
+    for change in ({"pid": 2**40}, {"pid": 0}, {"url": "http://127.0.0.1:99999/v1"},
+                   {"url": "ftp://127.0.0.1:8080"}, {"url": "http://127.0.0.1/v1"}):
+        path.write_text(json.dumps({**good, **change}))
+        assert read_state(path) is None, change
+    daemon_dir = tmp_path / "daemon"
+    daemon_dir.mkdir()
+    (daemon_dir / "x.json").write_text(json.dumps({**good, "pid": 2**40}))
+    for flag in ("--status", "--stop"):
+        done = hearth(tmp_path, flag)
+        assert "Traceback" not in done.stderr, done.stderr
