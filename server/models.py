@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +69,11 @@ def _gemma_path(cache: Path) -> Path:
     if target.is_file():
         return target
     # Assemble once from the four chunk packages; write to a temporary name so
-    # that a crash half-way leaves nothing that looks finished.
+    # that a crash half-way leaves nothing that looks finished, and a name of its own:
+    # two windows opened at once both assemble, and a shared name had the second's
+    # open truncate the file the first was writing, and renaming.
     log.info("assembling %s into %s (once)", gemma.MODEL_NAME, target.parent)
-    tmp = target.with_suffix(".partial")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
     try:
         gemma.assemble(output_path=tmp, overwrite=True)
         tmp.replace(target)

@@ -435,6 +435,10 @@ def cmd_models_use(args: argparse.Namespace, out: TextIO | None = None) -> int:
               file=sys.stderr)
         return 1
     root = Path(args.root).resolve() if args.root else Path.cwd()
+    if args.workspace and not root.is_dir():
+        print(f"hearth models use: {root} is not a folder: --workspace writes the "
+              f"{WORKSPACE_FILE} of an existing one", file=sys.stderr)
+        return 1
     target = root / WORKSPACE_FILE if args.workspace else user_config_path()
     drop: tuple[str, ...] = ()
     if entry.source == "bundled":

@@ -167,8 +167,37 @@ def test_unknown_names_problems_and_bad_toml_write_nothing(home, capsys):
     code, _ = run(["models", "use", str(bad)])
     assert code == 1 and "cannot be used" in capsys.readouterr().err
     assert not user_config_path().exists()
+    code, _ = run(["models", "use", "smollm2", "--workspace", "--root", str(home / "gone")])
+    assert code == 1 and "gone is not a folder" in capsys.readouterr().err
+    assert not (home / "gone").exists()
     user_config_path().parent.mkdir()
     user_config_path().write_text("[model\n")
     code, _ = run(["models", "use", "smollm2"])
     assert code == 1 and "not valid TOML" in capsys.readouterr().err
     assert user_config_path().read_text() == "[model\n"
+
+
+def test_two_windows_assembling_the_gemma_preset_at_once_both_get_it_whole(tmp_path):
+    """The first start of two editor windows: both assemble the bundled Gemma into the
+    cache. With one temporary name, the second's open truncated the file the first was
+    writing, and one of them failed its checksum."""
+    import threading
+
+    from hearth_lsp.server.models import _gemma_path
+
+    got: list[object] = []
+
+    def start() -> None:
+        try:
+            got.append(_gemma_path(tmp_path))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            got.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    target = tmp_path / "models" / "gemma-3-270m-q4_k_m.gguf"
+    assert got == [target, target]
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no .partial left
