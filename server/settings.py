@@ -950,6 +950,17 @@ def markdown_reference() -> str:
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
+def vscode_restricted() -> list[str]:
+    """`capabilities.untrustedWorkspaces.restrictedConfigurations` of the VS Code
+    extension: in a workspace VS Code does not trust, these come from the user's own
+    settings only, never the folder's (.vscode/settings.json): the *trusted* settings
+    (programs, model servers, files from elsewhere), the *protects* ones (which an
+    untrusted folder may only make stricter; VS Code cannot tell stricter), the
+    backends and the client's own programs. A test keeps package.json in sync."""
+    keys = {f"hearth.{spec.key}" for spec in SPECS.values() if spec.trusted or spec.protects}
+    return sorted(keys | {"hearth.backends", "hearth.serverPath", "hearth.pythonPath"})
+
+
 def vscode_properties() -> dict[str, dict[str, Any]]:
     """`contributes.configuration.properties` of the VS Code extension, generated from the
     settings model (a test keeps clients/vscode/package.json in sync)."""

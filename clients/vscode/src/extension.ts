@@ -33,6 +33,13 @@ function inspectAll(): Inspected[] {
   return keys.map((key) => ({ key, ...(config.inspect(key) ?? {}) }));
 }
 
+function restrictedKeys(): Set<string> {
+  const pkg = vscode.extensions.getExtension('hearth.hearth')?.packageJSON;
+  // Unknown: every key is the user's own only, the safe side.
+  const keys: string[] | undefined = pkg?.capabilities?.untrustedWorkspaces?.restrictedConfigurations;
+  return new Set(keys ?? Object.keys(pkg?.contributes?.configuration?.properties ?? {}));
+}
+
 function serverCommandFromSettings(): { command: string; args: string[] } {
   const config = vscode.workspace.getConfiguration('hearth');
   return serverCommand({
@@ -59,7 +66,10 @@ function makeClient(command: string, args: string[]): LanguageClient {
     outputChannel: output,
     // VS Code's own workspace trust: an untrusted folder's .hearth.toml may not set
     // programs to run or servers to send code to (the server ignores those keys).
-    initializationOptions: { ...userSettings(inspectAll()), workspaceTrusted: vscode.workspace.isTrusted },
+    initializationOptions: {
+      ...userSettings(inspectAll(), vscode.workspace.isTrusted ? undefined : restrictedKeys()),
+      workspaceTrusted: vscode.workspace.isTrusted,
+    },
     middleware: {
       // Ghost text from the server (textDocument/inlineCompletion): a status bar hint
       // while one is being generated.

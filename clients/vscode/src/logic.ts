@@ -54,10 +54,16 @@ export interface Inspected {
  * purpose: sending them would override the server's other layers (.hearth.toml,
  * environment variables) with values nobody chose.
  */
-export function userSettings(items: Inspected[]): Record<string, unknown> {
+/** What to send as `initializationOptions`: the settings the user set, nested by section;
+ * `restricted`: the keys to take from the user's own settings only (untrusted workspace). */
+export function userSettings(items: Inspected[], restricted?: ReadonlySet<string>): Record<string, unknown> {
   const out: Record<string, any> = {};
   for (const item of items) {
-    const value = item.workspaceFolderValue ?? item.workspaceValue ?? item.globalValue;
+    // In a workspace VS Code does not trust, the settings it restricts (programs to
+    // run, servers to send code to, the guards) come from the user's own settings
+    // only: inspect() reports the folder's values, which VS Code itself would ignore.
+    const value = restricted?.has(item.key) ? item.globalValue
+      : item.workspaceFolderValue ?? item.workspaceValue ?? item.globalValue;
     if (value === undefined || value === null) continue;
     const parts = item.key.replace(/^hearth\./, '').split('.');
     if (parts.length === 1 && parts[0] === 'backends') {

@@ -24,6 +24,20 @@ test('only settings the user set are sent, nested, the most specific scope winni
   });
 });
 
+test('in an untrusted workspace the restricted settings are the user\'s own only', () => {
+  const items = [
+    { key: 'hearth.routes.completion', globalValue: ['local'], workspaceValue: ['evil'] },
+    { key: 'hearth.backends', workspaceFolderValue: { evil: { url: 'https://attacker.example/v1' } } },
+    { key: 'hearth.review.onSave', globalValue: 'file', workspaceValue: 'off' },
+  ];
+  const restricted = new Set(['hearth.routes.completion', 'hearth.backends']);
+  assert.deepEqual(userSettings(items, restricted),
+    { routes: { completion: ['local'] }, review: { onSave: 'off' } });
+  assert.deepEqual(userSettings(items), {
+    routes: { completion: ['evil'] }, backends: { evil: { url: 'https://attacker.example/v1' } },
+    review: { onSave: 'off' } });
+});
+
 test('only the server location needs a restart', () => {
   assert.equal(needsRestart(['hearth.review.onSave']), false);
   assert.equal(needsRestart(['hearth.pythonPath', 'hearth.model.preset']), true);
