@@ -376,6 +376,8 @@ def set_model_setting(text: str, values: dict[str, str], drop: tuple[str, ...] =
         doc = tomlkit.parse(text)
     except TOMLKitError as exc:
         raise ConfigError(str(exc)) from exc
+    except RecursionError:
+        raise ConfigError("nested too deep") from None
     root: Any = doc
     if set(doc.keys()) == {"hearth"} and isinstance(doc["hearth"], dict):
         root = doc["hearth"]  # the editors' wrapper, which settings.flatten accepts

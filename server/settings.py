@@ -703,6 +703,8 @@ def toml_layer(path: Path, name: str) -> Layer:
             data = tomllib.load(fh)
     except (OSError, ValueError) as exc:  # (tomllib.TOMLDecodeError is a ValueError)
         return Layer(name, {}, problems=[f"{name}: cannot read {path}: {exc}"])
+    except RecursionError:  # 2,000 nested arrays: tomllib recurses once a level
+        return Layer(name, {}, problems=[f"{name}: cannot read {path}: nested too deep"])
     return flatten(data, name)
 
 
@@ -837,8 +839,13 @@ def _only_stricter(layer: Layer, below: Resolved) -> list[str]:
             stricter: Any = value or users
             weaker = stricter != value
         elif isinstance(value, list) and isinstance(users, list):
-            stricter = users + [v for v in value if v not in users]
-            weaker = bool(set(users) - set(value))
+            # Patterns are added, never taken back: "!internal/**" after the user's
+            # "internal/**" would make those files leave the machine again.
+            added = [v for v in value if v not in users
+                     and not (isinstance(v, str) and v.lstrip().startswith("!"))]
+            stricter = users + added
+            weaker = bool(set(users) - set(value)) or len(added) < len(
+                [v for v in value if v not in users])
         elif _is_number(value) and (users is None or _is_number(users)):
             # `model.threads` unset = every CPU, the only number whose unset means "all"
             stricter = min(value, (os.cpu_count() or 1) if users is None else users)

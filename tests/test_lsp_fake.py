@@ -221,6 +221,18 @@ async def test_invalid_settings_are_shown_and_defaults_used(demo_repo):
         await stop(client)
 
 
+async def test_a_thousand_bad_settings_are_one_message_not_a_thousand(demo_repo):
+    junk = {f"k{i}": 1 for i in range(1000)}
+    client, _, _ = await start(FAKE_SERVER, demo_repo, init_options={"review": junk})
+    try:
+        await wait_model(client)
+        shown = [m.message for m in client.messages if "Hearth settings" in m.message]
+        assert len(shown) == 1 and shown[0].endswith("; and 997 more (see the log)")
+        assert "unknown setting review.k0" in shown[0] and shown[0].count("unknown") == 3
+    finally:
+        await stop(client)
+
+
 async def test_bad_model_path_is_explained_and_everything_else_keeps_working(demo_repo, tmp_path):
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"definitely not a model")

@@ -112,6 +112,11 @@ def test_broken_toml_is_a_problem(tmp_path):
     r = SettingsSources(root=tmp_path, environ={"HEARTH_CONFIG_FILE": str(tmp_path / "none")}).resolve()
     assert r.problems and "cannot read" in r.problems[0]
     assert r.settings.model.preset == "gemma3-270m"
+    # Valid TOML nested past Python's recursion limit: a problem, not a RecursionError
+    # out of `hearth config`, every command and the LSP initialize.
+    write(tmp_path / ".hearth.toml", "x = " + "[" * 3000 + "]" * 3000 + "\n")
+    r = SettingsSources(root=tmp_path, environ={"HEARTH_CONFIG_FILE": str(tmp_path / "none")}).resolve()
+    assert r.problems == [f".hearth.toml: cannot read {tmp_path / '.hearth.toml'}: nested too deep"]
 
 
 def test_changed_keys_and_reload_flags():

@@ -13,7 +13,7 @@ from lsprotocol import types
 
 from hearth_lsp.server import cli
 from hearth_lsp.server.engine.fake import FakeEngine
-from hearth_lsp.server.settings import SettingsSources
+from hearth_lsp.server.settings import SettingsSources, local_only
 
 from lsp_helpers import FAKE_SERVER, start, stop, wait_model, wait_until
 
@@ -175,6 +175,14 @@ def test_an_untrusted_toml_may_only_make_the_users_protections_stricter(repo, tm
     (repo / ".hearth.toml").write_text('[tests]\nrequire_isolation = true\n')
     resolved = SettingsSources(root=repo).resolve()
     assert resolved.settings.tests.require_isolation is True and resolved.untrusted == []
+    # Keeping the user's patterns and adding its negations would take them back.
+    user.write_text('[privacy]\nlocal_only = ["internal/**"]\n')
+    (repo / ".hearth.toml").write_text(
+        '[privacy]\nlocal_only = ["internal/**", "notes/**", "!internal/**", " !*.py"]\n')
+    resolved = SettingsSources(root=repo).resolve()
+    assert resolved.settings.privacy.local_only == ["internal/**", "notes/**"]
+    assert resolved.untrusted == ["privacy.localOnly (only stricter than yours)"]
+    assert local_only(resolved.settings, ["internal/payroll.py"]) == ["internal/payroll.py"]
 
 
 def test_an_untrusted_toml_may_lower_the_bounds_on_memory_cpu_and_time_not_raise_them(

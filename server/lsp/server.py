@@ -65,6 +65,8 @@ from .documents import as_lsp_workspace
 from .framing import handler_for, read_messages
 
 log = logging.getLogger("hearth")
+# Settings problems shown in one message; the rest are counted there, and logged.
+SHOWN_PROBLEMS = 3
 
 
 class HearthProtocol(LanguageServerProtocol):
@@ -471,11 +473,17 @@ class HearthServer(LanguageServer):
                               f"Hearth ignored {keys} from {folder.root / WORKSPACE_FILE}: the "
                               f"folder is not trusted. Trust it with `hearth trust "
                               f"{folder.root}` (or Hearth: Trust this folder) to use them.")
-        for problem in problems:
-            if problem not in self._reported:
-                self._reported.add(problem)
-                log.warning("invalid setting: %s", problem)
-                self.show(f"Hearth settings: {problem}", types.MessageType.Warning)
+        new = [p for p in dict.fromkeys(problems) if p not in self._reported]
+        for problem in new:
+            self._reported.add(problem)
+            log.warning("invalid setting: %s", problem)
+        # One message however many: a .hearth.toml of 2,000 unknown keys was 2,000
+        # popups. The log has them all.
+        if new:
+            more = len(new) - SHOWN_PROBLEMS
+            self.show("Hearth settings: " + "; ".join(new[:SHOWN_PROBLEMS])
+                      + (f"; and {more} more (see the log)" if more > 0 else ""),
+                      types.MessageType.Warning)
         return self.resolved.changed_keys(old)
 
     def all_settings(self) -> list[Settings]:
