@@ -588,6 +588,8 @@ def coerce(spec: SettingSpec, value: Any, *, from_text: bool = False) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SettingError(f"expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # (nan passes every < and > check)
+            raise SettingError(f"expected a finite number, got {value!r}")
     elif tp is str:
         if spec.aliases:  # an old value, as TOML (true) or as text ("true")
             old = str(value).lower() if isinstance(value, bool) else value

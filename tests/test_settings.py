@@ -107,6 +107,16 @@ def test_environment_values_are_parsed():
     assert "expected an integer" in bad.problems[0]
 
 
+def test_nan_and_infinity_are_not_numbers_a_setting_takes():
+    layer = flatten({"completion": {"temperature": float("nan")},
+                     "review": {"minP": float("inf")}}, "editor")
+    r = resolve([layer])
+    assert [p.split(": ", 2)[1] for p in r.problems] == ["completion.temperature",
+                                                         "review.minP"]
+    assert r.settings.completion.temperature == SPECS["completion", "temperature"].default
+    assert "expected a finite number, got nan" in r.problems[0]
+
+
 def test_broken_toml_is_a_problem(tmp_path):
     write(tmp_path / ".hearth.toml", "[model\npreset=")
     r = SettingsSources(root=tmp_path, environ={"HEARTH_CONFIG_FILE": str(tmp_path / "none")}).resolve()
