@@ -359,6 +359,15 @@ def cmd_trust(args: argparse.Namespace) -> int:
         return 2
     trusted = args.command == "trust"
     changed = set_trusted(folder, trusted)
+    if not trusted:
+        # Trust covers the folders inside a trusted one: "not trusted (already)" was
+        # printed for a folder still trusted through its parent.
+        through = [t for t in trusted_folders() if t.resolve() in folder.parents]
+        if through:
+            print(f"hearth untrust: {folder} is still trusted: it is inside {through[0]}, "
+                  f"which is trusted; `hearth untrust {through[0]}` to stop trusting it",
+                  file=sys.stderr)
+            return 1
     state = "trusted" if trusted else "not trusted"
     print(f"{folder} is {state}{'' if changed else ' (already)'} ({trust_path()})")
     return 0

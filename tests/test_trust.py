@@ -14,6 +14,7 @@ from lsprotocol import types
 from hearth_lsp.server import cli
 from hearth_lsp.server.engine.fake import FakeEngine
 from hearth_lsp.server.settings import SettingsSources, local_only
+from hearth_lsp.server.trust import is_trusted
 
 from lsp_helpers import FAKE_SERVER, start, stop, wait_model, wait_until
 
@@ -212,3 +213,17 @@ def test_an_untrusted_toml_may_lower_the_bounds_on_memory_cpu_and_time_not_raise
         assert (s.model.context_length, s.model.threads, s.tests.timeout_s) == (262144, 512, 600)
     finally:
         cli.main(["untrust", str(repo)])
+
+
+def test_untrusting_a_folder_trusted_through_its_parent_says_so(repo, capsys):
+    parent = repo.parent
+    assert cli.main(["trust", str(parent)]) == 0
+    try:
+        capsys.readouterr()
+        assert cli.main(["untrust", str(repo)]) == 1
+        err = capsys.readouterr().err
+        assert f"{repo} is still trusted: it is inside {parent}" in err
+        assert is_trusted(repo)
+    finally:
+        cli.main(["untrust", str(parent)])
+    assert not is_trusted(repo)
