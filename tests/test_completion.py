@@ -196,6 +196,16 @@ def test_never_repeats_the_lines_after_the_cursor():
 def test_a_suggestion_that_only_retypes_the_suffix_is_empty():
     assert clean("return y", "def f(y):\n    ", "return y\n") == ""
     assert clean(")", "foo(a", ")") == ""
+    # Several lines whose first is the document's next line: they duplicate it.
+    prefix, suffix = "def f(x):\n    ", "\n    y = x * 2\n    return y\n"
+    assert clean("y = x * 2\n    y += 1\n    return y\n", prefix, suffix) == ""
+    assert clean("urn y\n    z = 1\n", "def f(x):\n    y = x * 2\n    ret",
+                 "\n    return y\n") == ""
+
+
+def test_the_colon_after_the_cursor_is_not_typed_again():
+    assert clean("items:\n    pass\n", "def f(items):\n    for item in ", ":\n") == "items"
+    assert clean(" > 0:", "while x", ":\n") == " > 0"
 
 
 def test_junk_is_empty_rather_than_shown():
@@ -208,8 +218,21 @@ def test_junk_is_empty_rather_than_shown():
     # a decoding loop is cut before the third identical line
     assert clean("pass\n    pass\n    pass\n    pass", "def f():\n    ", "\n") == \
         "pass\n    pass"
-    # copying the line above is not a suggestion
+    # copying the line above is not a suggestion, alone or at the head of several
     assert clean("self.value = value", "    self.value = value\n    ", "\n") == ""
+    assert clean("self.value = value\n    self.value = value\n",
+                 "def f(self, value):\n    self.value = value\n    ", "\n") == ""
+
+
+def test_characters_a_reader_cannot_see_are_never_shown():
+    # Trojan Source: a bidi override makes code read differently from how it runs.
+    assert clean("user.role == 'user' \u202e && 'admin'\u202c", "ok = ") == ""
+    assert clean("'\u202e'", "s = '\u202e'\nt = ") == ""  # even where the file has one
+    for hidden in ("\u200b", "\x7f", "\x85", "\u2028", "\ufeff"):
+        assert clean(f"user.is{hidden}admin", "ok = ") == "", repr(hidden)
+    # A joiner the code already uses (an emoji sequence in a string) is its own text.
+    family = "\U0001f468\u200d\U0001f469"
+    assert clean(f"'{family}'", f"a = '{family}'\nb = ") == f"'{family}'"
 
 
 def test_finished_says_when_more_tokens_cannot_change_the_suggestion():

@@ -9,6 +9,7 @@ rewriting it; when nothing sound is left the answer is empty.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
@@ -200,9 +201,8 @@ def clean_suggestion(raw: str, *, prefix: str, suffix: str, multiline: bool = Tr
     control = _CONTROL.search(text)
     if control:
         text = text[:control.start()]
-    if "<redacted:" in text or "\ufffd" in text or any(
-            ord(c) < 32 and c not in "\n\t" for c in text):
-        return ""  # an echoed secret placeholder, broken UTF-8, control characters
+    if "<redacted:" in text or "\ufffd" in text or _hidden(text, prefix):
+        return ""  # an echoed secret placeholder, broken UTF-8, invisible characters
     fence = text.find("```")
     if fence >= 0:
         text = text[:fence]
@@ -221,36 +221,62 @@ def clean_suggestion(raw: str, *, prefix: str, suffix: str, multiline: bool = Tr
     lines = _loops(lines)
     text = "\n".join(lines)
     text = _cut_brackets(text, line_prefix, line_suffix)
-    text = _cut_suffix_repeats(text, line_suffix, suffix)
+    text = _cut_suffix_repeats(text, line_suffix, suffix, line_prefix)
     text = text.rstrip()
     if not text.strip():
         return ""
-    # Copying the line above (a tiny model's favourite) is not a suggestion.
+    # Copying the line above (a tiny model's favourite) is not a suggestion, on one
+    # line or at the head of several.
     previous = [ln for ln in prefix.split("\n")[:-1][-3:] if ln.strip()]
     whole = (line_prefix + text.split("\n", 1)[0]).strip()
-    if previous and len(whole) > 8 and whole == previous[-1].strip() and "\n" not in text:
+    if previous and len(whole) > 8 and whole == previous[-1].strip():
         return ""
     return text
 
 
-def _cut_suffix_repeats(text: str, line_suffix: str, suffix: str) -> str:
+# Bidirectional overrides and isolates: text that reads differently from how it runs
+# ("Trojan Source", CVE-2021-42574). Never shown, whatever the file holds.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def _hidden(text: str, prefix: str) -> bool:
+    """Whether ``text`` holds a character a reader cannot see: a control character, a
+    line or paragraph separator, a bidi control, or a format character (a zero-width
+    space) that the code before the cursor does not use itself (an emoji's joiner)."""
+    seen: set[str] | None = None
+    for c in text:
+        if c in "\n\t" or c.isprintable() and c not in _BIDI:
+            continue
+        if c in _BIDI or unicodedata.category(c) != "Cf":
+            return True  # Cc, Zl, Zp: never in a suggestion
+        seen = set(prefix[-4000:]) if seen is None else seen
+        if c not in seen:
+            return True
+    return False
+
+
+def _cut_suffix_repeats(text: str, line_suffix: str, suffix: str,
+                        line_prefix: str = "") -> str:
     """Never type what already follows the cursor."""
     rest = line_suffix.strip()
     first, _, more = text.partition("\n")
+    following = _following(suffix)
+    if not rest and following and (line_prefix + first).strip() == following[0]:
+        return ""  # its first line is the next line of the document (its next ones too)
     if rest and len(rest) >= 2 and rest in first:
         first = first[:first.index(rest)]
         text = first if not more else first + "\n" + more
     # The next lines of the document, if the suggestion reaches them, end it.
-    following = _following(suffix)
     if following and "\n" in text:
         lines = text.split("\n")
         for n, line in enumerate(lines[1:], start=1):
             if line.strip() and line.strip() in following:
                 text = "\n".join(lines[:n])
                 break
-    # Its end overlapping the start of the suffix: closers and quotes, or 3+ characters.
+    # Its end overlapping the start of the suffix: closers, quotes, a block's colon, or
+    # 3+ characters (`for item in |:` + "items:" made "items::").
     k = _overlap(text, suffix)
-    if k and (k >= 3 or all(c in ")]}\"'`;," for c in suffix[:k])):
+    if k and (k >= 3 or all(c in ")]}\"'`;,:" for c in suffix[:k])):
         text = text[: len(text) - k]
     # Only re-typing the suffix: nothing to suggest.
     if text.strip() and suffix.lstrip().startswith(text.strip()):
