@@ -316,6 +316,19 @@ async def test_the_generation_stops_at_the_end_of_the_line():
     assert script.cancelled == 1 and session.stats.stopped_early == 1
 
 
+async def test_what_a_generation_stopped_early_had_begun_of_the_next_line_is_never_shown():
+    """Stopped one token into the next line ("total_pri"), it was cached with that
+    fragment; typing through the suggestion then showed the fragment."""
+    session = CompletionSession()
+    script = Script(["a + b\n", "\n", "total_pri", "ce = compute_total(cart)\n"])
+    prefix = "def add(a, b):\n    return "
+    first = await session.suggest("a", req(prefix), new_run=new_run, generate=script)
+    assert first.text == "a + b" and session.stats.stopped_early == 1
+    after = await session.suggest("a", req(prefix + "a + b\n\n"), new_run=new_run,
+                                  generate=Script("print(add(1, 2))\n"))
+    assert (after.text, after.source) == ("print(add(1, 2))", "generated")
+
+
 async def test_typing_what_the_running_generation_writes_waits_for_it():
     session, script = CompletionSession(), Script("foo(1)\n", delay=0.02)
     first = asyncio.ensure_future(session.suggest("a", req("x = "), new_run=new_run,

@@ -79,9 +79,14 @@ class _Generation:
     # request's line can be shown once it is whole, before the rest is written.
     line_ended: asyncio.Event = field(default_factory=asyncio.Event)
 
+    # Once stopped early: the text up to its last whole line. What follows is a token or
+    # two of a line the model never finished ("total_pri"), which a later request,
+    # typed through the suggestion, would otherwise be shown from the cache.
+    kept: str | None = None
+
     @property
     def produced(self) -> str:
-        return "".join(self.pieces)
+        return self.kept if self.kept is not None else "".join(self.pieces)
 
     def cancel(self) -> None:
         self.run.token.cancel()
@@ -226,6 +231,8 @@ class CompletionSession:
                                                   suffix=request.suffix,
                                                   multiline=request.multiline):
                 gen.stopped_early = True
+                text = gen.produced
+                gen.kept = text[:text.rfind("\n") + 1]
                 gen.run.token.cancel()
 
         async def drive() -> None:
