@@ -320,7 +320,8 @@ async def test_what_a_generation_stopped_early_had_begun_of_the_next_line_is_nev
     """Stopped one token into the next line ("total_pri"), it was cached with that
     fragment; typing through the suggestion then showed the fragment."""
     session = CompletionSession()
-    script = Script(["a + b\n", "\n", "total_pri", "ce = compute_total(cart)\n"])
+    # (A piece may hold the end of a line and the start of the next: here "\n\ntotal_pri".)
+    script = Script(["a + b", "\n\ntotal_pri", "ce = compute_total(cart)\n"])
     prefix = "def add(a, b):\n    return "
     first = await session.suggest("a", req(prefix), new_run=new_run, generate=script)
     assert first.text == "a + b" and session.stats.stopped_early == 1
