@@ -9,6 +9,7 @@ import json
 
 import pytest
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from test_completion import _gguf
 
 from lsp_helpers import FAKE_SERVER, open_doc, start, stop, wait_model
@@ -253,5 +254,20 @@ async def test_a_cursor_past_the_end_of_its_line_is_at_the_line_s_end(demo_repo,
         [item] = result.items
         assert item.range.start == item.range.end == types.Position(line=1, character=12)
         assert prompts(record)[-1].rstrip().endswith("return a")
+    finally:
+        await stop(client)
+
+
+async def test_a_cursor_between_the_halves_of_an_emoji_is_refused(demo_repo, tmp_path):
+    # UTF-16 positions: 😀 is two units; text put between them splits it in two.
+    client, _, record = await session(demo_repo, tmp_path, answer="x",
+                                      options={"model": {"preset": "smollm2"}})
+    try:
+        uri = open_doc(client, demo_repo / "m.py", text="s = '\U0001f600'\n")
+        with pytest.raises(JsonRpcException, match="inside a character"):
+            await client.text_document_inline_completion_async(inline_params(uri, 0, 6))
+        [item] = (await client.text_document_inline_completion_async(
+            inline_params(uri, 0, 7))).items  # after it: fine
+        assert item.range.start == types.Position(line=0, character=7)
     finally:
         await stop(client)

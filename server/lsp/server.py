@@ -759,8 +759,15 @@ class HearthServer(LanguageServer):
                 f"position {position.line}:{position.character} is negative")
         HearthServer.check_line(doc, position.line)
         line = doc.lines[position.line] if position.line < len(doc.lines) else ""
-        end = len(line.rstrip("\r\n").encode("utf-16-le", "surrogatepass")) // 2
-        return types.Position(line=position.line, character=min(position.character, end))
+        units = line.rstrip("\r\n").encode("utf-16-le", "surrogatepass")
+        character = min(position.character, len(units) // 2)
+        if character and 0xD800 <= int.from_bytes(units[2 * character - 2:2 * character],
+                                                  "little") <= 0xDBFF:
+            # Text put there would split the character in two (an emoji's halves).
+            raise JsonRpcInvalidParams(
+                f"position {position.line}:{position.character} is inside a character "
+                "(between the two UTF-16 halves of a surrogate pair)")
+        return types.Position(line=position.line, character=character)
 
     @staticmethod
     def check_line(doc: TextDocument, line: int) -> None:
