@@ -182,6 +182,8 @@ def read_gguf(path: str | Path) -> GGUFInfo:
     with fh:
         try:
             return _parse(fh, p, size)
+        except GGUFError:  # (a ValueError itself)
+            raise
         except (ValueError, OverflowError, ArithmeticError, MemoryError, struct.error) as exc:
             # Numbers no real file holds (an alignment of 0, a count of 2**63): one such
             # file in a model store took every `hearth models` command down.

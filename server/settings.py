@@ -531,7 +531,18 @@ SPECS = setting_specs()
 
 
 class SettingError(ValueError):
-    pass
+    """A value a setting cannot take; the message quotes at most QUOTE_MAX characters
+    of it (a 300 KB value made a 300 KB popup)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_cut(message))
+
+
+QUOTE_MAX = 200
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= QUOTE_MAX else text[:QUOTE_MAX] + "…"
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -569,8 +580,11 @@ def coerce(spec: SettingSpec, value: Any, *, from_text: bool = False) -> Any:
             except ValueError:
                 raise SettingError(f"expected a number, got {value!r}") from None
         elif get_origin(tp) is list:
-            value = json.loads(text) if text.startswith("[") else [
-                s for s in text.split(",") if s]
+            try:
+                value = json.loads(text) if text.startswith("[") else [
+                    s for s in text.split(",") if s]
+            except RecursionError:
+                raise SettingError("the JSON list is nested too deep") from None
     if value is None:
         if nullable:
             return None
@@ -633,7 +647,7 @@ def flatten(raw: Mapping[str, Any], layer_name: str) -> Layer:
     """Flatten ``{"model": {"gpuLayers": 1}}`` or ``{"model.gpuLayers": 1}``."""
     layer = Layer(layer_name, {})
     if not isinstance(raw, Mapping):
-        layer.problems.append(f"{layer_name}: settings must be an object, got {raw!r}")
+        layer.problems.append(f"{layer_name}: settings must be an object, got {_cut(repr(raw))}")
         return layer
     # Editors often wrap everything in the extension's own section.
     if set(raw) == {"hearth"} and isinstance(raw["hearth"], Mapping):
@@ -655,15 +669,15 @@ def flatten(raw: Mapping[str, Any], layer_name: str) -> Layer:
         elif top in CLIENT_ONLY:
             continue
         else:
-            layer.problems.append(f"{layer_name}: unknown setting {top!r}")
+            layer.problems.append(f"{layer_name}: unknown setting {_cut(repr(top))}")
             continue
         for section, key, v in items:
             section = to_snake(section)
             ident = (section, to_snake(key))
             if section not in sections:
-                layer.problems.append(f"{layer_name}: unknown section {section!r}")
+                layer.problems.append(f"{layer_name}: unknown section {_cut(repr(section))}")
             elif ident not in SPECS:
-                layer.problems.append(f"{layer_name}: unknown setting {section}.{key}")
+                layer.problems.append(f"{layer_name}: unknown setting {_cut(f'{section}.{key}')}")
             else:
                 layer.values[ident] = v
     return layer

@@ -117,6 +117,15 @@ def test_nan_and_infinity_are_not_numbers_a_setting_takes():
     assert "expected a finite number, got nan" in r.problems[0]
 
 
+def test_values_past_reason_are_problems_quoted_short():
+    deep = env_layer({"HEARTH_INDEX_EXCLUDE": "[" * 5000 + "]" * 5000})
+    huge = flatten({"review": {"onSave": "x" * 300_000}}, "editor")
+    r = resolve([deep, huge])
+    assert [p.split(": ", 2)[1] for p in r.problems] == ["index.exclude", "review.onSave"]
+    assert "nested too deep" in r.problems[0]
+    assert len(r.problems[1]) < 400
+
+
 def test_broken_toml_is_a_problem(tmp_path):
     write(tmp_path / ".hearth.toml", "[model\npreset=")
     r = SettingsSources(root=tmp_path, environ={"HEARTH_CONFIG_FILE": str(tmp_path / "none")}).resolve()
