@@ -264,3 +264,26 @@ def test_a_test_stuck_in_c_code_fails_alone_and_the_others_still_run(project):
     assert not result.error
     assert result.outcomes["test_first"].passed and result.outcomes["test_after"].passed
     assert "inside code the time limit cannot interrupt" in result.outcomes["test_stuck"].message
+
+
+def test_what_a_failing_test_prints_stays_out_of_the_servers_memory(project):
+    # pytest reports a failing test's output; through a pipe, all of it came into
+    # Hearth's process (100 MB printed: +190 MB here).
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = run(project, """
+            def test_loud():
+                for _ in range(50):
+                    print("x" * (1 << 20))
+                assert double(2) == 5
+
+            def test_after():
+                assert double(3) == 6
+        """)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not result.outcomes["test_loud"].passed and result.outcomes["test_after"].passed
+    assert peak < 8 << 20, f"{peak >> 20} MiB held while the tests ran"

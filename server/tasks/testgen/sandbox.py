@@ -42,6 +42,8 @@ RUN_TIMEOUT_S = 120
 # A test still running this long after its time limit is stuck where SIGALRM cannot
 # reach (C code): its process is killed.
 STUCK_GRACE_S = 3
+# The end of a run's output kept for messages (the start when it is short).
+OUTPUT_TAIL = 16 << 10
 MEMORY_BYTES = 2 << 30
 MAX_COPY_BYTES = 200 << 20
 
@@ -319,12 +321,17 @@ def _run_once(python: str, sandbox: Path, work: Path, env: dict[str, str], args:
         _limits()
         walls.preexec()
 
+    # The output goes to a file, of which the end is read: through a pipe, a test that
+    # printed 100 MB and failed put 100 MB into this process (pytest reports what a
+    # failing test printed). The child's file-size limit bounds it.
+    output = sandbox / f"output-{time.monotonic_ns()}.log"
     try:
-        # stdin is not inherited: the server's is the editor's LSP channel (pytest
-        # points fd 0 at /dev/null for tests, but not for the interpreter's start).
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, preexec_fn=limits)
+        with open(output, "wb") as sink:
+            # stdin is not inherited: the server's is the editor's LSP channel (pytest
+            # points fd 0 at /dev/null for tests, but not for the interpreter's start).
+            proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=sink, stderr=subprocess.STDOUT,
+                                    preexec_fn=limits)
     except OSError as exc:
         walls.close()
         raise SandboxError(f"cannot run {python}: {exc}") from exc
@@ -346,7 +353,7 @@ def _run_once(python: str, sandbox: Path, work: Path, env: dict[str, str], args:
     try:
         while True:
             try:
-                out, _ = proc.communicate(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+                proc.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
                 break
             except subprocess.TimeoutExpired:
                 ran.timed_out = time.monotonic() >= deadline
@@ -354,19 +361,18 @@ def _run_once(python: str, sandbox: Path, work: Path, env: dict[str, str], args:
                 if not (ran.timed_out or ran.stuck):
                     continue
             kill()
-            try:
-                out, _ = proc.communicate(timeout=10)
-            except subprocess.TimeoutExpired:  # a process out of reach holds the pipe open
-                assert proc.stdout is not None
-                proc.stdout.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
-                out = b""
             break
     finally:
         unregister()
         walls.kill()  # whatever a test left running (the cgroup must be empty to go)
         walls.close()
-    ran.output, ran.returncode = out.decode("utf-8", "replace"), proc.returncode
+    with open(output, "rb") as fh:
+        fh.seek(max(0, fh.seek(0, os.SEEK_END) - OUTPUT_TAIL))
+        tail = fh.read()
+    output.unlink(missing_ok=True)
+    ran.output, ran.returncode = tail.decode("utf-8", "replace"), proc.returncode
     return ran
 
 
