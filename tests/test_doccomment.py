@@ -86,6 +86,53 @@ def test_each_convention(language, source, line, first_lines):
         assert "Old doc" not in after
 
 
+@pytest.mark.parametrize("language, source, line, insert, existing", [
+    # A directive stays on the line above its code: the doc goes above it, and
+    # regenerating never takes it for the doc comment (it deleted //go:noinline).
+    ("go", "package m\n\n// Sum adds.\n//go:noinline\n//go:norace\nfunc Sum(a, b int) int {\n"
+     "\treturn a + b\n}\n", 5, 3, (2, 2)),
+    ("typescript", "/** Old. */\n// eslint-disable-next-line no-any\nexport function load(d: any) "
+     "{\n  return d;\n}\n", 2, 1, (0, 0)),
+    ("cpp", "// NOLINTNEXTLINE(naming)\nint Add_Two(int a) { return a; }\n", 1, 0, None),
+    ("go", "package m\n\n//go:generate stringer\n// Sum adds.\nfunc Sum(a, b int) int {\n"
+     "\treturn a + b\n}\n", 4, 4, (3, 3)),
+    # A licence header right above is not the doc comment; only the nearest block is.
+    ("javascript", "/** @license MIT */\n/** Adds. */\nexport function add(a, b) {\n"
+     "  return a + b;\n}\n", 2, 2, (1, 1)),
+    ("javascript", "/** @license MIT */\nexport function add(a, b) {\n  return a + b;\n}\n",
+     1, 1, None),
+    ("javascript", "/** First. */\n/** Second. */\nfunction add(a, b) {\n  return a + b;\n}\n",
+     2, 2, (1, 1)),
+    # The trailing comment of the statement above is not a doc comment.
+    ("go", "package m\n\nvar x = 1 // a note\nfunc Sum(a, b int) int {\n\treturn a + b\n}\n",
+     4, 3, None),
+])
+def test_directives_licences_and_trailing_comments_are_not_the_doc_comment(
+        language, source, line, insert, existing):
+    t = dc.find_target(source, language, line)
+    assert (t.insert_line, t.existing) == (insert, existing)
+    comment = dc.render_comment(content_for(t), t)
+    after = dc.apply_edit(source, dc.comment_edit(source, t, comment))
+    dc.validate(source, after, t, comment)
+    for kept in ("//go:noinline", "//go:norace", "// eslint-disable-next-line", "@license",
+                 "//go:generate",
+                 "// NOLINTNEXTLINE", "First.", "// a note"):
+        assert (kept in source) == (kept in after), kept
+
+
+def test_a_comments_end_in_the_answer_is_refused():
+    """"*/" in a summary closed the block early: the rest of it became a plain comment
+    (or code) and the file still parsed."""
+    t = dc.find_target(C, "c", 0)
+    for field in ("summary", "returns"):
+        answer = {"summary": "Find the entry by its name in the table",
+                  "params": {"name": "the name to look for", "n": "how many entries"},
+                  "returns": "the entry found"}
+        answer[field] += " */ /* see the notes below"
+        with pytest.raises(dc.DocCommentError, match="comment's end or start"):
+            dc.parse_answer(json.dumps(answer), t)
+
+
 def test_the_answer_must_name_exactly_the_real_parameters():
     t = dc.find_target(TS, "typescript", 4)
     good = {"summary": "Add up the items with tax",

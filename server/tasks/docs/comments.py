@@ -165,13 +165,23 @@ def find_target(source: str, language: str, line: int) -> DocTarget | None:
     while prev is not None and prev.type in _ATTACHED and prev.end_point.row >= outer.start_point.row - 1:
         outer = prev
         prev = prev.prev_named_sibling
+    # Directives belong to the line below them (`//go:noinline`, `// eslint-disable-
+    # next-line`, `// NOLINTNEXTLINE`): the comment goes above them, never between.
+    prev = outer.prev_named_sibling
+    while prev is not None and prev.type in spec.comments and \
+            prev.end_point.row == outer.start_point.row - 1 and \
+            _DIRECTIVE.match(node_text(prev)) and _own_line(prev, lines):
+        outer = prev
+        prev = prev.prev_named_sibling
     insert = outer.start_point.row
     existing = None
     doc_start = insert
     prev = outer.prev_named_sibling
     while prev is not None and prev.type in spec.comments and prev.end_point.row == doc_start - 1 \
-            and _is_doc_comment(node_text(prev), language):
+            and _is_doc_comment(node_text(prev), language) and _own_line(prev, lines):
         doc_start = prev.start_point.row
+        if node_text(prev).startswith("/*"):
+            break  # the nearest block is the doc comment; one above it is another's
         prev = prev.prev_named_sibling
     if doc_start < insert:
         existing = (doc_start, insert - 1)
@@ -189,7 +199,26 @@ def find_target(source: str, language: str, line: int) -> DocTarget | None:
                      _returns(node, language, kind), existing)
 
 
+# Comments that tell a tool about the next line, not a reader about the code.
+_DIRECTIVE = re.compile(
+    r"(?://\s*(?:go:|export\s|line\s|\+build|nolint|NOLINT|eslint-|@ts-|prettier-ignore|"
+    r"istanbul\s|c8\s|tslint:|jshint|clang-format|cppcheck-suppress|coverity|"
+    r"lint:|noinspection|rustfmt::|#\[)|/\*\s*(?:eslint|istanbul|c8|prettier|@ts-|global\s|"
+    r"jshint|NOLINT|clang-format|webpack))")
+
+
+def _own_line(comment: ts.Node, lines: list[str]) -> bool:
+    """Whether nothing but indentation precedes ``comment`` on its line (not the
+    trailing comment of a statement above)."""
+    row = lines[comment.start_point.row] if comment.start_point.row < len(lines) else ""
+    return not row[: comment.start_point.column].strip()
+
+
 def _is_doc_comment(text: str, language: str) -> bool:
+    if re.search(r"@license|@preserve|\bcopyright\b|SPDX-License-Identifier", text, re.I):
+        return False  # a file's licence header, never replaced
+    if _DIRECTIVE.match(text):
+        return False
     style = STYLES[language]
     if style == "go":
         return text.startswith("//")
@@ -267,6 +296,10 @@ def parse_answer(raw: str, target: DocTarget, path: str = "") -> DocContent:
     except (json.JSONDecodeError, ValueError) as exc:
         raise DocCommentError(f"the model's answer is not JSON: {raw[:80]!r}") from exc
     summary = " ".join(str(data.get("summary", "")).split())
+    texts = [summary, *map(str, (data.get("params") or {}).values()), str(data.get("returns", ""))]
+    if any("*/" in t or "/*" in t for t in texts):
+        # "*/" ends the block early: the rest of it becomes code or another comment.
+        raise DocCommentError("the answer holds a comment's end or start ('*/', '/*')")
     if len(summary.split()) < 3:
         raise DocCommentError(f"the summary says nothing: {summary!r}")
     if re.search(r"[{};]|=>|\breturn\b", summary) or summary.lower().strip(".") == \
