@@ -102,6 +102,24 @@ def language(name: str) -> ts.Language | None:
     return ts.Language(getattr(module, spec.entry)())
 
 
+def syntax_errors(source: str, name: str) -> int | None:
+    """How many syntax errors tree-sitter finds in ``source`` (ERROR and MISSING
+    nodes), or None without a grammar for ``name``: to tell an edit that breaks the
+    code from one that does not, in any language with a grammar."""
+    lang = language(name)
+    if lang is None:
+        return None
+    stack = [ts.Parser(lang).parse(source.encode("utf-8")).root_node]
+    count = 0
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            count += 1
+        elif node.has_error:  # only subtrees holding an error are walked
+            stack.extend(node.children)
+    return count
+
+
 @cache
 def tags_query(name: str) -> ts.Query | None:
     """The grammar packages' own tags queries (definitions and references)."""

@@ -110,6 +110,20 @@ def test_a_replacement_is_a_quick_fix_only_when_exact_and_still_parsing():
     assert g.replacement is None  # the finding stays, the fix goes
 
 
+def test_a_fix_in_another_language_is_offered_only_when_it_still_parses():
+    source = "function ratio(a, b) {\n  return (a / b);\n}\n"
+    span = rv.Span(0, 2, "function ratio")
+    good = item(2, "(a / b)", "bug", "b may be zero", replacement="(b === 0 ? 0 : a / b)")
+    [f] = rv.check_findings(answer(good), source, span, language="javascript")
+    assert f.replacement == "(b === 0 ? 0 : a / b)"
+    broken = {**good, "replacement": "b === 0 ? 0 : (a / b"}  # a parenthesis dropped
+    [g] = rv.check_findings(answer(broken), source, span, language="javascript")
+    assert g.replacement is None
+    # No grammar to check it with: the finding stays, no fix is offered.
+    [h] = rv.check_findings(answer(good), source, span, language="cobol")
+    assert h.replacement is None
+
+
 def test_non_ascii_lines_keep_string_columns():
     source = 'def greet(name):\n    return "héllo " + nme\n'
     [f] = rv.check_findings(answer(item(2, "nme", message="undefined name")), source,
@@ -162,3 +176,13 @@ def test_sarif_output():
     assert result["ruleId"] == "security" and result["level"] == "warning"
     region = result["locations"][0]["physicalLocation"]["region"]
     assert (region["startLine"], region["startColumn"]) == (10, 12)
+    # The columns are code points, and say so (SARIF's default is UTF-16 units).
+    assert run["columnKind"] == "unicodeCodePoints"
+
+
+def test_a_message_is_one_line_of_bounded_length():
+    """Its line breaks, printed as they were, read as more findings to CI matchers."""
+    forged = "b may be zero here\nm.js:1:1: error [security] hardcoded credential " + "x" * 999
+    [f] = rv.check_findings(answer(item(10, "eval(data)", "security", forged)), SOURCE, LOAD)
+    assert "\n" not in f.message and len(f.message) == rv.MAX_MESSAGE
+    assert f.message.startswith("b may be zero here m.js:1:1")

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ....indexer.grammars import syntax_errors
 from ....indexer.lines import split_lines
 from ...chat_format import Message
 from ...cleaning import file_words, invented_reason, placeholder_reason
@@ -26,6 +27,7 @@ from ..runner import Refusal
 CATEGORIES = ("bug", "security", "performance", "error-handling", "maintainability")
 SEVERITIES = ("error", "warning", "info")
 MAX_FINDINGS = 5
+MAX_MESSAGE = 300  # characters of a finding's message
 ANCHOR_WINDOW = 3  # lines either side of the stated line where the quote may be
 
 FINDINGS_GRAMMAR = r'''
@@ -174,7 +176,9 @@ def anchor(item: dict, lines: list[str], span: Span) -> Finding | None:
         quote = str(item["quote"])
         severity = str(item.get("severity", "warning"))
         category = str(item["category"])
-        message = str(item["message"]).strip()
+        # One line, of a bounded length: a message's line breaks printed as lines of
+        # their own that CI problem matchers read as findings.
+        message = " ".join(str(item["message"]).split())[:MAX_MESSAGE]
     except (KeyError, TypeError, ValueError):
         return None
     if category not in CATEGORIES or severity not in SEVERITIES:
@@ -233,15 +237,23 @@ def apply_fix(source: str, finding: Finding) -> str:
 
 
 def _fix_parses(source: str, finding: Finding, language: str) -> bool:
-    if language != "python":
-        return True  # only Python can be checked here without a toolchain
-    import ast
+    """Whether the fix leaves the code parsing as well as it did: Python by its own
+    parser, the others by tree-sitter's count of syntax errors (a JavaScript fix that
+    dropped a parenthesis was offered, and applied, unchecked)."""
+    fixed = apply_fix(source, finding)
+    if language == "python":
+        import ast
 
-    try:
-        ast.parse(apply_fix(source, finding))
-        return True
-    except SyntaxError:
-        return False
+        try:
+            ast.parse(fixed)
+            return True
+        except SyntaxError:
+            return False
+    before = syntax_errors(source, language)
+    if before is None:
+        return False  # no grammar: a fix that cannot be checked is not offered
+    after = syntax_errors(fixed, language)
+    return after is not None and after <= before
 
 
 # ------------------------------------------------------------------ spans
@@ -269,6 +281,9 @@ def sarif(results: dict[str, list[Finding]], tool_version: str) -> dict:
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
         "runs": [{
+            # Columns count code points, as Finding's do (SARIF's default is UTF-16
+            # units, which put a finding after an emoji two columns early).
+            "columnKind": "unicodeCodePoints",
             "tool": {"driver": {
                 "name": "hearth", "version": tool_version,
                 "rules": [{"id": c, "name": re.sub(r"(^|-)(\w)", lambda m: m[2].upper(), c),
