@@ -541,6 +541,8 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
         except ValueError:
             return str(path)
 
+    unreviewed: list[str] = []
+
     async def work(run):
         out = {}
         for path, source, lang, spans in jobs:
@@ -548,6 +550,8 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
                 run, settings, source=source, path=rel_path(path), language=lang, spans=spans,
                 root=root, context=shareable_context(index, settings) if index else None)
             out[rel_path(path)] = [f for r in results for f in r.findings]
+            unreviewed.extend(f"{rel_path(path)}: {r.span.label}: the model's answer "
+                              f"{r.unusable}" for r in results if r.unusable)
         return out
 
     try:
@@ -570,11 +574,13 @@ def cmd_review(args: argparse.Namespace, factory=None) -> int:
         total = sum(map(len, found.values()))
         print(f"{total} finding{'s' if total != 1 else ''} in {len(found)} file"
               f"{'s' if len(found) != 1 else ''}", file=sys.stderr)
+    for line in unreviewed:  # not "0 findings": nothing was checked there
+        print(f"hearth review: not reviewed: {line}", file=sys.stderr)
     rank = {"info": 0, "warning": 1, "error": 2}
     if args.fail_on and any(rank[f.severity] >= rank[args.fail_on]
                             for fs in found.values() for f in fs):
         return 1
-    return 0
+    return 2 if unreviewed and args.fail_on else 0
 
 
 def _symbol_line(source: str, path: Path, language: str | None, symbol: str) -> int | None:

@@ -50,6 +50,24 @@ def test_review_prints_anchored_findings_as_text_json_and_sarif(tmp_path, capsys
     assert sarif["runs"][0]["results"][0]["ruleId"] == "bug"
 
 
+def test_an_answer_that_is_no_review_is_not_reported_as_a_clean_one(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(PY)
+    for answer, why in (("Sure! The function divides a by b.", "holds no JSON"),
+                        ('{"findings": [{"line": 2, "quo', "was cut off before any finding"),
+                        ("", "is empty"), ('{"verdict": "fine"}', "is JSON without a list")):
+        code, _ = run(cli.cmd_review, ["review", "m.py::ratio", "--fail-on", "info"], [answer])
+        err = capsys.readouterr().err
+        assert code == 2, answer
+        assert f"not reviewed: m.py: function ratio: the model's answer {why}" in err
+    # An empty list, whole or cut off after it, is a review that found nothing.
+    for answer in ('{"findings": []}', '{"findings": [], "no'):
+        assert run(cli.cmd_review, ["review", "m.py::ratio", "--fail-on", "info"],
+                   [answer])[0] == 0, answer
+        assert "not reviewed" not in capsys.readouterr().err
+
+
 def test_review_of_a_missing_symbol_or_file_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.py").write_text(PY)

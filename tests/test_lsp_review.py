@@ -14,6 +14,7 @@ from lsp_helpers import (
     actions_at,
     apply,
     open_doc,
+    progress_titles,
     start,
     stop,
     wait_model,
@@ -90,6 +91,17 @@ async def test_findings_become_diagnostics_at_utf16_columns(session):
         (1, 29, 32)
     assert (diag.source, diag.code, diag.severity) == (
         "hearth", "bug", types.DiagnosticSeverity.Error)
+
+
+@pytest.mark.parametrize("session", [["Sure! It greets the user."]], indirect=True)
+async def test_an_answer_that_is_no_review_says_the_function_was_not_reviewed(session):
+    client, uri, _ = session
+    await review(client, uri=uri, scope="symbol", line=0)
+    await wait_until(lambda: any(t == "Hearth: review" and m for t, m in
+                                 progress_titles(client)))
+    [(_, message)] = [(t, m) for t, m in progress_titles(client) if t == "Hearth: review"]
+    assert message == ("0 findings; not reviewed: function label (the model's answer was no "
+                       "review)")
 
 
 @pytest.mark.parametrize("session", [[answer(), answer(  # one answer per function

@@ -181,8 +181,11 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
             return 0
         findings = [f for r in results for f in r.findings]
         dropped = sum(r.dropped for r in results)
+        unusable = [r.span.label for r in results if r.unusable]
         report.end(count(len(findings), "finding")
-                   + (f" ({dropped} dropped by the checks)" if dropped else ""))
+                   + (f" ({dropped} dropped by the checks)" if dropped else "")
+                   + (f"; not reviewed: {', '.join(unusable)} (the model's answer was no "
+                      "review)" if unusable else ""))
     current = ls.open_document(uri)
     if current is None or current.version != version:
         if interactive:

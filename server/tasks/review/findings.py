@@ -145,6 +145,25 @@ def parse_findings(raw: str) -> list[dict]:
     return out
 
 
+def unusable_reason(raw: str) -> str | None:
+    """Why the model's answer is no review at all (then "no findings" would be a claim
+    it did not make), or None. Prose, an empty answer, JSON without a findings list, or
+    one cut off before any finding was whole and before its list closed."""
+    text = raw.strip()
+    start = text.find("{")
+    if start < 0:
+        return f"holds no JSON ({text[:60]!r})" if text else "is empty"
+    try:
+        data = json.loads(text[start:])
+    except json.JSONDecodeError:
+        if parse_findings(text) or re.search(r'"findings"\s*:\s*\[\s*\]', text):
+            return None  # cut off after whole findings, or after an empty list
+        return "was cut off before any finding was whole"
+    if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
+        return "is JSON without a list of findings"
+    return None
+
+
 def _norm(text: str) -> str:
     return " ".join(text.split())
 

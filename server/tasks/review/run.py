@@ -47,6 +47,7 @@ class ReviewResult:
     findings: list[findings_mod.Finding]
     dropped: int  # findings the model gave that failed the checks
     completion: Completion | None
+    unusable: str | None = None  # why the answer was no review at all: not "no findings"
 
 
 @routed
@@ -78,9 +79,12 @@ async def review_code(
         dropped = min(len(raw_items), findings_mod.MAX_FINDINGS) - len(findings)
         log.info("review of %s in %s: %d findings kept, %d dropped (%.1f s)", span.label, path,
                  len(findings), dropped, done.total_s)
-        out.append(ReviewResult(span, findings, dropped, done))
+        unusable = findings_mod.unusable_reason(done.text)
+        if unusable:
+            log.info("review of %s in %s: the model's answer %s", span.label, path, unusable)
+        out.append(ReviewResult(span, findings, dropped, done, unusable))
         # An answer with a finding that failed the checks is not worth replaying.
-        await (run.forget() if dropped else run.keep())
+        await (run.forget() if dropped or unusable else run.keep())
     return out
 
 
