@@ -596,10 +596,14 @@ def _symbol_line(source: str, path: Path, language: str | None, symbol: str) -> 
         return None
     from ..indexer.chunker import chunk_file
 
+    name = symbol.rsplit(".", 1)[-1]
     for c in chunk_file(str(path), language, source.encode()).chunks:
         if symbol in (c.symbol, c.name):
-            return c.start_line + next((i for i, ln in enumerate(split_lines(c.text))
-                                        if symbol.rsplit(".", 1)[-1] in ln), 0)
+            # The chunk starts with its doc comment, which names it too (Go's always
+            # does): the definition's line is the first other line naming it.
+            return c.start_line + next(
+                (i for i, ln in enumerate(split_lines(c.text))
+                 if name in ln and not ln.lstrip().startswith(("//", "/*", "*", "#"))), 0)
     return None
 
 

@@ -98,6 +98,17 @@ def test_docstring_for_python_and_a_go_doc_comment(tmp_path, capsys, monkeypatch
     assert code == 0 and out["text"] == "// Sum adds two numbers.\n" and not out["written"]
     code, _ = run(cli.cmd_docstring, ["docstring", "add.go::Sub"], [])
     assert code == 2 and "no Sub in add.go" in capsys.readouterr().err
+    # By name, with a doc comment that names it (as Go's do) or names a longer word.
+    (tmp_path / "add.go").write_text("package m\n\n// Sum adds two integers.\n" + GO[11:])
+    code, _ = run(cli.cmd_docstring, ["docstring", "add.go::Sum", "--regenerate", "--json"],
+                  [json.dumps(answer)])
+    assert code == 0 and json.loads(capsys.readouterr().out.splitlines()[-1])["text"]
+    (tmp_path / "m.ts").write_text("/** Reads a payload. */\nexport function load(d: string) "
+                                   "{\n  return d;\n}\n")
+    code, _ = run(cli.cmd_docstring, ["docstring", "m.ts::load", "--regenerate", "--json"],
+                  [json.dumps({"summary": "Read the data back", "params": {"d": "the raw payload to read"},
+                               "returns": "the payload as read"})])
+    assert code == 0, capsys.readouterr().err
 
 
 def test_placeholder_parameters_leave_a_summary_only_docstring_and_say_why(
