@@ -124,6 +124,16 @@ def test_a_fix_in_another_language_is_offered_only_when_it_still_parses():
     assert h.replacement is None
 
 
+def test_a_quote_with_its_spaces_squeezed_covers_the_files_own_text():
+    """It covered from the first word's first occurrence to the end of the line, and
+    the editor dropped the diagnostic at the next edit (its text was not the quote)."""
+    source = "def f(x, y):\n    if x:  return x  /  y\n"
+    [f] = rv.check_findings(answer(item(2, "x / y", message="y may be zero")), source,
+                            rv.Span(0, 1, "function f"))
+    line = source.splitlines()[1]
+    assert line[f.start_col:f.end_col] == f.quote == "x  /  y"
+
+
 def test_non_ascii_lines_keep_string_columns():
     source = 'def greet(name):\n    return "héllo " + nme\n'
     [f] = rv.check_findings(answer(item(2, "nme", message="undefined name")), source,

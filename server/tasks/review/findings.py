@@ -208,20 +208,18 @@ def anchor(item: dict, lines: list[str], span: Span) -> Finding | None:
     lo = max(span.start, stated - ANCHOR_WINDOW)
     hi = min(span.end, stated + ANCHOR_WINDOW)
     # Nearest line to the stated one that holds the quote.
+    # The quote with its spaces as any run of blanks: the model squeezes "x  /  y".
+    loose = re.compile(r"\s+".join(map(re.escape, first.split())))
     for n in sorted(range(lo, hi + 1), key=lambda n: abs(n - stated)):
-        col = lines[n].find(first)
-        if col < 0:
-            squeezed = _norm(lines[n])
-            if _norm(first) not in squeezed:
-                continue
-            col = lines[n].find(first.split()[0])
-            end = len(lines[n].rstrip())
-        else:
-            end = col + len(first)
+        found = loose.search(lines[n])
+        if found is None:
+            continue
+        col, end = found.span()
+        text = lines[n][col:end]  # the file's own text: what a later edit is checked against
         replacement = item.get("replacement")
-        exact = isinstance(replacement, str) and quote.strip() == first and \
-            lines[n][col:end] == first and replacement.strip() != first
-        return Finding(n, max(col, 0), end, first, severity, category, message,
+        exact = isinstance(replacement, str) and quote.strip() == first == text and \
+            replacement.strip() != first
+        return Finding(n, col, end, text, severity, category, message,
                        replacement if exact else None)
     return None
 
