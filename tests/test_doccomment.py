@@ -45,6 +45,9 @@ CPP = ("namespace ns {\nclass Box {\n public:\n  void grow(int by);\n"
     ("rust", RUST, 1, ("area", "function", 0, ("w", "h"), True, None)),
     ("java", JAVA, 3, ("A.add", "method", 1, ("a", "b"), True, None)),
     ("c", C, 0, ("find", "function", 0, ("name", "n"), True, None)),
+    # A function pointer's name is inside parentheses: it was left out of the doc.
+    ("c", "void qsort2(void *base, int (*cmp)(const void *, const void *), int *(*get)(void)) "
+     "{}\n", 0, ("qsort2", "function", 0, ("base", "cmp", "get"), False, None)),
     ("cpp", CPP, 4, ("ns.Box.size", "method", 4, ("a",), True, None)),
 ])
 def test_targets(language, source, line, expected):

@@ -80,7 +80,8 @@ def _param_name(param: ts.Node) -> str | None:
                 return node_text(child)
             return _param_name(child)
     if param.type in ("rest_pattern", "spread_parameter", "variadic_parameter_declaration",
-                      "pointer_declarator", "reference_declarator", "array_declarator"):
+                      "pointer_declarator", "reference_declarator", "array_declarator",
+                      "parenthesized_declarator"):  # C's function pointer: int (*cb)(int)
         ident = next((c for c in param.named_children if c.type == "identifier"), None)
         if ident is not None:
             return node_text(ident)
