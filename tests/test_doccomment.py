@@ -106,6 +106,10 @@ def test_each_convention(language, source, line, first_lines):
      1, 1, None),
     ("javascript", "/** First. */\n/** Second. */\nfunction add(a, b) {\n  return a + b;\n}\n",
      2, 2, (1, 1)),
+    # Each language's other doc comment forms are its doc comment, replaced, not stacked.
+    ("rust", "/** Old. */\npub fn area(w: f64) -> f64 {\n    w\n}\n", 1, 1, (0, 0)),
+    ("cpp", "/// Old.\n/// More.\nint add(int a) { return a; }\n", 2, 2, (0, 1)),
+    ("c", "/*! Old. */\nint add(int a) { return a; }\n", 1, 1, (0, 0)),
     # The trailing comment of the statement above is not a doc comment.
     ("go", "package m\n\nvar x = 1 // a note\nfunc Sum(a, b int) int {\n\treturn a + b\n}\n",
      4, 3, None),

@@ -224,7 +224,9 @@ def _is_doc_comment(text: str, language: str) -> bool:
     if style == "go":
         return text.startswith("//")
     if style == "rust":
-        return text.startswith("///")
+        return text.startswith(("///", "/**")) and not text.startswith(("////", "/***"))
+    if style == "doxygen":  # Doxygen's other forms: ///, /*! */, //!
+        return text.startswith(("/**", "///", "/*!", "//!"))
     return text.startswith("/**")
 
 
