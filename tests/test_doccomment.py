@@ -108,6 +108,8 @@ def test_each_convention(language, source, line, first_lines):
      2, 2, (1, 1)),
     # Each language's other doc comment forms are its doc comment, replaced, not stacked.
     ("rust", "/** Old. */\npub fn area(w: f64) -> f64 {\n    w\n}\n", 1, 1, (0, 0)),
+    ("rust", "//// A plain comment (four slashes).\npub fn area(w: f64) -> f64 {\n    w\n}\n", 1,
+     1, None),
     ("cpp", "/// Old.\n/// More.\nint add(int a) { return a; }\n", 2, 2, (0, 1)),
     ("c", "/*! Old. */\nint add(int a) { return a; }\n", 1, 1, (0, 0)),
     # The trailing comment of the statement above is not a doc comment.
