@@ -82,7 +82,7 @@ async def test_review_actions_are_offered_for_a_function_and_the_file(session):
 async def test_findings_become_diagnostics_at_utf16_columns(session):
     client, uri, _ = session
     result = await review(client, uri=uri, scope="symbol", line=0)
-    assert result == {"findings": 1, "reviewed": ["function label"],
+    assert result == {"findings": 1, "reviewed": ["function label"], "notReviewed": [],
                       "summary": "Hearth: 1 finding (function label)"}
     await wait_until(lambda: client.diagnostics.get(uri))
     [diag] = client.diagnostics[uri]
@@ -96,7 +96,10 @@ async def test_findings_become_diagnostics_at_utf16_columns(session):
 @pytest.mark.parametrize("session", [["Sure! It greets the user."]], indirect=True)
 async def test_an_answer_that_is_no_review_says_the_function_was_not_reviewed(session):
     client, uri, _ = session
-    await review(client, uri=uri, scope="symbol", line=0)
+    result = await review(client, uri=uri, scope="symbol", line=0)
+    assert result["summary"] == ("Hearth: 0 findings (nothing reviewed); not reviewed: "
+                                 "function label (the model's answer was no review)")
+    assert (result["reviewed"], result["notReviewed"]) == ([], ["function label"])
     await wait_until(lambda: any(t == "Hearth: review" and m for t, m in
                                  progress_titles(client)))
     [(_, message)] = [(t, m) for t, m in progress_titles(client) if t == "Hearth: review"]

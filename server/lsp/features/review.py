@@ -145,16 +145,18 @@ async def command_review(ls: HearthServer, *args: Any) -> dict[str, Any]:
         raise JsonRpcInvalidParams("'scope' must be symbol, selection or file")
     if not ls.still_open(doc, version):  # edited while it was parsed: spans of older text
         raise JsonRpcContentModified(f"{doc.uri} changed while Hearth read it; review again")
-    findings = await run_review(ls, doc, spans, interactive=True) if spans else 0
-    reviewed = [s.label for s in spans]
-    return {"findings": findings, "reviewed": reviewed,
-            "summary": review_summary(findings, reviewed)}
+    findings, unreviewed = await run_review(ls, doc, spans, interactive=True) if spans \
+        else (0, [])
+    reviewed = [s.label for s in spans if s.label not in unreviewed]
+    return {"findings": findings, "reviewed": reviewed, "notReviewed": unreviewed,
+            "summary": review_summary(findings, reviewed, unreviewed)}
 
 
 async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Span], *,
-                     interactive: bool) -> int:
+                     interactive: bool) -> tuple[int, list[str]]:
     """Review ``spans`` of ``doc`` and publish; a newer review of the doc cancels this one.
-    A review on save (not ``interactive``) runs below the user's own actions."""
+    A review on save (not ``interactive``) runs below the user's own actions. The
+    findings published, and the spans not reviewed (the model's answer was no review)."""
     source, version, uri = doc.source, doc.version, doc.uri
     lang = language_of(to_fs_path(uri) or uri, doc.language_id)
     loop = asyncio.get_running_loop()
@@ -172,13 +174,13 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
             report.end("cancelled")
             if interactive:
                 raise RequestFailed("the review was cancelled") from None
-            return 0
+            return 0, []
         except EngineError as exc:
             report.end(str(exc))
             if interactive:
                 raise RequestFailed(f"model unavailable: {exc}") from exc
             log.warning("review on save skipped: %s", exc)
-            return 0
+            return 0, []
         findings = [f for r in results for f in r.findings]
         dropped = sum(r.dropped for r in results)
         unusable = [r.span.label for r in results if r.unusable]
@@ -190,10 +192,10 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
     if current is None or current.version != version:
         if interactive:
             raise JsonRpcContentModified(f"{uri} changed during the review; review it again")
-        return 0
+        return 0, unusable
     ls.reviews.replace(uri, spans, findings, source=source)
     publish(ls, uri)
-    return len(findings)
+    return len(findings), unusable
 
 
 # ------------------------------------------------------------- diagnostics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +88,9 @@ async def review_code(
     return out
 
 
-def review_summary(found: int, reviewed: list[str]) -> str:
+def review_summary(found: int, reviewed: list[str], not_reviewed: Sequence[str] = ()) -> str:
     """The one line editors show after a review."""
-    return f"Hearth: {count(found, 'finding')} ({', '.join(reviewed) or 'nothing to review'})"
+    none = "nothing reviewed" if not_reviewed else "nothing to review"
+    return (f"Hearth: {count(found, 'finding')} ({', '.join(reviewed) or none})"
+            + (f"; not reviewed: {', '.join(not_reviewed)} (the model's answer was no review)"
+               if not_reviewed else ""))
