@@ -509,3 +509,31 @@ async def test_settings_files_edited_outside_the_editor_are_read_again(demo_repo
         await becomes(["gpu"])
     finally:
         await stop(client)
+
+
+def test_a_task_on_a_file_no_folder_vouches_for_stays_local(tmp_path):
+    """A document outside every folder, a link into a local-only folder, a secret file
+    and a non-file view (`fugitive://`) went to the route's model server: the
+    local-only check ran only for files inside a folder, by the path as given."""
+    from hearth_lsp.server.lsp.server import HearthServer
+
+    ws, out = tmp_path / "ws", tmp_path / "out"
+    (ws / "billing").mkdir(parents=True)
+    out.mkdir()
+    (ws / "billing" / "charge.py").write_text("x = 1\n")
+    (tmp_path / "link").symlink_to(ws / "billing")
+    server = HearthServer()
+    server.set_folders([ws])
+    settings = Settings()
+    settings.privacy.local_only = ["billing/**"]
+    reason = {name: server.local_reason(uri, settings) for name, uri in {
+        "inside": (ws / "billing" / "charge.py").as_uri(),
+        "link": (tmp_path / "link" / "charge.py").as_uri(),
+        "outside": (out / "plain.py").as_uri(),
+        "secret": (out / "secrets.py").as_uri(),
+        "view": f"fugitive://{ws}/.git//0/billing/charge.py",
+        "ordinary": (ws / "main.py").as_uri()}.items()}
+    assert reason["inside"] == "billing/charge.py is local-only (privacy.localOnly)"
+    assert reason["link"] and reason["outside"] and reason["view"]
+    assert reason["secret"] == "secrets.py is a secret file"
+    assert reason["ordinary"] is None

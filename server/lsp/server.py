@@ -36,7 +36,7 @@ from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from ...indexer.secrets import Redactor, is_env_file
+from ...indexer.secrets import Redactor, is_env_file, is_secret_file
 from .. import __version__, logs
 from ..engine.router import Backends
 from ..engine.shared_worker import SharedWorker
@@ -715,12 +715,41 @@ class HearthServer(LanguageServer):
         settings = folder.settings if folder is not None else self.settings
         run = TaskRun(self.worker, key, priority, fresh, redactor=redactor,
                       route=self.backends.route(settings, route), on_notice=self.fallback_notice)
-        path = to_fs_path(uri) if uri and uri.startswith("file:") else None
-        if folder is not None and path and Path(path) != folder.root:
-            rel = Path(path).relative_to(folder.root).as_posix()
-            if local_only(settings, [rel]):
-                run.keep_local(f"{rel} is local-only (privacy.localOnly)")
+        why = self.local_reason(uri, settings) if uri else None
+        if why:
+            run.keep_local(why)
         return Progress(self, title, run)
+
+    def local_reason(self, uri: str, settings: Settings) -> str | None:
+        """Why a task about ``uri`` must not leave the machine, or None. By its name
+        (a secret file), by privacy.localOnly, matched against the path as the editor
+        gave it and as it really is (a link into a local-only folder), and for anything
+        outside every workspace folder or not a file (`fugitive://`, `untitled:`): the
+        settings of no folder say it may go."""
+        path = to_fs_path(uri) if uri.startswith("file:") else None
+        if not path:
+            return f"{uri.split(':', 1)[0]}: documents are not files of the workspace"
+        given = Path(path)
+        if is_secret_file(given.name):
+            return f"{given.name} is a secret file"
+        try:
+            real = given.resolve()
+        except (OSError, RuntimeError, ValueError):
+            return f"{given} cannot be resolved"
+        if is_secret_file(real.name):
+            return f"{given.name} leads to a secret file"
+        rels = []
+        for candidate in (given, real):
+            holding = [f for f in self.folders.values()
+                       if f.contains(candidate) or candidate.is_relative_to(f.root.resolve())]
+            if not holding:
+                return f"{candidate} is outside the workspace folders"
+            root = max(holding, key=lambda f: len(f.root.parts)).root
+            base = root if candidate.is_relative_to(root) else root.resolve()
+            if candidate != base:
+                rels.append(candidate.relative_to(base).as_posix())
+        private = local_only(settings, rels)
+        return f"{private[0]} is local-only (privacy.localOnly)" if private else None
 
     def model_bytes(self, settings: Settings, route: str) -> int:
         """The size of the GGUF file the local model of ``routes.<route>`` (in the folder

@@ -23,7 +23,7 @@ from pygls.workspace import TextDocument
 from ....indexer.languages import language_of
 from ...engine.router import Backend
 from ...engine.worker import Priority
-from ...settings import LOCAL, Settings, local_only
+from ...settings import LOCAL, Settings
 from ...tasks.completion import run as completion_run
 from ...tasks.completion.context import FileLines, RecentSnippets, with_repo_context
 from ...tasks.completion.model import CompletionModel
@@ -85,13 +85,13 @@ async def suggest(ls: HearthServer, doc: TextDocument, position: types.Position,
     route = [b if b.remote else Backend(LOCAL, worker)
              for b in ls.backends.route(settings, "completion")]
     rel = ls.document_path(doc)
-    private = bool(local_only(settings, [rel]))
+    private = ls.local_reason(doc.uri, settings)
 
     def new_run() -> TaskRun:
         run = TaskRun(worker, ("completion", doc.uri), Priority.COMPLETION, redactor=redactor,
                       route=route, on_notice=lambda text: log.info("completion: %s", text))
         if private:
-            run.keep_local(f"{rel} is local-only (privacy.localOnly)")
+            run.keep_local(private)
         return run
 
     index = folder.index if folder is not None else None
