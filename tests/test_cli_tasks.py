@@ -157,6 +157,21 @@ def test_a_test_file_that_leads_out_of_the_workspace_is_refused(tmp_path, capsys
     assert private.read_text() == "the user's own notes\n"
 
 
+def test_a_new_test_file_in_a_folder_that_leads_out_of_the_workspace_is_refused(
+        tmp_path, capsys, monkeypatch):
+    ws, elsewhere = tmp_path / "ws", tmp_path / "users_other_project"
+    ws.mkdir()
+    elsewhere.mkdir()
+    (ws / "calc.py").write_text(PY)
+    (ws / "tests").symlink_to(elsewhere)
+    monkeypatch.chdir(ws)
+    code, engine = run(cli.cmd_tests, ["tests", "calc.py::ratio", "--write"],
+                       ["ratio_half():\n    assert ratio(1, 2) == 0.5\n"])
+    assert code == 1 and engine.prompts == []
+    assert "outside the workspace: Hearth writes tests only inside it" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_write_keeps_a_crlf_files_line_ends(tmp_path, capsys, monkeypatch):
     """Path.read_text turns CRLF into LF: `--write` turned every line of the user's
     file (the source, or the test file the tests went into) into LF."""

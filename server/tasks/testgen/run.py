@@ -85,6 +85,12 @@ async def generate_tests(
                 f"{layout.test_path} leads to {real}, "
                 + ("outside the workspace" if real.is_file() else "which is not a regular file")
                 + ": Hearth reads and writes tests only in regular files inside it")
+    elif not test_file.parent.resolve().is_relative_to(root.resolve()):
+        # A new test file in a folder that is a link out of the workspace: the editor
+        # would create it there.
+        raise testgen.TestGenError(
+            f"{Path(layout.test_path).parent} leads to {test_file.parent.resolve()}, outside "
+            "the workspace: Hearth writes tests only inside it")
     old_text = open_text(test_file) if open_text is not None else None
     if old_text is None and test_file.exists():
         try:
