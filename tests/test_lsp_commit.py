@@ -31,6 +31,24 @@ def stage_change(repo):
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
 
 
+async def test_a_workspace_inside_a_larger_repository_is_refused(tmp_path):
+    """The whole outer repository's staged diff went into the prompt, files outside the
+    workspace (and outside its privacy.localOnly patterns) too."""
+    outer = tmp_path / "big"
+    (outer / "ws").mkdir(parents=True)
+    (outer / "other").mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=outer, check=True)
+    (outer / "ws" / "app.py").write_text("x = 1\n")
+    (outer / "other" / "payroll.py").write_text("SALARY = 1\n")
+    subprocess.run(["git", "add", "-A"], cwd=outer, check=True)
+    client = await server(outer / "ws", ["feat: add app"])
+    try:
+        with pytest.raises(JsonRpcException, match="larger than the workspace folder"):
+            await commit_message(client)
+    finally:
+        await stop(client)
+
+
 async def test_a_valid_message_for_the_staged_diff(demo_repo):
     stage_change(demo_repo)
     client = await server(demo_repo, ["fix(pricing): Formatted negative prices correctly."])

@@ -13,6 +13,7 @@ from typing import Any
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
+from ...tasks.commit.gitdiff import toplevel
 from ...tasks.commit.run import generate_commit_message
 from ..common import RequestFailed, call_soon, failures_reported
 from ..server import HearthServer
@@ -49,10 +50,20 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
         repo = ls.root
     else:
         raise JsonRpcInvalidParams("no workspace folder: open a folder first")
-    repo = repo.resolve()
+    try:
+        repo = repo.resolve()
+    except (OSError, ValueError) as exc:  # a NUL decoded from %00
+        raise JsonRpcInvalidParams(f"'repo' cannot be used: {exc}") from None
     if ls.folder_of(str(repo)) is None:  # the model must not read other repositories
         raise RequestFailed(f"{repo} is outside the workspace folders; Hearth writes commit "
                             "messages only for repositories inside them")
+    top = await asyncio.to_thread(toplevel, repo)
+    if top is not None and ls.folder_of(str(top)) is None:
+        # A workspace inside a larger repository (a monorepo's folder, a home kept in
+        # git): the staged diff is the whole repository's, files outside the folder too.
+        raise RequestFailed(f"the repository holding {repo} is {top}, larger than the "
+                            "workspace folder: its staged changes reach outside it; open "
+                            f"{top} as the workspace to write its commit message")
     loop = asyncio.get_running_loop()
 
     async with ls.task("Hearth: commit message", ("commit", str(repo)), route="commit",

@@ -108,6 +108,15 @@ def _open_repo(path: Path):
         raise GitStateError(f"{path} is not inside a git repository") from exc
 
 
+def toplevel(path: Path) -> Path | None:
+    """The working tree of the repository holding ``path``; None outside any."""
+    try:
+        tree = _open_repo(path).working_tree_dir
+    except GitStateError:
+        return None
+    return Path(tree).resolve() if tree else None
+
+
 def head_text(path: Path) -> str | None:
     """The file at ``path`` as committed at HEAD; None when it is not in git (no
     repository, no commit yet, a new file)."""
