@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hmac
 import itertools
 import logging
@@ -309,6 +310,11 @@ class Folder:
 
     def contains(self, path: Path) -> bool:
         return path == self.root or self.root in path.parents
+
+    @functools.cached_property
+    def real_root(self) -> Path:
+        """The root with its links resolved (once: asked at every completion)."""
+        return self.root.resolve()
 
 
 class HearthServer(LanguageServer):
@@ -740,12 +746,11 @@ class HearthServer(LanguageServer):
             return f"{given.name} leads to a secret file"
         rels = []
         for candidate in (given, real):
-            holding = [f for f in self.folders.values()
-                       if f.contains(candidate) or candidate.is_relative_to(f.root.resolve())]
-            if not holding:
+            bases = [base for f in self.folders.values() for base in (f.root, f.real_root)
+                     if candidate.is_relative_to(base)]
+            if not bases:
                 return f"{candidate} is outside the workspace folders"
-            root = max(holding, key=lambda f: len(f.root.parts)).root
-            base = root if candidate.is_relative_to(root) else root.resolve()
+            base = max(bases, key=lambda b: len(b.parts))  # the innermost folder
             if candidate != base:
                 rels.append(candidate.relative_to(base).as_posix())
         private = local_only(settings, rels)
