@@ -23,7 +23,11 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+        if event.event_type in ("opened", "closed_no_write") or (
+                event.is_directory and event.event_type != "deleted"):
+            # A folder moved in or within the tree comes with an event for each file in
+            # it; one moved out (or deleted) comes as the folder alone: update_paths
+            # drops the files indexed below it.
             return
         for attr in ("src_path", "dest_path"):
             raw = getattr(event, attr, "")

@@ -119,6 +119,12 @@ class SearchResult:
                 "score": round(self.score, 6)}
 
 
+def _folders(rel: str) -> Iterable[str]:
+    """The folders a relative path is in: "a/b/c.py" -> "a", "a/b"."""
+    parts = rel.split("/")[:-1]
+    return ("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+
+
 def file_hash(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
@@ -643,12 +649,15 @@ class WorkspaceIndex:
         known = self.store.files()
         pinned = set(keep)
         held: list[int] | None = None  # [files, chunks] in the store, counted when needed
+        gone = {rel for rel in paths if rel not in known and not (self.root / rel).exists()}
+        if gone:  # a folder gone (deleted, moved out): the files indexed below it
+            paths = list(paths) + [p for p in known if not gone.isdisjoint(_folders(p))]
         left_out = ignored(self.root, paths)  # as discover() would leave them out
         env = frozenset(env_values(self.root))  # as they are now
         with self.store.transaction():
             for rel in paths:
                 full = self.root / rel
-                if rel in left_out or not full.exists() or skip_reason(
+                if rel in left_out or not full.is_file() or skip_reason(
                         self.root, rel, max_file_kb=self.max_file_kb, exclude=self.exclude):
                     if rel in known:
                         self.store.remove_file(rel)

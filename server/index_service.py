@@ -42,6 +42,9 @@ class IndexService:
         bundled one; backend: index.embeddingBackend); by default loaded in this process
         (the shared daemon's with model.shared)."""
         self.root, self.cache, self.settings = root, cache, settings
+        # Changed paths arrive resolved (watchdog's) or as the editor names them; a root
+        # reached through a link (macOS /tmp, a ~/code link) is compared resolved too.
+        self._real_root = root.resolve()
         self._load_embedder = load_embedder or Embedder.loader(cache)
         self.open_paths = open_paths
         self.report = report or (lambda phase, message, pct: None)
@@ -94,7 +97,7 @@ class IndexService:
         rels = []
         for p in paths:
             try:
-                rels.append(p.resolve().relative_to(self.root).as_posix())
+                rels.append(p.resolve().relative_to(self._real_root).as_posix())
             except (ValueError, OSError, RuntimeError):  # RuntimeError: a loop of links
                 continue  # not in this workspace
         if any("/" not in rel and is_env_file(rel) for rel in rels):
@@ -150,8 +153,8 @@ class IndexService:
 
     def relative(self, path: Path) -> str | None:
         try:
-            return path.resolve().relative_to(self.root).as_posix()
-        except ValueError:
+            return path.resolve().relative_to(self._real_root).as_posix()
+        except (ValueError, OSError, RuntimeError):
             return None
 
     def symbols(self, query: str, limit: int = 200) -> list[tuple]:

@@ -469,6 +469,20 @@ def test_a_file_event_on_a_loop_of_links_loses_none_of_the_others(tmp_path):
     assert list(svc._queue.queue) == [("files", ["good.py"])]
 
 
+def test_a_workspace_reached_through_a_link_takes_its_file_events(tmp_path):
+    # macOS's /tmp, a ~/code link: the editor names files through the link, watchdog by
+    # their real path; both were compared resolved with the root as given, and no change
+    # after the first build ever reached the index.
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    root = tmp_path / "link"
+    svc = IndexService(root, tmp_path / "cache", IndexSettings(), embed=False)  # not started
+    svc.files_changed([root / "a.py", real / "b.py", tmp_path / "elsewhere.py"])
+    assert list(svc._queue.queue) == [("files", ["a.py", "b.py"])]
+    assert svc.relative(root / "pkg" / "c.py") == "pkg/c.py"
+
+
 def test_a_changed_env_file_reads_the_whole_index_again(tmp_path):
     # Its values are redacted from every chunk: a full update (which sees that they
     # changed) rather than the file alone, which is never indexed.

@@ -37,6 +37,21 @@ def test_a_burst_of_changes_arrives_as_one_update(tmp_path):
         watcher.stop()
 
 
+def test_a_folder_moved_out_arrives_as_the_folder(tmp_path):
+    """The files in it get no event of their own; the index drops them by the
+    folder's path."""
+    (tmp_path / "ws" / "pkg").mkdir(parents=True)
+    (tmp_path / "ws" / "pkg" / "m.py").write_text("x = 1\n")
+    watcher, seen, event = watch(tmp_path / "ws")
+    try:
+        (tmp_path / "ws" / "pkg").rename(tmp_path / "elsewhere")
+        assert event.wait(10)
+        time.sleep(1)
+        assert [p.name for batch in seen for p in batch] == ["pkg"]
+    finally:
+        watcher.stop()
+
+
 def test_a_folder_watched_alone_ignores_what_happens_below_it(tmp_path):
     """The user config's folder: a config file in a home directory must not mean
     watching the whole home (every log write below it would wake the server)."""

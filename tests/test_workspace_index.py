@@ -291,6 +291,21 @@ def test_deletes_and_renames(index, ws):
     assert index.search("stock value") == []
 
 
+def test_a_folder_moved_out_of_the_workspace_takes_its_files_out_of_the_index(
+        index, ws, tmp_path):
+    """A folder moved out (or deleted) is reported as the folder alone: watchdog sends
+    no event for the files in it, nor does an editor for a deleted folder."""
+    (ws / "pkg" / "deep").mkdir()
+    (ws / "pkg" / "deep" / "tax.py").write_text("def apply_tax(cents):\n    return cents\n")
+    (ws / "pkgs.py").write_text("def list_packages():\n    return []\n")  # "pkg" + "s"
+    index.update()
+    (ws / "pkg").rename(tmp_path / "moved-out")
+    stats = index.update_paths(["pkg"])
+    assert stats.removed == 3
+    assert set(index.store.files()) == {"pkgs.py"}
+    assert index.search("apply tax") == [] and index.search("list packages")
+
+
 def test_a_second_process_reads_but_does_not_write(index, ws, tmp_path):
     other = WorkspaceIndex(ws, tmp_path / "cache")
     try:
