@@ -166,6 +166,25 @@ def ignored(root: Path, rels: Iterable[str]) -> set[str]:
     return found
 
 
+def too_broad(root: Path, home: Path | None = None) -> str | None:
+    """Why a folder opened in an editor is not indexed on its own: the file system's root,
+    the home folder or a folder above it hold every project, cache and download of the
+    user (a walk of hours; the watcher alone would take the system's inotify watches
+    from every other program). None for any other folder."""
+    home = home or Path.home()
+    try:
+        real, real_home = root.resolve(), home.resolve()
+    except (OSError, RuntimeError):
+        return None
+    if real == real.parent:
+        return "it is the file system's root"
+    if real == real_home:
+        return "it is your home folder"
+    if real in real_home.parents:
+        return "it holds your home folder"
+    return None
+
+
 def _inside(root: Path, path: Path) -> bool:
     try:
         path.resolve().relative_to(root)

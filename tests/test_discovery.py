@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from hearth_lsp.indexer.discovery import discover, ignored
+from hearth_lsp.indexer.discovery import discover, ignored, too_broad
 
 
 def tree(root, files: dict[str, bytes | str]):
@@ -134,3 +135,16 @@ def test_files_named_one_by_one_are_checked_against_the_ignore_rules(tmp_path, u
         subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     rels = ["a.py", "local_settings.py", "generated/out.py", "sub/x.tmp", "sub/y.py"]
     assert ignored(tmp_path, rels) == {"local_settings.py", "generated/out.py", "sub/x.tmp"}
+
+
+def test_the_file_systems_root_and_the_home_folder_are_too_broad_to_index(tmp_path):
+    home = tmp_path / "home" / "ana"
+    (home / "code" / "shop").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(home, target_is_directory=True)
+    assert too_broad(Path("/"), home) == "it is the file system's root"
+    assert too_broad(home, home) == "it is your home folder"
+    assert too_broad(tmp_path / "link", home) == "it is your home folder"  # through a link
+    assert too_broad(tmp_path / "home", home) == "it holds your home folder"
+    assert too_broad(home / "code" / "shop", home) is None
+    assert too_broad(home / "code", home) is None  # a folder of projects: the caps hold it
+    assert too_broad(tmp_path / "elsewhere", home) is None

@@ -12,7 +12,15 @@ import pytest
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig
 
-from lsp_helpers import FAKE_SERVER, capabilities, open_doc, progress_titles, stop, wait_until
+from lsp_helpers import (
+    FAKE_SERVER,
+    capabilities,
+    open_doc,
+    progress_titles,
+    start,
+    stop,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow  # real tree-sitter indexing of three small folders
 
@@ -96,5 +104,32 @@ async def test_each_folder_has_its_own_settings_and_index(tmp_path):
         assert found["gamma_thing"] == (gamma / "gamma.py").as_uri()
         await wait_symbol(client, "alpha_thing", present=False)
         assert "beta_thing" in await symbols(client, "beta_thing")
+    finally:
+        await stop(client)
+
+
+async def test_a_home_folder_opened_as_the_workspace_is_not_indexed_and_the_user_is_told(
+        tmp_path):
+    """Every project, cache and download below it: a walk of hours, and the watcher would
+    take the inotify watches of every other program. The other features still work."""
+    home = tmp_path / "home"
+    home.mkdir()
+    project = make_folder(home, "shop", "shop_thing")
+    client, _, _ = await start(FAKE_SERVER, home, env={
+        "HOME": str(home), "HEARTH_INDEX_ENABLED": "true", "HEARTH_INDEX_EMBEDDINGS": "false",
+        "HEARTH_CACHE_DIR": str(tmp_path / "cache")})
+    try:
+        await wait_until(lambda: [m for m in client.messages if "not indexing" in m.message])
+        [message] = [m.message for m in client.messages if "not indexing" in m.message]
+        assert f"not indexing {home}: it is your home folder" in message
+        status = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="hearth.status"))
+        assert status["index"] == {"state": "off", "reason": "it is your home folder"}
+        # A project below it, added as a folder of its own, is indexed.
+        client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(
+            event=types.WorkspaceFoldersChangeEvent(
+                added=[types.WorkspaceFolder(uri=project.as_uri(), name="shop")], removed=[])))
+        found = await wait_symbol(client, "shop_thing")
+        assert found["shop_thing"] == (project / "shop.py").as_uri()
     finally:
         await stop(client)

@@ -37,6 +37,7 @@ from pygls.protocol.language_server import lsp_method
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
+from ...indexer.discovery import too_broad
 from ...indexer.secrets import Redactor, is_env_file, is_secret_file
 from .. import __version__, logs
 from ..engine.router import Backends
@@ -293,6 +294,7 @@ class Folder:
     sources: SettingsSources
     resolved: Resolved
     index: IndexService | None = None
+    index_off: str | None = None  # why this folder is not indexed although index.enabled
     watcher: Any = None
     _redactor: Redactor | None = None
 
@@ -548,7 +550,14 @@ class HearthServer(LanguageServer):
         """Index every workspace folder in the background (phase 1, then embeddings)."""
         for folder in list(self.folders.values()):
             if folder.index is None and folder.settings.index.enabled:
-                self._start_folder_index(folder)
+                folder.index_off = too_broad(folder.root)
+                if folder.index_off is None:
+                    self._start_folder_index(folder)
+                else:
+                    self.say_once(("index off", folder.root),
+                                  f"Hearth: not indexing {folder.root}: {folder.index_off}. "
+                                  "Open a project's folder for workspace search and context "
+                                  "in prompts; the other features work without them.")
 
     def _start_folder_index(self, folder: Folder) -> None:
         loop = asyncio.get_running_loop()

@@ -43,8 +43,10 @@ def actions(ls: HearthServer, doc: Any, params: Any) -> list:
     return []
 
 
-def _index_status(index: IndexService | None) -> dict[str, Any]:
-    return index.status() if index is not None else {"state": "off"}
+def _index_status(index: IndexService | None, off: str | None = None) -> dict[str, Any]:
+    if index is not None:
+        return index.status()
+    return {"state": "off"} if off is None else {"state": "off", "reason": off}
 
 
 def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
@@ -54,9 +56,10 @@ def command_status(ls: HearthServer, *args: Any) -> dict[str, Any]:
     state, error = ls.worker.state, ls.worker.error
     engine = ls.worker.engine
     running = ls.worker.running()
+    first = ls.folders.get(ls.root) if ls.root is not None else None
     return {
-        "index": _index_status(ls.index),  # the first folder's
-        "folders": [{"root": str(f.root), "index": _index_status(f.index)}
+        "index": _index_status(ls.index, first.index_off if first else None),  # the first
+        "folders": [{"root": str(f.root), "index": _index_status(f.index, f.index_off)}
                     for f in ls.folders.values()],
         "model": state,
         "error": error,
