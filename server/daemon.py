@@ -619,6 +619,23 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._error(404, f"no such endpoint: POST {path}")
 
+    def _other_model(self, asked: Any) -> str | None:
+        """Why a request naming a model is not answered: another tool on the machine
+        asking for "gpt-4o" must not get this model's text as if it were that one's
+        (as vLLM and Ollama answer). No name (Hearth's own clients), or the loaded
+        model's name or file name: served."""
+        if asked is None or asked == "":
+            return None
+        engine = self.daemon.worker.engine
+        if engine is None:
+            return None  # loading: the job waits for the model and the answer says which
+        info = engine.info
+        if isinstance(asked, str) and asked in (info.name, Path(info.path).name,
+                                                Path(info.path).stem):
+            return None
+        return (f"the model {str(asked)[:80]!r} is not served here: this daemon serves "
+                f"{info.name!r} (GET /v1/models)")
+
     def _count(self, body: dict[str, Any]) -> None:
         engine = self.daemon.worker.engine
         text = body.get("input", body.get("content", ""))
@@ -686,6 +703,10 @@ class _Handler(BaseHTTPRequestHandler):
             prompt = prompt[0]
         if not isinstance(prompt, str) or not prompt:
             self._error(400, "prompt must be a string, not empty")
+            return
+        refused = self._other_model(body.get("model"))
+        if refused:
+            self._error(404, refused, "model_not_found")
             return
         try:
             sampling = sampling_from(body)

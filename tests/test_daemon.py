@@ -541,6 +541,15 @@ def test_an_openai_client_can_use_the_warm_model(make_daemon):
     assert "".join(e["choices"][0]["text"] for e in events) == "a b c"
     assert events[-1]["choices"][0]["finish_reason"] == "stop"
     assert events[-1]["usage"]["completion_tokens"] == 3
+    # Its model by name; another model's name is not answered with this one's text.
+    named = httpx.post(f"{daemon.url}/completions", headers=auth,
+                       json={"prompt": "q", "model": "fake", "max_tokens": 10})
+    assert named.json()["choices"][0]["text"] == "a b c"
+    other = httpx.post(f"{daemon.url}/completions", headers=auth,
+                       json={"prompt": "q", "model": "gpt-4o", "max_tokens": 10})
+    assert other.status_code == 404 and other.json()["error"] == {
+        "message": "the model 'gpt-4o' is not served here: this daemon serves 'fake' "
+                   "(GET /v1/models)", "type": "model_not_found"}
 
 
 def test_a_daemon_that_is_gone_is_reported_clearly_without_settings_to_restart_it(
