@@ -537,3 +537,26 @@ def test_a_task_on_a_file_no_folder_vouches_for_stays_local(tmp_path):
     assert reason["link"] and reason["outside"] and reason["view"]
     assert reason["secret"] == "secrets.py is a secret file"
     assert reason["ordinary"] is None
+
+
+def test_a_nested_folder_s_local_only_patterns_are_matched_from_its_own_root(tmp_path):
+    """A folder opened inside another (a monorepo and one of its packages): the task's
+    settings are the inner folder's, and its patterns name paths from the inner root."""
+    from hearth_lsp.server.lsp.server import HearthServer
+
+    outer = tmp_path / "mono"
+    inner = outer / "packages" / "pay"
+    (inner / "keys").mkdir(parents=True)
+    server = HearthServer()
+    server.set_folders([outer, inner])
+    settings = Settings()
+    settings.privacy.local_only = ["keys/**"]
+    uri = (inner / "keys" / "sign.py").as_uri()
+    assert server.local_reason(uri, settings) == "keys/sign.py is local-only (privacy.localOnly)"
+    assert server.local_reason((outer / "keys.py").as_uri(), settings) is None
+    # The outer folder's own patterns still hold for the files of the inner one.
+    (outer / ".hearth.toml").write_text('[privacy]\nlocalOnly = ["packages/pay/vault/**"]\n')
+    server.set_folders([outer, inner])
+    assert server.local_reason((inner / "vault" / "a.py").as_uri(), Settings()) == \
+        "packages/pay/vault/a.py is local-only (privacy.localOnly)"
+    assert server.local_reason((inner / "main.py").as_uri(), Settings()) is None

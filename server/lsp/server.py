@@ -740,7 +740,8 @@ class HearthServer(LanguageServer):
         (a secret file), by privacy.localOnly, matched against the path as the editor
         gave it and as it really is (a link into a local-only folder), and for anything
         outside every workspace folder or not a file (`fugitive://`, `untitled:`): the
-        settings of no folder say it may go."""
+        settings of no folder say it may go. With folders nested, each holding folder's
+        patterns count, from its own root (``settings`` stand for the innermost's)."""
         path = to_fs_path(uri) if uri.startswith("file:") else None
         if not path:
             return f"{uri.split(':', 1)[0]}: documents are not files of the workspace"
@@ -753,17 +754,18 @@ class HearthServer(LanguageServer):
             return f"{given} cannot be resolved"
         if is_secret_file(real.name):
             return f"{given.name} leads to a secret file"
-        rels = []
         for candidate in (given, real):
-            bases = [base for f in self.folders.values() for base in (f.root, f.real_root)
-                     if candidate.is_relative_to(base)]
-            if not bases:
+            holding = [(f, base) for f in self.folders.values()
+                       for base in (f.root, f.real_root) if candidate.is_relative_to(base)]
+            if not holding:
                 return f"{candidate} is outside the workspace folders"
-            base = max(bases, key=lambda b: len(b.parts))  # the innermost folder
-            if candidate != base:
-                rels.append(candidate.relative_to(base).as_posix())
-        private = local_only(settings, rels)
-        return f"{private[0]} is local-only (privacy.localOnly)" if private else None
+            inner = max(len(base.parts) for _, base in holding)
+            for folder, base in holding:
+                if candidate != base and local_only(
+                        settings if len(base.parts) == inner else folder.settings,
+                        [rel := candidate.relative_to(base).as_posix()]):
+                    return f"{rel} is local-only (privacy.localOnly)"
+        return None
 
     def model_bytes(self, settings: Settings, route: str) -> int:
         """The size of the GGUF file the local model of ``routes.<route>`` (in the folder
