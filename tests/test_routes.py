@@ -560,3 +560,21 @@ def test_a_nested_folder_s_local_only_patterns_are_matched_from_its_own_root(tmp
     assert server.local_reason((inner / "vault" / "a.py").as_uri(), Settings()) == \
         "packages/pay/vault/a.py is local-only (privacy.localOnly)"
     assert server.local_reason((inner / "main.py").as_uri(), Settings()) is None
+
+
+async def test_a_prompt_is_counted_with_its_secrets_already_replaced():
+    """A model server counts by its tokenize endpoint: the prompt in clear reached it
+    there, while the generation request had the secret replaced."""
+    from hearth_lsp.indexer.secrets import Redactor
+
+    engine = FakeEngine()
+    worker = GenerationWorker()
+    worker.load(lambda: engine)
+    try:
+        run = TaskRun(worker, redactor=Redactor({"canary-env-7Hq2Lp9x"}))
+        await run.ready()
+        await run.count_tokens('TOKEN = "canary-env-7Hq2Lp9x"  # ghp_CanaryCanaryCanary0123456789ab')
+        [counted] = engine.counted
+        assert "canary-env" not in counted and "ghp_" not in counted
+    finally:
+        worker.shutdown()

@@ -24,6 +24,7 @@ class FakeEngine:
     chat_template: str | None = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}<|assistant|>"
     prompts: list[str] = field(default_factory=list)
     grammars: list[str | None] = field(default_factory=list)
+    counted: list[str] = field(default_factory=list)  # the texts count_tokens was given
     starts: list[str | None] = field(default_factory=list)
     samplings: list[SamplingSettings] = field(default_factory=list)
     info: ModelInfo = field(init=False)
@@ -71,6 +72,7 @@ class FakeEngine:
                           time.perf_counter() - started, finish)
 
     def count_tokens(self, text: str) -> int:
+        self.counted.append(text)
         return len(text.split())
 
     def close(self) -> None:

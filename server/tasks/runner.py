@@ -115,10 +115,14 @@ class TaskRun:
     _stale: set[str] = dataclasses.field(default_factory=set)  # never replayed again here
 
     async def count_tokens(self, text: str) -> int | None:
-        """``text``'s length in the ready model's tokens; None when it cannot say."""
+        """``text``'s length in the ready model's tokens; None when it cannot say. The
+        text is redacted first, as generate() will: a model server counts it by its
+        tokenize endpoint, and no secret may reach it that way either."""
         engine = self.worker.engine
         if engine is None:
             return None
+        if self.redactor is not None:
+            text = self.redactor(text)
         try:
             return await asyncio.to_thread(engine.count_tokens, text)
         except Exception:  # noqa: BLE001 - an estimate is then all there is
