@@ -9,6 +9,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -611,7 +612,7 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     """Document FILE::SYMBOL (docstring for Python, doc comment for the others)."""
     from ..indexer.languages import language_of
     from .tasks.docs import python as docstring
-    from .tasks.docs.run import document_symbol, supported
+    from .tasks.docs.run import document_symbol, find_symbol, supported
 
     logs.setup_stderr("warning")
     path, symbol = _split_target(args.target)
@@ -629,6 +630,13 @@ def cmd_docstring(args: argparse.Namespace, factory=None) -> int:
     line = _symbol_line(source, path, lang, symbol)
     if line is None:
         print(f"hearth docstring: no {symbol} in {path}", file=sys.stderr)
+        return 2
+    found = find_symbol(source, lang, line) if not symbol.isdigit() else None
+    if found is not None and re.split(r"\.|::", symbol)[-1] != found.name:
+        # (one-line code) a comment above the line documents the first declaration on it
+        print(f"hearth docstring: {symbol} shares line {line + 1} of {path} with "
+              f"{found.qualname}: a doc comment above it would document {found.qualname}; "
+              "put each on a line of its own", file=sys.stderr)
         return 2
     root = Path(args.root or ".").resolve()
     settings, cache = _task_settings(root)

@@ -111,6 +111,25 @@ def test_docstring_for_python_and_a_go_doc_comment(tmp_path, capsys, monkeypatch
     assert code == 0, capsys.readouterr().err
 
 
+def test_a_declaration_sharing_its_line_with_an_earlier_one_is_refused_by_name(
+        tmp_path, capsys, monkeypatch):
+    """One-line code: a comment above the line documents its first declaration, and
+    `FILE::scale` wrote a comment describing `shift` above both."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.js").write_text("function shift(a) { return a + 1 } "
+                                   "function scale(a) { return a * 2 }\n")
+    answer = {"summary": "Shift a number up by one", "params": {"a": "the number to shift"},
+              "returns": "the number plus one"}
+    code, engine = run(cli.cmd_docstring, ["docstring", "m.js::scale"], [json.dumps(answer)])
+    assert code == 2 and engine.prompts == []
+    assert "scale shares line 1 of m.js with shift: a doc comment above it would document " \
+        "shift" in capsys.readouterr().err
+    code, _ = run(cli.cmd_docstring, ["docstring", "m.js::shift", "--json"], [json.dumps(answer)])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["text"].startswith(
+        "/**\n * Shift a number up by one.")
+
+
 def test_placeholder_parameters_leave_a_summary_only_docstring_and_say_why(
         tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

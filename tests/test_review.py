@@ -132,6 +132,11 @@ def test_a_quote_with_its_spaces_squeezed_covers_the_files_own_text():
                             rv.Span(0, 1, "function f"))
     line = source.splitlines()[1]
     assert line[f.start_col:f.end_col] == f.quote == "x  /  y"
+    # Where the line also has the quote as written, that one: not the first loose match.
+    source = "def f(x, y):\n    a = x  /  y if y else x / y\n"
+    [g] = rv.check_findings(answer(item(2, "x / y", message="y may be zero")), source,
+                            rv.Span(0, 1, "function f"))
+    assert (g.start_col, g.quote) == (source.splitlines()[1].rindex("x / y"), "x / y")
 
 
 def test_non_ascii_lines_keep_string_columns():

@@ -153,9 +153,12 @@ def find_target(source: str, language: str, line: int) -> DocTarget | None:
         if not node.start_point.row <= line <= node.end_point.row:
             continue
         kind = _kind(node, spec)
-        if kind is not None:
+        if kind is not None and (best is None or best[0].start_byte <= node.start_byte
+                                 and node.end_byte <= best[0].end_byte):
             best = (node, kind)  # deeper matches replace shallower ones
-        stack.extend(node.named_children)
+        # The first of declarations sharing the line (one-line code): a comment above
+        # the line documents it.
+        stack.extend(reversed(node.named_children))
     if best is None:
         return None
     node, kind = best

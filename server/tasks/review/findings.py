@@ -211,10 +211,13 @@ def anchor(item: dict, lines: list[str], span: Span) -> Finding | None:
     # The quote with its spaces as any run of blanks: the model squeezes "x  /  y".
     loose = re.compile(r"\s+".join(map(re.escape, first.split())))
     for n in sorted(range(lo, hi + 1), key=lambda n: abs(n - stated)):
-        found = loose.search(lines[n])
-        if found is None:
+        col = lines[n].find(first)  # the quote as written, where the line has it
+        if col >= 0:
+            end = col + len(first)
+        elif found := loose.search(lines[n]):
+            col, end = found.span()
+        else:
             continue
-        col, end = found.span()
         text = lines[n][col:end]  # the file's own text: what a later edit is checked against
         replacement = item.get("replacement")
         exact = isinstance(replacement, str) and quote.strip() == first == text and \
