@@ -455,18 +455,20 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
         from .tasks.commit.run import early_message, generate_commit_message
 
     logs.setup_stderr("warning")
-    repo = Path(args.repo or ".").resolve()
+    try:
+        # Read before the model loads: a clear error at once, and the diff described
+        # is the one staged when the command ran.
+        changes = read_changes(Path(args.repo or ".").resolve(), hook=bool(args.hook))
+    except GitStateError as exc:
+        print(f"hearth commit-msg: {exc}", file=sys.stderr)
+        return 1
+    # The diff is the whole repository's, also from a folder in it: so are the settings
+    # (privacy.localOnly, routes) and the secrets redacted.
+    repo = changes.repo.resolve()
     settings, cache = _task_settings(repo)
     if args.style:
         settings.commit.style = args.style
     writing = _hook_deadline(settings.commit.hook_timeout_s) if args.hook else None
-    try:
-        # Read before the model loads: a clear error at once, and the diff described
-        # is the one staged when the command ran.
-        changes = read_changes(repo, hook=bool(args.hook))
-    except GitStateError as exc:
-        print(f"hearth commit-msg: {exc}", file=sys.stderr)
-        return 1
     # commit.authorWords: a subject in the change's own words needs no model, and a
     # hook that loads none for it is done at once.
     model_bytes = model_file_bytes(settings, cache, settings.routes.commit, factory)

@@ -56,6 +56,21 @@ def test_a_rejected_message_is_asked_again_with_the_reason(demo_repo, capsys):
     assert "That message was rejected: " in engine.prompts[1]
 
 
+def test_from_a_folder_of_the_repository_its_top_s_settings_and_secrets_hold(demo_repo,
+                                                                             capsys):
+    # The diff is the whole repository's: read with the folder's settings (none), the
+    # repository's privacy.localOnly and .env values were not applied.
+    (demo_repo / ".env").write_text("SHOP_TOKEN=canary-env-3Xw9\n")
+    (demo_repo / ".hearth.toml").write_text('[commit]\nstyle = "plain"\n')
+    models = demo_repo / "inventory" / "models.py"
+    models.write_text(models.read_text() + '\nTOKEN = "canary-env-3Xw9"\n')
+    git(demo_repo, "add", "inventory/models.py")
+    code, engine = run_cli(["commit-msg", "--repo", str(demo_repo / "inventory")],
+                           ["Add the shop token"])
+    assert code == 0 and capsys.readouterr().out == "Add the shop token\n"
+    assert "TOKEN = " in engine.prompts[0] and "canary-env" not in engine.prompts[0]
+
+
 def test_an_answer_whose_first_line_is_refused_stops_there(demo_repo, capsys):
     # Only the header can refuse a message: its body is not generated at all (on a
     # small model that is most of a refused attempt's time), and the re-ask shows the

@@ -69,6 +69,20 @@ def test_renames_are_renames(repo):
     assert (f.status, f.old_path, f.path) == ("R", "app.py", "totals.py")
 
 
+def test_a_secret_file_renamed_to_an_ordinary_name_is_still_left_out(repo):
+    # Its old lines are in the patch (context, removals): `git mv .env service.cfg`
+    # with one value changed sent the rest of the .env file to the model.
+    (repo / ".env").write_text("".join(f"KEY{i}=value{i}\n" for i in range(30)))
+    git(repo, "add", "-f", ".env")
+    git(repo, "commit", "-qm", "Add env")
+    git(repo, "mv", ".env", "service.cfg")
+    (repo / "service.cfg").write_text("".join(f"KEY{i}=value{i}\n" for i in range(29)))
+    git(repo, "add", "-A")
+    [f] = read_changes(repo).files
+    assert (f.status, f.old_path, f.left_out, f.patch) == (
+        "R", ".env", "secret file: changed, not shown", "")
+
+
 def test_a_file_turned_into_a_link_shows_both_halves(repo):
     old = (repo / "app.py").read_text().splitlines()[0]
     (repo / "app.py").unlink()

@@ -199,6 +199,50 @@ async def test_a_change_to_files_the_prompt_only_lists_is_named_by_them(repo):
     assert result.from_structure and result.message == "feat: add logo.png and secrets.py"
 
 
+async def test_no_worked_example_is_a_commit_of_a_local_only_file(repo):
+    # The repository's own small commits are shown to the model as examples: one that
+    # changed a privacy.localOnly file went to the model server with the change.
+    (repo / "private").mkdir()
+    (repo / "private" / "algo.py").write_text("def sauce():\n    return 'MARKER_42'\n")
+    for args in (["add", "-A"], ["commit", "-qm", "feat: add the pricing algorithm"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    (repo / "app.py").write_text("def total(xs):\n    return sum(xs) or 0\n")
+    subprocess.run(["git", "-C", str(repo), "add", "app.py"], check=True, capture_output=True)
+    for private, shown in (([], True), (["private/**"], False)):
+        engine = FakeEngine.scripted(["fix: count an empty list as zero"])
+        worker = GenerationWorker()
+        worker.load(lambda engine=engine: engine)
+        settings = Settings()
+        settings.cache.enabled, settings.commit.from_structure = False, "fallback"
+        settings.commit.author_words, settings.privacy.local_only = "off", private
+        try:
+            await generate_commit_message(TaskRun(worker), settings, repo)
+        finally:
+            worker.shutdown()
+        assert ("MARKER_42" in engine.prompts[0]) is shown
+
+
+async def test_a_local_only_file_renamed_out_of_its_folder_keeps_the_task_local(
+        repo, caplog):
+    (repo / "private").mkdir()
+    (repo / "private" / "algo.py").write_text("def sauce():\n    return 42\n")
+    for args in (["add", "-A"], ["commit", "-qm", "Add the algorithm"],
+                 ["mv", "private/algo.py", "algo.py"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    engine = FakeEngine.scripted(["refactor: move the algorithm up"])
+    worker = GenerationWorker()
+    worker.load(lambda: engine)
+    settings = Settings()
+    settings.cache.enabled, settings.privacy.local_only = False, ["private/**"]
+    caplog.set_level("INFO", logger="hearth_lsp.server.tasks.runner")
+    try:
+        await generate_commit_message(TaskRun(worker), settings, repo)
+    finally:
+        worker.shutdown()
+    assert "the diff touches private/algo.py (privacy.localOnly): this task runs on the " \
+        "local model only" in caplog.text
+
+
 async def test_a_valid_answer_is_the_models(staged):
     result = await commit_message(staged, ["docs: explain what total returns"])
     assert result.message == "docs: explain what total returns" and result.source == "model"

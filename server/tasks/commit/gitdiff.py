@@ -397,7 +397,10 @@ def parse_diff(numstat_z: str, name_status_z: str, patch: str) -> list[FileDiff]
         if f is not None:  # a type change (file -> link) is two diffs of one path
             f.patch += chunk[1]
     for f in files.values():
-        f.left_out = f.left_out or leave_out_reason(f.path, f.patch)
+        # A renamed secret file (`git mv .env service.cfg`) is one still: its old lines
+        # are in the patch as context and removals.
+        f.left_out = f.left_out or leave_out_reason(f.path, f.patch) or (
+            leave_out_reason(f.old_path, "") if f.old_path else "")
         if f.left_out:
             f.patch = ""
     return list(files.values())

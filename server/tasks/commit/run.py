@@ -77,7 +77,10 @@ async def generate_commit_message(
     started = time.perf_counter()
     if changes is None:
         changes = await asyncio.to_thread(gitdiff.read_changes, repo)
-    private = local_only(settings, [f.path for f in changes.files])
+    private = local_only(settings, [p for f in changes.files for p in (f.path, f.old_path) if p])
+    # A past commit is a worked example in the prompt: none of a local-only file.
+    changes.past = [c for c in changes.past if not local_only(
+        settings, [p for f in c.files for p in (f.path, f.old_path) if p])]
     if private:
         run.keep_local(f"the diff touches {', '.join(private[:3])}"
                        f"{' and more' if len(private) > 3 else ''} (privacy.localOnly)")
