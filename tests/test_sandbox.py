@@ -287,3 +287,44 @@ def test_what_a_failing_test_prints_stays_out_of_the_servers_memory(project):
         tracemalloc.stop()
     assert not result.outcomes["test_loud"].passed and result.outcomes["test_after"].passed
     assert peak < 8 << 20, f"{peak >> 20} MiB held while the tests ran"
+
+
+def test_links_a_test_puts_in_place_of_the_runs_files_are_not_followed(project, tmp_path):
+    """The sandbox folder is the tests' to write: Hearth read its output log and results
+    file there by name, after the run, following a link a test had put in their place
+    (to a key of the user's, /proc/self/environ) into the message shown to the user and
+    the model."""
+    secret = tmp_path / "id_ed25519"
+    secret.write_text("-----CANARY-KEY-----\n" * 20)
+    result = run(project, f"""
+        import ctypes, glob, os, sys
+
+        def test_plant():
+            libc = ctypes.CDLL(None)
+            folder = os.path.dirname(os.environ["HEARTH_SANDBOX_RESULTS"])
+            for path in glob.glob(folder + "/*"):
+                if os.path.isfile(path):
+                    libc.unlink(path.encode())
+                    libc.symlink({str(secret)!r}.encode(), path.encode())
+            os._exit(3)
+    """, select=["test_plant"])
+    assert "test_plant" not in result.outcomes and "exit 3" in result.error
+    assert "CANARY" not in result.output + result.error
+
+
+def test_a_record_a_test_writes_that_is_not_the_plugins_is_skipped(project):
+    # It raised out of the run (JSONDecodeError, KeyError), and while the run went on
+    # (the stuck-test check reads the records) left its processes running.
+    result = run(project, """
+        import sys
+
+        def test_scribble():
+            out = sys.modules["hearth_sandbox_plugin"]._OUT
+            out.write('not json\\n{}\\n[1]\\n{"test": "x", "when": "call"}\\n')
+            out.flush()
+            assert double(1) == 2
+
+        def test_after():
+            assert double(2) == 4
+    """)
+    assert result.outcomes["test_scribble"].passed and result.outcomes["test_after"].passed

@@ -21,6 +21,7 @@ Generated code is untrusted. Each run gets:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -44,6 +45,8 @@ RUN_TIMEOUT_S = 120
 STUCK_GRACE_S = 3
 # The end of a run's output kept for messages (the start when it is short).
 OUTPUT_TAIL = 16 << 10
+# Most of a run's results file read (a record is ~2 KB; a test may write its own).
+MAX_RESULTS_BYTES = 8 << 20
 MEMORY_BYTES = 2 << 30
 MAX_COPY_BYTES = 200 << 20
 
@@ -246,7 +249,6 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
         plugin_dir = Path(tmp) / "plugin"
         plugin_dir.mkdir()
         (plugin_dir / "hearth_sandbox_plugin.py").write_text(PLUGIN)
-        results = Path(tmp) / "results.jsonl"
         home = work / ".home"
         home.mkdir()
         paths = [str(plugin_dir), str(work)] + ([str(work / "src")] if (work / "src").is_dir()
@@ -254,7 +256,7 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
                "TMPDIR": str(work / ".tmp"), "PYTHONPATH": os.pathsep.join(paths),
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-               "HEARTH_SANDBOX_DIR": str(work), "HEARTH_SANDBOX_RESULTS": str(results),
+               "HEARTH_SANDBOX_DIR": str(work),
                "HEARTH_SANDBOX_TEST_TIMEOUT": str(test_timeout), "LANG": "C.UTF-8"}
         (work / ".tmp").mkdir()
         base = ["-p", "hearth_sandbox_plugin", "-q", "-p", "no:cacheprovider", "--no-header",
@@ -262,16 +264,16 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
         result = RunResult()
         deadline = time.monotonic() + run_timeout
         pending = list(select) if select else None
-        while True:
+        for n in itertools.count():
             targets = [f"{test_rel}::{name}" for name in pending] if pending else [test_rel]
-            ran = _run_once(python, Path(tmp), work, env, base + targets, results,
+            ran = _run_once(python, Path(tmp), work, env, base + targets,
+                            Path(tmp) / f"results-{n}.jsonl",  # each run's records afresh
                             deadline=deadline, stuck_after=test_timeout + STUCK_GRACE_S,
                             on_cancel=on_cancel, require_isolation=require_isolation,
                             use_bwrap=use_bwrap)
             result.output = (result.output + ran.output)[-4000:]
             result.warnings = ran.warnings
-            _read_outcomes(results, result.outcomes)
-            results.unlink(missing_ok=True)  # the next run's records start afresh
+            _read_outcomes(ran.records, result.outcomes)
             if ran.stuck is not None:
                 # SIGALRM reaches only Python code: a test inside C code (a sum over
                 # range(10**11)) held the whole run until its timeout, and the tests
@@ -302,6 +304,7 @@ class _Ran:
     warnings: list[str]
     timed_out: bool = False
     stuck: str | None = None  # the test that outlived its limit inside C code
+    records: list[dict] = field(default_factory=list)  # the plugin's, well-formed ones
 
 
 def _run_once(python: str, sandbox: Path, work: Path, env: dict[str, str], args: list[str],
@@ -309,7 +312,31 @@ def _run_once(python: str, sandbox: Path, work: Path, env: dict[str, str], args:
               on_cancel: Callable[[Callable[[], None]], Callable[[], None]] | None,
               require_isolation: bool, use_bwrap: bool) -> _Ran:
     """One pytest process in its walls, until it ends, the deadline passes or a test
-    is stuck for ``stuck_after`` seconds (then the process group is killed)."""
+    is stuck for ``stuck_after`` seconds (then the process group is killed).
+
+    The run's output and its results file are read through files this process opened
+    before the run: the sandbox folder is the tests' to write, and a test that put a
+    link in their place (to ~/.ssh/id_rsa, /proc/self/environ, /dev/zero) would have
+    had Hearth read it into the message shown to the user and the model."""
+    results.unlink(missing_ok=True)  # (a link planted by an earlier run's test)
+    try:
+        records_fd = os.open(results, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise SandboxError(f"cannot create the test run's results file: {exc}") from exc
+    env = {**env, "HEARTH_SANDBOX_RESULTS": str(results)}
+    try:
+        return _run_walled(python, sandbox, work, env, args, records_fd, deadline=deadline,
+                           stuck_after=stuck_after, on_cancel=on_cancel,
+                           require_isolation=require_isolation, use_bwrap=use_bwrap)
+    finally:
+        os.close(records_fd)
+
+
+def _run_walled(python: str, sandbox: Path, work: Path, env: dict[str, str], args: list[str],
+                records_fd: int, *, deadline: float, stuck_after: float,
+                on_cancel: Callable[[Callable[[], None]], Callable[[], None]] | None,
+                require_isolation: bool, use_bwrap: bool) -> _Ran:
     walls = isolation(python, sandbox, work, use_bwrap=use_bwrap)
     if walls.missing and require_isolation:
         walls.close()
@@ -324,15 +351,15 @@ def _run_once(python: str, sandbox: Path, work: Path, env: dict[str, str], args:
     # The output goes to a file, of which the end is read: through a pipe, a test that
     # printed 100 MB and failed put 100 MB into this process (pytest reports what a
     # failing test printed). The child's file-size limit bounds it.
-    output = sandbox / f"output-{time.monotonic_ns()}.log"
+    # Unnamed: nothing in the sandbox can put a link in its place. (Closed below.)
+    sink = tempfile.TemporaryFile()  # noqa: SIM115
     try:
-        with open(output, "wb") as sink:
-            # stdin is not inherited: the server's is the editor's LSP channel (pytest
-            # points fd 0 at /dev/null for tests, but not for the interpreter's start).
-            proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=sink, stderr=subprocess.STDOUT,
-                                    preexec_fn=limits)
+        # stdin is not inherited: the server's is the editor's LSP channel (pytest
+        # points fd 0 at /dev/null for tests, but not for the interpreter's start).
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                stdout=sink, stderr=subprocess.STDOUT, preexec_fn=limits)
     except OSError as exc:
+        sink.close()
         walls.close()
         raise SandboxError(f"cannot run {python}: {exc}") from exc
 
@@ -357,7 +384,7 @@ def _run_once(python: str, sandbox: Path, work: Path, env: dict[str, str], args:
                 break
             except subprocess.TimeoutExpired:
                 ran.timed_out = time.monotonic() >= deadline
-                ran.stuck = None if ran.timed_out else _stuck(results, stuck_after)
+                ran.stuck = None if ran.timed_out else _stuck(records_fd, stuck_after)
                 if not (ran.timed_out or ran.stuck):
                     continue
             kill()
@@ -365,34 +392,49 @@ def _run_once(python: str, sandbox: Path, work: Path, env: dict[str, str], args:
                 proc.wait(10)
             break
     finally:
+        if proc.poll() is None:  # left early (an error while waiting): the run goes too
+            kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
         unregister()
         walls.kill()  # whatever a test left running (the cgroup must be empty to go)
         walls.close()
-    with open(output, "rb") as fh:
-        fh.seek(max(0, fh.seek(0, os.SEEK_END) - OUTPUT_TAIL))
-        tail = fh.read()
-    output.unlink(missing_ok=True)
+        with sink:
+            sink.seek(max(0, sink.seek(0, os.SEEK_END) - OUTPUT_TAIL))
+            tail = sink.read()
     ran.output, ran.returncode = tail.decode("utf-8", "replace"), proc.returncode
+    ran.records = _records(records_fd)
     return ran
 
 
-def _records(results: Path) -> list[dict]:
-    if not results.exists():
-        return []
-    return [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+def _records(fd: int) -> list[dict]:
+    """The well-formed records of the results file open at ``fd``, read from its start
+    (at most MAX_RESULTS_BYTES). A test can write to it: anything else is skipped."""
+    raw = os.pread(fd, min(os.fstat(fd).st_size, MAX_RESULTS_BYTES), 0)
+    out = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        with contextlib.suppress(ValueError, RecursionError):
+            item = json.loads(line)
+            if isinstance(item, dict) and isinstance(item.get("test"), str) and (
+                    item.get("when") == "start" and isinstance(item.get("at"), (int, float))
+                    or item.get("when") in ("setup", "call", "teardown")
+                    and isinstance(item.get("outcome"), str)
+                    and isinstance(item.get("message"), str)):
+                out.append(item)
+    return out
 
 
-def _stuck(results: Path, after: float) -> str | None:
+def _stuck(fd: int, after: float) -> str | None:
     """The test that started more than ``after`` seconds ago and has not ended."""
-    records = _records(results)
+    records = _records(fd)
     last = records[-1] if records else None
     if last is not None and last["when"] == "start" and time.time() - last["at"] > after:
         return str(last["test"])
     return None
 
 
-def _read_outcomes(results: Path, outcomes: dict[str, TestOutcome]) -> None:
-    for item in _records(results):
+def _read_outcomes(records: list[dict], outcomes: dict[str, TestOutcome]) -> None:
+    for item in records:
         if item["when"] == "start":
             continue
         name = item["test"].split("[", 1)[0]  # each case of a parametrized test
