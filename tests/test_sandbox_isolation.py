@@ -73,6 +73,42 @@ def test_files_outside_the_copy_are_invisible(project, tmp_path):
     assert result.warnings == []
 
 
+def test_only_the_interpreters_own_folders_are_shown_not_its_other_sys_path(
+        project, tmp_path, monkeypatch):
+    """An editable install's `.pth` names the real project (its .env, its keys, which the
+    copy leaves out); the server's PYTHONPATH may name any folder of the user's: each
+    folder of the interpreter's sys.path was shown to the tests, read-only."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("canary-on-the-servers-pythonpath")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    [site] = venv.glob("lib/python3*/site-packages")
+    (site / "_proj_editable.pth").write_text(f"{project}\n")
+    (site / "pytest_from_here.pth").write_text(  # this venv's pytest, for the run
+        "".join(f"{p}\n" for p in sys.path if p.endswith("site-packages")))
+    monkeypatch.setenv("PYTHONPATH", str(elsewhere))
+    isolation.interpreter.cache_clear()
+    try:
+        result = run_tests(project, [*FILES, ".env"], "tests/test_calc.py", textwrap.dedent(f"""
+            from pkg.calc import double
+
+            def test_read_the_real_env():
+                assert open({str(project / ".env")!r}).read()
+
+            def test_read_the_pythonpath():
+                assert open({str(elsewhere / "notes.txt")!r}).read()
+
+            def test_the_copy_works():
+                assert double(2) == 4
+        """), python=str(venv / "bin" / "python"))
+    finally:
+        isolation.interpreter.cache_clear()
+    assert not outcome(result, "test_read_the_real_env").passed
+    assert not outcome(result, "test_read_the_pythonpath").passed
+    assert outcome(result, "test_the_copy_works").passed
+
+
 def test_no_network_even_through_ctypes(project):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

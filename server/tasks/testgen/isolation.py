@@ -88,23 +88,37 @@ def _unshare_net() -> list[str]:
 @functools.cache
 def interpreter(python: str) -> tuple[str, tuple[str, ...]]:
     """The interpreter's own executable (not a launcher such as a pyenv shim, which
-    could not run inside the walls) and what it needs to see: its prefixes and the
-    folders on its sys.path."""
+    could not run inside the walls) and what it needs to see: its prefixes, its
+    executable's folder and the package folders on its sys.path.
+
+    Not any other folder of its sys.path: the server's PYTHONPATH, or an editable
+    install's `.pth` naming a project root (the workspace's own, with its `.env` and
+    keys, which the copy leaves out), would show them to the tests. Never a folder
+    holding the home folder."""
     exe = shutil.which(python) or python
+    # (the run sets its own PYTHONPATH: the server's is not the tests')
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     try:
         out = subprocess.run([exe, "-c", "import json, sys; print(json.dumps([sys.executable, "
                               "sys.prefix, sys.base_prefix, sys.exec_prefix, "
                               "sys.base_exec_prefix, *sys.path]))"], capture_output=True,
-                             text=True, timeout=30, check=True).stdout
+                             text=True, timeout=30, check=True, env=env).stdout
         found = json.loads(out)
-        real, paths = (found[0] or exe), [p for p in found[1:] if p]
+        real, prefixes, paths = (found[0] or exe), found[1:5], [p for p in found[5:] if p]
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        real, paths = exe, []
-    paths += [os.path.dirname(real), os.path.dirname(os.path.realpath(real))]
+        real, prefixes, paths = exe, [], []
+    prefixes = [os.path.realpath(p) for p in [*prefixes, os.path.dirname(real),
+                                              os.path.dirname(os.path.realpath(real))]
+                if p and os.path.isabs(p)]
+    packages = [p for p in map(os.path.realpath, paths) if os.path.isabs(p) and (
+        os.path.basename(p) in ("site-packages", "dist-packages")
+        or any(p.startswith(prefix + os.sep) for prefix in prefixes))]
+    home = os.path.realpath(os.path.expanduser("~"))
     roots: list[str] = []
-    for path in sorted({os.path.realpath(p) for p in paths if os.path.isabs(p)}, key=len):
+    for path in sorted({*prefixes, *packages}, key=len):
         if os.path.isdir(path) and not any(path == r or path.startswith(r + os.sep)
-                                           for r in roots) and path != "/":
+                                           for r in roots) and path != "/" and not (
+                home == path or home.startswith(path + os.sep)):
             roots.append(path)
     return real, tuple(roots)
 
