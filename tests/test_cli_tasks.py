@@ -160,6 +160,29 @@ def test_tests_command_writes_only_passing_tests(tmp_path, capsys, monkeypatch):
     assert written.startswith("from calc import ratio\n") and "test_ratio_wrong" not in written
 
 
+def test_a_pass_written_by_a_test_left_out_does_not_keep_a_failing_test(
+        tmp_path, capsys, monkeypatch):
+    """The sandbox records a pass from inside the test process: a test that wrote one
+    for another and then failed was left out of the edit, and the test it lied about
+    was inserted. The kept tests run again, as they will be inserted."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "calc.py").write_text(PY)
+    monkeypatch.setenv("HEARTH_TESTS_PYTHON", __import__("sys").executable)
+    answer = ("ratio_forge():\n    import json, os, sys\n"
+              "    out = next(m for n, m in sys.modules.items()\n"
+              "               if n.startswith('hearth_sandbox_'))._OUT\n"
+              "    out.write(json.dumps({'test': 'test_ratio_wrong', 'when': 'call',\n"
+              "                          'outcome': 'passed', 'message': ''}) + '\\n')\n"
+              "    out.flush()\n    assert ratio(1, 1) == 1\n    os._exit(0)\n\n\n"
+              "def test_ratio_wrong():\n    assert ratio(1, 4) == 2\n")
+    code, _ = run(cli.cmd_tests, ["tests", "calc.py::ratio", "--json"], [answer, "\n"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["passing"] == []
+    assert {t["name"]: t["message"].split(":")[0] for t in out["failing"]} == {
+        "test_ratio_forge": "the test did not run",
+        "test_ratio_wrong": "passed only beside tests that were left out"}
+
+
 def test_a_test_file_that_leads_out_of_the_workspace_is_refused(tmp_path, capsys, monkeypatch):
     # A cloned repository's tests/test_calc.py is a link to a file of the user's: its text
     # would be the prompt's "existing tests", and the passing tests written into it.

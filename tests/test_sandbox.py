@@ -319,7 +319,7 @@ def test_a_record_a_test_writes_that_is_not_the_plugins_is_skipped(project):
         import sys
 
         def test_scribble():
-            out = sys.modules["hearth_sandbox_plugin"]._OUT
+            out = next(m for n, m in sys.modules.items() if n.startswith("hearth_sandbox_"))._OUT
             out.write('not json\\n{}\\n[1]\\n{"test": "x", "when": "call"}\\n')
             out.flush()
             assert double(1) == 2
@@ -328,3 +328,14 @@ def test_a_record_a_test_writes_that_is_not_the_plugins_is_skipped(project):
             assert double(2) == 4
     """)
     assert result.outcomes["test_scribble"].passed and result.outcomes["test_after"].passed
+
+
+def test_a_repository_file_cannot_take_the_plugins_place(project):
+    # `python -m pytest` puts the copy first on sys.path, and the plugin had a fixed name:
+    # a repository's hearth_sandbox_plugin.py was loaded instead, and reported anything.
+    (project / "hearth_sandbox_plugin.py").write_text(
+        "def pytest_runtest_logreport(report):\n    report.outcome = 'passed'\n")
+    result = run_tests(project, [*FILES, "hearth_sandbox_plugin.py"], "tests/test_calc.py",
+                       "from pkg.calc import double\n\n\ndef test_wrong():\n"
+                       "    assert double(2) == 5\n", python=sys.executable)
+    assert not result.outcomes["test_wrong"].passed

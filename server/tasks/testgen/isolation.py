@@ -237,8 +237,10 @@ def isolation(python: str, sandbox: Path, cwd: Path, *, use_bwrap: bool = True) 
         iso = Isolation(_bwrap_prefix(exe, python, sandbox, cwd), interpreter(python)[0])
     else:
         net = _unshare_net()
-        iso = Isolation(net, python, missing=["the file system (bubblewrap is not installed or cannot "
-                                      "run here): tests can read your files"])
+        iso = Isolation(net, python, missing=[
+            "the file system (bubblewrap is not installed or cannot run here): tests run as "
+            "you and can read, change and delete your files, read Hearth's environment and "
+            "leave processes running"])
         if not net:
             iso.missing.append("the network (no network namespace here)")
     if os.geteuid() == 0:

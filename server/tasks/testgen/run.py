@@ -120,6 +120,17 @@ async def generate_tests(
     feedback = ""
     rounds = 0
     warnings: list[str] = []
+    dropped = False  # a test that ran beside the kept ones failed: it is not in the edit
+
+    async def sandboxed(text: str, cases: list[testgen.TestCase]) -> sandbox.RunResult:
+        """``cases`` of the test file ``text`` (the others in it are not run)."""
+        ran = await asyncio.to_thread(
+            sandbox.run_tests, root, files, layout.test_path, text, python=python,
+            overrides={rel: source}, test_timeout=settings.tests.timeout_s,
+            on_cancel=run.token.on_cancel, require_isolation=settings.tests.require_isolation,
+            select=[case.name for case in cases])
+        run.token.check("the test run")
+        return ran
     for rounds in range(1, 3 if settings.tests.repair else 2):
         if progress:
             progress("writing tests" if rounds == 1 else "fixing the failing tests")
@@ -140,13 +151,7 @@ async def generate_tests(
             continue
         if progress:
             progress(f"running {len(cases)} tests")
-        candidate = testgen.merge(old_text, passing + cases, import_line)
-        ran = await asyncio.to_thread(
-            sandbox.run_tests, root, files, layout.test_path, candidate, python=python,
-            overrides={rel: source}, test_timeout=settings.tests.timeout_s,
-            on_cancel=run.token.on_cancel, require_isolation=settings.tests.require_isolation,
-            select=[case.name for case in cases])
-        run.token.check("the test run")
+        ran = await sandboxed(testgen.merge(old_text, passing + cases, import_line), cases)
         warnings = ran.warnings
         failed_now = []
         for case in cases:
@@ -159,10 +164,25 @@ async def generate_tests(
         log.info("tests for %s, round %d: %d passed, %d failed", fn.qualname, rounds,
                  len(cases) - len(failed_now), len(failed_now))
         failing = {c.name: (c, m) for c, m in failed_now}  # a later round's fix replaces
+        dropped = dropped or bool(failed_now)
         if not failed_now:
             break
         feedback = "\n\n".join(f"{c.source.rstrip()}\n# failed with:\n# " +
                                "\n# ".join(m.strip().splitlines()[-6:]) for c, m in failed_now)
+    if passing and dropped:
+        # A pass is recorded from inside the test process: a test left out could have
+        # written one for another (then failed itself). The kept tests run again, in
+        # the file as it will be inserted, without any code the edit does not show.
+        if progress:
+            progress(f"running the {len(passing)} kept tests again, as they will be inserted")
+        ran = await sandboxed(testgen.merge(old_text, passing, import_line), passing)
+        for case in passing:
+            outcome = ran.outcomes.get(case.name)
+            if outcome is None or not outcome.passed:
+                failing[case.name] = (case, "passed only beside tests that were left out: "
+                                      + (outcome.message if outcome else ran.error
+                                         or "the test did not run"))
+        passing = [case for case in passing if case.name not in failing]
     new_text = testgen.merge(old_text, passing, import_line) if passing else None
     if passing:
         await run.keep()

@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import textwrap
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,8 @@ MAX_RESULTS_BYTES = 8 << 20
 MEMORY_BYTES = 2 << 30
 MAX_COPY_BYTES = 200 << 20
 
-# Loaded into the test process through `-p hearth_sandbox_plugin`.
+# Loaded into the test process through `-p hearth_sandbox_<random>` (a name no file of
+# the repository can take in advance).
 PLUGIN = textwrap.dedent('''
     import json, os, signal, sys, time
 
@@ -248,7 +250,8 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
         target.write_text(test_source, encoding="utf-8")
         plugin_dir = Path(tmp) / "plugin"
         plugin_dir.mkdir()
-        (plugin_dir / "hearth_sandbox_plugin.py").write_text(PLUGIN)
+        plugin = f"hearth_sandbox_{uuid.uuid4().hex}"
+        (plugin_dir / f"{plugin}.py").write_text(PLUGIN)
         home = work / ".home"
         home.mkdir()
         paths = [str(plugin_dir), str(work)] + ([str(work / "src")] if (work / "src").is_dir()
@@ -256,10 +259,13 @@ def run_tests(root: Path, files: list[str], test_rel: str, test_source: str, *,
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
                "TMPDIR": str(work / ".tmp"), "PYTHONPATH": os.pathsep.join(paths),
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+               # `-m pytest` puts the working folder (the copy) first on sys.path: a
+               # file of the repository's would be imported before the plugin or pytest.
+               "PYTHONSAFEPATH": "1",
                "HEARTH_SANDBOX_DIR": str(work),
                "HEARTH_SANDBOX_TEST_TIMEOUT": str(test_timeout), "LANG": "C.UTF-8"}
         (work / ".tmp").mkdir()
-        base = ["-p", "hearth_sandbox_plugin", "-q", "-p", "no:cacheprovider", "--no-header",
+        base = ["-p", plugin, "-q", "-p", "no:cacheprovider", "--no-header",
                 "-rN", "--rootdir", str(work), "-o", "addopts="]
         result = RunResult()
         deadline = time.monotonic() + run_timeout
