@@ -183,6 +183,11 @@ class TaskRun:
     def remote(self) -> bool:
         return bool(self.route) and self.route[self._at].remote
 
+    @property
+    def can_stay_local(self) -> bool:
+        """Whether keep_local() leaves a backend to run on."""
+        return not self.route or any(not b.remote for b in self.route)
+
     async def generate(self, kind: str, prompt: str, sampling: SamplingSettings, *,
                        stop: list[str], grammar: str | None,
                        on_piece: Callable[[str], None] | None = None,

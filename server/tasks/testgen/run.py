@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ....indexer.discovery import discover
 from ....indexer.lines import read_source
-from ...settings import Settings
+from ...settings import Settings, local_only
 from ...trust import is_trusted
 from ..docs import python as docstring
 from ..runner import ContextFn, TaskRun, count, prompt_text, routed, stops
@@ -108,6 +108,8 @@ async def generate_tests(
             raise testgen.TestGenError(
                 f"{layout.test_path} does not compile (line {exc.lineno}: {exc.msg}): fix it "
                 "first; Hearth adds tests only to a test file Python can read") from None
+    if local_only(settings, [layout.test_path]):  # its tests go into the prompt
+        run.keep_local(f"{layout.test_path} is local-only (privacy.localOnly)")
     info = await run.ready()
     chat = bool(info.chat_template)
     related = ""
@@ -169,6 +171,16 @@ async def generate_tests(
             break
         feedback = "\n\n".join(f"{c.source.rstrip()}\n# failed with:\n# " +
                                "\n# ".join(m.strip().splitlines()[-6:]) for c, m in failed_now)
+        quoted = [p for p in local_only(settings, files) if p in feedback] if run.remote else []
+        if quoted:  # a traceback quotes the lines of a local-only file
+            why = f"the failures quote {quoted[0]} (privacy.localOnly)"
+            if not run.can_stay_local:
+                warnings = [*warnings, f"the failing tests were not sent back to be fixed: {why}"
+                            ", and this task's route has no local model"]
+                break
+            run.keep_local(why)
+            info = await run.ready()
+            chat = bool(info.chat_template)
     if passing and dropped:
         # A pass is recorded from inside the test process: a test left out could have
         # written one for another (then failed itself). The kept tests run again, in
