@@ -193,11 +193,13 @@ def _inside(root: Path, path: Path) -> bool:
         return False
 
 
-def name_reason(name: str) -> str | None:
-    """What a file is by its name alone, when that keeps it out of the index and out of
-    prompts: "secret", "lockfile" or "generated" (None otherwise)."""
-    if is_secret_file(name):
+def name_reason(path: str) -> str | None:
+    """What a file is by its name (and its folders, where ``path`` has them: any file in
+    `.ssh/`), when that keeps it out of the index and out of prompts: "secret",
+    "lockfile" or "generated" (None otherwise)."""
+    if is_secret_file(path):
         return "secret"
+    name = path.rsplit("/", 1)[-1]
     if name in LOCKFILES:
         return "lockfile"
     if _GENERATED.match(name):
@@ -220,7 +222,7 @@ def skip_reason(root: Path, rel: str, *, max_file_kb: int,
     if any(fnmatch.fnmatch(rel, pattern) for pattern in exclude):
         return "excluded"
     name = parts[-1]
-    by_name = name_reason(name)
+    by_name = name_reason(rel)
     if by_name:
         return by_name
     path = os.path.join(root, rel)

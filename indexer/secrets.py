@@ -9,11 +9,16 @@ values they define.
 What is redacted, each replaced by `<redacted:KIND>`:
 - values defined in the workspace's `.env*` files (six characters or more);
 - private key blocks (PEM, OpenSSH, PGP);
-- well-known token shapes: AWS access keys, GitHub, GitLab, Slack, Stripe,
-  OpenAI/Anthropic-style `sk-…`, Google API keys, npm and PyPI tokens, JWTs;
-- passwords in URLs (`scheme://user:password@host`);
+- well-known token shapes: AWS access keys, GitHub, GitLab, Slack (tokens and
+  webhook URLs), Stripe, OpenAI/Anthropic-style `sk-…`, Google API keys, npm, PyPI,
+  Hugging Face, SendGrid and Twilio tokens, Azure `AccountKey=…`, JWTs;
+- passwords in URLs (`scheme://user:password@host`) and tokens used as a URL's user;
+- `Bearer …` / `Basic …` credentials (Authorization headers);
 - high-entropy values assigned to secret-looking names (`api_key = "…"`,
-  `"password": "…"`, `TOKEN=…`).
+  `"password": "…"`, `TOKEN=…`, `DB_PASS=…`).
+
+Not caught: a secret cut into pieces (`"ghp_" + "…"`, implicit string concatenation
+across lines), or named in prose (`# my token is …`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -35,8 +41,16 @@ SECRET_FILE_GLOBS = (
     ".env", ".env.*", "*.env", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
     "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "credentials", "credentials.*",
     "*credentials*.json", ".npmrc", ".pypirc", ".netrc", ".htpasswd", "*.kdbx",
-    "secrets.*", "*.secret", "*.secrets",
+    "secrets.*", "*.secret", "*.secrets", ".pgpass", ".git-credentials", ".dockercfg",
+    "kubeconfig", "kubeconfig.*", "*.kubeconfig", "*.tfvars", "*.tfvars.json", "*.tfstate",
+    "*.tfstate.*", ".vault-token", ".s3cfg", ".boto", "*.ppk", ".my.cnf",
+    "*service-account*.json", "*service_account*.json",
 )
+# Folders whose every file is a credential, a key or a token cache (`.aws/config`,
+# `.kube/config`, `.aws/sso/cache/*.json` say nothing by their names alone), and a file
+# secret in its folder only: a project's `.docker/` holds Dockerfiles as often.
+SECRET_DIRS = frozenset({".ssh", ".aws", ".kube", ".gnupg"})
+SECRET_IN_FOLDER = frozenset({(".docker", "config.json")})
 # Templates that hold no real values.
 NOT_SECRET_NAMES = (".env.example", ".env.sample", ".env.template", ".env.dist")
 
@@ -46,7 +60,13 @@ _SECRET_FILE = re.compile("|".join(fnmatch.translate(g) for g in SECRET_FILE_GLO
 
 
 def is_secret_file(path: str | Path) -> bool:
-    name = (path.name if isinstance(path, Path) else path.rstrip("/").rsplit("/", 1)[-1]).lower()
+    """A secret by its name, or by a folder it is in when ``path`` names its folders
+    (a relative posix path or a Path; a bare name is judged by the name alone)."""
+    parts = [p.lower() for p in (path.parts if isinstance(path, Path)
+                                 else path.rstrip("/").split("/"))]
+    if any(folder in SECRET_DIRS for folder in parts[:-1]) or tuple(parts[-2:]) in SECRET_IN_FOLDER:
+        return True
+    name = parts[-1] if parts else ""
     if name in NOT_SECRET_NAMES:
         return False
     return _SECRET_FILE.match(name) is not None
@@ -73,23 +93,48 @@ _TOKEN_SHAPES: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = [
     ("pypi-token", re.compile(r"\bpypi-[A-Za-z0-9_\-]{50,}"), ("pypi-",)),
     ("jwt", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
      ("eyJ",)),
+    # These start with their literal and look behind it for the word's start (not `\b`
+    # first): re then finds the literal by a fast search instead of trying every
+    # position, and "SK", "hf_", "SG." are common enough in code to be found often.
+    ("slack-webhook", re.compile(r"hooks\.slack\.com/(?:services|workflows|triggers)/"
+                                 r"[A-Za-z0-9_/\-]+"), ("hooks.slack.com",)),
+    # A digit in it: `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` is a name.
+    ("huggingface-token", re.compile(r"hf_(?<!\whf_)(?=[A-Za-z]*[0-9])[A-Za-z0-9]{30,}\b"),
+     ("hf_",)),
+    ("sendgrid-key", re.compile(r"SG\.(?<!\wSG\.)[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}"),
+     ("SG.",)),
+    ("twilio-key", re.compile(r"SK(?<!\wSK)[0-9a-f]{32}\b"), ("SK",)),
+    # Azure storage connection strings (`...;AccountKey=<base64>;...`): the key alone.
+    ("azure-key", re.compile(r"(?<=AccountKey=)[A-Za-z0-9+/]{20,}={0,2}"), ("AccountKey=",)),
 ]
-# scheme://user:password@host: the password part.
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@'\"]+:)"
-                           r"(?P<secret>[^\s@/'\"]{3,})(?=@)")
+# scheme://user:password@host: the password, which may hold a literal `@` (the last `@`
+# before the host's `/` ends it), and a user that is a token (`https://<token>@github.com`,
+# `https://<token>:x-oauth-basic@…`). A user never holds `<`: a token replaced above
+# (`https://<redacted:github-token>@…`) is not read as `user:password`.
+_URL_USERINFO = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://(?P<user>[^\s:/@'\"<]*)"
+                           r"(?::(?P<password>[^\s/'\"]{3,}))?(?=@)")
+# `Authorization: Bearer <token>` / `Basic <base64>`, in code, headers and curl lines.
+_AUTH_SCHEME = re.compile(r"(?:[Bb]earer(?<!\w[Bb]earer)|[Bb]asic(?<!\w[Bb]asic))[ \t]+"
+                          r"(?P<secret>[A-Za-z0-9_\-.~+/]{8,}=*)")
+_AUTH_LITERALS = ("earer", "asic")
 # name = "value", name: value, "name": "value", NAME=value. The name starts where a
 # run of name characters starts (the lookbehind): a match found later in the run
 # would be found from its start too, and trying every position inside every word
 # made this pattern cost most of the index's phase 1.
 _ASSIGNED = re.compile(
     r"(?<![\w.\-])"
-    r"(?P<head>(?i:[\w.\-]*(?:secret|token|passw(?:or)?d|pwd|api[_\-]?key|apikey|access[_\-]?key|"
-    r"private[_\-]?key|auth[_\-]?key|client[_\-]?secret|credentials?)[\w.\-]*)[\"']?\s*[:=]\s*"
+    r"(?P<head>(?P<name>(?i:[\w.\-]*(?:secret|token|"
+    r"pass(?:w(?:or)?d|phrase|(?<![a-z]pass)(?![a-z]))|pwd|api[_\-]?key|apikey|access[_\-]?key|"
+    r"private[_\-]?key|auth[_\-]?key|client[_\-]?secret|credentials?)[\w.\-]*))[\"']?\s*[:=]\s*"
     r"(?:[\"'](?P<quoted>[^\"'\n]{8,})[\"']|(?P<bare>[^\s\"',;)}\]]{8,})))")
 # Lower-case literals one of which every _ASSIGNED match holds (for ASCII text, where
 # str.lower() agrees with the pattern's case-insensitive matching).
-_ASSIGNED_WORDS = ("secret", "token", "passw", "pwd", "api", "access", "private", "auth",
+_ASSIGNED_WORDS = ("secret", "token", "pass", "pwd", "api", "access", "private", "auth",
                    "credential")
+# A name that is a password's (`DB_PASS`, `smtp_password`, `PASSPHRASE`), whose quoted
+# value is one unless it is words or a template: people pick passwords of low entropy.
+# Not `pwd`: as often the working directory (`pwd = "/srv/app"`).
+_PASSWORD_NAME = re.compile(r"(?i:pass(?:w(?:or)?d|phrase)?)$")
 ENTROPY_BITS = 3.0  # per character; English words and identifiers stay below
 
 
@@ -97,6 +142,9 @@ def entropy(text: str) -> float:
     counts = Counter(text)
     n = len(text)
     return -sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
+
+
+_WORDS = re.compile(r"[a-z]+(?:[_\-. ][a-z]+)*")
 
 
 def _looks_random(value: str, quoted: bool) -> bool:
@@ -107,9 +155,15 @@ def _looks_random(value: str, quoted: bool) -> bool:
         if any(c in value for c in "([.") or not has_digit:
             return False
         return entropy(value) >= ENTROPY_BITS + 0.5
-    if re.fullmatch(r"[a-z]+(?:[_\-. ][a-z]+)*", value):  # words: a name or a message
+    if _WORDS.fullmatch(value):  # words: a name or a message
         return False
     return entropy(value) >= ENTROPY_BITS and (has_digit or len(value) >= 16)
+
+
+def _looks_like_password(value: str) -> bool:
+    """A quoted value given to a password's name: not words, a sentence or a template."""
+    return not (_WORDS.fullmatch(value.lower()) or any(c.isspace() for c in value)
+                or any(t in value for t in ("{", "%(", "<redacted")))
 
 
 @dataclass
@@ -124,7 +178,7 @@ class Redactor:
 
     def redact(self, text: str) -> tuple[str, int]:
         """The text with every secret replaced, and how many were."""
-        return self._redact(text, _TOKEN_SHAPES, True, _ASSIGNED_WORDS)
+        return self._redact(text, _TOKEN_SHAPES, True, True, _ASSIGNED_WORDS)
 
     def for_text(self, whole: str) -> Callable[[str], str]:
         """A redact function for pieces of ``whole`` (a file's chunks: its lines, joined
@@ -133,17 +187,19 @@ class Redactor:
         none, and phase 1 redacts every chunk."""
         shapes = [s for s in _TOKEN_SHAPES if any(lit in whole for lit in s[2])]
         url = "://" in whole
+        auth = any(lit in whole for lit in _AUTH_LITERALS)
         if whole.isascii():  # its pieces are ASCII too (the headers are)
             lower = whole.lower()
             words = tuple(w for w in _ASSIGNED_WORDS if w in lower)
         else:
             words = _ASSIGNED_WORDS
-        if not (shapes or url or words or self.values):
+        if not (shapes or url or auth or words or self.values):
             return _unchanged
-        return lambda text: self._redact(text, shapes, url, words)[0]
+        return lambda text: self._redact(text, shapes, url, auth, words)[0]
 
     def _redact(self, text: str, shapes: Sequence[tuple[str, re.Pattern[str], tuple[str, ...]]],
-                url_possible: bool, words: tuple[str, ...]) -> tuple[str, int]:
+                url_possible: bool, auth_possible: bool,
+                words: tuple[str, ...]) -> tuple[str, int]:
         count = 0
 
         def sub(kind: str):
@@ -163,16 +219,35 @@ class Redactor:
 
         def url(match: re.Match[str]) -> str:
             nonlocal count
-            count += 1
-            return match["head"] + "<redacted:password>"
+            user, password = match["user"], match["password"]
+            if _token_user(user):
+                count += 1
+                user = "<redacted:token>"
+            if password is not None and not password.startswith("<redacted"):  # a token's
+                count += 1
+                password = "<redacted:password>"
+            return match.string[match.start():match.start("user")] + user + (
+                ":" + password if password is not None else "")
 
         if url_possible and "://" in text:
-            text = _URL_PASSWORD.sub(url, text)
+            text = _URL_USERINFO.sub(url, text)
+
+        def auth(match: re.Match[str]) -> str:
+            nonlocal count
+            if not _looks_random(match["secret"], quoted=True):
+                return match[0]
+            count += 1
+            return match[0][:match.start("secret") - match.start()] + "<redacted:token>"
+
+        if auth_possible and any(lit in text for lit in _AUTH_LITERALS):
+            text = _AUTH_SCHEME.sub(auth, text)
 
         def assigned(match: re.Match[str]) -> str:
             nonlocal count
             value = match["quoted"] or match["bare"] or ""
-            if not _looks_random(value, quoted=match["quoted"] is not None):
+            quoted = match["quoted"] is not None
+            if not (_looks_random(value, quoted=quoted) or quoted and _PASSWORD_NAME.search(
+                    match["name"]) and _looks_like_password(value)):
                 return match[0]
             count += 1
             return match[0].replace(value, "<redacted:secret>")
@@ -195,6 +270,12 @@ class Redactor:
 
 def _unchanged(text: str) -> str:
     return text
+
+
+def _token_user(user: str) -> bool:
+    """A URL's user that is a token, not a name (an e-mail address has `.` or `%40`)."""
+    return len(user) >= 20 and "." not in user and "%" not in user and _looks_random(
+        user, quoted=True)
 
 
 _NAME_CHARS = frozenset("_.-")
@@ -263,18 +344,51 @@ def env_stamp(values: Iterable[str]) -> str:
                           ).hexdigest()
 
 
+# Where env_values looks for `.env*` files: folders this deep below the root
+# (`services/api/config/.env`), this many folders and files at most. It runs on each
+# index update, so a huge tree costs a bounded walk, the shallow folders first.
+ENV_DEPTH = 3
+ENV_FOLDERS_MAX = 1000
+ENV_FILES_MAX = 50
+
+
+def env_files(root: Path) -> list[Path]:
+    """The workspace's `.env*` files, at the top level and in folders below it but not
+    in vendored ones (a package's own `.env` in node_modules is not the user's). Ignored
+    folders count: `.env` files are ignored as a rule."""
+    from .discovery import VENDORED_DIRS  # here: discovery imports this module
+
+    found: list[Path] = []
+    folders, seen = [(root, 0)], 0
+    while folders and seen < ENV_FOLDERS_MAX and len(found) < ENV_FILES_MAX:
+        folder, depth = folders.pop(0)
+        seen += 1
+        try:
+            with os.scandir(folder) as entries:
+                listed = sorted(entries, key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in listed:
+            try:
+                if is_env_file(entry.name) and entry.is_file():  # a link to a shared one too
+                    found.append(Path(entry.path))
+                elif depth < ENV_DEPTH and entry.name not in VENDORED_DIRS and entry.is_dir(
+                        follow_symlinks=False):
+                    folders.append((Path(entry.path), depth + 1))
+            except OSError:
+                continue
+    return found[:ENV_FILES_MAX]
+
+
 def env_values(root: Path, files: Iterable[Path] | None = None) -> set[str]:
-    """The values defined in a workspace's `.env*` files (top level), six characters
+    """The values defined in a workspace's `.env*` files (env_files), six characters
     or more: those strings are secrets wherever else they appear."""
     out: set[str] = set()
-    try:
-        candidates = list(files) if files is not None else [
-            p for p in root.iterdir() if p.is_file() and is_env_file(p.name)]
-    except OSError:
-        return out
+    candidates = list(files) if files is not None else env_files(root)
     for path in candidates:
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")[:1_000_000]
+            with path.open(encoding="utf-8", errors="replace") as fh:
+                text = fh.read(1_000_000)
         except OSError:
             continue
         for line in split_lines(text):

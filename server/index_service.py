@@ -21,7 +21,7 @@ from typing import Any
 
 from ..indexer.context import ContextPiece, prompt_context
 from ..indexer.embeddings import Embedder, TextEmbedder  # torch: when an Embedder is made
-from ..indexer.secrets import is_env_file
+from ..indexer.secrets import ENV_DEPTH, is_env_file
 from ..indexer.store import CorruptIndex, IndexUnavailable
 from ..indexer.vectors import VectorStoreUnavailable
 from ..indexer.workspace import SearchResult, WorkspaceIndex
@@ -100,7 +100,8 @@ class IndexService:
                 rels.append(p.resolve().relative_to(self._real_root).as_posix())
             except (ValueError, OSError, RuntimeError):  # RuntimeError: a loop of links
                 continue  # not in this workspace
-        if any("/" not in rel and is_env_file(rel) for rel in rels):
+        if any(rel.count("/") <= ENV_DEPTH and is_env_file(rel.rsplit("/", 1)[-1])
+               for rel in rels):  # (as far down as env_values reads them)
             # New secret values: every chunk is checked for them (the whole index is read
             # again once, update() knows from the values' digest).
             self._queue.put(("reindex", False))

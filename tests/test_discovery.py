@@ -148,3 +148,16 @@ def test_the_file_systems_root_and_the_home_folder_are_too_broad_to_index(tmp_pa
     assert too_broad(home / "code" / "shop", home) is None
     assert too_broad(home / "code", home) is None  # a folder of projects: the caps hold it
     assert too_broad(tmp_path / "elsewhere", home) is None
+
+
+def test_a_file_secret_by_its_folder_is_not_indexed_nor_shown_in_a_commit(tmp_path):
+    """`.aws/config`, `.kube/config`, `.docker/config.json` say nothing by their names."""
+    from hearth_lsp.server.tasks.commit.gitdiff import leave_out_reason
+
+    tree(tmp_path, {".aws/config.py": "KEY = 'x'\n", "deploy/.kube/config.yaml": "token: x\n",
+                    ".docker/config.json": '{"auths": {}}\n', "docker/config.json": "{}\n",
+                    "app.py": "x = 1\n"})
+    found = {p.as_posix() for p in discover(tmp_path).files}
+    assert found == {"app.py", "docker/config.json"}
+    assert leave_out_reason("deploy/.kube/config", "+token: x\n").startswith("secret file")
+    assert leave_out_reason("kube/config", "+x\n") == ""

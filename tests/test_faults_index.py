@@ -491,6 +491,9 @@ def test_a_changed_env_file_reads_the_whole_index_again(tmp_path):
     svc = IndexService(root, tmp_path / "cache", IndexSettings(), embed=False)  # not started
     svc.files_changed([root / ".env.local", root / "a.py"])
     assert list(svc._queue.queue) == [("reindex", False)]
+    svc._queue.get()
+    svc.files_changed([root / "services" / "api" / ".env", root / "a.py"])  # read too
+    assert list(svc._queue.queue) == [("reindex", False)]
 
 
 @pytest.mark.parametrize("folder", ["My Project", "código", "a..b"])

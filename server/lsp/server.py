@@ -746,13 +746,13 @@ class HearthServer(LanguageServer):
         if not path:
             return f"{uri.split(':', 1)[0]}: documents are not files of the workspace"
         given = Path(path)
-        if is_secret_file(given.name):
+        if is_secret_file(given):  # by its name, or a folder such as ~/.ssh
             return f"{given.name} is a secret file"
         try:
             real = given.resolve()
         except (OSError, RuntimeError, ValueError):
             return f"{given} cannot be resolved"
-        if is_secret_file(real.name):
+        if is_secret_file(real):
             return f"{given.name} leads to a secret file"
         for candidate in (given, real):
             holding = [(f, base) for f in self.folders.values()

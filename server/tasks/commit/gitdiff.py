@@ -446,7 +446,7 @@ def _split_patch(patch: str) -> list[tuple[str, str]]:
 
 def leave_out_reason(path: str, patch: str) -> str:
     """Why a file's diff stays out of the prompt ('' to keep it)."""
-    by_name = name_reason(path.rsplit("/", 1)[-1])
+    by_name = name_reason(path)
     if by_name:
         return "secret file: changed, not shown" if by_name == "secret" else by_name
     if "Binary files" in patch and "differ" in patch and "@@" not in patch:
