@@ -580,3 +580,37 @@ async def test_a_prompt_is_counted_with_its_secrets_already_replaced():
         assert "canary-env" not in counted and "ghp_" not in counted
     finally:
         worker.shutdown()
+
+
+def test_retrieved_context_keeps_the_local_only_files_of_a_folder_inside_the_workspace(
+        tmp_path):
+    """Retrieval for a file of the outer folder judged the pieces by the outer folder's
+    patterns only: the inner folder's local-only code went to the model server."""
+    from hearth_lsp.indexer.workspace import WorkspaceIndex
+    from hearth_lsp.server.lsp.server import HearthServer
+
+    ws = tmp_path / "ws"
+    (ws / "sub" / "internal").mkdir(parents=True)
+    (ws / "sub" / ".hearth.toml").write_text('[privacy]\nlocalOnly = ["internal/"]\n')
+    (ws / "sub" / "internal" / "fees.py").write_text(
+        "def card_fee(cents):\n    return cents * 37 // 1000  # FEE_MARKER\n")
+    (ws / "sub" / "public.py").write_text("def shipping_fee(cents):\n    return 499\n")
+    (ws / "app.py").write_text("def checkout(cents):\n    return cents + card_fee(cents) "
+                               "+ shipping_fee(cents)\n")
+    server = HearthServer()
+    server.set_folders([ws, ws / "sub"])
+    outer = server.folders[ws]
+    outer.settings.backends["team"] = BackendSettings(name="team", url="http://127.0.0.1:9/v1")
+    index = WorkspaceIndex(ws, tmp_path / "cache")
+    try:
+        index.update(workers=1)
+        outer.index = index
+        context = server.context_fn((ws / "app.py").as_uri())
+        assert context is not None
+        text = context("app.py", 1, 400)
+        assert "shipping_fee" in text and "FEE_MARKER" not in text
+        outer.settings.backends.clear()  # no model server: the context stays whole
+        assert "FEE_MARKER" in context("app.py", 1, 400)
+    finally:
+        outer.index = None
+        index.close()

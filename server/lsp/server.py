@@ -842,7 +842,11 @@ class HearthServer(LanguageServer):
         index = folder.index if folder is not None else None
         if index is None or folder is None:
             return None
-        return shareable_context(index, folder.settings)
+        def private(rel: str) -> bool:  # as a task about that file would be judged
+            uri = (folder.root / rel).as_uri()
+            return self.local_reason(uri, self.settings_of(uri)) is not None
+
+        return shareable_context(index, folder.settings, private)
 
     def open_document(self, uri: str) -> TextDocument | None:
         """The document open under ``uri``: pygls keeps them by the unquoted URI, and

@@ -394,16 +394,20 @@ def stops(info: ModelInfo, *extra: str) -> list[str]:
     return [*extra, *(s for s in (info.eos_token, "<|im_end|>", "<end_of_turn>") if s)]
 
 
-def shareable_context(index: Any, settings: Settings) -> ContextFn:
+def shareable_context(index: Any, settings: Settings,
+                      private: Callable[[str], bool] | None = None) -> ContextFn:
     """Retrieved context from ``index`` (an IndexService or a WorkspaceIndex) that may go
     into any prompt: with model servers in the settings, no privacy.localOnly file (and
-    no secret file) is retrieved into a prompt, whichever backend it goes to."""
+    no secret file) is retrieved into a prompt, whichever backend it goes to.
+    ``private(path)``: whether a file of the index must stay local (default: by
+    ``settings``; a folder with another folder inside has both's patterns)."""
     from ...indexer.context import estimate_tokens, render_context
 
     def context(path: str, line: int, budget: int) -> str:
         pieces = index.context(budget, estimate_tokens, path=path, line=line)
         if settings.backends:
-            pieces = [p for p in pieces if not local_only(settings, [p.path])]
+            pieces = [p for p in pieces if not (
+                private(p.path) if private else local_only(settings, [p.path]))]
         return render_context(pieces)
     return context
 
