@@ -547,6 +547,10 @@ def test_repository_context_from_an_index_leaves_local_only_files_out_with_model
     settings.backends = {"team": BackendSettings("team", "http://127.0.0.1:9/v1")}
     shared = repo_definitions(index, request, "m.py", settings)
     assert [d.path for d in shared] == ["pricing.py"]
+    # The server's judge of each file, when it gives one (a folder inside has its own).
+    judged = repo_definitions(index, request, "m.py", settings,
+                              private=lambda path: path == "pricing.py")
+    assert [d.path for d in judged] == ["secret.py"]
 
 
 from hearth_lsp.server.tasks.completion.prompt import (  # noqa: E402
@@ -654,7 +658,7 @@ def test_a_snippet_comes_from_other_files_the_index_finds_and_never_a_local_only
 
     from hearth_lsp.server.index_service import IndexNotReady
     from hearth_lsp.server.settings import BackendSettings
-    from hearth_lsp.server.tasks.completion.context import repo_snippet
+    from hearth_lsp.server.tasks.completion.context import repo_snippet, with_repo_context
 
     (tmp_path / "io.py").write_text("\n".join(SIMILAR) + "\n")
     (tmp_path / "secret.py").write_text("\n".join(SIMILAR) + "\n")
@@ -681,6 +685,13 @@ def test_a_snippet_comes_from_other_files_the_index_finds_and_never_a_local_only
     assert repo_snippet(index, request, "m.py", settings, keep=found).path == "io.py"
     before = Snippet("old.py", 0, ("def read(path):", "    with open(path) as f:"), 0.5)
     assert repo_snippet(index, request, "m.py", settings, keep=before).path == "old.py"
+    assert repo_snippet(index, request, "m.py", settings, keep=before,
+                        private=lambda path: path in ("io.py", "old.py")).path == "secret.py"
+    with_context = with_repo_context(SimpleNamespace(root=tmp_path, search=search,
+                                                     symbols=lambda name, limit: []),
+                                     request, "m.py", settings,
+                                     private=lambda path: path == "io.py")
+    assert with_context.snippet.path == "secret.py"
 
     def not_ready(query, k, dense):
         raise IndexNotReady("still being built")

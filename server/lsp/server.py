@@ -842,11 +842,15 @@ class HearthServer(LanguageServer):
         index = folder.index if folder is not None else None
         if index is None or folder is None:
             return None
-        def private(rel: str) -> bool:  # as a task about that file would be judged
+        return shareable_context(index, folder.settings, self.private_files(folder))
+
+    def private_files(self, folder: Folder) -> Callable[[str], bool]:
+        """Whether a file of ``folder`` (its path there) must stay local, judged as a
+        task about it would be (a folder inside it has its own privacy.localOnly)."""
+        def private(rel: str) -> bool:
             uri = (folder.root / rel).as_uri()
             return self.local_reason(uri, self.settings_of(uri)) is not None
-
-        return shareable_context(index, folder.settings, private)
+        return private
 
     def open_document(self, uri: str) -> TextDocument | None:
         """The document open under ``uri``: pygls keeps them by the unquoted URI, and

@@ -95,12 +95,14 @@ async def suggest(ls: HearthServer, doc: TextDocument, position: types.Position,
         return run
 
     index = folder.index if folder is not None else None
+    private_files = ls.private_files(folder) if folder is not None else None
 
     async def generate(run: TaskRun, req: CompletionRequest, on_piece: Any):
         if index is not None:  # after the debounce: only for a request that generates
             try:
-                req = await asyncio.to_thread(with_repo_context, index, req, rel, settings,
-                                              st.files, st.snippets.get(doc.uri))
+                req = await asyncio.to_thread(
+                    with_repo_context, index, req, rel, settings, st.files,
+                    st.snippets.get(doc.uri), private=private_files)
                 st.snippets.remember(doc.uri, req.snippet)
             except Exception:  # noqa: BLE001 - a completion goes without context, not fails
                 log.debug("completion: no repository context", exc_info=True)

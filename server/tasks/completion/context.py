@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,8 @@ class FileLines:
 
 
 def repo_definitions(index: Any, request: CompletionRequest, rel: str, settings: Settings,
-                     files: FileLines | None = None) -> tuple[Definition, ...]:
+                     files: FileLines | None = None, *, private: Private = None
+                     ) -> tuple[Definition, ...]:
     """Definitions of the names near the cursor from ``index`` (an IndexService: its
     ``symbols`` and ``root``); ``rel`` is the document's path in the index. With model
     servers in the settings, privacy.localOnly files are never read (as
@@ -82,13 +83,20 @@ def repo_definitions(index: Any, request: CompletionRequest, rel: str, settings:
         return current if path == rel else lines_of(root / path)
 
     return tuple(pick_definitions(names, lambda name: index.symbols(name, LOOKUP_LIMIT), read,
-                                  lambda path: _allowed(settings, path), current=rel))
+                                  lambda path: _allowed(settings, path, private), current=rel))
 
 
-def _allowed(settings: Settings, path: str) -> bool:
+# Whether a file of the index must stay local (None: by the settings' privacy.localOnly;
+# the server's judges each file as a task about it would be judged).
+Private = Callable[[str], bool] | None
+
+
+def _allowed(settings: Settings, path: str, private: Private = None) -> bool:
     """Whether ``path`` may be quoted in a prompt: privacy.localOnly files only while
     no model server is configured."""
-    return not (settings.backends and local_only(settings, [path]))
+    if not settings.backends:
+        return True
+    return not (private(path) if private else local_only(settings, [path]))
 
 
 class RecentSnippets:
@@ -116,8 +124,8 @@ class RecentSnippets:
 
 
 def repo_snippet(index: Any, request: CompletionRequest, rel: str, settings: Settings,
-                 files: FileLines | None = None, keep: Snippet | None = None
-                 ) -> Snippet | None:
+                 files: FileLines | None = None, keep: Snippet | None = None, *,
+                 private: Private = None) -> Snippet | None:
     """The code of another file most like the lines above the cursor, from the chunks
     that ``index`` (an IndexService) finds for their names (``keep``, the document's
     snippet before, while it is nearly as good); None while the index is not ready."""
@@ -132,26 +140,28 @@ def repo_snippet(index: Any, request: CompletionRequest, rel: str, settings: Set
     lines_of = files or FileLines()
     candidates = []
     for hit in hits:
-        if hit.path == rel or not _allowed(settings, hit.path):
+        if hit.path == rel or not _allowed(settings, hit.path, private):
             continue  # the document window shows its own file
         lines = lines_of(Path(index.root) / hit.path)
         if lines is not None:
             candidates.append((hit.path, lines, hit.start_line - 1, hit.end_line))
-    if keep is not None and not _allowed(settings, keep.path):
+    if keep is not None and not _allowed(settings, keep.path, private):
         keep = None  # (a model server was configured since)
     return best_snippet(above, candidates, keep=keep)
 
 
 def with_repo_context(index: Any, request: CompletionRequest, rel: str, settings: Settings,
-                      files: FileLines | None = None, keep: Snippet | None = None
-                      ) -> CompletionRequest:
+                      files: FileLines | None = None, keep: Snippet | None = None, *,
+                      private: Private = None) -> CompletionRequest:
     """``request`` with its repository context (nothing when the budget is 0); ``keep``:
     the document's snippet before."""
     if settings.completion.repo_context_tokens <= 0:
         return request
     files = files or FileLines()
-    return replace(request, snippet=repo_snippet(index, request, rel, settings, files, keep),
-                   definitions=repo_definitions(index, request, rel, settings, files))
+    return replace(request, snippet=repo_snippet(index, request, rel, settings, files, keep,
+                                                 private=private),
+                   definitions=repo_definitions(index, request, rel, settings, files,
+                                                private=private))
 
 
 __all__ = ["FileLines", "RecentSnippets", "repo_definitions", "repo_snippet", "with_repo_context"]
