@@ -74,6 +74,15 @@ class ReadOnlyIndex(RuntimeError):
     pass
 
 
+def private_folder(path: Path) -> None:
+    """``path`` created if need be, readable by its owner only (a folder of the user's
+    code and its vectors: the cache folder itself may be 0755 under a umask of 022)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # (a folder of someone else's: theirs to say)
+        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+
+
 def index_dir(cache: Path, root: Path) -> Path:
     """Per-workspace folder under the cache dir (never inside the repository)."""
     root = root.resolve()
@@ -345,7 +354,8 @@ class WorkspaceIndex:
     def _prepare_dir(self) -> str | None:
         """Create the index folder; None when it can be written, else why not."""
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            private_folder(self.dir.parent)  # every workspace's code is in there
+            self.dir.mkdir(mode=0o700, exist_ok=True)
             self._lock_fh = open(self.dir / "write.lock", "a+")  # noqa: SIM115 - held for life
             return None
         except OSError as exc:

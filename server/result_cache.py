@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -67,6 +68,13 @@ class ResultCache:
             self._untold = None
 
     def _open(self) -> sqlite3.Connection:
+        # The owner's only (answers quote the user's code); SQLite gives its WAL files the
+        # database file's mode.
+        with contextlib.suppress(OSError):  # (a read-only folder: read what it holds)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_mode & 0o077:
+                os.chmod(self.path, 0o600)
         db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
         try:
             db.execute("CREATE TABLE IF NOT EXISTS results(key TEXT PRIMARY KEY, kind TEXT, "

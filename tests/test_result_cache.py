@@ -188,3 +188,33 @@ def test_clearing_a_cache_that_cannot_be_written_says_why(tmp_path, monkeypatch,
     monkeypatch.setattr(ResultCache, "clear", refuse)
     assert cli.main(["cache", "clear"]) == 1
     assert "hearth cache: the answer cache" in capsys.readouterr().err
+
+
+def test_the_cache_and_the_index_are_their_owners_alone(tmp_path):
+    """Answers and chunks quote the user's code: under a umask of 022 they were 0644 in
+    0755 folders, readable by every user of the machine."""
+    import os
+    import stat
+
+    from hearth_lsp.indexer.workspace import WorkspaceIndex
+
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "a.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "cache" / "index").mkdir(parents=True, mode=0o755)  # an older Hearth's
+    (tmp_path / "cache" / "old.sqlite").touch(mode=0o644)
+    before = os.umask(0o022)
+    try:
+        index = WorkspaceIndex(tmp_path / "ws", tmp_path / "cache")
+        index.update(workers=1)
+        index.close()
+        ResultCache(tmp_path / "cache" / "results.sqlite")
+        ResultCache(tmp_path / "cache" / "old.sqlite")
+    finally:
+        os.umask(before)
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+    assert mode(tmp_path / "cache" / "index") == 0o700
+    assert {mode(p) for p in (tmp_path / "cache" / "index").iterdir()} == {0o700}
+    assert mode(tmp_path / "cache" / "results.sqlite") == 0o600
+    assert mode(tmp_path / "cache" / "old.sqlite") == 0o600
