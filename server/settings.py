@@ -374,15 +374,22 @@ def _check_url(value: str) -> None:
     """A backend's URL as the HTTP client will take it: the checks are the client's
     own (a port past 65535 or a bracket left open failed only at the first request,
     with an error that named no setting)."""
+    shown = re.sub(r"(?<=://)[^/\s]*@", "***@", value)  # a password is not repeated
     if not re.match(r"^https?://[^/\s]+", value):
-        raise SettingError(f"expected an http:// or https:// URL, got {value!r}")
+        raise SettingError(f"expected an http:// or https:// URL, got {shown!r}")
     try:
         parts = urllib.parse.urlsplit(value)
         parts.port  # noqa: B018 - raises for a port out of range or not a number
     except ValueError as exc:
-        raise SettingError(f"{value!r} is not a usable URL ({exc})") from None
+        raise SettingError(f"{shown!r} is not a usable URL ({exc})") from None
     if not parts.hostname:
-        raise SettingError(f"{value!r} names no host")
+        raise SettingError(f"{shown!r} names no host")
+    if parts.query or parts.fragment:
+        # The API's paths are appended to it (`/v1?key=…/models`), and errors and
+        # `hearth doctor` show the URL: a key goes in apiKey or apiKeyCommand.
+        raise SettingError(f"{re.sub(r'[?#].*', '', shown)!r} is followed by a query or "
+                           "fragment: give the server's base URL, and a key in apiKey or "
+                           "apiKeyCommand")
 
 
 @dataclass

@@ -109,6 +109,10 @@ url = "http://127.0.0.1:1/v1"
 url = "ftp://example.org/v1"
 [backends.nourl]
 model = "x"
+[backends.port]
+url = "http://bob:hunter2-pw@127.0.0.1:99999/v1"
+[backends.query]
+url = "https://example.org/v1?api-key=k3y-in-the-url"
 [backends.typo]
 url = "http://127.0.0.1:2/v1"
 timeout = 3
@@ -121,6 +125,11 @@ review = ["nowhere"]
     assert "backends.local: 'local' is the in-process model" in problems
     assert "backends.ftp.url: expected an http:// or https:// URL" in problems
     assert "backends.nourl: no url" in problems
+    # A password is not repeated in the message (nor shown in the editor's popup); a key
+    # in the query would be appended to by every path, and shown in every error.
+    assert "backends.port.url: 'http://***@127.0.0.1:99999/v1' is not a usable URL" in problems
+    assert "backends.query.url: 'https://example.org/v1' is followed by a query" in problems
+    assert "hunter2" not in problems and "k3y" not in problems
     assert "backends.typo.timeout: unknown setting" in problems
     assert "backends.typo.retries: expected a whole number" in problems
     assert "routes.tests: no backend 'nowhere'" in problems
