@@ -399,6 +399,14 @@ def env_values(root: Path, files: Iterable[Path] | None = None) -> set[str]:
             if value.startswith("export "):
                 value = value[7:]
             value = value.split(" #", 1)[0].strip().strip("'\"")
-            if len(value) >= 6 and value.lower() not in ("true", "false", "localhost"):
+            if len(value) >= 6 and value.lower() not in ("true", "false", "localhost") and not (
+                    _WORDS.fullmatch(value) and not _SECRET_KEY.search(line.split("=", 1)[0])):
                 out.add(value)
     return out
+
+
+# A `.env` name that holds a secret even when its value is a plain word (a password of
+# the user's choosing). Other names' plain-word values (`NODE_ENV=production`,
+# `LOG_LEVEL=warning`) are settings: replaced wherever they appear, "production" left
+# no prompt or index chunk whole.
+_SECRET_KEY = re.compile(r"(?i)secret|token|pass|pwd|key|auth|credential|private|salt|cookie")

@@ -136,10 +136,13 @@ def test_ordinary_code_is_left_alone(line):
 
 def test_values_from_env_files_are_redacted_anywhere(tmp_path):
     (tmp_path / ".env").write_text("# local\nSERVICE_PASSWORD='hunter2-canary'\nDEBUG=true\n"
-                                   "export SHORT=abc\n")
+                                   "export SHORT=abc\nNODE_ENV=production\nLOG_LEVEL=warning\n"
+                                   "ADMIN_PASSWORD=correcthorse\nSESSION_KEY=abcdefgh\n")
     (tmp_path / ".env.example").write_text("SERVICE_PASSWORD=changeme-please\n")
     values = env_values(tmp_path)
-    assert values == {"hunter2-canary"}
+    # A plain word is a setting's value, unless its name is a secret's: "production" was
+    # replaced in every prompt and index chunk.
+    assert values == {"hunter2-canary", "correcthorse", "abcdefgh"}
     text, count = Redactor.for_workspace(tmp_path).redact("login('admin', 'hunter2-canary')")
     assert "hunter2-canary" not in text and count == 1
 
