@@ -25,12 +25,23 @@ let completionItem: vscode.StatusBarItem;
 let completionsPending = 0;
 let statusTimer: NodeJS.Timeout | undefined;
 let startError: string | undefined;
+let starting: Promise<void> | undefined; // the client's start, while it runs
 
 function inspectAll(): Inspected[] {
   const config = vscode.workspace.getConfiguration();
   const keys = Object.keys(
     vscode.extensions.getExtension('hearth.hearth')?.packageJSON?.contributes?.configuration?.properties ?? {});
   return keys.map((key) => ({ key, ...(config.inspect(key) ?? {}) }));
+}
+
+/**
+ * The settings to send the server, on every path (the configuration it pulls, a change
+ * pushed): in a workspace VS Code does not trust, the restricted ones are the user's
+ * own only. VS Code's filter drops a folder's value only for keys with a schema of
+ * their own: `hearth.backends.team` in a cloned .vscode/settings.json passed it.
+ */
+function hearthSettings(): Record<string, unknown> {
+  return userSettings(inspectAll(), vscode.workspace.isTrusted ? undefined : restrictedKeys());
 }
 
 function restrictedKeys(): Set<string> {
@@ -66,10 +77,11 @@ function makeClient(command: string, args: string[]): LanguageClient {
     outputChannel: output,
     // VS Code's own workspace trust: an untrusted folder's .hearth.toml may not set
     // programs to run or servers to send code to (the server ignores those keys).
-    initializationOptions: {
-      ...userSettings(inspectAll(), vscode.workspace.isTrusted ? undefined : restrictedKeys()),
-      workspaceTrusted: vscode.workspace.isTrusted,
-    },
+    // Asked at each start (a restart after the folder was trusted says so), and no
+    // settings: they come from workspace/configuration, which the server asks for
+    // before it loads anything; settings sent here too stayed under it for good, and
+    // a setting the user removed came back from them.
+    initializationOptions: () => ({ workspaceTrusted: vscode.workspace.isTrusted }),
     middleware: {
       // Ghost text from the server (textDocument/inlineCompletion): a status bar hint
       // while one is being generated.
@@ -90,7 +102,7 @@ function makeClient(command: string, args: string[]): LanguageClient {
       workspace: {
         // Send only what the user set: defaults would override .hearth.toml.
         configuration: (params, token, next) =>
-          params.items.map((item) => (item.section === 'hearth' ? userSettings(inspectAll()) : null)),
+          params.items.map((item) => (item.section === 'hearth' ? hearthSettings() : null)),
       },
     },
   };
@@ -127,12 +139,24 @@ async function start(): Promise<void> {
     if (e.newState === State.Stopped && !startError) startError = 'the server stopped';
     void refreshStatus();
   });
+  starting = client.start();
   try {
-    await client.start();
+    await starting;
   } catch (err) {
     await reportStartFailure(err instanceof Error ? err.message : String(err));
+  } finally {
+    starting = undefined;
   }
 }
+
+/** Stop the server, also one still starting (the client cannot stop it then: it went
+ * on running, untracked, with its own model in memory). */
+async function stopClient(): Promise<void> {
+  await starting?.catch(() => undefined);
+  if (client) await client.stop().catch(() => undefined);
+}
+
+let restarting: Promise<void> = Promise.resolve();
 
 /** Run a server command; failures and summaries become notifications. */
 async function execute<T>(command: string, args: unknown[]): Promise<T | undefined> {
@@ -224,9 +248,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const register = (name: string, fn: (...args: any[]) => unknown) =>
     context.subscriptions.push(vscode.commands.registerCommand(name, fn));
   register('hearth.showOutput', () => output.show());
-  register('hearth.restartServer', async () => {
-    if (client) await client.stop().catch(() => undefined);
-    await start();
+  register('hearth.restartServer', () => {
+    // One at a time: a second click waits for the first restart, then makes its own.
+    restarting = restarting.then(async () => {
+      await stopClient();
+      await start();
+    });
+    return restarting;
   });
   register('hearth.reviewFile', async () => {
     const args = editorArgs();
@@ -260,7 +288,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       // Not `synchronize.configurationSection`: that pushes the whole section,
       // defaults included, which would override .hearth.toml and the environment.
       await client.sendNotification(DidChangeConfigurationNotification.type,
-        { settings: { hearth: userSettings(inspectAll()) } });
+        { settings: { hearth: hearthSettings() } });
     }
   }));
   statusTimer = setInterval(() => void refreshStatus(), 2000);
@@ -271,5 +299,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
 export async function deactivate(): Promise<void> {
   if (statusTimer) clearInterval(statusTimer);
-  if (client) await client.stop();
+  await restarting.catch(() => undefined);
+  await stopClient();
 }

@@ -67,7 +67,11 @@ export function userSettings(items: Inspected[], restricted?: ReadonlySet<string
     if (value === undefined || value === null) continue;
     const parts = item.key.replace(/^hearth\./, '').split('.');
     if (parts.length === 1 && parts[0] === 'backends') {
-      out.backends = value; // the one object-valued setting: {team: {url: ...}}
+      // The one object-valued setting ({team: {url: ...}}): merged by name across the
+      // scopes, as VS Code's own get() does, so a folder's backend adds to the user's.
+      out.backends = restricted?.has(item.key) ? value : Object.assign({},
+        ...[item.globalValue, item.workspaceValue, item.workspaceFolderValue]
+          .filter((v) => v && typeof v === 'object'));
       continue;
     }
     if (parts.length < 2) continue; // serverPath, pythonPath: the client's own

@@ -69,6 +69,14 @@ test('the status bar names the model servers, the routes and a fallback', () => 
   assert.match(fellBack.tooltip, /fell back: team: cannot connect; using local/);
   assert.deepEqual(userSettings([{ key: 'hearth.backends', globalValue: { team: { url: 'http://x/v1' } } }]),
     { backends: { team: { url: 'http://x/v1' } } });
+  // A folder's backend adds to the user's (VS Code merges objects across scopes); in an
+  // untrusted workspace the folder's are not read at all.
+  const backends = [{ key: 'hearth.backends', globalValue: { team: { url: 'http://x/v1' } },
+    workspaceFolderValue: { gpu: { url: 'http://gpu/v1' } } }];
+  assert.deepEqual(userSettings(backends),
+    { backends: { team: { url: 'http://x/v1' }, gpu: { url: 'http://gpu/v1' } } });
+  assert.deepEqual(userSettings(backends, new Set(['hearth.backends'])),
+    { backends: { team: { url: 'http://x/v1' } } });
 });
 
 test('a server that cannot start is named before the client tries', () => {
