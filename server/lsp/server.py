@@ -480,7 +480,8 @@ class HearthServer(LanguageServer):
                 self.say_once(("untrusted", folder.root, keys),
                               f"Hearth ignored {keys} from {folder.root / WORKSPACE_FILE}: the "
                               f"folder is not trusted. Trust it with `hearth trust "
-                              f"{folder.root}` (or Hearth: Trust this folder) to use them.")
+                              f"{folder.root}` (in VS Code, by trusting the workspace; in "
+                              f"Neovim, :HearthTrust) to use them.")
         new = [p for p in dict.fromkeys(problems) if p not in self._reported]
         for problem in new:
             self._reported.add(problem)

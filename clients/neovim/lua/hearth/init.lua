@@ -19,8 +19,21 @@ function M.enable_inline_completion(client, bufnr)
   if not client:supports_method('textDocument/inlineCompletion', bufnr) then return false end
   vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
   local key = M.options.accept
+  -- Without a suggestion the key does what it did before: Neovim's own <Tab> jumps
+  -- to a snippet's next placeholder, a completion plugin's selects its next item.
+  local before = vim.fn.maparg(key, 'i', false, true)
+  if before.desc == 'Hearth: accept the suggestion' then before = {} end -- (a new client)
   vim.keymap.set('i', key, function()
-    if not vim.lsp.inline_completion.get({ bufnr = bufnr }) then return key end
+    if vim.lsp.inline_completion.get({ bufnr = bufnr }) then return '' end
+    if before.callback then
+      if before.expr == 1 then return before.callback() or '' end
+      vim.schedule(before.callback) -- (an expr mapping may not change the text itself)
+      return ''
+    end
+    if before.rhs and before.rhs ~= '' then
+      return vim.api.nvim_replace_termcodes(before.rhs, true, true, true)
+    end
+    return key
   end, { buffer = bufnr, expr = true, desc = 'Hearth: accept the suggestion' })
   return true
 end
@@ -121,7 +134,27 @@ local function progress_handler(ev)
   end
 end
 
+--- Once per session, for a buffer Hearth would attach to: a notice when the server's
+--- command cannot be run (Neovim's own message goes to its log only).
+function M.check_command(filetype)
+  if M._checked or not (vim.lsp.is_enabled and vim.lsp.is_enabled('hearth')) then return end
+  local config = vim.lsp.config.hearth
+  if not (config and vim.tbl_contains(config.filetypes or {}, filetype)) then return end
+  M._checked = true
+  local cmd = config.cmd
+  if type(cmd) == 'table' and cmd[1] and vim.fn.executable(cmd[1]) == 0 then
+    notify(('`%s` is not executable, so the server cannot start: install Hearth (`make setup`) '
+      .. "or point to it with vim.lsp.config('hearth', { cmd = { '/path/to/hearth', 'serve' } })")
+      :format(cmd[1]), vim.log.levels.WARN)
+  end
+end
+
 function M.on_attach(client, bufnr)
+  -- Called from lsp/hearth.lua's on_attach and from the LspAttach autocmd of
+  -- plugin/hearth.lua (a user's own on_attach replaces the first): once per buffer.
+  local attached = vim.b[bufnr].hearth_attached_client
+  if attached == client.id then return end
+  vim.b[bufnr].hearth_attached_client = client.id
   local function cmd(name, fn, opts)
     vim.api.nvim_buf_create_user_command(bufnr, name, function(o) fn(client, bufnr, o) end, opts or {})
   end
