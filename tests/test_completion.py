@@ -222,6 +222,15 @@ def test_junk_is_empty_rather_than_shown():
     assert clean("self.value = value", "    self.value = value\n    ", "\n") == ""
     assert clean("self.value = value\n    self.value = value\n",
                  "def f(self, value):\n    self.value = value\n    ", "\n") == ""
+    # ... nor a line of one that copies the line before it: the suggestion ends there
+    # (typed through, that copy was refused at the cursor, and asked for again at each
+    # keystroke); short lines may repeat (`pass`, above)
+    loop = "e:\n        log(self.wrapped.info())\n        log(self.wrapped.info())\n        x = 1"
+    assert clean(loop, "try:\n    run()\nexcept Exception as ", "\n") == \
+        "e:\n        log(self.wrapped.info())"
+    assert clean("y = f(a, b)\n    y = f(a, b)", "def g(a, b):\n    ", "\n") == "y = f(a, b)"
+    assert clean("items:\n        for item in items:\n            print(item)",
+                 "def f(items):\n    for item in ", "\n") == "items:"  # the cursor's whole line
 
 
 def test_characters_a_reader_cannot_see_are_never_shown():
@@ -257,6 +266,7 @@ def test_finished_once_the_model_writes_out_the_code_after_the_cursor():
     assert not finished("x = 1\n    y = 2\n", prefix="def f():\n    ", suffix="\n")
     assert finished("pass\n    pass\n    pass\n", prefix="def f():\n    ", suffix="\n")
     assert not finished("pass\n    pass\n", prefix="def f():\n    ", suffix="\n")
+    assert finished("y = f(a, b)\n    y = f(a, b)\n", prefix="def g(a, b):\n    ", suffix="\n")
 
 
 def test_typing_through_a_suggestion_reuses_it():

@@ -166,7 +166,7 @@ def finished(raw: str, *, prefix: str, suffix: str, multiline: bool = True) -> b
     following = _following(suffix)
     if any(line.strip() and line.strip() in following for line in ended[1:]):
         return True
-    if "```" in "\n".join(ended) or len(_loops(ended)) < len(ended):
+    if "```" in "\n".join(ended) or len(_loops(ended, line_prefix)) < len(ended):
         return True
     # The last line may still grow, but once it has a character its indentation is known.
     complete = lines if lines[-1].strip() else ended
@@ -175,18 +175,29 @@ def finished(raw: str, *, prefix: str, suffix: str, multiline: bool = True) -> b
     return _block_end(complete, line_prefix)[1]
 
 
+# A line this long or shorter may follow one like it (`pass`, `}`, `print(e)`); a longer
+# one that copies the line above is a tiny model's favourite, not a suggestion.
+COPY_CHARS = 8
+
+
 def _following(suffix: str) -> list[str]:
     """The first lines of the document after the cursor's line (stripped, not blank):
     a suggestion that reaches one of them ends before it."""
     return [ln.strip() for ln in suffix.split("\n")[1:] if ln.strip()][:3]
 
 
-def _loops(lines: list[str]) -> list[str]:
-    """Cut a decoding loop: the third time the same line comes in a row."""
+def _loops(lines: list[str], line_prefix: str = "") -> list[str]:
+    """Cut a decoding loop: a line that copies the one before it (longer than
+    COPY_CHARS; the first line is the cursor's, ``line_prefix`` and all), or the third
+    time a short one comes in a row (`}` closing nested blocks is code). Copying the
+    line above is refused at the cursor's line: a suggestion holding such a copy was
+    refused there once the user had typed up to it, and again at every keystroke."""
     out: list[str] = []
     for line in lines:
         key = line.strip()
-        if key and len(out) >= 2 and out[-1].strip() == key and out[-2].strip() == key:
+        before = (line_prefix + out[0] if len(out) == 1 else out[-1]).strip() if out else ""
+        if key and key == before and (len(key) > COPY_CHARS or (
+                len(out) >= 2 and out[-2].strip() == key)):
             break
         out.append(line)
     return out
@@ -218,7 +229,7 @@ def clean_suggestion(raw: str, *, prefix: str, suffix: str, multiline: bool = Tr
             lines = lines[:1]
     else:
         lines = _block(lines, line_prefix)
-    lines = _loops(lines)
+    lines = _loops(lines, line_prefix)
     text = "\n".join(lines)
     text = _cut_brackets(text, line_prefix, line_suffix)
     text = _cut_suffix_repeats(text, line_suffix, suffix, line_prefix)
@@ -229,7 +240,7 @@ def clean_suggestion(raw: str, *, prefix: str, suffix: str, multiline: bool = Tr
     # line or at the head of several.
     previous = [ln for ln in prefix.split("\n")[:-1][-3:] if ln.strip()]
     whole = (line_prefix + text.split("\n", 1)[0]).strip()
-    if previous and len(whole) > 8 and whole == previous[-1].strip():
+    if previous and len(whole) > COPY_CHARS and whole == previous[-1].strip():
         return ""
     return text
 
