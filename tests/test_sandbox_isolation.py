@@ -6,6 +6,7 @@ CI requires it)."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -168,6 +169,25 @@ def test_without_bwrap_the_missing_walls_are_named_or_refused(project):
     with pytest.raises(SandboxError, match="cannot isolate the file system"):
         run(project, "def test_x():\n    assert True\n", use_bwrap=False,
             require_isolation=True)
+
+
+def test_without_bwrap_the_run_has_a_pid_namespace_where_the_os_allows_one(project):
+    """What a test left running (a double fork, `setsid`) outlived the run, and a test
+    could read Hearth's own environment from /proc: in a PID namespace of its own, the
+    run's first process is PID 1 (all the rest end with it) and Hearth is out of sight."""
+    probe = ["unshare", "-rn", "--pid", "--fork", "--kill-child", "--mount-proc", "true"]
+    if shutil.which("unshare") is None or subprocess.run(probe).returncode != 0:
+        pytest.skip("no unprivileged PID namespace here")
+    result = run(project, f"""
+        def test_pid_one():
+            assert os.getpid() == 1
+
+        def test_hearth_out_of_sight():
+            assert not os.path.exists("/proc/{os.getpid()}/environ")
+    """, use_bwrap=False)
+    assert outcome(result, "test_pid_one").passed
+    assert outcome(result, "test_hearth_out_of_sight").passed
+    assert not any("leave processes running" in w for w in result.warnings)
 
 
 def test_the_cgroups_a_killed_hearth_left_are_removed(project):

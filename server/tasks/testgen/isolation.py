@@ -73,16 +73,23 @@ def bwrap() -> str | None:
 
 
 @functools.cache
+@functools.cache
 def _unshare_net() -> list[str]:
-    """`unshare -rn` when unprivileged user namespaces work here (Linux)."""
+    """`unshare -rn` when unprivileged user namespaces work here (Linux), with a PID
+    namespace of its own where it can have one: the run's first process is its PID 1,
+    and when it ends every process it left (a double fork, `setsid`) ends with it."""
     exe = shutil.which("unshare")
     if exe is None or sys.platform != "linux":
         return []
-    try:
-        ok = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=5).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [exe, "-rn"] if ok else []
+    for prefix in ([exe, "-rn", "--pid", "--fork", "--kill-child", "--mount-proc"],
+                   [exe, "-rn"]):
+        try:
+            if subprocess.run([*prefix, "true"], capture_output=True,
+                              timeout=5).returncode == 0:
+                return prefix
+        except (OSError, subprocess.SubprocessError):
+            return []
+    return []
 
 
 @functools.cache
@@ -237,10 +244,13 @@ def isolation(python: str, sandbox: Path, cwd: Path, *, use_bwrap: bool = True) 
         iso = Isolation(_bwrap_prefix(exe, python, sandbox, cwd), interpreter(python)[0])
     else:
         net = _unshare_net()
+        # In a PID namespace (and its own /proc) Hearth's process is out of sight, and
+        # what a test leaves running ends with the run.
         iso = Isolation(net, python, missing=[
             "the file system (bubblewrap is not installed or cannot run here): tests run as "
-            "you and can read, change and delete your files, read Hearth's environment and "
-            "leave processes running"])
+            "you and can read, change and delete your files" + (
+                "" if "--pid" in net else ", read Hearth's environment and leave processes "
+                "running")])
         if not net:
             iso.missing.append("the network (no network namespace here)")
     if os.geteuid() == 0:

@@ -5,7 +5,7 @@ Generated code is untrusted. Each run gets:
   and TMPDIR pointing inside it;
 - walls (isolation.py): under bubblewrap only the system's read-only folders,
   the interpreter's prefix and the copy are visible, with no network, its own
-  PID namespace and a process cap; without bwrap, a network namespace where the
+  PID namespace and a process cap; without bwrap, network and PID namespaces where the
   OS allows it and a warning naming what is not isolated;
 - memory, CPU-time and file-size limits (setrlimit);
 - a per-test time limit (SIGALRM; a test stuck where it cannot reach, in C code,
