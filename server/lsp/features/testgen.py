@@ -9,6 +9,8 @@ versioned edit of that buffer, or of the file when it is not open.
 from __future__ import annotations
 
 import asyncio
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 
 from ....indexer.languages import language_of
+from ....indexer.lines import read_source
 from ...tasks.docs.python import find_function
 from ...tasks.testgen.run import generate_tests, tests_summary
 from ..common import (
@@ -34,6 +37,50 @@ from ..server import HearthServer
 CMD_TESTS = "hearth.generateTests"
 TESTS_KIND = types.CodeActionKind.Refactor + ".hearth.tests"
 KINDS = [TESTS_KIND]
+
+
+@dataclass
+class _Files:
+    """Per server: one writer at a time per test file (two source files may share one:
+    `a/pricing.py` and `b/pricing.py` both get tests/test_pricing.py), and what the last
+    edit of a file the editor did not have open left in it: the editor may hold that
+    unsaved (VS Code and Neovim apply an edit of a closed file to a buffer they open), so
+    the disk alone does not say what the file is now. Forgotten at a save or close."""
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    written: dict[str, str] = field(default_factory=dict)
+
+
+_files: weakref.WeakKeyDictionary[HearthServer, _Files] = weakref.WeakKeyDictionary()
+
+
+def files(ls: HearthServer) -> _Files:
+    return _files.setdefault(ls, _Files())
+
+
+def on_save(ls: HearthServer, uri: str) -> None:
+    files(ls).written.pop(uri, None)
+
+
+def on_close(ls: HearthServer, uri: str) -> None:
+    files(ls).written.pop(uri, None)
+
+
+def _changed_since(ls: HearthServer, test_file: Path, uri: str, old_text: str | None,
+                   buffer: TextDocument | None) -> bool:
+    """Whether the test file is no longer the text the tests were merged into: an edit
+    made from that text would undo what the user (or another tests run) did meanwhile."""
+    if buffer is not None:
+        return buffer.source != old_text
+    written = files(ls).written.get(uri)
+    if written is not None and written != old_text:
+        return True  # our last edit of it, maybe unsaved in the editor
+    try:
+        now: str | None = read_source(test_file)
+    except FileNotFoundError:
+        now = None
+    except (OSError, UnicodeDecodeError):
+        return True
+    return now != old_text
 
 
 def actions(ls: HearthServer, doc: TextDocument,
@@ -66,6 +113,7 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
     except ValueError:
         raise RequestFailed(f"{path} is not inside the workspace {root}") from None
     loop = asyncio.get_running_loop()
+    version = doc.version
 
     def open_doc(file: Path) -> TextDocument | None:
         return ls.open_document(from_fs_path(str(file)) or file.as_uri())
@@ -95,16 +143,25 @@ async def command_tests(ls: HearthServer, *args: Any) -> dict[str, Any]:
                             for f in failing if f["message"].strip()),
                 types.MessageType.Warning)
     applied = False
+    if result.new_text is not None and not ls.still_open(doc, version):
+        # They passed against the code as it was: the code now may fail them.
+        raise RequestFailed(f"{path.name} changed (or was closed) while the tests were "
+                            "written; generate them again")
     if result.new_text is not None:
         test_file = root / result.layout.test_path
-        buffer = open_doc(test_file)
-        if buffer is not None and buffer.source != result.old_text:
-            raise RequestFailed(f"{result.layout.test_path} changed while the tests were "
-                                "written; generate them again")
-        edit = file_edit(test_file, result.old_text, result.new_text, buffer)
-        response = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
-            edit=edit, label=f"Tests for {result.function.qualname}"))
-        applied = bool(response and response.applied)
+        uri = from_fs_path(str(test_file)) or test_file.as_uri()
+        state = files(ls)
+        async with state.locks.setdefault(uri, asyncio.Lock()):
+            buffer = open_doc(test_file)
+            if _changed_since(ls, test_file, uri, result.old_text, buffer):
+                raise RequestFailed(f"{result.layout.test_path} changed while the tests were "
+                                    "written; generate them again")
+            edit = file_edit(test_file, result.old_text, result.new_text, buffer)
+            response = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+                edit=edit, label=f"Tests for {result.function.qualname}"))
+            applied = bool(response and response.applied)
+            if applied and buffer is None:
+                state.written[uri] = result.new_text
     elif not failing:
         raise RequestFailed(f"the model wrote no usable test for {result.function.qualname}")
     return {"applied": applied, "testFile": result.layout.test_path,
