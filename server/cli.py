@@ -450,7 +450,7 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
     with _importing():
         from .engine.worker import Priority
         from .local import model_file_bytes
-        from .tasks.commit.gitdiff import GitStateError, read_changes
+        from .tasks.commit.gitdiff import GitStateError, read_changes, staged_since
         from .tasks.commit.hook import comment_char, fill_message_file
         from .tasks.commit.run import early_message, generate_commit_message
 
@@ -480,7 +480,8 @@ def cmd_commit_msg(args: argparse.Namespace, factory=None) -> int:
         route="commit")
     if result is FAILED:
         return 1
-    for notice in result.notices:
+    moved = staged_since(result.changes)
+    for notice in [*result.notices, *([moved] if moved else [])]:
         print(f"hearth: {notice}", file=sys.stderr)
     if args.hook:
         assert writing is not None

@@ -395,3 +395,18 @@ def test_every_staged_file_keeps_its_patch_whatever_its_name_or_the_diff_config(
         assert "+++ b/café.py" in patches["café.py"]  # as the model reads it
         for f in changes.files:
             (f.path + f.patch).encode("utf-8")
+
+
+def test_a_message_written_while_the_staged_changes_changed_says_so(demo_repo, capsys):
+    (demo_repo / "inventory" / "models.py").write_text("# emptied\n")
+    (demo_repo / "README.md").write_text("Notes.\n")
+    git(demo_repo, "add", "inventory/models.py")
+
+    def restage(prompt: str) -> str:  # the user, while the model writes
+        git(demo_repo, "reset", "-q", "inventory/models.py")
+        git(demo_repo, "add", "README.md")
+        return "refactor(models): remove the models"
+    code, _ = run_cli(["commit-msg", "--repo", str(demo_repo)], [restage])
+    assert code == 0
+    assert "the staged changes changed while the message was written" in \
+        capsys.readouterr().err

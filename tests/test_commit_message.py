@@ -16,6 +16,7 @@ from hearth_lsp.server.tasks.commit.gitdiff import (
     FileDiff,
     GitStateError,
     read_changes,
+    staged_since,
     trim_patch,
 )
 
@@ -54,6 +55,21 @@ def test_staged_changes_with_lockfiles_and_binaries_listed_only(repo):
     assert {f.path: f.left_out for f in changes.listed_only} == {
         "bundle.min.js": "generated", "logo.png": "binary", "package-lock.json": "lockfile"}
     assert all(f.patch == "" for f in changes.listed_only)
+
+
+def test_a_message_for_changes_no_longer_staged_says_so(repo):
+    # `git reset` and `git add` while the message was written: it described a diff
+    # that was no longer the one to commit, and nothing said so.
+    (repo / "app.py").write_text("def total(xs):\n    return 0\n")
+    (repo / "notes.py").write_text("X = 1\n")
+    git(repo, "add", "app.py")
+    changes = read_changes(repo)
+    assert staged_since(changes) is None
+    (repo / "notes.py").write_text("X = 2\n")  # not staged: the same commit
+    assert staged_since(changes) is None
+    git(repo, "reset", "-q", "app.py")
+    git(repo, "add", "notes.py")
+    assert "the staged changes changed while the message was written" in staged_since(changes)
 
 
 def test_unstaged_changes_are_used_with_a_notice(repo):

@@ -10,10 +10,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
-from ...tasks.commit.gitdiff import toplevel
+from ...tasks.commit.gitdiff import staged_since, toplevel
 from ...tasks.commit.run import generate_commit_message
 from ..common import RequestFailed, call_soon, failures_reported
 from ..server import HearthServer
@@ -78,6 +79,10 @@ async def command_commit_message(ls: HearthServer, *args: Any) -> dict[str, Any]
                 progress=lambda message: call_soon(loop, report, message),
                 model_bytes=ls.model_bytes(settings, "commit"))
         report.end(f"done in {result.seconds:.1f} s")
+    moved = await asyncio.to_thread(staged_since, result.changes)
+    if moved:
+        result.notices.append(moved)
+        ls.show(f"Hearth: {moved}", types.MessageType.Warning)
     return {"message": result.message, "notices": result.notices,
             "staged": result.changes.staged, "summarised": result.summarised,
             "fromStructure": result.from_structure, "source": result.source,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ class Changes:
     recent: list[str] = field(default_factory=list)
     # The newest small commits among them, whole (newest first): worked examples.
     past: list[PastCommit] = field(default_factory=list)
+    stamp: str | None = None  # the staged changes' fingerprint (staged_stamp), when staged
 
     @property
     def described(self) -> list[FileDiff]:
@@ -206,7 +208,35 @@ def read_changes(path: Path, *, hook: bool = False) -> Changes:
         commit.subject = redact(commit.subject)
         for f in commit.files:
             f.patch = redact(f.patch)
-    return Changes(root, staged, files, branch, initial, notices, recent, past)
+    stamp = staged_stamp(repo) if staged and not hook else None
+    return Changes(root, staged, files, branch, initial, notices, recent, past, stamp)
+
+
+def staged_stamp(repo) -> str | None:
+    """A fingerprint of what is staged (each path's mode and blob): git's index may
+    change while a message is written (`git add`, `git reset`)."""
+    import git
+
+    try:
+        raw = repo.git.diff("--cached", "--raw", "-z", "--no-color", "--no-ext-diff",
+                            "--no-abbrev")
+    except git.GitCommandError:
+        return None
+    return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def staged_since(changes: Changes) -> str | None:
+    """A notice when what is staged is no longer what ``changes`` described."""
+    if changes.stamp is None:
+        return None
+    try:
+        now = staged_stamp(_open_repo(changes.repo))
+    except GitStateError:
+        return None
+    if now is None or now == changes.stamp:
+        return None
+    return ("the staged changes changed while the message was written: it describes them "
+            "as they were; ask again for the ones staged now")
 
 
 @dataclass
