@@ -350,6 +350,12 @@ class Store:
         rows = self.db.execute("SELECT path, language, size, mtime_ns, hash FROM files")
         return {r[0]: FileRecord(*r) for r in rows}
 
+    def files_under(self, folder: str) -> list[str]:
+        """The indexed paths below ``folder`` (a range of the path's unique index: "0"
+        is the character after "/")."""
+        return [r[0] for r in self.db.execute(
+            "SELECT path FROM files WHERE path >= ? AND path < ?", (f"{folder}/", f"{folder}0"))]
+
     def replace_file(self, record: FileRecord, chunks: list[Chunk], symbols: list[Symbol],
                      parse_errors: bool = False,
                      terms: list[tuple[str, str]] | None = None) -> tuple[int, int]:

@@ -38,7 +38,15 @@ from .context import ContextPiece, assemble, chunk_at
 from .discovery import Discovery, discover, ignored, read_regular_file, skip_reason
 from .embeddings import embedding_text
 from .languages import language_of
-from .secrets import Redactor, blank_key_blocks, env_stamp, env_values
+from .secrets import (
+    ENV_DEPTH,
+    Redactor,
+    blank_key_blocks,
+    env_files,
+    env_stamp,
+    env_values,
+    is_env_file,
+)
 from .store import (
     ChunkRow,
     CorruptIndex,
@@ -126,12 +134,6 @@ class SearchResult:
         return {"path": self.path, "start_line": self.start_line, "end_line": self.end_line,
                 "symbol": self.symbol, "kind": self.kind, "language": self.language,
                 "score": round(self.score, 6)}
-
-
-def _folders(rel: str) -> Iterable[str]:
-    """The folders a relative path is in: "a/b/c.py" -> "a", "a/b"."""
-    parts = rel.split("/")[:-1]
-    return ("/".join(parts[:i]) for i in range(1, len(parts) + 1))
 
 
 def file_hash(data: bytes) -> str:
@@ -335,6 +337,7 @@ class WorkspaceIndex:
         self.exclude = list(exclude or [])
         self.max_files, self.max_chunks = max_files, max_chunks
         self.notices: list[str] = []
+        self._env_files: list[Path] | None = None  # the `.env*` files the last walk found
         self.readonly_reason: str | None = None  # why this one cannot write
         self._vectors: VectorStore | None = None
         self._lock_fh: Any = None
@@ -508,7 +511,7 @@ class WorkspaceIndex:
         """update() once the files are known; ``new``: the store holds none of them."""
         stats = IndexStats(files=len(found.files), skipped=found.skipped)
         known = {} if rebuild else self.store.files()
-        env = frozenset(env_values(self.root))
+        env = self._env_values()
         stamp = env_stamp(env)
         row = self.store.db.execute("SELECT value FROM meta WHERE key = 'env'").fetchone()
         # New `.env*` values: every stored chunk may hold one unredacted; all read again.
@@ -651,6 +654,23 @@ class WorkspaceIndex:
         return self._store_parsed(parse_file(str(self.root), rel, known.hash if known else None,
                                              env, self.max_file_kb * 1024), stats)
 
+    def _env_values(self, changed: Iterable[str] | None = None) -> frozenset[str]:
+        """The `.env*` values as they are now. The walk for the files (up to ~20 ms on a
+        large tree) is made for a whole update and when a changed path is one; a save
+        reads the ones found then and the top folder's (a `.env` just made there)."""
+        if self._env_files is None or changed is None or any(
+                rel.count("/") <= ENV_DEPTH and is_env_file(rel.rsplit("/", 1)[-1])
+                for rel in changed):
+            self._env_files = env_files(self.root)
+            files = self._env_files
+        else:
+            try:
+                top = [p for p in self.root.iterdir() if is_env_file(p.name) and p.is_file()]
+            except OSError:
+                top = []
+            files = list(dict.fromkeys([*self._env_files, *top]))
+        return frozenset(env_values(self.root, files))
+
     def update_paths(self, paths: list[str], keep: Iterable[str] = ()) -> IndexStats:
         """Re-index some files (saved, changed on disk, created or deleted). A file not
         indexed yet is left out when a cap is reached, unless it is in ``keep``."""
@@ -659,11 +679,11 @@ class WorkspaceIndex:
         known = self.store.files()
         pinned = set(keep)
         held: list[int] | None = None  # [files, chunks] in the store, counted when needed
-        gone = {rel for rel in paths if rel not in known and not (self.root / rel).exists()}
-        if gone:  # a folder gone (deleted, moved out): the files indexed below it
-            paths = list(paths) + [p for p in known if not gone.isdisjoint(_folders(p))]
+        gone = [rel for rel in paths if rel not in known and not (self.root / rel).exists()]
+        for rel in gone:  # a folder gone (deleted, moved out): the files indexed below it
+            paths = list(paths) + self.store.files_under(rel)
         left_out = ignored(self.root, paths)  # as discover() would leave them out
-        env = frozenset(env_values(self.root))  # as they are now
+        env = self._env_values(paths)
         with self.store.transaction():
             for rel in paths:
                 full = self.root / rel

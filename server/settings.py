@@ -22,6 +22,7 @@ layer) and the value from the layer below is kept.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -434,12 +435,18 @@ class PrivacySettings:
 
 def local_only(settings: Settings, rel_paths: list[str]) -> list[str]:
     """The paths of ``rel_paths`` whose content must not leave the machine."""
-    import pathspec
-
     from ..indexer.secrets import is_secret_file
 
-    spec = pathspec.GitIgnoreSpec.from_lines(settings.privacy.local_only)
+    spec = _local_only_spec(tuple(settings.privacy.local_only))
     return [p for p in rel_paths if is_secret_file(p) or spec.match_file(p)]
+
+
+@functools.lru_cache(maxsize=64)
+def _local_only_spec(patterns: tuple[str, ...]) -> Any:
+    """The patterns compiled once (asked for each retrieved file of each completion)."""
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 @dataclass

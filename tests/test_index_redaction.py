@@ -71,13 +71,20 @@ def test_a_env_file_added_later_redacts_what_was_indexed_before_it(tmp_path):
         idx.update(workers=1)
         assert "hunter2hunter2" in stored(idx, "db.py")[0][2]  # not a secret yet
         (root / ".env").write_text("DB_PASSWORD=hunter2hunter2\n")
-        (root / "new.py").write_text("PASSWORD = 'hunter2hunter2'\n")
+        (root / "new.py").write_text("greeting = 'hunter2hunter2'\n")  # by its value alone
         idx.update_paths(["new.py"])  # a save: read with the values as they are now
         assert "hunter2hunter2" not in stored(idx, "new.py")[0][2]
         idx.update(workers=1)  # every file read again: the values changed
         assert "<redacted:env>" in stored(idx, "db.py")[0][2]
         assert idx.search("hunter2hunter2") == []
         assert idx.update(workers=1).changed == 0  # once
+        # A .env in a folder below: found again when a changed path is one (a save does
+        # not walk the tree for them: up to ~20 ms on a large one).
+        (root / "config").mkdir()
+        (root / "config" / ".env").write_text("API_TOKEN=nested7value7\n")
+        (root / "api.py").write_text("region = 'nested7value7'\n")
+        idx.update_paths(["api.py", "config/.env"])
+        assert "nested7value7" not in stored(idx, "api.py")[0][2]
     finally:
         idx.close()
 

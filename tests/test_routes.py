@@ -542,12 +542,15 @@ def test_a_task_on_a_file_no_folder_vouches_for_stays_local(tmp_path):
         "secret": (out / "secrets.py").as_uri(),
         "view": f"fugitive://{ws}/.git//0/billing/charge.py",
         "ordinary": (ws / "main.py").as_uri(),
-        "by its folder": (ws / ".ssh" / "config").as_uri()}.items()}
+        "by its folder": (ws / ".ssh" / "config").as_uri(),
+        "a name that only begins like the folder's": (tmp_path / "ws-old" / "main.py").as_uri(),
+    }.items()}
     assert reason["inside"] == "billing/charge.py is local-only (privacy.localOnly)"
     assert reason["link"] and reason["outside"] and reason["view"]
     assert reason["secret"] == "secrets.py is a secret file"
     assert reason["ordinary"] is None
     assert reason["by its folder"] == "config is a secret file"
+    assert "is outside the workspace folders" in reason["a name that only begins like the folder's"]
 
 
 def test_a_nested_folder_s_local_only_patterns_are_matched_from_its_own_root(tmp_path):

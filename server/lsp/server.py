@@ -311,12 +311,22 @@ class Folder:
         return self._redactor
 
     def contains(self, path: Path) -> bool:
-        return path == self.root or self.root in path.parents
+        return _under(str(path), str(self.root))
 
     @functools.cached_property
     def real_root(self) -> Path:
         """The root with its links resolved (once: asked at every completion)."""
         return self.root.resolve()
+
+    @functools.cached_property
+    def bases(self) -> tuple[str, ...]:
+        """The root as given and as it really is, as strings."""
+        return tuple(dict.fromkeys((str(self.root), str(self.real_root))))
+
+
+def _under(path: str, base: str) -> bool:
+    """Whether ``path`` is ``base`` or below it (absolute paths as strings)."""
+    return path == base or path.startswith(base if base.endswith(os.sep) else base + os.sep)
 
 
 class HearthServer(LanguageServer):
@@ -755,16 +765,17 @@ class HearthServer(LanguageServer):
             return f"{given} cannot be resolved"
         if is_secret_file(real):
             return f"{given.name} leads to a secret file"
-        for candidate in (given, real):
-            holding = [(f, base) for f in self.folders.values()
-                       for base in (f.root, f.real_root) if candidate.is_relative_to(base)]
+        # Strings, not pathlib: asked for each file of a completion's context.
+        for candidate in (str(given), str(real)):
+            holding = [(f, base) for f in self.folders.values() for base in f.bases
+                       if _under(candidate, base)]
             if not holding:
                 return f"{candidate} is outside the workspace folders"
-            inner = max(len(base.parts) for _, base in holding)
+            inner = max(len(base) for _, base in holding)  # the innermost folder's
             for folder, base in holding:
-                if candidate != base and local_only(
-                        settings if len(base.parts) == inner else folder.settings,
-                        [rel := candidate.relative_to(base).as_posix()]):
+                rel = candidate[len(base):].lstrip(os.sep).replace(os.sep, "/")
+                if rel and local_only(settings if len(base) == inner else folder.settings,
+                                      [rel]):
                     return f"{rel} is local-only (privacy.localOnly)"
         return None
 
