@@ -158,6 +158,26 @@ async def test_a_newer_request_during_the_debounce_wins(demo_repo, tmp_path):
         await stop(client)
 
 
+async def test_an_edit_during_the_debounce_makes_the_answer_empty(demo_repo, tmp_path):
+    # An undo while the request waited: the suggestion for the old text came back with
+    # the old text's position (past the end of the line now), as a client that does not
+    # cancel such requests would show it.
+    client, _, _ = await session(demo_repo, tmp_path,
+                                 options={"completion": {"debounceMs": 400}})
+    try:
+        uri = open_doc(client, demo_repo / "m.py", text="def add(a, b):\n    return \n")
+        pending = asyncio.ensure_future(ghost(client, uri, 1, 11))
+        await asyncio.sleep(0.1)
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangePartial(range=types.Range(
+                start=types.Position(line=1, character=4),
+                end=types.Position(line=1, character=11)), text="")]))
+        assert await pending == []
+    finally:
+        await stop(client)
+
+
 async def test_fill_in_the_middle_for_a_model_file_with_fim_tokens(demo_repo, tmp_path):
     coder = tmp_path / "qwen2.5-coder.gguf"
     _gguf(coder, "Qwen2.5 Coder 0.5B", ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",

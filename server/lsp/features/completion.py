@@ -123,8 +123,11 @@ async def inline_completion(ls: HearthServer, params: types.InlineCompletionPara
     if not settings.completion.enabled:
         return None
     position = ls.check_position(doc, params.position)
+    version = doc.version
     found = await suggest(ls, doc, position, settings, multiline=settings.completion.multiline)
-    if not found.text:
+    if not found.text or not ls.still_open(doc, version):
+        # (an edit came meanwhile: the position is the old text's; the next request
+        # is for the new one)
         return types.InlineCompletionList(items=[])
     here = types.Range(start=position, end=position)
     return types.InlineCompletionList(items=[
@@ -144,8 +147,9 @@ async def completion(ls: HearthServer, params: types.CompletionParams
     if not (settings.completion.enabled and settings.completion.items):
         return None
     position = ls.check_position(doc, params.position)
+    version = doc.version
     found = await suggest(ls, doc, position, settings, multiline=False)
-    if not found.text:
+    if not found.text or not ls.still_open(doc, version):
         return types.CompletionList(is_incomplete=True, items=[])
     line = doc.lines[position.line] if position.line < len(doc.lines) else ""
     before = line[: doc.offset_at_position(position)
