@@ -216,11 +216,19 @@ async function writeCommitMessage(arg?: { rootUri?: vscode.Uri }): Promise<void>
   const active = vscode.window.activeTextEditor?.document.uri;
   const repo = (arg?.rootUri && git.getRepository(arg.rootUri))
     || (active && git.getRepository(active)) || git.repositories[0];
+  const typed = repo.inputBox.value;
   const result = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.SourceControl, title: 'Hearth: commit message' },
     () => execute<{ message: string; notices: string[]; source?: string }>(
       'hearth.generateCommitMessage', [{ repo: repo.rootUri.fsPath }]));
   if (!result) return;
+  if (repo.inputBox.value !== typed) {
+    // The user wrote in the box while Hearth worked: theirs stays unless they choose.
+    const choice = await vscode.window.showInformationMessage(
+      `Hearth: you changed the commit message meanwhile; Hearth's is "${result.message.split('\n')[0]}"`,
+      'Replace mine');
+    if (choice !== 'Replace mine') return;
+  }
   repo.inputBox.value = result.message;
   for (const notice of result.notices) output.appendLine(`commit message: ${notice}`);
   // Not the model's words: say so where the user looks, not only in the log.
