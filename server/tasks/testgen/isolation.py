@@ -73,6 +73,23 @@ def bwrap() -> str | None:
 
 
 @functools.cache
+def _die_with_parent_hook() -> Callable[[], None]:
+    """For the child, before exec: killed when Hearth goes (as bwrap's --die-with-parent).
+    unshare's --kill-child then takes the namespace with it; from inside it, Hearth is
+    out of sight (the test plugin's watch for its parent sees pid 0). The C function is
+    looked up here, in the parent: the child only calls it."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def die_with_parent() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    return die_with_parent
+
+
 @functools.cache
 def _unshare_net() -> list[str]:
     """`unshare -rn` when unprivileged user namespaces work here (Linux), with a PID
@@ -246,7 +263,8 @@ def isolation(python: str, sandbox: Path, cwd: Path, *, use_bwrap: bool = True) 
         net = _unshare_net()
         # In a PID namespace (and its own /proc) Hearth's process is out of sight, and
         # what a test leaves running ends with the run.
-        iso = Isolation(net, python, missing=[
+        iso = Isolation(net, python, limits=[_die_with_parent_hook()] if "--pid" in net else [],
+                        missing=[
             "the file system (bubblewrap is not installed or cannot run here): tests run as "
             "you and can read, change and delete your files" + (
                 "" if "--pid" in net else ", read Hearth's environment and leave processes "
