@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
@@ -241,5 +242,123 @@ async def test_a_line_break_only_python_sees_moves_no_finding(demo_repo):
             context=types.CodeActionContext(diagnostics=[diag],
                                             only=[types.CodeActionKind.QuickFix])))
         assert apply(edited, action.edit, uri) == edited.replace("a / c", "a / c if c else 0.0")
+    finally:
+        await stop(client)
+
+
+def _save(client, uri):
+    client.text_document_did_save(types.DidSaveTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+
+
+def _change(client, uri, version, line, character, text):
+    here = types.Position(line=line, character=character)
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=[types.TextDocumentContentChangePartial(
+            range=types.Range(start=here, end=here), text=text)]))
+
+
+def _reviews_ended(client) -> list[str]:
+    return [m for t, m in progress_titles(client) if t == "Hearth: review" and m]
+
+
+@pytest.mark.parametrize("session", [[answer(finding(2, "nme")), answer(),  # label, ratio
+                                      "Sure! It greets the user."]], indirect=True)
+async def test_an_answer_on_save_that_is_no_review_keeps_the_findings(session):
+    """It replaced the function's findings with none, and recorded it as reviewed: the
+    finding was gone for good (the next save did not review it again)."""
+    client, uri, _ = session
+    await review(client, uri=uri, scope="file")
+    await wait_until(lambda: client.diagnostics.get(uri))
+    _change(client, uri, 2, 2, 19, "  # out")  # label's last line, not the flagged one
+    _save(client, uri)
+    await wait_until(lambda: len(_reviews_ended(client)) == 2)
+    assert "not reviewed: function label" in _reviews_ended(client)[1]
+    assert [d.message for d in client.diagnostics[uri]] == ["`nme` is not defined"]
+
+
+async def test_a_save_does_not_cancel_the_review_the_user_asked_for(demo_repo):
+    (demo_repo / "labels.py").write_text(CODE)
+    for args in (["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@l", "commit",
+                                 "-qm", "l"]):
+        subprocess.run(["git", *args], cwd=demo_repo, check=True)
+    # Not committed: a save reviews ratio (it differs from HEAD and was never reviewed).
+    (demo_repo / "labels.py").write_text(CODE.replace("return a / b", "return a / b  # r"))
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_DEFAULT": answer(), "FAKE_ENGINE_DELAY": "0.05"})
+    try:
+        await wait_model(client)
+        uri = open_doc(client, demo_repo / "labels.py")
+        pending = asyncio.ensure_future(review(client, uri=uri, scope="file"))
+        await wait_until(lambda: any(isinstance(r, types.WorkDoneProgressBegin)
+                                     for rs in client.progress_reports.values() for r in rs
+                                     if getattr(r, "title", "") == "Hearth: review"))
+        _save(client, uri)  # ratio to review on save, beside the user's review of the file
+        result = await pending
+        assert result["reviewed"] == ["function label", "function ratio"]
+    finally:
+        await stop(client)
+
+
+async def test_a_local_only_file_on_a_route_of_model_servers_says_why_it_is_not_reviewed(
+        demo_repo, tmp_path):
+    """The refusal escaped the save's background task: nothing said, on every save."""
+    (demo_repo / "private").mkdir()
+    path = demo_repo / "private" / "p.py"
+    path.write_text("def f(x):\n    return x\n")
+    config = tmp_path / "config.toml"
+    config.write_text('[privacy]\nlocalOnly = ["private/"]\n\n[backends.team]\n'
+                      'url = "http://127.0.0.1:9/v1"\n\n[routes]\nreview = ["team"]\n')
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "HEARTH_CONFIG_FILE": str(config), "FAKE_ENGINE_DEFAULT": answer()})
+    try:
+        await wait_model(client)
+        uri = open_doc(client, path)
+        _change(client, uri, 2, 1, 12, " + 1")
+        _save(client, uri)
+        await wait_until(lambda: [m for m in client.messages if "no review on save" in m.message])
+        [shown] = [m.message for m in client.messages if "no review on save" in m.message]
+        assert "p.py: private/p.py is local-only (privacy.localOnly)" in shown
+    finally:
+        await stop(client)
+
+
+async def test_turning_review_on_save_off_stops_the_one_running(demo_repo):
+    (demo_repo / "labels.py").write_text(CODE)
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_DEFAULT": answer(finding(7, "a / b", message="b may be zero")),
+        "FAKE_ENGINE_DELAY": "0.05"})
+    try:
+        await wait_model(client)
+        uri = open_doc(client, demo_repo / "labels.py")
+        _change(client, uri, 2, 6, 16, "  # ratio")
+        _save(client, uri)
+        await wait_until(lambda: any(isinstance(r, types.WorkDoneProgressBegin)
+                                     for rs in client.progress_reports.values() for r in rs
+                                     if getattr(r, "title", "") == "Hearth: review"))
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+            settings={"hearth": {"review": {"onSave": "off"}}}))
+        await wait_until(lambda: _reviews_ended(client))
+        assert _reviews_ended(client) == ["cancelled"] and not client.diagnostics.get(uri)
+    finally:
+        await stop(client)
+
+
+async def test_a_review_no_backend_answered_does_not_say_who_answered(demo_repo, tmp_path):
+    (demo_repo / "labels.py").write_text(CODE)
+    config = tmp_path / "config.toml"
+    config.write_text('[backends.team]\nurl = "http://127.0.0.1:9/v1"\n\n'
+                      '[routes]\nreview = ["team"]\n')
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "HEARTH_CONFIG_FILE": str(config), "FAKE_ENGINE_DEFAULT": answer()})
+    try:
+        await wait_model(client)
+        uri = open_doc(client, demo_repo / "labels.py")
+        with pytest.raises(JsonRpcException, match="team"):
+            await review(client, uri=uri, scope="file")
+        await wait_until(lambda: _reviews_ended(client))
+        [ended] = _reviews_ended(client)
+        assert "team" in ended and "answered by" not in ended
     finally:
         await stop(client)

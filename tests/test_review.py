@@ -171,14 +171,24 @@ def test_state_replaces_drops_and_moves_findings():
     [b] = rv.check_findings(answer(item(10, "eval(data)", "security", "runs code")), SOURCE,
                             LOAD)
     state.replace("u", [AVERAGE], [a])
-    state.replace("u", [LOAD], [b])
+    state.replace("u", [LOAD], [b], source=SOURCE)
     assert [f.line for f in state.findings("u")] == [4, 9]
     state.replace("u", [AVERAGE], [])  # a fresh review found nothing there
     assert [f.line for f in state.findings("u")] == [9]
-    assert state.edit("u", 0, 0, 3)  # two lines inserted at the top
+    assert state.edit("u", (0, 0), (0, 0), "import os\nimport re\n")  # two lines on top
     assert [f.line for f in state.findings("u")] == [11]
-    assert state.edit("u", 11, 11, 1)  # the line itself edited
+    [moved] = state.findings("u")
+    assert state.edit("u", (10, 0), (11, 0), "")  # the line above deleted: it moves up
+    assert [(f.line, f.start_col) for f in state.findings("u")] == [(10, moved.start_col)]
+    assert not state.edit("u", (10, 40), (10, 40), "  # ok")  # typed after the quote
+    assert state.edit("u", (10, 0), (10, 4), "")  # its indentation: the quote moves left
+    assert [(f.line, f.start_col) for f in state.findings("u")] == [(10, moved.start_col - 4)]
+    assert state.get("u").reviewed  # (LOAD was reviewed)
+    assert state.edit("u", (10, 8), (10, 12), "x")  # the quote itself edited
     assert state.findings("u") == []
+    # Its function is reviewed again at the next save, even if an undo brings its text
+    # back as it was reviewed: the finding would otherwise never come back.
+    assert LOAD.label not in state.get("u").reviewed
 
 
 def test_sarif_output():

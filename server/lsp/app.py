@@ -144,6 +144,8 @@ async def did_change_configuration(ls: HearthServer,
     else:  # the "pull" model: the notification only says something changed
         await _pull_configuration(ls)
     changed = ls.apply_settings()
+    for hook in _hooks("on_settings"):
+        hook(ls)
     log.info("settings changed: %s", ", ".join(
         SPECS[k].key if k in SPECS else ".".join(k) for k in sorted(changed)) or "none")
     if changed:  # a new model.*, or a route that now names the local model: load_model

@@ -947,8 +947,8 @@ class Progress:
                                   "at": time.strftime("%H:%M:%S")}
         if self.token is not None:
             message = self._end_message
-            if run is not None and message and (run.route and run.route[0].remote
-                                                or run.notices):
+            if run is not None and message and run.answered and (
+                    run.route and run.route[0].remote or run.notices):
                 message += f" (answered by '{run.backend}')"
             server.progress_tokens.pop(self.token, None)
             server.work_done_progress.end(

@@ -107,6 +107,7 @@ class TaskRun:
     # Told (in words for the user) when a backend is skipped or fails and the next runs.
     on_notice: Callable[[str], None] | None = None
     backend: str = "local"  # the backend that ran (or runs) the task
+    answered: bool = False  # a generation (or a cached answer) came back
     notices: list[str] = dataclasses.field(default_factory=list)
     _at: int = 0  # index in ``route`` of the backend in use
     _blocked: str | None = None  # why this task may not run at all (see keep_local)
@@ -267,6 +268,7 @@ class TaskRun:
             completion = dataclasses.replace(completion, text=self.redactor(completion.text))
         if cache_key is not None:
             self._answers.append((cache_key, kind, completion.text))
+        self.answered = True
         return completion
 
     async def keep(self) -> None:

@@ -26,7 +26,7 @@ from ...tasks.commit.gitdiff import head_text
 from ...tasks.review import findings as review
 from ...tasks.review.run import review_code, review_spans_for, review_summary
 from ...tasks.review.state import spans_to_review
-from ...tasks.runner import TaskCancelled, count
+from ...tasks.runner import Refusal, TaskCancelled, count
 from ..common import (
     RequestFailed,
     call_soon,
@@ -162,7 +162,10 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
     loop = asyncio.get_running_loop()
     path = ls.document_path(doc)
     priority = Priority.USER if interactive else Priority.SAVE
-    async with ls.task("Hearth: review", ("review", uri), route="review", priority=priority,
+    # A save's review and the user's own have keys of their own: a save never cancels
+    # the review the user asked for (a newer save replaces an older save's).
+    key = ("review", uri) if interactive else ("review-save", uri)
+    async with ls.task("Hearth: review", key, route="review", priority=priority,
                        uri=uri) as report:
         assert report.run is not None
         try:
@@ -181,6 +184,13 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
                 raise RequestFailed(f"model unavailable: {exc}") from exc
             log.warning("review on save skipped: %s", exc)
             return 0, []
+        except Refusal as exc:  # e.g. a local-only file on a route of model servers only
+            report.end(str(exc))
+            if interactive:
+                raise RequestFailed(str(exc)) from None
+            ls.say_once(("no-review", uri, str(exc)), f"Hearth: no review on save for "
+                        f"{uri.rsplit('/', 1)[-1]}: {exc}")
+            return 0, []
         findings = [f for r in results for f in r.findings]
         dropped = sum(r.dropped for r in results)
         unusable = [r.span.label for r in results if r.unusable]
@@ -193,7 +203,10 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
         if interactive:
             raise JsonRpcContentModified(f"{uri} changed during the review; review it again")
         return 0, unusable
-    ls.reviews.replace(uri, spans, findings, source=source)
+    # A span whose answer was no review keeps its findings and is tried again at the
+    # next save: it is not recorded as reviewed.
+    ls.reviews.replace(uri, [s for s in spans if s.label not in unusable], findings,
+                       source=source)
     publish(ls, uri)
     return len(findings), unusable
 
@@ -233,8 +246,8 @@ def document_changed(ls: HearthServer, params: types.DidChangeTextDocumentParams
     for change in params.content_changes:
         rng = getattr(change, "range", None)
         if rng is not None:
-            changed |= ls.reviews.edit(uri, rng.start.line, rng.end.line,
-                                       change.text.count("\n") + 1)
+            changed |= ls.reviews.edit(uri, (rng.start.line, rng.start.character),
+                                       (rng.end.line, rng.end.character), change.text)
     doc = ls.open_document(uri)
     if doc is not None:  # whole-document changes, or anything the above missed
         lines = doc.lines
@@ -255,8 +268,8 @@ def on_save(ls: HearthServer, uri: str) -> None:
     doc = ls.open_document(uri)
     if ls.settings_of(uri).review.on_save == "off" or doc is None:
         return
-    # A newer save replaces the review still running for this document.
-    ls.cancel_task(("review", uri))
+    # (a newer save's review, when it has anything to review, replaces the one still
+    # running for this document: run_review's key)
     state = ls.reviews.get(uri)
     state.saves += 1
     task = asyncio.ensure_future(_review_saved(ls, doc, state.saves))
@@ -296,8 +309,16 @@ def on_change(ls: HearthServer, params: types.DidChangeTextDocumentParams) -> No
     document_changed(ls, params)
 
 
+def on_settings(ls: HearthServer) -> None:
+    """review.onSave turned off: a review on save still running stops."""
+    for uri in list(ls.workspace.text_documents):
+        if ls.settings_of(uri).review.on_save == "off":
+            ls.cancel_task(("review-save", uri))
+
+
 def on_close(ls: HearthServer, uri: str) -> None:
     ls.cancel_task(("review", uri))
+    ls.cancel_task(("review-save", uri))
     if ls.reviews.findings(uri):
         ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri,
                                                                            diagnostics=[]))

@@ -47,23 +47,36 @@ class ReviewState:
             for span in spans:
                 doc.reviewed[span.label] = span_text(lines, span)
 
-    def edit(self, uri: str, start: int, end: int, new_lines: int) -> bool:
-        """Lines ``start``..``end`` (0-based, inclusive) were replaced by ``new_lines``
-        lines. Returns whether any finding was dropped or moved."""
+    def edit(self, uri: str, start: tuple[int, int], end: tuple[int, int], text: str) -> bool:
+        """The range ``start``..``end`` ((line, character), the end exclusive, as LSP's)
+        was replaced by ``text``. A finding whose quote the range reaches is dropped,
+        and its function is reviewed again at the next save (its text may come back as
+        it was: an undo); the others move with the text. (Characters are taken as the
+        finding's columns: the caller checks each quote where it lands.) Returns
+        whether any finding was dropped or moved."""
         doc = self._docs.get(uri)
         if doc is None or not doc.findings:
             return False
-        delta = new_lines - (end - start + 1)
-        out, changed = [], False
+        (sl, sc), (el, ec) = start, end
+        added = text.count("\n")
+        last = text.rsplit("\n", 1)[-1]
+        out, dropped = [], []
         for f in doc.findings:
-            if start <= f.line <= end:
-                changed = True  # the code it was about has changed
-                continue
-            if f.line > end and delta:
-                f = replace(f, line=f.line + delta)
-                changed = True
-            out.append(f)
+            if f.line < sl or (f.line == sl and sc >= f.end_col):
+                out.append(f)  # before the edit (on its line: to the quote's right)
+            elif f.line > el:
+                out.append(replace(f, line=f.line + added - (el - sl)))
+            elif f.line == el and ec <= f.start_col:  # the edit ends before the quote
+                col = (sc + len(text) if not added else len(last)) + f.start_col - ec
+                out.append(replace(f, line=sl + added, start_col=col,
+                                   end_col=col + f.end_col - f.start_col))
+            else:
+                dropped.append(f)  # the code it was about has changed
+        changed = out != doc.findings
         doc.findings = out
+        for f in dropped:
+            for label in [k for k, was in doc.reviewed.items() if f.quote in was]:
+                del doc.reviewed[label]
         return changed
 
     def close(self, uri: str) -> None:
