@@ -362,3 +362,24 @@ async def test_a_review_no_backend_answered_does_not_say_who_answered(demo_repo,
         assert "team" in ended and "answered by" not in ended
     finally:
         await stop(client)
+
+
+async def test_a_review_on_save_the_user_typed_through_says_it_was_not_shown(demo_repo):
+    """Its progress said "1 finding" and nothing appeared (the text had changed)."""
+    (demo_repo / "labels.py").write_text(CODE)
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_DEFAULT": answer(finding(7, "a / b", message="b may be zero")),
+        "FAKE_ENGINE_DELAY": "0.05"})
+    try:
+        await wait_model(client)
+        uri = open_doc(client, demo_repo / "labels.py")
+        _save(client, uri)
+        await wait_until(lambda: any(isinstance(r, types.WorkDoneProgressBegin)
+                                     for rs in client.progress_reports.values() for r in rs
+                                     if getattr(r, "title", "") == "Hearth: review"))
+        _change(client, uri, 2, 0, 0, "# typing\n")
+        await wait_until(lambda: _reviews_ended(client))
+        assert _reviews_ended(client) == ["not shown: the document changed during the review"]
+        assert not client.diagnostics.get(uri)
+    finally:
+        await stop(client)

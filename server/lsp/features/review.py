@@ -194,6 +194,11 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
         findings = [f for r in results for f in r.findings]
         dropped = sum(r.dropped for r in results)
         unusable = [r.span.label for r in results if r.unusable]
+        current = ls.open_document(uri)
+        if not interactive and (current is None or current.version != version):
+            # (its functions are not recorded as reviewed: the next save reviews them)
+            report.end("not shown: the document changed during the review")
+            return 0, unusable
         report.end(count(len(findings), "finding")
                    + (f" ({dropped} dropped by the checks)" if dropped else "")
                    + (f"; not reviewed: {', '.join(unusable)} (the model's answer was no "
