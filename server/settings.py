@@ -29,7 +29,7 @@ import os
 import re
 import stat
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -439,6 +439,15 @@ def local_only(settings: Settings, rel_paths: list[str]) -> list[str]:
 
     spec = _local_only_spec(tuple(settings.privacy.local_only))
     return [p for p in rel_paths if is_secret_file(p) or spec.match_file(p)]
+
+
+def shareable(settings: Settings, path: str,
+              private: Callable[[str], bool] | None = None) -> bool:
+    """Whether ``path``'s content may be quoted in a prompt: a privacy.localOnly file
+    (judged by ``private`` when given) only while no model server is configured."""
+    if not settings.backends:
+        return True
+    return not (private(path) if private else local_only(settings, [path]))
 
 
 @functools.lru_cache(maxsize=64)

@@ -24,7 +24,7 @@ from ..engine.base import Completion, EngineError, ModelInfo, ModelUnavailable
 from ..engine.router import Backend, first_ready
 from ..engine.worker import GenerationWorker, Job, Priority, wait_for
 from ..result_cache import checks_epoch
-from ..settings import SamplingSettings, Settings, local_only
+from ..settings import SamplingSettings, Settings, shareable
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class TaskRun:
     # Told (in words for the user) when a backend is skipped or fails and the next runs.
     on_notice: Callable[[str], None] | None = None
     backend: str = "local"  # the backend that ran (or runs) the task
-    answered: bool = False  # a generation (or a cached answer) came back
+    answered: bool = False  # a generation came back (a cached answer is not one)
     notices: list[str] = dataclasses.field(default_factory=list)
     _at: int = 0  # index in ``route`` of the backend in use
     _blocked: str | None = None  # why this task may not run at all (see keep_local)
@@ -155,7 +155,7 @@ class TaskRun:
         privacy.localOnly file): only the route's local backend remains, and without
         one the task is refused when it asks for a model."""
         local = [b for b in self.route if not b.remote]
-        if self.route and not local:
+        if not self.can_stay_local:
             self._blocked = (f"{reason}, and this task's route names only model servers; "
                              "add \"local\" to its routes.* setting")
         self.route, self._at = local, 0
@@ -407,10 +407,7 @@ def shareable_context(index: Any, settings: Settings,
 
     def context(path: str, line: int, budget: int) -> str:
         pieces = index.context(budget, estimate_tokens, path=path, line=line)
-        if settings.backends:
-            pieces = [p for p in pieces if not (
-                private(p.path) if private else local_only(settings, [p.path]))]
-        return render_context(pieces)
+        return render_context([p for p in pieces if shareable(settings, p.path, private)])
     return context
 
 

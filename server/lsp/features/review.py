@@ -195,7 +195,8 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
         dropped = sum(r.dropped for r in results)
         unusable = [r.span.label for r in results if r.unusable]
         current = ls.open_document(uri)
-        if not interactive and (current is None or current.version != version):
+        changed = current is None or current.version != version
+        if changed and not interactive:
             # (its functions are not recorded as reviewed: the next save reviews them)
             report.end("not shown: the document changed during the review")
             return 0, unusable
@@ -203,11 +204,8 @@ async def run_review(ls: HearthServer, doc: TextDocument, spans: list[review.Spa
                    + (f" ({dropped} dropped by the checks)" if dropped else "")
                    + (f"; not reviewed: {', '.join(unusable)} (the model's answer was no "
                       "review)" if unusable else ""))
-    current = ls.open_document(uri)
-    if current is None or current.version != version:
-        if interactive:
-            raise JsonRpcContentModified(f"{uri} changed during the review; review it again")
-        return 0, unusable
+    if changed:  # (the user's own review: nothing can change it after the check above)
+        raise JsonRpcContentModified(f"{uri} changed during the review; review it again")
     # A span whose answer was no review keeps its findings and is tried again at the
     # next save: it is not recorded as reviewed.
     ls.reviews.replace(uri, [s for s in spans if s.label not in unusable], findings,

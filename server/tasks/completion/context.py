@@ -15,7 +15,7 @@ from typing import Any
 from ....indexer.discovery import read_regular_file
 from ....indexer.lines import split_lines
 from ...index_service import IndexNotReady
-from ...settings import Settings, local_only
+from ...settings import Settings, shareable
 from .prompt import (
     Definition,
     Snippet,
@@ -83,20 +83,12 @@ def repo_definitions(index: Any, request: CompletionRequest, rel: str, settings:
         return current if path == rel else lines_of(root / path)
 
     return tuple(pick_definitions(names, lambda name: index.symbols(name, LOOKUP_LIMIT), read,
-                                  lambda path: _allowed(settings, path, private), current=rel))
+                                  lambda path: shareable(settings, path, private), current=rel))
 
 
 # Whether a file of the index must stay local (None: by the settings' privacy.localOnly;
 # the server's judges each file as a task about it would be judged).
 Private = Callable[[str], bool] | None
-
-
-def _allowed(settings: Settings, path: str, private: Private = None) -> bool:
-    """Whether ``path`` may be quoted in a prompt: privacy.localOnly files only while
-    no model server is configured."""
-    if not settings.backends:
-        return True
-    return not (private(path) if private else local_only(settings, [path]))
 
 
 class RecentSnippets:
@@ -140,12 +132,12 @@ def repo_snippet(index: Any, request: CompletionRequest, rel: str, settings: Set
     lines_of = files or FileLines()
     candidates = []
     for hit in hits:
-        if hit.path == rel or not _allowed(settings, hit.path, private):
+        if hit.path == rel or not shareable(settings, hit.path, private):
             continue  # the document window shows its own file
         lines = lines_of(Path(index.root) / hit.path)
         if lines is not None:
             candidates.append((hit.path, lines, hit.start_line - 1, hit.end_line))
-    if keep is not None and not _allowed(settings, keep.path, private):
+    if keep is not None and not shareable(settings, keep.path, private):
         keep = None  # (a model server was configured since)
     return best_snippet(above, candidates, keep=keep)
 
