@@ -77,10 +77,9 @@ async def generate_commit_message(
     started = time.perf_counter()
     if changes is None:
         changes = await asyncio.to_thread(gitdiff.read_changes, repo)
-    private = local_only(settings, [p for f in changes.files for p in (f.path, f.old_path) if p])
+    private = local_only(settings, _paths(changes.files))
     # A past commit is a worked example in the prompt: none of a local-only file.
-    changes.past = [c for c in changes.past if not local_only(
-        settings, [p for f in c.files for p in (f.path, f.old_path) if p])]
+    changes.past = [c for c in changes.past if not local_only(settings, _paths(c.files))]
     if private:
         run.keep_local(f"the diff touches {', '.join(private[:3])}"
                        f"{' and more' if len(private) > 3 else ''} (privacy.localOnly)")
@@ -188,6 +187,11 @@ async def generate_commit_message(
             return CommitResult(valid, changes, notices, summarised,
                                 time.perf_counter() - started, source="structure")
     raise msg.CommitMessageError(refused + "; write it yourself or configure a larger model")
+
+
+def _paths(files: list[gitdiff.FileDiff]) -> list[str]:
+    """Every path ``files`` touch: a rename's old one too (`git mv .env app.cfg`)."""
+    return [p for f in files for p in (f.path, f.old_path) if p]
 
 
 def commit_style(settings: Settings, changes: gitdiff.Changes) -> str:

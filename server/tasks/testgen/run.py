@@ -49,6 +49,14 @@ class TestsResult:
     warnings: list[str] = dataclasses.field(default_factory=list)  # walls the sandbox lacked
 
 
+def _failure(ran: sandbox.RunResult, name: str) -> str | None:
+    """Why the test ``name`` did not pass in ``ran``; None when it passed."""
+    outcome = ran.outcomes.get(name)
+    if outcome is not None and outcome.passed:
+        return None
+    return outcome.message if outcome else (ran.error or "the test did not run")
+
+
 @routed
 async def generate_tests(
     run: TaskRun, settings: Settings, *, root: Path, rel: str, source: str,
@@ -157,12 +165,11 @@ async def generate_tests(
         warnings = ran.warnings
         failed_now = []
         for case in cases:
-            outcome = ran.outcomes.get(case.name)
-            if outcome is not None and outcome.passed:
+            failure = _failure(ran, case.name)
+            if failure is None:
                 passing.append(case)
             else:
-                message = outcome.message if outcome else (ran.error or "the test did not run")
-                failed_now.append((case, message))
+                failed_now.append((case, failure))
         log.info("tests for %s, round %d: %d passed, %d failed", fn.qualname, rounds,
                  len(cases) - len(failed_now), len(failed_now))
         failing = {c.name: (c, m) for c, m in failed_now}  # a later round's fix replaces
@@ -189,11 +196,10 @@ async def generate_tests(
             progress(f"running the {len(passing)} kept tests again, as they will be inserted")
         ran = await sandboxed(testgen.merge(old_text, passing, import_line), passing)
         for case in passing:
-            outcome = ran.outcomes.get(case.name)
-            if outcome is None or not outcome.passed:
+            failure = _failure(ran, case.name)
+            if failure is not None:
                 failing[case.name] = (case, "passed only beside tests that were left out: "
-                                      + (outcome.message if outcome else ran.error
-                                         or "the test did not run"))
+                                      + failure)
         passing = [case for case in passing if case.name not in failing]
     new_text = testgen.merge(old_text, passing, import_line) if passing else None
     if passing:
