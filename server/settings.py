@@ -387,9 +387,9 @@ def _check_url(value: str) -> None:
         raise SettingError(f"{shown!r} names no host")
     if parts.query or parts.fragment:
         # The API's paths are appended to it (`/v1?key=…/models`), and errors and
-        # `hearth doctor` show the URL: a key goes in apiKey or apiKeyCommand.
+        # `hearth doctor` show the URL: a key goes in apiKeyEnv or apiKeyCommand.
         raise SettingError(f"{re.sub(r'[?#].*', '', shown)!r} is followed by a query or "
-                           "fragment: give the server's base URL, and a key in apiKey or "
+                           "fragment: give the server's base URL, and a key in apiKeyEnv or "
                            "apiKeyCommand")
 
 

@@ -128,7 +128,8 @@ review = ["nowhere"]
     # A password is not repeated in the message (nor shown in the editor's popup); a key
     # in the query would be appended to by every path, and shown in every error.
     assert "backends.port.url: 'http://***@127.0.0.1:99999/v1' is not a usable URL" in problems
-    assert "backends.query.url: 'https://example.org/v1' is followed by a query" in problems
+    assert "backends.query.url: 'https://example.org/v1' is followed by a query or fragment: " \
+        "give the server's base URL, and a key in apiKeyEnv or apiKeyCommand" in problems
     assert "hunter2" not in problems and "k3y" not in problems
     assert "backends.typo.timeout: unknown setting" in problems
     assert "backends.typo.retries: expected a whole number" in problems
